@@ -1,0 +1,214 @@
+import CSupport
+import Frame
+import SliceIO
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// `bigslice-bench kernels`: each C kernel through its Swift wrapper, next to a baseline
+/// measured in the same run, on one core.
+struct KernelBenchmarks {
+  var rows: Int
+  var repeats: Int
+  var report: Reporter
+
+  func run() throws {
+    report.header("Kernels: \(rows) rows, one core, median of \(repeats)")
+    try hash()
+    try radix()
+    try combiner()
+    try blocks()
+  }
+
+  /// key = splitmix64(i) % distinct, as in BENCHMARKS.md.
+  func keyColumn(distinct: UInt64, seed: UInt64 = 0) -> Column {
+    Column.scalar(Int64.self, count: rows) { out in
+      for i in 0..<out.count { out[i] = Int64(splitmix64(UInt64(i) &+ seed) % distinct) }
+    }
+  }
+
+  func hash() throws {
+    let column = Column.scalar(UInt64.self, count: rows) { out in
+      for i in 0..<out.count { out[i] = splitmix64(UInt64(i)) }
+    }
+    let out = UnsafeMutablePointer<UInt64>.allocate(capacity: rows)
+    defer { out.deallocate() }
+    let ours = try median(repeats) { try column.hash(seed: 7, into: out) }
+    let check = out[rows / 2]
+    let base = median(repeats) {
+      column.scalars(UInt64.self).withUnsafeBufferPointer { bs_bench_hash_u64_baseline($0.baseAddress, rows, 7, out) }
+    }
+    precondition(out[rows / 2] == check, "hash kernel disagrees with the baseline")
+    report.emit(Measurement(
+      bench: "hash int64 column (XXH3)", rows: rows, seconds: ours, baseline: "C loop XXH3_64bits_withSeed",
+      baselineSeconds: base, notes: "\(fmt(Double(rows * 8) / ours / 1e9, 2)) GB/s"))
+  }
+
+  func radix() throws {
+    for (label, distinct) in [("random u64", UInt64.max), ("u64 in [0, 1M)", 1_000_000)] {
+      let values = [UInt64](unsafeUninitializedCapacity: rows) { buf, n in
+        for i in 0..<rows { buf[i] = distinct == .max ? splitmix64(UInt64(i)) : splitmix64(UInt64(i)) % distinct }
+        n = rows
+      }
+      let frame = try Frame([Column(values)])
+      var perm: [UInt32] = []
+      let ours = try median(repeats) { perm = try frame.sortPermutation(.keys) }
+      precondition(zip(perm, perm.dropFirst()).allSatisfy { values[Int($0.0)] <= values[Int($0.1)] }, "radix sort is not sorted")
+      perm = []
+      var copy: [UInt64] = []
+      let base = median(repeats, setup: { copy = values }) { copy.sort() }
+      report.emit(Measurement(
+        bench: "radix sort permutation, \(label)", rows: rows, seconds: ours, baseline: "Swift sort() of the values",
+        baselineSeconds: base))
+    }
+  }
+
+  func combiner() throws {
+    let distinct: UInt64 = 1_000_000
+    let keys = keyColumn(distinct: distinct)
+    let values = Column.scalar(Int64.self, count: rows) { out in
+      for i in 0..<out.count { out[i] = Int64(splitmix64(UInt64(i) &+ (1 << 40)) % 1000) }
+    }
+    let batch = 65_536
+    var groups = 0
+    var checksum: UInt64 = 0
+    let ours = try median(repeats) {
+      let c = try Combiner(keyType: .scalar(.int64))
+      try c.addAggregate(.sum)
+      for start in stride(from: 0, to: rows, by: batch) {
+        let range = start..<min(start + batch, rows)
+        try c.add(keys: keys.slice(range), values: [values.slice(range)], seed: 0)
+      }
+      let (frame, _) = try c.drain()
+      groups = frame.count
+      let k = frame.columns[0].scalars(Int64.self)
+      let s = frame.columns[1].scalars(Int64.self)
+      checksum = (0..<frame.count).reduce(0) { $0 &+ UInt64(bitPattern: k[$1]) &* UInt64(bitPattern: s[$1]) }
+    }
+    var baseChecksum: UInt64 = 0
+    var baseGroups = 0
+    let base = median(repeats) {
+      var dict = [Int64: Int64](minimumCapacity: Int(distinct))
+      let k = keys.scalars(Int64.self)
+      let v = values.scalars(Int64.self)
+      for i in 0..<rows { dict[k[i], default: 0] &+= v[i] }
+      baseGroups = dict.count
+      baseChecksum = dict.reduce(0) { $0 &+ UInt64(bitPattern: $1.key) &* UInt64(bitPattern: $1.value) }
+    }
+    precondition(groups == baseGroups && checksum == baseChecksum, "combiner disagrees with the Dictionary")
+    report.emit(Measurement(
+      bench: "combiner sum, 1M keys", rows: rows, seconds: ours, baseline: "Swift Dictionary", baselineSeconds: base,
+      notes: "\(groups) groups, checksum \(checksum)"))
+  }
+
+  /// Encodes `column` as blocks with `options`; returns the encoded bytes.
+  func encodeBlocks(_ column: Column, _ options: CodecOptions) throws -> ByteWriter {
+    let encoder = FrameEncoder(options: options)
+    let frame = try Frame([column])
+    let step = encoder.rowsPerBlock(frame)
+    let out = ByteWriter(capacity: rows * 8 / 2)
+    for start in stride(from: 0, to: rows, by: step) {
+      try encoder.encode(frame.slice(start..<min(start + step, rows)), into: out)
+    }
+    return out
+  }
+
+  func decodeBlocks(_ bytes: ByteWriter, schema: Schema) throws -> Int {
+    let decoder = FrameDecoder(schema: schema)
+    var offset = 0
+    var total = 0
+    var index = 0
+    while offset < bytes.count {
+      var info = bs_block_info()
+      let size = Int(bs_block_peek(bytes.base + offset, bytes.count - offset, &info))
+      precondition(size > 0, "bad block in benchmark data")
+      if case .frame(let f) = try decoder.decode(UnsafeRawBufferPointer(start: bytes.base + offset, count: size), source: "bench", index: index) {
+        total += f.count
+      }
+      offset += size
+      index += 1
+    }
+    return total
+  }
+
+  func blocks() throws {
+    let column = keyColumn(distinct: 1_000_000)
+    let raw = column.scalars(Int64.self)
+    let rawBytes = rows * 8
+    let schema = Schema([.scalar(.int64)])
+    let zbuf = UnsafeMutableRawPointer.allocate(byteCount: rawBytes + rawBytes / 8 + 65536, alignment: 16)
+    let back = UnsafeMutableRawPointer.allocate(byteCount: rawBytes, alignment: 16)
+    defer {
+      zbuf.deallocate()
+      back.deallocate()
+    }
+
+    // Our block writer against one ZSTD_compress call at the same level, on the same bytes.
+    for level: Int32 in [1, -1] {
+      var encoded: ByteWriter? = nil
+      let ours = try median(repeats) { encoded = try encodeBlocks(column, CodecOptions(level: level, transform: .none)) }
+      var zsize: Int64 = 0
+      let base = median(repeats) {
+        zsize = raw.withUnsafeBufferPointer { bs_bench_zstd_compress($0.baseAddress, rawBytes, level, zbuf, rawBytes + rawBytes / 8 + 65536) }
+      }
+      report.emit(Measurement(
+        bench: "block write, zstd \(level)", rows: rows, seconds: ours, baseline: "one ZSTD_compress, level \(level)",
+        baselineSeconds: base,
+        notes: "ratio \(fmt(Double(rawBytes) / Double(encoded!.count), 2)) vs \(fmt(Double(rawBytes) / Double(zsize), 2)), \(fmt(Double(rawBytes) / ours / 1e6, 0)) MB/s"))
+      var decodedRows = 0
+      let oursRead = try median(repeats) { decodedRows = try decodeBlocks(encoded!, schema: schema) }
+      precondition(decodedRows == rows, "block read lost rows")
+      let baseRead = median(repeats) { _ = bs_bench_zstd_decompress(zbuf, Int(zsize), back, rawBytes) }
+      report.emit(Measurement(
+        bench: "block read, zstd \(level)", rows: rows, seconds: oursRead, baseline: "one ZSTD_decompress",
+        baselineSeconds: baseRead, notes: "\(fmt(Double(rawBytes) / oursRead / 1e6, 0)) MB/s"))
+    }
+
+    // Levels and transforms: what the spill default is chosen by.
+    report.note("\nCodec choice for spill files (one core; MB/s of raw bytes):")
+    report.note("level  transform     write MB/s  read MB/s  ratio")
+    for level: Int32 in [-7, -3, -1, 1, 3] {
+      for transform in [ColumnTransform.none, .byteShuffle] {
+        var encoded: ByteWriter? = nil
+        let w = try median(repeats) { encoded = try encodeBlocks(column, CodecOptions(level: level, transform: transform)) }
+        let r = try median(repeats) { _ = try decodeBlocks(encoded!, schema: schema) }
+        report.note(
+          "\(pad(String(level), 6)) \(pad("\(transform)", 13)) \(pad(fmt(Double(rawBytes) / w / 1e6, 0), 11)) "
+            + "\(pad(fmt(Double(rawBytes) / r / 1e6, 0), 10)) \(fmt(Double(rawBytes) / Double(encoded!.count), 2))")
+      }
+    }
+
+    // Spilling to this disk: the default codec against writing the raw bytes, both synced.
+    let dir = try SpillDirectory(parent: "/var/tmp")
+    var spillBytes = 0
+    let spill = try median(repeats) {
+      let writer = try SpillWriter(directory: dir, schema: schema)
+      try writer.write(try Frame([column]))
+      let file = try writer.finish()
+      spillBytes = file.bytes
+      sync(path: file.path)
+    }
+    let rawPath = dir.path + "/raw"
+    let rawWrite = median(repeats) {
+      let fd = open(rawPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+      var done = 0
+      raw.withUnsafeBufferPointer { p in
+        while done < rawBytes { done += write(fd, UnsafeRawPointer(p.baseAddress!) + done, min(rawBytes - done, 1 << 24)) }
+      }
+      fsync(fd)
+      close(fd)
+    }
+    unlink(rawPath)
+    report.emit(Measurement(
+      bench: "spill write to disk (default codec)", rows: rows, seconds: spill, baseline: "write(2) raw bytes",
+      baselineSeconds: rawWrite,
+      notes: "fsync'd; \(fmt(Double(rawBytes) / spill / 1e6, 0)) vs \(fmt(Double(rawBytes) / rawWrite / 1e6, 0)) MB/s, \(spillBytes / 1_000_000) MB on disk"))
+  }
+
+  func sync(path: String) {
+    let fd = open(path, O_RDONLY)
+    fsync(fd)
+    close(fd)
+  }
+}

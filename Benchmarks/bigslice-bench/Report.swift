@@ -1,0 +1,84 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// One measured benchmark next to its baseline from the same run.
+struct Measurement {
+  var bench: String
+  var rows: Int
+  var seconds: Double
+  var baseline: String
+  var baselineSeconds: Double
+  /// Extra columns for the table (throughput, compression ratio, …).
+  var notes: String = ""
+
+  /// Above 1 when we are faster than the baseline.
+  var ratio: Double { baselineSeconds / seconds }
+}
+
+/// Peak resident set size of this process so far, in bytes.
+func peakRSS() -> Int {
+  var usage = rusage()
+  getrusage(RUSAGE_SELF, &usage)
+  return usage.ru_maxrss * 1024
+}
+
+/// Seconds taken by `body`, median of `repeats` runs. `setup` runs before each, untimed.
+func median(_ repeats: Int, setup: () -> Void = {}, _ body: () throws -> Void) rethrows -> Double {
+  var times: [Double] = []
+  for _ in 0..<max(1, repeats) {
+    setup()
+    let start = ContinuousClock.now
+    try body()
+    let d = ContinuousClock.now - start
+    times.append(Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
+  }
+  times.sort()
+  return times[times.count / 2]
+}
+
+/// Prints measurements as a table, or as one JSON object per line.
+struct Reporter {
+  var json: Bool
+
+  func header(_ title: String) {
+    if !json { print("\n## \(title)\n") }
+  }
+
+  func emit(_ m: Measurement) {
+    if json {
+      let name = m.bench.replacingOccurrences(of: "\"", with: "'")
+      print(
+        "{\"bench\": \"\(name)\", \"rows\": \(m.rows), \"seconds\": \(fmt(m.seconds, 4)), \"baseline\": \"\(m.baseline)\", "
+          + "\"baseline_seconds\": \(fmt(m.baselineSeconds, 4)), \"ratio\": \(fmt(m.ratio, 3)), \"peak_rss_bytes\": \(peakRSS())}")
+    } else {
+      let rate = Double(m.rows) / m.seconds / 1e6
+      let baseRate = Double(m.rows) / m.baselineSeconds / 1e6
+      print(
+        "\(pad(m.bench, 34)) \(pad(fmt(m.seconds, 3) + " s", 10)) \(pad(fmt(rate, 1) + " M rows/s", 16)) "
+          + "vs \(pad(m.baseline, 28)) \(pad(fmt(m.baselineSeconds, 3) + " s", 10)) \(pad(fmt(baseRate, 1) + " M rows/s", 16)) "
+          + "ratio \(fmt(m.ratio, 2))×  \(m.notes)")
+    }
+    fflush(stdout)
+  }
+
+  func note(_ text: String) {
+    if !json { print(text) }
+  }
+}
+
+func fmt(_ x: Double, _ digits: Int) -> String {
+  guard x.isFinite else { return "\(x)" }
+  var s = String(Int((x * pow(10, Double(digits))).rounded()))
+  let negative = s.hasPrefix("-")
+  if negative { s.removeFirst() }
+  while s.count <= digits { s = "0" + s }
+  if digits > 0 { s.insert(".", at: s.index(s.endIndex, offsetBy: -digits)) }
+  return (negative ? "-" : "") + s
+}
+
+func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+
+extension String {
+  func replacingOccurrences(of a: String, with b: String) -> String { split(separator: Character(a), omittingEmptySubsequences: false).joined(separator: b) }
+}

@@ -1,0 +1,59 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+let usage = """
+  usage: bigslice-bench kernels [--rows N] [--repeat R] [--json]
+
+    kernels   the C kernels through their Swift wrappers (hash, radix sort, combiner, blocks),
+              each next to a baseline measured in the same run, on one core.
+    --rows    rows per kernel (default 100000000)
+    --repeat  runs per measurement; the median is reported (default 3)
+    --json    one JSON object per line: bench, rows, seconds, baseline, baseline_seconds,
+              ratio (baseline/ours, above 1 when faster), peak_rss_bytes
+  """
+
+var args = Array(CommandLine.arguments.dropFirst())
+var rows = 100_000_000
+var repeats = 3
+var json = false
+var command: String? = nil
+while !args.isEmpty {
+  let arg = args.removeFirst()
+  switch arg {
+  case "--rows": rows = Int(args.isEmpty ? "" : args.removeFirst()) ?? -1
+  case "--repeat": repeats = Int(args.isEmpty ? "" : args.removeFirst()) ?? -1
+  case "--json": json = true
+  case "-h", "--help":
+    print(usage)
+    exit(0)
+  default:
+    if command == nil && !arg.hasPrefix("-") {
+      command = arg
+    } else {
+      FileHandleStderr.write("bigslice-bench: unknown argument \(arg)\n\(usage)\n")
+      exit(2)
+    }
+  }
+}
+guard rows > 0, repeats > 0 else {
+  FileHandleStderr.write("bigslice-bench: --rows and --repeat take positive whole numbers\n")
+  exit(2)
+}
+
+do {
+  switch command {
+  case "kernels":
+    try KernelBenchmarks(rows: rows, repeats: repeats, report: Reporter(json: json)).run()
+  default:
+    FileHandleStderr.write(usage + "\n")
+    exit(2)
+  }
+} catch {
+  FileHandleStderr.write("bigslice-bench: \(error)\n")
+  exit(1)
+}
+
+enum FileHandleStderr {
+  static func write(_ s: String) { fputs(s, stderr) }
+}

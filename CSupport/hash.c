@@ -1,0 +1,158 @@
+/* Hashing, partitioning and gathering of whole columns. See bs_hash.h. */
+#include "bs_hash.h"
+#include "bs_error.h"
+
+#include <string.h>
+
+/* One loop per width so that XXH3 is inlined with a constant length (the length dispatch
+ * inside XXH3 folds away and only the 1-3, 4-8 or 9-16 byte path remains). */
+int bs_hash_fixed(const void *data, size_t width, size_t n, uint64_t seed, uint64_t *out) {
+  if (n == 0) return (width == 1 || width == 2 || width == 4 || width == 8 || width == 16)
+                         ? BS_OK : BS_EINVAL;
+  if (data == NULL || out == NULL) return BS_EINVAL;
+  const uint8_t *p = (const uint8_t *)data;
+  switch (width) {
+  case 1:
+    for (size_t i = 0; i < n; i++) out[i] = XXH3_64bits_withSeed(p + i, 1, seed);
+    return BS_OK;
+  case 2:
+    for (size_t i = 0; i < n; i++) {
+      uint16_t v;
+      memcpy(&v, p + 2 * i, 2);
+      out[i] = XXH3_64bits_withSeed(&v, 2, seed);
+    }
+    return BS_OK;
+  case 4:
+    for (size_t i = 0; i < n; i++) {
+      uint32_t v;
+      memcpy(&v, p + 4 * i, 4);
+      out[i] = XXH3_64bits_withSeed(&v, 4, seed);
+    }
+    return BS_OK;
+  case 8:
+    for (size_t i = 0; i < n; i++) {
+      uint64_t v;
+      memcpy(&v, p + 8 * i, 8);
+      out[i] = XXH3_64bits_withSeed(&v, 8, seed);
+    }
+    return BS_OK;
+  case 16:
+    for (size_t i = 0; i < n; i++) out[i] = XXH3_64bits_withSeed(p + 16 * i, 16, seed);
+    return BS_OK;
+  default:
+    return BS_EINVAL;
+  }
+}
+
+void bs_hash_bytes(const int64_t *offsets, const uint8_t *bytes, size_t n, uint64_t seed,
+                   uint64_t *out) {
+  if (n == 0 || offsets == NULL || out == NULL) return;
+  int64_t prev = offsets[0];
+  for (size_t i = 0; i < n; i++) {
+    int64_t next = offsets[i + 1];
+    /* Documented precondition: non-decreasing and in bounds. A decreasing pair is hashed as
+     * the empty string rather than read with a wrapped length. */
+    size_t len = next > prev ? (size_t)(next - prev) : 0;
+    out[i] = XXH3_64bits_withSeed(len ? bytes + prev : NULL, len, seed);
+    prev = next;
+  }
+}
+
+void bs_hash_combine(uint64_t *acc, const uint64_t *h, size_t n) {
+  if (n == 0 || acc == NULL || h == NULL) return;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t v = h[i];
+    acc[i] = XXH3_64bits_withSeed(&v, 8, acc[i]);
+  }
+}
+
+int bs_hash_partition(const uint64_t *h, size_t n, uint32_t nparts, uint32_t *part) {
+  if (nparts == 0) return BS_EINVAL;
+  if (n == 0) return BS_OK;
+  if (h == NULL || part == NULL) return BS_EINVAL;
+  for (size_t i = 0; i < n; i++)
+    part[i] = (uint32_t)(((unsigned __int128)h[i] * nparts) >> 64);
+  return BS_OK;
+}
+
+/* Counting sort without scratch memory: starts[] serves as histogram, then as the scatter
+ * cursors (which end up one partition ahead), then is shifted back into place. */
+int bs_partition_permutation(const uint32_t *part, size_t n, uint32_t nparts, uint64_t *starts,
+                             uint32_t *perm) {
+  if (nparts == 0 || starts == NULL) return BS_EINVAL;
+  if (n > UINT32_MAX) return BS_EINVAL;
+  if (n > 0 && (part == NULL || perm == NULL)) return BS_EINVAL;
+  memset(starts, 0, ((size_t)nparts + 1) * sizeof *starts);
+  for (size_t i = 0; i < n; i++) {
+    uint32_t p = part[i];
+    if (p >= nparts) return BS_EINVAL;
+    starts[p + 1]++;
+  }
+  for (size_t p = 1; p <= nparts; p++) starts[p] += starts[p - 1];
+  /* starts[p] = first row of partition p; starts[nparts] = n. */
+  for (size_t i = 0; i < n; i++) perm[starts[part[i]]++] = (uint32_t)i;
+  /* Now starts[p] = end of partition p = start of p+1 (starts[nparts] is still n). */
+  for (size_t p = nparts; p-- > 1;) starts[p] = starts[p - 1];
+  starts[0] = 0;
+  return BS_OK;
+}
+
+int bs_gather_fixed(const void *src, size_t width, const uint32_t *perm, size_t n, void *dst) {
+  if (!(width == 1 || width == 2 || width == 4 || width == 8 || width == 16)) return BS_EINVAL;
+  if (n == 0) return BS_OK;
+  if (src == NULL || perm == NULL || dst == NULL) return BS_EINVAL;
+  const uint8_t *s = (const uint8_t *)src;
+  uint8_t *d = (uint8_t *)dst;
+  switch (width) {
+  case 1:
+    for (size_t i = 0; i < n; i++) d[i] = s[perm[i]];
+    break;
+  case 2:
+    for (size_t i = 0; i < n; i++) memcpy(d + 2 * i, s + 2 * (size_t)perm[i], 2);
+    break;
+  case 4:
+    for (size_t i = 0; i < n; i++) memcpy(d + 4 * i, s + 4 * (size_t)perm[i], 4);
+    break;
+  case 8:
+    for (size_t i = 0; i < n; i++) memcpy(d + 8 * i, s + 8 * (size_t)perm[i], 8);
+    break;
+  default:
+    for (size_t i = 0; i < n; i++) memcpy(d + 16 * i, s + 16 * (size_t)perm[i], 16);
+    break;
+  }
+  return BS_OK;
+}
+
+int64_t bs_gather_bytes_offsets(const int64_t *src_offsets, const uint32_t *perm, size_t n,
+                                int64_t *dst_offsets) {
+  if (dst_offsets == NULL) return BS_EINVAL;
+  dst_offsets[0] = 0;
+  if (n == 0) return 0;
+  if (src_offsets == NULL || perm == NULL) return BS_EINVAL;
+  uint64_t total = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t p = perm[i];
+    int64_t a = src_offsets[p], b = src_offsets[(size_t)p + 1];
+    if (a < 0 || b < a) return BS_EINVAL;
+    total += (uint64_t)(b - a);
+    if (total > (uint64_t)INT64_MAX) return BS_EINVAL;
+    dst_offsets[i + 1] = (int64_t)total;
+  }
+  return (int64_t)total;
+}
+
+void bs_gather_bytes(const int64_t *src_offsets, const uint8_t *src_bytes, const uint32_t *perm,
+                     size_t n, const int64_t *dst_offsets, uint8_t *dst_bytes) {
+  if (n == 0 || src_offsets == NULL || src_bytes == NULL || perm == NULL ||
+      dst_offsets == NULL || dst_bytes == NULL)
+    return;
+  for (size_t i = 0; i < n; i++) {
+    int64_t d0 = dst_offsets[i], d1 = dst_offsets[i + 1];
+    if (d1 <= d0) continue;
+    memcpy(dst_bytes + d0, src_bytes + src_offsets[perm[i]], (size_t)(d1 - d0));
+  }
+}
+
+void bs_bench_hash_u64_baseline(const uint64_t *v, size_t n, uint64_t seed, uint64_t *out) {
+  for (size_t i = 0; i < n; i++) out[i] = XXH3_64bits_withSeed(&v[i], 8, seed);
+}

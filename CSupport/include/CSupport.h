@@ -1,0 +1,9 @@
+/* Umbrella header of the C core: hashing, radix sort, the combiner table and blocks. */
+#ifndef CSUPPORT_H
+#define CSUPPORT_H
+#include "bs_error.h"
+#include "bs_hash.h"
+#include "bs_radix.h"
+#include "bs_combiner.h"
+#include "bs_block.h"
+#endif

@@ -1,0 +1,91 @@
+/* The one block format, on disk and on the wire: spill files, shuffle partitions and cache
+ * files are sequences of blocks.
+ *
+ * Header, 40 bytes, little-endian:
+ *   0  u32 magic "BSBK" (0x4B425342)
+ *   4  u16 version (1)
+ *   6  u16 codec: 0 = stored raw, 1 = zstd
+ *   8  u64 rows            (opaque to the block layer; the frame codec's row count)
+ *   16 u32 raw_len         (<= BS_BLOCK_MAX_RAW)
+ *   20 u32 payload_len     (bytes after the header; == raw_len when stored raw)
+ *   24 u64 raw_checksum    XXH3-64 of the raw bytes, seed 0
+ *   32 u64 header_checksum XXH3-64 of header bytes 0..<32, seed 0
+ * then payload_len bytes.
+ *
+ * The decoder checks, in order: enough bytes for a header, magic, version, header checksum,
+ * codec, lengths against their bounds and the input, zstd, the decompressed size, and the
+ * raw checksum. A single flipped bit anywhere in a block fails one of these checks. */
+#ifndef BS_BLOCK_H
+#define BS_BLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BS_BLOCK_MAGIC 0x4B425342u
+#define BS_BLOCK_VERSION 1u
+#define BS_BLOCK_HEADER_SIZE 40u
+#define BS_BLOCK_MAX_RAW (1u << 30)
+
+typedef enum { BS_CODEC_RAW = 0, BS_CODEC_ZSTD = 1 } bs_codec;
+
+typedef struct {
+  uint64_t rows;
+  uint32_t raw_len;
+  uint32_t payload_len;
+  uint16_t codec;
+  uint64_t raw_checksum;
+} bs_block_info;
+
+/* A reusable compression / decompression context (wraps ZSTD_CCtx / ZSTD_DCtx). One per
+ * thread; NULL on OOM. */
+typedef struct bs_block_encoder bs_block_encoder;
+typedef struct bs_block_decoder bs_block_decoder;
+bs_block_encoder *bs_block_encoder_new(void);
+void bs_block_encoder_free(bs_block_encoder *e);
+bs_block_decoder *bs_block_decoder_new(void);
+void bs_block_decoder_free(bs_block_decoder *d);
+
+/* Largest encoded size of raw_len bytes: use it to size dst. */
+size_t bs_block_bound(size_t raw_len);
+
+/* Encodes raw[0..<raw_len] as one block into dst. level is a zstd level (negative levels are
+ * zstd's fast modes); BS_BLOCK_LEVEL_RAW stores the bytes uncompressed. When zstd does not
+ * shrink the bytes, the block is stored raw. Returns the block's total size, or BS_EINVAL
+ * (raw_len over the bound, NULL), BS_EDSTSIZE, BS_ECOMPRESS. */
+#define BS_BLOCK_LEVEL_RAW (-1000)
+int64_t bs_block_encode(bs_block_encoder *e, const void *raw, size_t raw_len, uint64_t rows,
+                        int level, void *dst, size_t dst_cap);
+
+/* Validates a header (magic, version, header checksum, codec, length bounds) from the first
+ * len bytes of src and fills info. Returns the block's total size (header + payload) so a
+ * stream reader knows how much to read, or BS_ESHORT (len < header size), BS_EMAGIC,
+ * BS_EVERSION, BS_EHEADER, BS_ECODEC, BS_ELENGTH. */
+int64_t bs_block_peek(const void *src, size_t len, bs_block_info *info);
+
+/* Decodes the block at src[0..<len] into dst (capacity dst_cap >= info.raw_len), after
+ * every check above, and fills info. Returns the raw length, or any error of bs_block_peek,
+ * BS_ESHORT (payload truncated), BS_EDSTSIZE, BS_EDECOMPRESS, BS_ELENGTH (decompressed size
+ * differs from raw_len), BS_ECHECKSUM. Never reads outside src[0..<len] or writes outside
+ * dst[0..<dst_cap]. */
+int64_t bs_block_decode(bs_block_decoder *d, const void *src, size_t len, void *dst,
+                        size_t dst_cap, bs_block_info *info);
+
+/* Byte transposition of n elements of the given width (2, 4, 8 or 16): byte j of element i
+ * goes to dst[j * n + i]. Groups the high bytes of small integers so zstd packs them.
+ * Returns BS_OK or BS_EINVAL. bs_byte_unshuffle inverts it. src and dst must not overlap. */
+int bs_byte_shuffle(const void *src, size_t width, size_t n, void *dst);
+int bs_byte_unshuffle(const void *src, size_t width, size_t n, void *dst);
+
+/* Baseline for benchmarks: one ZSTD_compress call at level, returning the compressed size or
+ * BS_ECOMPRESS; and one ZSTD_decompress. */
+int64_t bs_bench_zstd_compress(const void *src, size_t len, int level, void *dst, size_t cap);
+int64_t bs_bench_zstd_decompress(const void *src, size_t len, void *dst, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

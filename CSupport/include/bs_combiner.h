@@ -1,0 +1,88 @@
+/* The combiner: an open-addressing hash table (linear probing, power-of-two capacity) that
+ * maps keys to dense group ids 0, 1, 2, … in order of first appearance, with built-in
+ * aggregates over those ids.
+ *
+ * Keys are either u64 (any fixed-width key up to 8 bytes, widened by the caller) or byte
+ * strings. The caller passes each key's hash (bs_hash_*), so a column is hashed once and the
+ * same hash serves partitioning and combining; tests can force collisions this way.
+ *
+ * Group-id mode: bs_comb_groups_* fills gids, and the caller combines any value type
+ * column-at-a-time with them. Built-in mode: bs_comb_update_* folds value columns into the
+ * aggregates declared with bs_comb_add_agg.
+ *
+ * The table never shrinks by itself; bs_comb_bytes reports its memory so the caller can spill
+ * (drain in hash order with bs_comb_hash_order, then bs_comb_reset). */
+#ifndef BS_COMBINER_H
+#define BS_COMBINER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { BS_COMB_KEY_U64 = 1, BS_COMB_KEY_BYTES = 2 } bs_comb_key_kind;
+
+typedef enum {
+  BS_AGG_SUM_I64 = 1, BS_AGG_MIN_I64, BS_AGG_MAX_I64,
+  BS_AGG_SUM_F64, BS_AGG_MIN_F64, BS_AGG_MAX_F64,
+  BS_AGG_COUNT, /* an i64 count of rows per group; needs no value column */
+} bs_agg_kind;
+
+/* At most this many aggregates per combiner. */
+#define BS_COMB_MAX_AGGS 16
+
+typedef struct bs_combiner bs_combiner;
+
+/* A new, empty combiner sized for about expected_groups groups. NULL on bad kind or OOM. */
+bs_combiner *bs_comb_new(bs_comb_key_kind kind, size_t expected_groups);
+void bs_comb_free(bs_combiner *c);
+
+/* Drops every group and returns the memory to a small table. Aggregates stay declared. */
+void bs_comb_reset(bs_combiner *c);
+
+/* Declares an aggregate and returns its index (>= 0), or BS_EINVAL (bad kind, too many, or
+ * groups already exist). Sums wrap on i64 overflow (two's complement), as Swift's &+. */
+int bs_comb_add_agg(bs_combiner *c, bs_agg_kind kind);
+
+/* gids[i] = group id of keys[i], inserting new keys. Returns the number of new groups, or
+ * BS_EINVAL (wrong key kind) / BS_ENOMEM (the table could not grow; the groups of rows
+ * before the failure are inserted and their gids are valid up to the returned error's row,
+ * which the caller should treat as fatal for this batch). */
+int64_t bs_comb_groups_u64(bs_combiner *c, const uint64_t *keys, const uint64_t *hashes,
+                           size_t n, uint32_t *gids);
+/* The same for byte-string keys: key i is bytes[offsets[i] ..< offsets[i+1]]. */
+int64_t bs_comb_groups_bytes(bs_combiner *c, const int64_t *offsets, const uint8_t *bytes,
+                             const uint64_t *hashes, size_t n, uint32_t *gids);
+
+/* Folds vals[i] into aggregate agg of group gids[i]. The aggregate's kind must match the
+ * function (i64 or f64 family; count takes no values). Returns BS_OK or BS_EINVAL. */
+int bs_comb_update_i64(bs_combiner *c, int agg, const uint32_t *gids, const int64_t *vals,
+                       size_t n);
+int bs_comb_update_f64(bs_combiner *c, int agg, const uint32_t *gids, const double *vals,
+                       size_t n);
+int bs_comb_update_count(bs_combiner *c, int agg, const uint32_t *gids, size_t n);
+
+/* Number of groups, and bytes held (table, keys, hashes and aggregates). */
+size_t bs_comb_groups(const bs_combiner *c);
+size_t bs_comb_bytes(const bs_combiner *c);
+
+/* Per-group arrays, indexed by group id, valid until the next insert, reset or free.
+ * keys_u64 is NULL for a byte-string combiner; key_offsets (groups+1 entries) and key_bytes
+ * are NULL for a u64 combiner. agg_values points at int64_t or double values by kind. */
+const uint64_t *bs_comb_hashes(const bs_combiner *c);
+const uint64_t *bs_comb_keys_u64(const bs_combiner *c);
+const int64_t *bs_comb_key_offsets(const bs_combiner *c);
+const uint8_t *bs_comb_key_bytes(const bs_combiner *c);
+const void *bs_comb_agg_values(const bs_combiner *c, int agg);
+
+/* perm[0..<groups] = group ids in ascending hash order, ties by group id. Scratch: tmp_keys
+ * and tmp_perm hold `groups` entries each, keys_buf holds `groups` u64. */
+int bs_comb_hash_order(const bs_combiner *c, uint32_t *perm, uint64_t *keys_buf,
+                       uint64_t *tmp_keys, uint32_t *tmp_perm);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,22 @@
+/* Error codes shared by every CSupport kernel. Functions return 0 (or a size) on success and
+ * one of these negative codes on failure; none of them aborts or prints. */
+#ifndef BS_ERROR_H
+#define BS_ERROR_H
+
+enum {
+  BS_OK = 0,
+  BS_EINVAL = -1,          /* an argument is out of its documented range */
+  BS_ENOMEM = -2,          /* an allocation failed */
+  BS_ESHORT = -3,          /* block: fewer bytes than the header or the header's lengths need */
+  BS_EMAGIC = -4,          /* block: the magic number is wrong (not a block) */
+  BS_EVERSION = -5,        /* block: a version this code does not read */
+  BS_EHEADER = -6,         /* block: the header checksum does not match the header */
+  BS_ECODEC = -7,          /* block: unknown codec, or reserved bits set */
+  BS_ELENGTH = -8,         /* block: a length is over its bound or inconsistent */
+  BS_EDECOMPRESS = -9,     /* block: zstd rejected the payload */
+  BS_ECHECKSUM = -10,      /* block: the payload checksum does not match */
+  BS_EDSTSIZE = -11,       /* the destination buffer is too small */
+  BS_ECOMPRESS = -12,      /* block: zstd failed to compress */
+};
+
+#endif

@@ -1,0 +1,44 @@
+/* LSD radix sort over u64 keys, returning a permutation of row indices.
+ *
+ * Keys of other types are first mapped to u64 by an order-preserving transform, so the one
+ * sort serves signed and unsigned integers, floats, and (hash, row) pairs. */
+#ifndef BS_RADIX_H
+#define BS_RADIX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The kinds of fixed-width values that have an order-preserving u64 transform. */
+typedef enum {
+  BS_KEY_U8 = 1, BS_KEY_U16, BS_KEY_U32, BS_KEY_U64,
+  BS_KEY_I8, BS_KEY_I16, BS_KEY_I32, BS_KEY_I64,
+  BS_KEY_F32, BS_KEY_F64,
+} bs_key_kind;
+
+/* dst[i] = an u64 whose unsigned order is the natural order of src[i]: unsigned values are
+ * zero-extended, signed ones have the sign bit flipped, floats use the IEEE total-order trick
+ * (-0.0 sorts before +0.0; NaNs sort after +inf, or before -inf with the sign bit set).
+ * Returns BS_OK, or BS_EINVAL for an unknown kind. */
+int bs_radix_keys(bs_key_kind kind, const void *src, size_t n, uint64_t *dst);
+
+/* Sorts keys[0..<n] ascending, stably, with 11-bit LSD digits, skipping every pass in which
+ * all keys share the digit.
+ * - keys is sorted in place.
+ * - perm (optional, may be NULL) is permuted along with the keys: pass the identity
+ *   (bs_iota_u32) to get, on return, perm[i] = original index of the i-th smallest key.
+ * - tmp_keys must hold n keys; tmp_perm must hold n entries when perm is not NULL.
+ * Returns BS_OK, or BS_EINVAL when n > UINT32_MAX with a permutation, or a NULL buffer. */
+int bs_radix_sort_u64(uint64_t *keys, uint32_t *perm, size_t n, uint64_t *tmp_keys,
+                      uint32_t *tmp_perm);
+
+/* perm[i] = i. */
+void bs_iota_u32(uint32_t *perm, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

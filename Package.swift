@@ -1,0 +1,29 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+  name: "Bigslice",
+  products: [
+    .library(name: "Frame", targets: ["Frame"]),
+    .library(name: "SliceIO", targets: ["SliceIO"]),
+  ],
+  targets: [
+    // C kernels: XXH3 hashing (header-inlined, so libxxhash-dev's header is needed but no
+    // link), radix sort, the combiner table and zstd blocks.
+    .target(
+      name: "CSupport",
+      path: "CSupport",
+      cSettings: [.define("XXH_INLINE_ALL")],
+      linkerSettings: [.linkedLibrary("zstd")]
+    ),
+    .target(name: "Frame", dependencies: ["CSupport"]),
+    .target(name: "SliceIO", dependencies: ["Frame", "CSupport"]),
+    .executableTarget(
+      name: "bigslice-bench",
+      dependencies: ["Frame", "SliceIO", "CSupport"],
+      path: "Benchmarks/bigslice-bench"
+    ),
+    .testTarget(name: "FrameTests", dependencies: ["Frame", "CSupport"]),
+    .testTarget(name: "SliceIOTests", dependencies: ["SliceIO", "Frame", "CSupport"]),
+  ]
+)

@@ -1,0 +1,390 @@
+import CSupport
+
+/// Owns the contiguous buffer of a fixed-width column. Immutable once built.
+@usableFromInline
+final class ScalarStorage: @unchecked Sendable {
+  @usableFromInline let base: UnsafeMutableRawPointer
+  let byteCount: Int
+
+  init(byteCount: Int) {
+    self.byteCount = byteCount
+    base = .allocate(byteCount: max(byteCount, 1), alignment: 64)
+  }
+
+  deinit { base.deallocate() }
+}
+
+/// Owns the offsets and bytes of a variable-width column. `offsets` has `rows + 1` entries,
+/// non-decreasing, absolute positions in `bytes`, so a column slice shares both buffers.
+@usableFromInline
+final class BytesStorage: @unchecked Sendable {
+  @usableFromInline let offsets: UnsafeMutablePointer<Int64>
+  @usableFromInline let bytes: UnsafeMutablePointer<UInt8>
+  let rows: Int
+  let byteCount: Int
+
+  init(rows: Int, byteCount: Int) {
+    self.rows = rows
+    self.byteCount = byteCount
+    offsets = .allocate(capacity: rows + 1)
+    bytes = .allocate(capacity: max(byteCount, 1))
+  }
+
+  /// Takes ownership of buffers allocated with `allocate`.
+  init(offsets: UnsafeMutablePointer<Int64>, rows: Int, bytes: UnsafeMutablePointer<UInt8>, byteCount: Int) {
+    self.offsets = offsets
+    self.rows = rows
+    self.bytes = bytes
+    self.byteCount = byteCount
+  }
+
+  deinit {
+    offsets.deallocate()
+    bytes.deallocate()
+  }
+}
+
+/// Holds the values of a boxed column.
+@usableFromInline
+final class BoxedStorage<T: Codable & Hashable & Sendable>: @unchecked Sendable {
+  @usableFromInline let values: [T]
+  init(_ values: [T]) { self.values = values }
+}
+
+/// A typed, immutable column of values.
+///
+/// A column is a view (`offset`, `count`) into storage it shares, so slicing is free and
+/// copying a `Column` copies a reference. Fixed-width scalars are one contiguous buffer,
+/// strings and byte arrays are offsets plus bytes (the Arrow layout), and any other
+/// `Codable & Hashable` type is a boxed Swift array.
+public struct Column: @unchecked Sendable {
+  @usableFromInline
+  enum Storage {
+    case scalar(ScalarStorage)
+    case bytes(BytesStorage)
+    case boxed(AnyObject)
+  }
+
+  /// The type of every value in the column.
+  public let type: ColumnType
+  /// The number of rows.
+  public let count: Int
+  /// The first row of this view within its storage.
+  @usableFromInline let offset: Int
+  @usableFromInline let storage: Storage
+
+  @usableFromInline
+  init(type: ColumnType, count: Int, offset: Int, storage: Storage) {
+    self.type = type
+    self.count = count
+    self.offset = offset
+    self.storage = storage
+  }
+
+  // MARK: Building
+
+  /// A scalar column holding `values`. Cost: one copy.
+  public init<T: ScalarValue>(_ values: [T]) {
+    self = Column.scalar(T.self, count: values.count) { out in
+      _ = out.initialize(from: values)
+    }
+  }
+
+  /// A scalar column of `count` values written by `body`, which must initialise every
+  /// element of the buffer it is given. This is the fast way to build a column: no
+  /// intermediate array.
+  public static func scalar<T: ScalarValue>(
+    _ type: T.Type, count: Int, initializingWith body: (UnsafeMutableBufferPointer<T>) throws -> Void
+  ) rethrows -> Column {
+    precondition(count >= 0, "negative column length")
+    let storage = ScalarStorage(byteCount: count * MemoryLayout<T>.stride)
+    try body(UnsafeMutableBufferPointer(start: storage.base.assumingMemoryBound(to: T.self), count: count))
+    return Column(type: T.columnType, count: count, offset: 0, storage: .scalar(storage))
+  }
+
+  /// A string column. Cost: one copy of the UTF-8 bytes.
+  public init(strings: some Sequence<String>) {
+    var builder = BytesColumnBuilder(type: .string)
+    for var s in strings { builder.append(&s) }
+    self = builder.finish()
+  }
+
+  /// A byte-array column. Cost: one copy of the bytes.
+  public init(byteArrays: some Sequence<[UInt8]>) {
+    var builder = BytesColumnBuilder(type: .bytes)
+    for b in byteArrays { b.withUnsafeBytes { builder.append(bytes: $0) } }
+    self = builder.finish()
+  }
+
+  /// A boxed column of any `Codable & Hashable` type. The type is registered with default
+  /// `BoxedOps` if it is not yet registered.
+  public init<T: Codable & Hashable & Sendable>(boxed values: [T]) {
+    let ops = BoxedOps.opsOrRegisterDefault(T.self)
+    self.init(type: .boxed(ops.name), count: values.count, offset: 0, storage: .boxed(BoxedStorage(values)))
+  }
+
+  /// A column of `values` in the layout that suits `T`: scalar, offsets+bytes, or boxed.
+  /// The type switch happens once per column.
+  public static func make<T: Hashable & Sendable>(_ values: [T]) throws -> Column {
+    if let column = try ColumnBridge.make(values) { return column }
+    throw FrameError.unsupported("type \(T.self) is neither a ColumnValue nor Codable")
+  }
+
+  /// An empty column of the given type.
+  public static func empty(_ type: ColumnType) throws -> Column {
+    switch type {
+    case .scalar:
+      return Column(type: type, count: 0, offset: 0, storage: .scalar(ScalarStorage(byteCount: 0)))
+    case .string, .bytes:
+      let storage = BytesStorage(rows: 0, byteCount: 0)
+      storage.offsets[0] = 0
+      return Column(type: type, count: 0, offset: 0, storage: .bytes(storage))
+    case .boxed(let name):
+      return try BoxedOps.lookup(name).makeColumn(decoding: [])
+    }
+  }
+
+  // MARK: Views
+
+  /// A zero-copy view of rows `range`.
+  public func slice(_ range: Range<Int>) -> Column {
+    precondition(range.lowerBound >= 0 && range.upperBound <= count, "slice \(range) out of 0..<\(count)")
+    return Column(type: type, count: range.count, offset: offset + range.lowerBound, storage: storage)
+  }
+
+  /// The values of a scalar column as `T`. Traps when `T` does not have this column's layout
+  /// (a programming error: check `type` first where the type is not known statically).
+  @inlinable
+  public func scalars<T: ScalarValue>(_: T.Type) -> ScalarView<T> {
+    guard case .scalar(let s) = storage, case .scalar(let kind) = type, kind == T.scalarKind else {
+      preconditionFailure("column of type \(type) read as \(T.self)")
+    }
+    return ScalarView(owner: s, base: UnsafePointer(s.base.assumingMemoryBound(to: T.self)) + offset, count: count)
+  }
+
+  /// The values of a string or byte-array column as raw byte ranges.
+  @inlinable
+  public var variableWidth: BytesView {
+    guard case .bytes(let s) = storage else { preconditionFailure("column of type \(type) read as bytes") }
+    return BytesView(owner: s, offsets: UnsafePointer(s.offsets) + offset, bytes: UnsafePointer(s.bytes), count: count)
+  }
+
+  /// The values of a boxed column. Traps when `T` is not the boxed type.
+  public func boxed<T: Codable & Hashable & Sendable>(_: T.Type) -> ArraySlice<T> {
+    guard case .boxed(let s) = storage, let typed = s as? BoxedStorage<T> else {
+      preconditionFailure("column of type \(type) read as boxed \(T.self)")
+    }
+    return typed.values[offset..<(offset + count)]
+  }
+
+  /// The value at row `i`, type-erased. Slow: for tests, debugging and printing.
+  public func anyValue(at i: Int) -> AnyHashable {
+    precondition(i >= 0 && i < count, "row \(i) out of 0..<\(count)")
+    switch type {
+    case .scalar(let kind):
+      switch kind {
+      case .int8: return AnyHashable(scalars(Int8.self)[i])
+      case .int16: return AnyHashable(scalars(Int16.self)[i])
+      case .int32: return AnyHashable(scalars(Int32.self)[i])
+      case .int64: return AnyHashable(scalars(Int64.self)[i])
+      case .uint8: return AnyHashable(scalars(UInt8.self)[i])
+      case .uint16: return AnyHashable(scalars(UInt16.self)[i])
+      case .uint32: return AnyHashable(scalars(UInt32.self)[i])
+      case .uint64: return AnyHashable(scalars(UInt64.self)[i])
+      case .float: return AnyHashable(scalars(Float.self)[i])
+      case .double: return AnyHashable(scalars(Double.self)[i])
+      case .bool: return AnyHashable(scalars(Bool.self)[i])
+      }
+    case .string: return AnyHashable(variableWidth.string(at: i))
+    case .bytes: return AnyHashable(variableWidth.bytes(at: i))
+    case .boxed:
+      guard case .boxed(let s) = storage else { preconditionFailure("boxed column without boxed storage") }
+      return (s as! any AnyBoxedStorage).anyValue(at: offset + i)
+    }
+  }
+
+  /// Bytes of memory this view's values occupy (its share of the storage, not the storage).
+  public var byteCount: Int {
+    switch storage {
+    case .scalar: return count * (type.scalarWidth ?? 0)
+    case .bytes(let s):
+      return Int(s.offsets[offset + count] - s.offsets[offset]) + 8 * (count + 1)
+    case .boxed(let s): return (s as! any AnyBoxedStorage).estimatedBytes(offset: offset, count: count)
+    }
+  }
+}
+
+extension ColumnType {
+  /// Bytes per value of a scalar type, nil for the others.
+  public var scalarWidth: Int? {
+    if case .scalar(let kind) = self { return kind.width }
+    return nil
+  }
+}
+
+/// A read-only view of a scalar column's values. It keeps the column's storage alive, so it
+/// may outlive the `Column` it came from.
+public struct ScalarView<T: ScalarValue>: RandomAccessCollection, @unchecked Sendable {
+  @usableFromInline let owner: ScalarStorage
+  /// The first value. Valid while this view is alive.
+  public let base: UnsafePointer<T>
+  public let count: Int
+
+  @inlinable
+  init(owner: ScalarStorage, base: UnsafePointer<T>, count: Int) {
+    self.owner = owner
+    self.base = base
+    self.count = count
+  }
+
+  @inlinable public var startIndex: Int { 0 }
+  @inlinable public var endIndex: Int { count }
+  @inlinable public subscript(i: Int) -> T {
+    precondition(i >= 0 && i < count, "row out of range")
+    return base[i]
+  }
+
+  /// Runs `body` over the values as a buffer.
+  @inlinable
+  public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<T>) throws -> R) rethrows -> R {
+    try withExtendedLifetime(owner) { try body(UnsafeBufferPointer(start: base, count: count)) }
+  }
+}
+
+/// A read-only view of a string or byte-array column: row `i` is
+/// `bytes[offsets[i] ..< offsets[i+1]]`.
+public struct BytesView: @unchecked Sendable {
+  @usableFromInline let owner: BytesStorage
+  /// `count + 1` absolute offsets into `bytes`.
+  public let offsets: UnsafePointer<Int64>
+  /// The bytes of the whole storage.
+  public let bytes: UnsafePointer<UInt8>
+  public let count: Int
+
+  @inlinable
+  init(owner: BytesStorage, offsets: UnsafePointer<Int64>, bytes: UnsafePointer<UInt8>, count: Int) {
+    self.owner = owner
+    self.offsets = offsets
+    self.bytes = bytes
+    self.count = count
+  }
+
+  /// The bytes of row `i`, valid while this view is alive.
+  @inlinable
+  public func raw(at i: Int) -> UnsafeBufferPointer<UInt8> {
+    precondition(i >= 0 && i < count, "row out of range")
+    let start = Int(offsets[i])
+    return UnsafeBufferPointer(start: bytes + start, count: Int(offsets[i + 1]) - start)
+  }
+
+  /// Row `i` as a String (invalid UTF-8 is repaired with U+FFFD).
+  @inlinable
+  public func string(at i: Int) -> String {
+    withExtendedLifetime(owner) { String(decoding: raw(at: i), as: UTF8.self) }
+  }
+
+  /// Row `i` as a byte array.
+  @inlinable
+  public func bytes(at i: Int) -> [UInt8] {
+    withExtendedLifetime(owner) { Array(raw(at: i)) }
+  }
+
+  /// Three-way comparison of row `i` with row `j` of `other`: unsigned bytes, then length.
+  @inlinable
+  public func compare(_ i: Int, _ other: BytesView, _ j: Int) -> Int {
+    let a = raw(at: i)
+    let b = other.raw(at: j)
+    let n = Swift.min(a.count, b.count)
+    if n > 0 {
+      let c = memcmp(a.baseAddress!, b.baseAddress!, n)
+      if c != 0 { return c < 0 ? -1 : 1 }
+    }
+    return a.count == b.count ? 0 : (a.count < b.count ? -1 : 1)
+  }
+}
+
+/// Appends strings or byte arrays into a new offsets+bytes column. Growth is geometric.
+public struct BytesColumnBuilder: ~Copyable {
+  private let isString: Bool
+  private var offsets: UnsafeMutablePointer<Int64>
+  private var offsetCapacity: Int
+  private var bytes: UnsafeMutablePointer<UInt8>
+  private var byteCapacity: Int
+  /// Rows appended so far.
+  public private(set) var count = 0
+
+  /// A builder for a `.string` or `.bytes` column, sized for about `rows` rows of
+  /// `bytesPerRow` bytes.
+  public init(type: ColumnType, rows: Int = 1024, bytesPerRow: Int = 16) {
+    precondition(type.isVariableWidth, "BytesColumnBuilder builds string or bytes columns, not \(type)")
+    isString = type == .string
+    offsetCapacity = max(rows, 16) + 1
+    offsets = .allocate(capacity: offsetCapacity)
+    offsets[0] = 0
+    byteCapacity = max(rows * bytesPerRow, 64)
+    bytes = .allocate(capacity: byteCapacity)
+  }
+
+  deinit {
+    offsets.deallocate()
+    bytes.deallocate()
+  }
+
+  private var byteCount: Int { Int(offsets[count]) }
+
+  private mutating func reserve(rows extra: Int, bytes extraBytes: Int) {
+    if count + extra + 1 > offsetCapacity {
+      let newCapacity = max(offsetCapacity * 2, count + extra + 1)
+      let grown = UnsafeMutablePointer<Int64>.allocate(capacity: newCapacity)
+      grown.update(from: offsets, count: count + 1)
+      offsets.deallocate()
+      offsets = grown
+      offsetCapacity = newCapacity
+    }
+    let used = byteCount
+    if used + extraBytes > byteCapacity {
+      let newCapacity = max(byteCapacity * 2, used + extraBytes)
+      let grown = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
+      grown.update(from: bytes, count: used)
+      bytes.deallocate()
+      bytes = grown
+      byteCapacity = newCapacity
+    }
+  }
+
+  /// Appends one row holding `raw`.
+  public mutating func append(bytes raw: UnsafeRawBufferPointer) {
+    reserve(rows: 1, bytes: raw.count)
+    let used = byteCount
+    if raw.count > 0 { (bytes + used).update(from: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: raw.count) }
+    offsets[count + 1] = Int64(used + raw.count)
+    count += 1
+  }
+
+  /// Appends one row holding the UTF-8 of `s`.
+  public mutating func append(_ s: inout String) {
+    s.withUTF8 { append(bytes: UnsafeRawBufferPointer($0)) }
+  }
+
+  /// Appends one row holding the UTF-8 of `s`.
+  public mutating func append(_ s: String) {
+    var s = s
+    append(&s)
+  }
+
+  /// The column built so far. The builder's buffers move into the column.
+  public consuming func finish() -> Column {
+    let storage = BytesStorage(offsets: offsets, rows: count, bytes: bytes, byteCount: byteCount)
+    let column = Column(type: isString ? .string : .bytes, count: count, offset: 0, storage: .bytes(storage))
+    discard self
+    return column
+  }
+}
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif

@@ -1,0 +1,244 @@
+import CSupport
+
+/// A hash table that groups rows by key and combines their values, column-at-a-time, in C.
+///
+/// Keys are one column: a scalar (grouped by its bits) or a string / byte array. Two modes:
+/// - built-in aggregates (`sum`, `min`, `max` over `Int64` or `Double` columns, and `count`),
+///   folded in C with no closure per row;
+/// - group ids (`groupIDs`), with which the caller combines any other value type itself.
+///
+/// `byteCount` reports the memory held, so the owner can `drain` a sorted run to disk when
+/// over budget. Not thread-safe: one combiner per task.
+public final class Combiner {
+  /// A built-in aggregate.
+  public enum Aggregate: Sendable, Hashable {
+    case sum, min, max, count
+  }
+
+  /// The type of the key column.
+  public let keyType: ColumnType
+  /// The declared aggregates with their value types (`count` has `.int64`).
+  public private(set) var aggregates: [(aggregate: Aggregate, valueType: ScalarKind)] = []
+  private let handle: OpaquePointer
+  private let keyWidth: Int?
+  private var scratchKeys: UnsafeMutablePointer<UInt64>?
+  private var scratchCapacity = 0
+
+  /// A combiner for keys of `keyType`, sized for about `expectedGroups` groups.
+  /// - Throws: `FrameError.unsupported` for boxed keys; `FrameError.outOfMemory`.
+  public init(keyType: ColumnType, expectedGroups: Int = 1024) throws {
+    self.keyType = keyType
+    let kind: bs_comb_key_kind
+    switch keyType {
+    case .scalar(let k):
+      kind = BS_COMB_KEY_U64
+      keyWidth = k.width
+    case .string, .bytes:
+      kind = BS_COMB_KEY_BYTES
+      keyWidth = nil
+    case .boxed(let name):
+      throw FrameError.unsupported("combiner keys of boxed type \(name); group them with a Swift dictionary")
+    }
+    guard let h = bs_comb_new(kind, expectedGroups) else {
+      throw FrameError.outOfMemory("combiner table for \(expectedGroups) groups")
+    }
+    handle = h
+  }
+
+  deinit {
+    bs_comb_free(handle)
+    scratchKeys?.deallocate()
+  }
+
+  /// Declares a built-in aggregate over a value column of `valueType` (`.int64` or `.double`;
+  /// ignored for `count`) and returns its index. Declare all aggregates before the first row.
+  /// - Throws: `FrameError.unsupported` for another value type or after rows were added.
+  @discardableResult
+  public func addAggregate(_ aggregate: Aggregate, valueType: ScalarKind = .int64) throws -> Int {
+    let kind: bs_agg_kind
+    switch (aggregate, valueType) {
+    case (.count, _): kind = BS_AGG_COUNT
+    case (.sum, .int64): kind = BS_AGG_SUM_I64
+    case (.min, .int64): kind = BS_AGG_MIN_I64
+    case (.max, .int64): kind = BS_AGG_MAX_I64
+    case (.sum, .double): kind = BS_AGG_SUM_F64
+    case (.min, .double): kind = BS_AGG_MIN_F64
+    case (.max, .double): kind = BS_AGG_MAX_F64
+    default: throw FrameError.unsupported("built-in \(aggregate) over \(valueType) values (use int64 or double)")
+    }
+    let index = bs_comb_add_agg(handle, kind)
+    guard index >= 0 else { throw FrameError.unsupported("declaring aggregate \(aggregate) after rows were added") }
+    aggregates.append((aggregate, aggregate == .count ? .int64 : valueType))
+    return Int(index)
+  }
+
+  /// The number of groups.
+  public var groupCount: Int { bs_comb_groups(handle) }
+  /// Bytes of memory held by the table, keys and aggregates.
+  public var byteCount: Int { bs_comb_bytes(handle) }
+
+  /// Maps each key to its group id (dense, in order of first appearance), inserting new keys.
+  /// `hashes` are the keys' hashes (`Column.hash`). Returns the number of new groups.
+  /// - Throws: `FrameError.typeMismatch`, `FrameError.outOfMemory`.
+  @discardableResult
+  public func groupIDs(keys: Column, hashes: UnsafePointer<UInt64>, into gids: UnsafeMutablePointer<UInt32>) throws -> Int {
+    guard keys.type == keyType else { throw FrameError.typeMismatch(expected: keyType.description, found: keys.type.description) }
+    let n = keys.count
+    let result: Int64
+    switch keys.storage {
+    case .scalar(let s):
+      let width = keyWidth!
+      let base = s.base + keys.offset * width
+      if width == 8 {
+        result = bs_comb_groups_u64(handle, base.assumingMemoryBound(to: UInt64.self), hashes, n, gids)
+      } else {
+        let wide = scratch(n)
+        switch width {
+        case 1: widen(base.assumingMemoryBound(to: UInt8.self), n, wide)
+        case 2: widen(base.assumingMemoryBound(to: UInt16.self), n, wide)
+        default: widen(base.assumingMemoryBound(to: UInt32.self), n, wide)
+        }
+        result = bs_comb_groups_u64(handle, wide, hashes, n, gids)
+      }
+    case .bytes(let s):
+      result = bs_comb_groups_bytes(handle, s.offsets + keys.offset, s.bytes, hashes, n, gids)
+    case .boxed:
+      throw FrameError.unsupported("boxed combiner keys")
+    }
+    if result < 0 { throw FrameError.outOfMemory("combiner table growing past \(groupCount) groups") }
+    return Int(result)
+  }
+
+  /// Folds `values` (an `.int64` or `.double` column; any column for `count`) into aggregate
+  /// `index`, row `i` into group `gids[i]`.
+  /// - Throws: `FrameError.typeMismatch` when the column does not match the aggregate.
+  public func update(_ index: Int, values: Column, gids: UnsafePointer<UInt32>) throws {
+    let (aggregate, valueType) = aggregates[index]
+    if aggregate == .count {
+      _ = bs_comb_update_count(handle, Int32(index), gids, values.count)
+      return
+    }
+    guard values.type == .scalar(valueType) else {
+      throw FrameError.typeMismatch(expected: "\(valueType)", found: values.type.description)
+    }
+    switch valueType {
+    case .int64:
+      values.scalars(Int64.self).withUnsafeBufferPointer {
+        _ = bs_comb_update_i64(handle, Int32(index), gids, $0.baseAddress, $0.count)
+      }
+    default:
+      values.scalars(Double.self).withUnsafeBufferPointer {
+        _ = bs_comb_update_f64(handle, Int32(index), gids, $0.baseAddress, $0.count)
+      }
+    }
+  }
+
+  /// Groups a whole frame: hashes `keys` with `seed`, then folds each aggregate's value column.
+  /// `values[i]` feeds aggregate `i`. The convenience path for built-in reductions.
+  public func add(keys: Column, values: [Column], seed: UInt64) throws {
+    let n = keys.count
+    let hashes = UnsafeMutablePointer<UInt64>.allocate(capacity: max(n, 1))
+    let gids = UnsafeMutablePointer<UInt32>.allocate(capacity: max(n, 1))
+    defer {
+      hashes.deallocate()
+      gids.deallocate()
+    }
+    try keys.hash(seed: seed, into: hashes)
+    try groupIDs(keys: keys, hashes: hashes, into: gids)
+    for (i, v) in values.enumerated() { try update(i, values: v, gids: gids) }
+  }
+
+  /// Every group as a frame `[key, aggregate 0, aggregate 1, …]` (prefix 1) sorted by
+  /// (hash, key), with the hashes in the same order; then empties the combiner. The order is
+  /// the one `SortOrder.hash` gives, so drained runs merge directly.
+  public func drain() throws -> (frame: Frame, hashes: [UInt64]) {
+    let groups = groupCount
+    var perm = [UInt32](repeating: 0, count: groups)
+    var sortedHashes = [UInt64](repeating: 0, count: groups)
+    var tmpKeys = [UInt64](repeating: 0, count: groups)
+    var tmpPerm = [UInt32](repeating: 0, count: groups)
+    perm.withUnsafeMutableBufferPointer { p in
+      sortedHashes.withUnsafeMutableBufferPointer { k in
+        tmpKeys.withUnsafeMutableBufferPointer { tk in
+          tmpPerm.withUnsafeMutableBufferPointer { tp in
+            _ = bs_comb_hash_order(handle, p.baseAddress, k.baseAddress, tk.baseAddress, tp.baseAddress)
+          }
+        }
+      }
+    }
+    // `sortedHashes` holds the hashes in sorted order (the radix sort sorted them in place).
+    let keys = keyColumnInGroupOrder(groups)
+    var start = 0
+    while start < groups {
+      var end = start + 1
+      while end < groups && sortedHashes[end] == sortedHashes[start] { end += 1 }
+      if end - start > 1 {
+        perm[start..<end].sort { a, b in
+          let c = keys.compare(Int(a), keys, Int(b))
+          return c != 0 ? c < 0 : a < b
+        }
+      }
+      start = end
+    }
+    var columns = [keys.gather(perm)]
+    for (i, (_, valueType)) in aggregates.enumerated() {
+      let values = bs_comb_agg_values(handle, Int32(i))!
+      columns.append(Column.gatherScalar(kind: valueType, from: values, perm: perm))
+    }
+    let frame = Frame(unchecked: columns, count: groups, prefix: 1)
+    reset()
+    return (frame, sortedHashes)
+  }
+
+  /// Drops every group, keeping the declared aggregates.
+  public func reset() { bs_comb_reset(handle) }
+
+  private func keyColumnInGroupOrder(_ groups: Int) -> Column {
+    switch keyType {
+    case .scalar(let kind):
+      let keys = bs_comb_keys_u64(handle)!
+      let out = ScalarStorage(byteCount: groups * kind.width)
+      switch kind.width {
+      case 1: narrow(keys, groups, out.base.assumingMemoryBound(to: UInt8.self))
+      case 2: narrow(keys, groups, out.base.assumingMemoryBound(to: UInt16.self))
+      case 4: narrow(keys, groups, out.base.assumingMemoryBound(to: UInt32.self))
+      default: out.base.copyMemory(from: keys, byteCount: groups * 8)
+      }
+      return Column(type: keyType, count: groups, offset: 0, storage: .scalar(out))
+    default:
+      let offsets = bs_comb_key_offsets(handle)!
+      let bytes = bs_comb_key_bytes(handle)!
+      let total = Int(offsets[groups])
+      let out = BytesStorage(rows: groups, byteCount: total)
+      out.offsets.update(from: offsets, count: groups + 1)
+      if total > 0 { out.bytes.update(from: bytes, count: total) }
+      return Column(type: keyType, count: groups, offset: 0, storage: .bytes(out))
+    }
+  }
+
+  private func scratch(_ n: Int) -> UnsafeMutablePointer<UInt64> {
+    if n > scratchCapacity {
+      scratchKeys?.deallocate()
+      scratchKeys = .allocate(capacity: n)
+      scratchCapacity = n
+    }
+    return scratchKeys!
+  }
+}
+
+private func widen<T: FixedWidthInteger>(_ src: UnsafePointer<T>, _ n: Int, _ dst: UnsafeMutablePointer<UInt64>) {
+  for i in 0..<n { dst[i] = UInt64(src[i]) }
+}
+
+private func narrow<T: FixedWidthInteger>(_ src: UnsafePointer<UInt64>, _ n: Int, _ dst: UnsafeMutablePointer<T>) {
+  for i in 0..<n { dst[i] = T(truncatingIfNeeded: src[i]) }
+}
+
+extension Column {
+  /// A scalar column with `values[perm[0]], values[perm[1]], …` read from raw memory.
+  static func gatherScalar(kind: ScalarKind, from values: UnsafeRawPointer, perm: [UInt32]) -> Column {
+    let out = ScalarStorage(byteCount: perm.count * kind.width)
+    perm.withUnsafeBufferPointer { _ = bs_gather_fixed(values, kind.width, $0.baseAddress, $0.count, out.base) }
+    return Column(type: .scalar(kind), count: perm.count, offset: 0, storage: .scalar(out))
+  }
+}

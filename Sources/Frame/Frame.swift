@@ -1,0 +1,125 @@
+import CSupport
+
+/// A batch of rows: a schema plus equal-length columns.
+///
+/// Frames are values; their columns share immutable storage, so slicing and copying a frame
+/// are free. Operators pass frames of a few thousand to a few tens of thousands of rows
+/// (`Frame.defaultRows`) between each other.
+public struct Frame: Sendable {
+  /// The rows in a frame when an operator is free to choose: large enough that per-frame costs
+  /// vanish, small enough to stay in cache.
+  public static let defaultRows = 16_384
+
+  /// The columns, all of length `count`.
+  public let columns: [Column]
+  /// The number of rows.
+  public let count: Int
+  /// The number of leading columns that form the key.
+  public let prefix: Int
+
+  /// A frame of `columns` whose first `prefix` columns form the key.
+  /// - Throws: `FrameError.lengthMismatch` when the columns differ in length.
+  public init(_ columns: [Column], prefix: Int = 1) throws {
+    let count = columns.first?.count ?? 0
+    for (i, c) in columns.enumerated() where c.count != count {
+      throw FrameError.lengthMismatch(column: i, expected: count, found: c.count)
+    }
+    self.columns = columns
+    self.count = count
+    self.prefix = max(0, min(prefix, columns.count))
+  }
+
+  init(unchecked columns: [Column], count: Int, prefix: Int) {
+    self.columns = columns
+    self.count = count
+    self.prefix = prefix
+  }
+
+  /// An empty frame of `schema`.
+  public static func empty(_ schema: Schema) throws -> Frame {
+    Frame(unchecked: try schema.types.map { try Column.empty($0) }, count: 0, prefix: schema.prefix)
+  }
+
+  /// The column types and key prefix.
+  public var schema: Schema { Schema(columns.map(\.type), prefix: prefix) }
+
+  /// The key columns (the first `prefix`; all columns when `prefix` is 0).
+  public var keyColumns: ArraySlice<Column> { prefix == 0 ? columns[...] : columns[..<prefix] }
+
+  /// Bytes of memory the rows occupy: what a buffer of this frame charges to a budget.
+  public var byteCount: Int { columns.reduce(0) { $0 + $1.byteCount } }
+
+  /// A zero-copy frame of rows `range`.
+  public func slice(_ range: Range<Int>) -> Frame {
+    Frame(unchecked: columns.map { $0.slice(range) }, count: range.count, prefix: prefix)
+  }
+
+  /// A new frame with rows `self[perm[0]], self[perm[1]], …`.
+  public func gather(_ perm: UnsafeBufferPointer<UInt32>) -> Frame {
+    Frame(unchecked: columns.map { $0.gather(perm) }, count: perm.count, prefix: prefix)
+  }
+
+  /// A new frame with rows `self[perm[0]], self[perm[1]], …`.
+  public func gather(_ perm: [UInt32]) -> Frame {
+    perm.withUnsafeBufferPointer { gather($0) }
+  }
+
+  /// One frame holding the rows of `frames` in order.
+  /// - Throws: `FrameError.typeMismatch` when the schemas differ.
+  public static func concat(_ frames: [Frame]) throws -> Frame {
+    guard let first = frames.first else { throw FrameError.unsupported("concatenating no frames") }
+    if frames.count == 1 { return first }
+    for f in frames where f.columns.count != first.columns.count {
+      throw FrameError.typeMismatch(expected: first.schema.description, found: f.schema.description)
+    }
+    let columns = try (0..<first.columns.count).map { i in try Column.concat(frames.map { $0.columns[i] }) }
+    return Frame(unchecked: columns, count: frames.reduce(0) { $0 + $1.count }, prefix: first.prefix)
+  }
+
+  /// The seeded hash of each row's key: the hash of the single key column, or the combined
+  /// hashes of several. Equal keys hash equal on every machine.
+  public func hashKeys(seed: UInt64, into out: UnsafeMutablePointer<UInt64>) throws {
+    let keys = keyColumns
+    try keys.first?.hash(seed: seed, into: out)
+    if keys.count > 1 {
+      let scratch = UnsafeMutablePointer<UInt64>.allocate(capacity: max(count, 1))
+      defer { scratch.deallocate() }
+      for c in keys.dropFirst() {
+        try c.hash(seed: seed, into: scratch)
+        bs_hash_combine(out, scratch, count)
+      }
+    }
+  }
+
+  /// The seeded hash of each row's key, as an array.
+  public func hashKeys(seed: UInt64) throws -> [UInt64] {
+    try [UInt64](unsafeUninitializedCapacity: count) { buf, n in
+      try hashKeys(seed: seed, into: buf.baseAddress!)
+      n = count
+    }
+  }
+
+  /// Three-way comparison of the key of row `i` with the key of row `j` of `other`,
+  /// column by column.
+  public func compareKeys(_ i: Int, _ other: Frame, _ j: Int) -> Int {
+    for (k, c) in keyColumns.enumerated() {
+      let r = c.compare(i, other.columns[k], j)
+      if r != 0 { return r }
+    }
+    return 0
+  }
+
+  /// True when the key of row `i` equals the key of row `j` of `other`.
+  public func equalKeys(_ i: Int, _ other: Frame, _ j: Int) -> Bool {
+    for (k, c) in keyColumns.enumerated() where !c.equal(i, other.columns[k], j) { return false }
+    return true
+  }
+
+  /// The value at row `row` of column `column`, type-erased. For tests and printing.
+  public func anyValue(row: Int, column: Int) -> AnyHashable { columns[column].anyValue(at: row) }
+
+  /// Every row as type-erased values. Slow: for tests and printing.
+  public var anyRows: [[AnyHashable]] {
+    (0..<count).map { r in columns.map { $0.anyValue(at: r) } }
+  }
+}

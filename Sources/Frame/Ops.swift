@@ -1,0 +1,138 @@
+import CSupport
+
+/// Per-column operations: hash, compare, equal, gather and concatenate.
+///
+/// Each function switches on the column type once and then runs one C kernel (or one typed
+/// loop) over the whole column, never a dynamic dispatch per row. Boxed columns go through the
+/// ops registered in `BoxedOps`.
+extension Column {
+  /// Writes the seeded XXH3-64 hash of every row to `out[0..<count]`.
+  ///
+  /// Scalars hash their bits (so `-0.0` and `+0.0` are distinct keys), strings and byte
+  /// arrays their bytes. Identical across processes and machines.
+  /// - Throws: `FrameError.unregisteredType` for a boxed type with no ops.
+  public func hash(seed: UInt64, into out: UnsafeMutablePointer<UInt64>) throws {
+    switch storage {
+    case .scalar(let s):
+      let width = type.scalarWidth!
+      _ = bs_hash_fixed(s.base + offset * width, width, count, seed, out)
+    case .bytes(let s):
+      bs_hash_bytes(s.offsets + offset, s.bytes, count, seed, out)
+    case .boxed:
+      guard case .boxed(let name) = type else { preconditionFailure("boxed storage without boxed type") }
+      try BoxedOps.lookup(name).hash(self, seed: seed, into: out)
+    }
+  }
+
+  /// Three-way comparison of row `i` with row `j` of `other` (same type) in the column's
+  /// natural order: numeric for scalars (floats in IEEE total order), unsigned bytes then
+  /// length for strings and byte arrays, the registered order for boxed values.
+  /// Cost: one type switch; use the sort kernels for bulk work.
+  public func compare(_ i: Int, _ other: Column, _ j: Int) -> Int {
+    switch type {
+    case .scalar(let kind):
+      let a = radixKey(kind, at: i)
+      let b = other.radixKey(kind, at: j)
+      return a == b ? 0 : (a < b ? -1 : 1)
+    case .string, .bytes:
+      return variableWidth.compare(i, other.variableWidth, j)
+    case .boxed(let name):
+      return (try? BoxedOps.lookup(name).compare(self, i, other, j)) ?? 0
+    }
+  }
+
+  /// True when row `i` equals row `j` of `other` (same type). Scalars compare by bits.
+  public func equal(_ i: Int, _ other: Column, _ j: Int) -> Bool {
+    switch type {
+    case .scalar(let kind):
+      return radixKey(kind, at: i) == other.radixKey(kind, at: j)
+    case .string, .bytes:
+      let a = variableWidth.raw(at: i)
+      let b = other.variableWidth.raw(at: j)
+      return a.count == b.count && (a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0)
+    case .boxed(let name):
+      return (try? BoxedOps.lookup(name).equal(self, i, other, j)) ?? false
+    }
+  }
+
+  /// The order-preserving u64 of one scalar row (see `bs_radix_keys`).
+  @usableFromInline
+  func radixKey(_ kind: ScalarKind, at i: Int) -> UInt64 {
+    guard case .scalar(let s) = storage else { preconditionFailure("scalar type without scalar storage") }
+    var key: UInt64 = 0
+    _ = bs_radix_keys(kind.radixKind, s.base + (offset + i) * kind.width, 1, &key)
+    return key
+  }
+
+  /// A new column with rows `self[perm[0]], self[perm[1]], …`. Every index must be < count.
+  public func gather(_ perm: UnsafeBufferPointer<UInt32>) -> Column {
+    switch storage {
+    case .scalar(let s):
+      let width = type.scalarWidth!
+      let out = ScalarStorage(byteCount: perm.count * width)
+      _ = bs_gather_fixed(s.base + offset * width, width, perm.baseAddress, perm.count, out.base)
+      return Column(type: type, count: perm.count, offset: 0, storage: .scalar(out))
+    case .bytes(let s):
+      let offsets = UnsafeMutablePointer<Int64>.allocate(capacity: perm.count + 1)
+      let total = bs_gather_bytes_offsets(s.offsets + offset, perm.baseAddress, perm.count, offsets)
+      let bytes = UnsafeMutablePointer<UInt8>.allocate(capacity: max(Int(total), 1))
+      bs_gather_bytes(s.offsets + offset, s.bytes, perm.baseAddress, perm.count, offsets, bytes)
+      let out = BytesStorage(offsets: offsets, rows: perm.count, bytes: bytes, byteCount: Int(total))
+      return Column(type: type, count: perm.count, offset: 0, storage: .bytes(out))
+    case .boxed:
+      guard case .boxed(let name) = type, let ops = try? BoxedOps.lookup(name) else {
+        preconditionFailure("boxed column of an unregistered type")
+      }
+      return ops.gather(self, perm)
+    }
+  }
+
+  /// A new column with rows `self[perm[0]], self[perm[1]], …`.
+  public func gather(_ perm: [UInt32]) -> Column {
+    perm.withUnsafeBufferPointer { gather($0) }
+  }
+
+  /// One column holding the rows of `columns` in order. All must have the same type.
+  /// - Throws: `FrameError.typeMismatch` when they do not; `FrameError.unregisteredType`.
+  public static func concat(_ columns: [Column]) throws -> Column {
+    guard let first = columns.first else { throw FrameError.unsupported("concatenating no columns") }
+    for c in columns where c.type != first.type {
+      throw FrameError.typeMismatch(expected: first.type.description, found: c.type.description)
+    }
+    if columns.count == 1 { return first }
+    let rows = columns.reduce(0) { $0 + $1.count }
+    switch first.type {
+    case .scalar(let kind):
+      let out = ScalarStorage(byteCount: rows * kind.width)
+      var at = out.base
+      for c in columns {
+        guard case .scalar(let s) = c.storage else { continue }
+        let n = c.count * kind.width
+        at.copyMemory(from: s.base + c.offset * kind.width, byteCount: n)
+        at += n
+      }
+      return Column(type: first.type, count: rows, offset: 0, storage: .scalar(out))
+    case .string, .bytes:
+      let total = columns.reduce(0) { acc, c in
+        let v = c.variableWidth
+        return acc + Int(v.offsets[c.count] - v.offsets[0])
+      }
+      let out = BytesStorage(rows: rows, byteCount: total)
+      var row = 0
+      var byte: Int64 = 0
+      out.offsets[0] = 0
+      for c in columns {
+        let v = c.variableWidth
+        let start = v.offsets[0]
+        let n = Int(v.offsets[c.count] - start)
+        if n > 0 { (out.bytes + Int(byte)).update(from: v.bytes + Int(start), count: n) }
+        for i in 0..<c.count { out.offsets[row + i + 1] = v.offsets[i + 1] - start + byte }
+        row += c.count
+        byte += Int64(n)
+      }
+      return Column(type: first.type, count: rows, offset: 0, storage: .bytes(out))
+    case .boxed(let name):
+      return try BoxedOps.lookup(name).concat(columns)
+    }
+  }
+}

@@ -1,0 +1,81 @@
+import CSupport
+import Frame
+
+/// Compresses raw bytes into blocks (see `bs_block.h` for the format). Holds a reusable zstd
+/// context: one encoder per thread.
+public final class BlockEncoder {
+  /// The zstd level; negative levels are zstd's fast modes, `BlockEncoder.stored` skips
+  /// compression.
+  public let level: Int32
+  /// The level that stores bytes uncompressed.
+  public static let stored = Int32(BS_BLOCK_LEVEL_RAW)
+  private let context: OpaquePointer
+
+  public init(level: Int32) {
+    self.level = level
+    guard let context = bs_block_encoder_new() else { fatalError("out of memory creating a zstd context") }
+    self.context = context
+  }
+
+  deinit { bs_block_encoder_free(context) }
+
+  /// Appends `raw` as one block holding `rows` rows to `out`.
+  /// - Throws: `SliceIOError.frame(.unsupported)` when `raw` is over the 1 GiB block bound.
+  public func encode(_ raw: UnsafeRawBufferPointer, rows: Int, into out: ByteWriter) throws {
+    guard raw.count <= Int(BS_BLOCK_MAX_RAW) else {
+      throw SliceIOError.frame(.unsupported("a block of \(raw.count) bytes (the bound is \(BS_BLOCK_MAX_RAW))"))
+    }
+    let bound = bs_block_bound(raw.count)
+    let dst = out.reserve(bound)
+    let n = bs_block_encode(context, raw.baseAddress, raw.count, UInt64(rows), Int32(level), dst, bound)
+    guard n >= 0 else { throw SliceIOError.frame(.unsupported("zstd failed to compress a block (code \(n))")) }
+    out.commit(Int(n))
+  }
+}
+
+/// Checks and decompresses blocks. Holds a reusable zstd context: one decoder per thread.
+public final class BlockDecoder {
+  private let context: OpaquePointer
+  private let raw = ByteWriter()
+
+  public init() {
+    guard let context = bs_block_decoder_new() else { fatalError("out of memory creating a zstd context") }
+    self.context = context
+  }
+
+  deinit { bs_block_decoder_free(context) }
+
+  /// Decodes the block in `block` (which must hold exactly one whole block) after checking
+  /// every length and both checksums. The returned bytes are valid until the next call.
+  /// - Throws: `SliceIOError.integrity` naming `source`, `index` and the failed check.
+  public func decode(_ block: UnsafeRawBufferPointer, source: String, index: Int) throws -> (raw: UnsafeRawBufferPointer, rows: UInt64) {
+    var info = bs_block_info()
+    let total = bs_block_peek(block.baseAddress, block.count, &info)
+    if total < 0 { throw SliceIOError.integrity(source: source, block: index, problem: problem(total, index)) }
+    raw.removeAll()
+    let dst = raw.reserve(Int(info.raw_len))
+    let n = bs_block_decode(context, block.baseAddress, block.count, dst, Int(info.raw_len), &info)
+    if n < 0 { throw SliceIOError.integrity(source: source, block: index, problem: problem(n, index)) }
+    raw.commit(Int(n))
+    return (raw.bytes, info.rows)
+  }
+
+  private func problem(_ code: Int64, _ index: Int) -> IntegrityProblem {
+    blockProblem(code, index)
+  }
+}
+
+/// Maps a `bs_block` error code to its meaning.
+func blockProblem(_ code: Int64, _ index: Int) -> IntegrityProblem {
+  switch Int(code) {
+  case Int(BS_ESHORT): .truncated("the bytes end inside block \(index)")
+  case Int(BS_EMAGIC): .badMagic
+  case Int(BS_EVERSION): .unsupportedVersion
+  case Int(BS_EHEADER): .headerChecksum
+  case Int(BS_ECODEC): .badCodec
+  case Int(BS_ELENGTH), Int(BS_EDSTSIZE): .badLength
+  case Int(BS_EDECOMPRESS): .decompression
+  case Int(BS_ECHECKSUM): .checksum
+  default: .malformedPayload("block error code \(code)")
+  }
+}

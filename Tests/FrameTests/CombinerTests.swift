@@ -1,0 +1,113 @@
+import Frame
+import Testing
+
+@Suite struct CombinerTests {
+  @Test(arguments: [1, 100, 20_000])
+  func builtInAggregatesEqualADictionary(distinct: Int) throws {
+    var rng = SplitMix64(seed: UInt64(distinct))
+    let combiner = try Combiner(keyType: .scalar(.int64), expectedGroups: 4)
+    try combiner.addAggregate(.sum)
+    try combiner.addAggregate(.min)
+    try combiner.addAggregate(.max)
+    try combiner.addAggregate(.count)
+    var reference: [Int64: (sum: Int64, min: Int64, max: Int64, count: Int64)] = [:]
+    for _ in 0..<5 {
+      let n = Int.random(in: 0...30_000, using: &rng)
+      let keys = (0..<n).map { _ in Int64.random(in: 0..<Int64(distinct), using: &rng) * 7919 - 5000 }
+      let values = (0..<n).map { _ in Int64.random(in: Int64.min...Int64.max, using: &rng) }
+      let v = Column(values)
+      try combiner.add(keys: Column(keys), values: [v, v, v, v], seed: 0)
+      for (k, x) in zip(keys, values) {
+        let r = reference[k] ?? (0, .max, .min, 0)
+        reference[k] = (r.sum &+ x, min(r.min, x), max(r.max, x), r.count + 1)
+      }
+    }
+    #expect(combiner.groupCount == reference.count)
+    #expect(combiner.byteCount > 0)
+    let (frame, hashes) = try combiner.drain()
+    #expect(combiner.groupCount == 0)
+    #expect(frame.count == reference.count)
+    #expect(hashes == (try frame.hashKeys(seed: 0)))
+    #expect(zip(hashes, hashes.dropFirst()).allSatisfy { $0 <= $1 })
+    for row in frame.anyRows {
+      let r = try #require(reference[row[0] as! Int64])
+      #expect(row[1] as! Int64 == r.sum)
+      #expect(row[2] as! Int64 == r.min)
+      #expect(row[3] as! Int64 == r.max)
+      #expect(row[4] as! Int64 == r.count)
+    }
+  }
+
+  @Test func doubleAggregatesEqualADictionary() throws {
+    var rng = SplitMix64(seed: 3)
+    let combiner = try Combiner(keyType: .string)
+    try combiner.addAggregate(.sum, valueType: .double)
+    try combiner.addAggregate(.min, valueType: .double)
+    try combiner.addAggregate(.max, valueType: .double)
+    let keys = (0..<20_000).map { _ in "key-\(Int.random(in: 0..<700, using: &rng))" }
+    let values = (0..<20_000).map { _ in Double(Int.random(in: -1000...1000, using: &rng)) / 8 }
+    let v = Column(values)
+    try combiner.add(keys: Column(strings: keys), values: [v, v, v], seed: 1)
+    var reference: [String: (Double, Double, Double)] = [:]
+    for (k, x) in zip(keys, values) {
+      let r = reference[k] ?? (0, .infinity, -.infinity)
+      reference[k] = (r.0 + x, min(r.1, x), max(r.2, x))
+    }
+    let (frame, _) = try combiner.drain()
+    #expect(frame.count == reference.count)
+    for row in frame.anyRows {
+      let r = try #require(reference[row[0] as! String])
+      #expect(row[1] as! Double == r.0)
+      #expect(row[2] as! Double == r.1)
+      #expect(row[3] as! Double == r.2)
+    }
+  }
+
+  @Test func groupIDsAreDenseAndCorrectUnderForcedHashCollisions() throws {
+    var rng = SplitMix64(seed: 4)
+    for keyType in [ColumnType.scalar(.int64), .string] {
+      let combiner = try Combiner(keyType: keyType, expectedGroups: 2)
+      var firstSeen: [Int64: UInt32] = [:]
+      for _ in 0..<4 {
+        let raw = (0..<3000).map { _ in Int64.random(in: 0..<1500, using: &rng) }
+        let keys = keyType == .string ? Column(strings: raw.map { "s\($0)" }) : Column(raw)
+        // Only 16 distinct hashes: nearly every probe meets a different key with an equal hash.
+        let hashes = raw.map { UInt64($0 & 0xF) }
+        var gids = [UInt32](repeating: 0, count: raw.count)
+        try hashes.withUnsafeBufferPointer { h in
+          try gids.withUnsafeMutableBufferPointer { g in
+            _ = try combiner.groupIDs(keys: keys, hashes: h.baseAddress!, into: g.baseAddress!)
+          }
+        }
+        for (k, g) in zip(raw, gids) {
+          if let expected = firstSeen[k] {
+            #expect(g == expected)
+          } else {
+            #expect(g == UInt32(firstSeen.count), "new keys get the next dense id")
+            firstSeen[k] = g
+          }
+        }
+      }
+      #expect(combiner.groupCount == firstSeen.count)
+    }
+  }
+
+  @Test func narrowKeysComeBackIntact() throws {
+    let keys: [Int8] = [-128, 127, -1, 0, -1, 5]
+    let combiner = try Combiner(keyType: .scalar(.int8))
+    try combiner.addAggregate(.count)
+    try combiner.add(keys: Column(keys), values: [Column(keys)], seed: 0)
+    let (frame, _) = try combiner.drain()
+    let counts = Dictionary(uniqueKeysWithValues: frame.anyRows.map { ($0[0] as! Int8, $0[1] as! Int64) })
+    #expect(counts == [-128: 1, 127: 1, -1: 2, 0: 1, 5: 1])
+  }
+
+  @Test func misuseIsAnErrorNotACrash() throws {
+    #expect(throws: FrameError.self) { try Combiner(keyType: .boxed("Point")) }
+    let combiner = try Combiner(keyType: .scalar(.int64))
+    #expect(throws: FrameError.self) { try combiner.addAggregate(.sum, valueType: .int8) }
+    try combiner.addAggregate(.sum)
+    #expect(throws: FrameError.self) { try combiner.add(keys: Column(strings: ["a"]), values: [Column([Int64(1)])], seed: 0) }
+    #expect(throws: FrameError.self) { try combiner.add(keys: Column([Int64(1)]), values: [Column([1.5])], seed: 0) }
+  }
+}

@@ -1,0 +1,107 @@
+import Frame
+import Testing
+
+/// The stable sort of `values`' indices by `less`: the reference the radix sort must equal.
+func referencePermutation<T>(_ values: [T], _ less: (T, T) -> Bool) -> [UInt32] {
+  values.indices.sorted { a, b in
+    less(values[a], values[b]) || (!less(values[b], values[a]) && a < b)
+  }.map { UInt32($0) }
+}
+
+@Suite struct SortTests {
+  func check<T: ScalarValue>(_ values: [T], _ less: (T, T) -> Bool) throws {
+    let frame = try Frame([Column(values), Column((0..<values.count).map { Int64($0) })])
+    let perm = try frame.sortPermutation(.keys)
+    #expect(perm == referencePermutation(values, less), "\(T.self)")
+  }
+
+  func integers<T: FixedWidthInteger & ScalarValue>(_: T.Type, _ rng: inout SplitMix64) -> [T] {
+    // Few distinct values (stability matters), plus the extremes.
+    let pool = (0..<50).map { _ in T(truncatingIfNeeded: rng.next()) } + [T.min, T.max, 0]
+    return (0..<3000).map { _ in pool.randomElement(using: &rng)! }
+  }
+
+  @Test func radixPermutationEqualsStableSortForEveryIntegerKind() throws {
+    var rng = SplitMix64(seed: 11)
+    try check(integers(Int8.self, &rng), <)
+    try check(integers(Int16.self, &rng), <)
+    try check(integers(Int32.self, &rng), <)
+    try check(integers(Int64.self, &rng), <)
+    try check(integers(UInt8.self, &rng), <)
+    try check(integers(UInt16.self, &rng), <)
+    try check(integers(UInt32.self, &rng), <)
+    try check(integers(UInt64.self, &rng), <)
+    // Wide random keys exercise every radix pass.
+    try check((0..<5000).map { _ in Int64(bitPattern: rng.next()) }, <)
+    try check((0..<5000).map { _ in rng.next() }, <)
+    try check((0..<3000).map { _ in Bool.random(using: &rng) }, { !$0 && $1 })
+  }
+
+  @Test func floatsSortInIEEETotalOrder() throws {
+    var rng = SplitMix64(seed: 12)
+    let specials: [Double] = [0.0, -0.0, .infinity, -.infinity, .nan, -Double.nan, .leastNonzeroMagnitude, -.greatestFiniteMagnitude]
+    let doubles = (0..<3000).map { i in i % 7 == 0 ? specials.randomElement(using: &rng)! : Double.random(in: -1e6...1e6, using: &rng).rounded() }
+    try check(doubles) { a, b in a.isTotallyOrdered(belowOrEqualTo: b) && !b.isTotallyOrdered(belowOrEqualTo: a) }
+    let floats = doubles.map { Float($0) }
+    try check(floats) { a, b in a.isTotallyOrdered(belowOrEqualTo: b) && !b.isTotallyOrdered(belowOrEqualTo: a) }
+  }
+
+  @Test func stringsSortByBytesBeyondTheEightBytePrefix() throws {
+    var rng = SplitMix64(seed: 13)
+    let stems = ["", "a", "abcdefgh", "abcdefghi", "abcdefgh\u{0}", "zz", "é"]
+    let strings = (0..<3000).map { _ in stems.randomElement(using: &rng)! + String(Int.random(in: 0..<20, using: &rng)) }
+    let frame = try Frame([Column(strings: strings)])
+    let perm = try frame.sortPermutation(.keys)
+    #expect(perm == referencePermutation(strings) { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
+  }
+
+  @Test func multiColumnKeysSortLexicographically() throws {
+    var rng = SplitMix64(seed: 14)
+    let a = (0..<4000).map { _ in Int32.random(in: -3...3, using: &rng) }
+    let b = (0..<4000).map { _ in Double(Int.random(in: -5...5, using: &rng)) }
+    let s = (0..<4000).map { _ in ["x", "y", "xy"].randomElement(using: &rng)! }
+    let scalarKeys = try Frame([Column(a), Column(b), Column(strings: s)], prefix: 2)
+    #expect(try scalarKeys.sortPermutation(.keys) == referencePermutation(Array(zip(a, b))) { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 })
+    let mixedKeys = try Frame([Column(strings: s), Column(a)], prefix: 2)
+    #expect(try mixedKeys.sortPermutation(.keys) == referencePermutation(Array(zip(s, a))) { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 })
+  }
+
+  @Test func hashOrderPutsEqualKeysTogetherAndIsSortedByHashThenKey() throws {
+    var rng = SplitMix64(seed: 15)
+    let keys = (0..<5000).map { _ in "k\(Int.random(in: 0..<300, using: &rng))" }
+    let frame = try Frame([Column(strings: keys), Column((0..<5000).map { Int64($0) })])
+    let sorted = try frame.sorted(.hash(seed: 99))
+    let hashes = try sorted.hashKeys(seed: 99)
+    for i in 1..<sorted.count {
+      #expect(hashes[i - 1] < hashes[i] || (hashes[i - 1] == hashes[i] && sorted.compareKeys(i - 1, sorted, i) <= 0))
+    }
+    // Each key forms one run, and rows within a run keep their input order (stability).
+    var seen = Set<AnyHashable>()
+    var previous: AnyHashable? = nil
+    var lastIndex: [AnyHashable: Int64] = [:]
+    for row in sorted.anyRows {
+      if row[0] != previous {
+        #expect(!seen.contains(row[0]), "key \(row[0]) appears in two runs")
+        seen.insert(row[0])
+        previous = row[0]
+      }
+      let index = row[1] as! Int64
+      #expect(index > (lastIndex[row[0]] ?? -1))
+      lastIndex[row[0]] = index
+    }
+  }
+
+  @Test func boxedKeysSortByTheirRegisteredOrder() throws {
+    BoxedOps.register(Version.self)
+    var rng = SplitMix64(seed: 16)
+    let versions = (0..<500).map { _ in Version(major: Int.random(in: 0..<4, using: &rng), minor: Int.random(in: 0..<4, using: &rng)) }
+    let frame = try Frame([Column(boxed: versions)])
+    #expect(try frame.sortPermutation(.keys) == referencePermutation(versions, <))
+  }
+}
+
+struct Version: Codable, Hashable, Comparable, Sendable {
+  var major: Int
+  var minor: Int
+  static func < (a: Version, b: Version) -> Bool { (a.major, a.minor) < (b.major, b.minor) }
+}
