@@ -66,12 +66,25 @@ void bs_hash_combine(uint64_t *acc, const uint64_t *h, size_t n) {
   }
 }
 
+/* High 64 bits of the 128-bit product h * m. */
+static inline uint64_t mul_hi(uint64_t h, uint64_t m) {
+#if defined(__SIZEOF_INT128__)
+  __extension__ typedef unsigned __int128 u128;
+  return (uint64_t)(((u128)h * m) >> 64);
+#else
+  uint64_t hl = (uint32_t)h, hh = h >> 32, ml = (uint32_t)m, mh = m >> 32;
+  uint64_t ll = hl * ml, lh = hl * mh, hl2 = hh * ml, hh2 = hh * mh;
+  uint64_t mid = (ll >> 32) + (uint32_t)lh + (uint32_t)hl2;
+  return hh2 + (lh >> 32) + (hl2 >> 32) + (mid >> 32);
+#endif
+}
+
 int bs_hash_partition(const uint64_t *h, size_t n, uint32_t nparts, uint32_t *part) {
   if (nparts == 0) return BS_EINVAL;
   if (n == 0) return BS_OK;
   if (h == NULL || part == NULL) return BS_EINVAL;
   for (size_t i = 0; i < n; i++)
-    part[i] = (uint32_t)(((unsigned __int128)h[i] * nparts) >> 64);
+    part[i] = (uint32_t)mul_hi(h[i], nparts);
   return BS_OK;
 }
 

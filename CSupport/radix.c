@@ -97,31 +97,44 @@ static void insertion_sort(uint64_t *keys, uint32_t *perm, size_t n) {
   }
 }
 
-/* Scatter with software write-combining: each bucket collects entries in a small buffer of
- * one cache line (8 keys, 16 perm entries) and writes whole aligned lines to the
- * destination. With 2048 buckets a direct scatter touches 4096 pages in turn and misses the
- * TLB on almost every store; the buffered one misses once per line. On x86-64 whole lines
- * are written with non-temporal stores, which also saves reading the destination line. */
 #if defined(__GNUC__) || defined(__clang__)
 #define BS_NOINLINE __attribute__((noinline))
 #else
 #define BS_NOINLINE
 #endif
+
+/* Strategy. One read pass computes the histograms of all six digits of a range. A range
+ * that is large (more than LSD_MAX keys) and whose highest varying digit spreads it into
+ * buckets of at least MSD_MIN_CHILD keys on average is first split by that digit (an MSD
+ * pass, stable), and every bucket is then sorted by the lower digits on its own, while it
+ * is small enough to stay in cache. Other ranges get plain LSD passes over their varying
+ * digits. Either way the order is the stable order of the full 64-bit keys, and a digit
+ * shared by every key of a range costs no pass. */
+#define LSD_MAX ((size_t)1 << 17)        /* keys sorted in cache by LSD passes */
+#define MSD_MIN_CHILD ((size_t)1 << 13)  /* average bucket size that pays for a split */
+#define SWWC_MIN ((size_t)1 << 18)       /* ranges that are scattered with line buffers */
+
+/* Software write-combining. Each bucket collects entries in a buffer of one cache line (8
+ * keys, 16 perm entries) and writes whole aligned lines to the destination. With 2048
+ * buckets a direct scatter over a large array touches 4096 pages in turn and misses the TLB
+ * on almost every store; the buffered one misses once per line. On x86-64 the lines are
+ * written with non-temporal stores, which also saves reading each destination line. */
 #define KB 8u  /* keys per line */
 #define PB 16u /* perm entries per line */
 
 typedef struct {
-  uint64_t kbuf[RADIX_SIZE][KB]; /* 64-byte aligned rows */
+  uint64_t kbuf[RADIX_SIZE][KB]; /* 64-byte aligned rows (the struct is aligned by hand) */
   uint32_t pbuf[RADIX_SIZE][PB];
-  uint32_t cnt[RADIX_SIZE * RADIX_PASSES]; /* per-chunk counters */
-  size_t hist[RADIX_PASSES][RADIX_SIZE];
-  size_t start[RADIX_SIZE];
+  uint32_t cnt[RADIX_PASSES * RADIX_SIZE]; /* u32 counters of one chunk */
+  size_t hist[RADIX_PASSES][RADIX_SIZE];   /* counts, then offsets of one scatter */
+  size_t start[RADIX_SIZE];                /* bucket starts of one buffered scatter */
+  size_t bounds[RADIX_PASSES][RADIX_SIZE + 1]; /* bucket bounds of each MSD level */
 } radix_ws;
 
 #if defined(__SSE2__) && !defined(BS_RADIX_NO_NT)
 #include <emmintrin.h>
 #define HAVE_NT 1
-static inline void line_k(uint64_t *dst, const uint64_t *src) {
+static inline void store_line(void *dst, const void *src) {
   const __m128i *s = (const __m128i *)src;
   __m128i *d = (__m128i *)dst;
   _mm_stream_si128(d + 0, _mm_load_si128(s + 0));
@@ -129,24 +142,47 @@ static inline void line_k(uint64_t *dst, const uint64_t *src) {
   _mm_stream_si128(d + 2, _mm_load_si128(s + 2));
   _mm_stream_si128(d + 3, _mm_load_si128(s + 3));
 }
-#define line_p(dst, src) line_k((uint64_t *)(void *)(dst), (const uint64_t *)(const void *)(src))
 #else
 #define HAVE_NT 0
-#define line_k(dst, src) memcpy((dst), (src), 64)
-#define line_p(dst, src) memcpy((dst), (src), 64)
+static inline void store_line(void *dst, const void *src) { memcpy(dst, src, 64); }
 #endif
 
-/* Index q = pos + a counts in "line space": q % KB == 0 is the start of a 64-byte line of
- * the destination (a = the destination's misalignment in elements, dst needs only natural
- * alignment). A full buffer is flushed as a whole line only when the line lies entirely
- * inside the bucket; the bucket's first and last lines are partial and written with memcpy
- * (the first one in the hot loop, rarely; the last ones after the loop). */
-static BS_NOINLINE void scatter_k(const uint64_t *restrict sk, uint64_t *restrict dk, size_t n,
-                      unsigned shift, size_t *restrict off, radix_ws *restrict ws) {
-  const size_t a = (KB - (((uintptr_t)dk >> 3) & (KB - 1))) & (KB - 1);
+/* Plain stable scatter by the digit at `shift`; off[] holds the exclusive prefix sums. */
+static BS_NOINLINE void scatter_plain_kp(const uint64_t *restrict sk,
+                                         const uint32_t *restrict sp, uint64_t *restrict dk,
+                                         uint32_t *restrict dp, size_t n, unsigned shift,
+                                         size_t *restrict off) {
+  for (size_t i = 0; i < n; i++) {
+    uint64_t k = sk[i];
+    size_t pos = off[(k >> shift) & RADIX_MASK]++;
+    dk[pos] = k;
+    dp[pos] = sp[i];
+  }
+}
+
+static BS_NOINLINE void scatter_plain_k(const uint64_t *restrict sk, uint64_t *restrict dk,
+                                        size_t n, unsigned shift, size_t *restrict off) {
+  for (size_t i = 0; i < n; i++) {
+    uint64_t k = sk[i];
+    dk[off[(k >> shift) & RADIX_MASK]++] = k;
+  }
+}
+
+/* Buffered scatter. Positions are counted in "line space", q = pos + a, where a is the
+ * destination's offset in elements from the start of its 64-byte line, so q % KB == 0
+ * starts a line (the arrays need only their natural alignment). A full buffer is written as a whole line when the
+ * line lies entirely inside the bucket; a bucket's first line is shared with the previous
+ * bucket and is written partially (rarely, in the loop), and the last partial lines after
+ * the loop. */
+static BS_NOINLINE void scatter_wc_k(const uint64_t *restrict sk, uint64_t *restrict dk,
+                                     size_t n, unsigned shift, size_t *restrict off,
+                                     radix_ws *restrict ws) {
+  const size_t a = ((uintptr_t)dk / sizeof(uint64_t)) & (KB - 1);
   size_t *restrict st = ws->start;
-  for (unsigned b = 0; b < RADIX_SIZE; b++) st[b] = off[b] + a;
-  for (unsigned b = 0; b < RADIX_SIZE; b++) off[b] += a;
+  for (unsigned b = 0; b < RADIX_SIZE; b++) {
+    off[b] += a;
+    st[b] = off[b];
+  }
   for (size_t i = 0; i < n; i++) {
     uint64_t k = sk[i];
     unsigned b = (unsigned)((k >> shift) & RADIX_MASK);
@@ -156,7 +192,7 @@ static BS_NOINLINE void scatter_k(const uint64_t *restrict sk, uint64_t *restric
     if (s == KB - 1) {
       size_t base = q - (KB - 1);
       if (base >= st[b]) {
-        line_k(dk + (base - a), ws->kbuf[b]);
+        store_line(dk + (base - a), ws->kbuf[b]);
       } else {
         size_t lo = st[b] - base;
         memcpy(dk + (st[b] - a), &ws->kbuf[b][lo], (KB - lo) * sizeof(uint64_t));
@@ -172,13 +208,13 @@ static BS_NOINLINE void scatter_k(const uint64_t *restrict sk, uint64_t *restric
   }
 }
 
-static BS_NOINLINE void scatter_kp(const uint64_t *restrict sk, const uint32_t *restrict sp,
-                       uint64_t *restrict dk, uint32_t *restrict dp, size_t n, unsigned shift,
-                       size_t *restrict off, radix_ws *restrict ws) {
-  /* The key and perm destinations have their own line alignment: line space for keys is
-   * q = pos + a, for perm entries r = pos + ap. */
-  const size_t a = (KB - (((uintptr_t)dk >> 3) & (KB - 1))) & (KB - 1);
-  const size_t ap = (PB - (((uintptr_t)dp >> 2) & (PB - 1))) & (PB - 1);
+static BS_NOINLINE void scatter_wc_kp(const uint64_t *restrict sk, const uint32_t *restrict sp,
+                                      uint64_t *restrict dk, uint32_t *restrict dp, size_t n,
+                                      unsigned shift, size_t *restrict off,
+                                      radix_ws *restrict ws) {
+  /* Keys and perm entries have their own line spaces: q = pos + a and r = pos + ap. */
+  const size_t a = ((uintptr_t)dk / sizeof(uint64_t)) & (KB - 1);
+  const size_t ap = ((uintptr_t)dp / sizeof(uint32_t)) & (PB - 1);
   size_t *restrict st = ws->start;
   for (unsigned b = 0; b < RADIX_SIZE; b++) st[b] = off[b];
   for (size_t i = 0; i < n; i++) {
@@ -191,9 +227,9 @@ static BS_NOINLINE void scatter_kp(const uint64_t *restrict sk, const uint32_t *
     ws->kbuf[b][s] = k;
     ws->pbuf[b][t] = p;
     if (s == KB - 1) {
-      size_t base = q - (KB - 1); /* in q space */
+      size_t base = q - (KB - 1);
       if (base >= st[b] + a) {
-        line_k(dk + (base - a), ws->kbuf[b]);
+        store_line(dk + (base - a), ws->kbuf[b]);
       } else {
         size_t lo = st[b] + a - base;
         memcpy(dk + st[b], &ws->kbuf[b][lo], (KB - lo) * sizeof(uint64_t));
@@ -202,7 +238,7 @@ static BS_NOINLINE void scatter_kp(const uint64_t *restrict sk, const uint32_t *
     if (t == PB - 1) {
       size_t base = r - (PB - 1);
       if (base >= st[b] + ap) {
-        line_p(dp + (base - ap), ws->pbuf[b]);
+        store_line(dp + (base - ap), ws->pbuf[b]);
       } else {
         size_t lo = st[b] + ap - base;
         memcpy(dp + st[b], &ws->pbuf[b][lo], (PB - lo) * sizeof(uint32_t));
@@ -211,46 +247,33 @@ static BS_NOINLINE void scatter_kp(const uint64_t *restrict sk, const uint32_t *
   }
   for (unsigned b = 0; b < RADIX_SIZE; b++) {
     size_t end = off[b];
-    {
-      size_t qe = end + a, qs = st[b] + a;
-      size_t base = qe & ~(size_t)(KB - 1);
-      size_t lo = base > qs ? base : qs;
-      if (qe > lo)
-        memcpy(dk + (lo - a), &ws->kbuf[b][lo - base], (qe - lo) * sizeof(uint64_t));
-    }
-    {
-      size_t re = end + ap, rs = st[b] + ap;
-      size_t base = re & ~(size_t)(PB - 1);
-      size_t lo = base > rs ? base : rs;
-      if (re > lo)
-        memcpy(dp + (lo - ap), &ws->pbuf[b][lo - base], (re - lo) * sizeof(uint32_t));
-    }
+    size_t qe = end + a, qs = st[b] + a;
+    size_t base = qe & ~(size_t)(KB - 1);
+    size_t lo = base > qs ? base : qs;
+    if (qe > lo) memcpy(dk + (lo - a), &ws->kbuf[b][lo - base], (qe - lo) * sizeof(uint64_t));
+    size_t re = end + ap, rs = st[b] + ap;
+    base = re & ~(size_t)(PB - 1);
+    lo = base > rs ? base : rs;
+    if (re > lo) memcpy(dp + (lo - ap), &ws->pbuf[b][lo - base], (re - lo) * sizeof(uint32_t));
   }
 }
 
-int bs_radix_sort_u64(uint64_t *keys, uint32_t *perm, size_t n, uint64_t *tmp_keys,
-                      uint32_t *tmp_perm) {
-  if (n == 0) return BS_OK;
-  if (keys == NULL || tmp_keys == NULL) return BS_EINVAL;
-  if (perm != NULL && (tmp_perm == NULL || n > UINT32_MAX)) return BS_EINVAL;
-  if (n <= RADIX_SMALL) {
-    insertion_sort(keys, perm, n);
-    return BS_OK;
-  }
-  /* One scratch allocation per sort (about 400 KB: too much for a thread's stack). */
-  void *raw = malloc(sizeof(radix_ws) + 64);
-  if (raw == NULL) return BS_ENOMEM;
-  radix_ws *ws = (radix_ws *)(void *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);
+typedef struct {
+  uint64_t *keys, *tkeys; /* the caller's arrays: the result goes to keys */
+  uint32_t *perm, *tperm; /* perm == NULL: keys only */
+  radix_ws *ws;
+  int streamed; /* a non-temporal store was issued */
+} radix_ctx;
 
-  /* All six histograms in one read pass, with u32 counters (half the cache footprint of
-   * size_t ones) over chunks of at most UINT32_MAX keys. */
+/* ws->hist = the six digit histograms of src[0..<n]. */
+static void histograms(const uint64_t *restrict src, size_t n, radix_ws *restrict ws) {
   memset(ws->hist, 0, sizeof ws->hist);
   for (size_t c0 = 0; c0 < n;) {
     size_t c1 = n - c0 > UINT32_MAX ? c0 + UINT32_MAX : n;
     uint32_t *restrict h = ws->cnt;
     memset(h, 0, sizeof ws->cnt);
     for (size_t i = c0; i < c1; i++) {
-      uint64_t k = keys[i];
+      uint64_t k = src[i];
       h[0 * RADIX_SIZE + (k & RADIX_MASK)]++;
       h[1 * RADIX_SIZE + ((k >> 11) & RADIX_MASK)]++;
       h[2 * RADIX_SIZE + ((k >> 22) & RADIX_MASK)]++;
@@ -262,40 +285,117 @@ int bs_radix_sort_u64(uint64_t *keys, uint32_t *perm, size_t n, uint64_t *tmp_ke
       for (unsigned b = 0; b < RADIX_SIZE; b++) ws->hist[d][b] += h[d * RADIX_SIZE + b];
     c0 = c1;
   }
+}
 
-  uint64_t *sk = keys, *dk = tmp_keys;
-  uint32_t *sp = perm, *dp = tmp_perm;
-  const uint64_t first = keys[0];
-  int scattered = 0;
-  for (unsigned d = 0; d < RADIX_PASSES; d++) {
-    const unsigned shift = d * RADIX_BITS;
-    size_t *h = ws->hist[d];
-    /* Skip a pass in which every key has the same digit: it would be the identity. */
-    if (h[(first >> shift) & RADIX_MASK] == n) continue;
-    size_t sum = 0;
-    for (unsigned b = 0; b < RADIX_SIZE; b++) {
-      size_t c = h[b];
-      h[b] = sum;
-      sum += c;
-    }
-    if (sp != NULL) {
-      scatter_kp(sk, sp, dk, dp, n, shift, h, ws);
-      uint32_t *t = sp; sp = dp; dp = t;
+/* Turns ws->hist[d] into exclusive prefix sums. */
+static void prefix(size_t *h) {
+  size_t sum = 0;
+  for (unsigned b = 0; b < RADIX_SIZE; b++) {
+    size_t c = h[b];
+    h[b] = sum;
+    sum += c;
+  }
+}
+
+/* One stable scatter of [lo, lo+n) from one buffer pair to the other by digit d. */
+static void scatter(radix_ctx *c, size_t lo, size_t n, unsigned d, int from_tmp, size_t *off) {
+  const unsigned shift = d * RADIX_BITS;
+  uint64_t *sk = (from_tmp ? c->tkeys : c->keys) + lo;
+  uint64_t *dk = (from_tmp ? c->keys : c->tkeys) + lo;
+  if (c->perm != NULL) {
+    uint32_t *sp = (from_tmp ? c->tperm : c->perm) + lo;
+    uint32_t *dp = (from_tmp ? c->perm : c->tperm) + lo;
+    if (n >= SWWC_MIN) {
+      scatter_wc_kp(sk, sp, dk, dp, n, shift, off, c->ws);
+      c->streamed = 1;
     } else {
-      scatter_k(sk, dk, n, shift, h, ws);
+      scatter_plain_kp(sk, sp, dk, dp, n, shift, off);
     }
-    uint64_t *t = sk; sk = dk; dk = t;
-    scattered = 1;
+  } else {
+    if (n >= SWWC_MIN) {
+      scatter_wc_k(sk, dk, n, shift, off, c->ws);
+      c->streamed = 1;
+    } else {
+      scatter_plain_k(sk, dk, n, shift, off);
+    }
   }
+}
+
+static void copy_back(radix_ctx *c, size_t lo, size_t n) {
+  memcpy(c->keys + lo, c->tkeys + lo, n * sizeof(uint64_t));
+  if (c->perm != NULL) memcpy(c->perm + lo, c->tperm + lo, n * sizeof(uint32_t));
+}
+
+/* Sorts the range [lo, lo+n), whose entries sit in the tmp arrays when in_tmp, by the
+ * digits 0..top (the higher ones are shared by all its keys), leaving it in keys/perm.
+ * ws->hist must hold the range's histograms on entry when have_hist. Recursion depth is at
+ * most RADIX_PASSES (one level per digit). */
+static void sort_range(radix_ctx *c, size_t lo, size_t n, int top, int in_tmp, int have_hist) {
+  radix_ws *ws = c->ws;
+  if (n <= RADIX_SMALL) {
+    if (in_tmp) copy_back(c, lo, n);
+    insertion_sort(c->keys + lo, c->perm ? c->perm + lo : NULL, n);
+    return;
+  }
+  const uint64_t *src = (in_tmp ? c->tkeys : c->keys) + lo;
+  if (!have_hist) histograms(src, n, ws);
+  const uint64_t first = src[0];
+  /* The highest digit that varies in the range. */
+  int t = top;
+  while (t >= 0 && ws->hist[t][(first >> (t * RADIX_BITS)) & RADIX_MASK] == n) t--;
+  if (t < 0) { /* all keys equal */
+    if (in_tmp) copy_back(c, lo, n);
+    return;
+  }
+  size_t used = 0;
+  for (unsigned b = 0; b < RADIX_SIZE; b++) used += ws->hist[t][b] != 0;
+  if (t > 0 && n > LSD_MAX && n / used >= MSD_MIN_CHILD) {
+    /* Split by digit t, then sort each bucket by the digits below. */
+    size_t *bd = ws->bounds[t];
+    prefix(ws->hist[t]);
+    memcpy(bd, ws->hist[t], RADIX_SIZE * sizeof(size_t));
+    bd[RADIX_SIZE] = n;
+    scatter(c, lo, n, (unsigned)t, in_tmp, ws->hist[t]);
+    for (unsigned b = 0; b < RADIX_SIZE; b++) {
+      size_t m = bd[b + 1] - bd[b];
+      if (m > 0) sort_range(c, lo + bd[b], m, t - 1, !in_tmp, 0);
+    }
+    return;
+  }
+  /* LSD passes over the varying digits 0..t. */
+  for (int d = 0; d <= t; d++) {
+    size_t *h = ws->hist[d];
+    if (h[(first >> (d * RADIX_BITS)) & RADIX_MASK] == n) continue;
+    prefix(h);
+    scatter(c, lo, n, (unsigned)d, in_tmp, h);
+    in_tmp = !in_tmp;
+  }
+  if (in_tmp) copy_back(c, lo, n);
+}
+
+int bs_radix_sort_u64(uint64_t *keys, uint32_t *perm, size_t n, uint64_t *tmp_keys,
+                      uint32_t *tmp_perm) {
+  if (n == 0) return BS_OK;
+  if (keys == NULL || tmp_keys == NULL) return BS_EINVAL;
+  if (perm != NULL && (tmp_perm == NULL || n > UINT32_MAX)) return BS_EINVAL;
+  if (n <= RADIX_SMALL) {
+    insertion_sort(keys, perm, n);
+    return BS_OK;
+  }
+  /* One scratch allocation per sort (about 500 KB: too much for a thread's stack). */
+  void *raw = malloc(sizeof(radix_ws) + 64);
+  if (raw == NULL) return BS_ENOMEM;
+  radix_ctx c;
+  c.keys = keys;
+  c.tkeys = tmp_keys;
+  c.perm = perm;
+  c.tperm = tmp_perm;
+  c.ws = (radix_ws *)(void *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);
+  c.streamed = 0;
+  sort_range(&c, 0, n, RADIX_PASSES - 1, 0, 0);
 #if HAVE_NT
-  if (scattered) _mm_sfence(); /* order the streaming stores before anything that follows */
-#else
-  (void)scattered;
+  if (c.streamed) _mm_sfence(); /* order the streaming stores before what follows */
 #endif
-  if (sk != keys) {
-    memcpy(keys, sk, n * sizeof *keys);
-    if (perm != NULL) memcpy(perm, sp, n * sizeof *perm);
-  }
   free(raw);
   return BS_OK;
 }

@@ -19,7 +19,7 @@ struct Measurement {
 /// Peak resident set size of this process so far, in bytes.
 func peakRSS() -> Int {
   var usage = rusage()
-  getrusage(RUSAGE_SELF, &usage)
+  getrusage(RUSAGE_SELF.rawValue, &usage)
   return usage.ru_maxrss * 1024
 }
 
@@ -59,7 +59,7 @@ struct Reporter {
           + "vs \(pad(m.baseline, 28)) \(pad(fmt(m.baselineSeconds, 3) + " s", 10)) \(pad(fmt(baseRate, 1) + " M rows/s", 16)) "
           + "ratio \(fmt(m.ratio, 2))×  \(m.notes)")
     }
-    fflush(stdout)
+    fflush(nil)
   }
 
   func note(_ text: String) {

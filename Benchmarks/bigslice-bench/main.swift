@@ -55,5 +55,8 @@ do {
 }
 
 enum FileHandleStderr {
-  static func write(_ s: String) { fputs(s, stderr) }
+  static func write(_ s: String) {
+    var s = s
+    s.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+  }
 }

@@ -61,9 +61,13 @@ func referencePermutation<T>(_ values: [T], _ less: (T, T) -> Bool) -> [UInt32] 
     let b = (0..<4000).map { _ in Double(Int.random(in: -5...5, using: &rng)) }
     let s = (0..<4000).map { _ in ["x", "y", "xy"].randomElement(using: &rng)! }
     let scalarKeys = try Frame([Column(a), Column(b), Column(strings: s)], prefix: 2)
-    #expect(try scalarKeys.sortPermutation(.keys) == referencePermutation(Array(zip(a, b))) { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 })
+    let byAB: ((Int32, Double), (Int32, Double)) -> Bool = { x, y in x.0 != y.0 ? x.0 < y.0 : x.1 < y.1 }
+    let expectedAB = referencePermutation(Array(zip(a, b)), byAB)
+    #expect(try scalarKeys.sortPermutation(.keys) == expectedAB)
     let mixedKeys = try Frame([Column(strings: s), Column(a)], prefix: 2)
-    #expect(try mixedKeys.sortPermutation(.keys) == referencePermutation(Array(zip(s, a))) { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 })
+    let bySA: ((String, Int32), (String, Int32)) -> Bool = { x, y in x.0 != y.0 ? x.0 < y.0 : x.1 < y.1 }
+    let expectedSA = referencePermutation(Array(zip(s, a)), bySA)
+    #expect(try mixedKeys.sortPermutation(.keys) == expectedSA)
   }
 
   @Test func hashOrderPutsEqualKeysTogetherAndIsSortedByHashThenKey() throws {

@@ -1,0 +1,441 @@
+#!/usr/bin/env python3
+"""Peer benchmarks W1-W5 (shared/BENCHMARKS.md) on DuckDB or Polars, 2 threads.
+
+usage: peers.py --engine duckdb|polars --workload W1..W5 [--rows N] [--keys K] [--repeat R]
+                [--json] [--text-file PATH] [--verify] [--mode MODE] [--tmp-dir DIR]
+                [--duckdb-input table|arrays]
+
+--rows   W1 100M, W2 100M, W3 20M (each side), W4 300M, W5 100M (words)
+--keys   W1 1M, W3 5M, W4 30M
+--mode   W3: cogroup (Σ|A_k|·|B_k| from two group counts) | join (count(*) of the join);
+             default the faster one measured here: join for DuckDB, cogroup for Polars
+         W4 polars: source (default; 10M-row chunks generated inside the streaming query by an
+                    IO-plugin source, so its time includes generation) | memory (whole table
+                    built in memory first, then a streaming query)
+         W5: lines (default; one column per line, split on ' ', unnest/explode) | columns (read
+             as 10 space-separated columns, then stacked)
+--duckdb-input  table (default): chunks appended to a native DuckDB table; arrays: query the
+         registered numpy arrays directly
+--verify recompute the checksum with plain numpy / Python (small sizes only) and fail on a mismatch
+
+Each run prints one line; with --json one JSON object per line:
+  {"bench": "W1-duckdb", "rows": N, "seconds": median query seconds, "gen_seconds": G,
+   "peak_rss_bytes": R, "checksum": "...", ...}
+"seconds" is the query alone with the data already handed to the engine, except W4 polars
+--mode source, where generation runs inside the query ("gen_in_query": true) and gen_seconds is
+the time spent in the generator. peak_rss_bytes is getrusage ru_maxrss of this process over its
+whole life, the input data included; gen_rss_bytes is the same taken just before the first query.
+
+Checksums (the Swift side prints the same strings):
+  W1, W4  "groups=G keysum=S"       G groups; S = Σ key·sum mod 2**64, decimal
+  W2      "count=N sorted=true xor=X"  X = XOR of sorted[0], sorted[1e6], ... decimal
+  W3      "count=C"                 rows of a ⋈ b
+  W5      "distinct=D top=w:c,w:c,..."  10 most frequent, count descending, then word ascending
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gen  # noqa: E402
+
+THREADS = 2
+DEFAULT_ROWS = {"W1": 100_000_000, "W2": 100_000_000, "W3": 20_000_000,
+                "W4": 300_000_000, "W5": 100_000_000}
+DEFAULT_KEYS = {"W1": 1_000_000, "W3": 5_000_000, "W4": 30_000_000}
+SEED_B = 2 ** 50
+M64 = 2 ** 64
+
+
+def peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+# ---------------------------------------------------------------- checksum strings
+
+def kv_checksum(groups: int, keysum: int) -> str:
+    return f"groups={groups} keysum={keysum % M64}"
+
+
+def w2_checksum(sorted_keys: np.ndarray) -> str:
+    ok = bool(np.all(sorted_keys[1:] >= sorted_keys[:-1]))
+    x = int(np.bitwise_xor.reduce(sorted_keys[::1_000_000].view(np.uint64)))
+    return f"count={len(sorted_keys)} sorted={'true' if ok else 'false'} xor={x}"
+
+
+def w5_checksum(distinct: int, top) -> str:
+    return f"distinct={distinct} top=" + ",".join(f"{w}:{c}" for w, c in top)
+
+
+# ---------------------------------------------------------------- numpy references
+
+def ref_kv(n: int, seed: int, keys: int) -> str:
+    cnt = np.zeros(keys, dtype=np.int64)
+    sums = np.zeros(keys, dtype=np.int64)
+    for k, v in gen.kv_chunks(n, seed, keys):
+        cnt += np.bincount(k, minlength=keys)
+        sums += np.bincount(k, weights=v, minlength=keys).astype(np.int64)
+    present = cnt > 0
+    ks = np.flatnonzero(present).astype(np.uint64)
+    return kv_checksum(int(present.sum()), int((ks * sums[present].astype(np.uint64)).sum(dtype=np.uint64)))
+
+
+def ref_w2(n: int) -> str:
+    return w2_checksum(np.sort(gen.w2_keys(n)))
+
+
+def ref_w3(n: int, keys: int) -> str:
+    ca = np.zeros(keys, dtype=np.int64)
+    cb = np.zeros(keys, dtype=np.int64)
+    for k, _ in gen.kv_chunks(n, 0, keys):
+        ca += np.bincount(k, minlength=keys)
+    for k, _ in gen.kv_chunks(n, SEED_B, keys):
+        cb += np.bincount(k, minlength=keys)
+    return f"count={int((ca * cb).sum())}"
+
+
+def ref_w5(path: str) -> str:
+    from collections import Counter
+    c = Counter()
+    with open(path) as f:
+        for line in f:
+            c.update(line.split())
+    top = sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+    return w5_checksum(len(c), top)
+
+
+# ---------------------------------------------------------------- DuckDB
+
+def duckdb_load(con, a, state, name: str, chunks) -> None:
+    """Hand numpy arrays to DuckDB. --duckdb-input table (default): each chunk (a dict of
+    int64 arrays) is registered and appended to a native table, so that the query runs on
+    DuckDB's own storage and the whole input never exists twice. arrays: the chunks are
+    concatenated and the arrays registered as they are."""
+    chunks = iter(chunks)
+    first = next(chunks)
+    if a.duckdb_input == "arrays":
+        parts = {c: [v] for c, v in first.items()}
+        for ch in chunks:
+            for c, v in ch.items():
+                parts[c].append(v)
+        cols = {c: np.concatenate(v) for c, v in parts.items()}
+        state.setdefault("keep", []).append(cols)
+        con.register(name, cols)
+        return
+    con.execute(f"CREATE TABLE {name} ({', '.join(f'{c} BIGINT' for c in first)})").fetchall()
+    for ch in _chain(first, chunks):
+        con.register("chunk_np", ch)
+        con.execute(f"INSERT INTO {name} SELECT * FROM chunk_np").fetchall()
+        con.unregister("chunk_np")
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def duckdb_connect(path: str = ":memory:", memory_limit: str | None = None, temp_dir: str | None = None):
+    import duckdb
+    con = duckdb.connect(path)
+    con.execute(f"SET threads={THREADS}").fetchall()
+    if memory_limit:
+        con.execute(f"SET memory_limit='{memory_limit}'").fetchall()
+    if temp_dir:
+        con.execute(f"SET temp_directory='{temp_dir}'").fetchall()
+    return con
+
+
+KV_SQL = ("SELECT count(*)::BIGINT, (sum(key::HUGEINT * s) % 18446744073709551616)::UBIGINT "
+          "FROM (SELECT key, sum(value) AS s FROM t GROUP BY key)")
+
+
+def duckdb_setup(a, state):
+    wl, n, K = a.workload, a.rows, a.keys
+    if wl == "W1":
+        con = duckdb_connect()
+        duckdb_load(con, a, state, "t", ({"key": k, "value": v} for k, v in gen.kv_chunks(n, 0, K)))
+
+        def run():
+            g, s = con.execute(KV_SQL).fetchall()[0]
+            return kv_checksum(g, s)
+        return run
+    if wl == "W2":
+        con = duckdb_connect()
+        duckdb_load(con, a, state, "t", ({"k": k} for k in gen.w2_chunks(n)))
+
+        def run():
+            out = con.execute("SELECT k FROM t ORDER BY k").fetchnumpy()["k"]
+            state["result"] = out
+        state["checksum"] = lambda: w2_checksum(np.asarray(state.pop("result")))
+        return run
+    if wl == "W3":
+        con = duckdb_connect()
+        duckdb_load(con, a, state, "a", ({"key": k} for k, _ in gen.kv_chunks(n, 0, K)))
+        duckdb_load(con, a, state, "b", ({"key": k} for k, _ in gen.kv_chunks(n, SEED_B, K)))
+        if a.mode == "join":
+            sql = "SELECT count(*)::BIGINT FROM a JOIN b USING (key)"
+        else:
+            sql = ("SELECT coalesce(sum(ca * cb), 0)::BIGINT FROM "
+                   "(SELECT key, count(*) AS ca FROM a GROUP BY key) "
+                   "JOIN (SELECT key, count(*) AS cb FROM b GROUP BY key) USING (key)")
+
+        def run():
+            return f"count={con.execute(sql).fetchall()[0][0]}"
+        return run
+    if wl == "W4":
+        tmp = tempfile.mkdtemp(prefix="peers-w4-duckdb-", dir=a.tmp_dir)
+        state["cleanup"] = lambda: shutil.rmtree(tmp, ignore_errors=True)
+        con = duckdb_connect(os.path.join(tmp, "w4.duckdb"), "2GiB", os.path.join(tmp, "spill"))
+        con.execute("CREATE TABLE t (key BIGINT, value BIGINT)").fetchall()
+        for k, v in gen.kv_chunks(n, 0, K):
+            con.register("chunk", {"key": k, "value": v})
+            con.execute("INSERT INTO t SELECT * FROM chunk").fetchall()
+            con.unregister("chunk")
+        con.execute("CHECKPOINT").fetchall()
+        state["note"] = "table loaded in 10M-row chunks into an on-disk database; memory_limit=2GiB"
+
+        def run():
+            g, s = con.execute(KV_SQL).fetchall()[0]
+            return kv_checksum(g, s)
+        return run
+    if wl == "W5":
+        con = duckdb_connect()
+        path = a.text_file.replace("'", "''")
+        if a.mode == "columns":
+            cols = ", ".join(f"'c{j}': 'VARCHAR'" for j in range(10))
+            src = (f"read_csv('{path}', delim=' ', header=false, quote='', escape='', "
+                   f"auto_detect=false, null_padding=true, columns={{{cols}}})")
+            words = " UNION ALL ".join(f"SELECT c{j} AS w FROM r" for j in range(10))
+            sql = (f"WITH r AS MATERIALIZED (SELECT * FROM {src}), "
+                   f"c AS MATERIALIZED (SELECT w, count(*) AS n FROM ({words}) WHERE w IS NOT NULL GROUP BY w) ")
+        else:
+            src = (f"read_csv('{path}', delim='\\t', header=false, quote='', escape='', "
+                   f"auto_detect=false, columns={{'line': 'VARCHAR'}})")
+            sql = (f"WITH c AS MATERIALIZED (SELECT w, count(*) AS n FROM "
+                   f"(SELECT unnest(string_split(line, ' ')) AS w FROM {src}) GROUP BY w) ")
+        sql += "SELECT w, n, (SELECT count(*) FROM c) AS d FROM c ORDER BY n DESC, w ASC LIMIT 10"
+
+        def run():
+            rows = con.execute(sql).fetchall()
+            return w5_checksum(rows[0][2] if rows else 0, [(w, c) for w, c, _ in rows])
+        return run
+    raise SystemExit(f"unknown workload {wl}")
+
+
+# ---------------------------------------------------------------- Polars
+
+def polars_setup(a, state):
+    import polars as pl
+    wl, n, K = a.workload, a.rows, a.keys
+
+    def kv_query(lf):
+        return (lf.group_by("key").agg(pl.col("value").sum().alias("s"))
+                .select(pl.len().alias("g"),
+                        (pl.col("key").cast(pl.UInt64) * pl.col("s").cast(pl.UInt64)).sum().alias("ks")))
+
+    if wl == "W1":
+        key, value = gen.kv_table(n, 0, K)
+        df = pl.DataFrame({"key": key, "value": value})
+        del key, value
+
+        def run():
+            r = kv_query(df.lazy()).collect()
+            return kv_checksum(r["g"][0], r["ks"][0])
+        return run
+    if wl == "W2":
+        df = pl.DataFrame({"k": gen.w2_keys(n)})
+
+        def run():
+            state["result"] = df.sort("k")
+        state["checksum"] = lambda: w2_checksum(state.pop("result")["k"].to_numpy())
+        return run
+    if wl == "W3":
+        da = pl.DataFrame({"key": gen.kv_table(n, 0, K)[0]})
+        db = pl.DataFrame({"key": gen.kv_table(n, SEED_B, K)[0]})
+        if a.mode == "join":
+            q = da.lazy().join(db.lazy(), on="key").select(pl.len().alias("c"))
+        else:
+            q = (da.lazy().group_by("key").agg(pl.len().alias("ca"))
+                 .join(db.lazy().group_by("key").agg(pl.len().alias("cb")), on="key")
+                 .select((pl.col("ca").cast(pl.Int64) * pl.col("cb").cast(pl.Int64)).sum().alias("c")))
+
+        def run():
+            return f"count={q.collect()['c'][0]}"
+        return run
+    if wl == "W4":
+        if a.mode == "memory":
+            key, value = gen.kv_table(n, 0, K)
+            df = pl.DataFrame({"key": key, "value": value})
+            del key, value
+            state["note"] = "whole table in memory, streaming query; Polars has no memory cap"
+
+            def run():
+                r = kv_query(df.lazy()).collect(engine="streaming")
+                return kv_checksum(r["g"][0], r["ks"][0])
+            return run
+        from polars.io.plugins import register_io_source
+        state["gen_in_query"] = True
+        state["note"] = ("10M-row chunks generated inside the streaming query (IO-plugin source); "
+                         "seconds include generation; Polars has no memory cap")
+        gen_times = []
+
+        def source(with_columns, predicate, n_rows, batch_size):
+            t = time.perf_counter()
+            for k, v in gen.kv_chunks(n, 0, K):
+                d = pl.DataFrame({"key": k, "value": v})
+                if with_columns is not None:
+                    d = d.select(with_columns)
+                if predicate is not None:
+                    d = d.filter(predicate)
+                gen_times[-1] += time.perf_counter() - t
+                yield d
+                t = time.perf_counter()
+            gen_times[-1] += time.perf_counter() - t
+
+        def run():
+            gen_times.append(0.0)
+            lf = register_io_source(source, schema={"key": pl.Int64, "value": pl.Int64})
+            r = kv_query(lf).collect(engine="streaming")
+            return kv_checksum(r["g"][0], r["ks"][0])
+        state["gen_seconds"] = lambda: statistics.median(gen_times)
+        return run
+    if wl == "W5":
+        path = a.text_file
+        if a.mode == "columns":
+            def run():
+                lf = pl.scan_csv(path, has_header=False, separator=" ", quote_char=None,
+                                 schema={f"c{j}": pl.String for j in range(10)})
+                c = (lf.unpivot(value_name="w").select("w").drop_nulls()
+                     .group_by("w").agg(pl.len().alias("n")).collect(engine="streaming"))
+                return polars_top(c)
+        else:
+            def run():
+                lf = pl.scan_csv(path, has_header=False, separator="\t", quote_char=None,
+                                 schema={"line": pl.String})
+                c = (lf.select(pl.col("line").str.split(" ").alias("w")).explode("w")
+                     .group_by("w").agg(pl.len().alias("n")).collect(engine="streaming"))
+                return polars_top(c)
+
+        def polars_top(c):
+            top = c.sort(["n", "w"], descending=[True, False]).head(10)
+            return w5_checksum(c.height, list(zip(top["w"].to_list(), top["n"].to_list())))
+        return run
+    raise SystemExit(f"unknown workload {wl}")
+
+
+# ---------------------------------------------------------------- driver
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--engine", required=True, choices=["duckdb", "polars"])
+    p.add_argument("--workload", required=True, choices=["W1", "W2", "W3", "W4", "W5"])
+    p.add_argument("--rows", type=int)
+    p.add_argument("--keys", type=int)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--text-file", default="/tmp/bigslice-w5.txt")
+    p.add_argument("--verify", action="store_true")
+    p.add_argument("--mode")
+    p.add_argument("--tmp-dir", default=None)
+    p.add_argument("--duckdb-input", choices=["table", "arrays"], default="table")
+    a = p.parse_args()
+    a.rows = a.rows or DEFAULT_ROWS[a.workload]
+    a.keys = a.keys or DEFAULT_KEYS.get(a.workload, 0)
+    if a.rows <= 0 or a.repeat <= 0:
+        p.error("--rows and --repeat take positive whole numbers")
+    modes = {("W3", "duckdb"): ["join", "cogroup"], ("W3", "polars"): ["cogroup", "join"],
+             ("W4", "polars"): ["source", "memory"],
+             ("W5", "duckdb"): ["lines", "columns"], ("W5", "polars"): ["lines", "columns"]}
+    allowed = modes.get((a.workload, a.engine), [])
+    if a.mode is None:
+        a.mode = allowed[0] if allowed else None
+    elif a.mode not in allowed:
+        p.error(f"--mode for {a.workload} on {a.engine}: one of {allowed or 'none'}")
+
+    if a.engine == "polars":
+        os.environ["POLARS_MAX_THREADS"] = str(THREADS)   # must be set before the import
+        import polars as pl
+        assert pl.thread_pool_size() == THREADS, pl.thread_pool_size()
+        version, setup = pl.__version__, polars_setup
+    else:
+        import duckdb
+        version, setup = duckdb.__version__, duckdb_setup
+
+    if a.workload == "W5":
+        t = time.perf_counter()
+        # written by a child process, so that this process's peak RSS is the query's
+        wrote = gen.ensure_w5_text(a.text_file, a.rows, subprocess=True)
+        text_gen = time.perf_counter() - t
+        if wrote:
+            print(f"# wrote {a.text_file} ({a.rows} words) in {text_gen:.2f} s", file=sys.stderr)
+
+    state: dict = {}
+    t = time.perf_counter()
+    run = setup(a, state)
+    gen_seconds = time.perf_counter() - t
+    gen_rss = peak_rss()
+
+    times, checksums = [], []
+    try:
+        for _ in range(a.repeat):
+            t = time.perf_counter()
+            c = run()
+            times.append(time.perf_counter() - t)
+            if c is None:
+                c = state["checksum"]()
+            checksums.append(c)
+    finally:
+        if "cleanup" in state:
+            state["cleanup"]()
+    if len(set(checksums)) != 1:
+        print(f"checksums differ between runs: {checksums}", file=sys.stderr)
+        return 1
+    if "gen_seconds" in state:
+        gen_seconds = state["gen_seconds"]()
+
+    rec = {"bench": f"{a.workload}-{a.engine}", "rows": a.rows, "seconds": statistics.median(times),
+           "gen_seconds": gen_seconds, "peak_rss_bytes": peak_rss(), "checksum": checksums[0],
+           "runs": times, "gen_rss_bytes": gen_rss, "engine": a.engine, "version": version,
+           "threads": THREADS}
+    if a.keys:
+        rec["keys"] = a.keys
+    if a.mode:
+        rec["mode"] = a.mode
+    if state.get("gen_in_query"):
+        rec["gen_in_query"] = True
+    if "note" in state:
+        rec["note"] = state["note"]
+
+    if a.verify:
+        t = time.perf_counter()
+        wl = a.workload
+        ref = (ref_kv(a.rows, 0, a.keys) if wl in ("W1", "W4") else ref_w2(a.rows) if wl == "W2"
+               else ref_w3(a.rows, a.keys) if wl == "W3" else ref_w5(a.text_file))
+        rec["verified"] = ref == checksums[0]
+        print(f"# numpy reference: {ref} ({time.perf_counter() - t:.2f} s)", file=sys.stderr)
+
+    if a.json:
+        print(json.dumps(rec), flush=True)
+    else:
+        print(f"{rec['bench']} {version} rows={a.rows} median {rec['seconds']:.3f} s "
+              f"(runs {' '.join(f'{x:.3f}' for x in times)}) gen {gen_seconds:.2f} s "
+              f"peak RSS {rec['peak_rss_bytes'] / 2**30:.2f} GiB (after gen {gen_rss / 2**30:.2f}) "
+              f"checksum {checksums[0]}" + (f" [{rec['note']}]" if "note" in rec else ""), flush=True)
+    if a.verify and not rec["verified"]:
+        print("checksum differs from the numpy reference", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

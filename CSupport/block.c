@@ -1,0 +1,355 @@
+/* The block format: a 40-byte little-endian header, then a raw or zstd payload. See
+ * bs_block.h. */
+#include "bs_block.h"
+#include "bs_error.h"
+#include "bs_hash.h" /* XXH3, inlined */
+
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+
+struct bs_block_encoder {
+  ZSTD_CCtx *cctx;
+};
+struct bs_block_decoder {
+  ZSTD_DCtx *dctx;
+};
+
+/* Header field offsets. */
+enum {
+  H_MAGIC = 0,
+  H_VERSION = 4,
+  H_CODEC = 6,
+  H_ROWS = 8,
+  H_RAW_LEN = 16,
+  H_PAYLOAD_LEN = 20,
+  H_RAW_SUM = 24,
+  H_HEADER_SUM = 32,
+  H_CHECKED = 32, /* bytes covered by the header checksum */
+};
+/* A zstd payload ends with the XXH3-64 of the frame. */
+#define BS_BLOCK_TRAILER 8u
+
+/* Explicit little-endian stores and loads, byte by byte (compilers fold them into single
+ * moves on little-endian hosts); no struct punning of unaligned memory. */
+static void put16(uint8_t *p, uint16_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+}
+static void put32(uint8_t *p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static uint32_t get32(const uint8_t *p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
+  return v;
+}
+static uint64_t get64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+  return v;
+}
+
+bs_block_encoder *bs_block_encoder_new(void) {
+  bs_block_encoder *e = (bs_block_encoder *)malloc(sizeof *e);
+  if (e == NULL) return NULL;
+  e->cctx = ZSTD_createCCtx();
+  if (e->cctx == NULL) {
+    free(e);
+    return NULL;
+  }
+  return e;
+}
+
+void bs_block_encoder_free(bs_block_encoder *e) {
+  if (e == NULL) return;
+  ZSTD_freeCCtx(e->cctx);
+  free(e);
+}
+
+bs_block_decoder *bs_block_decoder_new(void) {
+  bs_block_decoder *d = (bs_block_decoder *)malloc(sizeof *d);
+  if (d == NULL) return NULL;
+  d->dctx = ZSTD_createDCtx();
+  if (d->dctx == NULL) {
+    free(d);
+    return NULL;
+  }
+  return d;
+}
+
+void bs_block_decoder_free(bs_block_decoder *d) {
+  if (d == NULL) return;
+  ZSTD_freeDCtx(d->dctx);
+  free(d);
+}
+
+size_t bs_block_bound(size_t raw_len) {
+  if (raw_len > BS_BLOCK_MAX_RAW) return 0;
+  /* ZSTD_COMPRESSBOUND(n) >= n, so this also bounds a block stored raw. */
+  return BS_BLOCK_HEADER_SIZE + ZSTD_COMPRESSBOUND(raw_len);
+}
+
+static void write_header(uint8_t *h, uint16_t codec, uint64_t rows, uint32_t raw_len,
+                         uint32_t payload_len, uint64_t raw_sum) {
+  put32(h + H_MAGIC, BS_BLOCK_MAGIC);
+  put16(h + H_VERSION, (uint16_t)BS_BLOCK_VERSION);
+  put16(h + H_CODEC, codec);
+  put64(h + H_ROWS, rows);
+  put32(h + H_RAW_LEN, raw_len);
+  put32(h + H_PAYLOAD_LEN, payload_len);
+  put64(h + H_RAW_SUM, raw_sum);
+  put64(h + H_HEADER_SUM, XXH3_64bits(h, H_CHECKED));
+}
+
+int64_t bs_block_encode(bs_block_encoder *e, const void *raw, size_t raw_len, uint64_t rows,
+                        int level, void *dst, size_t dst_cap) {
+  if (e == NULL || dst == NULL || (raw == NULL && raw_len > 0)) return BS_EINVAL;
+  if (raw_len > BS_BLOCK_MAX_RAW) return BS_EINVAL;
+  if (dst_cap < BS_BLOCK_HEADER_SIZE) return BS_EDSTSIZE;
+  uint8_t *out = (uint8_t *)dst;
+  uint8_t *payload = out + BS_BLOCK_HEADER_SIZE;
+  const size_t room = dst_cap - BS_BLOCK_HEADER_SIZE;
+  const uint64_t raw_sum = XXH3_64bits(raw_len ? raw : NULL, raw_len);
+
+  /* A zstd payload is the frame followed by the frame's XXH3-64, and is kept only when it
+   * is strictly smaller than the raw bytes: zstd gets at most raw_len - 1 - 8 bytes of room
+   * and the block falls back to raw when it runs out. */
+  if (level != BS_BLOCK_LEVEL_RAW && raw_len > BS_BLOCK_TRAILER + 1 && room > BS_BLOCK_TRAILER) {
+    size_t limit = raw_len - 1 - BS_BLOCK_TRAILER;
+    size_t zcap = room - BS_BLOCK_TRAILER < limit ? room - BS_BLOCK_TRAILER : limit;
+    size_t r = ZSTD_compressCCtx(e->cctx, payload, zcap, raw, raw_len, level);
+    if (!ZSTD_isError(r)) {
+      put64(payload + r, XXH3_64bits(payload, r));
+      size_t plen = r + BS_BLOCK_TRAILER;
+      write_header(out, BS_CODEC_ZSTD, rows, (uint32_t)raw_len, (uint32_t)plen, raw_sum);
+      return (int64_t)(BS_BLOCK_HEADER_SIZE + plen);
+    }
+    if (ZSTD_getErrorCode(r) != ZSTD_error_dstSize_tooSmall) return BS_ECOMPRESS;
+  }
+  if (room < raw_len) return BS_EDSTSIZE;
+  if (raw_len) memcpy(payload, raw, raw_len);
+  write_header(out, BS_CODEC_RAW, rows, (uint32_t)raw_len, (uint32_t)raw_len, raw_sum);
+  return (int64_t)(BS_BLOCK_HEADER_SIZE + raw_len);
+}
+
+int64_t bs_block_peek(const void *src, size_t len, bs_block_info *info) {
+  if (src == NULL && len > 0) return BS_EINVAL;
+  if (len < BS_BLOCK_HEADER_SIZE) return BS_ESHORT;
+  const uint8_t *h = (const uint8_t *)src;
+  if (get32(h + H_MAGIC) != BS_BLOCK_MAGIC) return BS_EMAGIC;
+  if (get16(h + H_VERSION) != BS_BLOCK_VERSION) return BS_EVERSION;
+  if (get64(h + H_HEADER_SUM) != XXH3_64bits(h, H_CHECKED)) return BS_EHEADER;
+  uint16_t codec = get16(h + H_CODEC);
+  if (codec != BS_CODEC_RAW && codec != BS_CODEC_ZSTD) return BS_ECODEC;
+  uint32_t raw_len = get32(h + H_RAW_LEN), payload_len = get32(h + H_PAYLOAD_LEN);
+  if (raw_len > BS_BLOCK_MAX_RAW) return BS_ELENGTH;
+  if (codec == BS_CODEC_RAW) {
+    if (payload_len != raw_len) return BS_ELENGTH;
+  } else {
+    /* The encoder keeps a zstd payload (frame + trailer) only when it is smaller than the
+     * raw bytes. */
+    if (payload_len <= BS_BLOCK_TRAILER || payload_len >= raw_len) return BS_ELENGTH;
+  }
+  if (info != NULL) {
+    info->rows = get64(h + H_ROWS);
+    info->raw_len = raw_len;
+    info->payload_len = payload_len;
+    info->codec = codec;
+    info->raw_checksum = get64(h + H_RAW_SUM);
+  }
+  return (int64_t)BS_BLOCK_HEADER_SIZE + (int64_t)payload_len;
+}
+
+int64_t bs_block_decode(bs_block_decoder *d, const void *src, size_t len, void *dst,
+                        size_t dst_cap, bs_block_info *info) {
+  if (d == NULL) return BS_EINVAL;
+  bs_block_info hi;
+  int64_t total = bs_block_peek(src, len, &hi);
+  if (total < 0) return total;
+  if (len < (size_t)total) return BS_ESHORT;
+  if (dst_cap < hi.raw_len) return BS_EDSTSIZE;
+  if (dst == NULL && hi.raw_len > 0) return BS_EINVAL;
+  const uint8_t *payload = (const uint8_t *)src + BS_BLOCK_HEADER_SIZE;
+  if (hi.codec == BS_CODEC_RAW) {
+    if (XXH3_64bits(hi.raw_len ? payload : NULL, hi.raw_len) != hi.raw_checksum)
+      return BS_ECHECKSUM;
+    if (hi.raw_len) memcpy(dst, payload, hi.raw_len);
+  } else {
+    /* The trailer covers the bits zstd itself ignores (reserved and padding bits). */
+    size_t flen = hi.payload_len - BS_BLOCK_TRAILER;
+    if (get64(payload + flen) != XXH3_64bits(payload, flen)) return BS_ECHECKSUM;
+    unsigned long long fcs = ZSTD_getFrameContentSize(payload, flen);
+    if (fcs != (unsigned long long)hi.raw_len) return BS_ELENGTH;
+    size_t r = ZSTD_decompressDCtx(d->dctx, dst, hi.raw_len, payload, flen);
+    if (ZSTD_isError(r)) return BS_EDECOMPRESS;
+    if (r != hi.raw_len) return BS_ELENGTH;
+    if (XXH3_64bits(dst, hi.raw_len) != hi.raw_checksum) return BS_ECHECKSUM;
+  }
+  if (info != NULL) *info = hi;
+  return (int64_t)hi.raw_len;
+}
+
+/* Byte transposition. The fast path transposes 8x8 byte tiles held in eight u64 (three
+ * rounds of masked swaps: 4-byte, 2-byte, then 1-byte blocks), which is its own inverse:
+ * x[k] byte j <-> x[j] byte k. Words are read and written as little-endian, so the result
+ * does not depend on the host. */
+static inline uint64_t load64le(const uint8_t *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap64(v);
+#endif
+  return v;
+}
+static inline void store64le(uint8_t *p, uint64_t v) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap64(v);
+#endif
+  memcpy(p, &v, 8);
+}
+
+static inline void transpose8(uint64_t x[8]) {
+  for (int k = 0; k < 4; k++) {
+    uint64_t t = ((x[k] >> 32) ^ x[k + 4]) & 0x00000000FFFFFFFFull;
+    x[k] ^= t << 32;
+    x[k + 4] ^= t;
+  }
+  for (int k = 0; k < 8; k += (k & 1) ? 3 : 1) { /* k = 0, 1, 4, 5 */
+    uint64_t t = ((x[k] >> 16) ^ x[k + 2]) & 0x0000FFFF0000FFFFull;
+    x[k] ^= t << 16;
+    x[k + 2] ^= t;
+  }
+  for (int k = 0; k < 8; k += 2) {
+    uint64_t t = ((x[k] >> 8) ^ x[k + 1]) & 0x00FF00FF00FF00FFull;
+    x[k] ^= t << 8;
+    x[k + 1] ^= t;
+  }
+}
+
+/* Shuffle of n elements of width w = 8 * lanes (lanes = 1 or 2) in tiles of 8 elements:
+ * lane l holds bytes 8l..8l+7 of each element. */
+static void shuffle_tiles(const uint8_t *s, size_t w, size_t n, uint8_t *d, size_t *done) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (size_t l = 0; l < w / 8; l++) {
+      uint64_t x[8];
+      for (size_t k = 0; k < 8; k++) x[k] = load64le(s + (i + k) * w + 8 * l);
+      transpose8(x);
+      for (size_t j = 0; j < 8; j++) store64le(d + (8 * l + j) * n + i, x[j]);
+    }
+  }
+  *done = i;
+}
+
+static void unshuffle_tiles(const uint8_t *s, size_t w, size_t n, uint8_t *d, size_t *done) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (size_t l = 0; l < w / 8; l++) {
+      uint64_t x[8];
+      for (size_t j = 0; j < 8; j++) x[j] = load64le(s + (8 * l + j) * n + i);
+      transpose8(x);
+      for (size_t k = 0; k < 8; k++) store64le(d + (i + k) * w + 8 * l, x[k]);
+    }
+  }
+  *done = i;
+}
+
+/* Width 4: a 4x4 tile of bytes in four u32, two rounds of masked swaps. */
+static inline void transpose4(uint32_t x[4]) {
+  for (int k = 0; k < 2; k++) {
+    uint32_t t = ((x[k] >> 16) ^ x[k + 2]) & 0x0000FFFFu;
+    x[k] ^= t << 16;
+    x[k + 2] ^= t;
+  }
+  for (int k = 0; k < 4; k += 2) {
+    uint32_t t = ((x[k] >> 8) ^ x[k + 1]) & 0x00FF00FFu;
+    x[k] ^= t << 8;
+    x[k + 1] ^= t;
+  }
+}
+static inline uint32_t load32le(const uint8_t *p) {
+  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+         ((uint32_t)p[3] << 24);
+}
+static inline void store32le(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+  p[2] = (uint8_t)(v >> 16);
+  p[3] = (uint8_t)(v >> 24);
+}
+
+static int width_ok(size_t w) { return w == 2 || w == 4 || w == 8 || w == 16; }
+
+int bs_byte_shuffle(const void *src, size_t width, size_t n, void *dst) {
+  if (!width_ok(width)) return BS_EINVAL;
+  if (n == 0) return BS_OK;
+  if (src == NULL || dst == NULL || n > SIZE_MAX / width) return BS_EINVAL;
+  const uint8_t *s = (const uint8_t *)src;
+  uint8_t *d = (uint8_t *)dst;
+  size_t i = 0;
+  if (width == 2) {
+    for (; i < n; i++) {
+      d[i] = s[2 * i];
+      d[n + i] = s[2 * i + 1];
+    }
+    return BS_OK;
+  }
+  if (width == 4) {
+    for (; i + 4 <= n; i += 4) {
+      uint32_t x[4];
+      for (size_t k = 0; k < 4; k++) x[k] = load32le(s + 4 * (i + k));
+      transpose4(x);
+      for (size_t j = 0; j < 4; j++) store32le(d + j * n + i, x[j]);
+    }
+  } else {
+    shuffle_tiles(s, width, n, d, &i);
+  }
+  for (; i < n; i++)
+    for (size_t j = 0; j < width; j++) d[j * n + i] = s[i * width + j];
+  return BS_OK;
+}
+
+int bs_byte_unshuffle(const void *src, size_t width, size_t n, void *dst) {
+  if (!width_ok(width)) return BS_EINVAL;
+  if (n == 0) return BS_OK;
+  if (src == NULL || dst == NULL || n > SIZE_MAX / width) return BS_EINVAL;
+  const uint8_t *s = (const uint8_t *)src;
+  uint8_t *d = (uint8_t *)dst;
+  size_t i = 0;
+  if (width == 2) {
+    for (; i < n; i++) {
+      d[2 * i] = s[i];
+      d[2 * i + 1] = s[n + i];
+    }
+    return BS_OK;
+  }
+  if (width == 4) {
+    for (; i + 4 <= n; i += 4) {
+      uint32_t x[4];
+      for (size_t j = 0; j < 4; j++) x[j] = load32le(s + j * n + i);
+      transpose4(x);
+      for (size_t k = 0; k < 4; k++) store32le(d + 4 * (i + k), x[k]);
+    }
+  } else {
+    unshuffle_tiles(s, width, n, d, &i);
+  }
+  for (; i < n; i++)
+    for (size_t j = 0; j < width; j++) d[i * width + j] = s[j * n + i];
+  return BS_OK;
+}
+
+int64_t bs_bench_zstd_compress(const void *src, size_t len, int level, void *dst, size_t cap) {
+  size_t r = ZSTD_compress(dst, cap, src, len, level);
+  return ZSTD_isError(r) ? BS_ECOMPRESS : (int64_t)r;
+}
+
+int64_t bs_bench_zstd_decompress(const void *src, size_t len, void *dst, size_t cap) {
+  size_t r = ZSTD_decompress(dst, cap, src, len);
+  return ZSTD_isError(r) ? BS_EDECOMPRESS : (int64_t)r;
+}
