@@ -6,6 +6,7 @@ let package = Package(
   products: [
     .library(name: "Frame", targets: ["Frame"]),
     .library(name: "SliceIO", targets: ["SliceIO"]),
+    .library(name: "Bigslice", targets: ["Bigslice"]),
   ],
   targets: [
     // C kernels: XXH3 hashing (header-inlined, so libxxhash-dev's header is needed but no
@@ -18,6 +19,7 @@ let package = Package(
     ),
     .target(name: "Frame", dependencies: ["CSupport"]),
     .target(name: "SliceIO", dependencies: ["Frame", "CSupport"]),
+    .target(name: "Bigslice", dependencies: ["Frame", "SliceIO"]),
     .executableTarget(
       name: "bigslice-bench",
       dependencies: ["Frame", "SliceIO", "CSupport"],
@@ -25,5 +27,6 @@ let package = Package(
     ),
     .testTarget(name: "FrameTests", dependencies: ["Frame", "CSupport"]),
     .testTarget(name: "SliceIOTests", dependencies: ["SliceIO", "Frame", "CSupport"]),
+    .testTarget(name: "BigsliceTests", dependencies: ["Bigslice", "Frame", "SliceIO"]),
   ]
 )

@@ -110,9 +110,15 @@ static void insertion_sort(uint64_t *keys, uint32_t *perm, size_t n) {
  * is small enough to stay in cache. Other ranges get plain LSD passes over their varying
  * digits. Either way the order is the stable order of the full 64-bit keys, and a digit
  * shared by every key of a range costs no pass. */
-#define LSD_MAX ((size_t)1 << 17)        /* keys sorted in cache by LSD passes */
-#define MSD_MIN_CHILD ((size_t)1 << 13)  /* average bucket size that pays for a split */
-#define SWWC_MIN ((size_t)1 << 18)       /* ranges that are scattered with line buffers */
+#ifndef LSD_MAX
+#define LSD_MAX ((size_t)1 << 17)       /* keys sorted in cache by LSD passes */
+#endif
+#ifndef MSD_MIN_CHILD
+#define MSD_MIN_CHILD ((size_t)1 << 13) /* average bucket size that pays for a split */
+#endif
+#ifndef SWWC_MIN
+#define SWWC_MIN ((size_t)1 << 18)      /* ranges that are scattered with line buffers */
+#endif
 
 /* Software write-combining. Each bucket collects entries in a buffer of one cache line (8
  * keys, 16 perm entries) and writes whole aligned lines to the destination. With 2048
@@ -265,23 +271,41 @@ typedef struct {
   int streamed; /* a non-temporal store was issued */
 } radix_ctx;
 
-/* ws->hist = the six digit histograms of src[0..<n]. */
-static void histograms(const uint64_t *restrict src, size_t n, radix_ws *restrict ws) {
-  memset(ws->hist, 0, sizeof ws->hist);
+/* Counts digits 0..nd-1 of src[c0..<c1] into h (u32 counters); nd is a constant in each
+ * caller below, so the tests on it fold away. */
+#define COUNT_DIGIT(d) h[(d) * RADIX_SIZE + ((k >> ((d) * RADIX_BITS)) & RADIX_MASK)]++
+static inline void count_digits(const uint64_t *restrict src, size_t c0, size_t c1,
+                                uint32_t *restrict h, unsigned nd) {
+  for (size_t i = c0; i < c1; i++) {
+    const uint64_t k = src[i];
+    COUNT_DIGIT(0);
+    if (nd > 1) COUNT_DIGIT(1);
+    if (nd > 2) COUNT_DIGIT(2);
+    if (nd > 3) COUNT_DIGIT(3);
+    if (nd > 4) COUNT_DIGIT(4);
+    if (nd > 5) COUNT_DIGIT(5);
+  }
+}
+#undef COUNT_DIGIT
+
+/* ws->hist[0..nd) = the histograms of digits 0..nd-1 of src[0..<n], in one read pass. */
+static void histograms(const uint64_t *restrict src, size_t n, unsigned nd,
+                       radix_ws *restrict ws) {
+  memset(ws->hist, 0, nd * sizeof ws->hist[0]);
   for (size_t c0 = 0; c0 < n;) {
+    /* u32 counters take half the cache of size_t ones; chunks keep them from overflowing */
     size_t c1 = n - c0 > UINT32_MAX ? c0 + UINT32_MAX : n;
-    uint32_t *restrict h = ws->cnt;
-    memset(h, 0, sizeof ws->cnt);
-    for (size_t i = c0; i < c1; i++) {
-      uint64_t k = src[i];
-      h[0 * RADIX_SIZE + (k & RADIX_MASK)]++;
-      h[1 * RADIX_SIZE + ((k >> 11) & RADIX_MASK)]++;
-      h[2 * RADIX_SIZE + ((k >> 22) & RADIX_MASK)]++;
-      h[3 * RADIX_SIZE + ((k >> 33) & RADIX_MASK)]++;
-      h[4 * RADIX_SIZE + ((k >> 44) & RADIX_MASK)]++;
-      h[5 * RADIX_SIZE + (k >> 55)]++;
+    uint32_t *h = ws->cnt;
+    memset(h, 0, nd * RADIX_SIZE * sizeof *h);
+    switch (nd) {
+    case 1: count_digits(src, c0, c1, h, 1); break;
+    case 2: count_digits(src, c0, c1, h, 2); break;
+    case 3: count_digits(src, c0, c1, h, 3); break;
+    case 4: count_digits(src, c0, c1, h, 4); break;
+    case 5: count_digits(src, c0, c1, h, 5); break;
+    default: count_digits(src, c0, c1, h, 6); break;
     }
-    for (unsigned d = 0; d < RADIX_PASSES; d++)
+    for (unsigned d = 0; d < nd; d++)
       for (unsigned b = 0; b < RADIX_SIZE; b++) ws->hist[d][b] += h[d * RADIX_SIZE + b];
     c0 = c1;
   }
@@ -328,9 +352,8 @@ static void copy_back(radix_ctx *c, size_t lo, size_t n) {
 
 /* Sorts the range [lo, lo+n), whose entries sit in the tmp arrays when in_tmp, by the
  * digits 0..top (the higher ones are shared by all its keys), leaving it in keys/perm.
- * ws->hist must hold the range's histograms on entry when have_hist. Recursion depth is at
- * most RADIX_PASSES (one level per digit). */
-static void sort_range(radix_ctx *c, size_t lo, size_t n, int top, int in_tmp, int have_hist) {
+ * Recursion depth is at most RADIX_PASSES (one level per digit). */
+static void sort_range(radix_ctx *c, size_t lo, size_t n, int top, int in_tmp) {
   radix_ws *ws = c->ws;
   if (n <= RADIX_SMALL) {
     if (in_tmp) copy_back(c, lo, n);
@@ -338,7 +361,7 @@ static void sort_range(radix_ctx *c, size_t lo, size_t n, int top, int in_tmp, i
     return;
   }
   const uint64_t *src = (in_tmp ? c->tkeys : c->keys) + lo;
-  if (!have_hist) histograms(src, n, ws);
+  histograms(src, n, (unsigned)top + 1, ws);
   const uint64_t first = src[0];
   /* The highest digit that varies in the range. */
   int t = top;
@@ -358,7 +381,7 @@ static void sort_range(radix_ctx *c, size_t lo, size_t n, int top, int in_tmp, i
     scatter(c, lo, n, (unsigned)t, in_tmp, ws->hist[t]);
     for (unsigned b = 0; b < RADIX_SIZE; b++) {
       size_t m = bd[b + 1] - bd[b];
-      if (m > 0) sort_range(c, lo + bd[b], m, t - 1, !in_tmp, 0);
+      if (m > 0) sort_range(c, lo + bd[b], m, t - 1, !in_tmp);
     }
     return;
   }
@@ -373,6 +396,33 @@ static void sort_range(radix_ctx *c, size_t lo, size_t n, int top, int in_tmp, i
   if (in_tmp) copy_back(c, lo, n);
 }
 
+/* The sort without scratch memory, for when the scratch cannot be allocated: plain LSD
+ * passes with one digit histogram (16 KB of stack) counted per pass. Slower, same result. */
+static BS_NOINLINE void sort_unbuffered(uint64_t *keys, uint32_t *perm, size_t n,
+                                        uint64_t *tmp_keys, uint32_t *tmp_perm) {
+  size_t h[RADIX_SIZE];
+  uint64_t *sk = keys, *dk = tmp_keys;
+  uint32_t *sp = perm, *dp = tmp_perm;
+  for (unsigned d = 0; d < RADIX_PASSES; d++) {
+    const unsigned shift = d * RADIX_BITS;
+    memset(h, 0, sizeof h);
+    for (size_t i = 0; i < n; i++) h[(sk[i] >> shift) & RADIX_MASK]++;
+    if (h[(sk[0] >> shift) & RADIX_MASK] == n) continue;
+    prefix(h);
+    if (sp != NULL) {
+      scatter_plain_kp(sk, sp, dk, dp, n, shift, h);
+      uint32_t *t = sp; sp = dp; dp = t;
+    } else {
+      scatter_plain_k(sk, dk, n, shift, h);
+    }
+    uint64_t *t = sk; sk = dk; dk = t;
+  }
+  if (sk != keys) {
+    memcpy(keys, sk, n * sizeof *keys);
+    if (perm != NULL) memcpy(perm, sp, n * sizeof *perm);
+  }
+}
+
 int bs_radix_sort_u64(uint64_t *keys, uint32_t *perm, size_t n, uint64_t *tmp_keys,
                       uint32_t *tmp_perm) {
   if (n == 0) return BS_OK;
@@ -384,7 +434,10 @@ int bs_radix_sort_u64(uint64_t *keys, uint32_t *perm, size_t n, uint64_t *tmp_ke
   }
   /* One scratch allocation per sort (about 500 KB: too much for a thread's stack). */
   void *raw = malloc(sizeof(radix_ws) + 64);
-  if (raw == NULL) return BS_ENOMEM;
+  if (raw == NULL) {
+    sort_unbuffered(keys, perm, n, tmp_keys, tmp_perm);
+    return BS_OK;
+  }
   radix_ctx c;
   c.keys = keys;
   c.tkeys = tmp_keys;
@@ -392,7 +445,7 @@ int bs_radix_sort_u64(uint64_t *keys, uint32_t *perm, size_t n, uint64_t *tmp_ke
   c.tperm = tmp_perm;
   c.ws = (radix_ws *)(void *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);
   c.streamed = 0;
-  sort_range(&c, 0, n, RADIX_PASSES - 1, 0, 0);
+  sort_range(&c, 0, n, RADIX_PASSES - 1, 0);
 #if HAVE_NT
   if (c.streamed) _mm_sfence(); /* order the streaming stores before what follows */
 #endif

@@ -33,6 +33,7 @@ struct KernelBenchmarks {
       for i in 0..<out.count { out[i] = splitmix64(UInt64(i)) }
     }
     let out = UnsafeMutablePointer<UInt64>.allocate(capacity: rows)
+    out.initialize(repeating: 0, count: rows)  // touch the pages before timing
     defer { out.deallocate() }
     let ours = try median(repeats) { try column.hash(seed: 7, into: out) }
     let check = out[rows / 2]

@@ -7,14 +7,20 @@
  *   6  u16 codec: 0 = stored raw, 1 = zstd
  *   8  u64 rows            (opaque to the block layer; the frame codec's row count)
  *   16 u32 raw_len         (<= BS_BLOCK_MAX_RAW)
- *   20 u32 payload_len     (bytes after the header; == raw_len when stored raw)
+ *   20 u32 payload_len     (bytes after the header; == raw_len when stored raw;
+ *                           8 < payload_len < raw_len for zstd)
  *   24 u64 raw_checksum    XXH3-64 of the raw bytes, seed 0
  *   32 u64 header_checksum XXH3-64 of header bytes 0..<32, seed 0
- * then payload_len bytes.
+ * then payload_len bytes: the raw bytes (codec 0), or (codec 1) one zstd frame (with its
+ * content size) followed by a u64 frame_checksum, XXH3-64 of the frame bytes, seed 0.
+ * The frame checksum is needed because zstd ignores a few bits of a frame (an unused
+ * header bit, padding bits of its table descriptions): flipping one of those decodes to
+ * the same bytes, which the raw checksum alone cannot notice.
  *
  * The decoder checks, in order: enough bytes for a header, magic, version, header checksum,
- * codec, lengths against their bounds and the input, zstd, the decompressed size, and the
- * raw checksum. A single flipped bit anywhere in a block fails one of these checks. */
+ * codec, lengths against their bounds and the input, the destination size, the frame
+ * checksum (zstd), the frame's content size, zstd, the decompressed size, and the raw
+ * checksum. A single flipped bit anywhere in a block fails one of these checks. */
 #ifndef BS_BLOCK_H
 #define BS_BLOCK_H
 
@@ -49,7 +55,8 @@ void bs_block_encoder_free(bs_block_encoder *e);
 bs_block_decoder *bs_block_decoder_new(void);
 void bs_block_decoder_free(bs_block_decoder *d);
 
-/* Largest encoded size of raw_len bytes: use it to size dst. */
+/* Largest encoded size of raw_len bytes: use it to size dst. 0 when raw_len is over
+ * BS_BLOCK_MAX_RAW (such input cannot be encoded). */
 size_t bs_block_bound(size_t raw_len);
 
 /* Encodes raw[0..<raw_len] as one block into dst. level is a zstd level (negative levels are
@@ -68,9 +75,11 @@ int64_t bs_block_peek(const void *src, size_t len, bs_block_info *info);
 
 /* Decodes the block at src[0..<len] into dst (capacity dst_cap >= info.raw_len), after
  * every check above, and fills info. Returns the raw length, or any error of bs_block_peek,
- * BS_ESHORT (payload truncated), BS_EDSTSIZE, BS_EDECOMPRESS, BS_ELENGTH (decompressed size
- * differs from raw_len), BS_ECHECKSUM. Never reads outside src[0..<len] or writes outside
- * dst[0..<dst_cap]. */
+ * BS_ESHORT (payload truncated), BS_EDSTSIZE, BS_ECHECKSUM (frame or raw checksum),
+ * BS_ELENGTH (the frame's content size or the decompressed size differs from raw_len),
+ * BS_EDECOMPRESS. Bytes after the block (len > its total size) are ignored. Never reads
+ * outside src[0..<len] or writes outside dst[0..<dst_cap]; on an error, dst may hold
+ * partial output. */
 int64_t bs_block_decode(bs_block_decoder *d, const void *src, size_t len, void *dst,
                         size_t dst_cap, bs_block_info *info);
 

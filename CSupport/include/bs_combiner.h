@@ -43,7 +43,11 @@ void bs_comb_free(bs_combiner *c);
 void bs_comb_reset(bs_combiner *c);
 
 /* Declares an aggregate and returns its index (>= 0), or BS_EINVAL (bad kind, too many, or
- * groups already exist). Sums wrap on i64 overflow (two's complement), as Swift's &+. */
+ * groups already exist), or BS_ENOMEM. Sums wrap on i64 overflow (two's complement), as
+ * Swift's &+. Initial values: sums and counts 0, MIN_I64 INT64_MAX, MAX_I64 INT64_MIN,
+ * MIN_F64 +inf, MAX_F64 -inf. f64 min/max propagate NaN: a NaN value makes the group's
+ * result NaN for good; between -0.0 and +0.0 the first one seen stays. f64 sums add in row
+ * order. */
 int bs_comb_add_agg(bs_combiner *c, bs_agg_kind kind);
 
 /* gids[i] = group id of keys[i], inserting new keys. Returns the number of new groups, or
@@ -57,7 +61,8 @@ int64_t bs_comb_groups_bytes(bs_combiner *c, const int64_t *offsets, const uint8
                              const uint64_t *hashes, size_t n, uint32_t *gids);
 
 /* Folds vals[i] into aggregate agg of group gids[i]. The aggregate's kind must match the
- * function (i64 or f64 family; count takes no values). Returns BS_OK or BS_EINVAL. */
+ * function (i64 or f64 family; count takes no values). Returns BS_OK or BS_EINVAL (also
+ * when a gid is >= the number of groups; nothing is updated then). */
 int bs_comb_update_i64(bs_combiner *c, int agg, const uint32_t *gids, const int64_t *vals,
                        size_t n);
 int bs_comb_update_f64(bs_combiner *c, int agg, const uint32_t *gids, const double *vals,

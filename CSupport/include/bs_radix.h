@@ -25,12 +25,16 @@ typedef enum {
  * Returns BS_OK, or BS_EINVAL for an unknown kind. */
 int bs_radix_keys(bs_key_kind kind, const void *src, size_t n, uint64_t *dst);
 
-/* Sorts keys[0..<n] ascending, stably, with 11-bit LSD digits, skipping every pass in which
- * all keys share the digit.
+/* Sorts keys[0..<n] ascending, stably, with 11-bit digits, skipping every pass in which
+ * all keys share the digit. Large inputs are first split by their highest varying digit
+ * (one MSD pass) and each part is then LSD-sorted while it fits in cache; the result is
+ * the same stable order.
  * - keys is sorted in place.
  * - perm (optional, may be NULL) is permuted along with the keys: pass the identity
  *   (bs_iota_u32) to get, on return, perm[i] = original index of the i-th smallest key.
  * - tmp_keys must hold n keys; tmp_perm must hold n entries when perm is not NULL.
+ * Above 48 keys the sort allocates about 0.5 MB of scratch (histograms and write-combining
+ * buffers) once per call; should that fail, it sorts without it (more slowly).
  * Returns BS_OK, or BS_EINVAL when n > UINT32_MAX with a permutation, or a NULL buffer. */
 int bs_radix_sort_u64(uint64_t *keys, uint32_t *perm, size_t n, uint64_t *tmp_keys,
                       uint32_t *tmp_perm);

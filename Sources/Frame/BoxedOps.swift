@@ -73,11 +73,13 @@ protocol AnyBoxedTypeOps: Sendable {
 /// The type-erased view of a boxed column's storage.
 protocol AnyBoxedStorage: AnyObject {
   func anyValue(at i: Int) -> AnyHashable
+  func values<U>(as: U.Type) -> [U]?
   func estimatedBytes(offset: Int, count: Int) -> Int
 }
 
 extension BoxedStorage: AnyBoxedStorage {
   func anyValue(at i: Int) -> AnyHashable { AnyHashable(values[i]) }
+  func values<U>(as: U.Type) -> [U]? { U.self == T.self ? unsafeBitCast(values, to: [U].self) : nil }
   func estimatedBytes(offset: Int, count: Int) -> Int { count * max(MemoryLayout<T>.stride, 8) }
 }
 

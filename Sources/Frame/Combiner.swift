@@ -23,6 +23,9 @@ public final class Combiner {
   private let keyWidth: Int?
   private var scratchKeys: UnsafeMutablePointer<UInt64>?
   private var scratchCapacity = 0
+  private var batchHashes: UnsafeMutablePointer<UInt64>?
+  private var batchGIDs: UnsafeMutablePointer<UInt32>?
+  private var batchCapacity = 0
 
   /// A combiner for keys of `keyType`, sized for about `expectedGroups` groups.
   /// - Throws: `FrameError.unsupported` for boxed keys; `FrameError.outOfMemory`.
@@ -48,6 +51,8 @@ public final class Combiner {
   deinit {
     bs_comb_free(handle)
     scratchKeys?.deallocate()
+    batchHashes?.deallocate()
+    batchGIDs?.deallocate()
   }
 
   /// Declares a built-in aggregate over a value column of `valueType` (`.int64` or `.double`;
@@ -137,12 +142,14 @@ public final class Combiner {
   /// `values[i]` feeds aggregate `i`. The convenience path for built-in reductions.
   public func add(keys: Column, values: [Column], seed: UInt64) throws {
     let n = keys.count
-    let hashes = UnsafeMutablePointer<UInt64>.allocate(capacity: max(n, 1))
-    let gids = UnsafeMutablePointer<UInt32>.allocate(capacity: max(n, 1))
-    defer {
-      hashes.deallocate()
-      gids.deallocate()
+    if n > batchCapacity {
+      batchHashes?.deallocate()
+      batchGIDs?.deallocate()
+      batchCapacity = n
+      batchHashes = .allocate(capacity: n)
+      batchGIDs = .allocate(capacity: n)
     }
+    guard let hashes = batchHashes, let gids = batchGIDs else { return }
     try keys.hash(seed: seed, into: hashes)
     try groupIDs(keys: keys, hashes: hashes, into: gids)
     for (i, v) in values.enumerated() { try update(i, values: v, gids: gids) }

@@ -39,11 +39,14 @@ extension Frame {
   /// prefixes by comparing full keys.
   public func sortPermutation(_ order: SortOrder) throws -> [UInt32] {
     let n = count
-    var perm = [UInt32](repeating: 0, count: n)
+    var perm = [UInt32](unsafeUninitializedCapacity: n) { buf, count in
+      bs_iota_u32(buf.baseAddress, n)
+      count = n
+    }
     guard n > 1 else { return perm }
-    var tmpKeys = [UInt64](repeating: 0, count: n)
-    var tmpPerm = [UInt32](repeating: 0, count: n)
-    perm.withUnsafeMutableBufferPointer { bs_iota_u32($0.baseAddress, n) }
+    // Scratch for the radix passes: written before read, so left uninitialised.
+    var tmpKeys = [UInt64](unsafeUninitializedCapacity: n) { _, count in count = n }
+    var tmpPerm = [UInt32](unsafeUninitializedCapacity: n) { _, count in count = n }
 
     let keys = keyColumns
     if order == .keys, keys.allSatisfy({ $0.type.scalarWidth != nil }) {

@@ -92,6 +92,42 @@ import Testing
     }
   }
 
+  @Test func aggregatesStayCorrectUnderForcedHashCollisions() throws {
+    var rng = SplitMix64(seed: 6)
+    let combiner = try Combiner(keyType: .scalar(.int64))
+    try combiner.addAggregate(.sum)
+    try combiner.addAggregate(.max)
+    var reference: [Int64: (Int64, Int64)] = [:]
+    for _ in 0..<3 {
+      let keys = (0..<5000).map { _ in Int64.random(in: 0..<2000, using: &rng) }
+      let values = (0..<5000).map { _ in Int64.random(in: -100...100, using: &rng) }
+      let hashes = keys.map { UInt64($0 % 3) }  // three hashes for 2000 keys
+      var gids = [UInt32](repeating: 0, count: keys.count)
+      try hashes.withUnsafeBufferPointer { h in
+        try gids.withUnsafeMutableBufferPointer { g in
+          _ = try combiner.groupIDs(keys: Column(keys), hashes: h.baseAddress!, into: g.baseAddress!)
+          try combiner.update(0, values: Column(values), gids: UnsafePointer(g.baseAddress!))
+          try combiner.update(1, values: Column(values), gids: UnsafePointer(g.baseAddress!))
+        }
+      }
+      for (k, v) in zip(keys, values) {
+        let r = reference[k] ?? (0, .min)
+        reference[k] = (r.0 + v, max(r.1, v))
+      }
+    }
+    let (frame, hashes) = try combiner.drain()
+    #expect(frame.count == reference.count)
+    // Drained in (hash, key) order even though thousands of keys share each hash.
+    let keys = frame.columns[0].scalars(Int64.self)
+    for i in 1..<frame.count {
+      #expect(hashes[i - 1] < hashes[i] || (hashes[i - 1] == hashes[i] && keys[i - 1] < keys[i]))
+    }
+    for row in frame.anyRows {
+      let r = try #require(reference[row[0] as! Int64])
+      #expect(row[1] as! Int64 == r.0 && row[2] as! Int64 == r.1)
+    }
+  }
+
   @Test func narrowKeysComeBackIntact() throws {
     let keys: [Int8] = [-128, 127, -1, 0, -1, 5]
     let combiner = try Combiner(keyType: .scalar(.int8))

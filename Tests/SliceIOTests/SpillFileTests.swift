@@ -145,6 +145,25 @@ func writeFileBytes(_ path: String, _ bytes: [UInt8]) {
     }
   }
 
+  @Test func everyBitFlipInASpillFileIsAnIntegrityErrorNeverWrongRows() throws {
+    let dir = try SpillDirectory()
+    let frame = try Frame([Column([Int64(1), -2, 3]), Column(strings: ["a", "bc", ""])])
+    let writer = try SpillWriter(directory: dir, schema: frame.schema, options: CodecOptions(level: 1))
+    try writer.write(frame)
+    let file = try writer.finish()
+    let bytes = readFileBytes(file.path)
+    let damaged = dir.path + "/flipped"
+    for bit in 0..<(bytes.count * 8) {
+      var copy = bytes
+      copy[bit / 8] ^= UInt8(1 << (bit % 8))
+      writeFileBytes(damaged, copy)
+      switch readError(damaged, schema: frame.schema) {
+      case .integrity?: break
+      case let other: Issue.record("bit \(bit): expected an integrity error, got \(String(describing: other))")
+      }
+    }
+  }
+
   @Test func aForeignFileIsNotABlockStream() throws {
     let dir = try SpillDirectory()
     let path = dir.path + "/foreign"

@@ -1,0 +1,33 @@
+import Frame
+import SliceIO
+
+/// Errors of the slice layer. Lost work (retry it) is kept apart from fatal errors.
+public enum BigsliceError: Error, CustomStringConvertible, @unchecked Sendable {
+  /// A func that was never registered was run.
+  case unregisteredFunc(String)
+  /// Two funcs were registered under one key.
+  case duplicateFunc(String)
+  /// A func was run with arguments of other types than it takes.
+  case wrongArguments(func: String, expected: [String], found: [String])
+  /// A slice holds a column type that cannot be stored.
+  case unsupportedType(String)
+  /// A combinator was given an argument out of its range (shards < 1, …).
+  case invalidArgument(String)
+  /// User code or the data failed a task: fatal for the job. Names the operation and shard.
+  case taskFailed(op: String, shard: Int, cause: Error)
+  /// A task's output was lost too many times in a row.
+  case tooManyTries(op: String, shard: Int, tries: Int)
+
+  public var description: String {
+    switch self {
+    case .unregisteredFunc(let key): "func \(key) is not registered; create its Func before the session starts"
+    case .duplicateFunc(let key): "two funcs are registered under the key \(key)"
+    case .wrongArguments(let f, let expected, let found):
+      "func \(f) takes (\(expected.joined(separator: ", "))), but was run with (\(found.joined(separator: ", ")))"
+    case .unsupportedType(let what): "unsupported column type: \(what)"
+    case .invalidArgument(let what): "invalid argument: \(what)"
+    case .taskFailed(let op, let shard, let cause): "\(op) shard \(shard) failed: \(cause)"
+    case .tooManyTries(let op, let shard, let tries): "\(op) shard \(shard): too many tries (\(tries) consecutive losses)"
+    }
+  }
+}

@@ -1,0 +1,79 @@
+import Frame
+import SliceIO
+
+/// One unit of work: a pipeline of slice nodes computed for one shard.
+///
+/// `chain` runs bottom-up: `chain.last` reads the task's dependencies, each earlier node reads
+/// the one after it, and `chain[0]` is the slice whose rows the task outputs. The output is
+/// cut into `partitions` partitions for the shuffle that reads it (1 when nothing shuffles).
+final class Task: @unchecked Sendable {
+  let chain: [SliceNode]
+  let shard: Int
+  /// For each dependency of `chain.last`: the upstream tasks and whether this is a shuffle
+  /// (read partition `shard` of every upstream task) or narrow (read its only partition).
+  var deps: [(tasks: [Task], shuffle: Bool)] = []
+  var partitions = 1
+  var partitioner: Partitioner = .hash
+  /// Applied map-side to this task's output: the combining of the node that reads it.
+  var combining: Combining?
+  var output: [[Frame]]? = nil
+
+  init(chain: [SliceNode], shard: Int) {
+    self.chain = chain
+    self.shard = shard
+  }
+
+  var name: String { "\(chain.map(\.op).joined(separator: "_"))@\(chain[0].shards):\(shard)" }
+  var op: String { chain[0].name }
+}
+
+/// Turns a slice graph into tasks: narrow edges are pipelined into one task per shard, and
+/// every shuffle cuts the graph.
+struct Compiler {
+  private var compiled: [ObjectIdentifier: [Task]] = [:]
+
+  /// The tasks computing `node`, one per shard, with every upstream task linked.
+  mutating func compile(_ node: SliceNode) -> [Task] {
+    if let tasks = compiled[ObjectIdentifier(node)] { return tasks }
+    var chain = [node]
+    var bottom = node
+    while bottom.deps.count == 1, !bottom.deps[0].shuffle, !bottom.deps[0].node.pragma.materialize,
+      bottom.deps[0].node.shards == bottom.shards
+    {
+      bottom = bottom.deps[0].node
+      chain.append(bottom)
+    }
+    let tasks = (0..<node.shards).map { Task(chain: chain, shard: $0) }
+    for dep in bottom.deps {
+      let upstream = compileUpstream(dep, into: bottom)
+      for task in tasks {
+        task.deps.append((dep.shuffle ? upstream : [upstream[task.shard]], dep.shuffle))
+      }
+    }
+    compiled[ObjectIdentifier(node)] = tasks
+    return tasks
+  }
+
+  /// Narrow upstream tasks are shared; a shuffle gets its own copy of the upstream's top
+  /// tasks, partitioned (and combined) its way, so two shuffles of one slice never share an
+  /// output layout. Everything further upstream is shared.
+  private mutating func compileUpstream(_ dep: Dependency, into reader: SliceNode) -> [Task] {
+    guard dep.shuffle else { return compile(dep.node) }
+    let tasks = compilePrivate(dep.node)
+    for task in tasks {
+      task.partitions = reader.shards
+      task.partitioner = dep.partitioner
+      task.combining = reader.combining
+    }
+    return tasks
+  }
+
+  private mutating func compilePrivate(_ node: SliceNode) -> [Task] {
+    // Compile without the memo for this node, then put the memo back.
+    let saved = compiled[ObjectIdentifier(node)]
+    compiled[ObjectIdentifier(node)] = nil
+    let tasks = compile(node)
+    compiled[ObjectIdentifier(node)] = saved
+    return tasks
+  }
+}

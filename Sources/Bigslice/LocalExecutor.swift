@@ -1,0 +1,158 @@
+import Dispatch
+import Frame
+import SliceIO
+import Synchronization
+
+/// Runs tasks in this process on a dedicated pool of `procs` threads (Dispatch worker
+/// threads, never Swift's cooperative pool), keeping task outputs in memory.
+final class LocalExecutor: @unchecked Sendable {
+  let procs: Int
+  private let queue = DispatchQueue(label: "bigslice.tasks", attributes: .concurrent)
+
+  init(procs: Int) { self.procs = max(1, procs) }
+
+  /// Runs every task that `roots` need, each after its dependencies, at most `procs` at once.
+  /// - Throws: the first task failure, as `BigsliceError.taskFailed`.
+  func evaluate(_ roots: [Task], counters: Counters) throws {
+    var all: [ObjectIdentifier: Task] = [:]
+    var stack = roots
+    while let task = stack.popLast() {
+      guard all[ObjectIdentifier(task)] == nil else { continue }
+      all[ObjectIdentifier(task)] = task
+      for dep in task.deps { stack.append(contentsOf: dep.tasks) }
+    }
+    var waiting: [ObjectIdentifier: Int] = [:]
+    var dependents: [ObjectIdentifier: [Task]] = [:]
+    var ready: [Task] = []
+    for task in all.values where task.output == nil {
+      let upstream = Set(task.deps.flatMap(\.tasks).filter { $0.output == nil }.map(ObjectIdentifier.init))
+      waiting[ObjectIdentifier(task)] = upstream.count
+      for u in upstream { dependents[u, default: []].append(task) }
+      if upstream.isEmpty { ready.append(task) }
+    }
+    var remaining = waiting.count
+    let state = Mutex<(done: [Task], failure: Error?)>(([], nil))
+    let finished = DispatchSemaphore(value: 0)
+    var running = 0
+    var failure: Error?
+    while remaining > 0 {
+      while running < procs, failure == nil, let task = ready.popLast() {
+        running += 1
+        queue.async {
+          let taskCounters = Counters()
+          do {
+            task.output = try self.run(task, counters: taskCounters)
+            counters.merge(taskCounters)
+            state.withLock { $0.done.append(task) }
+          } catch {
+            let wrapped = (error as? BigsliceError) ?? BigsliceError.taskFailed(op: task.op, shard: task.shard, cause: error)
+            state.withLock {
+              $0.done.append(task)
+              if $0.failure == nil { $0.failure = wrapped }
+            }
+          }
+          finished.signal()
+        }
+      }
+      if running == 0 { break }
+      finished.wait()
+      let (done, error) = state.withLock { s -> ([Task], Error?) in
+        defer { s.done = [] }
+        return (s.done, s.failure)
+      }
+      failure = failure ?? error
+      for task in done {
+        running -= 1
+        remaining -= 1
+        guard task.output != nil else { continue }
+        for next in dependents[ObjectIdentifier(task)] ?? [] {
+          waiting[ObjectIdentifier(next)]! -= 1
+          if waiting[ObjectIdentifier(next)] == 0 { ready.append(next) }
+        }
+      }
+    }
+    if let failure { throw failure }
+  }
+
+  /// Computes one task: reads its dependencies, runs its pipeline, partitions (and combines)
+  /// the output.
+  func run(_ task: Task, counters: Counters) throws -> [[Frame]] {
+    let context = TaskContext(shard: task.shard, counters: counters)
+    let bottom = task.chain.last!
+    var inputs: [any Reader] = []
+    for (i, dep) in task.deps.enumerated() {
+      if dep.shuffle {
+        let frames = dep.tasks.flatMap { $0.output![task.shard] }
+        if let combining = bottom.combining, i == 0 {
+          inputs.append(FrameReader(try combine(frames, combining, schema: bottom.deps[i].node.schema).map { [$0] } ?? []))
+        } else {
+          inputs.append(FrameReader(frames))
+        }
+      } else {
+        inputs.append(FrameReader(dep.tasks[0].output![0]))
+      }
+    }
+    var reader = try run(bottom, shard: task.shard, inputs: inputs, context: context)
+    for node in task.chain.dropLast().reversed() {
+      reader = try run(node, shard: task.shard, inputs: [reader], context: context)
+    }
+    return try partition(reader, task)
+  }
+
+  private func run(_ node: SliceNode, shard: Int, inputs: [any Reader], context: TaskContext) throws -> any Reader {
+    do {
+      return try node.reader(shard, inputs, context)
+    } catch let error as BigsliceError {
+      throw error
+    } catch {
+      throw BigsliceError.taskFailed(op: node.name, shard: shard, cause: error)
+    }
+  }
+
+  /// Reads the task's output and cuts it into partitions, combining map-side first.
+  private func partition(_ reader: any Reader, _ task: Task) throws -> [[Frame]] {
+    var frames: [Frame] = []
+    while let frame = try reader.read() {
+      if frame.count > 0 { frames.append(frame) }
+    }
+    if let combining = task.combining {
+      frames = try combine(frames, combining, schema: task.chain[0].schema).map { [$0] } ?? []
+    }
+    guard task.partitions > 1 else { return [frames] }
+    var out = [[Frame]](repeating: [], count: task.partitions)
+    for frame in frames {
+      let parts: [Frame]
+      switch task.partitioner {
+      case .hash:
+        let hashes = try frame.hashKeys(seed: 0)
+        parts = hashes.withUnsafeBufferPointer { frame.partition(hashes: $0.baseAddress!, into: task.partitions) }
+      case .custom(let f):
+        parts = try split(frame, ids: try f(frame, task.partitions), partitions: task.partitions)
+      }
+      for (p, part) in parts.enumerated() where part.count > 0 { out[p].append(part) }
+    }
+    return out
+  }
+
+  private func split(_ frame: Frame, ids: [UInt32], partitions: Int) throws -> [Frame] {
+    var rows = [[UInt32]](repeating: [], count: partitions)
+    for (i, p) in ids.enumerated() { rows[Int(p)].append(UInt32(i)) }
+    return rows.map { frame.gather($0) }
+  }
+}
+
+/// Combines rows of equal keys in `frames` into one frame, one row per key.
+func combine(_ frames: [Frame], _ combining: Combining, schema: Schema) throws -> Frame? {
+  guard !frames.isEmpty else { return nil }
+  switch combining {
+  case .function(let f):
+    return try f(try Frame.concat(frames))
+  case .builtIn(let aggregate, let kind):
+    let combiner = try Combiner(keyType: schema.types[0])
+    try combiner.addAggregate(aggregate, valueType: kind)
+    for frame in frames { try combiner.add(keys: frame.columns[0], values: [frame.columns[1]], seed: combineSeed) }
+    let drained = try combiner.drain().frame
+    // `Int` values are stored as int64; keep the slice's declared column type.
+    return try Frame([drained.columns[0], drained.columns[1]], prefix: 1)
+  }
+}

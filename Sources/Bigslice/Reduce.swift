@@ -1,0 +1,82 @@
+import Frame
+import SliceIO
+
+/// Lets methods be declared only for slices of a given shape (`where Self == Slice<K, V>`):
+/// `reduce` exists on two-column slices only, a compile error on any other.
+public protocol SliceProtocol {}
+extension Slice: SliceProtocol {}
+
+/// The seed of the hash that orders rows for combining (distinct from the partition hash).
+let combineSeed: UInt64 = 0x9acb_0442
+
+extension SliceProtocol {
+  /// One row per key, its values combined with `f`, which must be associative and
+  /// commutative (the order values meet in is unspecified). Rows are combined map-side in
+  /// every upstream task, then again after the shuffle.
+  public func reduce<K, V>(
+    file: StaticString = #fileID, line: UInt = #line, _ f: @escaping @Sendable (V, V) -> V
+  ) -> Slice<K, V> where Self == Slice<K, V> {
+    let valueType = self.schema.types[1]
+    let combine: @Sendable (Frame) throws -> Frame = { frame in
+      guard frame.count > 1 else { return frame }
+      let sorted = try frame.sorted(.hash(seed: combineSeed))
+      let hashes = try sorted.hashKeys(seed: combineSeed)
+      let values = ColumnGetter<V>(sorted.columns[1])
+      let out = ColumnAppender<V>(valueType, capacity: sorted.count)
+      var starts: [UInt32] = []
+      var i = 0
+      let n = sorted.count
+      while i < n {
+        var acc = values.get(i)
+        var j = i + 1
+        while j < n && hashes[j] == hashes[i] && sorted.equalKeys(i, sorted, j) {
+          acc = f(acc, values.get(j))
+          j += 1
+        }
+        starts.append(UInt32(i))
+        out.append(acc)
+        i = j
+      }
+      return try Frame([sorted.columns[0].gather(starts), out.finish()], prefix: 1)
+    }
+    return combined(op: "reduce", combining: .function(combine), file: file, line: line)
+  }
+
+  /// One row per key with the sum, minimum or maximum of its values, computed in C with no
+  /// closure per row. Values must be `Int`, `Int64` or `Double`.
+  public func reduce<K, V>(
+    _ aggregate: Combiner.Aggregate, file: StaticString = #fileID, line: UInt = #line
+  ) -> Slice<K, V> where Self == Slice<K, V> {
+    let kind: ScalarKind
+    switch (aggregate, self.schema.types[1]) {
+    case (.sum, .scalar(.int64)), (.min, .scalar(.int64)), (.max, .scalar(.int64)): kind = .int64
+    case (.sum, .scalar(.double)), (.min, .scalar(.double)), (.max, .scalar(.double)): kind = .double
+    default:
+      return combined(
+        op: "reduce", combining: .builtIn(.sum, .int64), file: file, line: line,
+        problem: .invalidArgument("built-in reduce(.\(aggregate)) needs Int, Int64 or Double values, not \(V.self)"))
+    }
+    return combined(op: "reduce", combining: .builtIn(aggregate, kind), file: file, line: line)
+  }
+
+  private func combined<K, V>(
+    op: String, combining: Combining, file: StaticString, line: UInt, problem: BigsliceError? = nil
+  ) -> Slice<K, V> where Self == Slice<K, V> {
+    var problem = problem
+    if case .builtIn = combining, case .boxed(let name) = self.schema.types[0] {
+      problem = problem ?? .unsupportedType("built-in reduce keys of boxed type \(name); use reduce with a closure")
+    }
+    let node = SliceNode(
+      op: op, location: location(file, line), schema: Schema(self.schema.types, prefix: 1), shards: self.shards,
+      deps: [Dependency(node: self.node, shuffle: true, partitioner: .hash)], combining: combining, problem: problem
+    ) { _, deps, _ in deps[0] }
+    return Slice<K, V>(node)
+  }
+}
+
+extension SliceProtocol {
+  /// The number of rows of each distinct value: `(value, count)`, combined in C.
+  public func count<K>(file: StaticString = #fileID, line: UInt = #line) -> Slice<K, Int> where Self == Slice<K> {
+    self.map(file: file, line: line) { (k: K) -> (K, Int) in (k, 1) }.reduce(Combiner.Aggregate.sum, file: file, line: line)
+  }
+}

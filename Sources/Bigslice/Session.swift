@@ -1,0 +1,97 @@
+import Frame
+import SliceIO
+
+/// Where a session runs its tasks.
+public enum Executor: Sendable {
+  /// In this process, on `procs` threads.
+  case local(procs: Int)
+}
+
+/// Runs funcs. A session holds the executor; `run` compiles a func's slice into tasks,
+/// evaluates them and returns the result.
+public final class Session: @unchecked Sendable {
+  public let executor: Executor
+  private let local: LocalExecutor
+
+  /// A session on `executor` (default: in this process, on 2 threads).
+  public init(executor: Executor = .local(procs: 2)) {
+    self.executor = executor
+    switch executor {
+    case .local(let procs): local = LocalExecutor(procs: procs)
+    }
+  }
+
+  /// Runs `f` with `args` and returns its result.
+  /// - Throws: `BigsliceError.unregisteredFunc`, `.wrongArguments`, `.unsupportedType`,
+  ///   `.invalidArgument` before anything runs; `.taskFailed` naming the operation and shard
+  ///   when user code or the data fails.
+  public func run<each A, each C>(_ f: Func<repeat each C>, _ args: repeat each A) throws -> Result<repeat each C> {
+    try run(try f.invoke(repeat each args))
+  }
+
+  /// Runs `slice` and returns its result.
+  public func run<each C>(_ slice: Slice<repeat each C>) throws -> Result<repeat each C> {
+    if let problem = slice.node.problem { throw problem }
+    var compiler = Compiler()
+    let tasks = compiler.compile(slice.node)
+    let counters = Counters()
+    try local.evaluate(tasks, counters: counters)
+    return Result(tasks: tasks, schema: slice.schema, counters: counters.snapshot)
+  }
+}
+
+/// The rows of a computed slice, shard by shard.
+public struct Result<each C>: Sequence, @unchecked Sendable {
+  let tasks: [Task]
+  /// The column types and key prefix.
+  public let schema: Schema
+  /// The user counters of every task, summed.
+  public let metrics: [String: Int]
+
+  init(tasks: [Task], schema: Schema, counters: [String: Int]) {
+    self.tasks = tasks
+    self.schema = schema
+    metrics = counters
+  }
+
+  /// The frames of every shard, in shard order.
+  public var frames: [Frame] { tasks.flatMap { $0.output?.first ?? [] } }
+
+  /// The frames of shard `shard`.
+  public func frames(shard: Int) -> [Frame] { tasks[shard].output?.first ?? [] }
+
+  /// The number of rows.
+  public var count: Int { frames.reduce(0) { $0 + $1.count } }
+
+  public func makeIterator() -> RowIterator<repeat each C> { RowIterator(frames) }
+}
+
+/// Iterates the rows of a result as typed tuples.
+public struct RowIterator<each C>: IteratorProtocol {
+  private let frames: [Frame]
+  private var frameIndex = 0
+  private var row = 0
+  private var current: Getters<repeat each C>?
+
+  init(_ frames: [Frame]) { self.frames = frames.filter { $0.count > 0 } }
+
+  public mutating func next() -> (repeat each C)? {
+    guard frameIndex < frames.count else { return nil }
+    if current == nil { current = Getters<repeat each C>(frames[frameIndex]) }
+    let g = current!.getters
+    let value = (repeat (each g).get(row))
+    row += 1
+    if row == frames[frameIndex].count {
+      row = 0
+      frameIndex += 1
+      current = nil
+    }
+    return value
+  }
+}
+
+/// The typed getters of one frame, boxed so an iterator can hold them optionally.
+final class Getters<each C> {
+  let getters: (repeat ColumnGetter<each C>)
+  init(_ frame: Frame) { getters = Bigslice.getters(frame, repeat (each C).self) }
+}

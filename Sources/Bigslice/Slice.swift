@@ -1,0 +1,87 @@
+import Frame
+import SliceIO
+
+/// A sharded, typed collection of rows with one column per type in `C`: the unit of a
+/// bigslice job. Slices are immutable descriptions; a `Session` runs them.
+///
+/// The first `prefix` columns (default 1) form the key that `reduce`, `cogroup` and the
+/// shuffles group and partition by.
+public struct Slice<each C>: @unchecked Sendable {
+  let node: SliceNode
+
+  init(_ node: SliceNode) { self.node = node }
+
+  /// The number of shards.
+  public var shards: Int { node.shards }
+  /// The column types and key prefix.
+  public var schema: Schema { node.schema }
+  /// `op@file:line` of the combinator that made this slice.
+  public var name: String { node.name }
+}
+
+/// The column types of a pack of Swift types, or the problem with the first that has none.
+func columnTypes<each T>(_ types: repeat (each T).Type) -> ([ColumnType], BigsliceError?) {
+  var out: [ColumnType] = []
+  var problem: BigsliceError?
+  for type in repeat each types {
+    do {
+      out.append(try Column.columnType(for: type))
+    } catch {
+      problem = problem ?? .unsupportedType("\(type): \(error)")
+      out.append(.scalar(.uint8))
+    }
+  }
+  return (out, problem)
+}
+
+/// One getter per column of `frame`, typed by the pack.
+@inlinable
+func getters<each T>(_ frame: Frame, _: repeat (each T).Type) -> (repeat ColumnGetter<each T>) {
+  var k = -1
+  func make<U>(_: U.Type) -> ColumnGetter<U> {
+    k += 1
+    return ColumnGetter<U>(frame.columns[k])
+  }
+  return (repeat make((each T).self))
+}
+
+/// Appends rows of a typed pack into new columns.
+public final class RowEmitter<each T> {
+  @usableFromInline let appenders: (repeat ColumnAppender<each T>)
+  @usableFromInline let types: [ColumnType]
+  let prefix: Int
+  /// Rows emitted since the last frame was taken.
+  public var count: Int { emitted }
+  @usableFromInline var emitted = 0
+
+  init(types: [ColumnType], prefix: Int) {
+    self.types = types
+    self.prefix = prefix
+    var k = -1
+    func make<U>(_: U.Type) -> ColumnAppender<U> {
+      k += 1
+      return ColumnAppender<U>(types[k])
+    }
+    appenders = (repeat make((each T).self))
+  }
+
+  /// Emits one row.
+  @inlinable
+  public func emit(_ values: repeat each T) {
+    repeat (each appenders).append(each values)
+    emitted &+= 1
+  }
+
+  func frame() throws -> Frame {
+    defer { emitted = 0 }
+    var columns: [Column] = []
+    for appender in repeat each appenders { columns.append(try appender.finish()) }
+    return try Frame(columns, prefix: prefix)
+  }
+}
+
+/// The source location of a combinator call, for names and errors.
+func location(_ file: StaticString, _ line: UInt) -> String {
+  let path = "\(file)"
+  return "\(path.split(separator: "/").last.map(String.init) ?? path):\(line)"
+}

@@ -1,0 +1,102 @@
+import Frame
+import SliceIO
+
+/// Hints for scheduling a slice's tasks.
+public struct Pragma: Sendable, Hashable {
+  /// The task wants a whole machine.
+  public var exclusive = false
+  /// Procs the task uses (clamped to a machine's).
+  public var procs = 1
+  /// Break pipelining: materialise this slice's output.
+  public var materialize = false
+
+  public init(exclusive: Bool = false, procs: Int = 1, materialize: Bool = false) {
+    self.exclusive = exclusive
+    self.procs = max(1, procs)
+    self.materialize = materialize
+  }
+
+  public static let exclusive = Pragma(exclusive: true)
+  public static func procs(_ n: Int) -> Pragma { Pragma(procs: n) }
+  public static let materialize = Pragma(materialize: true)
+}
+
+/// How rows of an upstream slice reach the shards of a downstream one.
+enum Partitioner: Sendable {
+  /// By the hash of the key: `(hash(key) * shards) >> 64`.
+  case hash
+  /// By a user function of the row, returning the shard.
+  case custom(@Sendable (Frame, Int) throws -> [UInt32])
+}
+
+/// A slice's edge to one of its inputs.
+struct Dependency: Sendable {
+  let node: SliceNode
+  /// Shard i reads partition i of every upstream shard (a shuffle), instead of shard i of
+  /// the upstream (a narrow, pipelined edge).
+  let shuffle: Bool
+  let partitioner: Partitioner
+}
+
+/// How the shuffle into a node combines rows with equal keys, map-side and reduce-side.
+enum Combining: @unchecked Sendable {
+  /// Built-in aggregates over `Int64` / `Double` value columns, in C.
+  case builtIn(Combiner.Aggregate, ScalarKind)
+  /// A user function over one value column: `(frame) -> frame` with one row per key,
+  /// combining the values of equal keys.
+  case function(@Sendable (Frame) throws -> Frame)
+}
+
+/// The untyped graph node behind every `Slice`: its schema, shards, inputs, and a reader for
+/// each shard given readers of its inputs.
+final class SliceNode: @unchecked Sendable {
+  let op: String
+  let location: String
+  let schema: Schema
+  let shards: Int
+  let deps: [Dependency]
+  let pragma: Pragma
+  /// Combines rows of equal keys on the way into this node (map-side in every upstream task,
+  /// and again on read).
+  let combining: Combining?
+  /// A problem found while the slice was built (an unsupported column type, say), raised
+  /// when the slice runs.
+  let problem: BigsliceError?
+  /// The reader of shard `shard`, given one reader per dependency.
+  let reader: @Sendable (_ shard: Int, _ deps: [any Reader], _ context: TaskContext) throws -> any Reader
+
+  init(
+    op: String, location: String, schema: Schema, shards: Int, deps: [Dependency], pragma: Pragma = Pragma(),
+    combining: Combining? = nil, problem: BigsliceError? = nil,
+    reader: @escaping @Sendable (_ shard: Int, _ deps: [any Reader], _ context: TaskContext) throws -> any Reader
+  ) {
+    self.op = op
+    self.location = location
+    self.schema = schema
+    self.shards = shards
+    self.deps = deps
+    self.pragma = pragma
+    self.combining = combining
+    self.problem = problem ?? deps.lazy.compactMap(\.node.problem).first
+    self.reader = reader
+  }
+
+  /// `op@location`, for errors and status.
+  var name: String { "\(op)@\(location)" }
+}
+
+/// What a running task's user code can see: its shard and its metric counters.
+public final class TaskContext: @unchecked Sendable {
+  /// The shard this task computes.
+  public let shard: Int
+  let counters: Counters
+
+  init(shard: Int, counters: Counters) {
+    self.shard = shard
+    self.counters = counters
+  }
+
+  /// Adds `n` to the counter `name` of this task; counters are merged across tasks into the
+  /// result's metrics.
+  public func increment(_ name: String, by n: Int = 1) { counters.add(name, n) }
+}

@@ -1,0 +1,46 @@
+/// Column access for code that knows a value type only as a generic parameter: the typed
+/// slice layer, whose row types are parameter packs.
+extension Column {
+  /// The column type that holds values of `T`: its native layout for `ColumnValue` types, a
+  /// boxed column (registered with default ops) for other `Codable & Hashable` types.
+  /// - Throws: `FrameError.unsupported` for any other type.
+  public static func columnType<T>(for _: T.Type) throws -> ColumnType {
+    if let native = T.self as? any ColumnValue.Type { return native.columnType }
+    if let boxed = T.self as? any (Codable & Hashable & Sendable).Type { return boxedType(boxed) }
+    throw FrameError.unsupported("column values of type \(T.self): it must be Codable, Hashable and Sendable")
+  }
+
+  private static func boxedType<B: Codable & Hashable & Sendable>(_: B.Type) -> ColumnType {
+    .boxed(BoxedOps.opsOrRegisterDefault(B.self).name)
+  }
+
+  /// A column of `values` in the layout that suits `T`, for a `T` known only generically.
+  /// - Throws: `FrameError.unsupported` when `T` can have no column.
+  public static func make<T>(erasing values: [T]) throws -> Column {
+    if let column = try ColumnBridge.make(values) { return column }
+    throw FrameError.unsupported("column values of type \(T.self): it must be Codable, Hashable and Sendable")
+  }
+
+  /// The first value of a scalar column, as raw memory (`count` values of its width follow);
+  /// nil for other columns. Valid while the column is alive.
+  public var rawBase: UnsafeRawPointer? {
+    guard case .scalar(let s) = storage, let width = type.scalarWidth else { return nil }
+    return UnsafeRawPointer(s.base + offset * width)
+  }
+
+  /// The values of a boxed column as `U`. Traps when `U` is not the boxed type.
+  public func boxedValues<U>(_: U.Type) -> ArraySlice<U> {
+    guard case .boxed(let s) = storage, let values = (s as! any AnyBoxedStorage).values(as: U.self) else {
+      preconditionFailure("column of type \(type) read as boxed \(U.self)")
+    }
+    return values[(values.startIndex + offset)..<(values.startIndex + offset + count)]
+  }
+
+  /// A scalar column of `type` holding a copy of `count` values at `source`.
+  public static func copyScalars(_ type: ColumnType, from source: UnsafeRawPointer, count: Int) throws -> Column {
+    guard let width = type.scalarWidth else { throw FrameError.typeMismatch(expected: "a scalar type", found: type.description) }
+    let storage = ScalarStorage(byteCount: count * width)
+    storage.base.copyMemory(from: source, byteCount: count * width)
+    return Column(type: type, count: count, offset: 0, storage: .scalar(storage))
+  }
+}

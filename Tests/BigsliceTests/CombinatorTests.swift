@@ -1,0 +1,141 @@
+import Bigslice
+import Frame
+import Testing
+
+/// Rows as a sorted multiset, for order-insensitive comparison.
+func multiset<each C>(_ result: Result<repeat each C>) -> [String] {
+  result.frames.flatMap(\.anyRows).map { "\($0)" }.sorted()
+}
+
+func multiset(_ rows: [[AnyHashable]]) -> [String] { rows.map { "\($0)" }.sorted() }
+
+let shardCounts = [1, 2, 7, 64]
+
+func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
+  var rng = SplitMix64(seed: seed)
+  return ((0..<n).map { _ in Int.random(in: 0..<keys, using: &rng) }, (0..<n).map { _ in Int.random(in: -1000...1000, using: &rng) })
+}
+
+@Suite struct CombinatorTests {
+  let session = Session(executor: .local(procs: 2))
+
+  @Test(arguments: shardCounts)
+  func constSplitsEvenlyAndKeepsEveryRowInOrder(shards: Int) throws {
+    let (k, v) = randomPairs(1000, keys: 50, seed: 1)
+    let result = try session.run(const(shards, k, v))
+    #expect(result.frames.flatMap(\.anyRows) == zip(k, v).map { [AnyHashable($0), AnyHashable($1)] })
+    let rows = Array(result)
+    #expect(rows.count == 1000 && rows[17].0 == k[17] && rows[17].1 == v[17])
+  }
+
+  @Test(arguments: shardCounts)
+  func mapFilterAndFlatMapEqualTheNaiveModel(shards: Int) throws {
+    let (k, v) = randomPairs(3000, keys: 100, seed: 2)
+    let mapped: Slice<String, Int, Double> = const(shards, k, v)
+      .map { (key: Int, value: Int) -> (String, Int, Double) in (String(key), value * 2, Double(value)) }
+    let filtered = mapped.filter { (_: String, doubled: Int, _: Double) in doubled % 3 != 0 }
+    let slice: Slice<String, Int> = filtered.flatMap(String.self, Int.self) {
+      (out: RowEmitter<String, Int>, key: String, doubled: Int, _: Double) in
+      for i in 0..<(abs(doubled) % 3) { out.emit(key, i) }
+    }
+    var expected: [[AnyHashable]] = []
+    for (key, value) in zip(k, v) where (value * 2) % 3 != 0 {
+      for i in 0..<(abs(value * 2) % 3) { expected.append([String(key), i]) }
+    }
+    #expect(multiset(try session.run(slice)) == multiset(expected))
+  }
+
+  @Test(arguments: shardCounts)
+  func headTakesTheFirstRowsOfEachShard(shards: Int) throws {
+    let values = Array(0..<500)
+    let result = try session.run(const(shards, values).head(3))
+    var expected: [Int] = []
+    for s in 0..<shards { expected += values[(s * 500 / shards)..<((s + 1) * 500 / shards)].prefix(3) }
+    #expect(Array(result) == expected)
+  }
+
+  @Test(arguments: shardCounts)
+  func reduceWithAClosureAndBuiltInSumEqualADictionary(shards: Int) throws {
+    let (k, v) = randomPairs(5000, keys: 300, seed: 3)
+    var sums: [Int: Int] = [:]
+    var maxes: [Int: Int] = [:]
+    for (key, value) in zip(k, v) {
+      sums[key, default: 0] += value
+      maxes[key] = max(maxes[key] ?? .min, value)
+    }
+    let input = const(shards, k, v)
+    let closure = try session.run(input.reduce(+))
+    let builtIn = try session.run(input.reduce(.sum))
+    let maxed = try session.run(input.reduce(.max))
+    for result in [closure, builtIn] {
+      #expect(Dictionary(uniqueKeysWithValues: Array(result)) == sums)
+    }
+    #expect(Dictionary(uniqueKeysWithValues: Array(maxed)) == maxes)
+    // Every key lands in exactly one shard.
+    #expect(closure.count == sums.count)
+  }
+
+  @Test(arguments: shardCounts)
+  func reduceGroupsStringAndBoxedKeys(shards: Int) throws {
+    let words = (0..<2000).map { "w\($0 % 37)" }
+    let counted = try session.run(const(shards, words).count())
+    var reference: [String: Int] = [:]
+    for w in words { reference[w, default: 0] += 1 }
+    #expect(Dictionary(uniqueKeysWithValues: Array(counted)) == reference)
+
+    let keys = (0..<1000).map { Pair(a: $0 % 7, b: "x\($0 % 3)") }
+    let ones = Array(repeating: 1, count: 1000)
+    let grouped = try session.run(const(shards, keys, ones).reduce(+))
+    var expected: [Pair: Int] = [:]
+    for key in keys { expected[key, default: 0] += 1 }
+    #expect(Dictionary(uniqueKeysWithValues: Array(grouped)) == expected)
+  }
+
+  @Test(arguments: shardCounts)
+  func reshuffleAndReshardPutEachKeyInOneShard(shards: Int) throws {
+    let (k, v) = randomPairs(3000, keys: 200, seed: 4)
+    for slice in [const(shards, k, v).reshuffle(), const(shards, k, v).reshard(max(1, shards / 2 + 3))] {
+      let result = try session.run(slice)
+      #expect(multiset(result) == multiset(zip(k, v).map { [AnyHashable($0), AnyHashable($1)] }))
+      var shardOf: [AnyHashable: Int] = [:]
+      for shard in 0..<slice.shards {
+        for row in result.frames(shard: shard).flatMap(\.anyRows) {
+          #expect(shardOf[row[0], default: shard] == shard, "key \(row[0]) in shards \(shardOf[row[0]]!) and \(shard)")
+          shardOf[row[0]] = shard
+        }
+      }
+    }
+  }
+
+  @Test(arguments: shardCounts)
+  func repartitionSendsRowsWhereTheUserSays(shards: Int) throws {
+    let values = Array(0..<400)
+    let slice = const(shards, values).repartition { n, v in v % n }
+    let result = try session.run(slice)
+    #expect(Array(result).sorted() == values)
+    for shard in 0..<shards {
+      let values = result.frames(shard: shard).flatMap { Array($0.columns[0].scalars(Int.self)) }
+      #expect(values.allSatisfy { $0 % shards == shard })
+    }
+  }
+
+  @Test(arguments: shardCounts)
+  func readerFuncKeepsPerShardStateUntilTheEnd(shards: Int) throws {
+    let slice = readerFunc(shards, initial: { shard in shard * 1000 }) { (shard: Int, next: inout Int, out: RowEmitter<Int, Int>) in
+      let end = shard * 1000 + 250
+      for _ in 0..<100 where next < end {
+        out.emit(shard, next)
+        next += 1
+      }
+      return next < end
+    }
+    let rows = Array(try session.run(slice))
+    #expect(rows.count == shards * 250)
+    #expect(Set(rows.map(\.1)) == Set((0..<shards).flatMap { s in (s * 1000)..<(s * 1000 + 250) }))
+  }
+}
+
+struct Pair: Codable, Hashable, Sendable {
+  var a: Int
+  var b: String
+}

@@ -1,0 +1,57 @@
+import Bigslice
+import Testing
+
+struct Boom: Error, CustomStringConvertible {
+  var description: String { "boom" }
+}
+
+let sumByKey = Func("tests.sumByKey") { (n: Int, shards: Int) in
+  const(shards, (0..<n).map { $0 % 10 }, Array(repeating: 1, count: n)).reduce(.sum)
+}
+
+let duplicateA = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
+let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
+
+@Suite struct SessionTests {
+  let session = Session(executor: .local(procs: 2))
+
+  @Test func aRegisteredFuncRunsWithItsArguments() throws {
+    let result = try session.run(sumByKey, 1000, 3)
+    #expect(Dictionary(uniqueKeysWithValues: Array(result)) == Dictionary(uniqueKeysWithValues: (0..<10).map { ($0, 100) }))
+    #expect(FuncRegistry.fingerprint.contains { $0.hasPrefix("tests.sumByKey: (Int, Int)") })
+  }
+
+  @Test func wrongArgumentTypesAreAClearError() {
+    let error = #expect(throws: BigsliceError.self) { try session.run(sumByKey, "1000", 3) }
+    #expect(error?.description.contains("takes (Int, Int), but was run with (String, Int)") == true)
+    #expect(throws: BigsliceError.self) { try session.run(sumByKey, 1000) }
+  }
+
+  @Test func twoFuncsUnderOneKeyAreAnError() {
+    // Globals are initialised lazily: touch both, as a program registers its funcs at start.
+    _ = (duplicateA, duplicateB)
+    let error = #expect(throws: BigsliceError.self) { try session.run(duplicateA, 3) }
+    #expect(error?.description.contains("tests.duplicate") == true)
+  }
+
+  @Test func aThrowingClosureFailsTheJobNamingTheOperationAndShard() {
+    let slice = const(4, Array(0..<100)).map { (v: Int) throws -> Int in
+      if v == 77 { throw Boom() }
+      return v
+    }
+    let error = #expect(throws: BigsliceError.self) { try session.run(slice) }
+    let text = error?.description ?? ""
+    #expect(text.contains("map@") && text.contains("shard 3") && text.contains("boom"), "\(text)")
+  }
+
+  @Test func invalidArgumentsAreReportedBeforeAnythingRuns() {
+    #expect(throws: BigsliceError.self) { try session.run(const(0, [1, 2])) }
+    #expect(throws: BigsliceError.self) { try session.run(const(2, [1, 2]).head(-1)) }
+    #expect(throws: BigsliceError.self) { try session.run(const(2, [1, 2], [3])) }
+    #expect(throws: BigsliceError.self) { try session.run(const(2, ["a"], [1]).reduce(.sum).reshard(0)) }
+  }
+
+  @Test func aRepartitionToAShardOutOfRangeIsAnError() {
+    #expect(throws: BigsliceError.self) { try session.run(const(2, [1, 2, 3]).repartition { n, _ in n }) }
+  }
+}
