@@ -3,12 +3,13 @@
 #endif
 
 let usage = """
-  usage: bigslice-bench kernels [--rows N] [--repeat R] [--json]
+  usage: bigslice-bench kernels [--rows N] [--repeat R] [--only hash,radix,combiner,blocks] [--json]
 
     kernels   the C kernels through their Swift wrappers (hash, radix sort, combiner, blocks),
               each next to a baseline measured in the same run, on one core.
     --rows    rows per kernel (default 100000000)
     --repeat  runs per measurement; the median is reported (default 3)
+    --only    run only these kernels (comma-separated)
     --json    one JSON object per line: bench, rows, seconds, baseline, baseline_seconds,
               ratio (baseline/ours, above 1 when faster), peak_rss_bytes
   """
@@ -17,6 +18,7 @@ var args = Array(CommandLine.arguments.dropFirst())
 var rows = 100_000_000
 var repeats = 3
 var json = false
+var only: Set<String> = []
 var command: String? = nil
 while !args.isEmpty {
   let arg = args.removeFirst()
@@ -24,6 +26,7 @@ while !args.isEmpty {
   case "--rows": rows = Int(args.isEmpty ? "" : args.removeFirst()) ?? -1
   case "--repeat": repeats = Int(args.isEmpty ? "" : args.removeFirst()) ?? -1
   case "--json": json = true
+  case "--only": only = Set((args.isEmpty ? "" : args.removeFirst()).split(separator: ",").map(String.init))
   case "-h", "--help":
     print(usage)
     exit(0)
@@ -44,7 +47,7 @@ guard rows > 0, repeats > 0 else {
 do {
   switch command {
   case "kernels":
-    try KernelBenchmarks(rows: rows, repeats: repeats, report: Reporter(json: json)).run()
+    try KernelBenchmarks(rows: rows, repeats: repeats, report: Reporter(json: json), only: only).run()
   default:
     FileHandleStderr.write(usage + "\n")
     exit(2)

@@ -57,6 +57,9 @@ public struct Result<each C>: Sequence, @unchecked Sendable {
   /// The frames of every shard, in shard order.
   public var frames: [Frame] { tasks.flatMap { $0.output?.first ?? [] } }
 
+  /// The number of shards.
+  public var shards: Int { tasks.count }
+
   /// The frames of shard `shard`.
   public func frames(shard: Int) -> [Frame] { tasks[shard].output?.first ?? [] }
 

@@ -20,16 +20,12 @@ public struct SortPrefixes: Sendable {
 extension Frame {
   /// The prefixes of every row's key under `order`.
   public func sortPrefixes(_ order: SortOrder) throws -> SortPrefixes {
-    switch order {
-    case .hash(let seed):
-      return SortPrefixes(values: try hashKeys(seed: seed), exact: false)
-    case .keys:
-      let keys = keyColumns
-      guard let first = keys.first else { return SortPrefixes(values: [UInt64](repeating: 0, count: count), exact: true) }
-      let values = first.orderPrefixes()
-      let exact = keys.count == 1 && first.type.scalarWidth != nil
-      return SortPrefixes(values: values, exact: exact)
+    var exact = true
+    let values = try [UInt64](unsafeUninitializedCapacity: count) { out, n in
+      exact = try writeSortPrefixes(order, into: out.baseAddress!)
+      n = count
     }
+    return SortPrefixes(values: values, exact: exact)
   }
 
   /// The permutation that sorts the rows by `order`, stable (equal keys keep their order).
@@ -37,52 +33,76 @@ extension Frame {
   /// Scalar keys sort entirely by LSD radix sort, one stable pass set per key column from the
   /// last to the first. Other keys radix-sort on their prefixes, then order each run of equal
   /// prefixes by comparing full keys.
-  public func sortPermutation(_ order: SortOrder) throws -> [UInt32] {
+  ///
+  /// The result lives in `buffers` and is valid until their next use. Reusing buffers matters:
+  /// on this class of machine, first touching fresh memory costs about 1 s per GiB.
+  public func sortPermutation(_ order: SortOrder, buffers: SortBuffers) throws -> UnsafeBufferPointer<UInt32> {
     let n = count
-    var perm = [UInt32](unsafeUninitializedCapacity: n) { buf, count in
-      bs_iota_u32(buf.baseAddress, n)
-      count = n
-    }
-    guard n > 1 else { return perm }
-    // Scratch for the radix passes: written before read, so left uninitialised.
-    var tmpKeys = [UInt64](unsafeUninitializedCapacity: n) { _, count in count = n }
-    var tmpPerm = [UInt32](unsafeUninitializedCapacity: n) { _, count in count = n }
+    buffers.reserve(n)
+    let perm = buffers.perm
+    bs_iota_u32(perm, n)
+    let result = UnsafeBufferPointer(start: perm, count: n)
+    guard n > 1 else { return result }
 
     let keys = keyColumns
     if order == .keys, keys.allSatisfy({ $0.type.scalarWidth != nil }) {
       for (k, column) in keys.enumerated().reversed() {
-        var radix = column.orderPrefixes()
-        if k != keys.count - 1 {
+        if k == keys.count - 1 {
+          column.writeOrderPrefixes(into: buffers.keys)
+        } else {
           // Later passes sort the keys in the order the previous passes left the rows in.
-          radix = perm.map { radix[Int($0)] }
+          column.writeOrderPrefixes(into: buffers.tmpKeys)
+          _ = bs_gather_fixed(buffers.tmpKeys, 8, perm, n, buffers.keys)
         }
-        radixSort(&radix, &perm, &tmpKeys, &tmpPerm)
+        buffers.radixSort(n)
       }
-      return perm
+      return result
     }
 
-    var prefixes = try sortPrefixes(order)
-    radixSort(&prefixes.values, &perm, &tmpKeys, &tmpPerm)
-    if !prefixes.exact {
-      breakTies(sortedPrefixes: prefixes.values, perm: &perm)
-    }
-    return perm
+    let exact = try writeSortPrefixes(order, into: buffers.keys)
+    buffers.radixSort(n)
+    if !exact { breakTies(sortedPrefixes: buffers.keys, perm: perm) }
+    return result
+  }
+
+  /// The permutation that sorts the rows by `order`, as a new array.
+  public func sortPermutation(_ order: SortOrder) throws -> [UInt32] {
+    let buffers = SortBuffers()
+    return try withExtendedLifetime(buffers) { Array(try sortPermutation(order, buffers: buffers)) }
   }
 
   /// This frame with its rows sorted by `order`.
-  public func sorted(_ order: SortOrder) throws -> Frame {
-    gather(try sortPermutation(order))
+  public func sorted(_ order: SortOrder, buffers: SortBuffers = SortBuffers()) throws -> Frame {
+    gather(try sortPermutation(order, buffers: buffers))
+  }
+
+  /// Writes the key prefixes under `order` to `out[0..<count]`; returns whether they are exact.
+  func writeSortPrefixes(_ order: SortOrder, into out: UnsafeMutablePointer<UInt64>) throws -> Bool {
+    switch order {
+    case .hash(let seed):
+      try hashKeys(seed: seed, into: out)
+      return false
+    case .keys:
+      let keys = keyColumns
+      guard let first = keys.first else {
+        out.initialize(repeating: 0, count: count)
+        return true
+      }
+      first.writeOrderPrefixes(into: out)
+      return keys.count == 1 && first.type.scalarWidth != nil
+    }
   }
 
   /// Orders each run of equal prefixes by the full key, then by row index (stability).
-  private func breakTies(sortedPrefixes: [UInt64], perm: inout [UInt32]) {
+  private func breakTies(sortedPrefixes: UnsafeMutablePointer<UInt64>, perm: UnsafeMutablePointer<UInt32>) {
     var start = 0
-    let n = sortedPrefixes.count
+    let n = count
     while start < n {
       var end = start + 1
       while end < n && sortedPrefixes[end] == sortedPrefixes[start] { end += 1 }
       if end - start > 1 {
-        perm[start..<end].sort { a, b in
+        var run = UnsafeMutableBufferPointer(start: perm + start, count: end - start)
+        run.sort { a, b in
           let c = compareKeys(Int(a), self, Int(b))
           return c != 0 ? c < 0 : a < b
         }
@@ -92,16 +112,41 @@ extension Frame {
   }
 }
 
-private func radixSort(_ keys: inout [UInt64], _ perm: inout [UInt32], _ tmpKeys: inout [UInt64], _ tmpPerm: inout [UInt32]) {
-  let n = keys.count
-  keys.withUnsafeMutableBufferPointer { k in
-    perm.withUnsafeMutableBufferPointer { p in
-      tmpKeys.withUnsafeMutableBufferPointer { tk in
-        tmpPerm.withUnsafeMutableBufferPointer { tp in
-          _ = bs_radix_sort_u64(k.baseAddress, p.baseAddress, n, tk.baseAddress, tp.baseAddress)
-        }
-      }
-    }
+/// Reusable scratch memory for radix sorts: keys, permutation and their ping-pong copies.
+/// Not thread-safe: one per sorting thread.
+public final class SortBuffers {
+  /// Rows the buffers hold.
+  public private(set) var capacity = 0
+  var keys = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+  var tmpKeys = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+  var perm = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+  var tmpPerm = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+
+  public init() {}
+
+  deinit { release() }
+
+  private func release() {
+    keys.deallocate()
+    tmpKeys.deallocate()
+    perm.deallocate()
+    tmpPerm.deallocate()
+  }
+
+  func reserve(_ n: Int) {
+    guard n > capacity else { return }
+    release()
+    keys = .allocate(capacity: n)
+    tmpKeys = .allocate(capacity: n)
+    perm = .allocate(capacity: n)
+    tmpPerm = .allocate(capacity: n)
+    capacity = n
+  }
+
+  /// Sorts `keys[0..<n]` carrying `perm` along.
+  func radixSort(_ n: Int) {
+    let code = bs_radix_sort_u64(keys, perm, n, tmpKeys, tmpPerm)
+    precondition(code == 0, "radix sort of \(n) keys failed with code \(code)")
   }
 }
 
@@ -109,26 +154,22 @@ extension Column {
   /// Per-row u64s whose unsigned order agrees with `compare`: the exact order-preserving
   /// transform for scalars, the first 8 bytes big-endian (zero padded) for strings and byte
   /// arrays, and 0 for boxed values (every comparison then goes to the full key).
-  func orderPrefixes() -> [UInt64] {
-    [UInt64](unsafeUninitializedCapacity: count) { out, n in
-      n = count
-      switch storage {
-      case .scalar(let s):
-        let kind: ScalarKind
-        if case .scalar(let k) = type { kind = k } else { preconditionFailure("scalar storage without scalar type") }
-        _ = bs_radix_keys(kind.radixKind, s.base + offset * kind.width, count, out.baseAddress)
-      case .bytes:
-        let v = variableWidth
-        for i in 0..<count {
-          let start = Int(v.offsets[i])
-          let len = min(Int(v.offsets[i + 1]) - start, 8)
-          var key: UInt64 = 0
-          for b in 0..<len { key |= UInt64(v.bytes[start + b]) << (56 - 8 * b) }
-          out[i] = key
-        }
-      case .boxed:
-        out.initialize(repeating: 0)
+  func writeOrderPrefixes(into out: UnsafeMutablePointer<UInt64>) {
+    switch storage {
+    case .scalar(let s):
+      guard case .scalar(let kind) = type else { preconditionFailure("scalar storage without scalar type") }
+      _ = bs_radix_keys(kind.radixKind, s.base + offset * kind.width, count, out)
+    case .bytes:
+      let v = variableWidth
+      for i in 0..<count {
+        let start = Int(v.offsets[i])
+        let len = min(Int(v.offsets[i + 1]) - start, 8)
+        var key: UInt64 = 0
+        for b in 0..<len { key |= UInt64(v.bytes[start + b]) << (56 - 8 * b) }
+        out[i] = key
       }
+    case .boxed:
+      out.initialize(repeating: 0, count: count)
     }
   }
 }

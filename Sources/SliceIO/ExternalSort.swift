@@ -18,6 +18,7 @@ public final class ExternalSorter {
   private var buffered: [Frame] = []
   private var bufferedBytes = 0
   private var runs: [SpillFile] = []
+  private let buffers = SortBuffers()
 
   /// Sorted runs spilled to disk so far.
   public var spilledRuns: Int { runs.count }
@@ -92,7 +93,7 @@ public final class ExternalSorter {
     do {
       let all = try Frame.concat(buffered)
       buffered = []
-      return try all.sorted(order)
+      return try all.sorted(order, buffers: buffers)
     } catch let error as FrameError {
       throw SliceIOError.frame(error)
     }

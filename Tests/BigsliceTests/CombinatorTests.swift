@@ -139,3 +139,53 @@ struct Pair: Codable, Hashable, Sendable {
   var a: Int
   var b: String
 }
+
+@Suite struct GroupingTests {
+  let session = Session(executor: .local(procs: 2))
+
+  @Test(arguments: shardCounts)
+  func cogroupEqualsANaiveJoinOfTwoAndThreeInputs(shards: Int) throws {
+    let (ka, va) = randomPairs(2000, keys: 150, seed: 5)
+    let (kb, vb) = randomPairs(1500, keys: 200, seed: 6)
+    let b = (0..<kb.count).map { "b\(vb[$0])" }
+    let a: Slice<Int, Int> = const(shards, ka, va)
+    let bs: Slice<Int, String> = const(max(1, shards / 2), kb, b)
+    let grouped: Slice<Int, [Int], [String]> = cogroup(a, bs)
+    let result = try session.run(grouped)
+    #expect(result.shards == shards)
+    var expectedA: [Int: [Int]] = [:]
+    var expectedB: [Int: [String]] = [:]
+    for (k, v) in zip(ka, va) { expectedA[k, default: []].append(v) }
+    for (k, v) in zip(kb, b) { expectedB[k, default: []].append(v) }
+    let rows = Array(result)
+    #expect(rows.count == Set(ka).union(kb).count)
+    for (key, avalues, bvalues) in rows {
+      #expect(avalues.sorted() == (expectedA[key] ?? []).sorted())
+      #expect(bvalues.sorted() == (expectedB[key] ?? []).sorted())
+    }
+    // A join is the cross product per key: W3's count.
+    let joined = rows.reduce(0) { $0 + $1.1.count * $1.2.count }
+    #expect(joined == expectedA.reduce(0) { $0 + $1.value.count * (expectedB[$1.key]?.count ?? 0) })
+
+    let c: Slice<Int, String> = const(1, [1, 1, 999], ["x", "y", "z"])
+    let b2: Slice<Int, Int> = const(shards, kb, vb)
+    let grouped3: Slice<Int, [Int], [Int], [String]> = cogroup(a, b2, c)
+    let three = try session.run(grouped3)
+    let byKey = Dictionary(uniqueKeysWithValues: Array(three).map { ($0.0, ($0.1, $0.2, $0.3)) })
+    #expect(byKey[999]?.2 == ["z"] && byKey[999]?.0 == [])
+    #expect(byKey[1]?.2.sorted() == ["x", "y"])
+  }
+
+  @Test(arguments: shardCounts)
+  func foldKeepsArrivalOrderPerKey(shards: Int) throws {
+    let keys = (0..<600).map { $0 % 13 }
+    let values = Array(0..<600)
+    // One input shard keeps arrival order well defined: rows of a key arrive in input order.
+    let input: Slice<Int, Int> = const(1, keys, values).reshard(shards)
+    let lists: Slice<Int, [Int]> = input.fold([Int]()) { (acc: [Int], v: Int) in acc + [v] }
+    let folded = try session.run(lists)
+    for (key, list) in Array(folded) {
+      #expect(list == values.filter { $0 % 13 == key })
+    }
+  }
+}
