@@ -22,7 +22,7 @@ let package = Package(
     .target(name: "Bigslice", dependencies: ["Frame", "SliceIO"]),
     .executableTarget(
       name: "bigslice-bench",
-      dependencies: ["Frame", "SliceIO", "CSupport"],
+      dependencies: ["Bigslice", "Frame", "SliceIO", "CSupport"],
       path: "Benchmarks/bigslice-bench"
     ),
     .testTarget(name: "FrameTests", dependencies: ["Frame", "CSupport"]),

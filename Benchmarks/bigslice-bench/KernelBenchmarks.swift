@@ -43,9 +43,10 @@ struct KernelBenchmarks {
       column.scalars(UInt64.self).withUnsafeBufferPointer { bs_bench_hash_u64_baseline($0.baseAddress, rows, 7, out) }
     }
     precondition(out[rows / 2] == check, "hash kernel disagrees with the baseline")
-    report.emit(Measurement(
-      bench: "hash int64 column (XXH3)", rows: rows, seconds: ours, baseline: "C loop XXH3_64bits_withSeed",
-      baselineSeconds: base, notes: "\(fmt(Double(rows * 8) / ours / 1e9, 2)) GB/s"))
+    report.emit(
+      Measurement(
+        bench: "hash int64 column (XXH3)", rows: rows, seconds: ours, baseline: "C loop XXH3_64bits_withSeed",
+        baselineSeconds: base, notes: "\(fmt(Double(rows * 8) / ours / 1e9, 2)) GB/s"))
   }
 
   func radix() throws {
@@ -60,12 +61,14 @@ struct KernelBenchmarks {
       let buffers = SortBuffers()
       var perm = UnsafeBufferPointer<UInt32>(start: nil, count: 0)
       let ours = try median(repeats) { perm = try frame.sortPermutation(.keys, buffers: buffers) }
-      precondition(zip(perm, perm.dropFirst()).allSatisfy { values[Int($0.0)] <= values[Int($0.1)] }, "radix sort is not sorted")
+      precondition(
+        zip(perm, perm.dropFirst()).allSatisfy { values[Int($0.0)] <= values[Int($0.1)] }, "radix sort is not sorted")
       var copy: [UInt64] = []
       let base = median(repeats, setup: { copy = values }) { copy.sort() }
-      report.emit(Measurement(
-        bench: "radix sort permutation, \(label)", rows: rows, seconds: ours, baseline: "Swift sort() of the values",
-        baselineSeconds: base))
+      report.emit(
+        Measurement(
+          bench: "radix sort permutation, \(label)", rows: rows, seconds: ours, baseline: "Swift sort() of the values",
+          baselineSeconds: base))
     }
   }
 
@@ -102,9 +105,10 @@ struct KernelBenchmarks {
       baseChecksum = dict.reduce(0) { $0 &+ UInt64(bitPattern: $1.key) &* UInt64(bitPattern: $1.value) }
     }
     precondition(groups == baseGroups && checksum == baseChecksum, "combiner disagrees with the Dictionary")
-    report.emit(Measurement(
-      bench: "combiner sum, 1M keys", rows: rows, seconds: ours, baseline: "Swift Dictionary", baselineSeconds: base,
-      notes: "\(groups) groups, checksum \(checksum)"))
+    report.emit(
+      Measurement(
+        bench: "combiner sum, 1M keys", rows: rows, seconds: ours, baseline: "Swift Dictionary", baselineSeconds: base,
+        notes: "\(groups) groups, checksum \(checksum)"))
   }
 
   /// Encodes `column` as blocks with `options` into `out` (reused, like the baseline's
@@ -130,7 +134,9 @@ struct KernelBenchmarks {
       var info = bs_block_info()
       let size = Int(bs_block_peek(bytes.base + offset, bytes.count - offset, &info))
       precondition(size > 0, "bad block in benchmark data")
-      if case .frame(let f) = try decoder.decode(UnsafeRawBufferPointer(start: bytes.base + offset, count: size), source: "bench", index: index) {
+      if case .frame(let f) = try decoder.decode(
+        UnsafeRawBufferPointer(start: bytes.base + offset, count: size), source: "bench", index: index)
+      {
         total += f.count
       }
       offset += size
@@ -154,22 +160,30 @@ struct KernelBenchmarks {
     // Our block writer against one ZSTD_compress call at the same level, on the same bytes.
     for level: Int32 in [1, -1] {
       let encoded: ByteWriter? = ByteWriter(capacity: rawBytes / 2)
-      let ours = try median(repeats) { try encodeBlocks(column, CodecOptions(level: level, transform: .none), into: encoded!) }
+      let ours = try median(repeats) {
+        try encodeBlocks(column, CodecOptions(level: level, transform: .none), into: encoded!)
+      }
       var zsize: Int64 = 0
       let base = median(repeats) {
-        zsize = raw.withUnsafeBufferPointer { bs_bench_zstd_compress($0.baseAddress, rawBytes, level, zbuf, rawBytes + rawBytes / 8 + 65536) }
+        zsize = raw.withUnsafeBufferPointer {
+          bs_bench_zstd_compress($0.baseAddress, rawBytes, level, zbuf, rawBytes + rawBytes / 8 + 65536)
+        }
       }
-      report.emit(Measurement(
-        bench: "block write, zstd \(level)", rows: rows, seconds: ours, baseline: "one ZSTD_compress, level \(level)",
-        baselineSeconds: base,
-        notes: "ratio \(fmt(Double(rawBytes) / Double(encoded!.count), 2)) vs \(fmt(Double(rawBytes) / Double(zsize), 2)), \(fmt(Double(rawBytes) / ours / 1e6, 0)) MB/s"))
+      report.emit(
+        Measurement(
+          bench: "block write, zstd \(level)", rows: rows, seconds: ours, baseline: "one ZSTD_compress, level \(level)",
+          baselineSeconds: base,
+          notes:
+            "ratio \(fmt(Double(rawBytes) / Double(encoded!.count), 2)) vs \(fmt(Double(rawBytes) / Double(zsize), 2)), \(fmt(Double(rawBytes) / ours / 1e6, 0)) MB/s"
+        ))
       var decodedRows = 0
       let oursRead = try median(repeats) { decodedRows = try decodeBlocks(encoded!, schema: schema) }
       precondition(decodedRows == rows, "block read lost rows")
       let baseRead = median(repeats) { _ = bs_bench_zstd_decompress(zbuf, Int(zsize), back, rawBytes) }
-      report.emit(Measurement(
-        bench: "block read, zstd \(level)", rows: rows, seconds: oursRead, baseline: "one ZSTD_decompress",
-        baselineSeconds: baseRead, notes: "\(fmt(Double(rawBytes) / oursRead / 1e6, 0)) MB/s"))
+      report.emit(
+        Measurement(
+          bench: "block read, zstd \(level)", rows: rows, seconds: oursRead, baseline: "one ZSTD_decompress",
+          baselineSeconds: baseRead, notes: "\(fmt(Double(rawBytes) / oursRead / 1e6, 0)) MB/s"))
     }
 
     // Levels and transforms: what the spill default is chosen by.
@@ -179,7 +193,9 @@ struct KernelBenchmarks {
     for level: Int32 in [-7, -3, -1, 1, 3] {
       for transform in [ColumnTransform.none, .byteShuffle] {
         let encoded: ByteWriter? = scratch
-        let w = try median(repeats) { try encodeBlocks(column, CodecOptions(level: level, transform: transform), into: encoded!) }
+        let w = try median(repeats) {
+          try encodeBlocks(column, CodecOptions(level: level, transform: transform), into: encoded!)
+        }
         let r = try median(repeats) { _ = try decodeBlocks(encoded!, schema: schema) }
         report.note(
           "\(pad(String(level), 6)) \(pad("\(transform)", 13)) \(pad(fmt(Double(rawBytes) / w / 1e6, 0), 11)) "
@@ -195,13 +211,17 @@ struct KernelBenchmarks {
       let fd = open(rawPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
       var done = 0
       raw.withUnsafeBufferPointer { p in
-        while done < rawBytes { done += write(fd, UnsafeRawPointer(p.baseAddress!) + done, min(rawBytes - done, 1 << 24)) }
+        while done < rawBytes {
+          done += write(fd, UnsafeRawPointer(p.baseAddress!) + done, min(rawBytes - done, 1 << 24))
+        }
       }
       fsync(fd)
       close(fd)
     }
     unlink(rawPath)
-    for (label, options) in [("default: zstd 1 + shuffle", CodecOptions.default), ("zstd -3 + shuffle", CodecOptions(level: -3))] {
+    for (label, options) in [
+      ("default: zstd 1 + shuffle", CodecOptions.default), ("zstd -3 + shuffle", CodecOptions(level: -3)),
+    ] {
       var spillBytes = 0
       let spill = try median(repeats) {
         let writer = try SpillWriter(directory: dir, schema: schema, options: options)
@@ -210,10 +230,13 @@ struct KernelBenchmarks {
         spillBytes = file.bytes
         sync(path: file.path)
       }
-      report.emit(Measurement(
-        bench: "spill to disk, \(label)", rows: rows, seconds: spill, baseline: "write(2) raw bytes",
-        baselineSeconds: rawWrite,
-        notes: "fsync'd; \(fmt(Double(rawBytes) / spill / 1e6, 0)) vs \(fmt(Double(rawBytes) / rawWrite / 1e6, 0)) MB/s, \(spillBytes / 1_000_000) MB on disk"))
+      report.emit(
+        Measurement(
+          bench: "spill to disk, \(label)", rows: rows, seconds: spill, baseline: "write(2) raw bytes",
+          baselineSeconds: rawWrite,
+          notes:
+            "fsync'd; \(fmt(Double(rawBytes) / spill / 1e6, 0)) vs \(fmt(Double(rawBytes) / rawWrite / 1e6, 0)) MB/s, \(spillBytes / 1_000_000) MB on disk"
+        ))
     }
   }
 

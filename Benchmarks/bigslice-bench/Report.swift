@@ -50,7 +50,8 @@ struct Reporter {
       let name = m.bench.replacingOccurrences(of: "\"", with: "'")
       print(
         "{\"bench\": \"\(name)\", \"rows\": \(m.rows), \"seconds\": \(fmt(m.seconds, 4)), \"baseline\": \"\(m.baseline)\", "
-          + "\"baseline_seconds\": \(fmt(m.baselineSeconds, 4)), \"ratio\": \(fmt(m.ratio, 3)), \"peak_rss_bytes\": \(peakRSS())}")
+          + "\"baseline_seconds\": \(fmt(m.baselineSeconds, 4)), \"ratio\": \(fmt(m.ratio, 3)), \"peak_rss_bytes\": \(peakRSS())}"
+      )
     } else {
       let rate = Double(m.rows) / m.seconds / 1e6
       let baseRate = Double(m.rows) / m.baselineSeconds / 1e6
@@ -80,5 +81,7 @@ func fmt(_ x: Double, _ digits: Int) -> String {
 func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
 
 extension String {
-  func replacingOccurrences(of a: String, with b: String) -> String { split(separator: Character(a), omittingEmptySubsequences: false).joined(separator: b) }
+  func replacingOccurrences(of a: String, with b: String) -> String {
+    split(separator: Character(a), omittingEmptySubsequences: false).joined(separator: b)
+  }
 }

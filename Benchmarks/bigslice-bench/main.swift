@@ -4,10 +4,14 @@
 
 let usage = """
   usage: bigslice-bench kernels [--rows N] [--repeat R] [--only hash,radix,combiner,blocks] [--json]
+         bigslice-bench jobs [--rows N] [--repeat R] [--only W1,W3] [--peers] [--json]
 
     kernels   the C kernels through their Swift wrappers (hash, radix sort, combiner, blocks),
               each next to a baseline measured in the same run, on one core.
-    --rows    rows per kernel (default 100000000)
+    jobs      the workloads of BENCHMARKS.md through the slice engine on 2 procs; with
+              --peers, DuckDB and Polars run the same data in the same invocation
+              (pip install -r Benchmarks/peers/requirements.txt) and checksums are compared.
+    --rows    rows per kernel (default 100000000), or per job (default: BENCHMARKS.md's)
     --repeat  runs per measurement; the median is reported (default 3)
     --only    run only these kernels (comma-separated)
     --json    one JSON object per line: bench, rows, seconds, baseline, baseline_seconds,
@@ -15,7 +19,8 @@ let usage = """
   """
 
 var args = Array(CommandLine.arguments.dropFirst())
-var rows = 100_000_000
+var rows: Int? = nil
+var peers = false
 var repeats = 3
 var json = false
 var only: Set<String> = []
@@ -24,6 +29,7 @@ while !args.isEmpty {
   let arg = args.removeFirst()
   switch arg {
   case "--rows": rows = Int(args.isEmpty ? "" : args.removeFirst()) ?? -1
+  case "--peers": peers = true
   case "--repeat": repeats = Int(args.isEmpty ? "" : args.removeFirst()) ?? -1
   case "--json": json = true
   case "--only": only = Set((args.isEmpty ? "" : args.removeFirst()).split(separator: ",").map(String.init))
@@ -39,7 +45,7 @@ while !args.isEmpty {
     }
   }
 }
-guard rows > 0, repeats > 0 else {
+guard (rows ?? 1) > 0, repeats > 0 else {
   FileHandleStderr.write("bigslice-bench: --rows and --repeat take positive whole numbers\n")
   exit(2)
 }
@@ -47,7 +53,9 @@ guard rows > 0, repeats > 0 else {
 do {
   switch command {
   case "kernels":
-    try KernelBenchmarks(rows: rows, repeats: repeats, report: Reporter(json: json), only: only).run()
+    try KernelBenchmarks(rows: rows ?? 100_000_000, repeats: repeats, report: Reporter(json: json), only: only).run()
+  case "jobs":
+    try JobBenchmarks(rows: rows, repeats: repeats, report: Reporter(json: json), peers: peers, only: only).run()
   default:
     FileHandleStderr.write(usage + "\n")
     exit(2)

@@ -27,7 +27,8 @@ public enum BigsliceError: Error, CustomStringConvertible, @unchecked Sendable {
     case .unsupportedType(let what): "unsupported column type: \(what)"
     case .invalidArgument(let what): "invalid argument: \(what)"
     case .taskFailed(let op, let shard, let cause): "\(op) shard \(shard) failed: \(cause)"
-    case .tooManyTries(let op, let shard, let tries): "\(op) shard \(shard): too many tries (\(tries) consecutive losses)"
+    case .tooManyTries(let op, let shard, let tries):
+      "\(op) shard \(shard): too many tries (\(tries) consecutive losses)"
     }
   }
 }

@@ -80,7 +80,9 @@ private func mergeGroups<each V>(
     for i in frames.indices {
       starts[i] = position[i]
       var j = position[i]
-      while j < frames[i].count && hashes[i][j] == hash && frames[i].equalKeys(j, frames[best], position[best]) { j += 1 }
+      while j < frames[i].count && hashes[i][j] == hash && frames[i].equalKeys(j, frames[best], position[best]) {
+        j += 1
+      }
       ends[i] = j
     }
     k = -1

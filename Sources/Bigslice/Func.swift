@@ -26,7 +26,9 @@ public final class Func<each C>: @unchecked Sendable {
       }
       return try body(repeat next((each A).self))
     }
-    FuncRegistry.register(key: key, func: self, signature: "(\(types.map { "\($0)" }.joined(separator: ", "))) -> \(Slice<repeat each C>.self)")
+    FuncRegistry.register(
+      key: key, func: self,
+      signature: "(\(types.map { "\($0)" }.joined(separator: ", "))) -> \(Slice<repeat each C>.self)")
   }
 
   /// The slice for `args`, after checking that the func is registered and the types match.

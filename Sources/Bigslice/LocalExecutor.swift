@@ -45,7 +45,8 @@ final class LocalExecutor: @unchecked Sendable {
             counters.merge(taskCounters)
             state.withLock { $0.done.append(task) }
           } catch {
-            let wrapped = (error as? BigsliceError) ?? BigsliceError.taskFailed(op: task.op, shard: task.shard, cause: error)
+            let wrapped =
+              (error as? BigsliceError) ?? BigsliceError.taskFailed(op: task.op, shard: task.shard, cause: error)
             state.withLock {
               $0.done.append(task)
               if $0.failure == nil { $0.failure = wrapped }
@@ -84,7 +85,9 @@ final class LocalExecutor: @unchecked Sendable {
       if dep.shuffle {
         let frames = dep.tasks.flatMap { $0.output![task.shard] }
         if let combining = bottom.combining, i == 0 {
-          inputs.append(FrameReader(try combine(frames, combining, schema: bottom.deps[i].node.schema).map { [$0] } ?? []))
+          let buffer = try CombineBuffer(combining, schema: bottom.deps[i].node.schema)
+          for frame in frames { try buffer.add(frame) }
+          inputs.append(FrameReader(try buffer.finish().map { [$0] } ?? []))
         } else {
           inputs.append(FrameReader(frames))
         }
@@ -112,11 +115,15 @@ final class LocalExecutor: @unchecked Sendable {
   /// Reads the task's output and cuts it into partitions, combining map-side first.
   private func partition(_ reader: any Reader, _ task: Task) throws -> [[Frame]] {
     var frames: [Frame] = []
-    while let frame = try reader.read() {
-      if frame.count > 0 { frames.append(frame) }
-    }
     if let combining = task.combining {
-      frames = try combine(frames, combining, schema: task.chain[0].schema).map { [$0] } ?? []
+      // Map-side combining, as the rows stream by: memory grows with distinct keys, not rows.
+      let buffer = try CombineBuffer(combining, schema: task.chain[0].schema)
+      while let frame = try reader.read() { try buffer.add(frame) }
+      frames = try buffer.finish().map { [$0] } ?? []
+    } else {
+      while let frame = try reader.read() {
+        if frame.count > 0 { frames.append(frame) }
+      }
     }
     guard task.partitions > 1 else { return [frames] }
     var out = [[Frame]](repeating: [], count: task.partitions)
@@ -141,18 +148,55 @@ final class LocalExecutor: @unchecked Sendable {
   }
 }
 
-/// Combines rows of equal keys in `frames` into one frame, one row per key.
-func combine(_ frames: [Frame], _ combining: Combining, schema: Schema) throws -> Frame? {
-  guard !frames.isEmpty else { return nil }
-  switch combining {
-  case .function(let f):
-    return try f(try Frame.concat(frames))
-  case .builtIn(let aggregate, let kind):
-    let combiner = try Combiner(keyType: schema.types[0])
-    try combiner.addAggregate(aggregate, valueType: kind)
-    for frame in frames { try combiner.add(keys: frame.columns[0], values: [frame.columns[1]], seed: combineSeed) }
-    let drained = try combiner.drain().frame
-    // `Int` values are stored as int64; keep the slice's declared column type.
-    return try Frame([drained.columns[0], drained.columns[1]], prefix: 1)
+/// Combines rows of equal keys as they arrive: built-in aggregates go straight into a C
+/// combiner; a user function is applied whenever the buffered rows pass a threshold, so the
+/// buffer holds about one row per distinct key.
+final class CombineBuffer {
+  private let combining: Combining
+  private let combiner: Combiner?
+  private var pending: [Frame] = []
+  private var pendingRows = 0
+  private var combinedRows = 0
+
+  init(_ combining: Combining, schema: Schema) throws {
+    self.combining = combining
+    switch combining {
+    case .builtIn(let aggregate, let kind):
+      let combiner = try Combiner(keyType: schema.types[0])
+      try combiner.addAggregate(aggregate, valueType: kind)
+      self.combiner = combiner
+    case .function:
+      combiner = nil
+    }
+  }
+
+  func add(_ frame: Frame) throws {
+    guard frame.count > 0 else { return }
+    if let combiner {
+      try combiner.add(keys: frame.columns[0], values: [frame.columns[1]], seed: combineSeed)
+      return
+    }
+    pending.append(frame)
+    pendingRows += frame.count
+    // Compact when the new rows outnumber the combined ones (and are many): amortised linear.
+    if pendingRows > max(65_536, combinedRows) { try compact() }
+  }
+
+  private func compact() throws {
+    guard case .function(let f) = combining, !pending.isEmpty else { return }
+    let combined = try f(try Frame.concat(pending))
+    pending = [combined]
+    pendingRows = 0
+    combinedRows = combined.count
+  }
+
+  /// One frame with one row per key, or nil when nothing was added.
+  func finish() throws -> Frame? {
+    if let combiner {
+      guard combiner.groupCount > 0 else { return nil }
+      return try combiner.drain().frame
+    }
+    if pendingRows > 0 { try compact() }
+    return pending.first
   }
 }

@@ -132,7 +132,9 @@ extension Slice {
     return shuffled(op: "repartition", shards: shards, partitioner: .custom(custom), file: file, line: line)
   }
 
-  func shuffled(op: String, shards: Int, partitioner: Partitioner, file: StaticString, line: UInt) -> Slice<repeat each C> {
+  func shuffled(op: String, shards: Int, partitioner: Partitioner, file: StaticString, line: UInt) -> Slice<
+    repeat each C
+  > {
     let node = SliceNode(
       op: op, location: location(file, line), schema: schema, shards: max(shards, 1),
       deps: [Dependency(node: self.node, shuffle: true, partitioner: partitioner)],

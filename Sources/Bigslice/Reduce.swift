@@ -77,6 +77,7 @@ extension SliceProtocol {
 extension SliceProtocol {
   /// The number of rows of each distinct value: `(value, count)`, combined in C.
   public func count<K>(file: StaticString = #fileID, line: UInt = #line) -> Slice<K, Int> where Self == Slice<K> {
-    self.map(file: file, line: line) { (k: K) -> (K, Int) in (k, 1) }.reduce(Combiner.Aggregate.sum, file: file, line: line)
+    self.map(file: file, line: line) { (k: K) -> (K, Int) in (k, 1) }.reduce(
+      Combiner.Aggregate.sum, file: file, line: line)
   }
 }

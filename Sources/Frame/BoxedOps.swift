@@ -90,10 +90,11 @@ final class BoxedTypeOps<T: Codable & Hashable & Sendable>: AnyBoxedTypeOps {
 
   init(name: String, hash: (@Sendable (T, UInt64) -> UInt64)?, compare: (@Sendable (T, T) -> Int)?) {
     self.name = name
-    hashOne = hash ?? { value, seed in
-      let bytes = BoxedTypeOps.canonicalBytes(value)
-      return bytes.withUnsafeBytes { bs_hash_one($0.baseAddress, $0.count, seed) }
-    }
+    hashOne =
+      hash ?? { value, seed in
+        let bytes = BoxedTypeOps.canonicalBytes(value)
+        return bytes.withUnsafeBytes { bs_hash_one($0.baseAddress, $0.count, seed) }
+      }
     if let compare {
       compareValues = compare
     } else if let comparable = T.self as? any Comparable.Type {

@@ -356,7 +356,9 @@ public struct BytesColumnBuilder: ~Copyable {
   public mutating func append(bytes raw: UnsafeRawBufferPointer) {
     reserve(rows: 1, bytes: raw.count)
     let used = byteCount
-    if raw.count > 0 { (bytes + used).update(from: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: raw.count) }
+    if raw.count > 0 {
+      (bytes + used).update(from: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: raw.count)
+    }
     offsets[count + 1] = Int64(used + raw.count)
     count += 1
   }

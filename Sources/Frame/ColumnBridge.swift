@@ -38,7 +38,9 @@ extension Column {
 
   /// A scalar column of `type` holding a copy of `count` values at `source`.
   public static func copyScalars(_ type: ColumnType, from source: UnsafeRawPointer, count: Int) throws -> Column {
-    guard let width = type.scalarWidth else { throw FrameError.typeMismatch(expected: "a scalar type", found: type.description) }
+    guard let width = type.scalarWidth else {
+      throw FrameError.typeMismatch(expected: "a scalar type", found: type.description)
+    }
     let storage = ScalarStorage(byteCount: count * width)
     storage.base.copyMemory(from: source, byteCount: count * width)
     return Column(type: type, count: count, offset: 0, storage: .scalar(storage))

@@ -65,7 +65,9 @@ extension Column {
     switch type {
     case .scalar(let kind):
       let transform = try reader.read(UInt8.self, "\(type) column transform")
-      guard let t = ColumnTransform(rawValue: transform) else { throw FrameError.corrupt("unknown column transform \(transform)") }
+      guard let t = ColumnTransform(rawValue: transform) else {
+        throw FrameError.corrupt("unknown column transform \(transform)")
+      }
       let (n, overflow) = count.multipliedReportingOverflow(by: kind.width)
       guard !overflow else { throw FrameError.corrupt("\(count) rows of \(kind)") }
       let src = try reader.take(n, "\(count) values of \(kind)")
@@ -78,7 +80,9 @@ extension Column {
       return Column(type: type, count: count, offset: 0, storage: .scalar(out))
     case .string, .bytes:
       let transform = try reader.read(UInt8.self, "\(type) column transform")
-      guard let t = ColumnTransform(rawValue: transform) else { throw FrameError.corrupt("unknown column transform \(transform)") }
+      guard let t = ColumnTransform(rawValue: transform) else {
+        throw FrameError.corrupt("unknown column transform \(transform)")
+      }
       let total = try reader.readCount("\(type) column byte count", limit: reader.remaining)
       let (lengthBytes, overflow) = count.multipliedReportingOverflow(by: 4)
       guard !overflow else { throw FrameError.corrupt("\(count) rows of \(type)") }
@@ -96,7 +100,9 @@ extension Column {
       out.offsets[0] = 0
       for i in 0..<count {
         at += Int64(lengths[i])
-        guard at <= Int64(total) else { throw FrameError.corrupt("\(type) lengths add up past the \(total) bytes given") }
+        guard at <= Int64(total) else {
+          throw FrameError.corrupt("\(type) lengths add up past the \(total) bytes given")
+        }
         out.offsets[i + 1] = at
       }
       guard at == Int64(total) else { throw FrameError.corrupt("\(type) lengths add up to \(at), not \(total)") }

@@ -5,7 +5,8 @@ import CSupport
 /// `Int` and `UInt` map to `int64` and `uint64` (64-bit platforms only). `bool` is one byte,
 /// 0 or 1.
 public enum ScalarKind: UInt8, Sendable, Codable, CaseIterable {
-  case int8 = 1, int16, int32, int64, uint8, uint16, uint32, uint64, float, double, bool
+  case int8 = 1
+  case int16, int32, int64, uint8, uint16, uint32, uint64, float, double, bool
 
   /// Bytes per value.
   public var width: Int {

@@ -86,8 +86,12 @@ public final class Combiner {
   /// `hashes` are the keys' hashes (`Column.hash`). Returns the number of new groups.
   /// - Throws: `FrameError.typeMismatch`, `FrameError.outOfMemory`.
   @discardableResult
-  public func groupIDs(keys: Column, hashes: UnsafePointer<UInt64>, into gids: UnsafeMutablePointer<UInt32>) throws -> Int {
-    guard keys.type == keyType else { throw FrameError.typeMismatch(expected: keyType.description, found: keys.type.description) }
+  public func groupIDs(keys: Column, hashes: UnsafePointer<UInt64>, into gids: UnsafeMutablePointer<UInt32>) throws
+    -> Int
+  {
+    guard keys.type == keyType else {
+      throw FrameError.typeMismatch(expected: keyType.description, found: keys.type.description)
+    }
     let n = keys.count
     let result: Int64
     switch keys.storage {

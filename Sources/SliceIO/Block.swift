@@ -48,7 +48,9 @@ public final class BlockDecoder {
   /// Decodes the block in `block` (which must hold exactly one whole block) after checking
   /// every length and both checksums. The returned bytes are valid until the next call.
   /// - Throws: `SliceIOError.integrity` naming `source`, `index` and the failed check.
-  public func decode(_ block: UnsafeRawBufferPointer, source: String, index: Int) throws -> (raw: UnsafeRawBufferPointer, rows: UInt64) {
+  public func decode(_ block: UnsafeRawBufferPointer, source: String, index: Int) throws -> (
+    raw: UnsafeRawBufferPointer, rows: UInt64
+  ) {
     var info = bs_block_info()
     let total = bs_block_peek(block.baseAddress, block.count, &info)
     if total < 0 { throw SliceIOError.integrity(source: source, block: index, problem: problem(total, index)) }

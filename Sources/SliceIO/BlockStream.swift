@@ -72,7 +72,9 @@ public final class BlockStreamReader {
     }
     var info = bs_block_info()
     let total = bs_block_peek(buffer + start, end - start, &info)
-    if total < 0 { throw SliceIOError.integrity(source: source.name, block: index, problem: blockProblem(total, index)) }
+    if total < 0 {
+      throw SliceIOError.integrity(source: source.name, block: index, problem: blockProblem(total, index))
+    }
     try fill(Int(total))
     if end - start < Int(total) {
       throw SliceIOError.integrity(

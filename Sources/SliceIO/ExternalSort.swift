@@ -25,8 +25,10 @@ public final class ExternalSorter {
   /// Bytes written to spill files so far.
   public private(set) var spilledBytes = 0
 
-  public init(schema: Schema, order: SortOrder, budget: Int, directory: SpillDirectory,
-              options: CodecOptions = .default, maxFanIn: Int = 64) {
+  public init(
+    schema: Schema, order: SortOrder, budget: Int, directory: SpillDirectory,
+    options: CodecOptions = .default, maxFanIn: Int = 64
+  ) {
     self.schema = schema
     self.order = order
     self.budget = max(budget, 1)
@@ -39,7 +41,8 @@ public final class ExternalSorter {
   /// - Throws: `SliceIOError.schemaMismatch`, `SliceIOError.io` (a full spill disk).
   public func add(_ frame: Frame) throws {
     guard frame.schema.types == schema.types else {
-      throw SliceIOError.schemaMismatch(source: "external sort", block: 0, expected: schema.description, found: frame.schema.description)
+      throw SliceIOError.schemaMismatch(
+        source: "external sort", block: 0, expected: schema.description, found: frame.schema.description)
     }
     guard frame.count > 0 else { return }
     buffered.append(frame)

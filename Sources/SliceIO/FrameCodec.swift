@@ -11,8 +11,10 @@ public struct CodecOptions: Sendable, Hashable {
   /// reader holds one block at a time.
   public var targetBlockBytes: Int
 
-  public init(level: Int32 = CodecOptions.default.level, transform: ColumnTransform = CodecOptions.default.transform,
-              targetBlockBytes: Int = CodecOptions.default.targetBlockBytes) {
+  public init(
+    level: Int32 = CodecOptions.default.level, transform: ColumnTransform = CodecOptions.default.transform,
+    targetBlockBytes: Int = CodecOptions.default.targetBlockBytes
+  ) {
     self.level = level
     self.transform = transform
     self.targetBlockBytes = targetBlockBytes
@@ -136,7 +138,8 @@ public final class FrameDecoder {
         for _ in 0..<columnCount { types.append(try decodeType(&reader)) }
         if let schema, schema.types != types {
           throw SliceIOError.schemaMismatch(
-            source: source, block: index, expected: schema.description, found: Schema(types, prefix: prefix).description)
+            source: source, block: index, expected: schema.description, found: Schema(types, prefix: prefix).description
+          )
         }
         var columns: [Column] = []
         for type in types { columns.append(try Column.decode(type, count: Int(rows), from: &reader)) }

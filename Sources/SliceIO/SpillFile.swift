@@ -63,7 +63,9 @@ public final class SpillWriter {
 
   /// Creates a file in `directory` for frames of `schema`.
   /// - Throws: `SliceIOError.io`.
-  public init(directory: SpillDirectory, schema: Schema, options: CodecOptions = .default, prefix: String = "spill") throws {
+  public init(directory: SpillDirectory, schema: Schema, options: CodecOptions = .default, prefix: String = "spill")
+    throws
+  {
     self.directory = directory
     self.schema = schema
     encoder = FrameEncoder(options: options)
@@ -83,7 +85,8 @@ public final class SpillWriter {
   public func write(_ frame: Frame) throws {
     precondition(fd >= 0, "write after finish")
     guard frame.schema.types == schema.types else {
-      throw SliceIOError.schemaMismatch(source: path, block: blocks, expected: schema.description, found: frame.schema.description)
+      throw SliceIOError.schemaMismatch(
+        source: path, block: blocks, expected: schema.description, found: frame.schema.description)
     }
     guard frame.count > 0 else { return }
     let step = encoder.rowsPerBlock(frame)
@@ -177,7 +180,8 @@ public final class BlockFileReader: Reader {
       let index = stream.index
       guard let block = try stream.next() else {
         throw SliceIOError.integrity(
-          source: name, block: index, problem: .truncated("the stream ends after block \(index - 1) without its end marker"))
+          source: name, block: index,
+          problem: .truncated("the stream ends after block \(index - 1) without its end marker"))
       }
       switch try decoder.decode(block, source: name, index: index) {
       case .frame(let frame):
@@ -188,10 +192,12 @@ public final class BlockFileReader: Reader {
         guard total == rows, count == frames else {
           throw SliceIOError.integrity(
             source: name, block: index,
-            problem: .malformedPayload("end marker counts \(total) rows in \(count) blocks, the stream held \(rows) in \(frames)"))
+            problem: .malformedPayload(
+              "end marker counts \(total) rows in \(count) blocks, the stream held \(rows) in \(frames)"))
         }
         if try stream.next() != nil {
-          throw SliceIOError.integrity(source: name, block: index + 1, problem: .malformedPayload("data after the end marker"))
+          throw SliceIOError.integrity(
+            source: name, block: index + 1, problem: .malformedPayload("data after the end marker"))
         }
         done = true
         return nil

@@ -13,7 +13,10 @@ let shardCounts = [1, 2, 7, 64]
 
 func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
   var rng = SplitMix64(seed: seed)
-  return ((0..<n).map { _ in Int.random(in: 0..<keys, using: &rng) }, (0..<n).map { _ in Int.random(in: -1000...1000, using: &rng) })
+  return (
+    (0..<n).map { _ in Int.random(in: 0..<keys, using: &rng) },
+    (0..<n).map { _ in Int.random(in: -1000...1000, using: &rng) }
+  )
 }
 
 @Suite struct CombinatorTests {
@@ -121,7 +124,8 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
 
   @Test(arguments: shardCounts)
   func readerFuncKeepsPerShardStateUntilTheEnd(shards: Int) throws {
-    let slice = readerFunc(shards, initial: { shard in shard * 1000 }) { (shard: Int, next: inout Int, out: RowEmitter<Int, Int>) in
+    let slice = readerFunc(shards, initial: { shard in shard * 1000 }) {
+      (shard: Int, next: inout Int, out: RowEmitter<Int, Int>) in
       let end = shard * 1000 + 250
       for _ in 0..<100 where next < end {
         out.emit(shard, next)

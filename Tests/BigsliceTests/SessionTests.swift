@@ -17,7 +17,8 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
 
   @Test func aRegisteredFuncRunsWithItsArguments() throws {
     let result = try session.run(sumByKey, 1000, 3)
-    #expect(Dictionary(uniqueKeysWithValues: Array(result)) == Dictionary(uniqueKeysWithValues: (0..<10).map { ($0, 100) }))
+    #expect(
+      Dictionary(uniqueKeysWithValues: Array(result)) == Dictionary(uniqueKeysWithValues: (0..<10).map { ($0, 100) }))
     #expect(FuncRegistry.fingerprint.contains { $0.hasPrefix("tests.sumByKey: (Int, Int)") })
   }
 

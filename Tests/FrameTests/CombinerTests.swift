@@ -143,7 +143,9 @@ import Testing
     let combiner = try Combiner(keyType: .scalar(.int64))
     #expect(throws: FrameError.self) { try combiner.addAggregate(.sum, valueType: .int8) }
     try combiner.addAggregate(.sum)
-    #expect(throws: FrameError.self) { try combiner.add(keys: Column(strings: ["a"]), values: [Column([Int64(1)])], seed: 0) }
+    #expect(throws: FrameError.self) {
+      try combiner.add(keys: Column(strings: ["a"]), values: [Column([Int64(1)])], seed: 0)
+    }
     #expect(throws: FrameError.self) { try combiner.add(keys: Column([Int64(1)]), values: [Column([1.5])], seed: 0) }
   }
 }

@@ -39,8 +39,12 @@ func referencePermutation<T>(_ values: [T], _ less: (T, T) -> Bool) -> [UInt32] 
 
   @Test func floatsSortInIEEETotalOrder() throws {
     var rng = SplitMix64(seed: 12)
-    let specials: [Double] = [0.0, -0.0, .infinity, -.infinity, .nan, -Double.nan, .leastNonzeroMagnitude, -.greatestFiniteMagnitude]
-    let doubles = (0..<3000).map { i in i % 7 == 0 ? specials.randomElement(using: &rng)! : Double.random(in: -1e6...1e6, using: &rng).rounded() }
+    let specials: [Double] = [
+      0.0, -0.0, .infinity, -.infinity, .nan, -Double.nan, .leastNonzeroMagnitude, -.greatestFiniteMagnitude,
+    ]
+    let doubles = (0..<3000).map { i in
+      i % 7 == 0 ? specials.randomElement(using: &rng)! : Double.random(in: -1e6...1e6, using: &rng).rounded()
+    }
     try check(doubles) { a, b in a.isTotallyOrdered(belowOrEqualTo: b) && !b.isTotallyOrdered(belowOrEqualTo: a) }
     let floats = doubles.map { Float($0) }
     try check(floats) { a, b in a.isTotallyOrdered(belowOrEqualTo: b) && !b.isTotallyOrdered(belowOrEqualTo: a) }
@@ -49,7 +53,8 @@ func referencePermutation<T>(_ values: [T], _ less: (T, T) -> Bool) -> [UInt32] 
   @Test func stringsSortByBytesBeyondTheEightBytePrefix() throws {
     var rng = SplitMix64(seed: 13)
     let stems = ["", "a", "abcdefgh", "abcdefghi", "abcdefgh\u{0}", "zz", "é"]
-    let strings = (0..<3000).map { _ in stems.randomElement(using: &rng)! + String(Int.random(in: 0..<20, using: &rng)) }
+    let strings = (0..<3000).map { _ in stems.randomElement(using: &rng)! + String(Int.random(in: 0..<20, using: &rng))
+    }
     let frame = try Frame([Column(strings: strings)])
     let perm = try frame.sortPermutation(.keys)
     #expect(perm == referencePermutation(strings) { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
@@ -98,7 +103,9 @@ func referencePermutation<T>(_ values: [T], _ less: (T, T) -> Bool) -> [UInt32] 
   @Test func boxedKeysSortByTheirRegisteredOrder() throws {
     BoxedOps.register(Version.self)
     var rng = SplitMix64(seed: 16)
-    let versions = (0..<500).map { _ in Version(major: Int.random(in: 0..<4, using: &rng), minor: Int.random(in: 0..<4, using: &rng)) }
+    let versions = (0..<500).map { _ in
+      Version(major: Int.random(in: 0..<4, using: &rng), minor: Int.random(in: 0..<4, using: &rng))
+    }
     let frame = try Frame([Column(boxed: versions)])
     #expect(try frame.sortPermutation(.keys) == referencePermutation(versions, <))
   }

@@ -33,7 +33,8 @@ func referenceSorted(_ frames: [Frame], _ order: SortOrder) throws -> [[AnyHasha
 
   @Test func mergingOnStringKeysComparesBeyondThePrefix() throws {
     let a = try Frame([Column(strings: ["abcdefgh1", "abcdefgh3", "b"]), Column([Int64(1), 3, 5])]).sorted(.keys)
-    let b = try Frame([Column(strings: ["abcdefgh0", "abcdefgh2", "abcdefgh3"]), Column([Int64(0), 2, 4])]).sorted(.keys)
+    let b = try Frame([Column(strings: ["abcdefgh0", "abcdefgh2", "abcdefgh3"]), Column([Int64(0), 2, 4])]).sorted(
+      .keys)
     let merged = try readAll(MergeReader([FrameReader([a]), FrameReader([b])], order: .keys))
     #expect(rows(merged).map { $0[1] } == [0, 1, 2, 3, 4, 5])
   }
@@ -62,7 +63,8 @@ func referenceSorted(_ frames: [Frame], _ order: SortOrder) throws -> [[AnyHasha
   }
 
   @Test func sortingAStreamOfOtherTypesIsAnError() throws {
-    let sorter = ExternalSorter(schema: Schema([.string]), order: .keys, budget: 1 << 20, directory: try SpillDirectory())
+    let sorter = ExternalSorter(
+      schema: Schema([.string]), order: .keys, budget: 1 << 20, directory: try SpillDirectory())
     #expect(throws: SliceIOError.self) { try sorter.add(try Frame([Column([Int64(1)])])) }
   }
 }

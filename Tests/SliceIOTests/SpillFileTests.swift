@@ -38,7 +38,9 @@ func writeFileBytes(_ path: String, _ bytes: [UInt8]) {
   @Test(arguments: options)
   func framesOfEveryColumnKindRoundTrip(options: CodecOptions) throws {
     let dir = try SpillDirectory()
-    let frames = [try randomFrame(rows: 5000, seed: 1), try randomFrame(rows: 0, seed: 2), try randomFrame(rows: 1, seed: 3)]
+    let frames = [
+      try randomFrame(rows: 5000, seed: 1), try randomFrame(rows: 0, seed: 2), try randomFrame(rows: 1, seed: 3),
+    ]
     let writer = try SpillWriter(directory: dir, schema: frames[0].schema, options: options)
     for f in frames { try writer.write(f) }
     let file = try writer.finish()

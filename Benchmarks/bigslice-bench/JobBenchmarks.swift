@@ -1,0 +1,130 @@
+import Bigslice
+import Foundation
+import Frame
+
+/// The workloads of BENCHMARKS.md as bigslice funcs. Data is generated inside the job, by
+/// `readerFunc`, so our times include generation; the peers' query times do not.
+enum Workloads {
+  /// Rows `[shard * rows / shards, (shard + 1) * rows / shards)` of the (key, value) table
+  /// with `seed` and `keys` distinct keys.
+  static func table(rows: Int, keys: Int, seed: UInt64, shards: Int) -> Slice<Int, Int> {
+    readerFunc(shards, initial: { shard in shard * rows / shards }) {
+      (shard: Int, next: inout Int, out: RowEmitter<Int, Int>) in
+      let end = (shard + 1) * rows / shards
+      let stop = min(next + Frame.defaultRows, end)
+      let k = UInt64(keys)
+      while next < stop {
+        let i = UInt64(next) &+ seed
+        out.emit(Int(splitmix64(i) % k), Int(splitmix64(i &+ (1 << 40)) % 1000))
+        next += 1
+      }
+      return next < end
+    }
+  }
+
+  static let w1 = Func("bench.W1") { (rows: Int, keys: Int, shards: Int) in
+    table(rows: rows, keys: keys, seed: 0, shards: shards).reduce(.sum)
+  }
+
+  static let w1Closure = Func("bench.W1.closure") { (rows: Int, keys: Int, shards: Int) in
+    table(rows: rows, keys: keys, seed: 0, shards: shards).reduce(&+)
+  }
+
+  static let w3 = Func("bench.W3") { (rows: Int, keys: Int, shards: Int) -> Slice<Int, [Int], [Int]> in
+    cogroup(
+      table(rows: rows, keys: keys, seed: 0, shards: shards),
+      table(rows: rows, keys: keys, seed: 1 << 50, shards: shards))
+  }
+}
+
+struct JobBenchmarks {
+  var rows: Int?
+  var repeats: Int
+  var report: Reporter
+  var peers: Bool
+  var only: Set<String>
+  let session = Session(executor: .local(procs: 2))
+  let shards = 8
+
+  func run() throws {
+    report.header("Jobs: 2 procs, median of \(repeats)\(peers ? ", peers in the same run" : "")")
+    if only.isEmpty || only.contains("W1") { try w1() }
+    if only.isEmpty || only.contains("W3") { try w3() }
+  }
+
+  func w1() throws {
+    let n = rows ?? 100_000_000
+    for (label, f) in [
+      ("W1 group-by-sum, reduce(.sum)", Workloads.w1), ("W1 group-by-sum, reduce(&+)", Workloads.w1Closure),
+    ] {
+      var checksum = ""
+      let seconds = try median(repeats) {
+        let result = try session.run(f, n, 1_000_000, shards)
+        var sum: UInt64 = 0
+        for (key, value) in result { sum &+= UInt64(bitPattern: Int64(key)) &* UInt64(bitPattern: Int64(value)) }
+        checksum = "groups=\(result.count) keysum=\(sum)"
+      }
+      try compare(label, "W1", rows: n, seconds: seconds, checksum: checksum)
+    }
+  }
+
+  func w3() throws {
+    let n = rows ?? 20_000_000
+    var checksum = ""
+    let seconds = try median(repeats) {
+      let result = try session.run(Workloads.w3, n, 5_000_000, shards)
+      var count = 0
+      for (_, a, b) in result { count += a.count * b.count }
+      checksum = "count=\(count)"
+    }
+    try compare("W3 join by cogroup", "W3", rows: 2 * n, seconds: seconds, checksum: checksum, peerRows: n)
+  }
+
+  /// Reports our time next to each peer's, run now, on the same data.
+  func compare(_ label: String, _ workload: String, rows: Int, seconds: Double, checksum: String, peerRows: Int? = nil)
+    throws
+  {
+    guard peers else {
+      report.emit(
+        Measurement(
+          bench: label, rows: rows, seconds: seconds, baseline: "none", baselineSeconds: seconds, notes: checksum))
+      return
+    }
+    for engine in ["duckdb", "polars"] {
+      guard let peer = runPeer(engine, workload, rows: peerRows ?? rows) else {
+        report.note("\(label): \(engine) did not run (pip install -r Benchmarks/peers/requirements.txt)")
+        continue
+      }
+      let agree =
+        peer.checksum == checksum
+        ? "checksums agree" : "CHECKSUM MISMATCH: ours \(checksum), \(engine) \(peer.checksum)"
+      report.emit(
+        Measurement(
+          bench: label, rows: rows, seconds: seconds, baseline: "\(engine) query", baselineSeconds: peer.seconds,
+          notes: "\(agree); \(engine) generation \(fmt(peer.gen, 2)) s, peak RSS \(peer.rss / 1_000_000) MB"))
+    }
+  }
+
+  func runPeer(_ engine: String, _ workload: String, rows: Int) -> (
+    seconds: Double, gen: Double, rss: Int, checksum: String
+  )? {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = [
+      "python3", "Benchmarks/peers/peers.py", "--engine", engine, "--workload", workload, "--rows", String(rows),
+      "--repeat", String(repeats), "--json",
+    ]
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = FileHandle.nullDevice
+    do { try process.run() } catch { return nil }
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0,
+      let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last(where: { $0.hasPrefix("{") }),
+      let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+      let seconds = object["seconds"] as? Double, let checksum = object["checksum"] as? String
+    else { return nil }
+    return (seconds, object["gen_seconds"] as? Double ?? 0, object["peak_rss_bytes"] as? Int ?? 0, checksum)
+  }
+}
