@@ -116,25 +116,7 @@ extension SliceProtocol {
         if done { return nil }
         done = true
         guard let frame = try readFrame(input), frame.count > 0 else { return nil }
-        // A stable sort keeps each key's values in arrival order.
-        let sorted = try frame.sorted(.hash(seed: combineSeed))
-        let hashes = try sorted.hashKeys(seed: combineSeed)
-        let values = ColumnGetter<V>(sorted.columns[1])
-        let out = ColumnAppender<A>(types[1])
-        var starts: [UInt32] = []
-        var i = 0
-        while i < sorted.count {
-          var acc = f(initial, values.get(i))
-          var j = i + 1
-          while j < sorted.count && hashes[j] == hashes[i] && sorted.equalKeys(i, sorted, j) {
-            acc = f(acc, values.get(j))
-            j += 1
-          }
-          starts.append(UInt32(i))
-          out.append(acc)
-          i = j
-        }
-        return try Frame([sorted.columns[0].gather(starts), out.finish()], prefix: 1)
+        return try foldKeyRuns(frame, valueType: types[1], first: { (v: V) in f(initial, v) }, next: f)
       }
     }
     return Slice<K, A>(node)

@@ -19,25 +19,7 @@ extension SliceProtocol {
     let valueType = self.schema.types[1]
     let combine: @Sendable (Frame) throws -> Frame = { frame in
       guard frame.count > 1 else { return frame }
-      let sorted = try frame.sorted(.hash(seed: combineSeed))
-      let hashes = try sorted.hashKeys(seed: combineSeed)
-      let values = ColumnGetter<V>(sorted.columns[1])
-      let out = ColumnAppender<V>(valueType, capacity: sorted.count)
-      var starts: [UInt32] = []
-      var i = 0
-      let n = sorted.count
-      while i < n {
-        var acc = values.get(i)
-        var j = i + 1
-        while j < n && hashes[j] == hashes[i] && sorted.equalKeys(i, sorted, j) {
-          acc = f(acc, values.get(j))
-          j += 1
-        }
-        starts.append(UInt32(i))
-        out.append(acc)
-        i = j
-      }
-      return try Frame([sorted.columns[0].gather(starts), out.finish()], prefix: 1)
+      return try foldKeyRuns(frame, valueType: valueType, first: { (v: V) in v }, next: f)
     }
     return combined(op: "reduce", combining: .function(combine), file: file, line: line)
   }
@@ -80,4 +62,31 @@ extension SliceProtocol {
     self.map(file: file, line: line) { (k: K) -> (K, Int) in (k, 1) }.reduce(
       Combiner.Aggregate.sum, file: file, line: line)
   }
+}
+
+/// Sorts a (key, value) frame by (hash, key) — stably, so each key's values keep their order —
+/// and folds the values of each key: `first` starts an accumulator from a key's first value,
+/// `next` folds in each later one. Returns one row per key: (key, accumulator of `valueType`).
+func foldKeyRuns<V, A>(
+  _ frame: Frame, valueType: ColumnType, first: (V) -> A, next: (A, V) -> A
+) throws -> Frame {
+  let sorted = try frame.sorted(.hash(seed: combineSeed))
+  let hashes = try sorted.hashKeys(seed: combineSeed)
+  let values = ColumnGetter<V>(sorted.columns[1])
+  let out = ColumnAppender<A>(valueType, capacity: sorted.count)
+  var starts: [UInt32] = []
+  var i = 0
+  let n = sorted.count
+  while i < n {
+    var acc = first(values.get(i))
+    var j = i + 1
+    while j < n && hashes[j] == hashes[i] && sorted.equalKeys(i, sorted, j) {
+      acc = next(acc, values.get(j))
+      j += 1
+    }
+    starts.append(UInt32(i))
+    out.append(acc)
+    i = j
+  }
+  return try Frame([sorted.columns[0].gather(starts), out.finish()], prefix: 1)
 }
