@@ -194,7 +194,8 @@ final class CombineBuffer {
   func finish() throws -> Frame? {
     if let combiner {
       guard combiner.groupCount > 0 else { return nil }
-      return try combiner.drain().frame
+      // In-memory output needs no order; a spilled run would use `drain()` (hash order).
+      return try combiner.drainUnordered()
     }
     if pendingRows > 0 { try compact() }
     return pending.first

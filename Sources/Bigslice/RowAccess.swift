@@ -53,9 +53,9 @@ struct ColumnGetter<T> {
 @usableFromInline
 final class ColumnAppender<T> {
   @usableFromInline let layout: ColumnGetter<T>.Layout
-  @usableFromInline var scalars: UnsafeMutableRawPointer
-  @usableFromInline var capacity: Int
-  @usableFromInline var count = 0
+  /// The scalar buffer and the row count live behind a pointer: the per-row path then
+  /// mutates no class property, so it pays no dynamic exclusivity check.
+  @usableFromInline let state: UnsafeMutablePointer<AppendState>
   @usableFromInline var strings: [String] = []
   @usableFromInline var byteArrays: [[UInt8]] = []
   @usableFromInline var values: [T] = []
@@ -70,48 +70,75 @@ final class ColumnAppender<T> {
     case .bytes: layout = .bytes
     case .boxed: layout = .boxed
     }
-    self.capacity = layout == .scalar ? max(capacity, 16) : 0
-    scalars = .allocate(byteCount: self.capacity * MemoryLayout<T>.stride, alignment: 16)
+    let slots = layout == .scalar ? max(capacity, 16) : 0
+    state = .allocate(capacity: 1)
+    state.initialize(
+      to: AppendState(
+        base: .allocate(byteCount: max(slots * MemoryLayout<T>.stride, 1), alignment: 16), capacity: slots, count: 0))
   }
 
-  deinit { scalars.deallocate() }
+  deinit {
+    state.pointee.base.deallocate()
+    state.deallocate()
+  }
+
+  /// Rows appended since the last `finish`.
+  @inlinable var count: Int { state.pointee.count }
 
   @inlinable
   func append(_ value: T) {
+    let s = state
     switch layout {
     case .scalar:
-      if count == capacity { grow() }
-      scalars.storeBytes(of: value, toByteOffset: count &* MemoryLayout<T>.stride, as: T.self)
+      if s.pointee.count == s.pointee.capacity { grow() }
+      s.pointee.base.storeBytes(of: value, toByteOffset: s.pointee.count &* MemoryLayout<T>.stride, as: T.self)
     case .string: strings.append(unsafeBitCast(value, to: String.self))
     case .bytes: byteArrays.append(unsafeBitCast(value, to: [UInt8].self))
     case .boxed: values.append(value)
     }
-    count &+= 1
+    s.pointee.count &+= 1
   }
 
   @usableFromInline
   func grow() {
-    let grown = UnsafeMutableRawPointer.allocate(byteCount: capacity * 2 * MemoryLayout<T>.stride, alignment: 16)
-    grown.copyMemory(from: scalars, byteCount: count * MemoryLayout<T>.stride)
-    scalars.deallocate()
-    scalars = grown
-    capacity *= 2
+    let s = state
+    let capacity = max(s.pointee.capacity * 2, 16)
+    let grown = UnsafeMutableRawPointer.allocate(byteCount: capacity * MemoryLayout<T>.stride, alignment: 16)
+    grown.copyMemory(from: s.pointee.base, byteCount: s.pointee.count * MemoryLayout<T>.stride)
+    s.pointee.base.deallocate()
+    s.pointee.base = grown
+    s.pointee.capacity = capacity
   }
 
   /// The column of everything appended; the appender starts over empty.
   func finish() throws -> Column {
     defer {
-      count = 0
+      state.pointee.count = 0
       strings = []
       byteArrays = []
       values = []
     }
     switch layout {
     case .scalar:
-      return try Column.copyScalars(type, from: UnsafeRawPointer(scalars), count: count)
+      return try Column.copyScalars(type, from: UnsafeRawPointer(state.pointee.base), count: count)
     case .string: return Column(strings: strings)
     case .bytes: return Column(byteArrays: byteArrays)
     case .boxed: return try Column.make(erasing: values)
     }
+  }
+}
+
+/// The mutable state of a `ColumnAppender`'s scalar path.
+@usableFromInline
+struct AppendState {
+  @usableFromInline var base: UnsafeMutableRawPointer
+  @usableFromInline var capacity: Int
+  @usableFromInline var count: Int
+
+  @usableFromInline
+  init(base: UnsafeMutableRawPointer, capacity: Int, count: Int) {
+    self.base = base
+    self.capacity = capacity
+    self.count = count
   }
 }

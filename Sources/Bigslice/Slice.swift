@@ -51,10 +51,14 @@ public final class RowEmitter<each T> {
   @usableFromInline let types: [ColumnType]
   let prefix: Int
   /// Rows emitted since the last frame was taken.
-  public var count: Int { emitted }
-  @usableFromInline var emitted = 0
+  public var count: Int { emitted.pointee }
+  /// Behind a pointer, so emitting a row mutates no class property (no exclusivity check).
+  @usableFromInline let emitted = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+
+  deinit { emitted.deallocate() }
 
   init(types: [ColumnType], prefix: Int) {
+    emitted.initialize(to: 0)
     self.types = types
     self.prefix = prefix
     var k = -1
@@ -69,11 +73,11 @@ public final class RowEmitter<each T> {
   @inlinable
   public func emit(_ values: repeat each T) {
     repeat (each appenders).append(each values)
-    emitted &+= 1
+    emitted.pointee &+= 1
   }
 
   func frame() throws -> Frame {
-    defer { emitted = 0 }
+    defer { emitted.pointee = 0 }
     var columns: [Column] = []
     for appender in repeat each appenders { columns.append(try appender.finish()) }
     return try Frame(columns, prefix: prefix)

@@ -159,6 +159,21 @@ public final class Combiner {
     for (i, v) in values.enumerated() { try update(i, values: v, gids: gids) }
   }
 
+  /// Every group as a frame `[key, aggregate 0, aggregate 1, …]` (prefix 1) in no particular
+  /// order (the order keys first arrived in), then empties the combiner: the cheap drain for
+  /// output that stays in memory. Cost: one copy of keys and aggregates, no sort.
+  public func drainUnordered() throws -> Frame {
+    let groups = groupCount
+    var columns = [keyColumnInGroupOrder(groups)]
+    for (i, (_, valueType)) in aggregates.enumerated() {
+      let values = bs_comb_agg_values(handle, Int32(i))!
+      columns.append(try Column.copyScalars(.scalar(valueType), from: values, count: groups))
+    }
+    let frame = Frame(unchecked: columns, count: groups, prefix: 1)
+    reset()
+    return frame
+  }
+
   /// Every group as a frame `[key, aggregate 0, aggregate 1, …]` (prefix 1) sorted by
   /// (hash, key), with the hashes in the same order; then empties the combiner. The order is
   /// the one `SortOrder.hash` gives, so drained runs merge directly.

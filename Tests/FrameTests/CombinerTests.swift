@@ -149,3 +149,21 @@ import Testing
     #expect(throws: FrameError.self) { try combiner.add(keys: Column([Int64(1)]), values: [Column([1.5])], seed: 0) }
   }
 }
+
+@Suite struct CombinerDrainTests {
+  @Test func anUnorderedDrainHoldsTheSameGroupsAsASortedOne() throws {
+    var rng = SplitMix64(seed: 9)
+    let keys = Column(strings: (0..<10_000).map { _ in "k\(Int.random(in: 0..<900, using: &rng))" })
+    let values = Column((0..<10_000).map { _ in Int64.random(in: -5...5, using: &rng) })
+    func combined(_ sorted: Bool) throws -> [String] {
+      let c = try Combiner(keyType: .string)
+      try c.addAggregate(.sum)
+      try c.add(keys: keys, values: [values], seed: 0)
+      let frame = sorted ? try c.drain().frame : try c.drainUnordered()
+      #expect(c.groupCount == 0)
+      return frame.anyRows.map { "\($0)" }.sorted()
+    }
+    #expect(try combined(true) == combined(false))
+    #expect(try combined(false).count == 900)
+  }
+}
