@@ -20,6 +20,7 @@ let package = Package(
     .target(name: "Frame", dependencies: ["CSupport"]),
     .target(name: "SliceIO", dependencies: ["Frame", "CSupport"]),
     .target(name: "Bigslice", dependencies: ["Frame", "SliceIO"]),
+    .executableTarget(name: "bigslice", dependencies: ["Bigslice", "Frame"]),
     .executableTarget(
       name: "bigslice-bench",
       dependencies: ["Bigslice", "Frame", "SliceIO", "CSupport"],

@@ -13,7 +13,7 @@ final class LocalExecutor: @unchecked Sendable {
 
   /// Runs every task that `roots` need, each after its dependencies, at most `procs` at once.
   /// - Throws: the first task failure, as `BigsliceError.taskFailed`.
-  func evaluate(_ roots: [Task], counters: Counters) throws {
+  func evaluate(_ roots: [Task], counters: Counters, progress: (_ done: Int, _ total: Int) -> Void = { _, _ in }) throws {
     var all: [ObjectIdentifier: Task] = [:]
     var stack = roots
     while let task = stack.popLast() {
@@ -31,6 +31,8 @@ final class LocalExecutor: @unchecked Sendable {
       if upstream.isEmpty { ready.append(task) }
     }
     var remaining = waiting.count
+    let total = remaining
+    progress(0, total)
     let state = Mutex<(done: [Task], failure: Error?)>(([], nil))
     let finished = DispatchSemaphore(value: 0)
     var running = 0
@@ -65,6 +67,7 @@ final class LocalExecutor: @unchecked Sendable {
       for task in done {
         running -= 1
         remaining -= 1
+        progress(total - remaining, total)
         guard task.output != nil else { continue }
         for next in dependents[ObjectIdentifier(task)] ?? [] {
           waiting[ObjectIdentifier(next)]! -= 1
@@ -149,24 +152,21 @@ final class LocalExecutor: @unchecked Sendable {
 }
 
 /// Combines rows of equal keys as they arrive: built-in aggregates go straight into a C
-/// combiner; a user function is applied whenever the buffered rows pass a threshold, so the
-/// buffer holds about one row per distinct key.
+/// combiner, a user closure into its accumulator. Either holds one row per distinct key.
 final class CombineBuffer {
-  private let combining: Combining
   private let combiner: Combiner?
-  private var pending: [Frame] = []
-  private var pendingRows = 0
-  private var combinedRows = 0
+  private let accumulator: (any KeyedAccumulator)?
 
   init(_ combining: Combining, schema: Schema) throws {
-    self.combining = combining
     switch combining {
     case .builtIn(let aggregate, let kind):
       let combiner = try Combiner(keyType: schema.types[0])
       try combiner.addAggregate(aggregate, valueType: kind)
       self.combiner = combiner
-    case .function:
+      accumulator = nil
+    case .closure(let make):
       combiner = nil
+      accumulator = try make()
     }
   }
 
@@ -174,30 +174,16 @@ final class CombineBuffer {
     guard frame.count > 0 else { return }
     if let combiner {
       try combiner.add(keys: frame.columns[0], values: [frame.columns[1]], seed: combineSeed)
-      return
+    } else {
+      try accumulator!.add(frame)
     }
-    pending.append(frame)
-    pendingRows += frame.count
-    // Compact when the new rows outnumber the combined ones (and are many): amortised linear.
-    if pendingRows > max(65_536, combinedRows) { try compact() }
-  }
-
-  private func compact() throws {
-    guard case .function(let f) = combining, !pending.isEmpty else { return }
-    let combined = try f(try Frame.concat(pending))
-    pending = [combined]
-    pendingRows = 0
-    combinedRows = combined.count
   }
 
   /// One frame with one row per key, or nil when nothing was added.
   func finish() throws -> Frame? {
-    if let combiner {
-      guard combiner.groupCount > 0 else { return nil }
-      // In-memory output needs no order; a spilled run would use `drain()` (hash order).
-      return try combiner.drainUnordered()
-    }
-    if pendingRows > 0 { try compact() }
-    return pending.first
+    guard let combiner else { return try accumulator!.finish() }
+    guard combiner.groupCount > 0 else { return nil }
+    // In-memory output needs no order; a spilled run would use `drain()` (hash order).
+    return try combiner.drainUnordered()
   }
 }

@@ -12,16 +12,17 @@ let combineSeed: UInt64 = 0x9acb_0442
 extension SliceProtocol {
   /// One row per key, its values combined with `f`, which must be associative and
   /// commutative (the order values meet in is unspecified). Rows are combined map-side in
-  /// every upstream task, then again after the shuffle.
+  /// every upstream task, then again after the shuffle. Keys are grouped by the C combiner
+  /// (one hash-table probe per row, column-at-a-time); only `f` runs per row.
   public func reduce<K, V>(
     file: StaticString = #fileID, line: UInt = #line, _ f: @escaping @Sendable (V, V) -> V
   ) -> Slice<K, V> where Self == Slice<K, V> {
+    let keyType = self.schema.types[0]
     let valueType = self.schema.types[1]
-    let combine: @Sendable (Frame) throws -> Frame = { frame in
-      guard frame.count > 1 else { return frame }
-      return try foldKeyRuns(frame, valueType: valueType, first: { (v: V) in v }, next: f)
+    let factory: @Sendable () throws -> any KeyedAccumulator = {
+      try ClosureAccumulator<V>(keyType: keyType, valueType: valueType, f)
     }
-    return combined(op: "reduce", combining: .function(combine), file: file, line: line)
+    return combined(op: "reduce", combining: .closure(factory), file: file, line: line)
   }
 
   /// One row per key with the sum, minimum or maximum of its values, computed in C with no
@@ -89,4 +90,85 @@ func foldKeyRuns<V, A>(
     i = j
   }
   return try Frame([sorted.columns[0].gather(starts), out.finish()], prefix: 1)
+}
+
+/// Folds values per key with a user closure: the C combiner maps each key to a dense group id,
+/// and the accumulators live in a Swift array indexed by it. Boxed keys, which the C table
+/// cannot hold, are grouped by sorting instead.
+final class ClosureAccumulator<V>: KeyedAccumulator {
+  private let f: (V, V) -> V
+  private let valueType: ColumnType
+  private let combiner: Combiner?
+  private var accumulators: [V] = []
+  private var hashes: [UInt64] = []
+  private var gids: [UInt32] = []
+  private var pending: [Frame] = []
+  private var pendingRows = 0
+  private var combinedRows = 0
+
+  init(keyType: ColumnType, valueType: ColumnType, _ f: @escaping (V, V) -> V) throws {
+    self.f = f
+    self.valueType = valueType
+    if case .boxed = keyType {
+      combiner = nil
+    } else {
+      combiner = try Combiner(keyType: keyType)
+    }
+  }
+
+  func add(_ frame: Frame) throws {
+    guard frame.count > 0 else { return }
+    guard let combiner else { return try addSorted(frame) }
+    let n = frame.count
+    if hashes.count < n {
+      hashes = [UInt64](repeating: 0, count: n)
+      gids = [UInt32](repeating: 0, count: n)
+    }
+    try hashes.withUnsafeMutableBufferPointer { h in
+      try gids.withUnsafeMutableBufferPointer { g in
+        try frame.columns[0].hash(seed: combineSeed, into: h.baseAddress!)
+        try combiner.groupIDs(keys: frame.columns[0], hashes: h.baseAddress!, into: g.baseAddress!)
+      }
+    }
+    let values = ColumnGetter<V>(frame.columns[1])
+    accumulators.reserveCapacity(combiner.groupCount)
+    gids.withUnsafeBufferPointer { g in
+      for i in 0..<n {
+        let group = Int(g[i])
+        if group == accumulators.count {
+          accumulators.append(values.get(i))
+        } else {
+          accumulators[group] = f(accumulators[group], values.get(i))
+        }
+      }
+    }
+  }
+
+  func finish() throws -> Frame? {
+    guard let combiner else {
+      if pendingRows > 0 { try compact() }
+      return pending.first
+    }
+    guard combiner.groupCount > 0 else { return nil }
+    let keys = try combiner.drainUnordered().columns[0]
+    let values = try Column.make(erasing: accumulators)
+    accumulators = []
+    return try Frame([keys, values], prefix: 1)
+  }
+
+  /// Boxed keys: buffer frames and fold them by sorting when the new rows outnumber the
+  /// folded ones, so the buffer stays near one row per key.
+  private func addSorted(_ frame: Frame) throws {
+    pending.append(frame)
+    pendingRows += frame.count
+    if pendingRows > max(65_536, combinedRows) { try compact() }
+  }
+
+  private func compact() throws {
+    let combined = try foldKeyRuns(
+      try Frame.concat(pending), valueType: valueType, first: { (v: V) in v }, next: f)
+    pending = [combined]
+    pendingRows = 0
+    combinedRows = combined.count
+  }
 }

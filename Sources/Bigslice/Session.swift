@@ -11,11 +11,16 @@ public enum Executor: Sendable {
 /// evaluates them and returns the result.
 public final class Session: @unchecked Sendable {
   public let executor: Executor
+  /// Whether a progress line is drawn on stderr while a job runs.
+  public let status: Bool
   private let local: LocalExecutor
 
-  /// A session on `executor` (default: in this process, on 2 threads).
-  public init(executor: Executor = .local(procs: 2)) {
+  /// A session on `executor` (default: in this process, on 2 threads). With `status`, a
+  /// progress line on stderr shows the tasks done: redrawn in place on a terminal, a plain
+  /// line per tenth of the work otherwise.
+  public init(executor: Executor = .local(procs: 2), status: Bool = false) {
     self.executor = executor
+    self.status = status
     switch executor {
     case .local(let procs): local = LocalExecutor(procs: procs)
     }
@@ -35,7 +40,9 @@ public final class Session: @unchecked Sendable {
     var compiler = Compiler()
     let tasks = compiler.compile(slice.node)
     let counters = Counters()
-    try local.evaluate(tasks, counters: counters)
+    let progress = status ? ProgressLine(name: slice.name) : nil
+    try local.evaluate(tasks, counters: counters) { done, total in progress?.update(done: done, total: total) }
+    progress?.finish()
     return Result(tasks: tasks, schema: slice.schema, counters: counters.snapshot)
   }
 }

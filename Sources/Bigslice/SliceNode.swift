@@ -42,9 +42,16 @@ struct Dependency: Sendable {
 enum Combining: @unchecked Sendable {
   /// Built-in aggregates over `Int64` / `Double` value columns, in C.
   case builtIn(Combiner.Aggregate, ScalarKind)
-  /// A user function over one value column: `(frame) -> frame` with one row per key,
-  /// combining the values of equal keys.
-  case function(@Sendable (Frame) throws -> Frame)
+  /// A user closure over one value column, folded per key by an accumulator that the
+  /// factory makes for each task (and again for each reading shard).
+  case closure(@Sendable () throws -> any KeyedAccumulator)
+}
+
+/// Folds (key, value) rows into one row per key, frame by frame.
+protocol KeyedAccumulator: AnyObject {
+  func add(_ frame: Frame) throws
+  /// One row per key, or nil when nothing was added.
+  func finish() throws -> Frame?
 }
 
 /// The untyped graph node behind every `Slice`: its schema, shards, inputs, and a reader for
