@@ -13,7 +13,8 @@ final class LocalExecutor: @unchecked Sendable {
 
   /// Runs every task that `roots` need, each after its dependencies, at most `procs` at once.
   /// - Throws: the first task failure, as `BigsliceError.taskFailed`.
-  func evaluate(_ roots: [Task], counters: Counters, progress: (_ done: Int, _ total: Int) -> Void = { _, _ in }) throws {
+  func evaluate(_ roots: [Task], counters: Counters, progress: (_ done: Int, _ total: Int) -> Void = { _, _ in }) throws
+  {
     var all: [ObjectIdentifier: Task] = [:]
     var stack = roots
     while let task = stack.popLast() {

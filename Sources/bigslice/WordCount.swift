@@ -42,7 +42,9 @@ enum WordCount {
       buffer.append(i % 10 == 9 || i == words - 1 ? 0x0A : 0x20)
       if buffer.count > (1 << 20) - 64 || i == words - 1 {
         let written = buffer.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard written == buffer.count else { throw DemoError("cannot write \(path): \(String(cString: strerror(errno)))") }
+        guard written == buffer.count else {
+          throw DemoError("cannot write \(path): \(String(cString: strerror(errno)))")
+        }
         buffer.removeAll(keepingCapacity: true)
       }
     }

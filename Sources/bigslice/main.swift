@@ -41,7 +41,9 @@ var procs = 2
 while !args.isEmpty {
   let arg = args.removeFirst()
   func number() -> Int {
-    guard let value = args.isEmpty ? nil : Int(args.removeFirst()), value > 0 else { fail("\(arg) takes a positive whole number") }
+    guard let value = args.isEmpty ? nil : Int(args.removeFirst()), value > 0 else {
+      fail("\(arg) takes a positive whole number")
+    }
     return value
   }
   switch arg {

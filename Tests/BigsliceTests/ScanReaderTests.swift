@@ -48,7 +48,8 @@ func temporaryFile(_ text: String) -> String {
     let text = (0..<3000).map { i in (0..<5).map { j in "w\((i * 7 + j * 13) % 97)" }.joined(separator: " ") }
     let path = temporaryFile(text.joined(separator: "\n"))
     defer { unlink(path) }
-    let words: Slice<String> = scanReader(3, paths: [path]).flatMap(String.self) { (out: RowEmitter<String>, line: String) in
+    let words: Slice<String> = scanReader(3, paths: [path]).flatMap(String.self) {
+      (out: RowEmitter<String>, line: String) in
       for word in line.split(separator: " ") { out.emit(String(word)) }
     }
     let counts = try session.run(words.count())
