@@ -16,7 +16,7 @@ final class Task: @unchecked Sendable {
   var partitioner: Partitioner = .hash
   /// Applied map-side to this task's output: the combining of the node that reads it.
   var combining: Combining?
-  var output: [[Frame]]? = nil
+  var output: [StoredPartition]? = nil
 
   init(chain: [SliceNode], shard: Int) {
     self.chain = chain

@@ -4,17 +4,23 @@ import SliceIO
 import Synchronization
 
 /// Runs tasks in this process on a dedicated pool of `procs` threads (Dispatch worker
-/// threads, never Swift's cooperative pool), keeping task outputs in memory.
+/// threads, never Swift's cooperative pool), keeping task outputs in the `OutputStore`:
+/// in memory under the session's budget, in spill files beyond it.
 final class LocalExecutor: @unchecked Sendable {
   let procs: Int
+  let store: OutputStore
   private let queue = DispatchQueue(label: "bigslice.tasks", attributes: .concurrent)
 
-  init(procs: Int) { self.procs = max(1, procs) }
+  init(procs: Int, store: OutputStore) {
+    self.procs = max(1, procs)
+    self.store = store
+  }
 
   /// Runs every task that `roots` need, each after its dependencies, at most `procs` at once.
   /// - Throws: the first task failure, as `BigsliceError.taskFailed`.
   func evaluate(_ roots: [Task], counters: Counters, progress: (_ done: Int, _ total: Int) -> Void = { _, _ in }) throws
   {
+    let pinned = Set(roots.map(ObjectIdentifier.init))
     var all: [ObjectIdentifier: Task] = [:]
     var stack = roots
     while let task = stack.popLast() {
@@ -44,7 +50,9 @@ final class LocalExecutor: @unchecked Sendable {
         queue.async {
           let taskCounters = Counters()
           do {
-            task.output = try self.run(task, counters: taskCounters)
+            let partitions = try self.run(task, counters: taskCounters)
+            task.output = try self.store.store(
+              partitions, schema: task.chain[0].schema, pinned: pinned.contains(ObjectIdentifier(task)))
             counters.merge(taskCounters)
             state.withLock { $0.done.append(task) }
           } catch {
@@ -87,16 +95,16 @@ final class LocalExecutor: @unchecked Sendable {
     var inputs: [any Reader] = []
     for (i, dep) in task.deps.enumerated() {
       if dep.shuffle {
-        let frames = dep.tasks.flatMap { $0.output![task.shard] }
+        let partitions = ConcatReader(try dep.tasks.map { try $0.output![task.shard].reader() })
         if let combining = bottom.combining, i == 0 {
           let buffer = try CombineBuffer(combining, schema: bottom.deps[i].node.schema)
-          for frame in frames { try buffer.add(frame) }
+          while let frame = try partitions.read() { try buffer.add(frame) }
           inputs.append(FrameReader(try buffer.finish().map { [$0] } ?? []))
         } else {
-          inputs.append(FrameReader(frames))
+          inputs.append(partitions)
         }
       } else {
-        inputs.append(FrameReader(dep.tasks[0].output![0]))
+        inputs.append(try dep.tasks[0].output![0].reader())
       }
     }
     var reader = try run(bottom, shard: task.shard, inputs: inputs, context: context)

@@ -13,18 +13,35 @@ public final class Session: @unchecked Sendable {
   public let executor: Executor
   /// Whether a progress line is drawn on stderr while a job runs.
   public let status: Bool
+  /// Bytes of intermediate task output held in memory before it spills; nil for no limit.
+  public let memoryLimit: Int?
   private let local: LocalExecutor
+  private let store: OutputStore
 
   /// A session on `executor` (default: in this process, on 2 threads). With `status`, a
   /// progress line on stderr shows the tasks done: redrawn in place on a terminal, a plain
   /// line per tenth of the work otherwise.
-  public init(executor: Executor = .local(procs: 2), status: Bool = false) {
+  ///
+  /// With `memoryLimit`, shuffle outputs beyond that many bytes are written to compressed
+  /// spill files under `spillDirectory` (default `$TMPDIR`), in a private directory removed
+  /// when the session goes away. Results are kept in memory for reading.
+  public init(
+    executor: Executor = .local(procs: 2), memoryLimit: Int? = nil, spillDirectory: String? = nil, status: Bool = false
+  ) {
     self.executor = executor
     self.status = status
+    self.memoryLimit = memoryLimit
+    store = OutputStore(memoryLimit: memoryLimit, spillParent: spillDirectory)
     switch executor {
-    case .local(let procs): local = LocalExecutor(procs: procs)
+    case .local(let procs): local = LocalExecutor(procs: procs, store: store)
     }
   }
+
+  /// Bytes of task output written to spill files so far.
+  public var spilledBytes: Int { store.spilledBytes.withLock { $0 } }
+
+  /// The session's spill directory, once something spilled; removed with the session.
+  public var spillPath: String? { store.spillPath }
 
   /// Runs `f` with `args` and returns its result.
   /// - Throws: `BigsliceError.unregisteredFunc`, `.wrongArguments`, `.unsupportedType`,
@@ -62,13 +79,13 @@ public struct Result<each C>: Sequence, @unchecked Sendable {
   }
 
   /// The frames of every shard, in shard order.
-  public var frames: [Frame] { tasks.flatMap { $0.output?.first ?? [] } }
+  public var frames: [Frame] { tasks.flatMap { $0.output?.first?.frames ?? [] } }
 
   /// The number of shards.
   public var shards: Int { tasks.count }
 
   /// The frames of shard `shard`.
-  public func frames(shard: Int) -> [Frame] { tasks[shard].output?.first ?? [] }
+  public func frames(shard: Int) -> [Frame] { tasks[shard].output?.first?.frames ?? [] }
 
   /// The number of rows.
   public var count: Int { frames.reduce(0) { $0 + $1.count } }

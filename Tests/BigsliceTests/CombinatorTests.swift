@@ -11,6 +11,13 @@ func multiset(_ rows: [[AnyHashable]]) -> [String] { rows.map { "\($0)" }.sorted
 
 let shardCounts = [1, 2, 7, 64]
 
+/// Unlimited memory, and a budget so small that every intermediate output spills to disk.
+let memoryLimits = [Int.max, 1]
+
+func session(_ limit: Int) -> Session {
+  Session(executor: .local(procs: 2), memoryLimit: limit == Int.max ? nil : limit)
+}
+
 func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
   var rng = SplitMix64(seed: seed)
   return (
@@ -20,10 +27,10 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
 }
 
 @Suite struct CombinatorTests {
-  let session = Session(executor: .local(procs: 2))
 
-  @Test(arguments: shardCounts)
-  func constSplitsEvenlyAndKeepsEveryRowInOrder(shards: Int) throws {
+  @Test(arguments: shardCounts, memoryLimits)
+  func constSplitsEvenlyAndKeepsEveryRowInOrder(shards: Int, limit: Int) throws {
+    let session = session(limit)
     let (k, v) = randomPairs(1000, keys: 50, seed: 1)
     let result = try session.run(const(shards, k, v))
     #expect(result.frames.flatMap(\.anyRows) == zip(k, v).map { [AnyHashable($0), AnyHashable($1)] })
@@ -31,8 +38,9 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     #expect(rows.count == 1000 && rows[17].0 == k[17] && rows[17].1 == v[17])
   }
 
-  @Test(arguments: shardCounts)
-  func mapFilterAndFlatMapEqualTheNaiveModel(shards: Int) throws {
+  @Test(arguments: shardCounts, memoryLimits)
+  func mapFilterAndFlatMapEqualTheNaiveModel(shards: Int, limit: Int) throws {
+    let session = session(limit)
     let (k, v) = randomPairs(3000, keys: 100, seed: 2)
     let mapped: Slice<String, Int, Double> = const(shards, k, v)
       .map { (key: Int, value: Int) -> (String, Int, Double) in (String(key), value * 2, Double(value)) }
@@ -48,8 +56,9 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     #expect(multiset(try session.run(slice)) == multiset(expected))
   }
 
-  @Test(arguments: shardCounts)
-  func headTakesTheFirstRowsOfEachShard(shards: Int) throws {
+  @Test(arguments: shardCounts, memoryLimits)
+  func headTakesTheFirstRowsOfEachShard(shards: Int, limit: Int) throws {
+    let session = session(limit)
     let values = Array(0..<500)
     let result = try session.run(const(shards, values).head(3))
     var expected: [Int] = []
@@ -57,8 +66,9 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     #expect(Array(result) == expected)
   }
 
-  @Test(arguments: shardCounts)
-  func reduceWithAClosureAndBuiltInSumEqualADictionary(shards: Int) throws {
+  @Test(arguments: shardCounts, memoryLimits)
+  func reduceWithAClosureAndBuiltInSumEqualADictionary(shards: Int, limit: Int) throws {
+    let session = session(limit)
     let (k, v) = randomPairs(5000, keys: 300, seed: 3)
     var sums: [Int: Int] = [:]
     var maxes: [Int: Int] = [:]
@@ -78,8 +88,9 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     #expect(closure.count == sums.count)
   }
 
-  @Test(arguments: shardCounts)
-  func reduceGroupsStringAndBoxedKeys(shards: Int) throws {
+  @Test(arguments: shardCounts, memoryLimits)
+  func reduceGroupsStringAndBoxedKeys(shards: Int, limit: Int) throws {
+    let session = session(limit)
     let words = (0..<2000).map { "w\($0 % 37)" }
     let counted = try session.run(const(shards, words).count())
     var reference: [String: Int] = [:]
@@ -94,8 +105,9 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     #expect(Dictionary(uniqueKeysWithValues: Array(grouped)) == expected)
   }
 
-  @Test(arguments: shardCounts)
-  func reshuffleAndReshardPutEachKeyInOneShard(shards: Int) throws {
+  @Test(arguments: shardCounts, memoryLimits)
+  func reshuffleAndReshardPutEachKeyInOneShard(shards: Int, limit: Int) throws {
+    let session = session(limit)
     let (k, v) = randomPairs(3000, keys: 200, seed: 4)
     for slice in [const(shards, k, v).reshuffle(), const(shards, k, v).reshard(max(1, shards / 2 + 3))] {
       let result = try session.run(slice)
@@ -110,8 +122,9 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     }
   }
 
-  @Test(arguments: shardCounts)
-  func repartitionSendsRowsWhereTheUserSays(shards: Int) throws {
+  @Test(arguments: shardCounts, memoryLimits)
+  func repartitionSendsRowsWhereTheUserSays(shards: Int, limit: Int) throws {
+    let session = session(limit)
     let values = Array(0..<400)
     let slice = const(shards, values).repartition { n, v in v % n }
     let result = try session.run(slice)
@@ -122,8 +135,9 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     }
   }
 
-  @Test(arguments: shardCounts)
-  func readerFuncKeepsPerShardStateUntilTheEnd(shards: Int) throws {
+  @Test(arguments: shardCounts, memoryLimits)
+  func readerFuncKeepsPerShardStateUntilTheEnd(shards: Int, limit: Int) throws {
+    let session = session(limit)
     let slice = readerFunc(shards, initial: { shard in shard * 1000 }) {
       (shard: Int, next: inout Int, out: RowEmitter<Int, Int>) in
       let end = shard * 1000 + 250
@@ -145,10 +159,10 @@ struct Pair: Codable, Hashable, Sendable {
 }
 
 @Suite struct GroupingTests {
-  let session = Session(executor: .local(procs: 2))
 
-  @Test(arguments: shardCounts)
-  func cogroupEqualsANaiveJoinOfTwoAndThreeInputs(shards: Int) throws {
+  @Test(arguments: shardCounts, memoryLimits)
+  func cogroupEqualsANaiveJoinOfTwoAndThreeInputs(shards: Int, limit: Int) throws {
+    let session = session(limit)
     let (ka, va) = randomPairs(2000, keys: 150, seed: 5)
     let (kb, vb) = randomPairs(1500, keys: 200, seed: 6)
     let b = (0..<kb.count).map { "b\(vb[$0])" }
@@ -180,8 +194,9 @@ struct Pair: Codable, Hashable, Sendable {
     #expect(byKey[1]?.2.sorted() == ["x", "y"])
   }
 
-  @Test(arguments: shardCounts)
-  func foldKeepsArrivalOrderPerKey(shards: Int) throws {
+  @Test(arguments: shardCounts, memoryLimits)
+  func foldKeepsArrivalOrderPerKey(shards: Int, limit: Int) throws {
+    let session = session(limit)
     let keys = (0..<600).map { $0 % 13 }
     let values = Array(0..<600)
     // One input shard keeps arrival order well defined: rows of a key arrive in input order.

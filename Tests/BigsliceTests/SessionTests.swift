@@ -1,6 +1,10 @@
 import Bigslice
 import Testing
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 struct Boom: Error, CustomStringConvertible {
   var description: String { "boom" }
 }
@@ -50,6 +54,27 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
     #expect(throws: BigsliceError.self) { try session.run(const(2, [1, 2]).head(-1)) }
     #expect(throws: BigsliceError.self) { try session.run(const(2, [1, 2], [3])) }
     #expect(throws: BigsliceError.self) { try session.run(const(2, ["a"], [1]).reduce(.sum).reshard(0)) }
+  }
+
+  @Test func aTinyMemoryLimitSpillsAndTheSpillFilesGoWithTheSession() throws {
+    var path: String?
+    do {
+      let small = Session(executor: .local(procs: 2), memoryLimit: 16)
+      let result = try small.run(sumByKey, 20_000, 4)
+      #expect(
+        Dictionary(uniqueKeysWithValues: Array(result)) == Dictionary(uniqueKeysWithValues: (0..<10).map { ($0, 2000) })
+      )
+      #expect(small.spilledBytes > 0)
+      path = small.spillPath
+      #expect(path.map { access($0, F_OK) == 0 } == true)
+    }
+    #expect(path.map { access($0, F_OK) != 0 } == true, "the spill directory outlived its session")
+  }
+
+  @Test func anUnwritableSpillDirectoryIsAClearError() {
+    let small = Session(executor: .local(procs: 2), memoryLimit: 1, spillDirectory: "/nonexistent/spill")
+    let error = #expect(throws: (any Error).self) { try small.run(sumByKey, 1000, 2) }
+    #expect("\(error!)".contains("/nonexistent/spill"))
   }
 
   @Test func aRepartitionToAShardOutOfRangeIsAnError() {

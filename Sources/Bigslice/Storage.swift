@@ -1,0 +1,89 @@
+import Frame
+import SliceIO
+import Synchronization
+
+/// The bytes of task output a session may hold in memory; beyond it, outputs spill to disk.
+final class MemoryBudget: Sendable {
+  /// The limit in bytes; `Int.max` for none.
+  let limit: Int
+  private let used = Mutex(0)
+
+  init(limit: Int) { self.limit = limit }
+
+  /// Charges `bytes` if they fit under the limit; false (and nothing charged) if not.
+  func charge(_ bytes: Int) -> Bool {
+    used.withLock {
+      guard $0 <= limit - bytes else { return false }
+      $0 += bytes
+      return true
+    }
+  }
+
+  func release(_ bytes: Int) { used.withLock { $0 -= bytes } }
+
+  var charged: Int { used.withLock { $0 } }
+}
+
+/// One partition of a task's output: frames in memory (charged to the budget), or a spill
+/// file (compressed, checksummed blocks).
+enum StoredPartition: @unchecked Sendable {
+  case memory([Frame])
+  case spilled(SpillFile)
+
+  /// A reader of the partition's frames.
+  func reader() throws -> any Reader {
+    switch self {
+    case .memory(let frames): return FrameReader(frames)
+    case .spilled(let file): return try file.reader()
+    }
+  }
+
+  /// The frames held in memory; empty for a spilled partition.
+  var frames: [Frame] {
+    if case .memory(let frames) = self { return frames }
+    return []
+  }
+}
+
+/// Where a session's executor keeps task outputs: in memory while the budget allows, else in
+/// spill files under a private directory that is removed with the store.
+final class OutputStore: @unchecked Sendable {
+  let budget: MemoryBudget
+  private let parent: String?
+  private let directory = Mutex<SpillDirectory?>(nil)
+  /// Bytes written to spill files so far.
+  let spilledBytes = Mutex(0)
+
+  init(memoryLimit: Int?, spillParent: String?) {
+    budget = MemoryBudget(limit: memoryLimit ?? Int.max)
+    parent = spillParent
+  }
+
+  /// Stores the partitions of one task's output: in memory when they fit the budget (or
+  /// when `pinned`, for results the user reads), else each non-empty one in a spill file.
+  func store(_ partitions: [[Frame]], schema: Schema, pinned: Bool) throws -> [StoredPartition] {
+    let bytes = partitions.reduce(0) { $0 + $1.reduce(0) { $0 + $1.byteCount } }
+    if pinned || budget.charge(bytes) { return partitions.map { .memory($0) } }
+    let dir = try spillDirectory()
+    return try partitions.map { frames in
+      guard !frames.isEmpty else { return .memory([]) }
+      let writer = try SpillWriter(directory: dir, schema: schema, prefix: "partition")
+      for frame in frames { try writer.write(frame) }
+      let file = try writer.finish()
+      spilledBytes.withLock { $0 += file.bytes }
+      return .spilled(file)
+    }
+  }
+
+  private func spillDirectory() throws -> SpillDirectory {
+    try directory.withLock { dir in
+      if let dir { return dir }
+      let made = try SpillDirectory(parent: parent, prefix: "bigslice-session")
+      dir = made
+      return made
+    }
+  }
+
+  /// The spill directory's path, once one was made.
+  var spillPath: String? { directory.withLock { $0?.path } }
+}
