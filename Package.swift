@@ -19,7 +19,7 @@ let package = Package(
     ),
     .target(name: "Frame", dependencies: ["CSupport"]),
     .target(name: "SliceIO", dependencies: ["Frame", "CSupport"]),
-    .target(name: "Bigslice", dependencies: ["Frame", "SliceIO"]),
+    .target(name: "Bigslice", dependencies: ["Frame", "SliceIO", "CSupport"]),
     .executableTarget(name: "bigslice", dependencies: ["Bigslice", "Frame"]),
     .executableTarget(
       name: "bigslice-bench",

@@ -29,6 +29,10 @@ static inline uint64_t bs_hash_one(const void *p, size_t len, uint64_t seed) {
   return XXH3_64bits_withSeed(p, len, seed);
 }
 
+/* A hint to load the cache line at p for writing: for Swift loops that index a table by
+ * precomputed ids (the C loops use the builtin directly). */
+static inline void bs_prefetch_write(const void *p) { __builtin_prefetch(p, 1, 3); }
+
 /* out[i] = XXH3-64(bytes of element i, seed) for a fixed-width column.
  * width is 1, 2, 4, 8 or 16 bytes. Returns BS_OK, or BS_EINVAL for another width. */
 int bs_hash_fixed(const void *data, size_t width, size_t n, uint64_t seed, uint64_t *out);

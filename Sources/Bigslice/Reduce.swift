@@ -1,3 +1,4 @@
+import CSupport
 import Frame
 import SliceIO
 
@@ -131,10 +132,15 @@ final class ClosureAccumulator<V>: KeyedAccumulator {
       }
     }
     let values = ColumnGetter<V>(frame.columns[1])
-    accumulators.reserveCapacity(combiner.groupCount)
     gids.withUnsafeBufferPointer { g in
+      let ahead = 16
       for i in 0..<n {
         let group = Int(g[i])
+        if i + ahead < n {
+          // The accumulators are indexed at random: fetch the line of a later row now.
+          let later = Int(g[i + ahead])
+          if later < accumulators.count { accumulators.withUnsafeBufferPointer { bs_prefetch_write($0.baseAddress! + later) } }
+        }
         if group == accumulators.count {
           accumulators.append(values.get(i))
         } else {
