@@ -45,7 +45,7 @@ extension Column {
   public func equal(_ i: Int, _ other: Column, _ j: Int) -> Bool {
     switch type {
     case .scalar(let kind):
-      return radixKey(kind, at: i) == other.radixKey(kind, at: j)
+      return rawBits(kind, at: i) == other.rawBits(kind, at: j)
     case .string, .bytes:
       let a = variableWidth.raw(at: i)
       let b = other.variableWidth.raw(at: j)
@@ -55,13 +55,33 @@ extension Column {
     }
   }
 
-  /// The order-preserving u64 of one scalar row (see `bs_radix_keys`).
-  @usableFromInline
-  func radixKey(_ kind: ScalarKind, at i: Int) -> UInt64 {
+  /// The bits of one scalar row, zero-extended.
+  @inline(__always)
+  func rawBits(_ kind: ScalarKind, at i: Int) -> UInt64 {
     guard case .scalar(let s) = storage else { preconditionFailure("scalar type without scalar storage") }
-    var key: UInt64 = 0
-    _ = bs_radix_keys(kind.radixKind, s.base + (offset + i) * kind.width, 1, &key)
-    return key
+    let p = UnsafeRawPointer(s.base) + (offset + i) * kind.width
+    switch kind.width {
+    case 1: return UInt64(p.load(as: UInt8.self))
+    case 2: return UInt64(p.loadUnaligned(as: UInt16.self))
+    case 4: return UInt64(p.loadUnaligned(as: UInt32.self))
+    default: return p.loadUnaligned(as: UInt64.self)
+    }
+  }
+
+  /// The order-preserving u64 of one scalar row: the same transform as `bs_radix_keys`,
+  /// inline, since ties and merges call it per row.
+  @inline(__always)
+  func radixKey(_ kind: ScalarKind, at i: Int) -> UInt64 {
+    let bits = rawBits(kind, at: i)
+    switch kind {
+    case .uint8, .uint16, .uint32, .uint64, .bool: return bits
+    case .int8: return bits ^ 0x80
+    case .int16: return bits ^ 0x8000
+    case .int32: return bits ^ 0x8000_0000
+    case .int64: return bits ^ 0x8000_0000_0000_0000
+    case .float: return UInt64(bits & 0x8000_0000 != 0 ? ~UInt32(truncatingIfNeeded: bits) : UInt32(truncatingIfNeeded: bits) | 0x8000_0000)
+    case .double: return bits & 0x8000_0000_0000_0000 != 0 ? ~bits : bits | 0x8000_0000_0000_0000
+    }
   }
 
   /// A new column with rows `self[perm[0]], self[perm[1]], …`. Every index must be < count.

@@ -116,3 +116,40 @@ struct Version: Codable, Hashable, Comparable, Sendable {
   var minor: Int
   static func < (a: Version, b: Version) -> Bool { (a.major, a.minor) < (b.major, b.minor) }
 }
+
+@Suite struct CompareTests {
+  /// `Column.compare` (Swift, per row) must order rows exactly as the C radix transform does,
+  /// or merges and tie-breaks would disagree with the radix sort.
+  func check<T: ScalarValue>(_ values: [T]) throws {
+    let frame = try Frame([Column(values)])
+    let prefixes = try frame.sortPrefixes(.keys).values
+    let column = frame.columns[0]
+    for i in values.indices {
+      for j in values.indices.prefix(40) {
+        let expected = prefixes[i] == prefixes[j] ? 0 : (prefixes[i] < prefixes[j] ? -1 : 1)
+        #expect(column.compare(i, column, j) == expected, "\(T.self) \(values[i]) vs \(values[j])")
+        #expect(column.equal(i, column, j) == (expected == 0))
+      }
+    }
+  }
+
+  @Test func perRowCompareAgreesWithTheRadixTransformForEveryKind() throws {
+    var rng = SplitMix64(seed: 21)
+    func ints<T: FixedWidthInteger & ScalarValue>(_: T.Type) -> [T] {
+      [T.min, T.max, 0] + (0..<60).map { _ in T(truncatingIfNeeded: rng.next()) }
+    }
+    try check(ints(Int8.self))
+    try check(ints(Int16.self))
+    try check(ints(Int32.self))
+    try check(ints(Int64.self))
+    try check(ints(UInt8.self))
+    try check(ints(UInt16.self))
+    try check(ints(UInt32.self))
+    try check(ints(UInt64.self))
+    let specials: [Double] = [0, -0.0, .infinity, -.infinity, .nan, -.nan, 1e-300, -1e300]
+    let doubles = specials + (0..<60).map { _ in Double(bitPattern: rng.next()) }
+    try check(doubles)
+    try check(doubles.map { Float($0) } + (0..<30).map { _ in Float(bitPattern: UInt32(truncatingIfNeeded: rng.next())) })
+    try check([true, false, true])
+  }
+}
