@@ -61,8 +61,9 @@ private func mergeGroups<each V>(
   var keyChunks: [UInt32] = []
   var keyRows: [UInt32] = []
   var position = [Int](repeating: 0, count: frames.count)
-  var starts = position
-  var ends = position
+  // Where each group's rows end in each input: group g of input i is
+  // ends[i][g - 1] ..< ends[i][g] (from 0 for the first group).
+  var ends = [[Int32]](repeating: [], count: frames.count)
   while true {
     var best = -1
     for i in frames.indices where position[i] < frames[i].count {
@@ -77,22 +78,25 @@ private func mergeGroups<each V>(
     let hash = hashes[best][position[best]]
     keyChunks.append(UInt32(best))
     keyRows.append(UInt32(position[best]))
+    let bestRow = position[best]
     for i in frames.indices {
-      starts[i] = position[i]
       var j = position[i]
-      while j < frames[i].count && hashes[i][j] == hash && frames[i].equalKeys(j, frames[best], position[best]) {
-        j += 1
-      }
-      ends[i] = j
+      while j < frames[i].count && hashes[i][j] == hash && frames[i].equalKeys(j, frames[best], bestRow) { j += 1 }
+      ends[i].append(Int32(j))
+      position[i] = j
     }
-    k = -1
-    func collect<T>(_ getter: ColumnGetter<T>, _ out: ColumnAppender<[T]>) {
-      k += 1
-      out.append((starts[k]..<ends[k]).map { getter.get($0) })
-    }
-    repeat collect(each values, each groups)
-    for i in frames.indices { position[i] = ends[i] }
   }
+  // Then each input's values into its arrays: one generic call per input, not per row.
+  k = -1
+  func collect<T>(_ getter: ColumnGetter<T>, _ out: ColumnAppender<[T]>) {
+    k += 1
+    var start = 0
+    for end in ends[k] {
+      out.append((start..<Int(end)).map { getter.get($0) })
+      start = Int(end)
+    }
+  }
+  repeat collect(each values, each groups)
   var columns = [try Frame.interleave(keyFrames, chunkIndices: keyChunks, rows: keyRows).columns[0]]
   for group in repeat each groups { columns.append(try group.finish()) }
   return try Frame(columns, prefix: 1)

@@ -139,7 +139,9 @@ final class ClosureAccumulator<V>: KeyedAccumulator {
         if i + ahead < n {
           // The accumulators are indexed at random: fetch the line of a later row now.
           let later = Int(g[i + ahead])
-          if later < accumulators.count { accumulators.withUnsafeBufferPointer { bs_prefetch_write($0.baseAddress! + later) } }
+          if later < accumulators.count {
+            accumulators.withUnsafeBufferPointer { bs_prefetch_write($0.baseAddress! + later) }
+          }
         }
         if group == accumulators.count {
           accumulators.append(values.get(i))

@@ -79,7 +79,9 @@ extension Column {
     case .int16: return bits ^ 0x8000
     case .int32: return bits ^ 0x8000_0000
     case .int64: return bits ^ 0x8000_0000_0000_0000
-    case .float: return UInt64(bits & 0x8000_0000 != 0 ? ~UInt32(truncatingIfNeeded: bits) : UInt32(truncatingIfNeeded: bits) | 0x8000_0000)
+    case .float:
+      return UInt64(
+        bits & 0x8000_0000 != 0 ? ~UInt32(truncatingIfNeeded: bits) : UInt32(truncatingIfNeeded: bits) | 0x8000_0000)
     case .double: return bits & 0x8000_0000_0000_0000 != 0 ? ~bits : bits | 0x8000_0000_0000_0000
     }
   }

@@ -149,7 +149,8 @@ struct Version: Codable, Hashable, Comparable, Sendable {
     let specials: [Double] = [0, -0.0, .infinity, -.infinity, .nan, -.nan, 1e-300, -1e300]
     let doubles = specials + (0..<60).map { _ in Double(bitPattern: rng.next()) }
     try check(doubles)
-    try check(doubles.map { Float($0) } + (0..<30).map { _ in Float(bitPattern: UInt32(truncatingIfNeeded: rng.next())) })
+    try check(
+      doubles.map { Float($0) } + (0..<30).map { _ in Float(bitPattern: UInt32(truncatingIfNeeded: rng.next())) })
     try check([true, false, true])
   }
 }
