@@ -1,5 +1,6 @@
 import Bigslice
 import Frame
+import Synchronization
 import Testing
 
 /// Rows as a sorted multiset, for order-insensitive comparison.
@@ -207,4 +208,52 @@ struct Pair: Codable, Hashable, Sendable {
       #expect(list == values.filter { $0 % 13 == key })
     }
   }
+}
+
+@Suite struct PassThroughTests {
+  @Test(arguments: shardCounts, memoryLimits)
+  func writerFuncSeesEveryRowThenTheEnd(shards: Int, limit: Int) throws {
+    let seen = Counter()
+    let values = Array(0..<1000)
+    let slice = const(shards, values, values.map { "v\($0)" }).writerFunc(initial: { _ in 0 }) {
+      (shard: Int, rows: inout Int, batch: RowBatch<Int, String>?, error: Error?) in
+      if let batch {
+        for i in 0..<batch.count where batch[i].1 != "v\(batch[i].0)" { seen.add(-1_000_000) }
+        rows += batch.count
+      } else {
+        #expect(error == nil)
+        seen.add(rows)
+        seen.ends(1)
+      }
+    }
+    let result = try session(limit).run(slice)
+    #expect(result.count == 1000)
+    #expect(seen.value == 1000)
+    #expect(seen.endings == shards)
+  }
+
+  @Test(arguments: shardCounts, memoryLimits)
+  func distinctKeepsEachRowOnce(shards: Int, limit: Int) throws {
+    let (k, v) = randomPairs(4000, keys: 30, seed: 7)
+    let small = v.map { $0 % 4 }
+    let result = try session(limit).run(const(shards, k, small).distinct())
+    let expected = Set(zip(k, small).map { "\([AnyHashable($0), AnyHashable($1)])" })
+    #expect(multiset(result) == expected.sorted())
+    #expect(result.schema.prefix == 1)
+  }
+
+  @Test func unwrapResetsThePrefix() throws {
+    let slice = const(2, [1, 2], ["a", "b"], [0.5, 1.5]).prefixed(2)
+    #expect(slice.schema.prefix == 2)
+    #expect(slice.unwrap().schema.prefix == 1)
+  }
+}
+
+/// A thread-safe counter for closures that run on task threads.
+final class Counter: Sendable {
+  private let state = Mutex<(total: Int, ended: Int)>((0, 0))
+  func add(_ n: Int) { state.withLock { $0.total += n } }
+  func ends(_ n: Int) { state.withLock { $0.ended += n } }
+  var value: Int { state.withLock { $0.total } }
+  var endings: Int { state.withLock { $0.ended } }
 }
