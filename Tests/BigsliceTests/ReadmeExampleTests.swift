@@ -1,0 +1,27 @@
+import Bigslice
+import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+// The README's example, verbatim but for the path: if it stops compiling, this test does.
+let wordCount = Func("example.wordcount") { (paths: [String]) -> Slice<String, Int> in
+  scanReader(8, paths: paths)  // lines, split by byte range
+    .flatMap(String.self) { (out: RowEmitter<String>, line: String) in
+      for word in line.split(separator: " ") { out.emit(String(word)) }
+    }
+    .count()  // map to (word, 1), reduce(.sum) in C
+}
+
+@Suite struct ReadmeExampleTests {
+  @Test func theReadmeWordCountRunsAndCounts() throws {
+    let path = temporaryFile("a b a\nc a b\n")
+    defer { unlink(path) }
+    let session = Session(executor: .local(procs: 2), status: false)
+    let result = try session.run(wordCount, [path])
+    var counts: [String: Int] = [:]
+    for (word, count) in result.prefix(10) { counts[word] = count }
+    #expect(counts == ["a": 3, "b": 2, "c": 1])
+  }
+}
