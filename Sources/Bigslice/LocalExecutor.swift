@@ -97,9 +97,9 @@ final class LocalExecutor: @unchecked Sendable {
       if dep.shuffle {
         let partitions = ConcatReader(try dep.tasks.map { try $0.output![task.shard].reader() })
         if let combining = bottom.combining, i == 0 {
-          let buffer = try CombineBuffer(combining, schema: bottom.deps[i].node.schema)
+          let buffer = try CombineBuffer(combining, schema: bottom.deps[i].node.schema, store: store)
           while let frame = try partitions.read() { try buffer.add(frame) }
-          inputs.append(FrameReader(try buffer.finish().map { [$0] } ?? []))
+          inputs.append(try buffer.finish())
         } else {
           inputs.append(partitions)
         }
@@ -129,9 +129,9 @@ final class LocalExecutor: @unchecked Sendable {
     var frames: [Frame] = []
     if let combining = task.combining {
       // Map-side combining, as the rows stream by: memory grows with distinct keys, not rows.
-      let buffer = try CombineBuffer(combining, schema: task.chain[0].schema)
+      let buffer = try CombineBuffer(combining, schema: task.chain[0].schema, store: store)
       while let frame = try reader.read() { try buffer.add(frame) }
-      frames = try buffer.finish().map { [$0] } ?? []
+      frames = try readAll(try buffer.finish())
     } else {
       while let frame = try reader.read() {
         if frame.count > 0 { frames.append(frame) }
@@ -165,34 +165,129 @@ final class LocalExecutor: @unchecked Sendable {
 final class CombineBuffer {
   private let combiner: Combiner?
   private let accumulator: (any KeyedAccumulator)?
+  private let aggregate: Combiner.Aggregate
+  private let kind: ScalarKind
+  private let store: OutputStore?
+  private let runSchema: Schema
+  private var runs: [SpillFile] = []
 
-  init(_ combining: Combining, schema: Schema) throws {
+  /// A buffer for `combining` rows of `schema`. With a `store`, a built-in combiner that
+  /// outgrows `store.combinerLimit` bytes spills its groups as a run sorted by (hash, key);
+  /// `finish` then merges the runs and combines equal keys as they meet.
+  init(_ combining: Combining, schema: Schema, store: OutputStore? = nil) throws {
+    self.store = store
     switch combining {
     case .builtIn(let aggregate, let kind):
       let combiner = try Combiner(keyType: schema.types[0])
       try combiner.addAggregate(aggregate, valueType: kind)
       self.combiner = combiner
       accumulator = nil
+      self.aggregate = aggregate
+      self.kind = kind
     case .closure(let make):
       combiner = nil
       accumulator = try make()
+      aggregate = .sum
+      kind = .int64
     }
+    runSchema = Schema([schema.types[0], .scalar(kind)], prefix: 1)
   }
 
   func add(_ frame: Frame) throws {
     guard frame.count > 0 else { return }
-    if let combiner {
-      try combiner.add(keys: frame.columns[0], values: [frame.columns[1]], seed: combineSeed)
-    } else {
-      try accumulator!.add(frame)
+    guard let combiner else { return try accumulator!.add(frame) }
+    try combiner.add(keys: frame.columns[0], values: [frame.columns[1]], seed: combineSeed)
+    if let store, combiner.byteCount > store.combinerLimit {
+      runs.append(try store.spillRun(try combiner.drain().frame, schema: runSchema))
     }
   }
 
-  /// One frame with one row per key, or nil when nothing was added.
-  func finish() throws -> Frame? {
-    guard let combiner else { return try accumulator!.finish() }
-    guard combiner.groupCount > 0 else { return nil }
-    // In-memory output needs no order; a spilled run would use `drain()` (hash order).
-    return try combiner.drainUnordered()
+  /// The combined rows, one per key.
+  func finish() throws -> any Reader {
+    guard let combiner else { return FrameReader(try accumulator!.finish().map { [$0] } ?? []) }
+    if runs.isEmpty {
+      // In-memory output needs no order.
+      return FrameReader(combiner.groupCount > 0 ? [try combiner.drainUnordered()] : [])
+    }
+    var sources: [any Reader] = try runs.map { try $0.reader() }
+    if combiner.groupCount > 0 { sources.append(FrameReader(try combiner.drain().frame)) }
+    runs = []
+    let merged = MergeReader(sources, order: .hash(seed: combineSeed))
+    let aggregate = self.aggregate
+    switch kind {
+    case .double:
+      return AdjacentCombineReader<Double>(merged) { a, b in
+        switch aggregate {
+        case .min: Swift.min(a, b)
+        case .max: Swift.max(a, b)
+        default: a + b
+        }
+      }
+    default:
+      return AdjacentCombineReader<Int64>(merged) { a, b in
+        switch aggregate {
+        case .min: Swift.min(a, b)
+        case .max: Swift.max(a, b)
+        default: a &+ b
+        }
+      }
+    }
+  }
+}
+
+/// Reads (key, value) rows sorted by (hash, key) and combines the values of adjacent equal
+/// keys, across frame boundaries too: the reduce step of merging spilled combiner runs.
+final class AdjacentCombineReader<T: ScalarValue>: Reader {
+  private let input: any Reader
+  private let combine: (T, T) -> T
+  /// The key still collecting values (a one-column, one-row frame), its hash and value.
+  private var carry: (key: Frame, hash: UInt64, value: T)?
+  private var ended = false
+
+  init(_ input: any Reader, _ combine: @escaping (T, T) -> T) {
+    self.input = input
+    self.combine = combine
+  }
+
+  func read() throws -> Frame? {
+    while !ended {
+      guard let frame = try input.read() else {
+        ended = true
+        guard let last = carry else { return nil }
+        carry = nil
+        return try Frame([last.key.columns[0], Column([last.value])], prefix: 1)
+      }
+      guard frame.count > 0 else { continue }
+      let hashes = try frame.hashKeys(seed: combineSeed)
+      let values = frame.columns[1].scalars(T.self)
+      let keys = try Frame([frame.columns[0]])
+      var chunks: [UInt32] = []
+      var rows: [UInt32] = []
+      var out: [T] = []
+      // The current key: chunk 0 is the carried key, chunk 1 this frame's keys.
+      var current: (chunk: UInt32, row: Int, hash: UInt64, value: T)? =
+        carry.map { (0, 0, $0.hash, $0.value) }
+      let carried = carry?.key ?? keys
+      for i in 0..<frame.count {
+        if let c = current, c.hash == hashes[i], (c.chunk == 0 ? carried : keys).equalKeys(c.row, keys, i) {
+          current!.value = combine(c.value, values[i])
+          continue
+        }
+        if let c = current {
+          chunks.append(c.chunk)
+          rows.append(UInt32(c.row))
+          out.append(c.value)
+        }
+        current = (1, i, hashes[i], values[i])
+      }
+      if let c = current {
+        carry = (c.chunk == 0 ? carried : keys.slice(c.row..<(c.row + 1)), c.hash, c.value)
+      }
+      if !out.isEmpty {
+        let keyColumn = try Frame.interleave([carried, keys], chunkIndices: chunks, rows: rows).columns[0]
+        return try Frame([keyColumn, Column(out)], prefix: 1)
+      }
+    }
+    return nil
   }
 }

@@ -40,6 +40,9 @@ public final class Session: @unchecked Sendable {
   /// Bytes of task output written to spill files so far.
   public var spilledBytes: Int { store.spilledBytes.withLock { $0 } }
 
+  /// Sorted runs that combiners spilled when they outgrew their share of the memory limit.
+  public var spilledRuns: Int { store.spilledRuns.withLock { $0 } }
+
   /// The session's spill directory, once something spilled; removed with the session.
   public var spillPath: String? { store.spillPath }
 

@@ -53,10 +53,28 @@ final class OutputStore: @unchecked Sendable {
   private let directory = Mutex<SpillDirectory?>(nil)
   /// Bytes written to spill files so far.
   let spilledBytes = Mutex(0)
+  /// Sorted combiner runs spilled so far.
+  let spilledRuns = Mutex(0)
+
+  /// Bytes one task's combiner may hold before it spills a sorted run: an eighth of the
+  /// memory limit (several tasks combine at once, and their outputs need room too), and at
+  /// least 64 KiB.
+  let combinerLimit: Int
 
   init(memoryLimit: Int?, spillParent: String?) {
     budget = MemoryBudget(limit: memoryLimit ?? Int.max)
     parent = spillParent
+    combinerLimit = memoryLimit.map { max($0 / 8, 64 << 10) } ?? Int.max
+  }
+
+  /// Writes one sorted run of a combiner to a spill file.
+  func spillRun(_ frame: Frame, schema: Schema) throws -> SpillFile {
+    let writer = try SpillWriter(directory: try spillDirectory(), schema: schema, prefix: "run")
+    try writer.write(frame)
+    let file = try writer.finish()
+    spilledBytes.withLock { $0 += file.bytes }
+    spilledRuns.withLock { $0 += 1 }
+    return file
   }
 
   /// Stores the partitions of one task's output: in memory when they fit the budget (or

@@ -1,4 +1,5 @@
 import Bigslice
+import Frame
 import Testing
 
 #if canImport(Glibc)
@@ -85,5 +86,40 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
 
   @Test func aRepartitionToAShardOutOfRangeIsAnError() {
     #expect(throws: BigsliceError.self) { try session.run(const(2, [1, 2, 3]).repartition { n, _ in n }) }
+  }
+}
+
+@Suite struct CombinerSpillTests {
+  /// 60K distinct keys: the map-side combiner outgrows its 64 KiB share of a 1-byte limit many
+  /// times, spills sorted runs, and merges them back.
+  @Test(arguments: [Combiner.Aggregate.sum, .min, .max])
+  func builtInReduceSpillsRunsAndMergesThemBack(aggregate: Combiner.Aggregate) throws {
+    var rng = SplitMix64(seed: 31)
+    let keys = (0..<240_000).map { _ in Int.random(in: 0..<60_000, using: &rng) }
+    let ints = (0..<240_000).map { _ in Int.random(in: -1000...1000, using: &rng) }
+    let doubles = ints.map { Double($0) / 4 }
+    let tight = Session(executor: .local(procs: 2), memoryLimit: 1)
+    let intResult = Dictionary(uniqueKeysWithValues: Array(try tight.run(const(3, keys, ints).reduce(aggregate))))
+    let doubleResult = Dictionary(
+      uniqueKeysWithValues: Array(try tight.run(const(3, keys.map { "k\($0)" }, doubles).reduce(aggregate))))
+    #expect(tight.spilledRuns > 4, "the combiners should have spilled runs")
+    var intExpected: [Int: Int] = [:]
+    var doubleExpected: [String: Double] = [:]
+    for (i, k) in keys.enumerated() {
+      let (x, d) = (ints[i], doubles[i])
+      switch aggregate {
+      case .min:
+        intExpected[k] = min(intExpected[k] ?? .max, x)
+        doubleExpected["k\(k)"] = min(doubleExpected["k\(k)"] ?? .infinity, d)
+      case .max:
+        intExpected[k] = max(intExpected[k] ?? .min, x)
+        doubleExpected["k\(k)"] = max(doubleExpected["k\(k)"] ?? -.infinity, d)
+      default:
+        intExpected[k, default: 0] += x
+        doubleExpected["k\(k)", default: 0] += d
+      }
+    }
+    #expect(intResult == intExpected)
+    #expect(doubleResult == doubleExpected)
   }
 }
