@@ -30,6 +30,10 @@ enum Workloads {
     table(rows: rows, keys: keys, seed: 0, shards: shards).reduce(&+)
   }
 
+  static let w4 = Func("bench.W4") { (rows: Int, keys: Int, shards: Int) in
+    table(rows: rows, keys: keys, seed: 0, shards: shards).reduce(.sum)
+  }
+
   static let w3 = Func("bench.W3") { (rows: Int, keys: Int, shards: Int) -> Slice<Int, [Int], [Int]> in
     cogroup(
       table(rows: rows, keys: keys, seed: 0, shards: shards),
@@ -50,6 +54,23 @@ struct JobBenchmarks {
     report.header("Jobs: 2 procs, median of \(repeats)\(peers ? ", peers in the same run" : "")")
     if only.isEmpty || only.contains("W1") { try w1() }
     if only.isEmpty || only.contains("W3") { try w3() }
+    if only.contains("W4") { try w4() }
+  }
+
+  /// W4: W1's shape at 300M rows and 30M keys under a 2 GiB memory limit (run alone with
+  /// `--only W4`: peak RSS is the process's).
+  func w4() throws {
+    let n = rows ?? 300_000_000
+    let limited = Session(executor: .local(procs: 2), memoryLimit: 1 << 30)
+    var checksum = ""
+    let seconds = try median(repeats) {
+      let result = try limited.run(Workloads.w4, n, n / 10, 16)
+      var sum: UInt64 = 0
+      for (key, value) in result { sum &+= UInt64(bitPattern: Int64(key)) &* UInt64(bitPattern: Int64(value)) }
+      checksum = "groups=\(result.count) keysum=\(sum)"
+    }
+    report.note("W4: spilled \(limited.spilledBytes / 1_000_000) MB in \(limited.spilledRuns) combiner runs; peak RSS \(peakRSS() / 1_000_000) MB")
+    try compare("W4 group-by-sum, 1 GiB task-output limit", "W4", rows: n, seconds: seconds, checksum: checksum)
   }
 
   func w1() throws {
