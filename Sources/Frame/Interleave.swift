@@ -54,13 +54,12 @@ extension Column {
       withExtendedLifetime(views) {}
       let out = BytesStorage(offsets: offsets, rows: n, bytes: bytes, byteCount: total)
       return Column(type: type, count: n, offset: 0, storage: .bytes(out))
-    case .boxed(let name):
+    case .boxed:
       // Boxed columns concatenate the chunks and gather: the escape hatch, not the fast path.
       let all = try Column.concat(chunks)
       var starts: [UInt32] = [0]
       for c in chunks { starts.append(starts.last! + UInt32(c.count)) }
       let perm = (0..<n).map { starts[Int(chunkIndices[$0])] + rows[$0] }
-      _ = name
       return perm.withUnsafeBufferPointer { all.gather($0) }
     }
   }
