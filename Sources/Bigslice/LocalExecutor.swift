@@ -114,9 +114,10 @@ final class LocalExecutor: @unchecked Sendable {
     return try partition(reader, task)
   }
 
+  /// The reader of `node` for `shard`; errors from making or reading it name the node.
   private func run(_ node: SliceNode, shard: Int, inputs: [any Reader], context: TaskContext) throws -> any Reader {
     do {
-      return try node.reader(shard, inputs, context)
+      return NamedReader(try node.reader(shard, inputs, context), op: node.name, shard: shard)
     } catch let error as BigsliceError {
       throw error
     } catch {
@@ -157,6 +158,30 @@ final class LocalExecutor: @unchecked Sendable {
     var rows = [[UInt32]](repeating: [], count: partitions)
     for (i, p) in ids.enumerated() { rows[Int(p)].append(UInt32(i)) }
     return rows.map { frame.gather($0) }
+  }
+}
+
+/// Passes frames through, wrapping an error from a user closure or the data in
+/// `BigsliceError.taskFailed` with the operation that raised it (the innermost one).
+final class NamedReader: Reader {
+  private let input: any Reader
+  private let op: String
+  private let shard: Int
+
+  init(_ input: any Reader, op: String, shard: Int) {
+    self.input = input
+    self.op = op
+    self.shard = shard
+  }
+
+  func read() throws -> Frame? {
+    do {
+      return try input.read()
+    } catch let error as BigsliceError {
+      throw error
+    } catch {
+      throw BigsliceError.taskFailed(op: op, shard: shard, cause: error)
+    }
   }
 }
 

@@ -50,6 +50,18 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
     #expect(text.contains("map@") && text.contains("shard 3") && text.contains("boom"), "\(text)")
   }
 
+  @Test func aThrowInTheMiddleOfAPipelineNamesThatOperation() {
+    let slice = const(2, Array(0..<50))
+      .filter { (v: Int) throws -> Bool in
+        if v == 40 { throw Boom() }
+        return true
+      }
+      .map { (v: Int) in v * 2 }
+    let error = #expect(throws: BigsliceError.self) { try session.run(slice) }
+    let text = error?.description ?? ""
+    #expect(text.contains("filter@") && text.contains("shard 1") && text.contains("boom"), "\(text)")
+  }
+
   @Test func invalidArgumentsAreReportedBeforeAnythingRuns() {
     #expect(throws: BigsliceError.self) { try session.run(const(0, [1, 2])) }
     #expect(throws: BigsliceError.self) { try session.run(const(2, [1, 2]).head(-1)) }
