@@ -109,7 +109,11 @@ extension SliceProtocol {
   public func fold<K, V, A: Sendable>(
     _ initial: A, file: StaticString = #fileID, line: UInt = #line, _ f: @escaping @Sendable (A, V) -> A
   ) -> Slice<K, A> where Self == Slice<K, V> {
-    let (types, problem) = columnTypes(K.self, A.self)
+    let (types, typeProblem) = columnTypes(K.self, A.self)
+    var problem = typeProblem
+    if self.schema.prefix != 1 {
+      problem = problem ?? .invalidArgument("fold needs a one-column key (unwrap it first)")
+    }
     let node = SliceNode(
       op: "fold", location: location(file, line), schema: Schema(types), shards: self.shards,
       deps: [Dependency(node: self.node, shuffle: true, partitioner: .hash)], problem: problem

@@ -36,10 +36,9 @@ public final class Func<each C>: @unchecked Sendable {
     try FuncRegistry.check(key: key, func: self)
     var values: [Any] = []
     var found: [Any.Type] = []
-    for a in repeat each args {
-      values.append(a)
-      found.append(type(of: a as Any))
-    }
+    for a in repeat each args { values.append(a) }
+    // The static types: an argument passed as an existential or a subclass still matches.
+    for t in repeat (each A).self { found.append(t) }
     guard found.count == argumentTypes.count, zip(found, argumentTypes).allSatisfy({ $0 == $1 }) else {
       throw BigsliceError.wrongArguments(
         func: key, expected: argumentTypes.map { "\($0)" }, found: found.map { "\($0)" })

@@ -241,10 +241,11 @@ final class CombineBuffer {
     let aggregate = self.aggregate
     switch kind {
     case .double:
+      // The C combiner's rules: NaN sticks, and of -0.0 and +0.0 the first seen stays.
       return AdjacentCombineReader<Double>(merged) { a, b in
         switch aggregate {
-        case .min: Swift.min(a, b)
-        case .max: Swift.max(a, b)
+        case .min: a.isNaN || b.isNaN ? .nan : (b < a ? b : a)
+        case .max: a.isNaN || b.isNaN ? .nan : (b > a ? b : a)
         default: a + b
         }
       }

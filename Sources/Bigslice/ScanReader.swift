@@ -65,10 +65,8 @@ final class LineRangeReader {
     // after from - 1, unless from is 0.
     offset = max(from - 1, 0)
     if lseek(fd, off_t(offset), SEEK_SET) < 0 {
-      let code = errno
-      close(fd)
-      buffer.deallocate()
-      throw SliceIOError.io(path: path, operation: "seek", errno: code)
+      // Every property is set, so deinit closes the file and frees the buffer.
+      throw SliceIOError.io(path: path, operation: "seek", errno: errno)
     }
     if from > 0 {
       while true {

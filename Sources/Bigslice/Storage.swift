@@ -24,23 +24,39 @@ final class MemoryBudget: Sendable {
   var charged: Int { used.withLock { $0 } }
 }
 
+/// Frames held in memory, charged to a budget until they go.
+final class HeldFrames: @unchecked Sendable {
+  let frames: [Frame]
+  private let bytes: Int
+  private let budget: MemoryBudget?
+
+  /// Frames whose `bytes` were charged to `budget` (nil: not charged).
+  init(_ frames: [Frame], bytes: Int, budget: MemoryBudget?) {
+    self.frames = frames
+    self.bytes = bytes
+    self.budget = budget
+  }
+
+  deinit { budget?.release(bytes) }
+}
+
 /// One partition of a task's output: frames in memory (charged to the budget), or a spill
 /// file (compressed, checksummed blocks).
 enum StoredPartition: @unchecked Sendable {
-  case memory([Frame])
+  case memory(HeldFrames)
   case spilled(SpillFile)
 
   /// A reader of the partition's frames.
   func reader() throws -> any Reader {
     switch self {
-    case .memory(let frames): return FrameReader(frames)
+    case .memory(let held): return FrameReader(held.frames)
     case .spilled(let file): return try file.reader()
     }
   }
 
   /// The frames held in memory; empty for a spilled partition.
   var frames: [Frame] {
-    if case .memory(let frames) = self { return frames }
+    if case .memory(let held) = self { return held.frames }
     return []
   }
 }
@@ -80,11 +96,17 @@ final class OutputStore: @unchecked Sendable {
   /// Stores the partitions of one task's output: in memory when they fit the budget (or
   /// when `pinned`, for results the user reads), else each non-empty one in a spill file.
   func store(_ partitions: [[Frame]], schema: Schema, pinned: Bool) throws -> [StoredPartition] {
-    let bytes = partitions.reduce(0) { $0 + $1.reduce(0) { $0 + $1.byteCount } }
-    if pinned || budget.charge(bytes) { return partitions.map { .memory($0) } }
+    let sizes = partitions.map { $0.reduce(0) { $0 + $1.byteCount } }
+    if pinned {
+      return partitions.map { .memory(HeldFrames($0, bytes: 0, budget: nil)) }
+    }
+    if budget.charge(sizes.reduce(0, +)) {
+      // Each partition gives its bytes back to the budget when it goes.
+      return zip(partitions, sizes).map { .memory(HeldFrames($0, bytes: $1, budget: budget)) }
+    }
     let dir = try spillDirectory()
     return try partitions.map { frames in
-      guard !frames.isEmpty else { return .memory([]) }
+      guard !frames.isEmpty else { return .memory(HeldFrames([], bytes: 0, budget: nil)) }
       let writer = try SpillWriter(directory: dir, schema: schema, prefix: "partition")
       for frame in frames { try writer.write(frame) }
       let file = try writer.finish()

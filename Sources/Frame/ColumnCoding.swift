@@ -77,6 +77,13 @@ extension Column {
       } else if n > 0 {
         out.base.copyMemory(from: src.baseAddress!, byteCount: n)
       }
+      if kind == .bool {
+        // Any byte but 0 or 1 would be undefined behaviour when read as a Swift Bool.
+        let bytes = UnsafeRawBufferPointer(start: out.base, count: n)
+        if let bad = bytes.firstIndex(where: { $0 > 1 }) {
+          throw FrameError.corrupt("bool column holds byte \(bytes[bad]) at row \(bad)")
+        }
+      }
       return Column(type: type, count: count, offset: 0, storage: .scalar(out))
     case .string, .bytes:
       let transform = try reader.read(UInt8.self, "\(type) column transform")

@@ -119,7 +119,8 @@ public final class Combiner {
   }
 
   /// Folds `values` (an `.int64` or `.double` column; any column for `count`) into aggregate
-  /// `index`, row `i` into group `gids[i]`.
+  /// `index`, row `i` into group `gids[i]`. `gids` must hold `values.count` ids from
+  /// `groupIDs` (C checks each id against the groups; the buffer length is the caller's).
   /// - Throws: `FrameError.typeMismatch` when the column does not match the aggregate.
   public func update(_ index: Int, values: Column, gids: UnsafePointer<UInt32>) throws {
     let (aggregate, valueType) = aggregates[index]
@@ -146,6 +147,9 @@ public final class Combiner {
   /// `values[i]` feeds aggregate `i`. The convenience path for built-in reductions.
   public func add(keys: Column, values: [Column], seed: UInt64) throws {
     let n = keys.count
+    for (i, v) in values.enumerated() where v.count != n {
+      throw FrameError.lengthMismatch(column: i + 1, expected: n, found: v.count)
+    }
     if n > batchCapacity {
       batchHashes?.deallocate()
       batchGIDs?.deallocate()

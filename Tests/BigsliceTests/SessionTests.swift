@@ -135,3 +135,30 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
     #expect(doubleResult == doubleExpected)
   }
 }
+
+@Suite struct ReviewRegressionTests {
+  @Test func foldOnAWiderKeyIsAClearError() {
+    let slice = const(2, [1, 1], [2, 3]).prefixed(2)
+    let session = Session(executor: .local(procs: 2))
+    #expect(throws: BigsliceError.self) { try session.run(slice.fold(0) { (a: Int, v: Int) in a + v }) }
+  }
+
+  @Test func argumentsMatchByDeclaredTypeNotDynamicType() throws {
+    let f = Func("tests.existential") { (value: any Sendable) in const(1, [String(describing: value)]) }
+    let session = Session(executor: .local(procs: 2))
+    let value: any Sendable = 42
+    #expect(Array(try session.run(f, value)) == ["42"])
+  }
+
+  @Test func aNonSeekableFileIsAnErrorNotACrash() throws {
+    let session = Session(executor: .local(procs: 2))
+    // A FIFO cannot seek: the reader must fail cleanly (and free what it holds once).
+    let path = "/tmp/bigslice-fifo-\(getpid())"
+    unlink(path)
+    try #require(mkfifo(path, 0o600) == 0)
+    defer { unlink(path) }
+    let writer = open(path, O_RDWR | O_NONBLOCK)  // keeps the FIFO's read side from blocking
+    defer { close(writer) }
+    #expect(throws: (any Error).self) { try session.run(scanReader(2, paths: [path])) }
+  }
+}

@@ -240,3 +240,29 @@ final class TinyDisk {
     rmdir(path)
   }
 }
+
+@Suite struct BoolDecodingTests {
+  @Test func aBoolByteOtherThanZeroOrOneIsCorruptNotUndefined() throws {
+    // Encode a bool column, then rewrite one value byte to 2 and re-seal the block with valid
+    // checksums: only the bool check can catch it.
+    let frame = try Frame([Column([true, false, true])])
+    let payload = ByteWriter()
+    payload.append(UInt8(1))  // frame payload kind
+    payload.append(UInt32(1))
+    payload.append(UInt32(1))
+    payload.append(UInt8(1))  // scalar
+    payload.append(ScalarKind.bool.rawValue)
+    payload.append(UInt8(0))  // no transform
+    payload.append([1, 2, 1] as [UInt8])
+    let block = ByteWriter()
+    try BlockEncoder(level: BlockEncoder.stored).encode(payload.bytes, rows: 3, into: block)
+    let error = #expect(throws: SliceIOError.self) {
+      _ = try FrameDecoder(schema: frame.schema).decode(block.bytes, source: "bools", index: 0)
+    }
+    guard case .integrity(_, _, .malformedPayload(let what))? = error else {
+      Issue.record("expected a malformed payload, got \(String(describing: error))")
+      return
+    }
+    #expect(what.contains("bool"))
+  }
+}
