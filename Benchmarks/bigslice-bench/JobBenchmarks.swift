@@ -27,7 +27,7 @@ enum Workloads {
   }
 
   static let w1Closure = Func("bench.W1.closure") { (rows: Int, keys: Int, shards: Int) in
-    table(rows: rows, keys: keys, seed: 0, shards: shards).reduce(&+)
+    table(rows: rows, keys: keys, seed: 0, shards: shards).reduce { $0 &+ $1 }
   }
 
   static let w4 = Func("bench.W4") { (rows: Int, keys: Int, shards: Int) in
@@ -69,7 +69,9 @@ struct JobBenchmarks {
       for (key, value) in result { sum &+= UInt64(bitPattern: Int64(key)) &* UInt64(bitPattern: Int64(value)) }
       checksum = "groups=\(result.count) keysum=\(sum)"
     }
-    report.note("W4: spilled \(limited.spilledBytes / 1_000_000) MB in \(limited.spilledRuns) combiner runs; peak RSS \(peakRSS() / 1_000_000) MB")
+    report.note(
+      "W4: spilled \(limited.spilledBytes / 1_000_000) MB in \(limited.spilledRuns) combiner runs; peak RSS \(peakRSS() / 1_000_000) MB"
+    )
     try compare("W4 group-by-sum, 1 GiB task-output limit", "W4", rows: n, seconds: seconds, checksum: checksum)
   }
 

@@ -125,3 +125,15 @@ final class Getters<each C> {
   let getters: (repeat ColumnGetter<each C>)
   init(_ frame: Frame) { getters = Bigslice.getters(frame, repeat (each C).self) }
 }
+
+extension Result: AsyncSequence {
+  /// Iterates the rows from async code with `makeAsyncIterator()` and `await next()`
+  /// (`for await` over a pack-typed element does not compile on Swift 6.3).
+  public struct AsyncIterator: AsyncIteratorProtocol {
+    var rows: RowIterator<repeat each C>
+
+    public mutating func next() async -> (repeat each C)? { rows.next() }
+  }
+
+  public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(rows: makeIterator()) }
+}

@@ -162,3 +162,15 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
     #expect(throws: (any Error).self) { try session.run(scanReader(2, paths: [path])) }
   }
 }
+
+@Suite struct AsyncResultTests {
+  @Test func aResultIsAlsoAnAsyncSequenceOfTypedRows() async throws {
+    let session = Session(executor: .local(procs: 2))
+    let result = try session.run(const(3, [1, 2, 3, 4], ["a", "b", "c", "d"]))
+    var rows: [String] = []
+    // `for await` over a pack-typed element does not compile on Swift 6.3; the iterator does.
+    var iterator = result.makeAsyncIterator()
+    while let row = await iterator.next() { rows.append("\(row.0)\(row.1)") }
+    #expect(rows == ["1a", "2b", "3c", "4d"])
+  }
+}
