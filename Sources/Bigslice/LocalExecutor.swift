@@ -91,6 +91,10 @@ final class LocalExecutor: @unchecked Sendable {
   /// the output.
   func run(_ task: Task, counters: Counters) throws -> [[Frame]] {
     let context = TaskContext(shard: task.shard, counters: counters)
+    return try context.with { try run(task, context: context) }
+  }
+
+  private func run(_ task: Task, context: TaskContext) throws -> [[Frame]] {
     let bottom = task.chain.last!
     var inputs: [any Reader] = []
     for (i, dep) in task.deps.enumerated() {

@@ -1,6 +1,10 @@
 import Frame
 import SliceIO
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// Hints for scheduling a slice's tasks.
 public struct Pragma: Sendable, Hashable {
   /// The task wants a whole machine.
@@ -93,6 +97,9 @@ final class SliceNode: @unchecked Sendable {
 }
 
 /// What a running task's user code can see: its shard and its metric counters.
+///
+/// User closures reach it with `TaskContext.current`: a task runs on one thread from start to
+/// end, and the executor sets the context for that thread while the task runs.
 public final class TaskContext: @unchecked Sendable {
   /// The shard this task computes.
   public let shard: Int
@@ -104,6 +111,27 @@ public final class TaskContext: @unchecked Sendable {
   }
 
   /// Adds `n` to the counter `name` of this task; counters are merged across tasks into the
-  /// result's metrics.
+  /// result's `metrics`.
   public func increment(_ name: String, by n: Int = 1) { counters.add(name, n) }
+
+  /// The context of the task running on this thread, nil outside a task.
+  public static var current: TaskContext? {
+    guard let raw = pthread_getspecific(contextKey) else { return nil }
+    return Unmanaged<TaskContext>.fromOpaque(raw).takeUnretainedValue()
+  }
+
+  /// Runs `body` with `self` as the thread's current context.
+  func with<T>(_ body: () throws -> T) rethrows -> T {
+    let previous = pthread_getspecific(contextKey)
+    pthread_setspecific(contextKey, Unmanaged.passUnretained(self).toOpaque())
+    defer { pthread_setspecific(contextKey, previous) }
+    return try withExtendedLifetime(self) { try body() }
+  }
 }
+
+/// The thread-local slot of `TaskContext.current`.
+private let contextKey: pthread_key_t = {
+  var key = pthread_key_t()
+  pthread_key_create(&key, nil)
+  return key
+}()

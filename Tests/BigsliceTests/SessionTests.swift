@@ -174,3 +174,19 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
     #expect(rows == ["1a", "2b", "3c", "4d"])
   }
 }
+
+@Suite struct MetricsTests {
+  @Test(arguments: [1, 7])
+  func countersIncrementedInUserCodeAreMergedIntoTheResult(shards: Int) throws {
+    let session = Session(executor: .local(procs: 2))
+    let slice = const(shards, Array(0..<1000)).filter { (v: Int) in
+      let odd = v % 2 == 1
+      TaskContext.current?.increment(odd ? "odd" : "even")
+      return odd
+    }
+    let result = try session.run(slice)
+    #expect(result.count == 500)
+    #expect(result.metrics == ["odd": 500, "even": 500])
+    #expect(TaskContext.current == nil)
+  }
+}
