@@ -7,11 +7,8 @@ extension Slice {
     file: StaticString = #fileID, line: UInt = #line, _ f: @escaping @Sendable (repeat each C) throws -> (repeat each O)
   ) -> Slice<repeat each O> {
     let (types, problem) = columnTypes(repeat (each O).self)
-    let node = SliceNode(
-      op: "map", location: location(file, line), schema: Schema(types), shards: shards,
-      deps: [Dependency(node: self.node, shuffle: false, partitioner: .hash)], problem: problem
-    ) { _, deps, _ in
-      TransformReader(deps[0]) { frame in
+    return narrow("map", schema: Schema(types), problem: problem, file: file, line: line) { _, input in
+      TransformReader(input) { frame in
         let g = getters(frame, repeat (each C).self)
         let out = RowEmitter<repeat each O>(types: types, prefix: 1)
         for i in 0..<frame.count {
@@ -21,7 +18,6 @@ extension Slice {
         return try out.frame()
       }
     }
-    return Slice<repeat each O>(node)
   }
 
   /// A one-column slice of `f` applied to every row.
@@ -37,11 +33,8 @@ extension Slice {
   public func filter(
     file: StaticString = #fileID, line: UInt = #line, _ keep: @escaping @Sendable (repeat each C) throws -> Bool
   ) -> Slice<repeat each C> {
-    let node = SliceNode(
-      op: "filter", location: location(file, line), schema: schema, shards: shards,
-      deps: [Dependency(node: self.node, shuffle: false, partitioner: .hash)]
-    ) { _, deps, _ in
-      TransformReader(deps[0]) { frame in
+    narrow("filter", schema: schema, file: file, line: line) { _, input in
+      TransformReader(input) { frame in
         let g = getters(frame, repeat (each C).self)
         var kept: [UInt32] = []
         kept.reserveCapacity(frame.count)
@@ -49,7 +42,6 @@ extension Slice {
         return kept.count == frame.count ? frame : frame.gather(kept)
       }
     }
-    return Slice(node)
   }
 
   /// A slice of the rows `f` emits for every input row: zero, one or many each.
@@ -58,29 +50,24 @@ extension Slice {
     _ f: @escaping @Sendable (RowEmitter<repeat each O>, repeat each C) throws -> Void
   ) -> Slice<repeat each O> {
     let (types, problem) = columnTypes(repeat (each O).self)
-    let node = SliceNode(
-      op: "flatmap", location: location(file, line), schema: Schema(types), shards: shards,
-      deps: [Dependency(node: self.node, shuffle: false, partitioner: .hash)], problem: problem
-    ) { _, deps, _ in
-      TransformReader(deps[0]) { frame in
+    return narrow("flatmap", schema: Schema(types), problem: problem, file: file, line: line) { _, input in
+      TransformReader(input) { frame in
         let g = getters(frame, repeat (each C).self)
         let out = RowEmitter<repeat each O>(types: types, prefix: 1)
         for i in 0..<frame.count { try f(out, repeat (each g).get(i)) }
         return try out.frame()
       }
     }
-    return Slice<repeat each O>(node)
   }
 
   /// The first `n` rows of each shard.
   public func head(_ n: Int, file: StaticString = #fileID, line: UInt = #line) -> Slice<repeat each C> {
-    let node = SliceNode(
-      op: "head", location: location(file, line), schema: schema, shards: shards,
-      deps: [Dependency(node: self.node, shuffle: false, partitioner: .hash)],
-      problem: n < 0 ? .invalidArgument("head needs n >= 0, got \(n)") : nil
-    ) { _, deps, _ in
+    narrow(
+      "head", schema: schema, problem: n < 0 ? .invalidArgument("head needs n >= 0, got \(n)") : nil, file: file,
+      line: line
+    ) {
+      _, input in
       var left = max(n, 0)
-      let input = deps[0]
       return FunctionReader {
         guard left > 0, let frame = try input.read() else { return nil }
         let take = min(left, frame.count)
@@ -88,20 +75,16 @@ extension Slice {
         return frame.slice(0..<take)
       }
     }
-    return Slice(node)
   }
 
   /// The same rows with the first `prefix` columns as the key.
   public func prefixed(_ prefix: Int, file: StaticString = #fileID, line: UInt = #line) -> Slice<repeat each C> {
     let count = schema.count
-    let node = SliceNode(
-      op: "prefixed", location: location(file, line), schema: Schema(schema.types, prefix: prefix), shards: shards,
-      deps: [Dependency(node: self.node, shuffle: false, partitioner: .hash)],
-      problem: prefix < 1 || prefix > count ? .invalidArgument("prefix \(prefix) out of 1...\(count)") : nil
-    ) { _, deps, _ in
-      TransformReader(deps[0]) { try Frame($0.columns, prefix: prefix) }
+    let problem: BigsliceError? =
+      prefix < 1 || prefix > count ? .invalidArgument("prefix \(prefix) out of 1...\(count)") : nil
+    return narrow("prefixed", schema: Schema(schema.types, prefix: prefix), problem: problem, file: file, line: line) {
+      _, input in TransformReader(input) { try Frame($0.columns, prefix: prefix) }
     }
-    return Slice(node)
   }
 
   /// The same rows, hash-partitioned by key into `shards` shards.

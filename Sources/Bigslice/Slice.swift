@@ -19,6 +19,21 @@ public struct Slice<each C>: @unchecked Sendable {
   public var name: String { node.name }
 }
 
+extension Slice {
+  /// A slice computed from this one shard by shard, pipelined into the same task: `reader`
+  /// gets the shard and this slice's reader of it. Every narrow combinator is one of these.
+  func narrow<each O>(
+    _ op: String, schema: Schema, problem: BigsliceError? = nil, file: StaticString, line: UInt,
+    _ reader: @escaping @Sendable (_ shard: Int, _ input: any Reader) throws -> any Reader
+  ) -> Slice<repeat each O> {
+    Slice<repeat each O>(
+      SliceNode(
+        op: op, location: location(file, line), schema: schema, shards: shards,
+        deps: [Dependency(node: node, shuffle: false, partitioner: .hash)], problem: problem
+      ) { shard, deps, _ in try reader(shard, deps[0]) })
+  }
+}
+
 /// The column types of a pack of Swift types, or the problem with the first that has none.
 func columnTypes<each T>(_ types: repeat (each T).Type) -> ([ColumnType], BigsliceError?) {
   var out: [ColumnType] = []

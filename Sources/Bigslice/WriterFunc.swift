@@ -34,12 +34,8 @@ extension Slice {
       @escaping @Sendable (_ shard: Int, _ state: inout S, _ batch: RowBatch<repeat each C>?, _ error: Error?) throws
       -> Void
   ) -> Slice<repeat each C> {
-    let node = SliceNode(
-      op: "writer", location: location(file, line), schema: schema, shards: shards,
-      deps: [Dependency(node: self.node, shuffle: false, partitioner: .hash)]
-    ) { shard, deps, _ in
+    narrow("writer", schema: schema, file: file, line: line) { shard, input in
       var state = try initial(shard)
-      let input = deps[0]
       return FunctionReader {
         let frame: Frame?
         do {
@@ -56,7 +52,6 @@ extension Slice {
         return frame
       }
     }
-    return Slice(node)
   }
 
   /// The key prefix reset to the first column (the inverse of `prefixed`).

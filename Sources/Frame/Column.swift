@@ -126,8 +126,7 @@ public struct Column: @unchecked Sendable {
   /// A column of `values` in the layout that suits `T`: scalar, offsets+bytes, or boxed.
   /// The type switch happens once per column.
   public static func make<T: Hashable & Sendable>(_ values: [T]) throws -> Column {
-    if let column = try ColumnBridge.make(values) { return column }
-    throw FrameError.unsupported("type \(T.self) is neither a ColumnValue nor Codable")
+    try make(erasing: values)
   }
 
   /// An empty column of the given type.
