@@ -15,8 +15,10 @@ public enum BigsliceError: Error, CustomStringConvertible, @unchecked Sendable {
   case invalidArgument(String)
   /// User code or the data failed a task: fatal for the job. Names the operation and shard.
   case taskFailed(op: String, shard: Int, cause: Error)
-  /// A task's output was lost too many times in a row.
-  case tooManyTries(op: String, shard: Int, tries: Int)
+  /// A task lost its input `tries` times in a row; `cause` is the last loss.
+  case tooManyTries(op: String, shard: Int, tries: Int, cause: Error)
+  /// An upstream output that a task needed was gone (released or never computed).
+  case outputMissing(op: String, shard: Int)
 
   public var description: String {
     switch self {
@@ -27,8 +29,9 @@ public enum BigsliceError: Error, CustomStringConvertible, @unchecked Sendable {
     case .unsupportedType(let what): "unsupported column type: \(what)"
     case .invalidArgument(let what): "invalid argument: \(what)"
     case .taskFailed(let op, let shard, let cause): "\(op) shard \(shard) failed: \(cause)"
-    case .tooManyTries(let op, let shard, let tries):
-      "\(op) shard \(shard): too many tries (\(tries) consecutive losses)"
+    case .tooManyTries(let op, let shard, let tries, let cause):
+      "\(op) shard \(shard): too many tries (\(tries) consecutive losses of its input; last: \(cause))"
+    case .outputMissing(let op, let shard): "the output of \(op) shard \(shard) is gone"
     }
   }
 }

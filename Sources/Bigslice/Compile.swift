@@ -23,6 +23,12 @@ final class Task: @unchecked Sendable {
     self.shard = shard
   }
 
+  /// The threads the task takes on a machine of `machine` procs: all of them when a node of
+  /// its chain is exclusive, else the largest `procs` pragma of its chain.
+  func procs(of machine: Int) -> Int {
+    chain.contains { $0.pragma.exclusive } ? machine : chain.map(\.pragma.procs).max() ?? 1
+  }
+
   var name: String { "\(chain.map(\.op).joined(separator: "_"))@\(chain[0].shards):\(shard)" }
   var op: String { chain[0].name }
 }

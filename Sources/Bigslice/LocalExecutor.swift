@@ -3,49 +3,118 @@ import Frame
 import SliceIO
 import Synchronization
 
-/// Runs tasks in this process on a dedicated pool of `procs` threads (Dispatch worker
-/// threads, never Swift's cooperative pool), keeping task outputs in the `OutputStore`:
+/// Runs tasks in this process on a dedicated pool of `procs` threads (never Swift's
+/// cooperative pool), keeping task outputs in the `OutputStore`:
 /// in memory under the session's budget, in spill files beyond it.
 final class LocalExecutor: @unchecked Sendable {
   let procs: Int
   let store: OutputStore
-  private let queue = DispatchQueue(label: "bigslice.tasks", attributes: .concurrent)
+  private let queue: TaskThreads
 
   init(procs: Int, store: OutputStore) {
     self.procs = max(1, procs)
     self.store = store
+    queue = TaskThreads(count: self.procs)
   }
 
-  /// Runs every task that `roots` need, each after its dependencies, at most `procs` at once.
-  /// - Throws: the first task failure, as `BigsliceError.taskFailed`.
+  deinit { queue.shutdown() }
+
+  /// Runs every task that `roots` need, each after its dependencies, on at most `procs`
+  /// threads (a task takes as many as its pragma asks, and an exclusive one takes them all).
+  ///
+  /// A task whose input turns out lost (a spill file vanished or was corrupted) goes back to
+  /// waiting, together with the upstream tasks that made the input, and both are computed
+  /// again. Outputs of interior tasks are released as soon as every task reading them is
+  /// done; they are computed again if a later loss needs them.
+  /// - Throws: the first task failure, as `BigsliceError.taskFailed`; `.tooManyTries` when
+  ///   one task lost its input `maxConsecutiveLost` times in a row.
   func evaluate(_ roots: [Task], counters: Counters, progress: (_ done: Int, _ total: Int) -> Void = { _, _ in }) throws
   {
     let pinned = Set(roots.map(ObjectIdentifier.init))
-    var all: [ObjectIdentifier: Task] = [:]
-    var stack = roots
-    while let task = stack.popLast() {
-      guard all[ObjectIdentifier(task)] == nil else { continue }
-      all[ObjectIdentifier(task)] = task
-      for dep in task.deps { stack.append(contentsOf: dep.tasks) }
+    var losses: [ObjectIdentifier: Int] = [:]
+    var done = 0
+    while true {
+      let plan = Plan(roots)
+      if plan.remaining == 0 { break }
+      let total = done + plan.remaining
+      progress(done, total)
+      let outcome = try execute(plan, pinned: pinned, counters: counters) { task in
+        losses[ObjectIdentifier(task)] = nil
+        done += 1
+        progress(done, total)
+      }
+      guard let lost = outcome else { break }
+      // Start over from the roots: the lost outputs (and whatever was released that they
+      // need) are planned again. Outputs beside the lost one whose files are gone too are
+      // recomputed in the same round rather than found one loss at a time.
+      for upstream in lost.upstream { upstream.output = nil }
+      for upstream in lost.task.deps.flatMap(\.tasks) where upstream.output?.allSatisfy(\.isAvailable) == false {
+        upstream.output = nil
+      }
+      let id = ObjectIdentifier(lost.task)
+      losses[id, default: 0] += 1
+      if losses[id]! >= maxConsecutiveLost {
+        throw BigsliceError.tooManyTries(
+          op: lost.task.op, shard: lost.task.shard, tries: losses[id]!, cause: lost.cause)
+      }
     }
+  }
+
+  /// Tasks lost in a row before a job fails with `tooManyTries`.
+  static let defaultMaxConsecutiveLost = 5
+  var maxConsecutiveLost = LocalExecutor.defaultMaxConsecutiveLost
+
+  /// The tasks that still need computing, with their dependency counts.
+  private struct Plan {
     var waiting: [ObjectIdentifier: Int] = [:]
     var dependents: [ObjectIdentifier: [Task]] = [:]
+    /// For each planned task, how many planned tasks read its output.
+    var readers: [ObjectIdentifier: Int] = [:]
     var ready: [Task] = []
-    for task in all.values where task.output == nil {
-      let upstream = Set(task.deps.flatMap(\.tasks).filter { $0.output == nil }.map(ObjectIdentifier.init))
-      waiting[ObjectIdentifier(task)] = upstream.count
-      for u in upstream { dependents[u, default: []].append(task) }
-      if upstream.isEmpty { ready.append(task) }
+    var remaining: Int { waiting.count }
+
+    /// Walks down from `roots`, stopping at tasks whose output is present.
+    init(_ roots: [Task]) {
+      var all: [ObjectIdentifier: Task] = [:]
+      var stack = roots.filter { $0.output == nil }
+      while let task = stack.popLast() {
+        guard all[ObjectIdentifier(task)] == nil else { continue }
+        all[ObjectIdentifier(task)] = task
+        for dep in task.deps { stack.append(contentsOf: dep.tasks.filter { $0.output == nil }) }
+      }
+      for task in all.values {
+        let upstream = Set(task.deps.flatMap(\.tasks).filter { $0.output == nil }.map(ObjectIdentifier.init))
+        waiting[ObjectIdentifier(task)] = upstream.count
+        for u in upstream { dependents[u, default: []].append(task) }
+        if upstream.isEmpty { ready.append(task) }
+      }
+      for task in all.values {
+        for dep in Set(task.deps.flatMap(\.tasks).map(ObjectIdentifier.init)) where all[dep] != nil {
+          readers[dep, default: 0] += 1
+        }
+      }
     }
-    var remaining = waiting.count
-    let total = remaining
-    progress(0, total)
-    let state = Mutex<(done: [Task], failure: Error?)>(([], nil))
+  }
+
+  /// Runs a plan to its end. Returns nil when every task is done, or the first lost input
+  /// (after the tasks already running have finished).
+  private func execute(
+    _ plan: Plan, pinned: Set<ObjectIdentifier>, counters: Counters, finished taskDone: (Task) -> Void
+  ) throws -> LostInput? {
+    var plan = plan
+    let state = Mutex<(done: [(Task, Int)], failure: Error?, lost: LostInput?)>(([], nil, nil))
     let finished = DispatchSemaphore(value: 0)
+    var used = 0
     var running = 0
+    var stop = false
     var failure: Error?
-    while remaining > 0 {
-      while running < procs, failure == nil, let task = ready.popLast() {
+    var lost: LostInput?
+    while plan.remaining > 0 {
+      while !stop, let task = plan.ready.last {
+        let need = min(task.procs(of: procs), procs)
+        guard running == 0 || used + need <= procs else { break }
+        plan.ready.removeLast()
+        used += need
         running += 1
         queue.async {
           let taskCounters = Counters()
@@ -54,12 +123,17 @@ final class LocalExecutor: @unchecked Sendable {
             task.output = try self.store.store(
               partitions, schema: task.chain[0].schema, pinned: pinned.contains(ObjectIdentifier(task)))
             counters.merge(taskCounters)
-            state.withLock { $0.done.append(task) }
+            state.withLock { $0.done.append((task, need)) }
+          } catch let error as LostInput {
+            state.withLock {
+              $0.done.append((task, need))
+              if $0.lost == nil { $0.lost = error }
+            }
           } catch {
             let wrapped =
               (error as? BigsliceError) ?? BigsliceError.taskFailed(op: task.op, shard: task.shard, cause: error)
             state.withLock {
-              $0.done.append(task)
+              $0.done.append((task, need))
               if $0.failure == nil { $0.failure = wrapped }
             }
           }
@@ -68,23 +142,39 @@ final class LocalExecutor: @unchecked Sendable {
       }
       if running == 0 { break }
       finished.wait()
-      let (done, error) = state.withLock { s -> ([Task], Error?) in
+      let (done, error, loss) = state.withLock { s -> ([(Task, Int)], Error?, LostInput?) in
         defer { s.done = [] }
-        return (s.done, s.failure)
+        return (s.done, s.failure, s.lost)
       }
       failure = failure ?? error
-      for task in done {
+      lost = lost ?? loss
+      stop = failure != nil || lost != nil
+      for (task, need) in done {
         running -= 1
-        remaining -= 1
-        progress(total - remaining, total)
+        used -= need
         guard task.output != nil else { continue }
-        for next in dependents[ObjectIdentifier(task)] ?? [] {
-          waiting[ObjectIdentifier(next)]! -= 1
-          if waiting[ObjectIdentifier(next)] == 0 { ready.append(next) }
+        plan.waiting[ObjectIdentifier(task)] = nil
+        taskDone(task)
+        for next in plan.dependents[ObjectIdentifier(task)] ?? [] {
+          plan.waiting[ObjectIdentifier(next)]! -= 1
+          if plan.waiting[ObjectIdentifier(next)] == 0 { plan.ready.append(next) }
+        }
+        // Release inputs that no planned task reads any more.
+        for upstream in Set(task.deps.flatMap(\.tasks).map(ObjectIdentifier.init)) {
+          guard let left = plan.readers[upstream] else { continue }
+          plan.readers[upstream] = left - 1
+          if left == 1, !pinned.contains(upstream) { release(upstream, among: task) }
         }
       }
     }
     if let failure { throw failure }
+    return lost
+  }
+
+  private func release(_ id: ObjectIdentifier, among task: Task) {
+    for dep in task.deps {
+      for upstream in dep.tasks where ObjectIdentifier(upstream) == id { upstream.output = nil }
+    }
   }
 
   /// Computes one task: reads its dependencies, runs its pipeline, partitions (and combines)
@@ -99,7 +189,7 @@ final class LocalExecutor: @unchecked Sendable {
     var inputs: [any Reader] = []
     for (i, dep) in task.deps.enumerated() {
       if dep.shuffle {
-        let partitions = ConcatReader(try dep.tasks.map { try $0.output![task.shard].reader() })
+        let partitions = ConcatReader(dep.tasks.map { DependencyReader(task, reading: $0, partition: task.shard) })
         if let combining = bottom.combining, i == 0 {
           let buffer = try CombineBuffer(combining, schema: bottom.deps[i].node.schema, store: store)
           while let frame = try partitions.read() { try buffer.add(frame) }
@@ -108,7 +198,7 @@ final class LocalExecutor: @unchecked Sendable {
           inputs.append(partitions)
         }
       } else {
-        inputs.append(try dep.tasks[0].output![0].reader())
+        inputs.append(DependencyReader(task, reading: dep.tasks[0], partition: 0))
       }
     }
     var reader = try run(bottom, shard: task.shard, inputs: inputs, context: context)
@@ -123,6 +213,8 @@ final class LocalExecutor: @unchecked Sendable {
     do {
       return NamedReader(try node.reader(shard, inputs, context), op: node.name, shard: shard)
     } catch let error as BigsliceError {
+      throw error
+    } catch let error as LostInput {
       throw error
     } catch {
       throw BigsliceError.taskFailed(op: node.name, shard: shard, cause: error)
@@ -183,8 +275,49 @@ final class NamedReader: Reader {
       return try input.read()
     } catch let error as BigsliceError {
       throw error
+    } catch let error as LostInput {
+      throw error
     } catch {
       throw BigsliceError.taskFailed(op: op, shard: shard, cause: error)
+    }
+  }
+}
+
+/// A task's input that could not be read: the upstream output is gone (released, or its
+/// spill file vanished) or damaged. Not fatal: the upstream tasks are computed again.
+struct LostInput: Error, @unchecked Sendable {
+  /// The task that was reading.
+  let task: Task
+  /// The tasks whose output was lost.
+  let upstream: [Task]
+  let cause: Error
+}
+
+/// Reads one partition of an upstream task's output, opening it on the first read. Any
+/// failure to open or read it means the input is lost (`LostInput`).
+final class DependencyReader: Reader {
+  private let task: Task
+  private let upstream: Task
+  private let partition: Int
+  private var input: (any Reader)?
+
+  init(_ task: Task, reading upstream: Task, partition: Int) {
+    self.task = task
+    self.upstream = upstream
+    self.partition = partition
+  }
+
+  func read() throws -> Frame? {
+    do {
+      if input == nil {
+        guard let output = upstream.output else {
+          throw BigsliceError.outputMissing(op: upstream.op, shard: upstream.shard)
+        }
+        input = try output[partition].reader()
+      }
+      return try input!.read()
+    } catch {
+      throw LostInput(task: task, upstream: [upstream], cause: error)
     }
   }
 }

@@ -34,6 +34,25 @@ extension Slice {
   }
 }
 
+extension Slice {
+  /// The same slice, scheduled with `pragmas` combined (the largest `procs`, and any flag
+  /// that one of them sets): `.exclusive` runs its tasks alone on the machine, `.procs(n)`
+  /// reserves n threads for each, `.materialize` stores its output instead of pipelining it
+  /// into the next operation.
+  public func pragma(_ pragmas: Pragma...) -> Slice<repeat each C> {
+    var combined = node.pragma
+    for p in pragmas {
+      combined = Pragma(
+        exclusive: combined.exclusive || p.exclusive, procs: Swift.max(combined.procs, p.procs),
+        materialize: combined.materialize || p.materialize)
+    }
+    return Slice(
+      SliceNode(
+        op: node.op, location: node.location, schema: node.schema, shards: node.shards, deps: node.deps,
+        pragma: combined, combining: node.combining, problem: node.problem, reader: node.reader))
+  }
+}
+
 /// The column types of a pack of Swift types, or the problem with the first that has none.
 func columnTypes<each T>(_ types: repeat (each T).Type) -> ([ColumnType], BigsliceError?) {
   var out: [ColumnType] = []

@@ -2,6 +2,10 @@ import Frame
 import SliceIO
 import Synchronization
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// The bytes of task output a session may hold in memory; beyond it, outputs spill to disk.
 final class MemoryBudget: Sendable {
   /// The limit in bytes; `Int.max` for none.
@@ -52,6 +56,12 @@ enum StoredPartition: @unchecked Sendable {
     case .memory(let held): return FrameReader(held.frames)
     case .spilled(let file): return try file.reader()
     }
+  }
+
+  /// False when the partition's spill file is no longer on disk.
+  var isAvailable: Bool {
+    if case .spilled(let file) = self { return access(file.path, F_OK) == 0 }
+    return true
   }
 
   /// The frames held in memory; empty for a spilled partition.

@@ -1,0 +1,107 @@
+import Bigslice
+import Foundation
+import Synchronization
+import Testing
+
+/// Counts how many user closures run at once, and the most seen.
+final class Concurrency: Sendable {
+  private let state = Mutex((now: 0, most: 0))
+  func enter() {
+    state.withLock {
+      $0.now += 1
+      $0.most = max($0.most, $0.now)
+    }
+  }
+  func leave() { state.withLock { $0.now -= 1 } }
+  var most: Int { state.withLock { $0.most } }
+}
+
+/// Removes every shuffle partition file of a session's spill directory.
+func removePartitionFiles(_ session: Session) -> Int {
+  guard let dir = session.spillPath, let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else {
+    return 0
+  }
+  var removed = 0
+  for name in names where name.hasPrefix("partition") {
+    if unlink("\(dir)/\(name)") == 0 { removed += 1 }
+  }
+  return removed
+}
+
+@Suite struct EvaluationTests {
+  /// A slice whose every row sleeps a little inside a tracked closure, over `shards` shards.
+  func tracked(_ shards: Int, _ tracker: Concurrency) -> Slice<Int> {
+    const(shards, Array(0..<(shards * 4))).map { (v: Int) -> Int in
+      tracker.enter()
+      defer { tracker.leave() }
+      usleep(2_000)
+      return v
+    }
+  }
+
+  @Test func tasksRunInParallelUpToProcs() throws {
+    let tracker = Concurrency()
+    let result = try Session(executor: .local(procs: 3)).run(tracked(6, tracker))
+    #expect(result.count == 24)
+    #expect(tracker.most == 3)
+  }
+
+  @Test func anExclusiveTaskRunsAlone() throws {
+    let tracker = Concurrency()
+    let result = try Session(executor: .local(procs: 3)).run(tracked(6, tracker).pragma(.exclusive))
+    #expect(result.count == 24)
+    #expect(tracker.most == 1)
+  }
+
+  @Test func aProcsPragmaReservesThreads() throws {
+    let tracker = Concurrency()
+    let result = try Session(executor: .local(procs: 4)).run(tracked(6, tracker).pragma(.procs(2)))
+    #expect(result.count == 24)
+    #expect(tracker.most == 2)
+  }
+
+  @Test func materializeStillGivesTheSameRows() throws {
+    let slice = const(3, Array(0..<100)).map { (v: Int) in v * 2 }.pragma(.materialize).map { (v: Int) in v + 1 }
+    let rows = try Session().run(slice).sorted()
+    #expect(rows == (0..<100).map { $0 * 2 + 1 })
+  }
+
+  /// Two shuffles; the middle stage deletes the first stage's spilled partitions the first
+  /// `times` times it runs (all of them: every call when `times` is nil).
+  func losingJob(_ session: Session, times: Int?, removed: Concurrency) -> Slice<Int, Int> {
+    let left = Mutex(times ?? Int.max)
+    return const(4, Array(0..<2000), Array(repeating: 1, count: 2000))
+      .reshuffle()
+      .map { (k: Int, v: Int) -> (Int, Int) in
+        let delete = left.withLock {
+          guard $0 > 0 else { return false }
+          $0 -= 1
+          return true
+        }
+        if delete {
+          let n = removePartitionFiles(session)
+          for _ in 0..<n { removed.enter() }
+        }
+        return (k % 100, v)
+      }
+      .reduce(.sum)
+  }
+
+  @Test func lostShufflePartitionsAreRecomputed() throws {
+    let session = Session(executor: .local(procs: 2), memoryLimit: 1)
+    let removed = Concurrency()
+    let result = try session.run(losingJob(session, times: 1, removed: removed))
+    let sums = Dictionary(uniqueKeysWithValues: Array(result))
+    #expect(removed.most > 0)
+    #expect(sums == Dictionary(uniqueKeysWithValues: (0..<100).map { ($0, 20) }))
+  }
+
+  @Test func anInputLostFiveTimesInARowFailsWithTooManyTries() {
+    let session = Session(executor: .local(procs: 2), memoryLimit: 1)
+    let error = #expect(throws: BigsliceError.self) {
+      try session.run(losingJob(session, times: nil, removed: Concurrency()))
+    }
+    let text = error?.description ?? ""
+    #expect(text.contains("too many tries") && text.contains("5 consecutive"), "\(text)")
+  }
+}
