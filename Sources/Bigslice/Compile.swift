@@ -17,6 +17,9 @@ final class Task: @unchecked Sendable {
   /// Applied map-side to this task's output: the combining of the node that reads it.
   var combining: Combining?
   var output: [StoredPartition]? = nil
+  /// The task is a root of a `Result`: its output stays in memory until the result is
+  /// discarded, and is never released as an interior output of another job.
+  var pinned = false
 
   init(chain: [SliceNode], shard: Int) {
     self.chain = chain
@@ -41,10 +44,11 @@ struct Compiler {
   /// The tasks computing `node`, one per shard, with every upstream task linked.
   mutating func compile(_ node: SliceNode) -> [Task] {
     if let tasks = compiled[ObjectIdentifier(node)] { return tasks }
+    if let tasks = node.resultTasks { return tasks }
     var chain = [node]
     var bottom = node
     while bottom.deps.count == 1, !bottom.deps[0].shuffle, !bottom.deps[0].node.pragma.materialize,
-      bottom.deps[0].node.shards == bottom.shards
+      bottom.deps[0].node.shards == bottom.shards, bottom.deps[0].node.resultTasks == nil
     {
       bottom = bottom.deps[0].node
       chain.append(bottom)
@@ -75,6 +79,14 @@ struct Compiler {
   }
 
   private mutating func compilePrivate(_ node: SliceNode) -> [Task] {
+    if let results = node.resultTasks {
+      // A result's tasks are shared; its shuffle reads pass-through copies of them.
+      return results.map { result in
+        let task = Task(chain: [node], shard: result.shard)
+        task.deps = [([result], false)]
+        return task
+      }
+    }
     // Compile without the memo for this node, then put the memo back.
     let saved = compiled[ObjectIdentifier(node)]
     compiled[ObjectIdentifier(node)] = nil

@@ -30,7 +30,7 @@ final class LocalExecutor: @unchecked Sendable {
   ///   one task lost its input `maxConsecutiveLost` times in a row.
   func evaluate(_ roots: [Task], counters: Counters, progress: (_ done: Int, _ total: Int) -> Void = { _, _ in }) throws
   {
-    let pinned = Set(roots.map(ObjectIdentifier.init))
+    for root in roots { root.pinned = true }
     var losses: [ObjectIdentifier: Int] = [:]
     var done = 0
     while true {
@@ -38,7 +38,7 @@ final class LocalExecutor: @unchecked Sendable {
       if plan.remaining == 0 { break }
       let total = done + plan.remaining
       progress(done, total)
-      let outcome = try execute(plan, pinned: pinned, counters: counters) { task in
+      let outcome = try execute(plan, counters: counters) { task in
         losses[ObjectIdentifier(task)] = nil
         done += 1
         progress(done, total)
@@ -99,7 +99,7 @@ final class LocalExecutor: @unchecked Sendable {
   /// Runs a plan to its end. Returns nil when every task is done, or the first lost input
   /// (after the tasks already running have finished).
   private func execute(
-    _ plan: Plan, pinned: Set<ObjectIdentifier>, counters: Counters, finished taskDone: (Task) -> Void
+    _ plan: Plan, counters: Counters, finished taskDone: (Task) -> Void
   ) throws -> LostInput? {
     var plan = plan
     let state = Mutex<(done: [(Task, Int)], failure: Error?, lost: LostInput?)>(([], nil, nil))
@@ -121,7 +121,7 @@ final class LocalExecutor: @unchecked Sendable {
           do {
             let partitions = try self.run(task, counters: taskCounters)
             task.output = try self.store.store(
-              partitions, schema: task.chain[0].schema, pinned: pinned.contains(ObjectIdentifier(task)))
+              partitions, schema: task.chain[0].schema, pinned: task.pinned)
             counters.merge(taskCounters)
             state.withLock { $0.done.append((task, need)) }
           } catch let error as LostInput {
@@ -163,7 +163,7 @@ final class LocalExecutor: @unchecked Sendable {
         for upstream in Set(task.deps.flatMap(\.tasks).map(ObjectIdentifier.init)) {
           guard let left = plan.readers[upstream] else { continue }
           plan.readers[upstream] = left - 1
-          if left == 1, !pinned.contains(upstream) { release(upstream, among: task) }
+          if left == 1 { release(upstream, among: task) }
         }
       }
     }
@@ -173,7 +173,7 @@ final class LocalExecutor: @unchecked Sendable {
 
   private func release(_ id: ObjectIdentifier, among task: Task) {
     for dep in task.deps {
-      for upstream in dep.tasks where ObjectIdentifier(upstream) == id { upstream.output = nil }
+      for upstream in dep.tasks where ObjectIdentifier(upstream) == id && !upstream.pinned { upstream.output = nil }
     }
   }
 

@@ -1,5 +1,6 @@
 import Frame
 import SliceIO
+import Synchronization
 
 /// Where a session runs its tasks.
 public enum Executor: Sendable {
@@ -17,6 +18,7 @@ public final class Session: @unchecked Sendable {
   public let memoryLimit: Int?
   private let local: LocalExecutor
   private let store: OutputStore
+  private let running = Mutex(())
 
   /// A session on `executor` (default: in this process, on 2 threads). With `status`, a
   /// progress line on stderr shows the tasks done: redrawn in place on a terminal, a plain
@@ -60,39 +62,84 @@ public final class Session: @unchecked Sendable {
     var compiler = Compiler()
     let tasks = compiler.compile(slice.node)
     let counters = Counters()
-    let progress = status ? ProgressLine(name: slice.name) : nil
-    try local.evaluate(tasks, counters: counters) { done, total in progress?.update(done: done, total: total) }
-    progress?.finish()
-    return Result(tasks: tasks, schema: slice.schema, counters: counters.snapshot)
+    try evaluate(tasks, name: slice.name, counters: counters)
+    return Result(tasks: tasks, slice: slice, session: self, counters: counters.snapshot)
+  }
+
+  /// Computes whatever `tasks` still need. Runs of one session take turns: a task shared by
+  /// two runs (a result passed to both) is computed once.
+  func evaluate(_ tasks: [Task], name: String, counters: Counters) throws {
+    try running.withLock { _ in
+      let progress = status ? ProgressLine(name: name) : nil
+      defer { progress?.finish() }
+      try local.evaluate(tasks, counters: counters) { done, total in progress?.update(done: done, total: total) }
+    }
   }
 }
 
-/// The rows of a computed slice, shard by shard.
+/// The rows of a computed slice, shard by shard, held in memory.
+///
+/// A result is also a slice (`slice`) that other jobs read without computing it again, and
+/// can be passed as an argument to a func. `discard()` releases its rows; reading it after
+/// that computes them again.
 public struct Result<each C>: Sequence, @unchecked Sendable {
   let tasks: [Task]
+  private let session: Session
   /// The column types and key prefix.
   public let schema: Schema
   /// The user counters of every task, summed.
   public let metrics: [String: Int]
+  /// The computed slice: reading it reads the stored rows, shard for shard.
+  public let slice: Slice<repeat each C>
 
-  init(tasks: [Task], schema: Schema, counters: [String: Int]) {
+  init(tasks: [Task], slice: Slice<repeat each C>, session: Session, counters: [String: Int]) {
     self.tasks = tasks
-    self.schema = schema
+    self.session = session
+    schema = slice.schema
     metrics = counters
+    let node = SliceNode(
+      op: "result", location: slice.node.location, schema: slice.schema, shards: tasks.count,
+      deps: [Dependency(node: slice.node, shuffle: false, partitioner: .hash)]
+    ) { _, deps, _ in deps[0] }
+    node.resultTasks = tasks
+    self.slice = Slice(node)
+  }
+
+  /// Computes the rows again if they were discarded (or lost).
+  /// - Throws: what computing them throws.
+  public func reload() throws {
+    guard tasks.contains(where: { $0.output == nil }) else { return }
+    try session.evaluate(tasks, name: slice.name, counters: Counters())
+  }
+
+  /// Releases the rows. The result stays usable: reading it or a slice made from it
+  /// computes them again.
+  public func discard() {
+    for task in tasks { task.output = nil }
+  }
+
+  /// The stored frames of `task`, computed again first if they were discarded.
+  private func stored(_ task: Task) -> [Frame] {
+    if task.output == nil {
+      do { try reload() } catch { preconditionFailure("cannot compute the discarded result again: \(error)") }
+    }
+    return task.output?.first?.frames ?? []
   }
 
   /// The frames of every shard, in shard order.
-  public var frames: [Frame] { tasks.flatMap { $0.output?.first?.frames ?? [] } }
+  public var frames: [Frame] { tasks.flatMap(stored) }
 
   /// The number of shards.
   public var shards: Int { tasks.count }
 
   /// The frames of shard `shard`.
-  public func frames(shard: Int) -> [Frame] { tasks[shard].output?.first?.frames ?? [] }
+  public func frames(shard: Int) -> [Frame] { stored(tasks[shard]) }
 
   /// The number of rows.
   public var count: Int { frames.reduce(0) { $0 + $1.count } }
 
+  /// Iterates the rows. A discarded result is computed again first; if that fails the
+  /// process stops, so call `reload()` first to handle the error.
   public func makeIterator() -> RowIterator<repeat each C> { RowIterator(frames) }
 }
 
@@ -130,10 +177,19 @@ extension Result: AsyncSequence {
   /// Iterates the rows from async code with `makeAsyncIterator()` and `await next()`
   /// (`for await` over a pack-typed element does not compile on Swift 6.3).
   public struct AsyncIterator: AsyncIteratorProtocol {
-    var rows: RowIterator<repeat each C>
+    var result: Result<repeat each C>
+    var rows: RowIterator<repeat each C>?
 
-    public mutating func next() async -> (repeat each C)? { rows.next() }
+    /// The next row; the first call computes a discarded result again.
+    /// - Throws: what computing it throws.
+    public mutating func next() async throws -> (repeat each C)? {
+      if rows == nil {
+        try result.reload()
+        rows = result.makeIterator()
+      }
+      return rows!.next()
+    }
   }
 
-  public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(rows: makeIterator()) }
+  public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(result: self, rows: nil) }
 }

@@ -73,6 +73,9 @@ final class SliceNode: @unchecked Sendable {
   /// A problem found while the slice was built (an unsupported column type, say), raised
   /// when the slice runs.
   let problem: BigsliceError?
+  /// For the slice of a computed `Result`: its tasks, whose outputs the node reads instead of
+  /// computing anything.
+  var resultTasks: [Task]? = nil
   /// The reader of shard `shard`, given one reader per dependency.
   let reader: @Sendable (_ shard: Int, _ deps: [any Reader], _ context: TaskContext) throws -> any Reader
 

@@ -105,3 +105,53 @@ func removePartitionFiles(_ session: Session) -> Int {
     #expect(text.contains("too many tries") && text.contains("5 consecutive"), "\(text)")
   }
 }
+
+let doubleResult = Func("tests.doubleResult") { (r: Result<Int, Int>) in r.slice.map { (k: Int, v: Int) in (k, v * 2) } }
+let sumResult = Func("tests.sumResult") { (r: Result<Int, Int>, shards: Int) in
+  r.slice.map { (k: Int, v: Int) in (k % 7, v) }.reshard(shards).reduce(.sum)
+}
+
+@Suite struct ResultTests {
+  /// A job that counts how often its source shards are computed.
+  func counted(_ runs: Concurrency) -> Slice<Int, Int> {
+    const(3, Array(0..<300), Array(repeating: 1, count: 300)).map { (k: Int, v: Int) -> (Int, Int) in
+      if k % 100 == 0 { runs.enter() }  // once per shard
+      return (k, v)
+    }
+  }
+
+  @Test func aResultIsAFuncArgumentAndIsNotComputedAgain() throws {
+    let session = Session()
+    let runs = Concurrency()
+    let first = try session.run(counted(runs))
+    let doubled = try session.run(doubleResult, first)
+    #expect(Array(doubled).map(\.1) == Array(repeating: 2, count: 300))
+    let sums = Dictionary(uniqueKeysWithValues: Array(try session.run(sumResult, first, 5)))
+    var expected: [Int: Int] = [:]
+    for k in 0..<300 { expected[k % 7, default: 0] += 1 }
+    #expect(sums == expected)
+    // Reading the result twice more kept its rows.
+    #expect(first.count == 300)
+    #expect(runs.most == 3)
+  }
+
+  @Test func aDiscardedResultIsComputedAgainWhenRead() async throws {
+    let session = Session(memoryLimit: 1)
+    let runs = Concurrency()
+    let result = try session.run(counted(runs).reshuffle())
+    #expect(runs.most == 3)
+    result.discard()
+    #expect(Array(result).count == 300)
+    #expect(runs.most == 6)
+    result.discard()
+    var iterator = result.makeAsyncIterator()
+    var n = 0
+    while try await iterator.next() != nil { n += 1 }
+    #expect(n == 300)
+    #expect(runs.most == 9)
+    result.discard()
+    let doubled = try session.run(doubleResult, result)
+    #expect(doubled.count == 300)
+    #expect(runs.most == 12)
+  }
+}

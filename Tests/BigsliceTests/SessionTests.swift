@@ -170,7 +170,7 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
     var rows: [String] = []
     // `for await` over a pack-typed element does not compile on Swift 6.3; the iterator does.
     var iterator = result.makeAsyncIterator()
-    while let row = await iterator.next() { rows.append("\(row.0)\(row.1)") }
+    while let row = try await iterator.next() { rows.append("\(row.0)\(row.1)") }
     #expect(rows == ["1a", "2b", "3c", "4d"])
   }
 }
