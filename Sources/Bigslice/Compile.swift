@@ -8,6 +8,8 @@ import SliceIO
 /// cut into `partitions` partitions for the shuffle that reads it (1 when nothing shuffles).
 final class Task: @unchecked Sendable {
   let chain: [SliceNode]
+  /// The cache file that `chain.last` (a cached slice) reads instead of computing.
+  var cacheFile: String? = nil
   let shard: Int
   /// For each dependency of `chain.last`: the upstream tasks and whether this is a shuffle
   /// (read partition `shard` of every upstream task) or narrow (read its only partition).
@@ -53,11 +55,21 @@ struct Compiler {
       bottom = bottom.deps[0].node
       chain.append(bottom)
     }
-    let tasks = (0..<node.shards).map { Task(chain: chain, shard: $0) }
-    for dep in bottom.deps {
-      let upstream = compileUpstream(dep, into: bottom)
-      for task in tasks {
-        task.deps.append((dep.shuffle ? upstream : [upstream[task.shard]], dep.shuffle))
+    // Which shards read a cache file: the topmost cached node of the chain wins, and its
+    // task needs nothing below it.
+    let caches = chain.enumerated().compactMap { i, n in n.cache.map { (i, n, $0.cached(shards: n.shards)) } }
+    let tasks = (0..<node.shards).map { shard in
+      guard let (i, cached, _) = caches.first(where: { $0.2[shard] }) else { return Task(chain: chain, shard: shard) }
+      let task = Task(chain: Array(chain[...i]), shard: shard)
+      task.cacheFile = cached.cache!.path(shard: shard, of: cached.shards)
+      return task
+    }
+    if tasks.contains(where: { $0.cacheFile == nil }) {
+      for dep in bottom.deps {
+        let upstream = compileUpstream(dep, into: bottom)
+        for task in tasks where task.cacheFile == nil {
+          task.deps.append((dep.shuffle ? upstream : [upstream[task.shard]], dep.shuffle))
+        }
       }
     }
     compiled[ObjectIdentifier(node)] = tasks

@@ -201,7 +201,14 @@ final class LocalExecutor: @unchecked Sendable {
         inputs.append(DependencyReader(task, reading: dep.tasks[0], partition: 0))
       }
     }
-    var reader = try run(bottom, shard: task.shard, inputs: inputs, context: context)
+    var reader: any Reader
+    if let path = task.cacheFile {
+      reader = NamedReader(
+        try namingErrors(of: bottom, shard: task.shard) { try blockFileReader(path: path, schema: bottom.schema) },
+        op: bottom.name, shard: task.shard)
+    } else {
+      reader = try run(bottom, shard: task.shard, inputs: inputs, context: context)
+    }
     for node in task.chain.dropLast().reversed() {
       reader = try run(node, shard: task.shard, inputs: [reader], context: context)
     }
@@ -210,8 +217,13 @@ final class LocalExecutor: @unchecked Sendable {
 
   /// The reader of `node` for `shard`; errors from making or reading it name the node.
   private func run(_ node: SliceNode, shard: Int, inputs: [any Reader], context: TaskContext) throws -> any Reader {
+    NamedReader(
+      try namingErrors(of: node, shard: shard) { try node.reader(shard, inputs, context) }, op: node.name, shard: shard)
+  }
+
+  private func namingErrors<T>(of node: SliceNode, shard: Int, _ body: () throws -> T) throws -> T {
     do {
-      return NamedReader(try node.reader(shard, inputs, context), op: node.name, shard: shard)
+      return try body()
     } catch let error as BigsliceError {
       throw error
     } catch let error as LostInput {

@@ -76,6 +76,8 @@ final class SliceNode: @unchecked Sendable {
   /// For the slice of a computed `Result`: its tasks, whose outputs the node reads instead of
   /// computing anything.
   var resultTasks: [Task]? = nil
+  /// For a cached slice: where its shards' files are.
+  var cache: CacheSpec? = nil
   /// The reader of shard `shard`, given one reader per dependency.
   let reader: @Sendable (_ shard: Int, _ deps: [any Reader], _ context: TaskContext) throws -> any Reader
 

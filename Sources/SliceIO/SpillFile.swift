@@ -46,32 +46,26 @@ public final class SpillDirectory: @unchecked Sendable {
   }
 }
 
-/// Writes frames to a new spill file as a stream of blocks ending in an end marker.
-///
-/// The file is removed if the writer goes away before `finish()`, so a failed task leaves no
-/// file behind. Writes are buffered and go out in large chunks.
-public final class SpillWriter {
-  public let schema: Schema
-  public let path: String
-  private let directory: SpillDirectory
-  private var fd: Int32
+/// Encodes frames as a stream of blocks ending in an end marker, into an open file. The one
+/// writer behind spill files and cache files.
+final class BlockFileSink {
+  let schema: Schema
+  let path: String
+  private(set) var fd: Int32
   private let encoder: FrameEncoder
   private let buffer = ByteWriter(capacity: 1 << 21)
-  private var rows = 0
-  private var blocks = 0
-  private var bytesWritten = 0
+  private(set) var rows = 0
+  private(set) var blocks = 0
+  private(set) var bytesWritten = 0
 
-  /// Creates a file in `directory` for frames of `schema`.
-  /// - Throws: `SliceIOError.io`.
-  public init(directory: SpillDirectory, schema: Schema, options: CodecOptions = .default, prefix: String = "spill")
-    throws
-  {
-    self.directory = directory
+  init(path: String, fd: Int32, schema: Schema, options: CodecOptions) {
+    self.path = path
+    self.fd = fd
     self.schema = schema
     encoder = FrameEncoder(options: options)
-    (path, fd) = try directory.createFile(prefix: prefix)
   }
 
+  /// Closes and removes an unfinished file.
   deinit {
     if fd >= 0 {
       close(fd)
@@ -79,10 +73,7 @@ public final class SpillWriter {
     }
   }
 
-  /// Appends the rows of `frame`, cut into blocks of about the target size.
-  /// - Throws: `SliceIOError.schemaMismatch` for a frame of other types; `SliceIOError.io`
-  ///   (`ENOSPC` when the disk is full).
-  public func write(_ frame: Frame) throws {
+  func write(_ frame: Frame) throws {
     precondition(fd >= 0, "write after finish")
     guard frame.schema.types == schema.types else {
       throw SliceIOError.schemaMismatch(
@@ -101,12 +92,13 @@ public final class SpillWriter {
     }
   }
 
-  /// Writes the end marker, closes the file and hands it over to a `SpillFile`, which owns it
-  /// from now on.
-  public func finish() throws -> SpillFile {
+  /// Writes the end marker and closes the file (after `fsync` when `sync`); on failure the
+  /// file is removed.
+  func finish(sync: Bool = false) throws {
     precondition(fd >= 0, "finish twice")
     try encoder.encodeEnd(rows: rows, blocks: blocks, into: buffer)
     try flush()
+    if sync, fsync(fd) != 0 { throw SliceIOError.io(path: path, operation: "fsync", errno: errno) }
     let closed = close(fd)
     fd = -1
     if closed != 0 {
@@ -114,7 +106,6 @@ public final class SpillWriter {
       unlink(path)
       throw SliceIOError.io(path: path, operation: "close", errno: code)
     }
-    return SpillFile(path: path, directory: directory, schema: schema, rows: rows, blocks: blocks, bytes: bytesWritten)
   }
 
   private func flush() throws {
@@ -122,6 +113,85 @@ public final class SpillWriter {
     bytesWritten += buffer.count
     buffer.removeAll()
   }
+}
+
+/// Writes frames to a new spill file as a stream of blocks ending in an end marker.
+///
+/// The file is removed if the writer goes away before `finish()`, so a failed task leaves no
+/// file behind. Writes are buffered and go out in large chunks.
+public final class SpillWriter {
+  public var schema: Schema { sink.schema }
+  public var path: String { sink.path }
+  private let directory: SpillDirectory
+  private let sink: BlockFileSink
+
+  /// Creates a file in `directory` for frames of `schema`.
+  /// - Throws: `SliceIOError.io`.
+  public init(directory: SpillDirectory, schema: Schema, options: CodecOptions = .default, prefix: String = "spill")
+    throws
+  {
+    self.directory = directory
+    let (path, fd) = try directory.createFile(prefix: prefix)
+    sink = BlockFileSink(path: path, fd: fd, schema: schema, options: options)
+  }
+
+  /// Appends the rows of `frame`, cut into blocks of about the target size.
+  /// - Throws: `SliceIOError.schemaMismatch` for a frame of other types; `SliceIOError.io`
+  ///   (`ENOSPC` when the disk is full).
+  public func write(_ frame: Frame) throws { try sink.write(frame) }
+
+  /// Writes the end marker, closes the file and hands it over to a `SpillFile`, which owns it
+  /// from now on.
+  public func finish() throws -> SpillFile {
+    try sink.finish()
+    return SpillFile(
+      path: path, directory: directory, schema: schema, rows: sink.rows, blocks: sink.blocks,
+      bytes: sink.bytesWritten)
+  }
+}
+
+/// Writes frames to a block file at a path of the caller's (a cache file), atomically: the
+/// rows go to a temporary file beside it, which `commit()` syncs and renames into place. A
+/// writer that goes away uncommitted removes its temporary file, so a reader never sees a
+/// partial file under the final name.
+public final class AtomicBlockFileWriter {
+  /// The final path.
+  public let path: String
+  private let sink: BlockFileSink
+
+  /// Creates the temporary file for frames of `schema`.
+  /// - Throws: `SliceIOError.io` when the directory is missing or unwritable.
+  public init(path: String, schema: Schema, options: CodecOptions = .default) throws {
+    self.path = path
+    var template = Array("\(path).tmp-XXXXXX".utf8CString)
+    let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+    guard fd >= 0 else { throw SliceIOError.io(path: path, operation: "create", errno: errno) }
+    _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+    let temporary = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    sink = BlockFileSink(path: temporary, fd: fd, schema: schema, options: options)
+  }
+
+  /// Appends the rows of `frame`.
+  /// - Throws: `SliceIOError.schemaMismatch`, `SliceIOError.io`.
+  public func write(_ frame: Frame) throws { try sink.write(frame) }
+
+  /// Ends the stream, syncs the file and renames it to `path`.
+  /// - Throws: `SliceIOError.io`; the temporary file is removed then.
+  public func commit() throws {
+    try sink.finish(sync: true)
+    guard rename(sink.path, path) == 0 else {
+      let code = errno
+      unlink(sink.path)
+      throw SliceIOError.io(path: path, operation: "rename into place", errno: code)
+    }
+  }
+}
+
+/// Opens a block file written by `AtomicBlockFileWriter` (or any block stream) for reading,
+/// checking every block against `schema` when given.
+/// - Throws: `SliceIOError.io` when the file cannot be opened.
+public func blockFileReader(path: String, schema: Schema?) throws -> BlockFileReader {
+  try BlockFileReader(source: FileSource(path: path), schema: schema)
 }
 
 /// A finished spill file. The file is removed when the last reference goes.

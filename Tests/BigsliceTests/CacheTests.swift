@@ -1,0 +1,152 @@
+import Bigslice
+import Foundation
+import Frame
+import Synchronization
+import Testing
+
+/// A fresh directory for one test's cache files, removed at the end.
+final class TemporaryDirectory {
+  let path: String
+  init() {
+    path = NSTemporaryDirectory() + "/bigslice-cache-test-\(UUID().uuidString)"
+    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+  }
+  deinit { try? FileManager.default.removeItem(atPath: path) }
+  var files: [String] { ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted() }
+}
+
+@Suite struct CacheTests {
+  /// Keys and values, computed by a map that counts its calls per shard.
+  func source(_ shards: Int, _ calls: Concurrency) -> Slice<Int, String> {
+    let (k, _) = randomPairs(700, keys: 90, seed: 11)
+    return const(shards, k).map { (key: Int) -> (Int, String) in
+      calls.enter()
+      calls.leave()
+      return (key, "v\(key)")
+    }
+  }
+
+  @Test(arguments: shardCounts)
+  func aCacheIsWrittenThenReadInsteadOfComputing(shards: Int) throws {
+    let dir = TemporaryDirectory()
+    let prefix = "\(dir.path)/pairs"
+    let calls = Concurrency()
+    let first = try Session().run(source(shards, calls).cache(prefix))
+    let expected = multiset(first)
+    #expect(dir.files.count == shards)
+    #expect(dir.files.first == "pairs-0000-of-\(String(format: "%04d", shards))")
+    let computed = Counter()
+    let again = try Session().run(
+      source(shards, calls).map { (k: Int, v: String) -> (Int, String) in
+        computed.add(1)
+        return (k, v)
+      }.cache(prefix))
+    #expect(multiset(again) == expected)
+    #expect(computed.value == 0, "a complete cache computes nothing upstream")
+    let read = try Session().run(readCache(Int.self, String.self, shards: shards, prefix: prefix))
+    #expect(multiset(read) == expected)
+  }
+
+  @Test func aPartialCacheComputesOnlyTheMissingShards() throws {
+    let dir = TemporaryDirectory()
+    let prefix = "\(dir.path)/part"
+    _ = try Session().run(source(4, Concurrency()).cachePartial(prefix))
+    #expect(unlink("\(prefix)-0002-of-0004") == 0)
+    let shardsComputed = Mutex<Set<Int>>([])
+    let slice = source(4, Concurrency()).map { (k: Int, v: String) -> (Int, String) in
+      shardsComputed.withLock { _ = $0.insert(TaskContext.current!.shard) }
+      return (k, v)
+    }
+    let again = try Session().run(slice.cachePartial(prefix))
+    #expect(shardsComputed.withLock { $0 } == [2])
+    #expect(again.count == 700)
+    #expect(dir.files.count == 4)
+    // `cache` (not partial) with a shard missing computes every shard.
+    #expect(unlink("\(prefix)-0001-of-0004") == 0)
+    shardsComputed.withLock { $0 = [] }
+    #expect(try Session().run(slice.cache(prefix)).count == 700)
+    #expect(shardsComputed.withLock { $0 } == [0, 1, 2, 3])
+  }
+
+  @Test func aCorruptCacheFileFailsNamingTheFileAndBlock() throws {
+    let dir = TemporaryDirectory()
+    let prefix = "\(dir.path)/bad"
+    _ = try Session().run(source(2, Concurrency()).cache(prefix))
+    let path = "\(prefix)-0001-of-0002"
+    var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+    bytes[bytes.count / 2] ^= 0x40
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
+    let error = #expect(throws: BigsliceError.self) {
+      try Session().run(readCache(Int.self, String.self, shards: 2, prefix: prefix))
+    }
+    let text = error?.description ?? ""
+    #expect(text.contains("readCache@") && text.contains("shard 1") && text.contains(path), "\(text)")
+    #expect(text.contains("block"), "\(text)")
+  }
+
+  @Test func readCacheWithAMissingFileOrOtherTypesIsAClearError() throws {
+    let dir = TemporaryDirectory()
+    let prefix = "\(dir.path)/typed"
+    _ = try Session().run(source(2, Concurrency()).cache(prefix))
+    let missing = #expect(throws: BigsliceError.self) {
+      try Session().run(readCache(Int.self, String.self, shards: 3, prefix: prefix))
+    }
+    #expect(
+      missing?.description.contains("-of-0003: open") == true && missing?.description.contains("No such file") == true,
+      "\(missing?.description ?? "")")
+    let wrong = #expect(throws: BigsliceError.self) {
+      try Session().run(readCache(Int.self, Double.self, shards: 2, prefix: prefix))
+    }
+    #expect(wrong?.description.contains("string") == true, "\(wrong?.description ?? "")")
+  }
+
+  @Test func aFailedTaskLeavesNoCacheFile() throws {
+    let dir = TemporaryDirectory()
+    let slice = const(2, Array(0..<100)).map { (v: Int) throws -> Int in
+      if v == 90 { throw Boom() }
+      return v
+    }.cache("\(dir.path)/failed")
+    #expect(throws: BigsliceError.self) { try Session().run(slice) }
+    #expect(!dir.files.contains("failed-0001-of-0002"))
+    #expect(dir.files.allSatisfy { !$0.contains(".tmp-") }, "\(dir.files)")
+  }
+}
+
+@Suite struct ScanTests {
+  @Test(arguments: shardCounts, memoryLimits)
+  func scanSeesEveryRowOfEveryShardOnce(shards: Int, limit: Int) throws {
+    let (k, v) = randomPairs(2000, keys: 40, seed: 5)
+    let seen = Mutex<[Int: [Int]]>([:])
+    let slice = const(shards, k, v).reshuffle().scan { shard, rows in
+      var mine: [Int] = []
+      while let (key, value) = try rows.next() {
+        #expect(key >= 0)
+        mine.append(value)
+      }
+      seen.withLock { $0[shard, default: []] += mine }
+    }
+    let result = try session(limit).run(slice)
+    #expect(result.count == 0)
+    let all = seen.withLock { $0 }
+    #expect(all.values.flatMap { $0 }.sorted() == v.sorted())
+    #expect(all.keys.allSatisfy { $0 < shards })
+  }
+
+  @Test func scanReadsFramesToo() throws {
+    let total = Counter()
+    _ = try Session().run(
+      const(3, Array(0..<1000)).scan { _, rows in
+        _ = try rows.next()
+        total.add(1)
+        while let frame = try rows.nextFrame() { total.add(frame.count) }
+      })
+    #expect(total.value == 1000)
+  }
+
+  @Test func anErrorInScanNamesTheOperation() {
+    let error = #expect(throws: BigsliceError.self) {
+      try Session().run(const(2, [1, 2, 3]).scan { _, _ in throw Boom() })
+    }
+    #expect(error?.description.contains("scan@") == true)
+  }
+}
