@@ -22,6 +22,10 @@ final class Task: @unchecked Sendable {
   /// The task is a root of a `Result`: its output stays in memory until the result is
   /// discarded, and is never released as an interior output of another job.
   var pinned = false
+  /// For a task whose output a range shuffle splits: the split, which takes a sample of the
+  /// output's keys into `sample`.
+  var sampledFor: RangeSplit? = nil
+  var sample: Frame? = nil
 
   init(chain: [SliceNode], shard: Int) {
     self.chain = chain
@@ -81,6 +85,7 @@ struct Compiler {
   /// output layout. Everything further upstream is shared.
   private mutating func compileUpstream(_ dep: Dependency, into reader: SliceNode) -> [Task] {
     guard dep.shuffle else { return compile(dep.node) }
+    if case .range = dep.partitioner { return compileRange(dep, into: reader) }
     let tasks = compilePrivate(dep.node)
     for task in tasks {
       task.partitions = reader.shards
@@ -88,6 +93,25 @@ struct Compiler {
       task.combining = reader.combining
     }
     return tasks
+  }
+
+  /// A range shuffle: the upstream tasks keep their output whole and sample its keys; one
+  /// split task per upstream task, run once every sample is in, cuts that output by the
+  /// splitters. (It also depends on every upstream task, for their samples.)
+  private mutating func compileRange(_ dep: Dependency, into reader: SliceNode) -> [Task] {
+    let upstream = compilePrivate(dep.node)
+    let split = RangeSplit(upstream: upstream, shards: reader.shards)
+    let node = SliceNode(
+      op: "split", location: reader.location, schema: dep.node.schema, shards: dep.node.shards, deps: []
+    ) { _, deps, _ in deps[0] }
+    return upstream.map { source in
+      source.sampledFor = split
+      let task = Task(chain: [node], shard: source.shard)
+      task.deps = [([source], false), (upstream, true)]
+      task.partitions = reader.shards
+      task.partitioner = .split(split)
+      return task
+    }
   }
 
   private mutating func compilePrivate(_ node: SliceNode) -> [Task] {

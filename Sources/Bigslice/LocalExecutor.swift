@@ -180,7 +180,7 @@ final class LocalExecutor: @unchecked Sendable {
   /// Computes one task: reads its dependencies, runs its pipeline, partitions (and combines)
   /// the output.
   func run(_ task: Task, counters: Counters) throws -> [[Frame]] {
-    let context = TaskContext(shard: task.shard, counters: counters)
+    let context = TaskContext(shard: task.shard, counters: counters, store: store)
     return try context.with { try run(task, context: context) }
   }
 
@@ -246,6 +246,7 @@ final class LocalExecutor: @unchecked Sendable {
         if frame.count > 0 { frames.append(frame) }
       }
     }
+    if let split = task.sampledFor { task.sample = try split.sample(frames, schema: task.chain[0].schema) }
     guard task.partitions > 1 else { return [frames] }
     var out = [[Frame]](repeating: [], count: task.partitions)
     for frame in frames {
@@ -255,17 +256,16 @@ final class LocalExecutor: @unchecked Sendable {
         let hashes = try frame.hashKeys(seed: 0)
         parts = hashes.withUnsafeBufferPointer { frame.partition(hashes: $0.baseAddress!, into: task.partitions) }
       case .custom(let f):
-        parts = try split(frame, ids: try f(frame, task.partitions), partitions: task.partitions)
+        parts = frame.partition(ids: try f(frame, task.partitions), into: task.partitions)
+      case .split(let split):
+        parts = frame.partition(
+          ids: try frame.rangePartitionIDs(splitters: try split.splitters()), into: task.partitions)
+      case .range:
+        preconditionFailure("a range shuffle is compiled into splits")
       }
       for (p, part) in parts.enumerated() where part.count > 0 { out[p].append(part) }
     }
     return out
-  }
-
-  private func split(_ frame: Frame, ids: [UInt32], partitions: Int) throws -> [Frame] {
-    var rows = [[UInt32]](repeating: [], count: partitions)
-    for (i, p) in ids.enumerated() { rows[Int(p)].append(UInt32(i)) }
-    return rows.map { frame.gather($0) }
   }
 }
 

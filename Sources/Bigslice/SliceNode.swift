@@ -31,6 +31,11 @@ enum Partitioner: Sendable {
   case hash
   /// By a user function of the row, returning the shard.
   case custom(@Sendable (Frame, Int) throws -> [UInt32])
+  /// By key range, with splitters sampled from the upstream output (`sorted`). The compiler
+  /// turns it into a `.split` of each upstream output once all of it is computed.
+  case range
+  /// By key range, with the splitters of `RangeSplit`.
+  case split(RangeSplit)
 }
 
 /// A slice's edge to one of its inputs.
@@ -109,10 +114,13 @@ public final class TaskContext: @unchecked Sendable {
   /// The shard this task computes.
   public let shard: Int
   let counters: Counters
+  /// The executor's store, for operators that spill.
+  let store: OutputStore?
 
-  init(shard: Int, counters: Counters) {
+  init(shard: Int, counters: Counters, store: OutputStore? = nil) {
     self.shard = shard
     self.counters = counters
+    self.store = store
   }
 
   /// Adds `n` to the counter `name` of this task; counters are merged across tasks into the

@@ -125,7 +125,7 @@ final class OutputStore: @unchecked Sendable {
     }
   }
 
-  private func spillDirectory() throws -> SpillDirectory {
+  func spillDirectory() throws -> SpillDirectory {
     try directory.withLock { dir in
       if let dir { return dir }
       let made = try SpillDirectory(parent: parent, prefix: "bigslice-session")

@@ -8,15 +8,24 @@ extension Frame {
   public func partition(hashes: UnsafePointer<UInt64>, into partitions: Int) -> [Frame] {
     precondition(partitions >= 1 && partitions <= Int(UInt32.max), "partition count \(partitions) out of range")
     if partitions == 1 { return [self] }
-    let n = count
-    var parts = [UInt32](repeating: 0, count: n)
+    var parts = [UInt32](repeating: 0, count: count)
+    parts.withUnsafeMutableBufferPointer { _ = bs_hash_partition(hashes, count, UInt32(partitions), $0.baseAddress) }
+    return partition(ids: parts, into: partitions)
+  }
+
+  /// Splits the rows into `partitions` frames: row `i` goes to partition `ids[i]`. Row order
+  /// is kept within each partition. Cost: one counting sort and one gather per column.
+  /// - Precondition: every id is below `partitions`, and `ids` holds `count` values.
+  public func partition(ids: [UInt32], into partitions: Int) -> [Frame] {
+    precondition(ids.count == count, "\(ids.count) partition ids for \(count) rows")
+    if partitions == 1 { return [self] }
     var starts = [UInt64](repeating: 0, count: partitions + 1)
-    var perm = [UInt32](repeating: 0, count: n)
-    parts.withUnsafeMutableBufferPointer { p in
-      _ = bs_hash_partition(hashes, n, UInt32(partitions), p.baseAddress)
+    var perm = [UInt32](repeating: 0, count: count)
+    ids.withUnsafeBufferPointer { p in
       starts.withUnsafeMutableBufferPointer { s in
         perm.withUnsafeMutableBufferPointer { q in
-          _ = bs_partition_permutation(p.baseAddress, n, UInt32(partitions), s.baseAddress, q.baseAddress)
+          let rc = bs_partition_permutation(p.baseAddress, count, UInt32(partitions), s.baseAddress, q.baseAddress)
+          precondition(rc == 0, "partition id out of range")
         }
       }
     }
@@ -34,5 +43,39 @@ extension Frame {
       }
     }
     return out
+  }
+
+  /// For range partitioning: for each row, the number of `splitters` rows whose key is less
+  /// than or equal to the row's key (`splitters` sorted by key, with the same key types).
+  /// Rows with equal keys get equal ids, and ids grow with the key.
+  ///
+  /// Cost: a binary search per row over the splitters' order-preserving u64 prefixes; full
+  /// keys are compared only where prefixes tie and are not exact (strings, several columns).
+  public func rangePartitionIDs(splitters: Frame) throws -> [UInt32] {
+    let rows = try sortPrefixes(.keys)
+    let bounds = try splitters.sortPrefixes(.keys)
+    let exact = rows.exact && bounds.exact
+    let m = splitters.count
+    return rows.values.withUnsafeBufferPointer { r in
+      bounds.values.withUnsafeBufferPointer { b in
+        (0..<count).map { i in
+          // Upper bound: the first splitter greater than row i.
+          var lo = 0
+          var hi = m
+          let p = r[i]
+          while lo < hi {
+            let mid = (lo + hi) >> 1
+            let greater: Bool
+            if b[mid] != p {
+              greater = b[mid] > p
+            } else {
+              greater = !exact && compareKeys(i, splitters, mid) < 0
+            }
+            if greater { hi = mid } else { lo = mid + 1 }
+          }
+          return UInt32(lo)
+        }
+      }
+    }
   }
 }
