@@ -20,10 +20,12 @@ let package = Package(
     .target(name: "Frame", dependencies: ["CSupport"]),
     .target(name: "SliceIO", dependencies: ["Frame", "CSupport"]),
     .target(name: "Bigslice", dependencies: ["Frame", "SliceIO", "CSupport"]),
-    .executableTarget(name: "bigslice", dependencies: ["Bigslice", "Frame"]),
+    // The jobs of the demo and of the job benchmarks (BENCHMARKS.md W1–W5).
+    .target(name: "Workloads", dependencies: ["Bigslice", "Frame"]),
+    .executableTarget(name: "bigslice", dependencies: ["Bigslice", "Frame", "Workloads"]),
     .executableTarget(
       name: "bigslice-bench",
-      dependencies: ["Bigslice", "Frame", "SliceIO", "CSupport"],
+      dependencies: ["Bigslice", "Frame", "SliceIO", "CSupport", "Workloads"],
       path: "Benchmarks/bigslice-bench"
     ),
     .testTarget(name: "FrameTests", dependencies: ["Frame", "CSupport"]),

@@ -76,6 +76,68 @@ int bs_radix_keys(bs_key_kind kind, const void *src, size_t n, uint64_t *dst) {
   return BS_OK;
 }
 
+int bs_radix_keys_inverse(bs_key_kind kind, const uint64_t *keys, size_t n, void *dst) {
+  if (n == 0) return BS_OK;
+  if (keys == NULL || dst == NULL) return BS_EINVAL;
+  uint8_t *p = (uint8_t *)dst;
+  switch (kind) {
+  case BS_KEY_U8: for (size_t i = 0; i < n; i++) p[i] = (uint8_t)keys[i]; break;
+  case BS_KEY_U16:
+    for (size_t i = 0; i < n; i++) { uint16_t v = (uint16_t)keys[i]; memcpy(p + 2 * i, &v, 2); }
+    break;
+  case BS_KEY_U32:
+    for (size_t i = 0; i < n; i++) { uint32_t v = (uint32_t)keys[i]; memcpy(p + 4 * i, &v, 4); }
+    break;
+  case BS_KEY_U64: memcpy(p, keys, n * 8); break;
+  case BS_KEY_I8: for (size_t i = 0; i < n; i++) p[i] = (uint8_t)(keys[i] ^ 0x80u); break;
+  case BS_KEY_I16:
+    for (size_t i = 0; i < n; i++) { uint16_t v = (uint16_t)(keys[i] ^ 0x8000u); memcpy(p + 2 * i, &v, 2); }
+    break;
+  case BS_KEY_I32:
+    for (size_t i = 0; i < n; i++) {
+      uint32_t v = (uint32_t)(keys[i] ^ 0x80000000u); memcpy(p + 4 * i, &v, 4);
+    }
+    break;
+  case BS_KEY_I64:
+    for (size_t i = 0; i < n; i++) { uint64_t v = keys[i] ^ 0x8000000000000000ull; memcpy(p + 8 * i, &v, 8); }
+    break;
+  case BS_KEY_F32:
+    for (size_t i = 0; i < n; i++) {
+      uint32_t k = (uint32_t)keys[i];
+      /* Top bit set: the value was positive (flip the sign bit back); else flip every bit. */
+      uint32_t v = (k & 0x80000000u) ? (k ^ 0x80000000u) : ~k;
+      memcpy(p + 4 * i, &v, 4);
+    }
+    break;
+  case BS_KEY_F64:
+    for (size_t i = 0; i < n; i++) {
+      uint64_t k = keys[i];
+      uint64_t v = (k & 0x8000000000000000ull) ? (k ^ 0x8000000000000000ull) : ~k;
+      memcpy(p + 8 * i, &v, 8);
+    }
+    break;
+  default: return BS_EINVAL;
+  }
+  return BS_OK;
+}
+
+void bs_range_partition_u64(const uint64_t *keys, size_t n, const uint64_t *bounds, size_t m,
+                            uint32_t *out) {
+  for (size_t i = 0; i < n; i++) {
+    uint64_t k = keys[i];
+    /* Invariant: the answer lies in [lo, lo + len]. */
+    size_t lo = 0, len = m;
+    while (len > 0) {
+      size_t half = len / 2;
+      /* bounds[lo + half] <= k: the answer is above lo + half. */
+      int le = bounds[lo + half] <= k;
+      lo = le ? lo + half + 1 : lo;
+      len = le ? len - half - 1 : half;
+    }
+    out[i] = (uint32_t)lo;
+  }
+}
+
 void bs_iota_u32(uint32_t *perm, size_t n) {
   if (perm == NULL) return;
   for (size_t i = 0; i < n; i++) perm[i] = (uint32_t)i;

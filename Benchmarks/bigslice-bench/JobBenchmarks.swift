@@ -1,45 +1,7 @@
 import Bigslice
 import Foundation
 import Frame
-
-/// The workloads of BENCHMARKS.md as bigslice funcs. Data is generated inside the job, by
-/// `readerFunc`, so our times include generation; the peers' query times do not.
-enum Workloads {
-  /// Rows `[shard * rows / shards, (shard + 1) * rows / shards)` of the (key, value) table
-  /// with `seed` and `keys` distinct keys.
-  static func table(rows: Int, keys: Int, seed: UInt64, shards: Int) -> Slice<Int, Int> {
-    readerFunc(shards, initial: { shard in shard * rows / shards }) {
-      (shard: Int, next: inout Int, out: RowEmitter<Int, Int>) in
-      let end = (shard + 1) * rows / shards
-      let stop = min(next + Frame.defaultRows, end)
-      let k = UInt64(keys)
-      while next < stop {
-        let i = UInt64(next) &+ seed
-        out.emit(Int(splitmix64(i) % k), Int(splitmix64(i &+ (1 << 40)) % 1000))
-        next += 1
-      }
-      return next < end
-    }
-  }
-
-  static let w1 = Func("bench.W1") { (rows: Int, keys: Int, shards: Int) in
-    table(rows: rows, keys: keys, seed: 0, shards: shards).reduce(.sum)
-  }
-
-  static let w1Closure = Func("bench.W1.closure") { (rows: Int, keys: Int, shards: Int) in
-    table(rows: rows, keys: keys, seed: 0, shards: shards).reduce { $0 &+ $1 }
-  }
-
-  static let w4 = Func("bench.W4") { (rows: Int, keys: Int, shards: Int) in
-    table(rows: rows, keys: keys, seed: 0, shards: shards).reduce(.sum)
-  }
-
-  static let w3 = Func("bench.W3") { (rows: Int, keys: Int, shards: Int) -> Slice<Int, [Int], [Int]> in
-    cogroup(
-      table(rows: rows, keys: keys, seed: 0, shards: shards),
-      table(rows: rows, keys: keys, seed: 1 << 50, shards: shards))
-  }
-}
+import Workloads
 
 struct JobBenchmarks {
   var rows: Int?
@@ -53,7 +15,9 @@ struct JobBenchmarks {
   func run() throws {
     report.header("Jobs: 2 procs, median of \(repeats)\(peers ? ", peers in the same run" : "")")
     if only.isEmpty || only.contains("W1") { try w1() }
+    if only.isEmpty || only.contains("W2") { try w2() }
     if only.isEmpty || only.contains("W3") { try w3() }
+    if only.isEmpty || only.contains("W5") { try w5() }
     if only.contains("W4") { try w4() }
   }
 
@@ -89,6 +53,48 @@ struct JobBenchmarks {
       }
       try compare(label, "W1", rows: n, seconds: seconds, checksum: checksum)
     }
+  }
+
+  func w2() throws {
+    let n = rows ?? 100_000_000
+    var checksum = ""
+    let seconds = try median(repeats) {
+      let result = try session.run(Workloads.w2, n, shards)
+      var count = 0
+      var sorted = true
+      var previous = Int.min
+      var xor: UInt64 = 0
+      for frame in result.frames {
+        frame.columns[0].scalars(Int.self).withUnsafeBufferPointer { keys in
+          for (i, key) in keys.enumerated() {
+            if key < previous { sorted = false }
+            previous = key
+            if (count + i) % 1_000_000 == 0 { xor ^= UInt64(bitPattern: Int64(key)) }
+          }
+        }
+        count += frame.count
+      }
+      checksum = "count=\(count) sorted=\(sorted) xor=\(xor)"
+    }
+    try compare("W2 sort by key", "W2", rows: n, seconds: seconds, checksum: checksum)
+  }
+
+  /// W5: the word count of the W5 text, written once (untimed) to the peers' file.
+  func w5() throws {
+    let n = rows ?? 100_000_000
+    let path = "/tmp/bigslice-w5.txt"
+    let start = ContinuousClock.now
+    if try WordCount.ensure(path: path, words: n) {
+      report.note("W5: wrote \(path) (\(n) words) in \(ContinuousClock.now - start)")
+    }
+    var checksum = ""
+    let seconds = try median(repeats) {
+      var counts = Array(try session.run(WordCount.job, [path], shards))
+      counts.sort { $0.1 != $1.1 ? $0.1 > $1.1 : Array($0.0.utf8).lexicographicallyPrecedes(Array($1.0.utf8)) }
+      checksum =
+        "distinct=\(counts.count) top=" + counts.prefix(10).map { "\($0.0):\($0.1)" }.joined(separator: ",")
+    }
+    try compare("W5 word count", "W5", rows: n, seconds: seconds, checksum: checksum)
   }
 
   func w3() throws {

@@ -25,6 +25,15 @@ typedef enum {
  * Returns BS_OK, or BS_EINVAL for an unknown kind. */
 int bs_radix_keys(bs_key_kind kind, const void *src, size_t n, uint64_t *dst);
 
+/* The inverse of bs_radix_keys: dst[i] = the value of `kind` whose transform is keys[i].
+ * dst holds n values of the kind's width. Returns BS_OK, or BS_EINVAL for an unknown kind. */
+int bs_radix_keys_inverse(bs_key_kind kind, const uint64_t *keys, size_t n, void *dst);
+
+/* For range partitioning: out[i] = the number of bounds[0..<m] (ascending) that are <= keys[i],
+ * that is the upper bound of keys[i], by a branchless binary search. */
+void bs_range_partition_u64(const uint64_t *keys, size_t n, const uint64_t *bounds, size_t m,
+                            uint32_t *out);
+
 /* Sorts keys[0..<n] ascending, stably, with 11-bit digits, skipping every pass in which
  * all keys share the digit. Large inputs are first split by their highest varying digit
  * (one MSD pass) and each part is then LSD-sorted while it fits in cache; the result is

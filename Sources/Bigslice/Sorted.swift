@@ -89,10 +89,9 @@ extension TaskContext {
       while let frame = try input.read() {
         if frame.count > 0 { frames.append(frame) }
       }
-      guard !frames.isEmpty else { return FrameReader([]) }
-      let all = frames.count == 1 ? frames[0] : try Frame.concat(frames)
+      let sorted = try Frame.sorted(frames, schema: schema)
       frames = []
-      return FrameReader(try all.sorted(.keys))
+      return FrameReader(sorted)
     }
     let sorter = ExternalSorter(
       schema: schema, order: .keys, budget: store.combinerLimit, directory: try store.spillDirectory())

@@ -56,6 +56,17 @@ extension Frame {
     let bounds = try splitters.sortPrefixes(.keys)
     let exact = rows.exact && bounds.exact
     let m = splitters.count
+    if exact {
+      var out = [UInt32](repeating: 0, count: count)
+      rows.values.withUnsafeBufferPointer { r in
+        bounds.values.withUnsafeBufferPointer { b in
+          out.withUnsafeMutableBufferPointer {
+            bs_range_partition_u64(r.baseAddress, count, b.baseAddress, m, $0.baseAddress)
+          }
+        }
+      }
+      return out
+    }
     return rows.values.withUnsafeBufferPointer { r in
       bounds.values.withUnsafeBufferPointer { b in
         (0..<count).map { i in

@@ -76,6 +76,33 @@ extension Frame {
     gather(try sortPermutation(order, buffers: buffers))
   }
 
+  /// The rows of `frames` (of one schema) sorted by key, as one frame, stable.
+  ///
+  /// A frame that is a single scalar key column, the common case of sorting keys, takes a
+  /// faster path: the keys are transformed straight from every frame into the sort buffer,
+  /// sorted without a permutation, and transformed back into the new column, so there is
+  /// neither a concatenation nor a gather. Other frames are concatenated and sorted by
+  /// permutation.
+  public static func sorted(_ frames: [Frame], schema: Schema, buffers: SortBuffers = SortBuffers()) throws -> Frame {
+    let total = frames.reduce(0) { $0 + $1.count }
+    guard total > 0 else { return try Frame.empty(schema) }
+    guard schema.types.count == 1, schema.prefix == 1, case .scalar(let kind) = schema.types[0] else {
+      return try (frames.count == 1 ? frames[0] : Frame.concat(frames)).sorted(.keys, buffers: buffers)
+    }
+    buffers.reserve(total)
+    var at = 0
+    for frame in frames {
+      frame.columns[0].writeOrderPrefixes(into: buffers.keys + at)
+      at += frame.count
+    }
+    let code = bs_radix_sort_u64(buffers.keys, nil, total, buffers.tmpKeys, nil)
+    precondition(code == 0, "radix sort of \(total) keys failed with code \(code)")
+    let storage = ScalarStorage(byteCount: total * kind.width)
+    _ = bs_radix_keys_inverse(kind.radixKind, buffers.keys, total, storage.base)
+    let column = Column(type: schema.types[0], count: total, offset: 0, storage: .scalar(storage))
+    return Frame(unchecked: [column], count: total, prefix: 1)
+  }
+
   /// Writes the key prefixes under `order` to `out[0..<count]`; returns whether they are exact.
   func writeSortPrefixes(_ order: SortOrder, into out: UnsafeMutablePointer<UInt64>) throws -> Bool {
     switch order {

@@ -94,6 +94,11 @@ public final class ExternalSorter {
       bufferedBytes = 0
     }
     do {
+      if order == .keys {
+        let frames = buffered
+        buffered = []
+        return try Frame.sorted(frames, schema: schema, buffers: buffers)
+      }
       let all = try Frame.concat(buffered)
       buffered = []
       return try all.sorted(order, buffers: buffers)

@@ -1,5 +1,6 @@
 import Bigslice
 import Frame
+import Workloads
 
 #if canImport(Glibc)
   import Glibc

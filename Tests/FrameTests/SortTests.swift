@@ -154,3 +154,51 @@ struct Version: Codable, Hashable, Comparable, Sendable {
     try check([true, false, true])
   }
 }
+
+@Suite struct KeyOnlySortAndRangeTests {
+  /// Sorting a single key column by the keys-only path gives the same values, bit for bit,
+  /// as sorting by permutation, across frames and for every scalar kind.
+  func check<T: ScalarValue>(_ values: [T]) throws {
+    let cut = values.count / 3
+    let frames = try [Frame([Column(Array(values[..<cut]))]), Frame([Column(Array(values[cut...]))])]
+    let fast = try Frame.sorted(frames, schema: frames[0].schema)
+    let slow = try Frame.concat(frames).sorted(.keys)
+    let a = fast.columns[0].scalars(T.self).withUnsafeBufferPointer { Array(UnsafeRawBufferPointer($0)) }
+    let b = slow.columns[0].scalars(T.self).withUnsafeBufferPointer { Array(UnsafeRawBufferPointer($0)) }
+    #expect(a == b, "\(T.self)")
+  }
+
+  @Test func keysOnlySortEqualsThePermutationSortForEveryKind() throws {
+    var rng = SplitMix64(seed: 5)
+    func some<T: FixedWidthInteger & ScalarValue>(_: T.Type) -> [T] {
+      (0..<5000).map { _ in T(truncatingIfNeeded: rng.next()) } + [T.min, T.max, 0]
+    }
+    try check(some(Int8.self))
+    try check(some(Int16.self))
+    try check(some(Int32.self))
+    try check(some(Int64.self))
+    try check(some(UInt8.self))
+    try check(some(UInt32.self))
+    try check(some(UInt64.self))
+    let doubles = (0..<5000).map { _ in Double(bitPattern: rng.next()) } + [0.0, -0.0, .nan, -.infinity, .infinity]
+    try check(doubles)
+    let floats = (0..<5000).map { _ in Float(bitPattern: UInt32(truncatingIfNeeded: rng.next())) } + [-0.0, .nan]
+    try check(floats)
+  }
+
+  @Test func rangePartitionIDsAreUpperBoundsOverTheSplitters() throws {
+    var rng = SplitMix64(seed: 6)
+    for m in [0, 1, 2, 7, 100] {
+      let keys = (0..<3000).map { _ in Int64(truncatingIfNeeded: rng.next() % 500) - 250 }
+      let bounds = (0..<m).map { _ in Int64(truncatingIfNeeded: rng.next() % 500) - 250 }.sorted()
+      let ids = try Frame([Column(keys)]).rangePartitionIDs(splitters: Frame([Column(bounds)]))
+      #expect(ids == keys.map { k in UInt32(bounds.filter { $0 <= k }.count) }, "m=\(m)")
+      // Strings take the prefix-and-compare path.
+      let words = keys.map { "k\($0 + 1000)" }
+      let wordBounds = bounds.map { "k\($0 + 1000)" }.sorted()
+      let wordIDs = try Frame([Column(strings: words)]).rangePartitionIDs(
+        splitters: Frame([Column(strings: wordBounds)]))
+      #expect(wordIDs == words.map { w in UInt32(wordBounds.filter { $0 <= w }.count) }, "strings m=\(m)")
+    }
+  }
+}

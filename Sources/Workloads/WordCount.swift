@@ -1,4 +1,5 @@
 import Bigslice
+import Foundation
 import Frame
 
 #if canImport(Glibc)
@@ -6,9 +7,9 @@ import Frame
 #endif
 
 /// The word count demo: the W5 workload of BENCHMARKS.md on a file it generates.
-enum WordCount {
+public enum WordCount {
   /// The lines of `paths`, split into words on spaces, counted.
-  static let job = Func("demo.wordcount") { (paths: [String], shards: Int) -> Slice<String, Int> in
+  public static let job = Func("demo.wordcount") { (paths: [String], shards: Int) -> Slice<String, Int> in
     scanReader(shards, paths: paths)
       .flatMap(String.self) { (out: RowEmitter<String>, line: String) in
         for word in line.split(separator: " ", omittingEmptySubsequences: true) { out.emit(String(word)) }
@@ -17,7 +18,7 @@ enum WordCount {
   }
 
   /// Word `i` of the W5 text: "w" + base36(floor(1e6 ^ u) - 1), u = splitmix64(i) / 2^64.
-  static func word(_ i: UInt64, into out: inout [UInt8]) {
+  public static func word(_ i: UInt64, into out: inout [UInt8]) {
     let u = Double(splitmix64(i)) / 18_446_744_073_709_551_616.0
     var m = Int(pow(1e6, u).rounded(.down)) - 1
     out.append(UInt8(ascii: "w"))
@@ -30,8 +31,27 @@ enum WordCount {
     out.append(contentsOf: digits.reversed())
   }
 
+  /// Makes sure `path` holds the W5 text of `words` words, as the peers' generator does: a
+  /// `PATH.meta` sidecar saying `bigslice-w5 v1 words=N` marks a finished file, which is
+  /// reused; otherwise the text is written to `PATH.tmp` and renamed. Returns whether it wrote.
+  @discardableResult
+  public static func ensure(path: String, words: Int) throws -> Bool {
+    let want = "bigslice-w5 v1 words=\(words)\n"
+    if let meta = try? String(contentsOfFile: path + ".meta", encoding: .utf8), meta == want,
+      access(path, R_OK) == 0
+    {
+      return false
+    }
+    try generate(path: path + ".tmp", words: words)
+    guard rename(path + ".tmp", path) == 0 else {
+      throw DemoError("cannot rename \(path).tmp: \(String(cString: strerror(errno)))")
+    }
+    try want.write(toFile: path + ".meta", atomically: true, encoding: .utf8)
+    return true
+  }
+
   /// Writes `words` words of the W5 text to `path`, 10 a line (untimed setup).
-  static func generate(path: String, words: Int) throws {
+  public static func generate(path: String, words: Int) throws {
     let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     guard fd >= 0 else { throw DemoError("cannot create \(path): \(String(cString: strerror(errno)))") }
     defer { close(fd) }
@@ -51,7 +71,8 @@ enum WordCount {
   }
 }
 
-struct DemoError: Error, CustomStringConvertible {
-  let description: String
-  init(_ description: String) { self.description = description }
+/// A demo or benchmark setup step that failed (a file that cannot be written, say).
+public struct DemoError: Error, CustomStringConvertible {
+  public let description: String
+  public init(_ description: String) { self.description = description }
 }

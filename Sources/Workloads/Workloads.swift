@@ -1,0 +1,55 @@
+import Bigslice
+import Frame
+
+/// The workloads of BENCHMARKS.md as bigslice funcs. Data is generated inside the job, by
+/// `readerFunc`, so our times include generation; the peers' query times do not.
+public enum Workloads {
+  /// Rows `[shard * rows / shards, (shard + 1) * rows / shards)` of the (key, value) table
+  /// with `seed` and `keys` distinct keys.
+  public static func table(rows: Int, keys: Int, seed: UInt64, shards: Int) -> Slice<Int, Int> {
+    readerFunc(shards, initial: { shard in shard * rows / shards }) {
+      (shard: Int, next: inout Int, out: RowEmitter<Int, Int>) in
+      let end = (shard + 1) * rows / shards
+      let stop = min(next + Frame.defaultRows, end)
+      let k = UInt64(keys)
+      while next < stop {
+        let i = UInt64(next) &+ seed
+        out.emit(Int(splitmix64(i) % k), Int(splitmix64(i &+ (1 << 40)) % 1000))
+        next += 1
+      }
+      return next < end
+    }
+  }
+
+  public static let w1 = Func("bench.W1") { (rows: Int, keys: Int, shards: Int) in
+    table(rows: rows, keys: keys, seed: 0, shards: shards).reduce(.sum)
+  }
+
+  public static let w1Closure = Func("bench.W1.closure") { (rows: Int, keys: Int, shards: Int) in
+    table(rows: rows, keys: keys, seed: 0, shards: shards).reduce { $0 &+ $1 }
+  }
+
+  public static let w4 = Func("bench.W4") { (rows: Int, keys: Int, shards: Int) in
+    table(rows: rows, keys: keys, seed: 0, shards: shards).reduce(.sum)
+  }
+
+  /// W2: keys `splitmix64(i) >> 1` for i in 0..<rows, sorted.
+  public static let w2 = Func("bench.W2") { (rows: Int, shards: Int) in
+    readerFunc(shards, initial: { shard in shard * rows / shards }) {
+      (shard: Int, next: inout Int, out: RowEmitter<Int>) in
+      let end = (shard + 1) * rows / shards
+      let stop = min(next + Frame.defaultRows, end)
+      while next < stop {
+        out.emit(Int(splitmix64(UInt64(next)) >> 1))
+        next += 1
+      }
+      return next < end
+    }.sorted()
+  }
+
+  public static let w3 = Func("bench.W3") { (rows: Int, keys: Int, shards: Int) -> Slice<Int, [Int], [Int]> in
+    cogroup(
+      table(rows: rows, keys: keys, seed: 0, shards: shards),
+      table(rows: rows, keys: keys, seed: 1 << 50, shards: shards))
+  }
+}
