@@ -70,6 +70,8 @@ final class LocalExecutor: @unchecked Sendable {
     var dependents: [ObjectIdentifier: [Task]] = [:]
     /// For each planned task, how many planned tasks read its output.
     var readers: [ObjectIdentifier: Int] = [:]
+    /// Every planned task by identity.
+    var tasks: [ObjectIdentifier: Task] = [:]
     var ready: [Task] = []
     var remaining: Int { waiting.count }
 
@@ -93,6 +95,7 @@ final class LocalExecutor: @unchecked Sendable {
           readers[dep, default: 0] += 1
         }
       }
+      tasks = all
     }
   }
 
@@ -163,18 +166,12 @@ final class LocalExecutor: @unchecked Sendable {
         for upstream in Set(task.deps.flatMap(\.tasks).map(ObjectIdentifier.init)) {
           guard let left = plan.readers[upstream] else { continue }
           plan.readers[upstream] = left - 1
-          if left == 1 { release(upstream, among: task) }
+          if left == 1, let done = plan.tasks[upstream], !done.pinned { done.output = nil }
         }
       }
     }
     if let failure { throw failure }
     return lost
-  }
-
-  private func release(_ id: ObjectIdentifier, among task: Task) {
-    for dep in task.deps {
-      for upstream in dep.tasks where ObjectIdentifier(upstream) == id && !upstream.pinned { upstream.output = nil }
-    }
   }
 
   /// Computes one task: reads its dependencies, runs its pipeline, partitions (and combines)

@@ -16,12 +16,10 @@ final class TemporaryDirectory {
 }
 
 @Suite struct CacheTests {
-  /// Keys and values, computed by a map that counts its calls per shard.
-  func source(_ shards: Int, _ calls: Concurrency) -> Slice<Int, String> {
+  /// Keys and values, computed by a map.
+  func source(_ shards: Int) -> Slice<Int, String> {
     let (k, _) = randomPairs(700, keys: 90, seed: 11)
     return const(shards, k).map { (key: Int) -> (Int, String) in
-      calls.enter()
-      calls.leave()
       return (key, "v\(key)")
     }
   }
@@ -30,14 +28,13 @@ final class TemporaryDirectory {
   func aCacheIsWrittenThenReadInsteadOfComputing(shards: Int) throws {
     let dir = TemporaryDirectory()
     let prefix = "\(dir.path)/pairs"
-    let calls = Concurrency()
-    let first = try Session().run(source(shards, calls).cache(prefix))
+    let first = try Session().run(source(shards).cache(prefix))
     let expected = multiset(first)
     #expect(dir.files.count == shards)
     #expect(dir.files.first == "pairs-0000-of-\(String(format: "%04d", shards))")
     let computed = Counter()
     let again = try Session().run(
-      source(shards, calls).map { (k: Int, v: String) -> (Int, String) in
+      source(shards).map { (k: Int, v: String) -> (Int, String) in
         computed.add(1)
         return (k, v)
       }.cache(prefix))
@@ -50,10 +47,10 @@ final class TemporaryDirectory {
   @Test func aPartialCacheComputesOnlyTheMissingShards() throws {
     let dir = TemporaryDirectory()
     let prefix = "\(dir.path)/part"
-    _ = try Session().run(source(4, Concurrency()).cachePartial(prefix))
+    _ = try Session().run(source(4).cachePartial(prefix))
     #expect(unlink("\(prefix)-0002-of-0004") == 0)
     let shardsComputed = Mutex<Set<Int>>([])
-    let slice = source(4, Concurrency()).map { (k: Int, v: String) -> (Int, String) in
+    let slice = source(4).map { (k: Int, v: String) -> (Int, String) in
       shardsComputed.withLock { _ = $0.insert(TaskContext.current!.shard) }
       return (k, v)
     }
@@ -71,7 +68,7 @@ final class TemporaryDirectory {
   @Test func aCorruptCacheFileFailsNamingTheFileAndBlock() throws {
     let dir = TemporaryDirectory()
     let prefix = "\(dir.path)/bad"
-    _ = try Session().run(source(2, Concurrency()).cache(prefix))
+    _ = try Session().run(source(2).cache(prefix))
     let path = "\(prefix)-0001-of-0002"
     var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
     bytes[bytes.count / 2] ^= 0x40
@@ -87,7 +84,7 @@ final class TemporaryDirectory {
   @Test func readCacheWithAMissingFileOrOtherTypesIsAClearError() throws {
     let dir = TemporaryDirectory()
     let prefix = "\(dir.path)/typed"
-    _ = try Session().run(source(2, Concurrency()).cache(prefix))
+    _ = try Session().run(source(2).cache(prefix))
     let missing = #expect(throws: BigsliceError.self) {
       try Session().run(readCache(Int.self, String.self, shards: 3, prefix: prefix))
     }

@@ -68,7 +68,7 @@ func removePartitionFiles(_ session: Session) -> Int {
 
   /// Two shuffles; the middle stage deletes the first stage's spilled partitions the first
   /// `times` times it runs (all of them: every call when `times` is nil).
-  func losingJob(_ session: Session, times: Int?, removed: Concurrency) -> Slice<Int, Int> {
+  func losingJob(_ session: Session, times: Int?, removed: Counter) -> Slice<Int, Int> {
     let left = Mutex(times ?? Int.max)
     return const(4, Array(0..<2000), Array(repeating: 1, count: 2000))
       .reshuffle()
@@ -80,7 +80,7 @@ func removePartitionFiles(_ session: Session) -> Int {
         }
         if delete {
           let n = removePartitionFiles(session)
-          for _ in 0..<n { removed.enter() }
+          removed.add(n)
         }
         return (k % 100, v)
       }
@@ -89,17 +89,17 @@ func removePartitionFiles(_ session: Session) -> Int {
 
   @Test func lostShufflePartitionsAreRecomputed() throws {
     let session = Session(executor: .local(procs: 2), memoryLimit: 1)
-    let removed = Concurrency()
+    let removed = Counter()
     let result = try session.run(losingJob(session, times: 1, removed: removed))
     let sums = Dictionary(uniqueKeysWithValues: Array(result))
-    #expect(removed.most > 0)
+    #expect(removed.value > 0)
     #expect(sums == Dictionary(uniqueKeysWithValues: (0..<100).map { ($0, 20) }))
   }
 
   @Test func anInputLostFiveTimesInARowFailsWithTooManyTries() {
     let session = Session(executor: .local(procs: 2), memoryLimit: 1)
     let error = #expect(throws: BigsliceError.self) {
-      try session.run(losingJob(session, times: nil, removed: Concurrency()))
+      try session.run(losingJob(session, times: nil, removed: Counter()))
     }
     let text = error?.description ?? ""
     #expect(text.contains("too many tries") && text.contains("5 consecutive"), "\(text)")
@@ -114,16 +114,16 @@ let sumResult = Func("tests.sumResult") { (r: Result<Int, Int>, shards: Int) in
 
 @Suite struct ResultTests {
   /// A job that counts how often its source shards are computed.
-  func counted(_ runs: Concurrency) -> Slice<Int, Int> {
+  func counted(_ runs: Counter) -> Slice<Int, Int> {
     const(3, Array(0..<300), Array(repeating: 1, count: 300)).map { (k: Int, v: Int) -> (Int, Int) in
-      if k % 100 == 0 { runs.enter() }  // once per shard
+      if k % 100 == 0 { runs.add(1) }  // once per shard
       return (k, v)
     }
   }
 
   @Test func aResultIsAFuncArgumentAndIsNotComputedAgain() throws {
     let session = Session()
-    let runs = Concurrency()
+    let runs = Counter()
     let first = try session.run(counted(runs))
     let doubled = try session.run(doubleResult, first)
     #expect(Array(doubled).map(\.1) == Array(repeating: 2, count: 300))
@@ -133,26 +133,26 @@ let sumResult = Func("tests.sumResult") { (r: Result<Int, Int>, shards: Int) in
     #expect(sums == expected)
     // Reading the result twice more kept its rows.
     #expect(first.count == 300)
-    #expect(runs.most == 3)
+    #expect(runs.value == 3)
   }
 
   @Test func aDiscardedResultIsComputedAgainWhenRead() async throws {
     let session = Session(memoryLimit: 1)
-    let runs = Concurrency()
+    let runs = Counter()
     let result = try session.run(counted(runs).reshuffle())
-    #expect(runs.most == 3)
+    #expect(runs.value == 3)
     result.discard()
     #expect(Array(result).count == 300)
-    #expect(runs.most == 6)
+    #expect(runs.value == 6)
     result.discard()
     var iterator = result.makeAsyncIterator()
     var n = 0
     while try await iterator.next() != nil { n += 1 }
     #expect(n == 300)
-    #expect(runs.most == 9)
+    #expect(runs.value == 9)
     result.discard()
     let doubled = try session.run(doubleResult, result)
     #expect(doubled.count == 300)
-    #expect(runs.most == 12)
+    #expect(runs.value == 12)
   }
 }
