@@ -60,21 +60,25 @@ public struct PatternBytes: AsyncSequence, Sendable {
   public typealias Element = ByteBuffer
   public var count: Int
   public var chunk: Int
-  public init(count: Int, chunk: Int = 1 << 20) {
+  /// Whether each chunk starts with its index (a copy per chunk) or all share one buffer.
+  public var stamped: Bool
+  public init(count: Int, chunk: Int = 1 << 20, stamped: Bool = true) {
     self.count = count
     self.chunk = chunk
+    self.stamped = stamped
   }
 
   public struct AsyncIterator: AsyncIteratorProtocol {
     var sent = 0
     var index: UInt64 = 0
     let count: Int
+    let stamped: Bool
     var base: ByteBuffer
     public mutating func next() async throws -> ByteBuffer? {
       guard sent < count else { return nil }
       let n = Swift.min(base.readableBytes, count - sent)
       var b = base.getSlice(at: base.readerIndex, length: n)!
-      if n >= 8 {
+      if stamped && n >= 8 {
         // A fresh copy so the index does not alter the shared base.
         var c = ByteBuffer()
         c.reserveCapacity(n)
@@ -91,7 +95,7 @@ public struct PatternBytes: AsyncSequence, Sendable {
   public func makeAsyncIterator() -> AsyncIterator {
     var base = ByteBuffer()
     for i in 0..<chunk { base.writeInteger(UInt8(truncatingIfNeeded: i &* 31 &+ 7)) }
-    return AsyncIterator(count: count, base: base)
+    return AsyncIterator(count: count, stamped: stamped, base: base)
   }
 
   /// The digest of these bytes.
@@ -150,7 +154,7 @@ public struct TestService: Service {
       return d.result
     },
     "generate": .streaming { (_, count: Int, _, out) in
-      for try await b in PatternBytes(count: count) { try await out.write(b) }
+      for try await b in PatternBytes(count: count, stamped: false) { try await out.write(b) }
     },
     "generateThenFail": .streaming { (_, count: Int, _, out) in
       for try await b in PatternBytes(count: count) { try await out.write(b) }
