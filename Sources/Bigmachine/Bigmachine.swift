@@ -62,7 +62,9 @@ public final class Bigmachine: Sendable {
     guard let provider = system as? any MachineProvider else {
       throw BigmachineError.fatal(address: "", kind: .configuration, message: "\(system.name) is not a machine system")
     }
-    return Bigmachine(system: provider, types: types, options: options)
+    let b = Bigmachine(system: provider, types: types, options: options)
+    try await provider.prepare(driver: b.driver)
+    return b
   }
 
   private init(system: any MachineProvider, types: ServiceTypes, options: Options) {

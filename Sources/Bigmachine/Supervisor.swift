@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 
 #if canImport(Glibc)
@@ -12,6 +13,9 @@ final class WorkerRuntime: @unchecked Sendable {
   let maxprocs: Int
   let log: BigmachineLog
   private(set) var lease: Lease!
+  private let shutdownFlag = NIOLockedValueBox(false)
+  /// Whether the driver asked this worker to shut down.
+  var shutdownRequested: Bool { shutdownFlag.withLockedValue { $0 } }
   /// How this worker ends: a process exits; an in-process machine closes its server.
   private let terminate: @Sendable (_ status: Int32, _ reason: String) -> Void
 
@@ -50,6 +54,7 @@ final class WorkerRuntime: @unchecked Sendable {
     let types = self.types
     let methods = self.methods
     let maxprocs = self.maxprocs
+    let shutdownFlag = self.shutdownFlag
     methods.add([
       "Supervisor.register": unaryHandler { (specs: [ServiceSpec], _) -> Bool in
         var installed: [(any Service, [String: MethodHandler])] = []
@@ -75,6 +80,7 @@ final class WorkerRuntime: @unchecked Sendable {
       "Supervisor.loadInfo": unaryHandler { (_: Bool, _) in LoadInfo.current() },
       "Supervisor.shutdown": unaryHandler { [terminate] (_: Bool, _) -> Bool in
         // Reply first; end a moment later so the reply leaves.
+        shutdownFlag.withLockedValue { $0 = true }
         Task {
           try? await Task.sleep(for: .milliseconds(50))
           terminate(0, "shut down by the driver")

@@ -13,10 +13,16 @@ public protocol System: Sendable {
 
 /// The driver-side work of a system. Internal, so the set of systems is closed.
 protocol MachineProvider: System {
+  /// Readies the driver side once, when the driver starts (e.g. listens for workers).
+  func prepare(driver: DriverContext) async throws
   /// Starts `count` machines; returns how to reach each. May wait until they have addresses.
   func launch(count: Int, driver: DriverContext) async throws -> [MachineLaunch]
   /// Releases what the system holds (listeners, files) after every machine stopped.
   func shutdown() async
+}
+
+extension MachineProvider {
+  func prepare(driver: DriverContext) async throws {}
 }
 
 /// How the driver reaches, kills and waits out one launched machine.

@@ -107,6 +107,7 @@ extension Bigmachine {
       secret: secret, binaryFingerprint: fingerprint, applicationFingerprint: options.applicationFingerprint)
     let connection = try await dial(host: host, port: port, config: config, label: driver)
     connection.onClose { error in
+      if runtime.shutdownRequested { exitWorkerProcess(0) }
       options.log("connection to the driver lost (\(error)): exiting")
       exitWorkerProcess(1)
     }
