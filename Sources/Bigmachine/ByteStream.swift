@@ -223,8 +223,8 @@ final class SendWindow: @unchecked Sendable {
 /// A stream of byte chunks from another machine: a streamed reply on the caller's side, or a
 /// streamed argument inside a service method (``CallContext/input``).
 ///
-/// Iterate it once. Chunks arrive as they were cut on the wire (at most 256 KiB each); at most
-/// 4 MiB are buffered ahead of the reader, and the sender waits beyond that. Iteration throws
+/// Iterate it once. Chunks arrive as the wire delivered them (at most 1 MiB each, often less); at most
+/// 8 MiB are buffered ahead of the reader, and the sender waits beyond that. Iteration throws
 /// the sender's error at the end of a failed stream, a ``BigmachineError/network(address:reason:)``
 /// if the connection is lost, and `CancellationError` if the reading task is cancelled (the
 /// call is then cancelled on the other side too). Dropping a reply stream before its end
@@ -268,7 +268,7 @@ public struct ByteStream: AsyncSequence, Sendable {
 
 /// Writes a streamed reply (inside a streaming service method) or a streamed argument.
 /// Each `write` waits while the receiver's window is full, so a fast writer cannot fill
-/// memory; the bytes are cut into frames of at most 256 KiB and not copied.
+/// memory; the bytes are cut into frames of at most 1 MiB and not copied.
 public struct StreamWriter: Sendable {
   let window: SendWindow
   let send: @Sendable (ByteBuffer) -> Void

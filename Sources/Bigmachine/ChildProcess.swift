@@ -31,6 +31,14 @@ final class ChildProcess: @unchecked Sendable {
 
   private static let spawnLock = NIOLock()
 
+  /// Threads that wait for exiting children, apart from NIO's shared pool so that a slow
+  /// exit never delays other blocking work.
+  private static let reapers: NIOThreadPool = {
+    let pool = NIOThreadPool(numberOfThreads: 4)
+    pool.start()
+    return pool
+  }()
+
   private static func spawnLocked(
     executable: String, arguments: [String], environment: [String: String]
   ) throws -> ChildProcess {
@@ -95,7 +103,7 @@ final class ChildProcess: @unchecked Sendable {
   func reap() async -> Int32 {
     if let s = status.withLockedValue({ $0.status }) { return s }
     let pid = self.pid
-    let raw = (try? await NIOThreadPool.singleton.runIfActive { () -> Int32 in
+    let raw = (try? await Self.reapers.runIfActive { () -> Int32 in
       var st: Int32 = 0
       while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
       return st

@@ -91,7 +91,7 @@ public final class Machine: Sendable, CustomStringConvertible {
 
   /// Like ``call(_:_:returning:)``, and streams `input` to the method as its argument stream
   /// (``CallContext/input``) while the call runs. Each chunk is sent as is (no copy); the
-  /// sender waits whenever the machine has 4 MiB unread, so `input` is read only as fast as
+  /// sender waits whenever the machine has 8 MiB unread, so `input` is read only as fast as
   /// the method consumes it. If `input` throws, the method's iteration throws that error.
   public func call<A: Encodable & Sendable, R: Decodable & Sendable, Input: AsyncSequence & Sendable>(
     _ method: String, _ argument: A, input: Input, returning: R.Type = R.self

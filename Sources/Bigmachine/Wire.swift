@@ -54,9 +54,9 @@ enum WireLimits {
   /// Longest method name.
   static let maxMethodName = 512
   /// Largest data frame a sender produces (receivers accept up to `maxFrame`).
-  static let maxDataChunk = 256 << 10
+  static let maxDataChunk = 1 << 20
   /// Bytes of data a receiver buffers per stream before the sender must wait for credit.
-  static let streamWindow = 4 << 20
+  static let streamWindow = 8 << 20
 }
 
 /// One decoded frame; `payload` is a view of the bytes after the header.
@@ -85,12 +85,16 @@ enum WireViolation: Error, CustomStringConvertible {
 
 /// Splits a byte stream into frames. It checks each length against `maxFrame` before it
 /// waits for, or allocates, the payload. A payload that arrives whole inside one read is a
-/// slice of that read (no copy); one that spans reads is copied once into its own buffer.
+/// slice of that read (no copy); one that spans reads is copied once into its own buffer,
+/// except a `data` payload: stream bytes have no boundaries, so it is passed on piece by
+/// piece as it arrives, each piece a `data` frame of its own and a slice of its read.
 /// A class, so the frame handler may raise `maxFrame` while a parse is under way.
 final class FrameParser {
   var maxFrame: Int
   private var header: [UInt8] = []
   private var partial: (kind: FrameKind, stream: UInt32, payload: ByteBuffer, remaining: Int)?
+  /// The stream and the bytes still to come of a `data` frame being passed on in pieces.
+  private var passing: (stream: UInt32, remaining: Int)?
 
   init(maxFrame: Int) { self.maxFrame = maxFrame }
 
@@ -98,6 +102,14 @@ final class FrameParser {
   /// `WireViolation` at the first bad header; the connection must then be closed.
   func parse(_ input: inout ByteBuffer, emit: (WireFrame) throws -> Void) throws {
     while input.readableBytes > 0 {
+      if var p = passing {
+        let n = min(p.remaining, input.readableBytes)
+        let piece = input.readSlice(length: n)!
+        p.remaining -= n
+        passing = p.remaining == 0 ? nil : p
+        try emit(WireFrame(kind: .data, stream: p.stream, payload: piece))
+        continue
+      }
       if var p = partial {
         let n = min(p.remaining, input.readableBytes)
         var piece = input.readSlice(length: n)!
@@ -136,6 +148,10 @@ final class FrameParser {
       if input.readableBytes >= payloadLength {
         let payload = input.readSlice(length: payloadLength)!
         try emit(WireFrame(kind: kind, stream: stream, payload: payload))
+      } else if kind == .data {
+        let piece = input.readSlice(length: input.readableBytes)!
+        passing = (stream, payloadLength - piece.readableBytes)
+        try emit(WireFrame(kind: .data, stream: stream, payload: piece))
       } else {
         var payload = ByteBufferAllocator().buffer(capacity: payloadLength)
         var piece = input.readSlice(length: input.readableBytes)!

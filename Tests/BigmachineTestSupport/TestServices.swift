@@ -1,6 +1,7 @@
 import Bigmachine
 import Crypto
 import NIOCore
+import Synchronization
 
 #if canImport(Glibc)
   @preconcurrency import Glibc
@@ -93,10 +94,23 @@ public struct PatternBytes: AsyncSequence, Sendable {
   }
 
   public func makeAsyncIterator() -> AsyncIterator {
-    var base = ByteBuffer()
-    for i in 0..<chunk { base.writeInteger(UInt8(truncatingIfNeeded: i &* 31 &+ 7)) }
-    return AsyncIterator(count: count, stamped: stamped, base: base)
+    AsyncIterator(count: count, stamped: stamped, base: PatternBytes.base(chunk))
   }
+
+  /// The shared pattern of `size` bytes, built once per size with block copies (byte-by-byte
+  /// writes in a debug build would hold a cooperative thread for a second).
+  static func base(_ size: Int) -> ByteBuffer {
+    bases.withLock { cache in
+      if let b = cache[size] { return b }
+      let period = (0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+      var b = ByteBuffer()
+      b.reserveCapacity(size)
+      while b.readableBytes < size { b.writeBytes(period.prefix(size - b.readableBytes)) }
+      cache[size] = b
+      return b
+    }
+  }
+  private static let bases = Mutex<[Int: ByteBuffer]>([:])
 
   /// The digest of these bytes.
   public func digest() async throws -> Digest {
@@ -129,6 +143,10 @@ public struct TestService: Service {
   public static let methods: [String: ServiceMethod<TestService>] = [
     "echo": .unary { (s, x: String, _) in "\(s.tag):\(x)" },
     "add": .unary { (_, xs: [Int], _) in xs.reduce(0, +) },
+    "failCounting": .unary { (_, key: String, _) -> Int in
+      let n = await Attempts.shared.next(key)
+      throw ServiceError(kind: "Permanent", message: "attempt \(n)")
+    },
     "fail": .unary { (_, message: String, _) -> Int in
       throw ServiceError(kind: "TestFailure", message: message)
     },
