@@ -79,7 +79,9 @@ struct RpcBenchmarks {
         for lane in 0..<depth {
           let target = machines[lane % machines.count]
           group.addTask {
-            for i in stride(from: lane, to: calls, by: depth) { _ = try await target.call("Bench.echo", i, returning: Int.self) }
+            for i in stride(from: lane, to: calls, by: depth) {
+              _ = try await target.call("Bench.echo", i, returning: Int.self)
+            }
           }
         }
         try await group.waitForAll()

@@ -57,7 +57,6 @@ public struct ClusterSecret: Sendable, Equatable {
     }
   }
 
-
   private static func parseHex(_ s: String) -> [UInt8]? {
     var out: [UInt8] = []
     var it = s.utf8.makeIterator()

@@ -32,7 +32,8 @@ public final class Bigmachine: Sendable {
     public var secret: ClusterSecret?
 
     /// Defaults: no application fingerprint, log to standard error, a random secret.
-    public init(applicationFingerprint: String = "", log: BigmachineLog = .standardError, secret: ClusterSecret? = nil) {
+    public init(applicationFingerprint: String = "", log: BigmachineLog = .standardError, secret: ClusterSecret? = nil)
+    {
       self.applicationFingerprint = applicationFingerprint
       self.log = log
       self.secret = secret

@@ -139,7 +139,8 @@ struct WireError: Codable, Sendable {
     case .network: return .network(address: address, reason: message)
     case .remote: return .remote(address: address, method: method, kind: kind, message: message, temporary: temporary)
     case .fatal:
-      return .fatal(address: address, kind: BigmachineError.FatalKind(rawValue: kind) ?? .protocolViolation, message: message)
+      return .fatal(
+        address: address, kind: BigmachineError.FatalKind(rawValue: kind) ?? .protocolViolation, message: message)
     }
   }
 }

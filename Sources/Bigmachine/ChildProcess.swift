@@ -103,11 +103,12 @@ final class ChildProcess: @unchecked Sendable {
   func reap() async -> Int32 {
     if let s = status.withLockedValue({ $0.status }) { return s }
     let pid = self.pid
-    let raw = (try? await Self.reapers.runIfActive { () -> Int32 in
-      var st: Int32 = 0
-      while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
-      return st
-    }) ?? 0
+    let raw =
+      (try? await Self.reapers.runIfActive { () -> Int32 in
+        var st: Int32 = 0
+        while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
+        return st
+      }) ?? 0
     status.withLockedValue { $0 = (true, raw) }
     return raw
   }

@@ -170,7 +170,9 @@ final class Connection: @unchecked Sendable {
   func receive(_ frame: WireFrame) throws {
     switch frame.kind {
     case .call:
-      guard frame.stream != 0, !isMine(frame.stream) else { throw WireViolation.malformed("call on stream \(frame.stream)") }
+      guard frame.stream != 0, !isMine(frame.stream) else {
+        throw WireViolation.malformed("call on stream \(frame.stream)")
+      }
       let header = try CallHeader.decode(frame.payload)
       try startServing(frame.stream, header)
     case .reply:
@@ -243,19 +245,20 @@ final class Connection: @unchecked Sendable {
 
   /// The channel closed or failed: fail every call, once.
   func lost(_ error: BigmachineError) {
-    let (outgoing, incoming, waiters, handlers): (
-      [OutgoingCall], [IncomingCall], [CheckedContinuation<Bool, any Error>], [@Sendable (BigmachineError) -> Void]
-    ) = state.withLockedValue { s in
-      guard s.closed == nil else { return ([], [], [], []) }
-      s.closed = error
-      defer {
-        s.outgoing = [:]
-        s.incoming = [:]
-        s.keepaliveWaiters = [:]
-        s.closeHandlers = []
+    let (outgoing, incoming, waiters, handlers):
+      (
+        [OutgoingCall], [IncomingCall], [CheckedContinuation<Bool, any Error>], [@Sendable (BigmachineError) -> Void]
+      ) = state.withLockedValue { s in
+        guard s.closed == nil else { return ([], [], [], []) }
+        s.closed = error
+        defer {
+          s.outgoing = [:]
+          s.incoming = [:]
+          s.keepaliveWaiters = [:]
+          s.closeHandlers = []
+        }
+        return (Array(s.outgoing.values), Array(s.incoming.values), Array(s.keepaliveWaiters.values), s.closeHandlers)
       }
-      return (Array(s.outgoing.values), Array(s.incoming.values), Array(s.keepaliveWaiters.values), s.closeHandlers)
-    }
     for call in outgoing { call.fail(error) }
     for call in incoming { call.cancel() }
     for w in waiters { w.resume(throwing: error) }

@@ -56,9 +56,11 @@ final class ConnectionHandler: ChannelInboundHandler {
     var payload = context.channel.allocator.buffer(capacity: myHelloBytes.count)
     payload.writeBytes(myHelloBytes)
     context.writeAndFlush(NIOAny(WireFrame(kind: .hello, stream: 0, payload: payload)), promise: nil)
-    let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-    timeout = context.eventLoop.scheduleTask(in: config.handshakeTimeout) { [self] in
-      self.refuse(loopBound.value, .authentication, "handshake not finished within \(self.config.handshakeTimeout)")
+    let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+    let limit = config.handshakeTimeout
+    timeout = context.eventLoop.scheduleTask(in: limit) {
+      let (handler, context) = bound.value
+      handler.refuse(context, .authentication, "handshake not finished within \(limit)")
     }
     context.fireChannelActive()
   }
@@ -195,7 +197,9 @@ func dial(host: String, port: Int, config: PeerConfig, label: String) async thro
   let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
     .channelOption(.socketOption(.so_reuseaddr), value: 1)
     .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-    .channelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 65536, maximum: 1 << 20))
+    .channelOption(
+      .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 65536, maximum: 1 << 20)
+    )
     .channelInitializer { channel in
       channel.eventLoop.makeCompletedFuture {
         box.set(configure(channel: channel, config: config, dialer: true, label: label))
@@ -229,7 +233,9 @@ func listen(
     .serverChannelOption(.backlog, value: 256)
     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
     .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-    .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 65536, maximum: 1 << 20))
+    .childChannelOption(
+      .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 65536, maximum: 1 << 20)
+    )
     .childChannelInitializer { channel in
       let label = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown peer"
       return channel.eventLoop.makeCompletedFuture {

@@ -40,7 +40,8 @@ enum BinaryFingerprint {
         let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         if n < 0 && errno == EINTR { continue }
         guard n >= 0 else {
-          throw BigmachineError.fatal(address: "", kind: .configuration, message: "cannot read \(path) to fingerprint it")
+          throw BigmachineError.fatal(
+            address: "", kind: .configuration, message: "cannot read \(path) to fingerprint it")
         }
         if n == 0 { break }
         buffer.withUnsafeBytes { hash.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }

@@ -19,7 +19,12 @@ public final class InProcessSystem: MachineProvider, @unchecked Sendable {
     init(runtime: WorkerRuntime) { self.runtime = runtime }
 
     func kill() {
-      guard !dead.withLockedValue({ d in defer { d = true }; return d }) else { return }
+      guard
+        !dead.withLockedValue({ d in
+          defer { d = true }
+          return d
+        })
+      else { return }
       runtime.stopLease()
       listener.withLockedValue { $0 }?.close(promise: nil)
       for c in connections.withLockedValue({ $0 }) {
@@ -54,7 +59,9 @@ public final class InProcessSystem: MachineProvider, @unchecked Sendable {
         secret: driver.secret, binaryFingerprint: fingerprint, applicationFingerprint: driver.applicationFingerprint)
       let channel = try await listen(host: "127.0.0.1", port: 0, config: config) { connection in
         server.connections.withLockedValue { $0.append(connection) }
-        if server.dead.withLockedValue({ $0 }) { connection.close(.network(address: connection.peer, reason: "machine killed")) }
+        if server.dead.withLockedValue({ $0 }) {
+          connection.close(.network(address: connection.peer, reason: "machine killed"))
+        }
       }
       server.listener.withLockedValue { $0 = channel }
       let port = channel.localAddress?.port ?? 0

@@ -103,13 +103,15 @@ public final class LocalSystem: MachineProvider, @unchecked Sendable {
       listening.fail(
         BigmachineError.fatal(
           address: "pid \(child.pid)", kind: .startFailed,
-          message: "the worker exited before it listened; its last lines: \(recent.withLockedValue { $0 }.joined(separator: " | "))"
+          message:
+            "the worker exited before it listened; its last lines: \(recent.withLockedValue { $0 }.joined(separator: " | "))"
         ))
     }
     let timeout = loop.scheduleTask(in: startTimeout.timeAmount) {
       listening.fail(
         BigmachineError.fatal(
-          address: "pid \(child.pid)", kind: .startFailed, message: "the worker did not listen within \(self.startTimeout)"))
+          address: "pid \(child.pid)", kind: .startFailed,
+          message: "the worker did not listen within \(self.startTimeout)"))
     }
     let address: String
     do {

@@ -72,7 +72,9 @@ private func procFields(_ path: String) -> [String: Int] {
   var out: [String: Int] = [:]
   for line in (readSmallFile(path) ?? "").split(separator: "\n") {
     guard let colon = line.firstIndex(of: ":") else { continue }
-    let value = line[line.index(after: colon)...].split(whereSeparator: { $0 == " " || $0 == "\t" }).first.flatMap { Int($0) }
+    let value = line[line.index(after: colon)...].split(whereSeparator: { $0 == " " || $0 == "\t" }).first.flatMap {
+      Int($0)
+    }
     if let value { out[String(line[..<colon])] = value }
   }
   return out

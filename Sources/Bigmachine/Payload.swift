@@ -1,9 +1,10 @@
+import NIOCore
+
 #if canImport(FoundationEssentials)
   import FoundationEssentials
 #else
   import Foundation
 #endif
-import NIOCore
 
 /// How `Codable` arguments, replies, errors and service values travel: JSON.
 ///

@@ -61,7 +61,7 @@ public struct ServiceMethod<S: Service>: Sendable {
   /// The caller gets a fatal `badArgument` error if the argument does not decode as `A` or
   /// the reply cannot be encoded, and a remote error with the kind and message of whatever
   /// `body` throws. The method's task is cancelled if the caller cancels.
-  public static func unary<A: Decodable, R: Encodable>(
+  public static func unary<A: Decodable & SendableMetatype, R: Encodable & SendableMetatype>(
     _ body: @escaping @Sendable (S, A, CallContext) async throws -> R
   ) -> ServiceMethod {
     ServiceMethod { service in unaryHandler { (a: A, c: CallContext) in try await body(service, a, c) } }
@@ -70,7 +70,7 @@ public struct ServiceMethod<S: Service>: Sendable {
   /// A method that decodes an argument `A` and streams its reply: `body` writes chunks to the
   /// writer, each write waiting while the caller's window is full. The stream ends when
   /// `body` returns; if it throws, the caller's iteration throws that error at the end.
-  public static func streaming<A: Decodable>(
+  public static func streaming<A: Decodable & SendableMetatype>(
     _ body: @escaping @Sendable (S, A, CallContext, StreamWriter) async throws -> Void
   ) -> ServiceMethod {
     ServiceMethod { service in
@@ -85,7 +85,7 @@ public struct ServiceMethod<S: Service>: Sendable {
 }
 
 /// The handler of a unary method: decode `A`, run `body`, encode and send its `R`.
-func unaryHandler<A: Decodable, R: Encodable>(
+func unaryHandler<A: Decodable & SendableMetatype, R: Encodable & SendableMetatype>(
   _ body: @escaping @Sendable (A, CallContext) async throws -> R
 ) -> MethodHandler {
   { call in

@@ -95,7 +95,8 @@ let total = try await withThrowingTaskGroup(of: Int.self) { group in
   for (i, m) in started.enumerated() {
     let share = samples / machines + (i < samples % machines ? 1 : 0)
     group.addTask {
-      try await m.call("Sampler.sample", Sampler.Job(samples: share, seed: UInt64(i) &* 0x1234_5678_9ABC), returning: Int.self)
+      try await m.call(
+        "Sampler.sample", Sampler.Job(samples: share, seed: UInt64(i) &* 0x1234_5678_9ABC), returning: Int.self)
     }
   }
   var sum = 0

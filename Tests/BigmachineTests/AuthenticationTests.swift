@@ -22,7 +22,9 @@ func serverCloses(port: Int, after bytes: [UInt8], within seconds: Int64 = 5) as
 /// A frame as the wire carries it.
 func frameBytes(_ kind: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
   let length = UInt32(5 + payload.count)
-  var b: [UInt8] = [UInt8(length >> 24), UInt8(length >> 16 & 255), UInt8(length >> 8 & 255), UInt8(length & 255), kind]
+  var b: [UInt8] = [
+    UInt8(length >> 24), UInt8(length >> 16 & 255), UInt8(length >> 8 & 255), UInt8(length & 255), kind,
+  ]
   b += [UInt8(stream >> 24), UInt8(stream >> 16 & 255), UInt8(stream >> 8 & 255), UInt8(stream & 255)]
   return b + payload
 }
@@ -61,7 +63,8 @@ func frameBytes(_ kind: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
     // A hello whose proof is garbage.
     let hello = Hello.make(dialer: true, binaryFingerprint: "x", applicationFingerprint: "").encode()
     let junkProof = [UInt8](repeating: 7, count: 32)
-    #expect(try await serverCloses(port: port, after: frameBytes(1, stream: 0, hello) + frameBytes(2, stream: 0, junkProof)))
+    #expect(
+      try await serverCloses(port: port, after: frameBytes(1, stream: 0, hello) + frameBytes(2, stream: 0, junkProof)))
     #expect(try await m.call("Test.echo", "4", returning: String.self) == "m:4")
 
     // Each refusal was logged with its reason.
@@ -90,7 +93,8 @@ func frameBytes(_ kind: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
     // Frames survive being cut at every byte boundary. Data may arrive in pieces (stream
     // bytes have no boundaries); every other frame arrives whole.
     let frames =
-      frameBytes(6, stream: 3, Array(repeating: 9, count: 300)) + frameBytes(5, stream: 3, Array(repeating: 4, count: 200))
+      frameBytes(6, stream: 3, Array(repeating: 9, count: 300))
+      + frameBytes(5, stream: 3, Array(repeating: 4, count: 200))
       + frameBytes(8, stream: 5, [])
     for cut in 0...frames.count {
       let parser = FrameParser(maxFrame: 1024)
