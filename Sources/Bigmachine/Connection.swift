@@ -38,7 +38,7 @@ final class Connection: @unchecked Sendable {
     var incoming: [UInt32: IncomingCall] = [:]
     var closed: BigmachineError?
     var keepaliveSeq: UInt64 = 0
-    var keepaliveWaiters: [UInt64: CheckedContinuation<Bool, any Error>] = [:]
+    var keepaliveWaiters: [UInt64: @Sendable (Result<Bool, any Error>) -> Void] = [:]
     var closeHandlers: [@Sendable (BigmachineError) -> Void] = []
   }
   private let state: NIOLockedValueBox<State>
@@ -131,33 +131,31 @@ final class Connection: @unchecked Sendable {
     call.fail(CancellationError())
   }
 
-  /// Renews the peer's lease for `leaseMillis`; returns the peer's health flag. Throws a
-  /// network error if no acknowledgement arrives within `timeout` or the connection is lost.
-  func keepalive(leaseMillis: UInt64, timeout: TimeAmount) async throws -> Bool {
-    let seq: UInt64 = try state.withLockedValue { s in
-      if let closed = s.closed { throw closed }
+  /// Renews the peer's lease for `leaseMillis`, then calls `completion` (on the event loop)
+  /// with the peer's health flag, or with a network error if no acknowledgement arrives within
+  /// `timeout` or the connection is lost. Needs no task: liveness must not depend on the
+  /// cooperative pool, which user code may keep busy.
+  func keepalive(
+    leaseMillis: UInt64, timeout: TimeAmount, completion: @escaping @Sendable (Result<Bool, any Error>) -> Void
+  ) {
+    let seq: UInt64? = state.withLockedValue { s in
+      if s.closed != nil { return nil }
       s.keepaliveSeq += 1
+      s.keepaliveWaiters[s.keepaliveSeq] = completion
       return s.keepaliveSeq
+    }
+    guard let seq else {
+      completion(.failure(closedError ?? .network(address: peer, reason: "connection closed")))
+      return
     }
     var payload = channel.allocator.buffer(capacity: 16)
     payload.writeInteger(seq)
     payload.writeInteger(leaseMillis)
-    return try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Bool, any Error>) in
-      let closed: BigmachineError? = state.withLockedValue { s in
-        if let closed = s.closed { return closed }
-        s.keepaliveWaiters[seq] = cont
-        return nil
-      }
-      if let closed {
-        cont.resume(throwing: closed)
-        return
-      }
-      send(.keepalive, 0, payload)
-      channel.eventLoop.scheduleTask(in: timeout) { [weak self] in
-        guard let self else { return }
-        let w = self.state.withLockedValue { $0.keepaliveWaiters.removeValue(forKey: seq) }
-        w?.resume(throwing: BigmachineError.network(address: self.peer, reason: "keepalive timed out after \(timeout)"))
-      }
+    send(.keepalive, 0, payload)
+    channel.eventLoop.scheduleTask(in: timeout) { [weak self] in
+      guard let self else { return }
+      let w = self.state.withLockedValue { $0.keepaliveWaiters.removeValue(forKey: seq) }
+      w?(.failure(BigmachineError.network(address: self.peer, reason: "keepalive timed out after \(timeout)")))
     }
   }
 
@@ -228,7 +226,7 @@ final class Connection: @unchecked Sendable {
       guard let seq = p.readInteger(as: UInt64.self), let healthy = p.readInteger(as: UInt8.self) else {
         throw WireViolation.malformed("keepalive ack")
       }
-      state.withLockedValue { $0.keepaliveWaiters.removeValue(forKey: seq) }?.resume(returning: healthy == 1)
+      state.withLockedValue { $0.keepaliveWaiters.removeValue(forKey: seq) }?(.success(healthy == 1))
     case .refuse:
       let reason = frame.payload.getString(at: frame.payload.readerIndex, length: frame.payload.readableBytes) ?? ""
       log("\(peer) refused this connection: \(reason)")
@@ -247,7 +245,8 @@ final class Connection: @unchecked Sendable {
   func lost(_ error: BigmachineError) {
     let (outgoing, incoming, waiters, handlers):
       (
-        [OutgoingCall], [IncomingCall], [CheckedContinuation<Bool, any Error>], [@Sendable (BigmachineError) -> Void]
+        [OutgoingCall], [IncomingCall], [@Sendable (Result<Bool, any Error>) -> Void],
+        [@Sendable (BigmachineError) -> Void]
       ) = state.withLockedValue { s in
         guard s.closed == nil else { return ([], [], [], []) }
         s.closed = error
@@ -261,7 +260,7 @@ final class Connection: @unchecked Sendable {
       }
     for call in outgoing { call.fail(error) }
     for call in incoming { call.cancel() }
-    for w in waiters { w.resume(throwing: error) }
+    for w in waiters { w(.failure(error)) }
     for h in handlers { h(error) }
   }
 

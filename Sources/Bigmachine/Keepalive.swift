@@ -41,32 +41,39 @@ extension Duration {
   var timeAmount: TimeAmount { .milliseconds(milliseconds) }
 }
 
-/// The driver's renewal loop for one machine; returns when the machine stops. Stops the
-/// machine itself when renewals fail for longer than `config.timeout`.
-func keepAlive(_ machine: Machine, over connection: Connection, config: KeepaliveConfig) async {
-  let clock = ContinuousClock()
-  var lastSuccess = clock.now
-  var lastError = "no renewal yet"
-  while machine.state != .stopped {
-    do {
-      _ = try await connection.keepalive(
-        leaseMillis: UInt64(config.lease.milliseconds), timeout: config.rpcTimeout.timeAmount)
-      lastSuccess = clock.now
-    } catch {
-      lastError = "\(error)"
+/// Starts the driver's renewals of one machine's lease, on its connection's event loop (not
+/// in a task: a driver whose tasks are all busy must still keep its machines alive). Stops
+/// the machine when no renewal has succeeded for `config.timeout`; ends when the machine stops.
+func keepAlive(_ machine: Machine, over connection: Connection, config: KeepaliveConfig) {
+  let loop = connection.channel.eventLoop
+  struct Progress {
+    var lastSuccess = NIODeadline.now()
+    var lastError = "no renewal yet"
+  }
+  let progress = NIOLockedValueBox(Progress())
+  let lease = UInt64(config.lease.milliseconds)
+  loop.scheduleRepeatedTask(initialDelay: .zero, delay: config.period.timeAmount) { task in
+    guard machine.state != .stopped else {
+      task.cancel()
+      return
     }
-    if clock.now - lastSuccess > config.timeout {
+    let (silent, lastError) = progress.withLockedValue { (NIODeadline.now() - $0.lastSuccess, $0.lastError) }
+    if silent > config.timeout.timeAmount {
+      task.cancel()
       let error = BigmachineError.fatal(
         address: machine.address, kind: .keepaliveFailed,
-        message: "keepalive failed: no renewal for \(clock.now - lastSuccess) (last error: \(lastError))")
+        message: "keepalive failed: no renewal for \(silent) (last error: \(lastError))")
       machine.stop(error)
       connection.close(error)
       return
     }
-    do {
-      try await machine.sleepUnlessStopped(for: config.period)
-    } catch {
-      return
+    connection.keepalive(leaseMillis: lease, timeout: config.rpcTimeout.timeAmount) { result in
+      progress.withLockedValue { p in
+        switch result {
+        case .success: p.lastSuccess = .now()
+        case .failure(let error): p.lastError = "\(error)"
+        }
+      }
     }
   }
 }

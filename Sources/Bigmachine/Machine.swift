@@ -203,7 +203,7 @@ public final class Machine: Sendable, CustomStringConvertible {
         return takeWaiters(&s)
       }
       for w in waiters { w.resume(returning: .running) }
-      await keepAlive(self, over: connection, config: keepalive)
+      keepAlive(self, over: connection, config: keepalive)
     } catch let error as BigmachineError {
       stop(error)
     } catch {
@@ -227,11 +227,6 @@ public final class Machine: Sendable, CustomStringConvertible {
     connection?.close(.network(address: address, reason: "machine stopped: \(error)"))
     launch.kill()
     for w in waiters { w.resume(returning: .stopped) }
-  }
-
-  /// Sleeps for `duration`, throwing if the task is cancelled.
-  func sleepUnlessStopped(for duration: Duration) async throws {
-    try await Task.sleep(for: duration)
   }
 
   private func takeWaiters(_ s: inout Inner) -> [CheckedContinuation<State, Never>] {

@@ -42,3 +42,31 @@ func inProcessCluster(
   }
   return (b, system, machines)
 }
+
+/// Starts a machine with a failing `setUp` next to a healthy one, at the same moment, and
+/// returns the failing machine with the seconds each took to settle (stopped, running).
+///
+/// "Fast" is judged against the healthy machine rather than a wall-clock bound: in the full
+/// `swift test` run, synchronous tests of other targets can hold both cooperative threads for
+/// tens of seconds, which delays both machines alike.
+func startFailingBesideHealthy(_ b: Bigmachine) async throws -> (
+  failing: Machine, failSeconds: Double, okSeconds: Double
+) {
+  let start = ContinuousClock.now
+  func since() -> Double {
+    let d = ContinuousClock.now - start
+    return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+  }
+  async let failing: (Machine, Double) = {
+    let m = try await b.start(count: 1, services: [TestService(), FailingSetUp()])[0]
+    await m.wait(for: .running)
+    return (m, since())
+  }()
+  async let healthy: Double = {
+    let m = try await b.start(count: 1, services: [TestService()])[0]
+    #expect(await m.wait(for: .running) == .running)
+    return since()
+  }()
+  let (m, failSeconds) = try await failing
+  return (m, failSeconds, try await healthy)
+}
