@@ -8,6 +8,8 @@ public final class InProcessSystem: MachineProvider, @unchecked Sendable {
   public let name = "inProcess"
   public let keepalive: KeepaliveConfig
   private let maxprocs: Int
+  /// How long a machine's server waits for a peer to finish the handshake (tests shorten it).
+  var handshakeTimeout: TimeAmount = .seconds(10)
   private let servers = NIOLockedValueBox<[String: Server]>([:])
 
   private final class Server: @unchecked Sendable {
@@ -55,8 +57,9 @@ public final class InProcessSystem: MachineProvider, @unchecked Sendable {
       let server = Server(runtime: runtime)
       holder.withLockedValue { $0 = server }
       let fingerprint = "in-process"
-      let config = runtime.peerConfig(
+      var config = runtime.peerConfig(
         secret: driver.secret, binaryFingerprint: fingerprint, applicationFingerprint: driver.applicationFingerprint)
+      config.handshakeTimeout = handshakeTimeout
       let channel = try await listen(host: "127.0.0.1", port: 0, config: config) { connection in
         server.connections.withLockedValue { $0.append(connection) }
         if server.dead.withLockedValue({ $0 }) {

@@ -178,6 +178,15 @@ public struct TestService: Service {
       for try await b in PatternBytes(count: count) { try await out.write(b) }
       throw ServiceError(kind: "Truncated", message: "stopped after \(count) bytes")
     },
+    "generateUntilCancelled": .streaming { (_, id: String, _, out) in
+      await Probe.shared.record("started \(id)")
+      do {
+        while true { try await out.write(PatternBytes.base(1 << 16)) }
+      } catch {
+        await Probe.shared.record("cancelled \(id)")
+        throw error
+      }
+    },
     "echoStream": .streaming { (_, _: Bool, call, out) in
       for try await b in call.input { try await out.write(b) }
     },

@@ -74,6 +74,21 @@ func frameBytes(_ kind: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
     await b.shutdown()
   }
 
+  @Test func aPeerThatNeverFinishesTheHandshakeIsDropped() async throws {
+    let lines = LogLines()
+    let system = InProcessSystem()
+    system.handshakeTimeout = .milliseconds(300)
+    let b = try await Bigmachine.start(system: system, services: testServiceTypes, options: .init(log: lines.log))
+    let m = try await b.start(count: 1, services: [TestService(tag: "m")])[0]
+    #expect(await m.wait(for: .running) == .running)
+    let port = Int(m.address.split(separator: ":").last!)!
+    // Connects and says nothing: no hello, no proof.
+    #expect(try await serverCloses(port: port, after: [], within: 10))
+    #expect(lines.all.contains { $0.contains("handshake not finished within") })
+    #expect(try await m.call("Test.echo", "ok", returning: String.self) == "m:ok")
+    await b.shutdown()
+  }
+
   @Test func anOversizedOrMalformedFrameClosesOnlyThatConnection() async throws {
     let lines = LogLines()
     let (b, _, machines) = try await inProcessCluster(log: lines.log)

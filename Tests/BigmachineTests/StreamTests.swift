@@ -37,6 +37,20 @@ import Testing
     await b.shutdown()
   }
 
+  @Test func droppingAReplyStreamCancelsTheMethod() async throws {
+    let (b, _, machines) = try await inProcessCluster()
+    let id = "drop-\(UInt64.random(in: 0...UInt64.max))"
+    var received = 0
+    for try await chunk in try await machines[0].stream("Test.generateUntilCancelled", id) {
+      received += chunk.readableBytes
+      if received > 1 << 20 { break }
+    }
+    // The stream is gone: the cancel frame reached the method, whose writes then failed.
+    #expect(await eventually(within: 10) { await Probe.shared.saw("cancelled \(id)") })
+    #expect(try await machines[0].call("Test.echo", "after", returning: String.self) == "m:after")
+    await b.shutdown()
+  }
+
   @Test func aStreamsErrorArrivesAtItsEnd() async throws {
     let (b, _, machines) = try await inProcessCluster()
     var received = 0
