@@ -36,7 +36,8 @@ public final class HostsSystem: MachineProvider, @unchecked Sendable {
   private struct State {
     var listener: (any Channel)?
     var joined: [Connection] = []
-    var waiters: [CheckedContinuation<Connection, any Error>] = []
+    var waiters: [(id: UInt64, continuation: CheckedContinuation<Connection, any Error>)] = []
+    var nextWaiter: UInt64 = 0
   }
   private let state = NIOLockedValueBox(State())
 
@@ -84,21 +85,35 @@ public final class HostsSystem: MachineProvider, @unchecked Sendable {
         s.joined.append(connection)
         return nil
       }
-      return s.waiters.removeFirst()
+      return s.waiters.removeFirst().continuation
     }
     waiter?.resume(returning: connection)
   }
 
-  /// The next joined worker whose connection is still open; waits for one.
+  /// The next joined worker whose connection is still open; waits for one. Throws
+  /// `CancellationError` if the task is cancelled while it waits.
   private func next() async throws -> Connection {
     while true {
-      let connection = try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Connection, any Error>) in
-        let ready: Connection? = state.withLockedValue { s in
-          if !s.joined.isEmpty { return s.joined.removeFirst() }
-          s.waiters.append(cont)
-          return nil
+      let id = state.withLockedValue { s -> UInt64 in
+        s.nextWaiter += 1
+        return s.nextWaiter
+      }
+      let connection = try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Connection, any Error>) in
+          let ready: Result<Connection, any Error>? = state.withLockedValue { s in
+            if !s.joined.isEmpty { return .success(s.joined.removeFirst()) }
+            if Task.isCancelled { return .failure(CancellationError()) }
+            s.waiters.append((id, cont))
+            return nil
+          }
+          if let ready { cont.resume(with: ready) }
         }
-        if let ready { cont.resume(returning: ready) }
+      } onCancel: {
+        let waiter = state.withLockedValue { s -> CheckedContinuation<Connection, any Error>? in
+          guard let i = s.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+          return s.waiters.remove(at: i).continuation
+        }
+        waiter?.resume(throwing: CancellationError())
       }
       if connection.closedError == nil { return connection }
     }

@@ -38,6 +38,13 @@ import Testing
     #expect(Set(machines.map(\.processID)) == Set(workers.map(\.pid)))
     for m in machines { #expect(try await m.call("Test.echo", "x", returning: String.self) == "hosted:x") }
 
+    // Waiting for workers that never come ends when the waiting task is cancelled.
+    let waiting = Task { try await b.start(count: 1, services: [TestService()]) }
+    try await Task.sleep(for: .milliseconds(50))
+    waiting.cancel()
+    let outcome = await waiting.result
+    #expect(throws: CancellationError.self) { try outcome.get() }
+
     await b.shutdown()
     for w in workers {
       #expect(ChildProcess.describe(await w.reap()) == "exit status 0")
