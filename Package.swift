@@ -6,7 +6,13 @@ let package = Package(
   products: [
     .library(name: "Frame", targets: ["Frame"]),
     .library(name: "SliceIO", targets: ["SliceIO"]),
+    .library(name: "Bigmachine", targets: ["Bigmachine"]),
     .library(name: "Bigslice", targets: ["Bigslice"]),
+    .executable(name: "bigpi", targets: ["bigpi"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
+    .package(url: "https://github.com/apple/swift-crypto", exact: "3.12.3"),
   ],
   targets: [
     // C kernels: XXH3 hashing (header-inlined, so libxxhash-dev's header is needed but no
@@ -19,17 +25,54 @@ let package = Package(
     ),
     .target(name: "Frame", dependencies: ["CSupport"]),
     .target(name: "SliceIO", dependencies: ["Frame", "CSupport"]),
+    // Machines over authenticated TCP: knows nothing of frames or slices.
+    .target(
+      name: "Bigmachine",
+      dependencies: [
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "Crypto", package: "swift-crypto"),
+      ]
+    ),
     .target(name: "Bigslice", dependencies: ["Frame", "SliceIO", "CSupport"]),
     // The jobs of the demo and of the job benchmarks (BENCHMARKS.md W1–W5).
     .target(name: "Workloads", dependencies: ["Bigslice", "Frame"]),
     .executableTarget(name: "bigslice", dependencies: ["Bigslice", "Frame", "Workloads"]),
+    .executableTarget(name: "bigpi", dependencies: ["Bigmachine"]),
     .executableTarget(
       name: "bigslice-bench",
-      dependencies: ["Bigslice", "Frame", "SliceIO", "CSupport", "Workloads"],
+      dependencies: [
+        "Bigslice", "Frame", "SliceIO", "CSupport", "Workloads", "Bigmachine",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ],
       path: "Benchmarks/bigslice-bench"
+    ),
+    // Services shared by the Bigmachine tests and the worker binary they spawn.
+    .target(
+      name: "BigmachineTestSupport",
+      dependencies: [
+        "Bigmachine", .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "Crypto", package: "swift-crypto"),
+      ],
+      path: "Tests/BigmachineTestSupport"
+    ),
+    .executableTarget(
+      name: "bigmachine-testworker",
+      dependencies: ["Bigmachine", "BigmachineTestSupport"],
+      path: "Tests/BigmachineTestWorker"
     ),
     .testTarget(name: "FrameTests", dependencies: ["Frame", "CSupport"]),
     .testTarget(name: "SliceIOTests", dependencies: ["SliceIO", "Frame", "CSupport"]),
     .testTarget(name: "BigsliceTests", dependencies: ["Bigslice", "Frame", "SliceIO"]),
+    .testTarget(
+      name: "BigmachineTests",
+      dependencies: [
+        "Bigmachine", "BigmachineTestSupport", "bigmachine-testworker",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ]
+    ),
   ]
 )

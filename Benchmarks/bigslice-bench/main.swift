@@ -1,17 +1,29 @@
+import Bigmachine
+
 #if canImport(Glibc)
   import Glibc
 #endif
 
+// First thing: the rpc benchmark's local machines re-run this binary, and in them this call
+// serves forever. In the driver it only sets up (machines start when `rpc` asks).
+let bigmachine = try await Bigmachine.start(system: LocalSystem(), services: [BenchService.self])
+
 let usage = """
   usage: bigslice-bench kernels [--rows N] [--repeat R] [--only hash,radix,combiner,blocks] [--json]
          bigslice-bench jobs [--rows N] [--repeat R] [--only W1,W3] [--peers] [--json]
+         bigslice-bench rpc [--rows N] [--bytes B] [--repeat R] [--json]
 
     kernels   the C kernels through their Swift wrappers (hash, radix sort, combiner, blocks),
               each next to a baseline measured in the same run, on one core.
     jobs      the workloads of BENCHMARKS.md through the slice engine on 2 procs; with
               --peers, DuckDB and Polars run the same data in the same invocation
               (pip install -r Benchmarks/peers/requirements.txt) and checksums are compared.
-    --rows    rows per kernel (default 100000000), or per job (default: BENCHMARKS.md's)
+    rpc       Bigmachine between this driver and local worker processes: small-call round trips
+              (1 and 64 in flight) and streams each way, each next to raw loopback TCP
+              between two threads measured in the same run.
+    --rows    rows per kernel (default 100000000), per job (default: BENCHMARKS.md's), or
+              calls per rpc measurement (default 20000)
+    --bytes   bytes per rpc stream measurement (default 1073741824)
     --repeat  runs per measurement; the median is reported (default 3)
     --only    run only these kernels (comma-separated)
     --json    one JSON object per line: bench, rows, seconds, baseline, baseline_seconds,
@@ -25,11 +37,13 @@ var repeats = 3
 var json = false
 var only: Set<String> = []
 var command: String? = nil
+var bytes = 1 << 30
 while !args.isEmpty {
   let arg = args.removeFirst()
   switch arg {
   case "--rows": rows = Int(args.isEmpty ? "" : args.removeFirst()) ?? -1
   case "--peers": peers = true
+  case "--bytes": bytes = Int(args.isEmpty ? "" : args.removeFirst()) ?? -1
   case "--repeat": repeats = Int(args.isEmpty ? "" : args.removeFirst()) ?? -1
   case "--json": json = true
   case "--only": only = Set((args.isEmpty ? "" : args.removeFirst()).split(separator: ",").map(String.init))
@@ -45,7 +59,7 @@ while !args.isEmpty {
     }
   }
 }
-guard (rows ?? 1) > 0, repeats > 0 else {
+guard (rows ?? 1) > 0, repeats > 0, bytes > 0 else {
   FileHandleStderr.write("bigslice-bench: --rows and --repeat take positive whole numbers\n")
   exit(2)
 }
@@ -54,6 +68,10 @@ do {
   switch command {
   case "kernels":
     try KernelBenchmarks(rows: rows ?? 100_000_000, repeats: repeats, report: Reporter(json: json), only: only).run()
+  case "rpc":
+    try await RpcBenchmarks(
+      calls: rows ?? 20_000, bytes: bytes, repeats: repeats, report: Reporter(json: json), bigmachine: bigmachine
+    ).run()
   case "jobs":
     try JobBenchmarks(rows: rows, repeats: repeats, report: Reporter(json: json), peers: peers, only: only).run()
   default:

@@ -1,0 +1,125 @@
+import NIOConcurrencyHelpers
+import NIOPosix
+
+#if canImport(Glibc)
+  @preconcurrency import Glibc
+#endif
+
+/// A child process with its stdout and stderr on pipes. Spawned with `posix_spawn` (no fork
+/// of a threaded process); reaped on NIO's blocking-I/O pool, never on a Swift task thread.
+final class ChildProcess: @unchecked Sendable {
+  let pid: pid_t
+  /// Read ends of the child's stdout and stderr; owned by whoever reads them.
+  let stdout: Int32
+  let stderr: Int32
+  private let status = NIOLockedValueBox<(reaped: Bool, status: Int32?)>((false, nil))
+
+  private init(pid: pid_t, stdout: Int32, stderr: Int32) {
+    self.pid = pid
+    self.stdout = stdout
+    self.stderr = stderr
+  }
+
+  /// Starts `executable` with `arguments` (argv[0] excluded) and exactly `environment`.
+  /// stdin is /dev/null; no other descriptor of this process leaks into the child. Throws a
+  /// fatal `startFailed` error if it cannot.
+  static func spawn(executable: String, arguments: [String], environment: [String: String]) throws -> ChildProcess {
+    // One spawn at a time, so that no child inherits another's pipe ends in the moment
+    // before they are marked close-on-exec (NIO's own sockets are opened close-on-exec).
+    try spawnLock.withLock { try spawnLocked(executable: executable, arguments: arguments, environment: environment) }
+  }
+
+  private static let spawnLock = NIOLock()
+
+  /// Threads that wait for exiting children, apart from NIO's shared pool so that a slow
+  /// exit never delays other blocking work.
+  private static let reapers: NIOThreadPool = {
+    let pool = NIOThreadPool(numberOfThreads: 4)
+    pool.start()
+    return pool
+  }()
+
+  private static func spawnLocked(
+    executable: String, arguments: [String], environment: [String: String]
+  ) throws -> ChildProcess {
+    var out: [Int32] = [-1, -1]
+    var err: [Int32] = [-1, -1]
+    guard pipe(&out) == 0 else { throw failure("pipe: errno \(errno)") }
+    guard pipe(&err) == 0 else {
+      close(out[0])
+      close(out[1])
+      throw failure("pipe: errno \(errno)")
+    }
+    for fd in out + err { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_adddup2(&actions, out[1], 1)
+    posix_spawn_file_actions_adddup2(&actions, err[1], 2)
+
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    sigaddset(&defaults, SIGPIPE)
+    sigaddset(&defaults, SIGINT)
+    sigaddset(&defaults, SIGTERM)
+    var none = sigset_t()
+    sigemptyset(&none)
+    posix_spawnattr_setsigdefault(&attributes, &defaults)
+    posix_spawnattr_setsigmask(&attributes, &none)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+
+    let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+    let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer {
+      for p in argv { free(p) }
+      for p in envp { free(p) }
+    }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+    close(out[1])
+    close(err[1])
+    guard rc == 0 else {
+      close(out[0])
+      close(err[0])
+      throw failure("cannot start \(executable): \(String(cString: strerror(rc)))")
+    }
+    return ChildProcess(pid: pid, stdout: out[0], stderr: err[0])
+  }
+
+  /// Sends `signal` unless the process has been reaped (its pid may then belong to another).
+  func kill(_ signal: Int32 = SIGKILL) {
+    status.withLockedValue { s in
+      if !s.reaped { _ = Glibc.kill(pid, signal) }
+    }
+  }
+
+  /// Waits for the process to exit and returns its raw wait status. Call once its pipes
+  /// reached end of file; blocks a thread of NIO's pool until then.
+  @discardableResult
+  func reap() async -> Int32 {
+    if let s = status.withLockedValue({ $0.status }) { return s }
+    let pid = self.pid
+    let raw =
+      (try? await Self.reapers.runIfActive { () -> Int32 in
+        var st: Int32 = 0
+        while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
+        return st
+      }) ?? 0
+    status.withLockedValue { $0 = (true, raw) }
+    return raw
+  }
+
+  /// "exit status N" or "killed by signal N" for a raw wait status.
+  static func describe(_ status: Int32) -> String {
+    let signal = status & 0x7f
+    return signal == 0 ? "exit status \((status >> 8) & 0xff)" : "killed by signal \(signal)"
+  }
+
+  private static func failure(_ message: String) -> BigmachineError {
+    .fatal(address: "", kind: .startFailed, message: message)
+  }
+}

@@ -1,0 +1,458 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// A method a connection can serve: it gets the call and must either `reply` once with
+/// `streams: false`, or `reply` with `streams: true` and then write the stream (the
+/// connection ends the stream when the handler returns, or fails it with what it throws).
+typealias MethodHandler = @Sendable (ServedCall) async throws -> Void
+
+/// One incoming call as a handler sees it.
+struct ServedCall: Sendable {
+  var method: String
+  var argument: ByteBuffer
+  var context: CallContext
+  var reply: @Sendable (_ reply: ByteBuffer, _ streams: Bool) -> Void
+  var writer: StreamWriter
+}
+
+/// Finds the handler of a "Service.method" name.
+protocol MethodLookup: Sendable {
+  func handler(for method: String) -> MethodHandler?
+}
+
+/// An authenticated connection carrying many concurrent calls in both directions, each on
+/// its own stream. Frames arrive on the channel's event loop (`receive`); calls are made and
+/// served from tasks.
+final class Connection: @unchecked Sendable {
+  let channel: any Channel
+  /// The peer's address as errors name it (the machine's address on the driver).
+  let peer: String
+  private let dialer: Bool
+  private let methods: (any MethodLookup)?
+  private let onKeepalive: (@Sendable (UInt64) -> Bool)?
+  private let log: BigmachineLog
+
+  private struct State {
+    var nextStream: UInt32
+    var outgoing: [UInt32: OutgoingCall] = [:]
+    var incoming: [UInt32: IncomingCall] = [:]
+    var closed: BigmachineError?
+    var keepaliveSeq: UInt64 = 0
+    var keepaliveWaiters: [UInt64: @Sendable (Result<Bool, any Error>) -> Void] = [:]
+    var closeHandlers: [@Sendable (BigmachineError) -> Void] = []
+  }
+  private let state: NIOLockedValueBox<State>
+
+  init(
+    channel: any Channel, peer: String, dialer: Bool, methods: (any MethodLookup)?,
+    onKeepalive: (@Sendable (UInt64) -> Bool)?, log: BigmachineLog
+  ) {
+    self.channel = channel
+    self.peer = peer
+    self.dialer = dialer
+    self.methods = methods
+    self.onKeepalive = onKeepalive
+    self.log = log
+    state = NIOLockedValueBox(State(nextStream: dialer ? 1 : 2))
+  }
+
+  /// Why the connection closed, once it has.
+  var closedError: BigmachineError? { state.withLockedValue { $0.closed } }
+
+  /// Calls `handler` once when the connection closes (at once if it already has).
+  func onClose(_ handler: @escaping @Sendable (BigmachineError) -> Void) {
+    let closed: BigmachineError? = state.withLockedValue { s in
+      if s.closed == nil { s.closeHandlers.append(handler) }
+      return s.closed
+    }
+    if let closed { handler(closed) }
+  }
+
+  /// Closes the connection; calls in flight fail with `error`.
+  func close(_ error: BigmachineError) {
+    lost(error)
+    channel.close(promise: nil)
+  }
+
+  // MARK: Calling
+
+  /// Calls `method` with an encoded `argument`. If `input` is given, it runs concurrently and
+  /// streams the argument through the writer it gets. Returns the encoded reply, and the
+  /// reply stream if the method streams one. Cancelling the task cancels the call on the peer.
+  func call(
+    method: String, argument: ByteBuffer, input: (@Sendable (StreamWriter) async throws -> Void)?
+  ) async throws -> (reply: ByteBuffer, stream: ByteStream?) {
+    let call = try register(method: method)
+    let header = CallHeader(method: method, flags: input == nil ? 0 : CallHeader.streamsArgument, argument: argument)
+    send(.call, call.stream, header.encode(allocator: channel.allocator))
+    if let input {
+      let writer = StreamWriter(window: call.argumentWindow) { [weak self] chunk in
+        self?.send(.data, call.stream, chunk)
+      }
+      let stream = call.stream
+      call.setPump(
+        Task { [weak self] in
+          do {
+            try await input(writer)
+            self?.send(.end, stream, EndPayload.encode(nil, allocator: ByteBufferAllocator()))
+          } catch {
+            if !Task.isCancelled {
+              self?.send(.end, stream, EndPayload.encode(WireError(serving: error), allocator: ByteBufferAllocator()))
+            }
+          }
+        })
+    }
+    let reply = try await withTaskCancellationHandler {
+      try await call.waitForReply()
+    } onCancel: {
+      self.abandon(call.stream)
+    }
+    if reply.flags & ReplyHeader.streamsReply != 0 {
+      return (reply.reply, ByteStream(call.replyStream))
+    }
+    return (reply.reply, nil)
+  }
+
+  private func register(method: String) throws -> OutgoingCall {
+    try state.withLockedValue { s in
+      if let closed = s.closed { throw closed }
+      let id = s.nextStream
+      s.nextStream &+= 2
+      let call = OutgoingCall(stream: id, method: method, connection: self)
+      s.outgoing[id] = call
+      return call
+    }
+  }
+
+  /// The caller gave up on `stream`: tell the peer and fail everything local.
+  func abandon(_ stream: UInt32) {
+    guard let call = state.withLockedValue({ $0.outgoing.removeValue(forKey: stream) }) else { return }
+    send(.cancel, stream, ByteBuffer())
+    call.fail(CancellationError())
+  }
+
+  /// Renews the peer's lease for `leaseMillis`, then calls `completion` (on the event loop)
+  /// with the peer's health flag, or with a network error if no acknowledgement arrives within
+  /// `timeout` or the connection is lost. Needs no task: liveness must not depend on the
+  /// cooperative pool, which user code may keep busy.
+  func keepalive(
+    leaseMillis: UInt64, timeout: TimeAmount, completion: @escaping @Sendable (Result<Bool, any Error>) -> Void
+  ) {
+    let seq: UInt64? = state.withLockedValue { s in
+      if s.closed != nil { return nil }
+      s.keepaliveSeq += 1
+      s.keepaliveWaiters[s.keepaliveSeq] = completion
+      return s.keepaliveSeq
+    }
+    guard let seq else {
+      completion(.failure(closedError ?? .network(address: peer, reason: "connection closed")))
+      return
+    }
+    var payload = channel.allocator.buffer(capacity: 16)
+    payload.writeInteger(seq)
+    payload.writeInteger(leaseMillis)
+    send(.keepalive, 0, payload)
+    channel.eventLoop.scheduleTask(in: timeout) { [weak self] in
+      guard let self else { return }
+      let w = self.state.withLockedValue { $0.keepaliveWaiters.removeValue(forKey: seq) }
+      w?(.failure(BigmachineError.network(address: self.peer, reason: "keepalive timed out after \(timeout)")))
+    }
+  }
+
+  // MARK: Receiving (on the event loop)
+
+  private func isMine(_ stream: UInt32) -> Bool { (stream & 1 == 1) == dialer }
+
+  /// Handles one frame after authentication. Throws a `WireViolation` if the peer broke the
+  /// protocol; the caller closes the connection.
+  func receive(_ frame: WireFrame) throws {
+    switch frame.kind {
+    case .call:
+      guard frame.stream != 0, !isMine(frame.stream) else {
+        throw WireViolation.malformed("call on stream \(frame.stream)")
+      }
+      let header = try CallHeader.decode(frame.payload)
+      try startServing(frame.stream, header)
+    case .reply:
+      guard isMine(frame.stream) else { throw WireViolation.malformed("reply on the peer's stream") }
+      let header = try ReplyHeader.decode(frame.payload)
+      guard let call = state.withLockedValue({ $0.outgoing[frame.stream] }) else { return }
+      if header.flags & ReplyHeader.streamsReply == 0 { finishOutgoing(frame.stream) }
+      call.resolve(.success(header))
+    case .data:
+      if isMine(frame.stream) {
+        guard let call = state.withLockedValue({ $0.outgoing[frame.stream] }) else { return }
+        guard call.replyStream.deliver(frame.payload) else { throw WireViolation.malformed("data beyond the window") }
+      } else {
+        guard let call = state.withLockedValue({ $0.incoming[frame.stream] }) else { return }
+        guard let input = call.input, input.deliver(frame.payload) else {
+          throw WireViolation.malformed("unexpected argument data")
+        }
+      }
+    case .end:
+      let error = try EndPayload.decode(frame.payload)
+      if isMine(frame.stream) {
+        guard let call = finishOutgoing(frame.stream) else { return }
+        let mapped = error.map { $0.bigmachineError(address: peer, method: call.method) }
+        call.end(mapped)
+      } else {
+        guard let call = state.withLockedValue({ $0.incoming[frame.stream] }) else { return }
+        call.input?.finish(error.map { $0.bigmachineError(address: peer, method: "argument stream") })
+      }
+    case .cancel:
+      guard !isMine(frame.stream) else { return }
+      state.withLockedValue { $0.incoming[frame.stream] }?.cancel()
+    case .credit:
+      var p = frame.payload
+      guard let n = p.readInteger(as: UInt32.self), n > 0 else { throw WireViolation.malformed("credit") }
+      if isMine(frame.stream) {
+        state.withLockedValue { $0.outgoing[frame.stream] }?.argumentWindow.add(Int(n))
+      } else {
+        state.withLockedValue { $0.incoming[frame.stream] }?.replyWindow.add(Int(n))
+      }
+    case .keepalive:
+      var p = frame.payload
+      guard let seq = p.readInteger(as: UInt64.self), let lease = p.readInteger(as: UInt64.self) else {
+        throw WireViolation.malformed("keepalive")
+      }
+      guard let onKeepalive else { throw WireViolation.malformed("keepalive sent to a driver") }
+      let healthy = onKeepalive(lease)
+      var ack = channel.allocator.buffer(capacity: 9)
+      ack.writeInteger(seq)
+      ack.writeInteger(UInt8(healthy ? 1 : 0))
+      send(.keepaliveAck, 0, ack)
+    case .keepaliveAck:
+      var p = frame.payload
+      guard let seq = p.readInteger(as: UInt64.self), let healthy = p.readInteger(as: UInt8.self) else {
+        throw WireViolation.malformed("keepalive ack")
+      }
+      state.withLockedValue { $0.keepaliveWaiters.removeValue(forKey: seq) }?(.success(healthy == 1))
+    case .refuse:
+      let reason = frame.payload.getString(at: frame.payload.readerIndex, length: frame.payload.readableBytes) ?? ""
+      log("\(peer) refused this connection: \(reason)")
+      close(.fatal(address: peer, kind: .fingerprintMismatch, message: reason))
+    case .hello, .proof:
+      throw WireViolation.malformed("handshake frame after authentication")
+    }
+  }
+
+  @discardableResult
+  private func finishOutgoing(_ stream: UInt32) -> OutgoingCall? {
+    state.withLockedValue { $0.outgoing.removeValue(forKey: stream) }
+  }
+
+  /// The channel closed or failed: fail every call, once.
+  func lost(_ error: BigmachineError) {
+    let (outgoing, incoming, waiters, handlers):
+      (
+        [OutgoingCall], [IncomingCall], [@Sendable (Result<Bool, any Error>) -> Void],
+        [@Sendable (BigmachineError) -> Void]
+      ) = state.withLockedValue { s in
+        guard s.closed == nil else { return ([], [], [], []) }
+        s.closed = error
+        defer {
+          s.outgoing = [:]
+          s.incoming = [:]
+          s.keepaliveWaiters = [:]
+          s.closeHandlers = []
+        }
+        return (Array(s.outgoing.values), Array(s.incoming.values), Array(s.keepaliveWaiters.values), s.closeHandlers)
+      }
+    for call in outgoing { call.fail(error) }
+    for call in incoming { call.cancel() }
+    for w in waiters { w(.failure(error)) }
+    for h in handlers { h(error) }
+  }
+
+  // MARK: Serving
+
+  private func startServing(_ stream: UInt32, _ header: CallHeader) throws {
+    let streams = header.flags & CallHeader.streamsArgument != 0
+    let input: InboundStream? =
+      streams
+      ? InboundStream(window: WireLimits.streamWindow, grant: { [weak self] n in self?.grant(n, on: stream) }) : nil
+    let call = IncomingCall(input: input)
+    let duplicate: Bool = state.withLockedValue { s in
+      if s.closed != nil { return false }
+      if s.incoming[stream] != nil { return true }
+      s.incoming[stream] = call
+      return false
+    }
+    if duplicate { throw WireViolation.malformed("stream \(stream) reused") }
+    call.setTask(
+      Task { [self] in
+        await self.serve(stream, header, call)
+        _ = self.state.withLockedValue { $0.incoming.removeValue(forKey: stream) }
+      })
+  }
+
+  private func serve(_ stream: UInt32, _ header: CallHeader, _ call: IncomingCall) async {
+    let allocator = channel.allocator
+    guard let handler = methods?.handler(for: header.method) else {
+      let error = WireError(
+        errorClass: .fatal, kind: BigmachineError.FatalKind.unknownMethod.rawValue,
+        message: "no method \(header.method) is installed on this machine", temporary: false)
+      send(.end, stream, EndPayload.encode(error, allocator: allocator))
+      return
+    }
+    let replied = NIOLockedValueBox<(done: Bool, streams: Bool)>((false, false))
+    let served = ServedCall(
+      method: header.method, argument: header.argument,
+      context: CallContext(method: header.method, input: ByteStream(call.input ?? .empty())),
+      reply: { [weak self] reply, streams in
+        let first = replied.withLockedValue { r -> Bool in
+          if r.done { return false }
+          r = (true, streams)
+          return true
+        }
+        guard first else { return }
+        let flags = streams ? ReplyHeader.streamsReply : 0
+        self?.send(.reply, stream, ReplyHeader(flags: flags, reply: reply).encode(allocator: allocator))
+      },
+      writer: StreamWriter(window: call.replyWindow) { [weak self] chunk in self?.send(.data, stream, chunk) })
+    do {
+      try await handler(served)
+      let r = replied.withLockedValue { $0 }
+      if !r.done {
+        let error = WireError(
+          errorClass: .fatal, kind: BigmachineError.FatalKind.protocolViolation.rawValue,
+          message: "\(header.method) returned without a reply", temporary: false)
+        send(.end, stream, EndPayload.encode(error, allocator: allocator))
+      } else if r.streams {
+        send(.end, stream, EndPayload.encode(nil, allocator: allocator))
+      }
+    } catch {
+      send(.end, stream, EndPayload.encode(WireError(serving: error), allocator: allocator))
+    }
+  }
+
+  private func grant(_ n: Int, on stream: UInt32) {
+    var p = channel.allocator.buffer(capacity: 4)
+    p.writeInteger(UInt32(n))
+    send(.credit, stream, p)
+  }
+
+  func send(_ kind: FrameKind, _ stream: UInt32, _ payload: ByteBuffer) {
+    channel.writeAndFlush(WireFrame(kind: kind, stream: stream, payload: payload), promise: nil)
+  }
+}
+
+/// The caller's side of one call.
+final class OutgoingCall: @unchecked Sendable {
+  let stream: UInt32
+  let method: String
+  let argumentWindow = SendWindow(credit: WireLimits.streamWindow)
+  let replyStream: InboundStream
+  private struct State {
+    var result: Result<ReplyHeader, any Error>?
+    var waiter: CheckedContinuation<ReplyHeader, any Error>?
+    var pump: Task<Void, Never>?
+    var done = false
+  }
+  private let state = NIOLockedValueBox(State())
+
+  init(stream: UInt32, method: String, connection: Connection) {
+    self.stream = stream
+    self.method = method
+    replyStream = InboundStream(
+      window: WireLimits.streamWindow,
+      grant: { [weak connection] n in
+        var p = ByteBufferAllocator().buffer(capacity: 4)
+        p.writeInteger(UInt32(n))
+        connection?.send(.credit, stream, p)
+      },
+      onAbandon: { [weak connection] in connection?.abandon(stream) })
+  }
+
+  func setPump(_ task: Task<Void, Never>) {
+    let cancel = state.withLockedValue { s -> Bool in
+      s.pump = task
+      return s.done
+    }
+    if cancel { task.cancel() }
+  }
+
+  func waitForReply() async throws -> ReplyHeader {
+    try await withCheckedThrowingContinuation { cont in
+      let r: Result<ReplyHeader, any Error>? = state.withLockedValue { s in
+        if let r = s.result { return r }
+        s.waiter = cont
+        return nil
+      }
+      if let r { cont.resume(with: r) }
+    }
+  }
+
+  /// Settles the reply (first result wins). A successful reply that does not stream also ends
+  /// the argument stream's pump.
+  func resolve(_ result: Result<ReplyHeader, any Error>) {
+    let w: CheckedContinuation<ReplyHeader, any Error>? = state.withLockedValue { s in
+      if s.result != nil { return nil }
+      s.result = result
+      defer { s.waiter = nil }
+      return s.waiter
+    }
+    w?.resume(with: result)
+    if case .success(let h) = result, h.flags & ReplyHeader.streamsReply != 0 { return }
+    stopPump()
+  }
+
+  /// The callee ended the call: before a reply that is the call's failure, after a streamed
+  /// reply it ends the reply stream.
+  func end(_ error: BigmachineError?) {
+    let replied = state.withLockedValue { $0.result != nil }
+    if replied {
+      replyStream.finish(error)
+    } else {
+      resolve(
+        .failure(
+          error ?? .fatal(address: "", kind: .protocolViolation, message: "\(method) ended without a reply")))
+      replyStream.finish(error)
+    }
+    stopPump()
+  }
+
+  /// Fails the call however far it got.
+  func fail(_ error: any Error) {
+    resolve(.failure(error))
+    replyStream.finish(error)
+    argumentWindow.fail(error)
+    stopPump()
+  }
+
+  private func stopPump() {
+    let pump = state.withLockedValue { s -> Task<Void, Never>? in
+      s.done = true
+      return s.pump
+    }
+    pump?.cancel()
+  }
+}
+
+/// The callee's side of one call.
+final class IncomingCall: @unchecked Sendable {
+  let input: InboundStream?
+  let replyWindow = SendWindow(credit: WireLimits.streamWindow)
+  private let task = NIOLockedValueBox<(task: Task<Void, Never>?, cancelled: Bool)>((nil, false))
+
+  init(input: InboundStream?) { self.input = input }
+
+  func setTask(_ t: Task<Void, Never>) {
+    let cancelled = task.withLockedValue { s -> Bool in
+      s.task = t
+      return s.cancelled
+    }
+    if cancelled { t.cancel() }
+  }
+
+  /// The caller cancelled, or the connection is gone: cancel the method's task.
+  func cancel() {
+    let t = task.withLockedValue { s -> Task<Void, Never>? in
+      s.cancelled = true
+      return s.task
+    }
+    t?.cancel()
+    input?.finish(CancellationError())
+    replyWindow.fail(CancellationError())
+  }
+}

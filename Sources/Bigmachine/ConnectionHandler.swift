@@ -1,0 +1,250 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// What one end of a connection needs to authenticate and then serve or call.
+struct PeerConfig: Sendable {
+  var secret: ClusterSecret
+  /// Sent in the hello.
+  var binaryFingerprint: String
+  /// Sent in the hello; empty when there is none.
+  var applicationFingerprint: String
+  /// If set, a peer whose binary fingerprint differs is refused.
+  var expectedBinaryFingerprint: String?
+  /// If set and non-empty, a peer whose application fingerprint differs is refused.
+  var expectedApplicationFingerprint: String?
+  /// The methods this end serves (none on a driver).
+  var methods: (any MethodLookup)?
+  /// Called on each lease renewal with the lease in milliseconds; returns health (workers only).
+  var onKeepalive: (@Sendable (UInt64) -> Bool)?
+  var log: BigmachineLog
+  var handshakeTimeout: TimeAmount = .seconds(10)
+}
+
+/// Runs the handshake on a fresh channel, then hands each frame to its `Connection`.
+/// Anything malformed, oversized, unauthenticated or late closes the channel with a logged
+/// reason; it never traps.
+final class ConnectionHandler: ChannelInboundHandler {
+  typealias InboundIn = ByteBuffer
+
+  private let config: PeerConfig
+  private let dialer: Bool
+  private let label: String
+  private let ready: EventLoopPromise<Connection>
+  private let parser = FrameParser(maxFrame: WireLimits.maxHandshakeFrame)
+  private let myHello: Hello
+  private let myHelloBytes: [UInt8]
+  private var peerHello: Hello?
+  private var peerHelloBytes: [UInt8] = []
+  private var connection: Connection?
+  private var timeout: Scheduled<Void>?
+  private var failed = false
+
+  /// `label` names the peer in logs and errors until it is known better (its address).
+  init(config: PeerConfig, dialer: Bool, label: String, ready: EventLoopPromise<Connection>) {
+    self.config = config
+    self.dialer = dialer
+    self.label = label
+    self.ready = ready
+    myHello = Hello.make(
+      dialer: dialer, binaryFingerprint: config.binaryFingerprint,
+      applicationFingerprint: config.applicationFingerprint)
+    myHelloBytes = myHello.encode()
+  }
+
+  func channelActive(context: ChannelHandlerContext) {
+    var payload = context.channel.allocator.buffer(capacity: myHelloBytes.count)
+    payload.writeBytes(myHelloBytes)
+    context.writeAndFlush(NIOAny(WireFrame(kind: .hello, stream: 0, payload: payload)), promise: nil)
+    let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+    let limit = config.handshakeTimeout
+    timeout = context.eventLoop.scheduleTask(in: limit) {
+      let (handler, context) = bound.value
+      handler.refuse(context, .authentication, "handshake not finished within \(limit)")
+    }
+    context.fireChannelActive()
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    var input = unwrapInboundIn(data)
+    do {
+      try parser.parse(&input) { frame in
+        guard !failed else { return }
+        if let connection {
+          try connection.receive(frame)
+        } else {
+          try handshake(context, frame)
+        }
+      }
+    } catch {
+      if connection != nil {
+        config.log("closing the connection with \(label): \(error)")
+        connection?.close(.fatal(address: label, kind: .protocolViolation, message: "\(error)"))
+      } else {
+        refuse(context, .authentication, "\(error)")
+      }
+    }
+  }
+
+  private func handshake(_ context: ChannelHandlerContext, _ frame: WireFrame) throws {
+    switch frame.kind {
+    case .hello:
+      guard peerHello == nil else { throw WireViolation.malformed("second hello") }
+      let hello = try Hello.decode(frame.payload)
+      guard hello.role != myHello.role else { throw WireViolation.malformed("both ends claim the same role") }
+      peerHello = hello
+      peerHelloBytes = hello.encode()
+      let proof = HandshakeProof.make(
+        secret: config.secret, prover: myHelloBytes, proverRole: myHello.role, verifier: peerHelloBytes)
+      context.writeAndFlush(
+        NIOAny(WireFrame(kind: .proof, stream: 0, payload: ByteBuffer(bytes: proof))), promise: nil)
+    case .proof:
+      guard let peerHello else { throw WireViolation.malformed("proof before hello") }
+      guard
+        HandshakeProof.check(
+          frame.payload, secret: config.secret, prover: peerHelloBytes, proverRole: peerHello.role,
+          verifier: myHelloBytes)
+      else {
+        refuse(context, .authentication, "the peer's proof is wrong (it does not hold the cluster secret)")
+        return
+      }
+      if let expected = config.expectedBinaryFingerprint, expected != peerHello.binaryFingerprint {
+        let message =
+          "binary fingerprint mismatch: this side expects \(expected), \(label) runs \(peerHello.binaryFingerprint)"
+        sendRefuse(context, message)
+        refuse(context, .fingerprintMismatch, message)
+        return
+      }
+      if let expected = config.expectedApplicationFingerprint, !expected.isEmpty,
+        expected != peerHello.applicationFingerprint
+      {
+        let message =
+          "application fingerprint mismatch: this side expects \(expected), \(label) has \(peerHello.applicationFingerprint.isEmpty ? "none" : peerHello.applicationFingerprint)"
+        sendRefuse(context, message)
+        refuse(context, .fingerprintMismatch, message)
+        return
+      }
+      timeout?.cancel()
+      parser.maxFrame = WireLimits.maxFrame
+      let connection = Connection(
+        channel: context.channel, peer: label, dialer: dialer, methods: config.methods,
+        onKeepalive: config.onKeepalive, log: config.log)
+      self.connection = connection
+      ready.succeed(connection)
+    case .refuse:
+      let reason = frame.payload.getString(at: frame.payload.readerIndex, length: frame.payload.readableBytes) ?? ""
+      refuse(context, .fingerprintMismatch, "refused by \(label): \(reason)")
+    default:
+      throw WireViolation.malformed("\(frame.kind) frame before authentication")
+    }
+  }
+
+  private func sendRefuse(_ context: ChannelHandlerContext, _ message: String) {
+    var b = context.channel.allocator.buffer(capacity: message.utf8.count)
+    b.writeString(message)
+    context.writeAndFlush(NIOAny(WireFrame(kind: .refuse, stream: 0, payload: b)), promise: nil)
+  }
+
+  /// Fails the handshake: logs why, fails `ready` and closes.
+  private func refuse(_ context: ChannelHandlerContext, _ kind: BigmachineError.FatalKind, _ reason: String) {
+    guard !failed, connection == nil else { return }
+    failed = true
+    timeout?.cancel()
+    config.log("refused connection with \(label): \(reason)")
+    ready.fail(BigmachineError.fatal(address: label, kind: kind, message: reason))
+    context.close(promise: nil)
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    timeout?.cancel()
+    if let connection {
+      connection.lost(.network(address: connection.peer, reason: "connection lost"))
+    } else if !failed {
+      failed = true
+      ready.fail(BigmachineError.network(address: label, reason: "connection closed during the handshake"))
+    }
+    context.fireChannelInactive()
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    if let connection {
+      connection.close(.network(address: connection.peer, reason: "\(error)"))
+    } else {
+      refuse(context, .authentication, "\(error)")
+    }
+  }
+}
+
+/// Sets a channel up for the handshake and returns the future authenticated connection.
+func configure(
+  channel: any Channel, config: PeerConfig, dialer: Bool, label: String
+) -> EventLoopFuture<Connection> {
+  let ready = channel.eventLoop.makePromise(of: Connection.self)
+  do {
+    try channel.pipeline.syncOperations.addHandlers([
+      FrameEncoder(), ConnectionHandler(config: config, dialer: dialer, label: label, ready: ready),
+    ])
+  } catch {
+    ready.fail(error)
+  }
+  return ready.futureResult
+}
+
+/// Dials `host:port` and authenticates. Throws a network error if the dial fails, or the
+/// handshake's fatal error.
+func dial(host: String, port: Int, config: PeerConfig, label: String) async throws -> Connection {
+  let box = NIOLockedValueBoxFuture()
+  let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+    .channelOption(.socketOption(.so_reuseaddr), value: 1)
+    .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+    .channelOption(
+      .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 65536, maximum: 1 << 20)
+    )
+    .channelInitializer { channel in
+      channel.eventLoop.makeCompletedFuture {
+        box.set(configure(channel: channel, config: config, dialer: true, label: label))
+      }
+    }
+  let channel: any Channel
+  do {
+    channel = try await bootstrap.connect(host: host, port: port).get()
+  } catch {
+    throw BigmachineError.network(address: label, reason: "cannot connect: \(error)")
+  }
+  _ = channel
+  return try await box.get().get()
+}
+
+/// Holds the future a channel initializer made, for the code that started the bootstrap.
+final class NIOLockedValueBoxFuture: @unchecked Sendable {
+  private var future: EventLoopFuture<Connection>?
+  private let lock = NIOLock()
+  func set(_ f: EventLoopFuture<Connection>) { lock.withLock { future = f } }
+  func get() -> EventLoopFuture<Connection> { lock.withLock { future! } }
+}
+
+/// Listens on `host:port` (port 0 picks one); every accepted channel that authenticates is
+/// passed to `accepted`. Returns the server channel (its local address tells the port).
+func listen(
+  host: String, port: Int, config: PeerConfig,
+  accepted: @escaping @Sendable (Connection) -> Void
+) async throws -> any Channel {
+  let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+    .serverChannelOption(.backlog, value: 256)
+    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+    .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+    .childChannelOption(
+      .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 65536, maximum: 1 << 20)
+    )
+    .childChannelInitializer { channel in
+      let label = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown peer"
+      return channel.eventLoop.makeCompletedFuture {
+        configure(channel: channel, config: config, dialer: false, label: label).whenSuccess { accepted($0) }
+      }
+    }
+  do {
+    return try await bootstrap.bind(host: host, port: port).get()
+  } catch {
+    throw BigmachineError.fatal(address: "\(host):\(port)", kind: .configuration, message: "cannot listen: \(error)")
+  }
+}

@@ -1,0 +1,271 @@
+import NIOCore
+
+// The wire format. Every frame is
+//
+//     u32 length (big-endian; counts kind + stream + payload, so at least 5)
+//     u8  kind
+//     u32 stream id (0 for connection-level frames)
+//     payload (length - 5 bytes)
+//
+// Before authentication a frame may be at most `WireLimits.maxHandshakeFrame` bytes and only
+// `hello`, `proof` and `refuse` are allowed; afterwards at most `WireLimits.maxFrame`.
+// Stream ids are chosen by the caller: the side that dialed uses odd ids, the side that
+// accepted even ids, so both sides can call without colliding.
+//
+// A call's life on one stream:
+//   caller → callee: call, then (if the call streams its argument) data* and end; cancel at any time
+//   callee → caller: reply (or end with an error), then (if the reply streams) data* and end
+//   credit frames flow opposite to data, granting the sender more bytes (see ByteStream.swift).
+
+/// Kinds of frame. Numbers are part of the protocol.
+enum FrameKind: UInt8, Sendable {
+  /// Handshake: magic, version, role, nonce, fingerprints (Authentication.swift).
+  case hello = 1
+  /// Handshake: HMAC-SHA256 proof of the secret over both hellos.
+  case proof = 2
+  /// The peer was refused after authenticating (fingerprint mismatch); payload is UTF-8 text.
+  case refuse = 3
+  /// Starts a call: method name, flags, encoded argument.
+  case call = 4
+  /// The callee's successful reply: flags, encoded reply.
+  case reply = 5
+  /// A chunk of a streamed argument or reply.
+  case data = 6
+  /// Ends a stream direction: status, then an encoded `WireError` if it failed.
+  case end = 7
+  /// The caller abandons the call; the callee cancels its task.
+  case cancel = 8
+  /// Grants the other side more bytes of data on the stream (u32).
+  case credit = 9
+  /// The driver renews the worker's lease: u64 sequence, u64 lease in milliseconds.
+  case keepalive = 10
+  /// The worker acknowledges a keepalive: u64 sequence, u8 healthy.
+  case keepaliveAck = 11
+}
+
+/// Bounds on everything that has a length.
+enum WireLimits {
+  /// Largest frame after authentication (kind + stream + payload).
+  static let maxFrame = 16 << 20
+  /// Largest frame before authentication.
+  static let maxHandshakeFrame = 1024
+  /// Bytes before the payload: length, kind, stream.
+  static let headerSize = 9
+  /// Longest method name.
+  static let maxMethodName = 512
+  /// Largest data frame a sender produces (receivers accept up to `maxFrame`).
+  static let maxDataChunk = 1 << 20
+  /// Bytes of data a receiver buffers per stream before the sender must wait for credit.
+  static let streamWindow = 8 << 20
+}
+
+/// One decoded frame; `payload` is a view of the bytes after the header.
+struct WireFrame: Sendable {
+  var kind: FrameKind
+  var stream: UInt32
+  var payload: ByteBuffer
+}
+
+/// Why the bytes on a connection are not a valid frame sequence.
+enum WireViolation: Error, CustomStringConvertible {
+  case oversized(length: Int, limit: Int)
+  case tooShort(length: Int)
+  case unknownKind(UInt8)
+  case malformed(String)
+
+  var description: String {
+    switch self {
+    case .oversized(let length, let limit): return "frame of \(length) bytes exceeds the limit of \(limit)"
+    case .tooShort(let length): return "frame length \(length) is shorter than its header"
+    case .unknownKind(let kind): return "unknown frame kind \(kind)"
+    case .malformed(let what): return "malformed frame: \(what)"
+    }
+  }
+}
+
+/// Splits a byte stream into frames. It checks each length against `maxFrame` before it
+/// waits for, or allocates, the payload. A payload that arrives whole inside one read is a
+/// slice of that read (no copy); one that spans reads is copied once into its own buffer,
+/// except a `data` payload: stream bytes have no boundaries, so it is passed on piece by
+/// piece as it arrives, each piece a `data` frame of its own and a slice of its read.
+/// A class, so the frame handler may raise `maxFrame` while a parse is under way.
+final class FrameParser {
+  var maxFrame: Int
+  private var header: [UInt8] = []
+  private var partial: (kind: FrameKind, stream: UInt32, payload: ByteBuffer, remaining: Int)?
+  /// The stream and the bytes still to come of a `data` frame being passed on in pieces.
+  private var passing: (stream: UInt32, remaining: Int)?
+
+  init(maxFrame: Int) { self.maxFrame = maxFrame }
+
+  /// Consumes all of `input`, calling `emit` for each complete frame. Throws a
+  /// `WireViolation` at the first bad header; the connection must then be closed.
+  func parse(_ input: inout ByteBuffer, emit: (WireFrame) throws -> Void) throws {
+    while input.readableBytes > 0 {
+      if var p = passing {
+        let n = min(p.remaining, input.readableBytes)
+        let piece = input.readSlice(length: n)!
+        p.remaining -= n
+        passing = p.remaining == 0 ? nil : p
+        try emit(WireFrame(kind: .data, stream: p.stream, payload: piece))
+        continue
+      }
+      if var p = partial {
+        let n = min(p.remaining, input.readableBytes)
+        var piece = input.readSlice(length: n)!
+        p.payload.writeBuffer(&piece)
+        p.remaining -= n
+        if p.remaining == 0 {
+          partial = nil
+          try emit(WireFrame(kind: p.kind, stream: p.stream, payload: p.payload))
+        } else {
+          partial = p
+        }
+        continue
+      }
+      let length: Int
+      let kindByte: UInt8
+      let stream: UInt32
+      if header.isEmpty && input.readableBytes >= WireLimits.headerSize {
+        length = Int(input.readInteger(as: UInt32.self)!)
+        kindByte = input.readInteger(as: UInt8.self)!
+        stream = input.readInteger(as: UInt32.self)!
+      } else {
+        let need = WireLimits.headerSize - header.count
+        let take = min(need, input.readableBytes)
+        header += input.readBytes(length: take)!
+        // Check the length as soon as its four bytes are here.
+        if header.count >= 4 { try check(length: Self.u32(header, 0)) }
+        guard header.count == WireLimits.headerSize else { return }
+        length = Int(Self.u32(header, 0))
+        kindByte = header[4]
+        stream = Self.u32(header, 5)
+        header.removeAll(keepingCapacity: true)
+      }
+      try check(length: UInt32(length))
+      guard let kind = FrameKind(rawValue: kindByte) else { throw WireViolation.unknownKind(kindByte) }
+      let payloadLength = length - 5
+      if input.readableBytes >= payloadLength {
+        let payload = input.readSlice(length: payloadLength)!
+        try emit(WireFrame(kind: kind, stream: stream, payload: payload))
+      } else if kind == .data {
+        let piece = input.readSlice(length: input.readableBytes)!
+        passing = (stream, payloadLength - piece.readableBytes)
+        try emit(WireFrame(kind: .data, stream: stream, payload: piece))
+      } else {
+        var payload = ByteBufferAllocator().buffer(capacity: payloadLength)
+        var piece = input.readSlice(length: input.readableBytes)!
+        payload.writeBuffer(&piece)
+        partial = (kind, stream, payload, payloadLength - payload.readableBytes)
+      }
+    }
+  }
+
+  private func check(length: UInt32) throws {
+    guard length >= 5 else { throw WireViolation.tooShort(length: Int(length)) }
+    guard Int(length) <= maxFrame else { throw WireViolation.oversized(length: Int(length), limit: maxFrame) }
+  }
+
+  private static func u32(_ b: [UInt8], _ at: Int) -> UInt32 {
+    UInt32(b[at]) << 24 | UInt32(b[at + 1]) << 16 | UInt32(b[at + 2]) << 8 | UInt32(b[at + 3])
+  }
+}
+
+/// Writes `WireFrame`s: a small payload goes out in one buffer with its header, a large one
+/// as a separate buffer after it (a vector write, no copy).
+final class FrameEncoder: ChannelOutboundHandler, Sendable {
+  typealias OutboundIn = WireFrame
+  typealias OutboundOut = ByteBuffer
+
+  func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+    let frame = unwrapOutboundIn(data)
+    let small = frame.payload.readableBytes <= 4096
+    var header = context.channel.allocator.buffer(
+      capacity: WireLimits.headerSize + (small ? frame.payload.readableBytes : 0))
+    header.writeInteger(UInt32(5 + frame.payload.readableBytes))
+    header.writeInteger(frame.kind.rawValue)
+    header.writeInteger(frame.stream)
+    if small {
+      var payload = frame.payload
+      header.writeBuffer(&payload)
+      context.write(wrapOutboundOut(header), promise: promise)
+    } else {
+      context.write(wrapOutboundOut(header), promise: nil)
+      context.write(wrapOutboundOut(frame.payload), promise: promise)
+    }
+  }
+}
+
+// Payload layouts of the frames that carry more than raw bytes.
+
+/// `call`: u16 method length, method (UTF-8), u8 flags (bit 0: the argument streams), argument.
+struct CallHeader {
+  static let streamsArgument: UInt8 = 1
+  var method: String
+  var flags: UInt8
+  var argument: ByteBuffer
+
+  func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
+    var b = allocator.buffer(capacity: 3 + method.utf8.count + argument.readableBytes)
+    b.writeInteger(UInt16(method.utf8.count))
+    b.writeString(method)
+    b.writeInteger(flags)
+    var a = argument
+    b.writeBuffer(&a)
+    return b
+  }
+
+  static func decode(_ payload: ByteBuffer) throws -> CallHeader {
+    var p = payload
+    guard let n = p.readInteger(as: UInt16.self), Int(n) <= WireLimits.maxMethodName,
+      let method = p.readString(length: Int(n)), let flags = p.readInteger(as: UInt8.self)
+    else { throw WireViolation.malformed("call header") }
+    return CallHeader(method: method, flags: flags, argument: p)
+  }
+}
+
+/// `reply`: u8 flags (bit 0: the reply streams), encoded reply.
+struct ReplyHeader {
+  static let streamsReply: UInt8 = 1
+  var flags: UInt8
+  var reply: ByteBuffer
+
+  func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
+    var b = allocator.buffer(capacity: 1 + reply.readableBytes)
+    b.writeInteger(flags)
+    var r = reply
+    b.writeBuffer(&r)
+    return b
+  }
+
+  static func decode(_ payload: ByteBuffer) throws -> ReplyHeader {
+    var p = payload
+    guard let flags = p.readInteger(as: UInt8.self) else { throw WireViolation.malformed("reply header") }
+    return ReplyHeader(flags: flags, reply: p)
+  }
+}
+
+/// `end`: u8 status (0 ok, 1 failed), then for a failure the JSON of a `WireError`.
+enum EndPayload {
+  static func encode(_ error: WireError?, allocator: ByteBufferAllocator) -> ByteBuffer {
+    var b = allocator.buffer(capacity: 1)
+    if let error {
+      b.writeInteger(UInt8(1))
+      b.writeBytes((try? Payload.encode(error)) ?? [])
+    } else {
+      b.writeInteger(UInt8(0))
+    }
+    return b
+  }
+
+  /// Nil for a clean end; the error for a failed one.
+  static func decode(_ payload: ByteBuffer) throws -> WireError? {
+    var p = payload
+    guard let status = p.readInteger(as: UInt8.self) else { throw WireViolation.malformed("end status") }
+    if status == 0 { return nil }
+    guard status == 1, let error = try? Payload.decode(WireError.self, from: p) else {
+      throw WireViolation.malformed("end error")
+    }
+    return error
+  }
+}

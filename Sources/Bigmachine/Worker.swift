@@ -1,0 +1,116 @@
+import NIOCore
+
+#if canImport(Glibc)
+  @preconcurrency import Glibc
+#endif
+
+/// The environment a system sets for the worker processes it starts.
+enum WorkerEnvironment {
+  /// `worker` makes ``Bigmachine/start(system:services:options:)`` serve instead of return.
+  static let mode = "BIGMACHINE_MODE"
+  /// `local` (listen on loopback, report the port on stdout) or `hosts` (dial `BIGMACHINE_DRIVER`).
+  static let system = "BIGMACHINE_SYSTEM"
+  /// The cluster secret in hex; or
+  static let secret = "BIGMACHINE_SECRET"
+  /// a file (mode 0600) holding it.
+  static let secretFile = "BIGMACHINE_SECRET_FILE"
+  /// `host:port` of the driver, for `hosts` workers.
+  static let driver = "BIGMACHINE_DRIVER"
+  /// The lease in milliseconds the worker grants itself until the first renewal.
+  static let lease = "BIGMACHINE_LEASE_MS"
+  /// Processors the worker reports.
+  static let maxprocs = "BIGMACHINE_MAXPROCS"
+
+  static func value(_ name: String) -> String? { getenv(name).map { String(cString: $0) } }
+
+  static var isWorker: Bool { value(mode) == "worker" }
+
+  /// Serves as the environment says; never returns. Exits the process with status 2 if the
+  /// environment is unusable.
+  static func run(types: ServiceTypes, options: Bigmachine.Options) async throws -> Never {
+    do {
+      let secret: ClusterSecret
+      if let hex = value(Self.secret) {
+        secret = try ClusterSecret(hex: hex)
+      } else if let file = value(secretFile) {
+        secret = try ClusterSecret.read(fromFile: file)
+      } else {
+        throw BigmachineError.fatal(
+          address: "", kind: .configuration, message: "a worker needs \(Self.secret) or \(secretFile)")
+      }
+      let lease = Int64(value(Self.lease) ?? "") ?? 120_000
+      let maxprocs = Int(value(Self.maxprocs) ?? "") ?? availableProcessors()
+      switch value(system) {
+      case "local":
+        try await serveLocal(types: types, options: options, secret: secret, leaseMillis: lease, maxprocs: maxprocs)
+      case "hosts":
+        guard let driver = value(Self.driver) else {
+          throw BigmachineError.fatal(address: "", kind: .configuration, message: "a hosts worker needs \(Self.driver)")
+        }
+        try await Bigmachine.worker(
+          driver: driver, secret: secret, services: types, options: options, leaseMillis: lease, maxprocs: maxprocs)
+      default:
+        throw BigmachineError.fatal(
+          address: "", kind: .configuration, message: "unknown \(system) \(value(system) ?? "(unset)")")
+      }
+    } catch {
+      writeStandardError("bigmachine worker: \(error)\n")
+      exitWorkerProcess(2)
+    }
+  }
+
+  /// A `local` worker: listens on loopback, tells the driver the port on stdout, serves.
+  private static func serveLocal(
+    types: ServiceTypes, options: Bigmachine.Options, secret: ClusterSecret, leaseMillis: Int64, maxprocs: Int
+  ) async throws -> Never {
+    setvbuf(stdout, nil, _IOLBF, 0)
+    let fingerprint = try await BinaryFingerprint.ofSelf()
+    let runtime = WorkerRuntime(
+      types: types, maxprocs: maxprocs, initialLease: .milliseconds(leaseMillis), log: options.log,
+      terminate: { status, _ in exitWorkerProcess(status) })
+    let config = runtime.peerConfig(
+      secret: secret, binaryFingerprint: fingerprint, applicationFingerprint: options.applicationFingerprint)
+    let channel = try await listen(host: "127.0.0.1", port: 0, config: config) { _ in }
+    writeAll(1, "\(listeningMarker)127.0.0.1:\(channel.localAddress?.port ?? 0)\n")
+    while true { try? await Task.sleep(for: .seconds(3600)) }
+  }
+}
+
+extension Bigmachine {
+  /// The `worker` entry point of ``HostsSystem``: dials the driver at `driver`
+  /// (`host:port`), proves `secret`, and serves the driver's calls with `services`
+  /// installed on request. Never returns: the process exits when the driver shuts it down,
+  /// when the connection is lost, or when its lease lapses. Throws a fatal `configuration`
+  /// error for a bad address, and the dial's or handshake's error if the driver cannot be
+  /// reached or refuses this worker.
+  public static func worker(
+    driver: String, secret: ClusterSecret, services: [any Service.Type], options: Options = Options()
+  ) async throws -> Never {
+    try await worker(
+      driver: driver, secret: secret, services: ServiceTypes(services), options: options, leaseMillis: 120_000,
+      maxprocs: availableProcessors())
+  }
+
+  static func worker(
+    driver: String, secret: ClusterSecret, services: ServiceTypes, options: Options, leaseMillis: Int64, maxprocs: Int
+  ) async throws -> Never {
+    setvbuf(stdout, nil, _IOLBF, 0)
+    guard let colon = driver.lastIndex(of: ":"), let port = Int(driver[driver.index(after: colon)...]) else {
+      throw BigmachineError.fatal(address: driver, kind: .configuration, message: "the driver address is not host:port")
+    }
+    let host = String(driver[..<colon])
+    let fingerprint = try await BinaryFingerprint.ofSelf()
+    let runtime = WorkerRuntime(
+      types: services, maxprocs: maxprocs, initialLease: .milliseconds(leaseMillis), log: options.log,
+      terminate: { status, _ in exitWorkerProcess(status) })
+    let config = runtime.peerConfig(
+      secret: secret, binaryFingerprint: fingerprint, applicationFingerprint: options.applicationFingerprint)
+    let connection = try await dial(host: host, port: port, config: config, label: driver)
+    connection.onClose { error in
+      if runtime.shutdownRequested { exitWorkerProcess(0) }
+      options.log("connection to the driver lost (\(error)): exiting")
+      exitWorkerProcess(1)
+    }
+    while true { try? await Task.sleep(for: .seconds(3600)) }
+  }
+}

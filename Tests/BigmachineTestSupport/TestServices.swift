@@ -1,0 +1,240 @@
+import Bigmachine
+import Crypto
+import NIOCore
+import Synchronization
+
+#if canImport(Glibc)
+  @preconcurrency import Glibc
+#endif
+
+/// Every service type the tests use, for `Bigmachine.start(system:services:)` in the test
+/// process and in the worker binary alike.
+public let testServiceTypes: [any Service.Type] = [TestService.self, FailingSetUp.self]
+
+/// Events service methods record, so a test in the same process can await them.
+public actor Probe {
+  public static let shared = Probe()
+  private var events: Set<String> = []
+
+  public func record(_ event: String) { events.insert(event) }
+  public func saw(_ event: String) -> Bool { events.contains(event) }
+}
+
+/// Holds calls until `n` of them are in flight at once.
+actor Barrier {
+  static let shared = Barrier()
+  private var waiting: [String: [CheckedContinuation<Int, Never>]] = [:]
+
+  func arrive(_ key: String, _ n: Int) async -> Int {
+    await withCheckedContinuation { cont in
+      waiting[key, default: []].append(cont)
+      if waiting[key]!.count == n {
+        for c in waiting.removeValue(forKey: key)! { c.resume(returning: n) }
+      }
+    }
+  }
+}
+
+/// Counts the calls of `flaky` per key.
+actor Attempts {
+  static let shared = Attempts()
+  private var counts: [String: Int] = [:]
+  func next(_ key: String) -> Int {
+    counts[key, default: 0] += 1
+    return counts[key]!
+  }
+}
+
+/// What `digest` and the stream tests agree on: byte count and SHA-256.
+public struct Digest: Codable, Sendable, Equatable {
+  public var bytes: Int
+  public var sha256: String
+  public init(bytes: Int, sha256: String) {
+    self.bytes = bytes
+    self.sha256 = sha256
+  }
+}
+
+/// Deterministic test bytes: `count` bytes in chunks of `chunk`, each chunk a fixed
+/// pattern with its index in the first 8 bytes.
+public struct PatternBytes: AsyncSequence, Sendable {
+  public typealias Element = ByteBuffer
+  public var count: Int
+  public var chunk: Int
+  /// Whether each chunk starts with its index (a copy per chunk) or all share one buffer.
+  public var stamped: Bool
+  public init(count: Int, chunk: Int = 1 << 20, stamped: Bool = true) {
+    self.count = count
+    self.chunk = chunk
+    self.stamped = stamped
+  }
+
+  public struct AsyncIterator: AsyncIteratorProtocol {
+    var sent = 0
+    var index: UInt64 = 0
+    let count: Int
+    let stamped: Bool
+    var base: ByteBuffer
+    public mutating func next() async throws -> ByteBuffer? {
+      guard sent < count else { return nil }
+      let n = Swift.min(base.readableBytes, count - sent)
+      var b = base.getSlice(at: base.readerIndex, length: n)!
+      if stamped && n >= 8 {
+        // A fresh copy so the index does not alter the shared base.
+        var c = ByteBuffer()
+        c.reserveCapacity(n)
+        c.writeInteger(index)
+        c.writeImmutableBuffer(b.getSlice(at: b.readerIndex + 8, length: n - 8)!)
+        b = c
+      }
+      index += 1
+      sent += n
+      return b
+    }
+  }
+
+  public func makeAsyncIterator() -> AsyncIterator {
+    AsyncIterator(count: count, stamped: stamped, base: PatternBytes.base(chunk))
+  }
+
+  /// The shared pattern of `size` bytes, built once per size with block copies (byte-by-byte
+  /// writes in a debug build would hold a cooperative thread for a second).
+  static func base(_ size: Int) -> ByteBuffer {
+    bases.withLock { cache in
+      if let b = cache[size] { return b }
+      let period = (0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+      var b = ByteBuffer()
+      b.reserveCapacity(size)
+      while b.readableBytes < size { b.writeBytes(period.prefix(size - b.readableBytes)) }
+      cache[size] = b
+      return b
+    }
+  }
+  private static let bases = Mutex<[Int: ByteBuffer]>([:])
+
+  /// The digest of these bytes.
+  public func digest() async throws -> Digest {
+    var d = StreamDigest()
+    for try await b in self { d.add(b) }
+    return d.result
+  }
+}
+
+/// Incremental byte count and SHA-256.
+public struct StreamDigest {
+  var hash = SHA256()
+  var bytes = 0
+  public init() {}
+  public mutating func add(_ b: ByteBuffer) {
+    bytes += b.readableBytes
+    b.withUnsafeReadableBytes { hash.update(bufferPointer: $0) }
+  }
+  public var result: Digest {
+    Digest(bytes: bytes, sha256: hash.finalize().map { String($0, radix: 16) }.joined(separator: "."))
+  }
+}
+
+/// The methods the tests call.
+public struct TestService: Service {
+  public var tag: String
+  public init(tag: String = "t") { self.tag = tag }
+
+  public static let name = "Test"
+  public static let methods: [String: ServiceMethod<TestService>] = [
+    "echo": .unary { (s, x: String, _) in "\(s.tag):\(x)" },
+    "add": .unary { (_, xs: [Int], _) in xs.reduce(0, +) },
+    "failCounting": .unary { (_, key: String, _) -> Int in
+      let n = await Attempts.shared.next(key)
+      throw ServiceError(kind: "Permanent", message: "attempt \(n)")
+    },
+    "fail": .unary { (_, message: String, _) -> Int in
+      throw ServiceError(kind: "TestFailure", message: message)
+    },
+    "flaky": .unary { (_, key: String, _) -> Int in
+      let n = await Attempts.shared.next(key)
+      if n < 3 { throw ServiceError(kind: "Busy", message: "attempt \(n)", temporary: true) }
+      return n
+    },
+    "barrier": .unary { (_, arg: BarrierArgument, _) in await Barrier.shared.arrive(arg.key, arg.count) },
+    "block": .unary { (_, id: String, _) -> Bool in
+      await Probe.shared.record("started \(id)")
+      do {
+        try await Task.sleep(for: .seconds(600))
+      } catch {
+        await Probe.shared.record("cancelled \(id)")
+        throw error
+      }
+      return true
+    },
+    "digest": .unary { (_, _: Bool, call) in
+      var d = StreamDigest()
+      for try await b in call.input { d.add(b) }
+      return d.result
+    },
+    "generate": .streaming { (_, count: Int, _, out) in
+      for try await b in PatternBytes(count: count, stamped: false) { try await out.write(b) }
+    },
+    "generateThenFail": .streaming { (_, count: Int, _, out) in
+      for try await b in PatternBytes(count: count) { try await out.write(b) }
+      throw ServiceError(kind: "Truncated", message: "stopped after \(count) bytes")
+    },
+    "generateUntilCancelled": .streaming { (_, id: String, _, out) in
+      await Probe.shared.record("started \(id)")
+      do {
+        while true { try await out.write(PatternBytes.base(1 << 16)) }
+      } catch {
+        await Probe.shared.record("cancelled \(id)")
+        throw error
+      }
+    },
+    "echoStream": .streaming { (_, _: Bool, call, out) in
+      for try await b in call.input { try await out.write(b) }
+    },
+    "print": .unary { (_, lines: [String], _) -> Bool in
+      for line in lines {
+        print("out \(line)")
+        writeAll(2, "err \(line)\n")
+      }
+      return true
+    },
+    "printAndExit": .unary { (_, lines: [String], _) -> Bool in
+      for line in lines {
+        print("out \(line)")
+        writeAll(2, "err \(line)\n")
+      }
+      exit(0)
+    },
+    "pid": .unary { (_, _: Bool, _) in getpid() },
+  ]
+}
+
+public struct BarrierArgument: Codable, Sendable {
+  public var key: String
+  public var count: Int
+  public init(key: String, count: Int) {
+    self.key = key
+    self.count = count
+  }
+}
+
+/// A service whose setUp fails, to show that the machine stops fast with the cause.
+public struct FailingSetUp: Service {
+  public init() {}
+  public static let name = "FailingSetUp"
+  public static let methods: [String: ServiceMethod<FailingSetUp>] = [:]
+  public func setUp(_ worker: WorkerContext) async throws {
+    throw ServiceError(kind: "SetUpBroken", message: "the scratch database is unreachable")
+  }
+}
+
+func writeAll(_ fd: Int32, _ text: String) {
+  var text = text
+  text.withUTF8 { buf in
+    var off = 0
+    while off < buf.count {
+      let n = write(fd, buf.baseAddress! + off, buf.count - off)
+      if n <= 0 { return }
+      off += n
+    }
+  }
+}

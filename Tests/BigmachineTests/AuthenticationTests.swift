@@ -1,0 +1,146 @@
+import BigmachineTestSupport
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import Bigmachine
+
+/// Connects to `port`, writes `bytes`, and returns whether the server closed the connection
+/// within `seconds`.
+func serverCloses(port: Int, after bytes: [UInt8], within seconds: Int64 = 5) async throws -> Bool {
+  let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+    .connect(host: "127.0.0.1", port: port).get()
+  try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
+  let closed = channel.eventLoop.makePromise(of: Bool.self)
+  channel.closeFuture.whenComplete { _ in closed.succeed(true) }
+  channel.eventLoop.scheduleTask(in: .seconds(seconds)) { closed.succeed(false) }
+  let result = try await closed.futureResult.get()
+  try? await channel.close()
+  return result
+}
+
+/// A frame as the wire carries it.
+func frameBytes(_ kind: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
+  let length = UInt32(5 + payload.count)
+  var b: [UInt8] = [
+    UInt8(length >> 24), UInt8(length >> 16 & 255), UInt8(length >> 8 & 255), UInt8(length & 255), kind,
+  ]
+  b += [UInt8(stream >> 24), UInt8(stream >> 16 & 255), UInt8(stream >> 8 & 255), UInt8(stream & 255)]
+  return b + payload
+}
+
+@Suite struct AuthenticationTests {
+  @Test func peersWithoutTheSecretAreRefusedAndTheServerKeepsServing() async throws {
+    let lines = LogLines()
+    let (b, _, machines) = try await inProcessCluster(log: lines.log)
+    let m = machines[0]
+    let port = Int(m.address.split(separator: ":").last!)!
+
+    // No handshake at all: a call frame straight away.
+    let call = CallHeader(method: "Test.echo", flags: 0, argument: ByteBuffer(bytes: Array("\"x\"".utf8)))
+      .encode(allocator: ByteBufferAllocator())
+    #expect(try await serverCloses(port: port, after: frameBytes(4, stream: 1, Array(call.readableBytesView))))
+    #expect(try await m.call("Test.echo", "1", returning: String.self) == "m:1")
+
+    // A full handshake with the wrong secret: both ends refuse.
+    let wrong = PeerConfig(
+      secret: .random(), binaryFingerprint: "x", applicationFingerprint: "", methods: nil, onKeepalive: nil,
+      log: .discard)
+    do {
+      _ = try await dial(host: "127.0.0.1", port: port, config: wrong, label: m.address)
+      Issue.record("a peer with the wrong secret was accepted")
+    } catch let error as BigmachineError {
+      #expect(!error.isTemporary)
+    }
+    #expect(try await m.call("Test.echo", "2", returning: String.self) == "m:2")
+
+    // Random bytes.
+    var rng = SystemRandomNumberGenerator()
+    let noise = (0..<4096).map { _ in UInt8.random(in: 0...255, using: &rng) }
+    #expect(try await serverCloses(port: port, after: noise))
+    #expect(try await m.call("Test.echo", "3", returning: String.self) == "m:3")
+
+    // A hello whose proof is garbage.
+    let hello = Hello.make(dialer: true, binaryFingerprint: "x", applicationFingerprint: "").encode()
+    let junkProof = [UInt8](repeating: 7, count: 32)
+    #expect(
+      try await serverCloses(port: port, after: frameBytes(1, stream: 0, hello) + frameBytes(2, stream: 0, junkProof)))
+    #expect(try await m.call("Test.echo", "4", returning: String.self) == "m:4")
+
+    // Each refusal was logged with its reason.
+    #expect(await eventually(within: 5) { lines.count(containing: "refused connection") >= 4 })
+    #expect(lines.all.contains { $0.contains("call frame before authentication") })
+    #expect(lines.all.contains { $0.contains("does not hold the cluster secret") })
+    await b.shutdown()
+  }
+
+  @Test func aPeerThatNeverFinishesTheHandshakeIsDropped() async throws {
+    let lines = LogLines()
+    let system = InProcessSystem()
+    system.handshakeTimeout = .milliseconds(300)
+    let b = try await Bigmachine.start(system: system, services: testServiceTypes, options: .init(log: lines.log))
+    let m = try await b.start(count: 1, services: [TestService(tag: "m")])[0]
+    #expect(await m.wait(for: .running) == .running)
+    let port = Int(m.address.split(separator: ":").last!)!
+    // Connects and says nothing: no hello, no proof.
+    #expect(try await serverCloses(port: port, after: [], within: 10))
+    #expect(lines.all.contains { $0.contains("handshake not finished within") })
+    #expect(try await m.call("Test.echo", "ok", returning: String.self) == "m:ok")
+    await b.shutdown()
+  }
+
+  @Test func anOversizedOrMalformedFrameClosesOnlyThatConnection() async throws {
+    let lines = LogLines()
+    let (b, _, machines) = try await inProcessCluster(log: lines.log)
+    let m = machines[0]
+    let port = Int(m.address.split(separator: ":").last!)!
+    // A length of 4 GiB, a length shorter than the header, an unknown kind.
+    #expect(try await serverCloses(port: port, after: [255, 255, 255, 255, 4, 0, 0, 0, 1]))
+    #expect(try await serverCloses(port: port, after: [0, 0, 0, 2, 4, 0, 0, 0, 1]))
+    #expect(try await serverCloses(port: port, after: frameBytes(99, stream: 0, [1, 2, 3])))
+    #expect(try await m.call("Test.echo", "ok", returning: String.self) == "m:ok")
+    #expect(lines.all.contains { $0.contains("exceeds the limit") })
+    #expect(lines.all.contains { $0.contains("unknown frame kind 99") })
+    await b.shutdown()
+  }
+
+  @Test func theFrameParserChecksEveryLengthAndSurvivesAnySplit() throws {
+    // Frames survive being cut at every byte boundary. Data may arrive in pieces (stream
+    // bytes have no boundaries); every other frame arrives whole.
+    let frames =
+      frameBytes(6, stream: 3, Array(repeating: 9, count: 300))
+      + frameBytes(5, stream: 3, Array(repeating: 4, count: 200))
+      + frameBytes(8, stream: 5, [])
+    for cut in 0...frames.count {
+      let parser = FrameParser(maxFrame: 1024)
+      var data: [UInt8] = []
+      var others: [(FrameKind, UInt32, [UInt8])] = []
+      for piece in [Array(frames[..<cut]), Array(frames[cut...])] {
+        var buffer = ByteBuffer(bytes: piece)
+        try parser.parse(&buffer) { frame in
+          if frame.kind == .data {
+            #expect(frame.stream == 3 && others.isEmpty)
+            data += frame.payload.readableBytesView
+          } else {
+            others.append((frame.kind, frame.stream, Array(frame.payload.readableBytesView)))
+          }
+        }
+      }
+      #expect(data == Array(repeating: 9, count: 300))
+      #expect(others.count == 2)
+      #expect(others.first.map { $0.0 == .reply && $0.1 == 3 && $0.2 == Array(repeating: 4, count: 200) } == true)
+      #expect(others.last.map { $0.0 == .cancel && $0.1 == 5 && $0.2.isEmpty } == true)
+    }
+    // A frame over the limit is refused from its first four bytes, before any payload.
+    let parser = FrameParser(maxFrame: 1024)
+    var header = ByteBuffer(bytes: [0, 0, 4, 6])
+    #expect(throws: WireViolation.self) { try parser.parse(&header) { _ in } }
+    // Truncated payloads of every structured frame are errors, never traps.
+    let call = CallHeader(method: "A.b", flags: 0, argument: ByteBuffer(bytes: [1, 2])).encode(allocator: .init())
+    for n in 0..<5 {
+      #expect(throws: WireViolation.self) { try CallHeader.decode(call.getSlice(at: 0, length: n)!) }
+    }
+    #expect(throws: WireViolation.self) { try EndPayload.decode(ByteBuffer(bytes: [1, 123])) }
+    #expect(throws: WireViolation.self) { try Hello.decode(ByteBuffer(bytes: Array("BGMC".utf8) + [1, 0])) }
+  }
+}

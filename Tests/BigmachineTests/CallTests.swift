@@ -1,0 +1,166 @@
+import Bigmachine
+import BigmachineTestSupport
+import Testing
+
+@Suite struct CallTests {
+  @Test func aCallReturnsTheServicesReply() async throws {
+    let (b, _, machines) = try await inProcessCluster()
+    let m = machines[0]
+    #expect(try await m.call("Test.echo", "hello", returning: String.self) == "m:hello")
+    #expect(try await m.call("Test.add", [1, 2, 3, 4], returning: Int.self) == 10)
+    #expect(m.maxprocs == 1)
+    #expect(m.processID > 0)
+    #expect(try await m.memoryInfo().processResidentBytes > 0)
+    #expect(try await m.diskInfo().totalBytes > 0)
+    #expect(try await m.loadInfo().one >= 0)
+    await b.shutdown()
+    #expect(m.state == .stopped)
+  }
+
+  @Test func aThousandCallsAreInFlightAtOnce() async throws {
+    let (b, _, machines) = try await inProcessCluster()
+    let m = machines[0]
+    // Each call waits in the service until all 1,000 have arrived, so none can finish unless
+    // all are in flight together on the one connection.
+    let results = try await withThrowingTaskGroup(of: Int.self) { group in
+      for _ in 0..<1000 {
+        group.addTask {
+          try await m.call("Test.barrier", BarrierArgument(key: "thousand", count: 1000), returning: Int.self)
+        }
+      }
+      var all: [Int] = []
+      for try await r in group { all.append(r) }
+      return all
+    }
+    #expect(results.count == 1000 && results.allSatisfy { $0 == 1000 })
+    await b.shutdown()
+  }
+
+  @Test func remoteErrorsKeepTheirKindAndMessage() async throws {
+    let (b, _, machines) = try await inProcessCluster()
+    let m = machines[0]
+    do {
+      _ = try await m.call("Test.fail", "disk on fire", returning: Int.self)
+      Issue.record("the call succeeded")
+    } catch let error as BigmachineError {
+      guard case .remote(let address, let method, let kind, let message, let temporary) = error else {
+        Issue.record("not a remote error: \(error)")
+        return
+      }
+      #expect(address == m.address)
+      #expect(method == "Test.fail")
+      #expect(kind == "TestFailure")
+      #expect(message == "disk on fire")
+      #expect(!temporary && !error.isTemporary)
+    }
+    // The machine still serves.
+    #expect(try await m.call("Test.echo", "after", returning: String.self) == "m:after")
+    await b.shutdown()
+  }
+
+  @Test func unknownMethodsAndBadArgumentsAreFatal() async throws {
+    let (b, _, machines) = try await inProcessCluster()
+    let m = machines[0]
+    await #expect(throws: BigmachineError.self) { try await m.call("Test.nope", 1, returning: Int.self) }
+    do {
+      _ = try await m.call("Nobody.echo", "x", returning: String.self)
+    } catch let BigmachineError.fatal(_, kind, message) {
+      #expect(kind == .unknownMethod)
+      #expect(message.contains("Nobody.echo"))
+    }
+    do {
+      _ = try await m.call("Test.add", "not a list", returning: Int.self)
+      Issue.record("a bad argument was accepted")
+    } catch let BigmachineError.fatal(_, kind, _) {
+      #expect(kind == .badArgument)
+    }
+    do {
+      _ = try await m.call("Test.echo", "x", returning: Int.self)
+      Issue.record("a bad reply type was accepted")
+    } catch let BigmachineError.fatal(_, kind, _) {
+      #expect(kind == .badArgument)
+    }
+    await b.shutdown()
+  }
+
+  @Test func cancellingTheCallerCancelsTheCallee() async throws {
+    let (b, _, machines) = try await inProcessCluster()
+    let m = machines[0]
+    let id = "cancel-\(UInt64.random(in: 0...UInt64.max))"
+    let task = Task { try await m.call("Test.block", id, returning: Bool.self) }
+    #expect(await eventually(within: 10) { await Probe.shared.saw("started \(id)") })
+    task.cancel()
+    let outcome = await task.result
+    #expect(throws: CancellationError.self) { try outcome.get() }
+    // The callee's task saw the cancellation: the cancel frame reached it.
+    #expect(await eventually(within: 10) { await Probe.shared.saw("cancelled \(id)") })
+    #expect(try await m.call("Test.echo", "still here", returning: String.self) == "m:still here")
+    await b.shutdown()
+  }
+
+  @Test func retryCallRetriesTemporaryErrorsOnly() async throws {
+    let (b, _, machines) = try await inProcessCluster()
+    let m = machines[0]
+    let fast = Backoff(initial: .milliseconds(10), maximum: .milliseconds(50), factor: 1.5)
+    let key = "flaky-\(UInt64.random(in: 0...UInt64.max))"
+    #expect(try await m.retryCall("Test.flaky", key, returning: Int.self, backoff: fast) == 3)
+    let limited = Backoff(initial: .milliseconds(10), maximum: .milliseconds(50), factor: 1.5, maxAttempts: 2)
+    await #expect(throws: BigmachineError.self) {
+      try await m.retryCall("Test.flaky", key + "-again", returning: Int.self, backoff: limited)
+    }
+    // A permanent remote error is not retried: exactly one attempt, then its error.
+    do {
+      _ = try await m.retryCall("Test.failCounting", key + "-permanent", returning: Int.self, backoff: fast)
+      Issue.record("a permanent error was swallowed")
+    } catch let BigmachineError.remote(_, _, kind, message, temporary) {
+      #expect(kind == "Permanent" && message == "attempt 1" && !temporary)
+    }
+    await b.shutdown()
+  }
+
+  @Test func aKilledMachineFailsItsCallsFastAndStops() async throws {
+    // Renewals could only notice after 1200 s: anything faster is the lost connection.
+    let slow = KeepaliveConfig(
+      period: .seconds(10), timeout: .seconds(1200), rpcTimeout: .seconds(10), lease: .seconds(2400))
+    let (b, system, machines) = try await inProcessCluster(2, keepalive: slow)
+    let (victim, survivor) = (machines[0], machines[1])
+    let id = "killed-\(UInt64.random(in: 0...UInt64.max))"
+    let inFlight = Task { try await victim.call("Test.block", id, returning: Bool.self) }
+    #expect(await eventually(within: 10) { await Probe.shared.saw("started \(id)") })
+    system.kill(victim)
+    let seconds = await timed {
+      let r = await inFlight.result
+      #expect(throws: BigmachineError.self) { try r.get() }
+    }
+    // Far inside the keepalive timeout. Generous: in the full `swift test` run, synchronous
+    // tests of other targets can hold both cooperative threads for tens of seconds.
+    #expect(seconds < 300)
+    #expect(await victim.wait(for: .stopped) == .stopped)
+    do {
+      _ = try await victim.call("Test.echo", "x", returning: String.self)
+      Issue.record("a call to a stopped machine succeeded")
+    } catch let BigmachineError.fatal(_, kind, _) {
+      #expect(kind == .machineStopped)
+    }
+    #expect(try await survivor.call("Test.echo", "ok", returning: String.self) == "m:ok")
+    await b.shutdown()
+  }
+
+  @Test func aFailingSetUpStopsTheMachineFastWithTheCause() async throws {
+    let system = InProcessSystem()
+    let b = try await Bigmachine.start(system: system, services: testServiceTypes, options: .init(log: .discard))
+    let (m, failSeconds, okSeconds) = try await startFailingBesideHealthy(b)
+    #expect(m.state == .stopped)
+    guard case .fatal(_, let kind, let message)? = m.error else {
+      Issue.record("unexpected error \(String(describing: m.error))")
+      return
+    }
+    #expect(kind == .setUpFailed)
+    #expect(message.contains("FailingSetUp.setUp failed"))
+    #expect(message.contains("the scratch database is unreachable"))
+    // No retries, no timeouts (the original retried a failing Register for 5 minutes): it
+    // fails no slower than a healthy machine starts.
+    #expect(failSeconds <= okSeconds + 2, "failed after \(failSeconds) s, a healthy machine started in \(okSeconds) s")
+    await b.shutdown()
+  }
+}
