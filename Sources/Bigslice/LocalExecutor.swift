@@ -28,8 +28,10 @@ final class LocalExecutor: @unchecked Sendable {
   /// done; they are computed again if a later loss needs them.
   /// - Throws: the first task failure, as `BigsliceError.taskFailed`; `.tooManyTries` when
   ///   one task lost its input `maxConsecutiveLost` times in a row.
-  func evaluate(_ roots: [Task], counters: Counters, progress: (_ done: Int, _ total: Int) -> Void = { _, _ in }) throws
-  {
+  func evaluate(
+    _ roots: [Task], counters: Counters, cancel: Cancellation? = nil,
+    progress: (_ done: Int, _ total: Int) -> Void = { _, _ in }
+  ) throws {
     for root in roots { root.pinned = true }
     var losses: [ObjectIdentifier: Int] = [:]
     var done = 0
@@ -38,7 +40,7 @@ final class LocalExecutor: @unchecked Sendable {
       if plan.remaining == 0 { break }
       let total = done + plan.remaining
       progress(done, total)
-      let outcome = try execute(plan, counters: counters) { task in
+      let outcome = try execute(plan, counters: counters, cancel: cancel) { task in
         losses[ObjectIdentifier(task)] = nil
         done += 1
         progress(done, total)
@@ -102,17 +104,24 @@ final class LocalExecutor: @unchecked Sendable {
   /// Runs a plan to its end. Returns nil when every task is done, or the first lost input
   /// (after the tasks already running have finished).
   private func execute(
-    _ plan: Plan, counters: Counters, finished taskDone: (Task) -> Void
+    _ plan: Plan, counters: Counters, cancel: Cancellation?, finished taskDone: (Task) -> Void
   ) throws -> LostInput? {
     var plan = plan
     let state = Mutex<(done: [(Task, Int)], failure: Error?, lost: LostInput?)>(([], nil, nil))
     let finished = DispatchSemaphore(value: 0)
+    // A cancellation wakes the wait below (an extra signal only makes one wait return early).
+    cancel?.attach { finished.signal() }
+    defer { cancel?.detach() }
     var used = 0
     var running = 0
     var stop = false
     var failure: Error?
     var lost: LostInput?
     while plan.remaining > 0 {
+      if cancel?.isCancelled == true {
+        failure = failure ?? CancellationError()
+        stop = true
+      }
       while !stop, let task = plan.ready.last {
         let need = min(task.procs(of: procs), procs)
         guard running == 0 || used + need <= procs else { break }
@@ -122,9 +131,7 @@ final class LocalExecutor: @unchecked Sendable {
         queue.async {
           let taskCounters = Counters()
           do {
-            let partitions = try self.run(task, counters: taskCounters)
-            task.output = try self.store.store(
-              partitions, schema: task.chain[0].schema, pinned: task.pinned)
+            task.output = try self.run(task, counters: taskCounters)
             counters.merge(taskCounters)
             state.withLock { $0.done.append((task, need)) }
           } catch let error as LostInput {
@@ -176,12 +183,12 @@ final class LocalExecutor: @unchecked Sendable {
 
   /// Computes one task: reads its dependencies, runs its pipeline, partitions (and combines)
   /// the output.
-  func run(_ task: Task, counters: Counters) throws -> [[Frame]] {
+  func run(_ task: Task, counters: Counters) throws -> [StoredPartition] {
     let context = TaskContext(shard: task.shard, counters: counters, store: store)
     return try context.with { try run(task, context: context) }
   }
 
-  private func run(_ task: Task, context: TaskContext) throws -> [[Frame]] {
+  private func run(_ task: Task, context: TaskContext) throws -> [StoredPartition] {
     let bottom = task.chain.last!
     var inputs: [any Reader] = []
     for (i, dep) in task.deps.enumerated() {
@@ -230,23 +237,14 @@ final class LocalExecutor: @unchecked Sendable {
     }
   }
 
-  /// Reads the task's output and cuts it into partitions, combining map-side first.
-  private func partition(_ reader: any Reader, _ task: Task) throws -> [[Frame]] {
-    var frames: [Frame] = []
-    if let combining = task.combining {
-      // Map-side combining, as the rows stream by: memory grows with distinct keys, not rows.
-      let buffer = try CombineBuffer(combining, schema: task.chain[0].schema, store: store)
-      while let frame = try reader.read() { try buffer.add(frame) }
-      frames = try readAll(try buffer.finish())
-    } else {
-      while let frame = try reader.read() {
-        if frame.count > 0 { frames.append(frame) }
-      }
-    }
-    if let split = task.sampledFor { task.sample = try split.sample(frames, schema: task.chain[0].schema) }
-    guard task.partitions > 1 else { return [frames] }
-    var out = [[Frame]](repeating: [], count: task.partitions)
-    for frame in frames {
+  /// Reads the task's output, combining map-side first, and cuts it into partitions as it
+  /// streams by, into a sink that holds them in memory or spills them.
+  private func partition(_ reader: any Reader, _ task: Task) throws -> [StoredPartition] {
+    let schema = task.chain[0].schema
+    let sink = OutputSink(store: store, schema: schema, partitions: task.partitions, pinned: task.pinned)
+    let emit = { (frame: Frame) throws in
+      guard frame.count > 0 else { return }
+      guard task.partitions > 1 else { return try sink.write(frame, to: 0) }
       let parts: [Frame]
       switch task.partitioner {
       case .hash:
@@ -260,9 +258,21 @@ final class LocalExecutor: @unchecked Sendable {
       case .range:
         preconditionFailure("a range shuffle is compiled into splits")
       }
-      for (p, part) in parts.enumerated() where part.count > 0 { out[p].append(part) }
+      for (p, part) in parts.enumerated() { try sink.write(part, to: p) }
     }
-    return out
+    if let combining = task.combining {
+      // Map-side combining, as the rows stream by: memory grows with distinct keys, not rows,
+      // and what outgrows the task's share goes out as output (combined again downstream).
+      let buffer = try CombineBuffer(combining, schema: schema, store: store, overflow: emit)
+      while let frame = try reader.read() { try buffer.add(frame) }
+      let rest = try buffer.finish()
+      while let frame = try rest.read() { try emit(frame) }
+    } else {
+      while let frame = try reader.read() { try emit(frame) }
+    }
+    let output = try sink.finish()
+    if let split = task.sampledFor { task.sample = try split.sample(output[0], schema: schema) }
+    return output
   }
 }
 
@@ -331,135 +341,151 @@ final class DependencyReader: Reader {
   }
 }
 
-/// Combines rows of equal keys as they arrive: built-in aggregates go straight into a C
-/// combiner, a user closure into its accumulator. Either holds one row per distinct key.
+/// Combines rows of equal keys as they arrive: built-in aggregates in a C combiner, a user
+/// closure in its accumulator. Either holds one row per distinct key, up to `limit` bytes.
+///
+/// Beyond the limit, what is combined so far leaves memory:
+/// - map-side (`overflow` given), it goes straight to the task's output partitions: the
+///   reduce side combines again, so nothing needs merging here;
+/// - reduce-side, it is cut by the top bits of the combining hash into `fanOut` bucket files,
+///   and so is everything combined after it. `finish` then combines bucket by bucket, each a
+///   fraction of the keys, splitting a bucket that is still too big by the next bits. No
+///   bucket shares a key with another, so the output needs no sort and no merge.
 final class CombineBuffer {
-  private let combiner: Combiner?
-  private let accumulator: (any KeyedAccumulator)?
-  private let aggregate: Combiner.Aggregate
-  private let kind: ScalarKind
+  private let accumulator: any KeyedAccumulator
+  private let schema: Schema
   private let store: OutputStore?
-  private let runSchema: Schema
-  private var runs: [SpillFile] = []
+  private let limit: Int
+  private let overflow: ((Frame) throws -> Void)?
+  private let level: Int
+  private var buckets: [SpillWriter?] = []
 
-  /// A buffer for `combining` rows of `schema`. With a `store`, a built-in combiner that
-  /// outgrows `store.combinerLimit` bytes spills its groups as a run sorted by (hash, key);
-  /// `finish` then merges the runs and combines equal keys as they meet.
-  init(_ combining: Combining, schema: Schema, store: OutputStore? = nil) throws {
+  /// Buckets per spill; each level of splitting takes `bucketBits` more hash bits.
+  static let bucketBits = 4
+  static let fanOut = 1 << bucketBits
+  /// Past this many levels of splitting (16^6 buckets) a bucket is combined in memory.
+  static let maxLevel = 6
+
+  /// A buffer for `combining` rows of `schema`, spilling beyond `store.workingLimit` bytes
+  /// (never without a store); map-side with `overflow`.
+  convenience init(
+    _ combining: Combining, schema: Schema, store: OutputStore? = nil, overflow: ((Frame) throws -> Void)? = nil
+  ) throws {
+    try self.init(
+      accumulator: try combining.accumulator(keyType: schema.types[0]), schema: schema, store: store,
+      overflow: overflow, level: 0)
+  }
+
+  private init(
+    accumulator: any KeyedAccumulator, schema: Schema, store: OutputStore?, overflow: ((Frame) throws -> Void)?,
+    level: Int
+  ) throws {
+    self.accumulator = accumulator
+    self.schema = schema
     self.store = store
-    switch combining {
-    case .builtIn(let aggregate, let kind):
-      let combiner = try Combiner(keyType: schema.types[0])
-      try combiner.addAggregate(aggregate, valueType: kind)
-      self.combiner = combiner
-      accumulator = nil
-      self.aggregate = aggregate
-      self.kind = kind
-    case .closure(let make):
-      combiner = nil
-      accumulator = try make()
-      aggregate = .sum
-      kind = .int64
-    }
-    runSchema = Schema([schema.types[0], .scalar(kind)], prefix: 1)
+    self.overflow = overflow
+    self.level = level
+    limit = level < CombineBuffer.maxLevel ? (store?.workingLimit ?? Int.max) : Int.max
   }
 
   func add(_ frame: Frame) throws {
     guard frame.count > 0 else { return }
-    guard let combiner else { return try accumulator!.add(frame) }
-    try combiner.add(keys: frame.columns[0], values: [frame.columns[1]], seed: combineSeed)
-    if let store, combiner.byteCount > store.combinerLimit {
-      runs.append(try store.spillRun(try combiner.drain().frame, schema: runSchema))
-    }
+    try accumulator.add(frame)
+    if accumulator.byteCount > limit { try spill() }
   }
 
-  /// The combined rows, one per key.
-  func finish() throws -> any Reader {
-    guard let combiner else { return FrameReader(try accumulator!.finish().map { [$0] } ?? []) }
-    if runs.isEmpty {
-      // In-memory output needs no order.
-      return FrameReader(combiner.groupCount > 0 ? [try combiner.drainUnordered()] : [])
-    }
-    var sources: [any Reader] = try runs.map { try $0.reader() }
-    if combiner.groupCount > 0 { sources.append(FrameReader(try combiner.drain().frame)) }
-    runs = []
-    let merged = MergeReader(sources, order: .hash(seed: combineSeed))
-    let aggregate = self.aggregate
-    switch kind {
-    case .double:
-      // The C combiner's rules: NaN sticks, and of -0.0 and +0.0 the first seen stays.
-      return AdjacentCombineReader<Double>(merged) { a, b in
-        switch aggregate {
-        case .min: a.isNaN || b.isNaN ? .nan : (b < a ? b : a)
-        case .max: a.isNaN || b.isNaN ? .nan : (b > a ? b : a)
-        default: a + b
-        }
+  /// Moves what is combined so far out of memory.
+  private func spill() throws {
+    guard let combined = try accumulator.finish() else { return }
+    if let overflow { return try overflow(combined) }
+    guard let store else { return }
+    if buckets.isEmpty { buckets = Array(repeating: nil, count: CombineBuffer.fanOut) }
+    let hashes = try combined.hashKeys(seed: combineSeed)
+    let shift = UInt64(64 - CombineBuffer.bucketBits * (level + 1))
+    let mask = UInt64(CombineBuffer.fanOut - 1)
+    let ids = hashes.map { UInt32(truncatingIfNeeded: ($0 >> shift) & mask) }
+    for (b, part) in combined.partition(ids: ids, into: CombineBuffer.fanOut).enumerated() where part.count > 0 {
+      if buckets[b] == nil {
+        buckets[b] = try SpillWriter(directory: try store.spillDirectory(), schema: schema, prefix: "bucket")
       }
-    default:
-      return AdjacentCombineReader<Int64>(merged) { a, b in
-        switch aggregate {
-        case .min: Swift.min(a, b)
-        case .max: Swift.max(a, b)
-        default: a &+ b
-        }
+      try buckets[b]!.write(part)
+    }
+    store.spilledRuns.withLock { $0 += 1 }
+  }
+
+  /// The combined rows, one per key; map-side, only what is left after the overflows.
+  func finish() throws -> any Reader {
+    if buckets.isEmpty { return FrameReader(try accumulator.finish().map { [$0] } ?? []) }
+    try spill()
+    var files: [SpillFile] = []
+    for writer in buckets {
+      guard let writer else { continue }
+      let file = try writer.finish()
+      store!.spilled(file)
+      files.append(file)
+    }
+    buckets = []
+    return BucketCombineReader(
+      files, accumulator: accumulator, schema: schema, store: store!, level: level + 1)
+  }
+
+  /// Combines spilled buckets one at a time, each in a buffer of the next level.
+  private final class BucketCombineReader: Reader {
+    private var files: [SpillFile]
+    private let accumulator: any KeyedAccumulator
+    private let schema: Schema
+    private let store: OutputStore
+    private let level: Int
+    private var current: (any Reader)?
+
+    init(_ files: [SpillFile], accumulator: any KeyedAccumulator, schema: Schema, store: OutputStore, level: Int) {
+      self.files = files.reversed()
+      self.accumulator = accumulator
+      self.schema = schema
+      self.store = store
+      self.level = level
+    }
+
+    func read() throws -> Frame? {
+      while true {
+        if let frame = try current?.read() { return frame }
+        current = nil
+        // The file goes (and is removed) once its rows are combined.
+        guard let file = files.popLast() else { return nil }
+        let buffer = try CombineBuffer(
+          accumulator: accumulator, schema: schema, store: store, overflow: nil, level: level)
+        let rows = try file.reader()
+        while let frame = try rows.read() { try buffer.add(frame) }
+        current = try buffer.finish()
       }
     }
   }
 }
 
-/// Reads (key, value) rows sorted by (hash, key) and combines the values of adjacent equal
-/// keys, across frame boundaries too: the reduce step of merging spilled combiner runs.
-final class AdjacentCombineReader<T: ScalarValue>: Reader {
-  private let input: any Reader
-  private let combine: (T, T) -> T
-  /// The key still collecting values (a one-column, one-row frame), its hash and value.
-  private var carry: (key: Frame, hash: UInt64, value: T)?
-  private var ended = false
-
-  init(_ input: any Reader, _ combine: @escaping (T, T) -> T) {
-    self.input = input
-    self.combine = combine
-  }
-
-  func read() throws -> Frame? {
-    while !ended {
-      guard let frame = try input.read() else {
-        ended = true
-        guard let last = carry else { return nil }
-        carry = nil
-        return try Frame([last.key.columns[0], Column([last.value])], prefix: 1)
-      }
-      guard frame.count > 0 else { continue }
-      let hashes = try frame.hashKeys(seed: combineSeed)
-      let values = frame.columns[1].scalars(T.self)
-      let keys = try Frame([frame.columns[0]])
-      var chunks: [UInt32] = []
-      var rows: [UInt32] = []
-      var out: [T] = []
-      // The current key: chunk 0 is the carried key, chunk 1 this frame's keys.
-      var current: (chunk: UInt32, row: Int, hash: UInt64, value: T)? =
-        carry.map { (0, 0, $0.hash, $0.value) }
-      let carried = carry?.key ?? keys
-      for i in 0..<frame.count {
-        if let c = current, c.hash == hashes[i], (c.chunk == 0 ? carried : keys).equalKeys(c.row, keys, i) {
-          current!.value = combine(c.value, values[i])
-          continue
-        }
-        if let c = current {
-          chunks.append(c.chunk)
-          rows.append(UInt32(c.row))
-          out.append(c.value)
-        }
-        current = (1, i, hashes[i], values[i])
-      }
-      if let c = current {
-        carry = (c.chunk == 0 ? carried : keys.slice(c.row..<(c.row + 1)), c.hash, c.value)
-      }
-      if !out.isEmpty {
-        let keyColumn = try Frame.interleave([carried, keys], chunkIndices: chunks, rows: rows).columns[0]
-        return try Frame([keyColumn, Column(out)], prefix: 1)
-      }
+extension Combining {
+  /// A fresh accumulator for keys of `keyType`.
+  func accumulator(keyType: ColumnType) throws -> any KeyedAccumulator {
+    switch self {
+    case .builtIn(let aggregate, let kind): return try BuiltInAccumulator(keyType: keyType, aggregate, kind)
+    case .closure(let make): return try make()
     }
-    return nil
   }
+}
+
+/// A built-in aggregate folded by the C combiner, with no closure per row.
+final class BuiltInAccumulator: KeyedAccumulator {
+  private let combiner: Combiner
+
+  init(keyType: ColumnType, _ aggregate: Combiner.Aggregate, _ kind: ScalarKind) throws {
+    combiner = try Combiner(keyType: keyType)
+    try combiner.addAggregate(aggregate, valueType: kind)
+  }
+
+  func add(_ frame: Frame) throws {
+    try combiner.add(keys: frame.columns[0], values: [frame.columns[1]], seed: combineSeed)
+  }
+
+  func finish() throws -> Frame? { combiner.groupCount > 0 ? try combiner.drainUnordered() : nil }
+
+  var byteCount: Int { combiner.byteCount }
 }

@@ -164,6 +164,10 @@ final class ClosureAccumulator<V>: KeyedAccumulator {
   func finish() throws -> Frame? {
     guard let combiner else {
       if pendingRows > 0 { try compact() }
+      defer {
+        pending = []
+        combinedRows = 0
+      }
       return pending.first
     }
     guard combiner.groupCount > 0 else { return nil }
@@ -171,6 +175,11 @@ final class ClosureAccumulator<V>: KeyedAccumulator {
     let values = try Column.make(erasing: accumulators)
     accumulators = []
     return try Frame([keys, values], prefix: 1)
+  }
+
+  var byteCount: Int {
+    guard let combiner else { return pending.reduce(0) { $0 + $1.byteCount } }
+    return combiner.byteCount + accumulators.capacity * MemoryLayout<V>.stride + hashes.capacity * 12
   }
 
   /// Boxed keys: buffer frames and fold them by sorting when the new rows outnumber the
@@ -218,6 +227,7 @@ final class IntAccumulator: KeyedAccumulator {
   init(_ inner: ClosureAccumulator<Int>) { self.inner = inner }
   func add(_ frame: Frame) throws { try inner.add(frame) }
   func finish() throws -> Frame? { try inner.finish() }
+  var byteCount: Int { inner.byteCount }
 }
 
 final class Int64Accumulator: KeyedAccumulator {
@@ -225,6 +235,7 @@ final class Int64Accumulator: KeyedAccumulator {
   init(_ inner: ClosureAccumulator<Int64>) { self.inner = inner }
   func add(_ frame: Frame) throws { try inner.add(frame) }
   func finish() throws -> Frame? { try inner.finish() }
+  var byteCount: Int { inner.byteCount }
 }
 
 final class DoubleAccumulator: KeyedAccumulator {
@@ -232,4 +243,5 @@ final class DoubleAccumulator: KeyedAccumulator {
   init(_ inner: ClosureAccumulator<Double>) { self.inner = inner }
   func add(_ frame: Frame) throws { try inner.add(frame) }
   func finish() throws -> Frame? { try inner.finish() }
+  var byteCount: Int { inner.byteCount }
 }

@@ -33,7 +33,11 @@ public final class Session: @unchecked Sendable {
     self.executor = executor
     self.status = status
     self.memoryLimit = memoryLimit
-    store = OutputStore(memoryLimit: memoryLimit, spillParent: spillDirectory)
+    let procs: Int
+    switch executor {
+    case .local(let n): procs = n
+    }
+    store = OutputStore(memoryLimit: memoryLimit, spillParent: spillDirectory, procs: procs)
     switch executor {
     case .local(let procs): local = LocalExecutor(procs: procs, store: store)
     }
@@ -66,15 +70,65 @@ public final class Session: @unchecked Sendable {
     return Result(tasks: tasks, slice: slice, session: self, counters: counters.snapshot)
   }
 
+  /// Runs `f` with `args` and returns its result, from async code: the job is driven from a
+  /// thread of its own, so no thread of Swift's cooperative pool waits for it. Cancelling the
+  /// calling task cancels the job: no new task starts, and the call throws `CancellationError`
+  /// once the running ones finish.
+  /// - Throws: as the synchronous `run`, and `CancellationError`.
+  public func run<each A, each C>(_ f: Func<repeat each C>, _ args: repeat each A) async throws
+    -> Result<repeat each C>
+  {
+    try await run(try f.invoke(repeat each args))
+  }
+
+  /// Runs `slice` from async code (see `run(_:_:)`).
+  public func run<each C>(_ slice: Slice<repeat each C>) async throws -> Result<repeat each C> {
+    if let problem = slice.node.problem { throw problem }
+    var compiler = Compiler()
+    let tasks = compiler.compile(slice.node)
+    let counters = Counters()
+    try await evaluate(tasks, name: slice.name, counters: counters)
+    return Result(tasks: tasks, slice: slice, session: self, counters: counters.snapshot)
+  }
+
   /// Computes whatever `tasks` still need. Runs of one session take turns: a task shared by
   /// two runs (a result passed to both) is computed once.
-  func evaluate(_ tasks: [Task], name: String, counters: Counters) throws {
+  func evaluate(_ tasks: [Task], name: String, counters: Counters, cancel: Cancellation? = nil) throws {
     try running.withLock { _ in
       let progress = status ? ProgressLine(name: name) : nil
       defer { progress?.finish() }
-      try local.evaluate(tasks, counters: counters) { done, total in progress?.update(done: done, total: total) }
+      try local.evaluate(tasks, counters: counters, cancel: cancel) { done, total in
+        progress?.update(done: done, total: total)
+      }
     }
   }
+
+  /// `evaluate` on a thread of its own, cancelled with the calling task.
+  func evaluate(_ tasks: [Task], name: String, counters: Counters) async throws {
+    let cancel = Cancellation()
+    let job = UncheckedBox((tasks, counters))
+    try await withTaskCancellationHandler {
+      try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+        detachThread {
+          do {
+            try self.evaluate(job.value.0, name: name, counters: job.value.1, cancel: cancel)
+            continuation.resume()
+          } catch {
+            continuation.resume(throwing: error)
+          }
+        }
+      }
+    } onCancel: {
+      cancel.cancel()
+    }
+  }
+}
+
+/// A value handed to another thread whose type the compiler cannot prove `Sendable` (tasks,
+/// slices); the sender no longer touches it.
+struct UncheckedBox<T>: @unchecked Sendable {
+  let value: T
+  init(_ value: T) { self.value = value }
 }
 
 /// The rows of a computed slice, shard by shard, held in memory.
@@ -110,6 +164,13 @@ public struct Result<each C>: Sequence, @unchecked Sendable {
   public func reload() throws {
     guard tasks.contains(where: { $0.output == nil }) else { return }
     try session.evaluate(tasks, name: slice.name, counters: Counters())
+  }
+
+  /// Computes the rows again if they were discarded (or lost), from async code.
+  /// - Throws: what computing them throws; `CancellationError`.
+  public func reload() async throws {
+    guard tasks.contains(where: { $0.output == nil }) else { return }
+    try await session.evaluate(tasks, name: slice.name, counters: Counters())
   }
 
   /// Releases the rows. The result stays usable: reading it or a slice made from it
@@ -184,7 +245,7 @@ extension Result: AsyncSequence {
     /// - Throws: what computing it throws.
     public mutating func next() async throws -> (repeat each C)? {
       if rows == nil {
-        try result.reload()
+        try await result.reload()
         rows = result.makeIterator()
       }
       return rows!.next()

@@ -59,8 +59,11 @@ enum Combining: @unchecked Sendable {
 /// Folds (key, value) rows into one row per key, frame by frame.
 protocol KeyedAccumulator: AnyObject {
   func add(_ frame: Frame) throws
-  /// One row per key, or nil when nothing was added.
+  /// One row per key, or nil when nothing was added; the accumulator is then empty again and
+  /// takes more rows, including rows it returned before (the output has the input's schema).
   func finish() throws -> Frame?
+  /// The memory it holds, in bytes.
+  var byteCount: Int { get }
 }
 
 /// The untyped graph node behind every `Slice`: its schema, shards, inputs, and a reader for

@@ -58,15 +58,17 @@ final class RangeSplit: @unchecked Sendable {
     }
   }
 
-  /// An evenly spaced sample of the key columns of `frames` (at most `sampleSize` rows).
-  func sample(_ frames: [Frame], schema: Schema) throws -> Frame {
-    let total = frames.reduce(0) { $0 + $1.count }
+  /// An evenly spaced sample of the key columns of a stored output (at most `sampleSize`
+  /// rows), read frame by frame.
+  func sample(_ stored: StoredPartition, schema: Schema) throws -> Frame {
+    let total = stored.rows
     let keys = Schema(Array(schema.types.prefix(max(schema.prefix, 1))), prefix: max(schema.prefix, 1))
     guard total > 0 else { return try Frame.empty(keys) }
     let step = max(1, total / sampleSize)
     var picked: [Frame] = []
     var base = 0
-    for frame in frames {
+    let reader = try stored.reader()
+    while let frame = try reader.read() {
       // Rows at global positions step/2, step/2 + step, …
       let first = ((base + step - step / 2 - 1) / step) * step + step / 2 - base
       let rows = stride(from: max(first, 0), to: frame.count, by: step).map { UInt32($0) }
@@ -84,7 +86,7 @@ extension TaskContext {
   /// Every row of `input` sorted by key: in memory without a memory limit, else by an
   /// external sort whose buffer is one operator's share of the limit.
   func sort(_ input: any Reader, schema: Schema) throws -> any Reader {
-    guard let store, store.budget.limit != Int.max else {
+    guard let store, store.isLimited else {
       var frames: [Frame] = []
       while let frame = try input.read() {
         if frame.count > 0 { frames.append(frame) }
@@ -94,7 +96,7 @@ extension TaskContext {
       return FrameReader(sorted)
     }
     let sorter = ExternalSorter(
-      schema: schema, order: .keys, budget: store.combinerLimit, directory: try store.spillDirectory())
+      schema: schema, order: .keys, budget: store.workingLimit, directory: try store.spillDirectory())
     while let frame = try input.read() { try sorter.add(frame) }
     let reader = try sorter.finish()
     store.spilledRuns.withLock { $0 += sorter.spilledRuns }

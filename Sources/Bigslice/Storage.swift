@@ -23,6 +23,10 @@ final class MemoryBudget: Sendable {
     }
   }
 
+  /// Charges `bytes` whether or not they fit: memory the user asked to hold (a result), which
+  /// leaves that much less for everything else.
+  func forceCharge(_ bytes: Int) { used.withLock { $0 += bytes } }
+
   func release(_ bytes: Int) { used.withLock { $0 -= bytes } }
 
   var charged: Int { used.withLock { $0 } }
@@ -64,6 +68,14 @@ enum StoredPartition: @unchecked Sendable {
     return true
   }
 
+  /// The number of rows.
+  var rows: Int {
+    switch self {
+    case .memory(let held): return held.frames.reduce(0) { $0 + $1.count }
+    case .spilled(let file): return file.rows
+    }
+  }
+
   /// The frames held in memory; empty for a spilled partition.
   var frames: [Frame] {
     if case .memory(let held) = self { return held.frames }
@@ -74,6 +86,8 @@ enum StoredPartition: @unchecked Sendable {
 /// Where a session's executor keeps task outputs: in memory while the budget allows, else in
 /// spill files under a private directory that is removed with the store.
 final class OutputStore: @unchecked Sendable {
+  /// What task outputs held in memory may take: the memory limit less every task's working
+  /// share.
   let budget: MemoryBudget
   private let parent: String?
   private let directory = Mutex<SpillDirectory?>(nil)
@@ -82,48 +96,37 @@ final class OutputStore: @unchecked Sendable {
   /// Sorted combiner runs spilled so far.
   let spilledRuns = Mutex(0)
 
-  /// Bytes one task's combiner may hold before it spills a sorted run: an eighth of the
-  /// memory limit (several tasks combine at once, and their outputs need room too), and at
-  /// least 64 KiB.
-  let combinerLimit: Int
+  /// Bytes one running task may hold for its own work (a combiner's table, a sort buffer)
+  /// before it spills: half the memory limit split between the `procs` tasks that run at
+  /// once, and at least 64 KiB. The other half holds task outputs.
+  let workingLimit: Int
 
-  init(memoryLimit: Int?, spillParent: String?) {
-    budget = MemoryBudget(limit: memoryLimit ?? Int.max)
+  init(memoryLimit: Int?, spillParent: String?, procs: Int) {
     parent = spillParent
-    combinerLimit = memoryLimit.map { max($0 / 8, 64 << 10) } ?? Int.max
+    guard let memoryLimit else {
+      budget = MemoryBudget(limit: Int.max)
+      workingLimit = Int.max
+      return
+    }
+    workingLimit = max(memoryLimit / (2 * max(procs, 1)), 64 << 10)
+    budget = MemoryBudget(limit: max(memoryLimit - workingLimit * max(procs, 1), 0))
   }
+
+  /// Whether the session has a memory limit.
+  var isLimited: Bool { workingLimit != Int.max }
 
   /// Writes one sorted run of a combiner to a spill file.
   func spillRun(_ frame: Frame, schema: Schema) throws -> SpillFile {
     let writer = try SpillWriter(directory: try spillDirectory(), schema: schema, prefix: "run")
     try writer.write(frame)
     let file = try writer.finish()
-    spilledBytes.withLock { $0 += file.bytes }
+    spilled(file)
     spilledRuns.withLock { $0 += 1 }
     return file
   }
 
-  /// Stores the partitions of one task's output: in memory when they fit the budget (or
-  /// when `pinned`, for results the user reads), else each non-empty one in a spill file.
-  func store(_ partitions: [[Frame]], schema: Schema, pinned: Bool) throws -> [StoredPartition] {
-    let sizes = partitions.map { $0.reduce(0) { $0 + $1.byteCount } }
-    if pinned {
-      return partitions.map { .memory(HeldFrames($0, bytes: 0, budget: nil)) }
-    }
-    if budget.charge(sizes.reduce(0, +)) {
-      // Each partition gives its bytes back to the budget when it goes.
-      return zip(partitions, sizes).map { .memory(HeldFrames($0, bytes: $1, budget: budget)) }
-    }
-    let dir = try spillDirectory()
-    return try partitions.map { frames in
-      guard !frames.isEmpty else { return .memory(HeldFrames([], bytes: 0, budget: nil)) }
-      let writer = try SpillWriter(directory: dir, schema: schema, prefix: "partition")
-      for frame in frames { try writer.write(frame) }
-      let file = try writer.finish()
-      spilledBytes.withLock { $0 += file.bytes }
-      return .spilled(file)
-    }
-  }
+  /// Counts bytes written to a spill file.
+  func spilled(_ file: SpillFile) { spilledBytes.withLock { $0 += file.bytes } }
 
   func spillDirectory() throws -> SpillDirectory {
     try directory.withLock { dir in
@@ -136,4 +139,107 @@ final class OutputStore: @unchecked Sendable {
 
   /// The spill directory's path, once one was made.
   var spillPath: String? { directory.withLock { $0?.path } }
+}
+
+/// Takes one task's output as it is produced, frame by frame and partition by partition.
+///
+/// Frames stay in memory while the store's budget can be charged for them. The first frame
+/// that does not fit turns the sink to disk: every partition held so far goes to its spill
+/// file (giving its memory back) and the rest of the output follows it there, in blocks of
+/// at least `blockBytes`. A pinned output (a result the user reads) is held whatever the
+/// budget says, and charged to it so that other outputs spill sooner.
+final class OutputSink {
+  private let store: OutputStore
+  private let schema: Schema
+  private let pinned: Bool
+  private var held: [[Frame]]
+  private var heldBytes: [Int]
+  private var writers: [SpillWriter?]
+  /// Frames waiting to be written together as one block, per partition (on disk only).
+  private var pending: [[Frame]]
+  private var pendingBytes: [Int]
+  private var onDisk = false
+  /// Frames smaller than this are gathered before they go to a spill file.
+  static let blockBytes = 256 << 10
+
+  init(store: OutputStore, schema: Schema, partitions: Int, pinned: Bool) {
+    self.store = store
+    self.schema = schema
+    self.pinned = pinned
+    held = Array(repeating: [], count: partitions)
+    heldBytes = Array(repeating: 0, count: partitions)
+    writers = Array(repeating: nil, count: partitions)
+    pending = Array(repeating: [], count: partitions)
+    pendingBytes = Array(repeating: 0, count: partitions)
+  }
+
+  /// Budget charged for frames held in memory, given back if the sink goes unfinished.
+  deinit { store.budget.release(heldBytes.reduce(0, +)) }
+
+  /// Adds `frame` to partition `p`.
+  /// - Throws: `SliceIOError.io` when a spill file cannot be written.
+  func write(_ frame: Frame, to p: Int) throws {
+    guard frame.count > 0 else { return }
+    let bytes = frame.byteCount
+    if !onDisk {
+      if pinned {
+        store.budget.forceCharge(bytes)
+      } else if !store.budget.charge(bytes) {
+        try moveToDisk()
+        return try append(frame, bytes: bytes, to: p)
+      }
+      held[p].append(frame)
+      heldBytes[p] += bytes
+      return
+    }
+    try append(frame, bytes: bytes, to: p)
+  }
+
+  /// The stored partitions.
+  func finish() throws -> [StoredPartition] {
+    var out: [StoredPartition] = []
+    for p in held.indices {
+      try flush(p)
+      if let writer = writers[p] {
+        let file = try writer.finish()
+        store.spilled(file)
+        out.append(.spilled(file))
+      } else {
+        // Each partition gives its bytes back to the budget when it goes.
+        out.append(.memory(HeldFrames(held[p], bytes: heldBytes[p], budget: store.budget)))
+        heldBytes[p] = 0
+      }
+    }
+    writers = []
+    return out
+  }
+
+  /// Writes every held partition to its spill file and releases its memory.
+  private func moveToDisk() throws {
+    onDisk = true
+    for p in held.indices {
+      let frames = held[p]
+      held[p] = []
+      for frame in frames { try append(frame, bytes: frame.byteCount, to: p) }
+      store.budget.release(heldBytes[p])
+      heldBytes[p] = 0
+    }
+  }
+
+  private func append(_ frame: Frame, bytes: Int, to p: Int) throws {
+    pending[p].append(frame)
+    pendingBytes[p] += bytes
+    if pendingBytes[p] >= OutputSink.blockBytes { try flush(p) }
+  }
+
+  private func flush(_ p: Int) throws {
+    guard !pending[p].isEmpty else { return }
+    if writers[p] == nil {
+      writers[p] = try SpillWriter(directory: try store.spillDirectory(), schema: schema, prefix: "partition")
+    }
+    let frames = pending[p]
+    pending[p] = []
+    pendingBytes[p] = 0
+    try writers[p]!.write(frames.count == 1 ? frames[0] : try Frame.concat(frames))
+  }
 }

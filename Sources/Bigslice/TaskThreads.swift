@@ -75,3 +75,53 @@ final class TaskThreads: @unchecked Sendable {
     }
   }
 }
+
+/// Runs `body` on a new detached thread: a job driven from async code waits there, not on a
+/// thread of the cooperative pool.
+func detachThread(_ body: @escaping @Sendable () -> Void) {
+  final class Box {
+    let body: @Sendable () -> Void
+    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+  }
+  var thread = pthread_t()
+  let box = Unmanaged.passRetained(Box(body)).toOpaque()
+  let rc = pthread_create(
+    &thread, nil,
+    { raw in
+      Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+      return nil
+    }, box)
+  guard rc == 0 else {
+    // No thread to be had: run here rather than never.
+    Unmanaged<Box>.fromOpaque(box).takeRetainedValue().body()
+    return
+  }
+  pthread_detach(thread)
+}
+
+/// The cancellation of one evaluation: set from any thread; it wakes the evaluating thread,
+/// which then starts no new task.
+final class Cancellation: Sendable {
+  private let state = Mutex<(cancelled: Bool, wake: (@Sendable () -> Void)?)>((false, nil))
+
+  func cancel() {
+    let wake = state.withLock { s -> (@Sendable () -> Void)? in
+      s.cancelled = true
+      return s.wake
+    }
+    wake?()
+  }
+
+  var isCancelled: Bool { state.withLock { $0.cancelled } }
+
+  /// Calls `wake` on cancellation (at once if already cancelled) until `detach()`.
+  func attach(_ wake: @escaping @Sendable () -> Void) {
+    let now = state.withLock { s -> Bool in
+      s.wake = wake
+      return s.cancelled
+    }
+    if now { wake() }
+  }
+
+  func detach() { state.withLock { $0.wake = nil } }
+}

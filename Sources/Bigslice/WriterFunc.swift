@@ -88,8 +88,14 @@ final class DistinctAccumulator: KeyedAccumulator {
 
   func finish() throws -> Frame? {
     if pendingRows > 0 { try compact() }
+    defer {
+      pending = []
+      keptRows = 0
+    }
     return pending.first
   }
+
+  var byteCount: Int { pending.reduce(0) { $0 + $1.byteCount } }
 
   private func compact() throws {
     let sorted = try Frame.concat(pending).sorted(.hash(seed: combineSeed))

@@ -139,7 +139,7 @@ let sumResult = Func("tests.sumResult") { (r: Result<Int, Int>, shards: Int) in
   @Test func aDiscardedResultIsComputedAgainWhenRead() async throws {
     let session = Session(memoryLimit: 1)
     let runs = Counter()
-    let result = try session.run(counted(runs).reshuffle())
+    let result = try await session.run(counted(runs).reshuffle())
     #expect(runs.value == 3)
     result.discard()
     #expect(Array(result).count == 300)
@@ -151,7 +151,7 @@ let sumResult = Func("tests.sumResult") { (r: Result<Int, Int>, shards: Int) in
     #expect(n == 300)
     #expect(runs.value == 9)
     result.discard()
-    let doubled = try session.run(doubleResult, result)
+    let doubled = try await session.run(doubleResult, result)
     #expect(doubled.count == 300)
     #expect(runs.value == 12)
   }

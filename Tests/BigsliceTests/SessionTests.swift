@@ -102,8 +102,9 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
 }
 
 @Suite struct CombinerSpillTests {
-  /// 60K distinct keys: the map-side combiner outgrows its 64 KiB share of a 1-byte limit many
-  /// times, spills sorted runs, and merges them back.
+  /// 60K distinct keys: the combiners outgrow their 64 KiB share of a 1-byte limit many
+  /// times; map-side they pass what they hold on as output, reduce-side they spill it into hash
+  /// buckets that are combined one by one (splitting again, level by level).
   @Test(arguments: [Combiner.Aggregate.sum, .min, .max])
   func builtInReduceSpillsRunsAndMergesThemBack(aggregate: Combiner.Aggregate) throws {
     var rng = SplitMix64(seed: 31)
@@ -166,7 +167,7 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
 @Suite struct AsyncResultTests {
   @Test func aResultIsAlsoAnAsyncSequenceOfTypedRows() async throws {
     let session = Session(executor: .local(procs: 2))
-    let result = try session.run(const(3, [1, 2, 3, 4], ["a", "b", "c", "d"]))
+    let result = try await session.run(const(3, [1, 2, 3, 4], ["a", "b", "c", "d"]))
     var rows: [String] = []
     // `for await` over a pack-typed element does not compile on Swift 6.3; the iterator does.
     var iterator = result.makeAsyncIterator()

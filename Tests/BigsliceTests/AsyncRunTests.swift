@@ -1,0 +1,82 @@
+import Bigslice
+import Foundation
+import Synchronization
+import Testing
+
+/// A gate that user closures wait at (with a deadline) until async code opens it for good.
+final class Gate: Sendable {
+  private let isOpen = Mutex(false)
+  func open() { isOpen.withLock { $0 = true } }
+  /// False if nobody opened the gate within `seconds`.
+  func wait(seconds: Double) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while !isOpen.withLock({ $0 }) {
+      if Date() > deadline { return false }
+      usleep(1_000)
+    }
+    return true
+  }
+}
+
+@Suite struct AsyncRunTests {
+  @Test func anAsyncRunEqualsTheSynchronousOne() async throws {
+    let rows = (0..<5_000).map { ($0 % 97, $0) }
+    let slice = const(7, rows.map(\.0), rows.map(\.1)).reduce(.sum)
+    let session = Session()
+    let asynchronous = try await session.run(slice)
+    let synchronous = try { try session.run(slice) }()
+    var got: [Int: Int] = [:]
+    var it = asynchronous.makeAsyncIterator()
+    while let (k, v) = try await it.next() { got[k] = v }
+    #expect(got == Dictionary(Array(synchronous), uniquingKeysWith: +))
+    #expect(got == Dictionary(rows, uniquingKeysWith: +))
+  }
+
+  /// Runs waiting on the cooperative pool would starve the task that lets them go: more jobs
+  /// at once than the pool has threads, each blocked until async code opens the gate.
+  @Test func asyncRunsLeaveTheCooperativePoolFree() async throws {
+    let jobs = ProcessInfo.processInfo.activeProcessorCount + 2
+    let gate = Gate()
+    let started = Counter()
+    @Sendable func slice() -> Slice<Int> {
+      const(1, [1, 2, 3]).map { (v: Int) throws -> Int in
+        started.add(1)
+        guard gate.wait(seconds: 20) else { throw CocoaError(.userCancelled) }
+        return v * 2
+      }
+    }
+    try await withThrowingTaskGroup(of: Int.self) { group in
+      for _ in 0..<jobs {
+        group.addTask { try await Session(executor: .local(procs: 1)).run(slice()).reduce(0) { $0 + $1 } }
+      }
+      group.addTask {
+        // Every job's closure is waiting before the gate opens: this task still gets a thread.
+        while started.value < jobs { try await Task.sleep(for: .milliseconds(5)) }
+        gate.open()
+        return 0
+      }
+      var sum = 0
+      for try await s in group { sum += s }
+      #expect(sum == jobs * 12)
+    }
+  }
+
+  @Test func cancellingTheCallerCancelsTheJob() async throws {
+    let ran = Counter()
+    // 40 shards of 50 ms each on one proc: about 2 s if nothing stops it.
+    let slice = const(40, Array(0..<40)).map { (v: Int) -> Int in
+      ran.add(1)
+      usleep(50_000)
+      return v
+    }
+    let session = Session(executor: .local(procs: 1))
+    let job = Task { try await session.run(slice).count }
+    while ran.value < 2 { try await Task.sleep(for: .milliseconds(5)) }
+    job.cancel()
+    await #expect(throws: CancellationError.self) { try await job.value }
+    let atCancel = ran.value
+    #expect(atCancel < 40)
+    // The session serves the next run.
+    #expect(try await session.run(const(2, [1, 2, 3])).count == 3)
+  }
+}
