@@ -65,7 +65,9 @@ let package = Package(
     ),
     .testTarget(name: "FrameTests", dependencies: ["Frame", "CSupport"]),
     .testTarget(name: "SliceIOTests", dependencies: ["SliceIO", "Frame", "CSupport"]),
-    .testTarget(name: "BigsliceTests", dependencies: ["Bigslice", "Frame", "SliceIO"]),
+    // The `bigslice` binary is a dependency so that the memory-budget test can run it as a
+    // process of its own and read its peak RSS.
+    .testTarget(name: "BigsliceTests", dependencies: ["Bigslice", "Frame", "SliceIO", "bigslice"]),
     .testTarget(
       name: "BigmachineTests",
       dependencies: [

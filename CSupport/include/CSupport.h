@@ -1,4 +1,4 @@
-/* Umbrella header of the C core: hashing, radix sort, the combiner table and blocks. */
+/* Umbrella header of the C core: hashing, radix sort, the combiner table, blocks and the allocator. */
 #ifndef CSUPPORT_H
 #define CSUPPORT_H
 #include "bs_error.h"
@@ -6,4 +6,5 @@
 #include "bs_radix.h"
 #include "bs_combiner.h"
 #include "bs_block.h"
+#include "bs_memory.h"
 #endif

@@ -1,3 +1,4 @@
+import CSupport
 import Dispatch
 import Frame
 import SliceIO
@@ -132,6 +133,9 @@ final class LocalExecutor: @unchecked Sendable {
           let taskCounters = Counters()
           do {
             task.output = try self.run(task, counters: taskCounters)
+            // Under a memory limit, hand the task's freed working memory back to the system:
+            // glibc keeps freed blocks in its arenas, and the resident set would hold them.
+            if self.store.isLimited { _ = bs_release_free_memory() }
             counters.merge(taskCounters)
             state.withLock { $0.done.append((task, need)) }
           } catch let error as LostInput {
@@ -359,6 +363,8 @@ final class CombineBuffer {
   private let overflow: ((Frame) throws -> Void)?
   private let level: Int
   private var buckets: [SpillWriter?] = []
+  /// One encoder for every bucket file.
+  private lazy var encoder = FrameEncoder()
 
   /// Buckets per spill; each level of splitting takes `bucketBits` more hash bits.
   static let bucketBits = 4
@@ -406,7 +412,8 @@ final class CombineBuffer {
     let ids = hashes.map { UInt32(truncatingIfNeeded: ($0 >> shift) & mask) }
     for (b, part) in combined.partition(ids: ids, into: CombineBuffer.fanOut).enumerated() where part.count > 0 {
       if buckets[b] == nil {
-        buckets[b] = try SpillWriter(directory: try store.spillDirectory(), schema: schema, prefix: "bucket")
+        buckets[b] = try SpillWriter(
+          directory: try store.spillDirectory(), schema: schema, prefix: "bucket", encoder: encoder)
       }
       try buckets[b]!.write(part)
     }

@@ -159,6 +159,8 @@ final class OutputSink {
   private var pending: [[Frame]]
   private var pendingBytes: [Int]
   private var onDisk = false
+  /// One encoder for every partition file of the task.
+  private lazy var encoder = FrameEncoder()
   /// Frames smaller than this are gathered before they go to a spill file.
   static let blockBytes = 256 << 10
 
@@ -235,7 +237,8 @@ final class OutputSink {
   private func flush(_ p: Int) throws {
     guard !pending[p].isEmpty else { return }
     if writers[p] == nil {
-      writers[p] = try SpillWriter(directory: try store.spillDirectory(), schema: schema, prefix: "partition")
+      writers[p] = try SpillWriter(
+        directory: try store.spillDirectory(), schema: schema, prefix: "partition", encoder: encoder)
     }
     let frames = pending[p]
     pending[p] = []

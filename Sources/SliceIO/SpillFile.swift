@@ -53,16 +53,19 @@ final class BlockFileSink {
   let path: String
   private(set) var fd: Int32
   private let encoder: FrameEncoder
-  private let buffer = ByteWriter(capacity: 1 << 21)
+  private let buffer = ByteWriter(capacity: 1 << 16)
+  /// Bytes gathered before they go to the file: small, as a task may write many files at
+  /// once (a partition or bucket each).
+  static let flushBytes = 256 << 10
   private(set) var rows = 0
   private(set) var blocks = 0
   private(set) var bytesWritten = 0
 
-  init(path: String, fd: Int32, schema: Schema, options: CodecOptions) {
+  init(path: String, fd: Int32, schema: Schema, options: CodecOptions, encoder: FrameEncoder?) {
     self.path = path
     self.fd = fd
     self.schema = schema
-    encoder = FrameEncoder(options: options)
+    self.encoder = encoder ?? FrameEncoder(options: options)
   }
 
   /// Closes and removes an unfinished file.
@@ -88,7 +91,7 @@ final class BlockFileSink {
       rows += piece.count
       blocks += 1
       at += piece.count
-      if buffer.count >= 1 << 20 { try flush() }
+      if buffer.count >= BlockFileSink.flushBytes { try flush() }
     }
   }
 
@@ -125,14 +128,17 @@ public final class SpillWriter {
   private let directory: SpillDirectory
   private let sink: BlockFileSink
 
-  /// Creates a file in `directory` for frames of `schema`.
+  /// Creates a file in `directory` for frames of `schema`. Writers used by one thread can
+  /// share an `encoder` (its compression context and buffers are the bulk of a writer's
+  /// memory); it then sets the options.
   /// - Throws: `SliceIOError.io`.
-  public init(directory: SpillDirectory, schema: Schema, options: CodecOptions = .default, prefix: String = "spill")
-    throws
-  {
+  public init(
+    directory: SpillDirectory, schema: Schema, options: CodecOptions = .default, prefix: String = "spill",
+    encoder: FrameEncoder? = nil
+  ) throws {
     self.directory = directory
     let (path, fd) = try directory.createFile(prefix: prefix)
-    sink = BlockFileSink(path: path, fd: fd, schema: schema, options: options)
+    sink = BlockFileSink(path: path, fd: fd, schema: schema, options: options, encoder: encoder)
   }
 
   /// Appends the rows of `frame`, cut into blocks of about the target size.
@@ -168,7 +174,7 @@ public final class AtomicBlockFileWriter {
     guard fd >= 0 else { throw SliceIOError.io(path: path, operation: "create", errno: errno) }
     _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
     let temporary = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-    sink = BlockFileSink(path: temporary, fd: fd, schema: schema, options: options)
+    sink = BlockFileSink(path: temporary, fd: fd, schema: schema, options: options, encoder: nil)
   }
 
   /// Appends the rows of `frame`.
