@@ -93,7 +93,8 @@ final class ConnectionHandler: ChannelInboundHandler {
       let hello = try Hello.decode(frame.payload)
       guard hello.role != myHello.role else { throw WireViolation.malformed("both ends claim the same role") }
       peerHello = hello
-      peerHelloBytes = hello.encode()
+      // The proofs cover the bytes as received, not a re-encoding of them.
+      peerHelloBytes = Array(frame.payload.readableBytesView)
       let proof = HandshakeProof.make(
         secret: config.secret, prover: myHelloBytes, proverRole: myHello.role, verifier: peerHelloBytes)
       context.writeAndFlush(

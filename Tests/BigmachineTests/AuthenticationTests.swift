@@ -143,4 +143,29 @@ func frameBytes(_ kind: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
     #expect(throws: WireViolation.self) { try EndPayload.decode(ByteBuffer(bytes: [1, 123])) }
     #expect(throws: WireViolation.self) { try Hello.decode(ByteBuffer(bytes: Array("BGMC".utf8) + [1, 0])) }
   }
+
+  @Test func aHelloWhoseFingerprintIsNotUTF8IsDroppedAndTheServerKeepsServing() async throws {
+    let lines = LogLines()
+    let (b, _, machines) = try await inProcessCluster(log: lines.log)
+    let m = machines[0]
+    let port = Int(m.address.split(separator: ":").last!)!
+    // 255 bytes of 0xFF: repaired, each would become a 3-byte U+FFFD, 765 bytes that the
+    // hello's length byte cannot hold.
+    var hello = Hello.magic + [Hello.version, 0] + [UInt8](repeating: 1, count: 32)
+    hello += [255] + [UInt8](repeating: 0xFF, count: 255) + [0]
+    #expect(try await serverCloses(port: port, after: frameBytes(1, stream: 0, hello)))
+    #expect(lines.all.contains { $0.contains("hello fingerprint is not UTF-8") })
+    #expect(try await m.call("Test.echo", "ok", returning: String.self) == "m:ok")
+    await b.shutdown()
+  }
+
+  @Test func aLongFingerprintIsCutBetweenScalars() throws {
+    // 255 bytes end inside the 128th two-byte scalar; 85 three-byte scalars fill them exactly.
+    let hello = Hello.make(
+      dialer: true, binaryFingerprint: String(repeating: "\u{E9}", count: 200),
+      applicationFingerprint: String(repeating: "\u{20AC}", count: 100))
+    #expect(hello.binaryFingerprint == String(repeating: "\u{E9}", count: 127))
+    #expect(hello.applicationFingerprint == String(repeating: "\u{20AC}", count: 85))
+    #expect(try Hello.decode(ByteBuffer(bytes: hello.encode())) == hello)
+  }
 }
