@@ -145,13 +145,20 @@ final class FrameParser {
       try check(length: UInt32(length))
       guard let kind = FrameKind(rawValue: kindByte) else { throw WireViolation.unknownKind(kindByte) }
       let payloadLength = length - 5
+      // An empty data frame carries nothing and costs the window nothing: a peer could queue
+      // them without bound.
+      if kind == .data && payloadLength == 0 { throw WireViolation.malformed("empty data frame") }
       if input.readableBytes >= payloadLength {
         let payload = input.readSlice(length: payloadLength)!
         try emit(WireFrame(kind: kind, stream: stream, payload: payload))
       } else if kind == .data {
-        let piece = input.readSlice(length: input.readableBytes)!
-        passing = (stream, payloadLength - piece.readableBytes)
-        try emit(WireFrame(kind: .data, stream: stream, payload: piece))
+        passing = (stream, payloadLength)
+        // The header may end exactly where the read does: the bytes come with the next one.
+        if input.readableBytes > 0 {
+          let piece = input.readSlice(length: input.readableBytes)!
+          passing = (stream, payloadLength - piece.readableBytes)
+          try emit(WireFrame(kind: .data, stream: stream, payload: piece))
+        }
       } else {
         var payload = ByteBufferAllocator().buffer(capacity: payloadLength)
         var piece = input.readSlice(length: input.readableBytes)!

@@ -120,6 +120,7 @@ func frameBytes(_ kind: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
         try parser.parse(&buffer) { frame in
           if frame.kind == .data {
             #expect(frame.stream == 3 && others.isEmpty)
+            #expect(frame.payload.readableBytes > 0, "an empty data piece at cut \(cut)")
             data += frame.payload.readableBytesView
           } else {
             others.append((frame.kind, frame.stream, Array(frame.payload.readableBytesView)))
@@ -142,6 +143,13 @@ func frameBytes(_ kind: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
     }
     #expect(throws: WireViolation.self) { try EndPayload.decode(ByteBuffer(bytes: [1, 123])) }
     #expect(throws: WireViolation.self) { try Hello.decode(ByteBuffer(bytes: Array("BGMC".utf8) + [1, 0])) }
+  }
+
+  @Test func anEmptyDataFrameIsMalformed() {
+    // It would cost the receiver a queue entry and the sender no credit.
+    let parser = FrameParser(maxFrame: 1024)
+    var empty = ByteBuffer(bytes: frameBytes(6, stream: 3, []))
+    #expect(throws: WireViolation.self) { try parser.parse(&empty) { _ in } }
   }
 
   @Test func aHelloWhoseFingerprintIsNotUTF8IsDroppedAndTheServerKeepsServing() async throws {
