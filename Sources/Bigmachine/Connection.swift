@@ -205,10 +205,12 @@ final class Connection: @unchecked Sendable {
     case .credit:
       var p = frame.payload
       guard let n = p.readInteger(as: UInt32.self), n > 0 else { throw WireViolation.malformed("credit") }
-      if isMine(frame.stream) {
-        state.withLockedValue { $0.outgoing[frame.stream] }?.argumentWindow.add(Int(n))
-      } else {
-        state.withLockedValue { $0.incoming[frame.stream] }?.replyWindow.add(Int(n))
+      let window =
+        isMine(frame.stream)
+        ? state.withLockedValue { $0.outgoing[frame.stream] }?.argumentWindow
+        : state.withLockedValue { $0.incoming[frame.stream] }?.replyWindow
+      guard window?.add(Int(n)) ?? true else {
+        throw WireViolation.malformed("credit of \(n) bytes beyond the window on stream \(frame.stream)")
       }
     case .keepalive:
       var p = frame.payload
@@ -341,7 +343,7 @@ final class Connection: @unchecked Sendable {
 final class OutgoingCall: @unchecked Sendable {
   let stream: UInt32
   let method: String
-  let argumentWindow = SendWindow(credit: WireLimits.streamWindow)
+  let argumentWindow = SendWindow(window: WireLimits.streamWindow)
   let replyStream: InboundStream
   private struct State {
     var result: Result<ReplyHeader, any Error>?
@@ -432,7 +434,7 @@ final class OutgoingCall: @unchecked Sendable {
 /// The callee's side of one call.
 final class IncomingCall: @unchecked Sendable {
   let input: InboundStream?
-  let replyWindow = SendWindow(credit: WireLimits.streamWindow)
+  let replyWindow = SendWindow(window: WireLimits.streamWindow)
   private let task = NIOLockedValueBox<(task: Task<Void, Never>?, cancelled: Bool)>((nil, false))
 
   init(input: InboundStream?) { self.input = input }

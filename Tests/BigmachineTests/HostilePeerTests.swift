@@ -31,4 +31,28 @@ func jsonString(_ s: String) -> ByteBuffer { ByteBuffer(string: "\"\(s)\"") }
     #expect(try await m.call("Test.echo", "ok", returning: String.self) == "m:ok")
     await b.shutdown()
   }
+
+  @Test func creditBeyondTheWindowClosesTheConnection() async throws {
+    let lines = LogLines()
+    let (b, _, machines) = try await inProcessCluster(log: lines.log)
+    let m = machines[0]
+    let peer = try await authenticatedPeer(b, m)
+    let id = "credit-\(UInt64.random(in: 0...UInt64.max))"
+    // The peer's first call is on stream 1; the machine holds a reply window for it.
+    let call = Task { try await peer.call(method: "Test.block", argument: jsonString(id), input: nil) }
+    #expect(await eventually(within: 10) { await Probe.shared.saw("started \(id)") })
+    // Repeated, these would overflow the window's counter.
+    var credit = ByteBuffer()
+    credit.writeInteger(UInt32.max)
+    peer.send(.credit, 1, credit)
+    #expect(await eventually(within: 10) { peer.closedError != nil })
+    #expect(lines.all.contains { $0.contains("beyond the window on stream 1") })
+    // The call failed with the connection (the cancel only ends the wait if it did not).
+    call.cancel()
+    let outcome = await call.result
+    #expect(throws: BigmachineError.self) { try outcome.get() }
+    #expect(await eventually(within: 10) { await Probe.shared.saw("cancelled \(id)") })
+    #expect(try await m.call("Test.echo", "ok", returning: String.self) == "m:ok")
+    await b.shutdown()
+  }
 }
