@@ -5,6 +5,10 @@ import Testing
 
 @testable import Bigmachine
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// Connects to `port`, writes `bytes`, and returns whether the server closed the connection
 /// within `seconds`.
 func serverCloses(port: Int, after bytes: [UInt8], within seconds: Int64 = 5) async throws -> Bool {
@@ -17,6 +21,32 @@ func serverCloses(port: Int, after bytes: [UInt8], within seconds: Int64 = 5) as
   let result = try await closed.futureResult.get()
   try? await channel.close()
   return result
+}
+
+/// A loopback TCP server that only hands each accepted channel to `accepted`: it speaks no
+/// protocol unless `accepted` writes raw bytes. Returns the server channel and its port.
+func rawServer(_ accepted: @escaping @Sendable (any Channel) -> Void) async throws -> (any Channel, Int) {
+  let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+    .childChannelInitializer { channel in
+      accepted(channel)
+      return channel.eventLoop.makeSucceededVoidFuture()
+    }
+    .bind(host: "127.0.0.1", port: 0).get()
+  return (server, server.localAddress!.port!)
+}
+
+/// The error a dial to `port` with a random secret ends in; nil if it succeeds.
+func dialError(port: Int, handshakeTimeout: TimeAmount = .seconds(10)) async -> (any Error)? {
+  var config = PeerConfig(
+    secret: .random(), binaryFingerprint: "x", applicationFingerprint: "", methods: nil, onKeepalive: nil,
+    log: .discard)
+  config.handshakeTimeout = handshakeTimeout
+  do {
+    _ = try await dial(host: "127.0.0.1", port: port, config: config, label: "127.0.0.1:\(port)")
+    return nil
+  } catch {
+    return error
+  }
 }
 
 /// A frame as the wire carries it.
@@ -175,5 +205,59 @@ func frameBytes(_ kind: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
     #expect(hello.binaryFingerprint == String(repeating: "\u{E9}", count: 127))
     #expect(hello.applicationFingerprint == String(repeating: "\u{20AC}", count: 85))
     #expect(try Hello.decode(ByteBuffer(bytes: hello.encode())) == hello)
+  }
+
+  @Test func aRefusalBeforeAuthenticationIsAnAuthenticationFailure() async throws {
+    let lines = LogLines()
+    let (b, _, machines) = try await inProcessCluster(log: lines.log)
+    let m = machines[0]
+    let port = Int(m.address.split(separator: ":").last!)!
+    // Sent to a machine: it is refused, and its text is not repeated in the log.
+    let text = Array("machine is overloaded, \u{1B}[2J retry at evil.example".utf8)
+    #expect(try await serverCloses(port: port, after: frameBytes(3, stream: 0, text)))
+    #expect(lines.all.contains { $0.contains("unauthenticated peer sent refuse") })
+    #expect(!lines.all.contains { $0.contains("evil.example") })
+    #expect(try await m.call("Test.echo", "ok", returning: String.self) == "m:ok")
+    await b.shutdown()
+    // Sent by a server to a dialer: a fatal authentication error, not the server's story.
+    let (server, serverPort) = try await rawServer { channel in
+      channel.eventLoop.scheduleTask(in: .milliseconds(50)) {
+        channel.writeAndFlush(ByteBuffer(bytes: frameBytes(3, stream: 0, text)), promise: nil)
+      }
+    }
+    let error = await dialError(port: serverPort)
+    guard case BigmachineError.fatal(_, let kind, let message)? = error else {
+      Issue.record("not a fatal error: \(String(describing: error))")
+      return
+    }
+    #expect(kind == .authentication)
+    #expect(!message.contains("evil.example"))
+    try await server.close()
+  }
+
+  @Test func aHandshakeThatTimesOutOrIsResetIsATemporaryNetworkError() async throws {
+    // A server that accepts and never speaks.
+    let (silent, silentPort) = try await rawServer { _ in }
+    let timedOut = await dialError(port: silentPort, handshakeTimeout: .milliseconds(300))
+    guard case BigmachineError.network(_, let reason)? = timedOut else {
+      Issue.record("not a network error: \(String(describing: timedOut))")
+      return
+    }
+    #expect(reason.contains("handshake not finished"))
+    // A server that resets the connection (SO_LINGER 0, so close sends RST) once the hello is in.
+    let (resetting, resettingPort) = try await rawServer { channel in
+      channel.eventLoop.scheduleTask(in: .milliseconds(100)) {
+        (channel as? any SocketOptionProvider)?.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in
+          channel.close(promise: nil)
+        }
+      }
+    }
+    let reset = await dialError(port: resettingPort)
+    guard case BigmachineError.network? = reset else {
+      Issue.record("not a network error: \(String(describing: reset))")
+      return
+    }
+    try await silent.close()
+    try await resetting.close()
   }
 }
