@@ -230,7 +230,7 @@ final class Connection: @unchecked Sendable {
       }
       state.withLockedValue { $0.keepaliveWaiters.removeValue(forKey: seq) }?(.success(healthy == 1))
     case .refuse:
-      let reason = frame.payload.getString(at: frame.payload.readerIndex, length: frame.payload.readableBytes) ?? ""
+      let reason = wireText(frame.payload)
       log("\(peer) refused this connection: \(reason)")
       close(.fatal(address: peer, kind: .fingerprintMismatch, message: reason))
     case .hello, .proof:

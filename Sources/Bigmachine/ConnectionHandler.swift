@@ -113,7 +113,7 @@ final class ConnectionHandler: ChannelInboundHandler {
       }
       if let expected = config.expectedBinaryFingerprint, expected != peerHello.binaryFingerprint {
         let message =
-          "binary fingerprint mismatch: this side expects \(expected), \(label) runs \(peerHello.binaryFingerprint)"
+          "binary fingerprint mismatch: this side expects \(expected), \(label) runs \(wireText(peerHello.binaryFingerprint))"
         sendRefuse(context, message)
         refuse(context, .fingerprintMismatch, message)
         return
@@ -122,7 +122,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         expected != peerHello.applicationFingerprint
       {
         let message =
-          "application fingerprint mismatch: this side expects \(expected), \(label) has \(peerHello.applicationFingerprint.isEmpty ? "none" : peerHello.applicationFingerprint)"
+          "application fingerprint mismatch: this side expects \(expected), \(label) has \(peerHello.applicationFingerprint.isEmpty ? "none" : wireText(peerHello.applicationFingerprint))"
         sendRefuse(context, message)
         refuse(context, .fingerprintMismatch, message)
         return

@@ -57,6 +57,8 @@ enum WireLimits {
   static let maxDataChunk = 1 << 20
   /// Bytes of data a receiver buffers per stream before the sender must wait for credit.
   static let streamWindow = 8 << 20
+  /// Longest text taken from a peer (a refusal, an error's kind or message), in Unicode scalars.
+  static let maxPeerText = 1024
 }
 
 /// One decoded frame; `payload` is a view of the bytes after the header.
@@ -252,13 +254,14 @@ struct ReplyHeader {
   }
 }
 
-/// `end`: u8 status (0 ok, 1 failed), then for a failure the JSON of a `WireError`.
+/// `end`: u8 status (0 ok, 1 failed), then for a failure the JSON of a `WireError`. Both ends
+/// bound the error's text (`wireText`), so the frame stays small whatever a method throws.
 enum EndPayload {
   static func encode(_ error: WireError?, allocator: ByteBufferAllocator) -> ByteBuffer {
     var b = allocator.buffer(capacity: 1)
     if let error {
       b.writeInteger(UInt8(1))
-      b.writeBytes((try? Payload.encode(error)) ?? [])
+      b.writeBytes((try? Payload.encode(error.bounded())) ?? [])
     } else {
       b.writeInteger(UInt8(0))
     }
@@ -273,6 +276,33 @@ enum EndPayload {
     guard status == 1, let error = try? Payload.decode(WireError.self, from: p) else {
       throw WireViolation.malformed("end error")
     }
-    return error
+    return error.bounded()
   }
+}
+
+/// Text from a peer made fit to log and keep: at most `WireLimits.maxPeerText` Unicode
+/// scalars (the last an ellipsis when cut), each control character (line breaks and terminal
+/// escapes among them) replaced by U+FFFD. Cost: one pass over at most that many scalars.
+func wireText<S: StringProtocol>(_ text: S) -> String {
+  var out = String.UnicodeScalarView()
+  var kept = 0
+  var scalars = text.unicodeScalars.makeIterator()
+  while let scalar = scalars.next() {
+    let safe: Unicode.Scalar = scalar.properties.generalCategory == .control ? "\u{FFFD}" : scalar
+    if kept == WireLimits.maxPeerText - 1 {
+      // Room for one more: this scalar if it is the last, else the ellipsis.
+      out.append(scalars.next() == nil ? safe : "\u{2026}")
+      break
+    }
+    out.append(safe)
+    kept += 1
+  }
+  return String(out)
+}
+
+/// `wireText` of a payload's bytes, invalid UTF-8 replaced. Decodes only a prefix long
+/// enough for the scalars kept (at most four bytes each) and for an ellipsis to show the cut.
+func wireText(_ payload: ByteBuffer) -> String {
+  let bytes = payload.readableBytesView.prefix(4 * WireLimits.maxPeerText + 4)
+  return wireText(String(decoding: bytes, as: UTF8.self))
 }

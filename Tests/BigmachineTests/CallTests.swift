@@ -83,6 +83,23 @@ import Testing
     await b.shutdown()
   }
 
+  @Test func aRemoteErrorsTextIsBoundedAndFreeOfControlCharacters() async throws {
+    let (b, _, machines) = try await inProcessCluster()
+    let m = machines[0]
+    let message = "\u{1B}[2J" + String(repeating: "x", count: 100_000)
+    do {
+      _ = try await m.call("Test.fail", message, returning: Int.self)
+      Issue.record("the call succeeded")
+    } catch let BigmachineError.remote(_, _, kind, got, _) {
+      #expect(kind == "TestFailure")
+      #expect(got.unicodeScalars.count == 1024)
+      #expect(got.hasPrefix("\u{FFFD}[2Jxxx"))
+      #expect(got.hasSuffix("x\u{2026}"))
+    }
+    #expect(try await m.call("Test.echo", "after", returning: String.self) == "m:after")
+    await b.shutdown()
+  }
+
   @Test func cancellingTheCallerCancelsTheCallee() async throws {
     let (b, _, machines) = try await inProcessCluster()
     let m = machines[0]

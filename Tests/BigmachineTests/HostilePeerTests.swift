@@ -55,4 +55,33 @@ func jsonString(_ s: String) -> ByteBuffer { ByteBuffer(string: "\"\(s)\"") }
     #expect(try await m.call("Test.echo", "ok", returning: String.self) == "m:ok")
     await b.shutdown()
   }
+
+  @Test func aRefusalsTextIsLoggedBoundedAndWithoutControlCharacters() async throws {
+    let lines = LogLines()
+    let (b, _, machines) = try await inProcessCluster(log: lines.log)
+    let m = machines[0]
+    let peer = try await authenticatedPeer(b, m)
+    let text = "\u{1B}[2J\r\nbigmachine: forged line" + String(repeating: "A", count: 100_000)
+    peer.send(.refuse, 0, ByteBuffer(string: text))
+    #expect(await eventually(within: 10) { peer.closedError != nil })
+    let line = try #require(lines.all.first { $0.contains("refused this connection") })
+    #expect(!line.unicodeScalars.contains { $0.properties.generalCategory == .control })
+    #expect(line.contains("\u{FFFD}[2J\u{FFFD}\u{FFFD}bigmachine: forged line"))
+    #expect(line.unicodeScalars.count < WireLimits.maxPeerText + 100)
+    #expect(line.hasSuffix("A\u{2026}"))
+    #expect(try await m.call("Test.echo", "ok", returning: String.self) == "m:ok")
+    await b.shutdown()
+  }
+
+  @Test func anErrorsTextIsBoundedOnReceipt() throws {
+    // As a peer that does not bound its own errors would send it.
+    let sent = WireError(
+      errorClass: .remote, kind: "K\u{7}", message: "\u{1B}]0;owned\u{7}" + String(repeating: "m", count: 5000),
+      temporary: false)
+    let error = try #require(try EndPayload.decode(ByteBuffer(bytes: [1] + (try Payload.encode(sent)))))
+    #expect(error.kind == "K\u{FFFD}")
+    #expect(error.message.unicodeScalars.count == WireLimits.maxPeerText)
+    #expect(error.message.hasPrefix("\u{FFFD}]0;owned\u{FFFD}mmm"))
+    #expect(error.message.hasSuffix("m\u{2026}"))
+  }
 }
