@@ -57,6 +57,8 @@ enum WireLimits {
   static let maxDataChunk = 1 << 20
   /// Bytes of data a receiver buffers per stream before the sender must wait for credit.
   static let streamWindow = 8 << 20
+  /// Largest payload of a frame after authentication.
+  static let maxPayload = maxFrame - 5
   /// Longest text taken from a peer (a refusal, an error's kind or message), in Unicode scalars.
   static let maxPeerText = 1024
 }
@@ -182,12 +184,22 @@ final class FrameParser {
 
 /// Writes `WireFrame`s: a small payload goes out in one buffer with its header, a large one
 /// as a separate buffer after it (a vector write, no copy).
+///
+/// Senders check sizes first (`Connection.call`, a served reply); a frame over
+/// `WireLimits.maxFrame` that still gets here is not written: its promise fails and the
+/// error goes up the pipeline, which closes the connection.
 final class FrameEncoder: ChannelOutboundHandler, Sendable {
   typealias OutboundIn = WireFrame
   typealias OutboundOut = ByteBuffer
 
   func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
     let frame = unwrapOutboundIn(data)
+    guard frame.payload.readableBytes <= WireLimits.maxPayload else {
+      let error = WireViolation.oversized(length: 5 + frame.payload.readableBytes, limit: WireLimits.maxFrame)
+      promise?.fail(error)
+      context.fireErrorCaught(error)
+      return
+    }
     let small = frame.payload.readableBytes <= 4096
     var header = context.channel.allocator.buffer(
       capacity: WireLimits.headerSize + (small ? frame.payload.readableBytes : 0))
@@ -214,6 +226,10 @@ struct CallHeader {
   var flags: UInt8
   var argument: ByteBuffer
 
+  /// The largest argument that fits in a call frame beside `method`.
+  static func maxArgument(method: String) -> Int { WireLimits.maxPayload - 3 - method.utf8.count }
+
+  /// The payload. `method` must be at most `WireLimits.maxMethodName` bytes (the caller checks).
   func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
     var b = allocator.buffer(capacity: 3 + method.utf8.count + argument.readableBytes)
     b.writeInteger(UInt16(method.utf8.count))
