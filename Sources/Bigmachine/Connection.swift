@@ -297,13 +297,19 @@ final class Connection: @unchecked Sendable {
       streams
       ? InboundStream(window: WireLimits.streamWindow, grant: { [weak self] n in self?.grant(n, on: stream) }) : nil
     let call = IncomingCall(input: input)
-    let duplicate: Bool = state.withLockedValue { s in
-      if s.closed != nil { return false }
-      if s.incoming[stream] != nil { return true }
+    enum Admission { case admitted, duplicate, closed }
+    let admission: Admission = state.withLockedValue { s in
+      if s.closed != nil { return .closed }
+      if s.incoming[stream] != nil { return .duplicate }
       s.incoming[stream] = call
-      return false
+      return .admitted
     }
-    if duplicate { throw WireViolation.malformed("stream \(stream) reused") }
+    switch admission {
+    case .admitted: break
+    case .duplicate: throw WireViolation.malformed("stream \(stream) reused")
+    // Frames read together with the one that closed the connection still arrive here.
+    case .closed: return
+    }
     call.setTask(
       Task { [self] in
         await self.serve(stream, header, call)

@@ -73,6 +73,23 @@ func jsonString(_ s: String) -> ByteBuffer { ByteBuffer(string: "\"\(s)\"") }
     await b.shutdown()
   }
 
+  @Test func aCallReadTogetherWithTheFrameThatClosedTheConnectionIsNotServed() async throws {
+    let (b, _, machines) = try await inProcessCluster()
+    let m = machines[0]
+    let peer = try await authenticatedPeer(b, m)
+    let id = "after-close-\(UInt64.random(in: 0...UInt64.max))"
+    // Flushed together, so the machine reads both at once: the refusal closes the
+    // connection, and the call behind it must not start a method.
+    let call = CallHeader(method: "Test.block", flags: 0, argument: jsonString(id))
+    peer.channel.write(WireFrame(kind: .refuse, stream: 0, payload: ByteBuffer(string: "bye")), promise: nil)
+    peer.channel.writeAndFlush(
+      WireFrame(kind: .call, stream: 1, payload: call.encode(allocator: ByteBufferAllocator())), promise: nil)
+    #expect(await eventually(within: 10) { peer.closedError != nil })
+    try await Task.sleep(for: .milliseconds(500))
+    #expect(!(await Probe.shared.saw("started \(id)")))
+    await b.shutdown()
+  }
+
   @Test func anErrorsTextIsBoundedOnReceipt() throws {
     // As a peer that does not bound its own errors would send it.
     let sent = WireError(
