@@ -102,8 +102,21 @@ struct Hello: Equatable {
     var nonce = [UInt8](repeating: 0, count: 32)
     SymmetricKey(size: .bits256).withUnsafeBytes { nonce = Array($0) }
     return Hello(
-      role: dialer ? 0 : 1, nonce: nonce, binaryFingerprint: String(binaryFingerprint.utf8.prefix(255))!,
-      applicationFingerprint: String(applicationFingerprint.utf8.prefix(255))!)
+      role: dialer ? 0 : 1, nonce: nonce, binaryFingerprint: prefix(binaryFingerprint, bytes: 255),
+      applicationFingerprint: prefix(applicationFingerprint, bytes: 255))
+  }
+
+  /// The longest prefix of `s` whose UTF-8 fits in `bytes`, cut between Unicode scalars (a cut
+  /// inside a multibyte scalar would not be UTF-8).
+  static func prefix(_ s: String, bytes: Int) -> String {
+    var out = String.UnicodeScalarView()
+    var used = 0
+    for scalar in s.unicodeScalars {
+      used += UTF8.width(scalar)
+      if used > bytes { break }
+      out.append(scalar)
+    }
+    return String(out)
   }
 
   func encode() -> [UInt8] {
@@ -118,6 +131,9 @@ struct Hello: Equatable {
     return b
   }
 
+  /// Decodes a peer's hello. Throws a `WireViolation` for anything malformed, including a
+  /// fingerprint that is not valid UTF-8 (it is rejected, never repaired: a repaired string
+  /// would no longer be the bytes the proofs cover, and could outgrow its length byte).
   static func decode(_ payload: ByteBuffer) throws -> Hello {
     var p = payload
     guard let magic = p.readBytes(length: 4), magic == Hello.magic else {
@@ -127,10 +143,13 @@ struct Hello: Equatable {
       throw WireViolation.malformed("unsupported protocol version")
     }
     guard let role = p.readInteger(as: UInt8.self), role <= 1, let nonce = p.readBytes(length: 32),
-      let n = p.readInteger(as: UInt8.self), let fp = p.readString(length: Int(n)),
-      let m = p.readInteger(as: UInt8.self), let app = p.readString(length: Int(m)), p.readableBytes == 0
+      let n = p.readInteger(as: UInt8.self), let fp = p.readBytes(length: Int(n)),
+      let m = p.readInteger(as: UInt8.self), let app = p.readBytes(length: Int(m)), p.readableBytes == 0
     else { throw WireViolation.malformed("hello fields") }
-    return Hello(role: role, nonce: nonce, binaryFingerprint: fp, applicationFingerprint: app)
+    guard let binary = String(validating: fp, as: UTF8.self),
+      let application = String(validating: app, as: UTF8.self)
+    else { throw WireViolation.malformed("hello fingerprint is not UTF-8") }
+    return Hello(role: role, nonce: nonce, binaryFingerprint: binary, applicationFingerprint: application)
   }
 }
 

@@ -133,6 +133,11 @@ struct WireError: Codable, Sendable {
     self.temporary = temporary
   }
 
+  /// This error with its kind and message passed through `wireText`: bounded, no control characters.
+  func bounded() -> WireError {
+    WireError(errorClass: errorClass, kind: wireText(kind), message: wireText(message), temporary: temporary)
+  }
+
   /// The error the caller of `method` on `address` sees.
   func bigmachineError(address: String, method: String) -> BigmachineError {
     switch errorClass {

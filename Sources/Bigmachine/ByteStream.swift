@@ -150,7 +150,8 @@ final class InboundStream: @unchecked Sendable {
   }
 }
 
-/// The sending side's credit on one stream direction.
+/// The sending side's credit on one stream direction. It starts at the whole window, and
+/// never holds more: an honest receiver returns only bytes it was sent.
 final class SendWindow: @unchecked Sendable {
   private struct State {
     var credit: Int
@@ -158,8 +159,12 @@ final class SendWindow: @unchecked Sendable {
     var failure: (any Error)?
   }
   private let state: NIOLockedValueBox<State>
+  let window: Int
 
-  init(credit: Int) { state = NIOLockedValueBox(State(credit: credit)) }
+  init(window: Int) {
+    self.window = window
+    state = NIOLockedValueBox(State(credit: window))
+  }
 
   /// Waits for credit, then takes up to `max` bytes of it. Throws once the stream has failed
   /// or the task is cancelled.
@@ -199,14 +204,21 @@ final class SendWindow: @unchecked Sendable {
     }
   }
 
-  /// Adds credit granted by the peer.
-  func add(_ n: Int) {
+  /// Adds `n` (at least 0) bytes of credit granted by the peer. Returns false, and adds
+  /// nothing, if the credit would exceed the window: the peer broke the protocol.
+  func add(_ n: Int) -> Bool {
+    var ok = true
     let w = state.withLockedValue { s -> CheckedContinuation<Void, any Error>? in
+      guard n <= window - s.credit else {
+        ok = false
+        return nil
+      }
       s.credit += n
       defer { s.waiter = nil }
       return s.waiter
     }
     w?.resume()
+    return ok
   }
 
   /// Fails the window: waiting and later `acquire`s throw `error`.

@@ -79,9 +79,13 @@ final class Connection: @unchecked Sendable {
   /// Calls `method` with an encoded `argument`. If `input` is given, it runs concurrently and
   /// streams the argument through the writer it gets. Returns the encoded reply, and the
   /// reply stream if the method streams one. Cancelling the task cancels the call on the peer.
+  /// Throws a fatal `badArgument` error, before anything is sent, for a method name longer
+  /// than `WireLimits.maxMethodName` bytes or an argument too large for one frame (the peer
+  /// would drop the whole connection for it).
   func call(
     method: String, argument: ByteBuffer, input: (@Sendable (StreamWriter) async throws -> Void)?
   ) async throws -> (reply: ByteBuffer, stream: ByteStream?) {
+    try checkSize(method: method, argument: argument)
     let call = try register(method: method)
     let header = CallHeader(method: method, flags: input == nil ? 0 : CallHeader.streamsArgument, argument: argument)
     send(.call, call.stream, header.encode(allocator: channel.allocator))
@@ -111,6 +115,25 @@ final class Connection: @unchecked Sendable {
       return (reply.reply, ByteStream(call.replyStream))
     }
     return (reply.reply, nil)
+  }
+
+  private func checkSize(method: String, argument: ByteBuffer) throws {
+    let nameBytes = method.utf8.count
+    guard nameBytes <= WireLimits.maxMethodName else {
+      throw BigmachineError.fatal(
+        address: peer, kind: .badArgument,
+        message:
+          "the method name \(wireText(method.prefix(64)))… is \(nameBytes) bytes, over the limit of \(WireLimits.maxMethodName)"
+      )
+    }
+    let limit = CallHeader.maxArgument(method: method)
+    guard argument.readableBytes <= limit else {
+      throw BigmachineError.fatal(
+        address: peer, kind: .badArgument,
+        message:
+          "the argument of \(method) is \(argument.readableBytes) bytes encoded, over the limit of \(limit) bytes for an argument sent whole; send large data as an argument stream (Machine.call(_:_:input:returning:))"
+      )
+    }
   }
 
   private func register(method: String) throws -> OutgoingCall {
@@ -205,10 +228,12 @@ final class Connection: @unchecked Sendable {
     case .credit:
       var p = frame.payload
       guard let n = p.readInteger(as: UInt32.self), n > 0 else { throw WireViolation.malformed("credit") }
-      if isMine(frame.stream) {
-        state.withLockedValue { $0.outgoing[frame.stream] }?.argumentWindow.add(Int(n))
-      } else {
-        state.withLockedValue { $0.incoming[frame.stream] }?.replyWindow.add(Int(n))
+      let window =
+        isMine(frame.stream)
+        ? state.withLockedValue { $0.outgoing[frame.stream] }?.argumentWindow
+        : state.withLockedValue { $0.incoming[frame.stream] }?.replyWindow
+      guard window?.add(Int(n)) ?? true else {
+        throw WireViolation.malformed("credit of \(n) bytes beyond the window on stream \(frame.stream)")
       }
     case .keepalive:
       var p = frame.payload
@@ -228,7 +253,7 @@ final class Connection: @unchecked Sendable {
       }
       state.withLockedValue { $0.keepaliveWaiters.removeValue(forKey: seq) }?(.success(healthy == 1))
     case .refuse:
-      let reason = frame.payload.getString(at: frame.payload.readerIndex, length: frame.payload.readableBytes) ?? ""
+      let reason = wireText(frame.payload)
       log("\(peer) refused this connection: \(reason)")
       close(.fatal(address: peer, kind: .fingerprintMismatch, message: reason))
     case .hello, .proof:
@@ -272,13 +297,19 @@ final class Connection: @unchecked Sendable {
       streams
       ? InboundStream(window: WireLimits.streamWindow, grant: { [weak self] n in self?.grant(n, on: stream) }) : nil
     let call = IncomingCall(input: input)
-    let duplicate: Bool = state.withLockedValue { s in
-      if s.closed != nil { return false }
-      if s.incoming[stream] != nil { return true }
+    enum Admission { case admitted, duplicate, closed }
+    let admission: Admission = state.withLockedValue { s in
+      if s.closed != nil { return .closed }
+      if s.incoming[stream] != nil { return .duplicate }
       s.incoming[stream] = call
-      return false
+      return .admitted
     }
-    if duplicate { throw WireViolation.malformed("stream \(stream) reused") }
+    switch admission {
+    case .admitted: break
+    case .duplicate: throw WireViolation.malformed("stream \(stream) reused")
+    // Frames read together with the one that closed the connection still arrive here.
+    case .closed: return
+    }
     call.setTask(
       Task { [self] in
         await self.serve(stream, header, call)
@@ -300,14 +331,27 @@ final class Connection: @unchecked Sendable {
       method: header.method, argument: header.argument,
       context: CallContext(method: header.method, input: ByteStream(call.input ?? .empty())),
       reply: { [weak self] reply, streams in
+        // A reply too large for one frame fails this call alone, not the connection.
+        let limit = WireLimits.maxPayload - 1
+        let fits = reply.readableBytes <= limit
         let first = replied.withLockedValue { r -> Bool in
           if r.done { return false }
-          r = (true, streams)
+          r = (true, streams && fits)
           return true
         }
-        guard first else { return }
+        guard first, let self else { return }
+        guard fits else {
+          let message =
+            "the reply of \(header.method) is \(reply.readableBytes) bytes encoded, over the limit of \(limit) bytes for a reply sent whole; return large data as a reply stream (ServiceMethod.streaming)"
+          self.log("failing a call from \(self.peer): \(message)")
+          let error = WireError(
+            errorClass: .fatal, kind: BigmachineError.FatalKind.badArgument.rawValue, message: message,
+            temporary: false)
+          self.send(.end, stream, EndPayload.encode(error, allocator: allocator))
+          return
+        }
         let flags = streams ? ReplyHeader.streamsReply : 0
-        self?.send(.reply, stream, ReplyHeader(flags: flags, reply: reply).encode(allocator: allocator))
+        self.send(.reply, stream, ReplyHeader(flags: flags, reply: reply).encode(allocator: allocator))
       },
       writer: StreamWriter(window: call.replyWindow) { [weak self] chunk in self?.send(.data, stream, chunk) })
     do {
@@ -341,7 +385,7 @@ final class Connection: @unchecked Sendable {
 final class OutgoingCall: @unchecked Sendable {
   let stream: UInt32
   let method: String
-  let argumentWindow = SendWindow(credit: WireLimits.streamWindow)
+  let argumentWindow = SendWindow(window: WireLimits.streamWindow)
   let replyStream: InboundStream
   private struct State {
     var result: Result<ReplyHeader, any Error>?
@@ -432,7 +476,7 @@ final class OutgoingCall: @unchecked Sendable {
 /// The callee's side of one call.
 final class IncomingCall: @unchecked Sendable {
   let input: InboundStream?
-  let replyWindow = SendWindow(credit: WireLimits.streamWindow)
+  let replyWindow = SendWindow(window: WireLimits.streamWindow)
   private let task = NIOLockedValueBox<(task: Task<Void, Never>?, cancelled: Bool)>((nil, false))
 
   init(input: InboundStream?) { self.input = input }

@@ -60,7 +60,9 @@ final class ConnectionHandler: ChannelInboundHandler {
     let limit = config.handshakeTimeout
     timeout = context.eventLoop.scheduleTask(in: limit) {
       let (handler, context) = bound.value
-      handler.refuse(context, .authentication, "handshake not finished within \(limit)")
+      // A slow or silent peer may be a slow network: temporary, unlike a wrong proof.
+      let reason = "handshake not finished within \(limit)"
+      handler.fail(context, .network(address: handler.label, reason: reason), reason)
     }
     context.fireChannelActive()
   }
@@ -93,7 +95,8 @@ final class ConnectionHandler: ChannelInboundHandler {
       let hello = try Hello.decode(frame.payload)
       guard hello.role != myHello.role else { throw WireViolation.malformed("both ends claim the same role") }
       peerHello = hello
-      peerHelloBytes = hello.encode()
+      // The proofs cover the bytes as received, not a re-encoding of them.
+      peerHelloBytes = Array(frame.payload.readableBytesView)
       let proof = HandshakeProof.make(
         secret: config.secret, prover: myHelloBytes, proverRole: myHello.role, verifier: peerHelloBytes)
       context.writeAndFlush(
@@ -110,7 +113,7 @@ final class ConnectionHandler: ChannelInboundHandler {
       }
       if let expected = config.expectedBinaryFingerprint, expected != peerHello.binaryFingerprint {
         let message =
-          "binary fingerprint mismatch: this side expects \(expected), \(label) runs \(peerHello.binaryFingerprint)"
+          "binary fingerprint mismatch: this side expects \(expected), \(label) runs \(wireText(peerHello.binaryFingerprint))"
         sendRefuse(context, message)
         refuse(context, .fingerprintMismatch, message)
         return
@@ -119,7 +122,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         expected != peerHello.applicationFingerprint
       {
         let message =
-          "application fingerprint mismatch: this side expects \(expected), \(label) has \(peerHello.applicationFingerprint.isEmpty ? "none" : peerHello.applicationFingerprint)"
+          "application fingerprint mismatch: this side expects \(expected), \(label) has \(peerHello.applicationFingerprint.isEmpty ? "none" : wireText(peerHello.applicationFingerprint))"
         sendRefuse(context, message)
         refuse(context, .fingerprintMismatch, message)
         return
@@ -132,8 +135,10 @@ final class ConnectionHandler: ChannelInboundHandler {
       self.connection = connection
       ready.succeed(connection)
     case .refuse:
-      let reason = frame.payload.getString(at: frame.payload.readerIndex, length: frame.payload.readableBytes) ?? ""
-      refuse(context, .fingerprintMismatch, "refused by \(label): \(reason)")
+      // An honest peer refuses only after this side has checked its proof (the refusal
+      // follows the proof on the wire), so this one comes from a peer that proved nothing:
+      // its text is not worth logging.
+      refuse(context, .authentication, "unauthenticated peer sent refuse")
     default:
       throw WireViolation.malformed("\(frame.kind) frame before authentication")
     }
@@ -145,13 +150,18 @@ final class ConnectionHandler: ChannelInboundHandler {
     context.writeAndFlush(NIOAny(WireFrame(kind: .refuse, stream: 0, payload: b)), promise: nil)
   }
 
-  /// Fails the handshake: logs why, fails `ready` and closes.
+  /// Fails the handshake with a fatal error of `kind`: the peer is not one to retry.
   private func refuse(_ context: ChannelHandlerContext, _ kind: BigmachineError.FatalKind, _ reason: String) {
+    fail(context, .fatal(address: label, kind: kind, message: reason), reason)
+  }
+
+  /// Fails the handshake: logs `reason`, fails `ready` with `error` and closes.
+  private func fail(_ context: ChannelHandlerContext, _ error: BigmachineError, _ reason: String) {
     guard !failed, connection == nil else { return }
     failed = true
     timeout?.cancel()
     config.log("refused connection with \(label): \(reason)")
-    ready.fail(BigmachineError.fatal(address: label, kind: kind, message: reason))
+    ready.fail(error)
     context.close(promise: nil)
   }
 
@@ -170,7 +180,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     if let connection {
       connection.close(.network(address: connection.peer, reason: "\(error)"))
     } else {
-      refuse(context, .authentication, "\(error)")
+      // A socket error (a reset, say) says nothing about the peer's secret: temporary.
+      fail(context, .network(address: label, reason: "\(error)"), "\(error)")
     }
   }
 }

@@ -77,7 +77,8 @@ public final class Machine: Sendable, CustomStringConvertible {
   /// machine is stopped; a network error if the connection is lost during the call (the
   /// machine then stops); a remote error (kind and message intact) if the method throws; a
   /// fatal `unknownMethod` or `badArgument` error for a missing method or an argument or reply
-  /// that does not decode. Cancelling the task cancels the method's task on the machine.
+  /// that does not decode, or that encodes to more than one frame (16 MiB; send such data as
+  /// a stream). Cancelling the task cancels the method's task on the machine.
   /// Cost: one round trip plus JSON encoding of both values.
   public func call<A: Encodable & Sendable, R: Decodable & Sendable>(
     _ method: String, _ argument: A, returning: R.Type = R.self

@@ -59,8 +59,9 @@ public struct ServiceMethod<S: Service>: Sendable {
   /// A method that decodes an argument `A`, runs `body`, and replies with its `R`.
   ///
   /// The caller gets a fatal `badArgument` error if the argument does not decode as `A` or
-  /// the reply cannot be encoded, and a remote error with the kind and message of whatever
-  /// `body` throws. The method's task is cancelled if the caller cancels.
+  /// the reply cannot be encoded or encodes to more than one frame (16 MiB; stream larger
+  /// replies with ``streaming(_:)``), and a remote error with the kind and message (at most
+  /// 1024 characters) of whatever `body` throws. The method's task is cancelled if the caller cancels.
   public static func unary<A: Decodable & SendableMetatype, R: Encodable & SendableMetatype>(
     _ body: @escaping @Sendable (S, A, CallContext) async throws -> R
   ) -> ServiceMethod {

@@ -57,6 +57,10 @@ enum WireLimits {
   static let maxDataChunk = 1 << 20
   /// Bytes of data a receiver buffers per stream before the sender must wait for credit.
   static let streamWindow = 8 << 20
+  /// Largest payload of a frame after authentication.
+  static let maxPayload = maxFrame - 5
+  /// Longest text taken from a peer (a refusal, an error's kind or message), in Unicode scalars.
+  static let maxPeerText = 1024
 }
 
 /// One decoded frame; `payload` is a view of the bytes after the header.
@@ -145,13 +149,20 @@ final class FrameParser {
       try check(length: UInt32(length))
       guard let kind = FrameKind(rawValue: kindByte) else { throw WireViolation.unknownKind(kindByte) }
       let payloadLength = length - 5
+      // An empty data frame carries nothing and costs the window nothing: a peer could queue
+      // them without bound.
+      if kind == .data && payloadLength == 0 { throw WireViolation.malformed("empty data frame") }
       if input.readableBytes >= payloadLength {
         let payload = input.readSlice(length: payloadLength)!
         try emit(WireFrame(kind: kind, stream: stream, payload: payload))
       } else if kind == .data {
-        let piece = input.readSlice(length: input.readableBytes)!
-        passing = (stream, payloadLength - piece.readableBytes)
-        try emit(WireFrame(kind: .data, stream: stream, payload: piece))
+        passing = (stream, payloadLength)
+        // The header may end exactly where the read does: the bytes come with the next one.
+        if input.readableBytes > 0 {
+          let piece = input.readSlice(length: input.readableBytes)!
+          passing = (stream, payloadLength - piece.readableBytes)
+          try emit(WireFrame(kind: .data, stream: stream, payload: piece))
+        }
       } else {
         var payload = ByteBufferAllocator().buffer(capacity: payloadLength)
         var piece = input.readSlice(length: input.readableBytes)!
@@ -173,12 +184,22 @@ final class FrameParser {
 
 /// Writes `WireFrame`s: a small payload goes out in one buffer with its header, a large one
 /// as a separate buffer after it (a vector write, no copy).
+///
+/// Senders check sizes first (`Connection.call`, a served reply); a frame over
+/// `WireLimits.maxFrame` that still gets here is not written: its promise fails and the
+/// error goes up the pipeline, which closes the connection.
 final class FrameEncoder: ChannelOutboundHandler, Sendable {
   typealias OutboundIn = WireFrame
   typealias OutboundOut = ByteBuffer
 
   func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
     let frame = unwrapOutboundIn(data)
+    guard frame.payload.readableBytes <= WireLimits.maxPayload else {
+      let error = WireViolation.oversized(length: 5 + frame.payload.readableBytes, limit: WireLimits.maxFrame)
+      promise?.fail(error)
+      context.fireErrorCaught(error)
+      return
+    }
     let small = frame.payload.readableBytes <= 4096
     var header = context.channel.allocator.buffer(
       capacity: WireLimits.headerSize + (small ? frame.payload.readableBytes : 0))
@@ -205,6 +226,10 @@ struct CallHeader {
   var flags: UInt8
   var argument: ByteBuffer
 
+  /// The largest argument that fits in a call frame beside `method`.
+  static func maxArgument(method: String) -> Int { WireLimits.maxPayload - 3 - method.utf8.count }
+
+  /// The payload. `method` must be at most `WireLimits.maxMethodName` bytes (the caller checks).
   func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
     var b = allocator.buffer(capacity: 3 + method.utf8.count + argument.readableBytes)
     b.writeInteger(UInt16(method.utf8.count))
@@ -245,13 +270,14 @@ struct ReplyHeader {
   }
 }
 
-/// `end`: u8 status (0 ok, 1 failed), then for a failure the JSON of a `WireError`.
+/// `end`: u8 status (0 ok, 1 failed), then for a failure the JSON of a `WireError`. Both ends
+/// bound the error's text (`wireText`), so the frame stays small whatever a method throws.
 enum EndPayload {
   static func encode(_ error: WireError?, allocator: ByteBufferAllocator) -> ByteBuffer {
     var b = allocator.buffer(capacity: 1)
     if let error {
       b.writeInteger(UInt8(1))
-      b.writeBytes((try? Payload.encode(error)) ?? [])
+      b.writeBytes((try? Payload.encode(error.bounded())) ?? [])
     } else {
       b.writeInteger(UInt8(0))
     }
@@ -266,6 +292,33 @@ enum EndPayload {
     guard status == 1, let error = try? Payload.decode(WireError.self, from: p) else {
       throw WireViolation.malformed("end error")
     }
-    return error
+    return error.bounded()
   }
+}
+
+/// Text from a peer made fit to log and keep: at most `WireLimits.maxPeerText` Unicode
+/// scalars (the last an ellipsis when cut), each control character (line breaks and terminal
+/// escapes among them) replaced by U+FFFD. Cost: one pass over at most that many scalars.
+func wireText<S: StringProtocol>(_ text: S) -> String {
+  var out = String.UnicodeScalarView()
+  var kept = 0
+  var scalars = text.unicodeScalars.makeIterator()
+  while let scalar = scalars.next() {
+    let safe: Unicode.Scalar = scalar.properties.generalCategory == .control ? "\u{FFFD}" : scalar
+    if kept == WireLimits.maxPeerText - 1 {
+      // Room for one more: this scalar if it is the last, else the ellipsis.
+      out.append(scalars.next() == nil ? safe : "\u{2026}")
+      break
+    }
+    out.append(safe)
+    kept += 1
+  }
+  return String(out)
+}
+
+/// `wireText` of a payload's bytes, invalid UTF-8 replaced. Decodes only a prefix long
+/// enough for the scalars kept (at most four bytes each) and for an ellipsis to show the cut.
+func wireText(_ payload: ByteBuffer) -> String {
+  let bytes = payload.readableBytesView.prefix(4 * WireLimits.maxPeerText + 4)
+  return wireText(String(decoding: bytes, as: UTF8.self))
 }

@@ -143,6 +143,7 @@ public struct TestService: Service {
   public static let methods: [String: ServiceMethod<TestService>] = [
     "echo": .unary { (s, x: String, _) in "\(s.tag):\(x)" },
     "add": .unary { (_, xs: [Int], _) in xs.reduce(0, +) },
+    "bigReply": .unary { (_, count: Int, _) in String(repeating: "x", count: count) },
     "failCounting": .unary { (_, key: String, _) -> Int in
       let n = await Attempts.shared.next(key)
       throw ServiceError(kind: "Permanent", message: "attempt \(n)")

@@ -5,6 +5,10 @@ import Testing
 
 @testable import Bigmachine
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// Connects to `port`, writes `bytes`, and returns whether the server closed the connection
 /// within `seconds`.
 func serverCloses(port: Int, after bytes: [UInt8], within seconds: Int64 = 5) async throws -> Bool {
@@ -17,6 +21,32 @@ func serverCloses(port: Int, after bytes: [UInt8], within seconds: Int64 = 5) as
   let result = try await closed.futureResult.get()
   try? await channel.close()
   return result
+}
+
+/// A loopback TCP server that only hands each accepted channel to `accepted`: it speaks no
+/// protocol unless `accepted` writes raw bytes. Returns the server channel and its port.
+func rawServer(_ accepted: @escaping @Sendable (any Channel) -> Void) async throws -> (any Channel, Int) {
+  let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+    .childChannelInitializer { channel in
+      accepted(channel)
+      return channel.eventLoop.makeSucceededVoidFuture()
+    }
+    .bind(host: "127.0.0.1", port: 0).get()
+  return (server, server.localAddress!.port!)
+}
+
+/// The error a dial to `port` with a random secret ends in; nil if it succeeds.
+func dialError(port: Int, handshakeTimeout: TimeAmount = .seconds(10)) async -> (any Error)? {
+  var config = PeerConfig(
+    secret: .random(), binaryFingerprint: "x", applicationFingerprint: "", methods: nil, onKeepalive: nil,
+    log: .discard)
+  config.handshakeTimeout = handshakeTimeout
+  do {
+    _ = try await dial(host: "127.0.0.1", port: port, config: config, label: "127.0.0.1:\(port)")
+    return nil
+  } catch {
+    return error
+  }
 }
 
 /// A frame as the wire carries it.
@@ -120,6 +150,7 @@ func frameBytes(_ kind: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
         try parser.parse(&buffer) { frame in
           if frame.kind == .data {
             #expect(frame.stream == 3 && others.isEmpty)
+            #expect(frame.payload.readableBytes > 0, "an empty data piece at cut \(cut)")
             data += frame.payload.readableBytesView
           } else {
             others.append((frame.kind, frame.stream, Array(frame.payload.readableBytesView)))
@@ -142,5 +173,91 @@ func frameBytes(_ kind: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
     }
     #expect(throws: WireViolation.self) { try EndPayload.decode(ByteBuffer(bytes: [1, 123])) }
     #expect(throws: WireViolation.self) { try Hello.decode(ByteBuffer(bytes: Array("BGMC".utf8) + [1, 0])) }
+  }
+
+  @Test func anEmptyDataFrameIsMalformed() {
+    // It would cost the receiver a queue entry and the sender no credit.
+    let parser = FrameParser(maxFrame: 1024)
+    var empty = ByteBuffer(bytes: frameBytes(6, stream: 3, []))
+    #expect(throws: WireViolation.self) { try parser.parse(&empty) { _ in } }
+  }
+
+  @Test func aHelloWhoseFingerprintIsNotUTF8IsDroppedAndTheServerKeepsServing() async throws {
+    let lines = LogLines()
+    let (b, _, machines) = try await inProcessCluster(log: lines.log)
+    let m = machines[0]
+    let port = Int(m.address.split(separator: ":").last!)!
+    // 255 bytes of 0xFF: repaired, each would become a 3-byte U+FFFD, 765 bytes that the
+    // hello's length byte cannot hold.
+    var hello = Hello.magic + [Hello.version, 0] + [UInt8](repeating: 1, count: 32)
+    hello += [255] + [UInt8](repeating: 0xFF, count: 255) + [0]
+    #expect(try await serverCloses(port: port, after: frameBytes(1, stream: 0, hello)))
+    #expect(lines.all.contains { $0.contains("hello fingerprint is not UTF-8") })
+    #expect(try await m.call("Test.echo", "ok", returning: String.self) == "m:ok")
+    await b.shutdown()
+  }
+
+  @Test func aLongFingerprintIsCutBetweenScalars() throws {
+    // 255 bytes end inside the 128th two-byte scalar; 85 three-byte scalars fill them exactly.
+    let hello = Hello.make(
+      dialer: true, binaryFingerprint: String(repeating: "\u{E9}", count: 200),
+      applicationFingerprint: String(repeating: "\u{20AC}", count: 100))
+    #expect(hello.binaryFingerprint == String(repeating: "\u{E9}", count: 127))
+    #expect(hello.applicationFingerprint == String(repeating: "\u{20AC}", count: 85))
+    #expect(try Hello.decode(ByteBuffer(bytes: hello.encode())) == hello)
+  }
+
+  @Test func aRefusalBeforeAuthenticationIsAnAuthenticationFailure() async throws {
+    let lines = LogLines()
+    let (b, _, machines) = try await inProcessCluster(log: lines.log)
+    let m = machines[0]
+    let port = Int(m.address.split(separator: ":").last!)!
+    // Sent to a machine: it is refused, and its text is not repeated in the log.
+    let text = Array("machine is overloaded, \u{1B}[2J retry at evil.example".utf8)
+    #expect(try await serverCloses(port: port, after: frameBytes(3, stream: 0, text)))
+    #expect(lines.all.contains { $0.contains("unauthenticated peer sent refuse") })
+    #expect(!lines.all.contains { $0.contains("evil.example") })
+    #expect(try await m.call("Test.echo", "ok", returning: String.self) == "m:ok")
+    await b.shutdown()
+    // Sent by a server to a dialer: a fatal authentication error, not the server's story.
+    let (server, serverPort) = try await rawServer { channel in
+      channel.eventLoop.scheduleTask(in: .milliseconds(50)) {
+        channel.writeAndFlush(ByteBuffer(bytes: frameBytes(3, stream: 0, text)), promise: nil)
+      }
+    }
+    let error = await dialError(port: serverPort)
+    guard case BigmachineError.fatal(_, let kind, let message)? = error else {
+      Issue.record("not a fatal error: \(String(describing: error))")
+      return
+    }
+    #expect(kind == .authentication)
+    #expect(!message.contains("evil.example"))
+    try await server.close()
+  }
+
+  @Test func aHandshakeThatTimesOutOrIsResetIsATemporaryNetworkError() async throws {
+    // A server that accepts and never speaks.
+    let (silent, silentPort) = try await rawServer { _ in }
+    let timedOut = await dialError(port: silentPort, handshakeTimeout: .milliseconds(300))
+    guard case BigmachineError.network(_, let reason)? = timedOut else {
+      Issue.record("not a network error: \(String(describing: timedOut))")
+      return
+    }
+    #expect(reason.contains("handshake not finished"))
+    // A server that resets the connection (SO_LINGER 0, so close sends RST) once the hello is in.
+    let (resetting, resettingPort) = try await rawServer { channel in
+      channel.eventLoop.scheduleTask(in: .milliseconds(100)) {
+        (channel as? any SocketOptionProvider)?.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in
+          channel.close(promise: nil)
+        }
+      }
+    }
+    let reset = await dialError(port: resettingPort)
+    guard case BigmachineError.network? = reset else {
+      Issue.record("not a network error: \(String(describing: reset))")
+      return
+    }
+    try await silent.close()
+    try await resetting.close()
   }
 }

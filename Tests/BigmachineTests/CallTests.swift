@@ -83,6 +83,78 @@ import Testing
     await b.shutdown()
   }
 
+  @Test func anArgumentTooLargeForOneFrameFailsThatCallAlone() async throws {
+    let (b, _, machines) = try await inProcessCluster()
+    let m = machines[0]
+    let id = "beside-\(UInt64.random(in: 0...UInt64.max))"
+    let beside = Task { try await m.call("Test.block", id, returning: Bool.self) }
+    #expect(await eventually(within: 10) { await Probe.shared.saw("started \(id)") })
+    // 17 MiB, and two quotes around it in JSON.
+    do {
+      _ = try await m.call("Test.echo", String(repeating: "a", count: 17 << 20), returning: String.self)
+      Issue.record("an oversized argument was sent")
+    } catch let BigmachineError.fatal(_, kind, message) {
+      #expect(kind == .badArgument)
+      #expect(message.contains("\((17 << 20) + 2) bytes"))
+      #expect(message.contains("over the limit of \((16 << 20) - 17) bytes"))
+      #expect(message.contains("argument stream"))
+    }
+    // Neither the connection nor the call beside it was hurt.
+    #expect(try await m.call("Test.echo", "after", returning: String.self) == "m:after")
+    #expect(m.state == .running)
+    beside.cancel()
+    #expect(await eventually(within: 10) { await Probe.shared.saw("cancelled \(id)") })
+    await b.shutdown()
+  }
+
+  @Test func aReplyTooLargeForOneFrameFailsThatCallAlone() async throws {
+    let (b, _, machines) = try await inProcessCluster()
+    let m = machines[0]
+    do {
+      _ = try await m.call("Test.bigReply", 17 << 20, returning: String.self)
+      Issue.record("an oversized reply arrived")
+    } catch let BigmachineError.fatal(_, kind, message) {
+      #expect(kind == .badArgument)
+      #expect(message.contains("reply of Test.bigReply is \((17 << 20) + 2) bytes"))
+      #expect(message.contains("reply stream"))
+    }
+    #expect(try await m.call("Test.echo", "after", returning: String.self) == "m:after")
+    #expect(try await m.call("Test.bigReply", 3, returning: String.self) == "xxx")
+    await b.shutdown()
+  }
+
+  @Test func aMethodNameOverTheLimitFailsLocally() async throws {
+    let (b, _, machines) = try await inProcessCluster()
+    let m = machines[0]
+    // Longer than the u16 that carries its length.
+    do {
+      _ = try await m.call(String(repeating: "M", count: 70_000), 1, returning: Int.self)
+      Issue.record("an oversized method name was sent")
+    } catch let BigmachineError.fatal(_, kind, message) {
+      #expect(kind == .badArgument)
+      #expect(message.contains("70000 bytes, over the limit of 512"))
+    }
+    #expect(try await m.call("Test.echo", "after", returning: String.self) == "m:after")
+    await b.shutdown()
+  }
+
+  @Test func aRemoteErrorsTextIsBoundedAndFreeOfControlCharacters() async throws {
+    let (b, _, machines) = try await inProcessCluster()
+    let m = machines[0]
+    let message = "\u{1B}[2J" + String(repeating: "x", count: 100_000)
+    do {
+      _ = try await m.call("Test.fail", message, returning: Int.self)
+      Issue.record("the call succeeded")
+    } catch let BigmachineError.remote(_, _, kind, got, _) {
+      #expect(kind == "TestFailure")
+      #expect(got.unicodeScalars.count == 1024)
+      #expect(got.hasPrefix("\u{FFFD}[2Jxxx"))
+      #expect(got.hasSuffix("x\u{2026}"))
+    }
+    #expect(try await m.call("Test.echo", "after", returning: String.self) == "m:after")
+    await b.shutdown()
+  }
+
   @Test func cancellingTheCallerCancelsTheCallee() async throws {
     let (b, _, machines) = try await inProcessCluster()
     let m = machines[0]
