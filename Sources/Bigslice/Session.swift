@@ -14,7 +14,7 @@ public final class Session: @unchecked Sendable {
   public let executor: Executor
   /// Whether a progress line is drawn on stderr while a job runs.
   public let status: Bool
-  /// Bytes of intermediate task output held in memory before it spills; nil for no limit.
+  /// Bytes of data the session holds in memory before it spills (see `init`); nil for no limit.
   public let memoryLimit: Int?
   private let local: LocalExecutor
   private let store: OutputStore
@@ -24,9 +24,11 @@ public final class Session: @unchecked Sendable {
   /// progress line on stderr shows the tasks done: redrawn in place on a terminal, a plain
   /// line per tenth of the work otherwise.
   ///
-  /// With `memoryLimit`, shuffle outputs beyond that many bytes are written to compressed
-  /// spill files under `spillDirectory` (default `$TMPDIR`), in a private directory removed
-  /// when the session goes away. Results are kept in memory for reading.
+  /// With `memoryLimit`, the job holds about that many bytes of data: half for task outputs
+  /// (beyond it they go to compressed spill files under `spillDirectory`, default `$TMPDIR`,
+  /// in a private directory removed with the session), half split between the running tasks'
+  /// combiners and sorts (which spill beyond their share). Results are kept in memory for
+  /// reading and counted against the limit, so the rest spills sooner.
   public init(
     executor: Executor = .local(procs: 2), memoryLimit: Int? = nil, spillDirectory: String? = nil, status: Bool = false
   ) {
@@ -46,7 +48,8 @@ public final class Session: @unchecked Sendable {
   /// Bytes of task output written to spill files so far.
   public var spilledBytes: Int { store.spilledBytes.withLock { $0 } }
 
-  /// Sorted runs that combiners spilled when they outgrew their share of the memory limit.
+  /// Times a reduce-side combiner (into hash buckets) or a sort (a sorted run) spilled what it
+  /// held, having outgrown its share of the memory limit.
   public var spilledRuns: Int { store.spilledRuns.withLock { $0 } }
 
   /// The session's spill directory, once something spilled; removed with the session.
