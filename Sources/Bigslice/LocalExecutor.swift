@@ -402,9 +402,10 @@ final class CombineBuffer {
 
   /// Moves what is combined so far out of memory.
   private func spill() throws {
-    guard let combined = try accumulator.finish() else { return }
+    // Without a store the limit is infinite and nothing spills.
+    guard overflow != nil || store != nil, let combined = try accumulator.finish() else { return }
     if let overflow { return try overflow(combined) }
-    guard let store else { return }
+    let store = store!
     if buckets.isEmpty { buckets = Array(repeating: nil, count: CombineBuffer.fanOut) }
     let hashes = try combined.hashKeys(seed: combineSeed)
     let shift = UInt64(64 - CombineBuffer.bucketBits * (level + 1))
