@@ -38,7 +38,7 @@ let package = Package(
     .target(name: "Bigslice", dependencies: ["Frame", "SliceIO", "CSupport"]),
     // The jobs of the demo and of the job benchmarks (BENCHMARKS.md W1–W5).
     .target(name: "Workloads", dependencies: ["Bigslice", "Frame"]),
-    .executableTarget(name: "bigslice", dependencies: ["Bigslice", "Frame", "Workloads"]),
+    .executableTarget(name: "bigslice", dependencies: ["Bigslice", "Bigmachine", "Frame", "Workloads"]),
     .executableTarget(name: "bigpi", dependencies: ["Bigmachine"]),
     .executableTarget(
       name: "bigslice-bench",

@@ -1,3 +1,5 @@
+import Bigmachine
+
 #if canImport(Glibc)
   import Glibc
 #endif
@@ -17,11 +19,7 @@ struct Measurement {
 }
 
 /// Peak resident set size of this process so far, in bytes.
-func peakRSS() -> Int {
-  var usage = rusage()
-  getrusage(RUSAGE_SELF.rawValue, &usage)
-  return usage.ru_maxrss * 1024
-}
+func peakRSS() -> Int { MemoryInfo.current().processPeakResidentBytes }
 
 /// Seconds taken by `body`, median of `repeats` runs. `setup` runs before each, untimed.
 func median(_ repeats: Int, setup: () -> Void = {}, _ body: () throws -> Void) rethrows -> Double {

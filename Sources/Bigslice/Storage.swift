@@ -93,7 +93,7 @@ final class OutputStore: @unchecked Sendable {
   private let directory = Mutex<SpillDirectory?>(nil)
   /// Bytes written to spill files so far.
   let spilledBytes = Mutex(0)
-  /// Sorted combiner runs spilled so far.
+  /// Spills of reduce-side combiners (into buckets) and sorts (sorted runs) so far.
   let spilledRuns = Mutex(0)
 
   /// Bytes one running task may hold for its own work (a combiner's table, a sort buffer)
@@ -114,16 +114,6 @@ final class OutputStore: @unchecked Sendable {
 
   /// Whether the session has a memory limit.
   var isLimited: Bool { workingLimit != Int.max }
-
-  /// Writes one sorted run of a combiner to a spill file.
-  func spillRun(_ frame: Frame, schema: Schema) throws -> SpillFile {
-    let writer = try SpillWriter(directory: try spillDirectory(), schema: schema, prefix: "run")
-    try writer.write(frame)
-    let file = try writer.finish()
-    spilled(file)
-    spilledRuns.withLock { $0 += 1 }
-    return file
-  }
 
   /// Counts bytes written to a spill file.
   func spilled(_ file: SpillFile) { spilledBytes.withLock { $0 += file.bytes } }

@@ -1,3 +1,4 @@
+import Bigmachine
 import Bigslice
 import Frame
 import Workloads
@@ -74,37 +75,6 @@ while !args.isEmpty {
   }
 }
 
-/// The peak resident set of this process, in bytes: VmHWM of /proc/self/status, which
-/// belongs to this program's memory alone (getrusage's maxrss carries over what the spawning
-/// process had used before exec).
-func peakRSS() -> Int { statusBytes("VmHWM:") ?? maxRSS() }
-
-/// The resident set of this process now, in bytes.
-func currentRSS() -> Int { statusBytes("VmRSS:") ?? 0 }
-
-/// A size field of /proc/self/status, in bytes.
-func statusBytes(_ field: String) -> Int? {
-  if let file = fopen("/proc/self/status", "r") {
-    defer { fclose(file) }
-    var line = [CChar](repeating: 0, count: 256)
-    while fgets(&line, Int32(line.count), file) != nil {
-      let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-      if text.hasPrefix(field),
-        let kib = Int(text.dropFirst(field.count).split(whereSeparator: \.isWhitespace).first ?? "")
-      {
-        return kib * 1024
-      }
-    }
-  }
-  return nil
-}
-
-func maxRSS() -> Int {
-  var usage = rusage()
-  getrusage(RUSAGE_SELF.rawValue, &usage)
-  return usage.ru_maxrss * 1024
-}
-
 @MainActor func wordcount() throws {
   if files.isEmpty {
     let dir = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
@@ -125,7 +95,7 @@ func maxRSS() -> Int {
 }
 
 @MainActor func shuffle() throws {
-  let startRSS = currentRSS()
+  let startRSS = MemoryInfo.current().processResidentBytes
   let session = Session(executor: .local(procs: procs), memoryLimit: memoryLimit, status: true)
   let start = ContinuousClock.now
   let result = try session.run(Workloads.w4, rows, keys ?? max(rows / 10, 1), shards)
@@ -141,7 +111,7 @@ func maxRSS() -> Int {
   let elapsed = ContinuousClock.now - start
   let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
   print(
-    "rows=\(rows) groups=\(groups) sum=\(sum) keysum=\(keySum) seconds=\(seconds) spilled=\(session.spilledBytes) start_rss=\(startRSS) peak_rss=\(peakRSS())"
+    "rows=\(rows) groups=\(groups) sum=\(sum) keysum=\(keySum) seconds=\(seconds) spilled=\(session.spilledBytes) start_rss=\(startRSS) peak_rss=\(MemoryInfo.current().processPeakResidentBytes)"
   )
 }
 
