@@ -2,6 +2,7 @@
  * built-in aggregates. See bs_combiner.h. */
 #include "bs_combiner.h"
 #include "bs_error.h"
+#include "bs_memory.h"
 #include "bs_radix.h"
 
 #include <math.h>
@@ -53,8 +54,7 @@ typedef struct {
 
 struct bs_combiner {
   bs_comb_key_kind kind;
-  comb_slot *slots; /* 64-byte aligned inside slots_raw */
-  void *slots_raw;
+  comb_slot *slots; /* cap + BUCKET slots, from bs_big_alloc */
   size_t cap;     /* slots, a power of two */
   size_t grow_at; /* the table grows before groups exceeds this */
   size_t groups;
@@ -67,7 +67,6 @@ struct bs_combiner {
   int nagg;
   bs_agg_kind akind[BS_COMB_MAX_AGGS];
   void *agg[BS_COMB_MAX_AGGS]; /* int64_t or double arrays of gcap entries */
-  size_t init_cap, init_gcap, init_kbcap;
 };
 
 static size_t grow_limit(size_t cap) { return cap / LOAD_DEN * LOAD_NUM; }
@@ -91,28 +90,34 @@ static void agg_init(bs_agg_kind kind, void *arr, size_t from, size_t to) {
 
 static int mul_overflows(size_t a, size_t b) { return b != 0 && a > SIZE_MAX / b; }
 
-/* realloc of count elements of size, keeping *p on failure. */
-static int resize(void **p, size_t count, size_t size) {
-  if (mul_overflows(count, size)) return BS_ENOMEM;
-  size_t bytes = count * size;
-  void *q = realloc(*p, bytes != 0 ? bytes : 1);
+/* Moves *p from old_count to new_count elements of size (bs_big_resize), keeping *p on
+ * failure. */
+static int resize(void **p, size_t old_count, size_t new_count, size_t size) {
+  if (mul_overflows(new_count, size)) return BS_ENOMEM;
+  void *q = bs_big_resize(*p, old_count * size, new_count * size);
   if (q == NULL) return BS_ENOMEM;
   *p = q;
   return BS_OK;
 }
 
-/* Grows every per-group array to new_gcap entries. On failure the arrays that did grow keep
- * their larger blocks, gcap stays, and the combiner remains valid. */
+/* Entries of the key-offset array for gcap groups. */
+static size_t koff_count(size_t gcap) { return gcap + 1; }
+
+/* Grows every per-group array to new_gcap entries, one at a time (so at most one array is
+ * held twice). On failure the arrays that did grow keep their larger blocks, gcap stays, and
+ * the combiner remains valid. */
 static int grow_groups(bs_combiner *c, size_t new_gcap) {
-  if (resize((void **)&c->hashes, new_gcap, sizeof(uint64_t))) return BS_ENOMEM;
+  size_t old = c->gcap;
+  if (new_gcap == SIZE_MAX) return BS_ENOMEM;
+  if (resize((void **)&c->hashes, old, new_gcap, sizeof(uint64_t))) return BS_ENOMEM;
   if (c->kind == BS_COMB_KEY_U64) {
-    if (resize((void **)&c->keys, new_gcap, sizeof(uint64_t))) return BS_ENOMEM;
+    if (resize((void **)&c->keys, old, new_gcap, sizeof(uint64_t))) return BS_ENOMEM;
   } else {
-    if (new_gcap == SIZE_MAX || resize((void **)&c->koff, new_gcap + 1, sizeof(int64_t)))
+    if (resize((void **)&c->koff, koff_count(old), koff_count(new_gcap), sizeof(int64_t)))
       return BS_ENOMEM;
   }
   for (int a = 0; a < c->nagg; a++)
-    if (resize(&c->agg[a], new_gcap, 8)) return BS_ENOMEM;
+    if (resize(&c->agg[a], old, new_gcap, 8)) return BS_ENOMEM;
   for (int a = 0; a < c->nagg; a++) agg_init(c->akind[a], c->agg[a], c->gcap, new_gcap);
   c->gcap = new_gcap;
   return BS_OK;
@@ -133,13 +138,13 @@ static int ensure_group_room(bs_combiner *c) {
 #define HLO_MASK_MAX ((size_t)UINT32_MAX)
 #endif
 
-/* A zeroed, 64-byte aligned array of cap slots; *raw receives the block to free. */
-static comb_slot *slots_alloc(size_t cap, void **raw) {
+/* Bytes of a table of cap slots (with a bucket of slack past the end). */
+static size_t slot_bytes(size_t cap) { return (cap + BUCKET) * sizeof(comb_slot); }
+
+/* A zeroed, 64-byte aligned array of cap slots. */
+static comb_slot *slots_alloc(size_t cap) {
   if (cap > SIZE_MAX / sizeof(comb_slot) - BUCKET) return NULL;
-  void *p = calloc(cap + BUCKET, sizeof(comb_slot));
-  *raw = p;
-  if (p == NULL) return NULL;
-  return (comb_slot *)(void *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+  return (comb_slot *)bs_big_alloc(slot_bytes(cap));
 }
 
 /* Index of the first slot of the bucket where key hash h starts probing. */
@@ -157,8 +162,7 @@ static inline unsigned bucket_fill(const comb_slot *b) {
 static int grow_table(bs_combiner *c) {
   if (c->cap > SIZE_MAX / 4 / sizeof(comb_slot)) return BS_ENOMEM;
   const size_t ncap = c->cap * 2, mask = ncap - 1;
-  void *raw;
-  comb_slot *ns = slots_alloc(ncap, &raw);
+  comb_slot *ns = slots_alloc(ncap);
   if (ns == NULL) return BS_ENOMEM;
   if (mask <= HLO_MASK_MAX) {
     /* Walk the old table in order: an entry of old slot j lands near slot j or j + cap of
@@ -185,8 +189,7 @@ static int grow_table(bs_combiner *c) {
       s->hlo = (uint32_t)h;
     }
   }
-  free(c->slots_raw);
-  c->slots_raw = raw;
+  bs_big_free(c->slots, slot_bytes(c->cap));
   c->slots = ns;
   c->cap = ncap;
   c->grow_at = grow_limit(ncap);
@@ -210,25 +213,23 @@ bs_combiner *bs_comb_new(bs_comb_key_kind kind, size_t expected_groups) {
   if (gcap > MAX_GROUPS) gcap = MAX_GROUPS;
   size_t cap = pow2_at_least(gcap / LOAD_NUM * LOAD_DEN); /* holds gcap groups */
   if (cap < MIN_SLOTS) cap = MIN_SLOTS;
-  c->slots = slots_alloc(cap, &c->slots_raw);
+  /* The group arrays and the table's growth limit start equal, so they grow together. */
+  if (grow_limit(cap) > gcap) gcap = grow_limit(cap);
+  c->slots = slots_alloc(cap);
   c->cap = cap;
   c->grow_at = grow_limit(cap);
-  c->hashes = (uint64_t *)malloc(gcap * sizeof(uint64_t));
+  c->gcap = gcap;
+  c->hashes = (uint64_t *)bs_big_alloc(gcap * sizeof(uint64_t));
   int ok = c->slots != NULL && c->hashes != NULL;
   if (kind == BS_COMB_KEY_U64) {
-    c->keys = (uint64_t *)malloc(gcap * sizeof(uint64_t));
+    c->keys = (uint64_t *)bs_big_alloc(gcap * sizeof(uint64_t));
     ok = ok && c->keys != NULL;
   } else {
-    c->koff = (int64_t *)malloc((gcap + 1) * sizeof(int64_t));
+    c->koff = (int64_t *)bs_big_alloc(koff_count(gcap) * sizeof(int64_t));
     c->kbcap = MIN_KEY_BYTES;
-    c->kbytes = (uint8_t *)malloc(c->kbcap);
+    c->kbytes = (uint8_t *)bs_big_alloc(c->kbcap);
     ok = ok && c->koff != NULL && c->kbytes != NULL;
-    if (c->koff) c->koff[0] = 0;
   }
-  c->gcap = gcap;
-  c->init_cap = cap;
-  c->init_gcap = gcap;
-  c->init_kbcap = c->kbcap;
   if (!ok) {
     bs_comb_free(c);
     return NULL;
@@ -238,63 +239,29 @@ bs_combiner *bs_comb_new(bs_comb_key_kind kind, size_t expected_groups) {
 
 void bs_comb_free(bs_combiner *c) {
   if (c == NULL) return;
-  free(c->slots_raw);
-  free(c->hashes);
-  free(c->keys);
-  free(c->koff);
-  free(c->kbytes);
-  for (int a = 0; a < c->nagg; a++) free(c->agg[a]);
+  bs_big_free(c->slots, slot_bytes(c->cap));
+  bs_big_free(c->hashes, c->gcap * sizeof(uint64_t));
+  bs_big_free(c->keys, c->gcap * sizeof(uint64_t));
+  bs_big_free(c->koff, koff_count(c->gcap) * sizeof(int64_t));
+  bs_big_free(c->kbytes, c->kbcap);
+  for (int a = 0; a < c->nagg; a++) bs_big_free(c->agg[a], c->gcap * 8);
   free(c);
-}
-
-/* Shrinks *p to count elements; keeps the larger block when realloc fails. */
-static void shrink(void **p, size_t count, size_t size) {
-  void *q = realloc(*p, count * size);
-  if (q != NULL) *p = q;
 }
 
 void bs_comb_reset(bs_combiner *c) {
   if (c == NULL) return;
-  if (c->cap > c->init_cap) {
-    void *raw;
-    comb_slot *ns = slots_alloc(c->init_cap, &raw);
-    if (ns != NULL) {
-      free(c->slots_raw);
-      c->slots_raw = raw;
-      c->slots = ns;
-      c->cap = c->init_cap;
-      c->grow_at = grow_limit(c->cap);
-    } else {
-      memset(c->slots, 0, c->cap * sizeof(comb_slot));
-    }
-  } else {
-    memset(c->slots, 0, c->cap * sizeof(comb_slot));
-  }
-  if (c->gcap > c->init_gcap) {
-    /* Every array holds at least init_gcap entries whether or not the shrink succeeds. */
-    shrink((void **)&c->hashes, c->init_gcap, sizeof(uint64_t));
-    if (c->kind == BS_COMB_KEY_U64)
-      shrink((void **)&c->keys, c->init_gcap, sizeof(uint64_t));
-    else
-      shrink((void **)&c->koff, c->init_gcap + 1, sizeof(int64_t));
-    for (int a = 0; a < c->nagg; a++) shrink(&c->agg[a], c->init_gcap, 8);
-    c->gcap = c->init_gcap;
-  }
-  if (c->kind == BS_COMB_KEY_BYTES) {
-    if (c->kbcap > c->init_kbcap) {
-      shrink((void **)&c->kbytes, c->init_kbcap, 1);
-      c->kbcap = c->init_kbcap;
-    }
-    c->koff[0] = 0;
-  }
-  for (int a = 0; a < c->nagg; a++) agg_init(c->akind[a], c->agg[a], 0, c->gcap);
+  /* The capacity stays: a combiner that spilled once fills up again, and growing it back
+   * would rehash and fault in the same memory again. */
+  memset(c->slots, 0, slot_bytes(c->cap));
+  if (c->kind == BS_COMB_KEY_BYTES) c->koff[0] = 0;
+  for (int a = 0; a < c->nagg; a++) agg_init(c->akind[a], c->agg[a], 0, c->groups);
   c->groups = 0;
 }
 
 int bs_comb_add_agg(bs_combiner *c, bs_agg_kind kind) {
   if (c == NULL || c->groups != 0 || c->nagg >= BS_COMB_MAX_AGGS) return BS_EINVAL;
   if (kind < BS_AGG_SUM_I64 || kind > BS_AGG_COUNT) return BS_EINVAL;
-  void *arr = malloc(c->gcap * 8);
+  void *arr = bs_big_alloc(c->gcap * 8);
   if (arr == NULL) return BS_ENOMEM;
   agg_init(kind, arr, 0, c->gcap);
   c->akind[c->nagg] = kind;
@@ -412,7 +379,7 @@ static BS_NOINLINE int64_t find_or_insert_bytes(bs_combiner *c, const uint8_t *k
       if (used + len > c->kbcap) {
         size_t ncap = c->kbcap * 2;
         if (ncap < used + len) ncap = used + len;
-        if (resize((void **)&c->kbytes, ncap, 1) != BS_OK) return BS_ENOMEM;
+        if (resize((void **)&c->kbytes, c->kbcap, ncap, 1) != BS_OK) return BS_ENOMEM;
         c->kbcap = ncap;
       }
       if (len) memcpy(c->kbytes + used, key, len);
@@ -578,15 +545,63 @@ int bs_comb_update_count(bs_combiner *c, int agg, const uint32_t *gids, size_t n
 
 size_t bs_comb_groups(const bs_combiner *c) { return c ? c->groups : 0; }
 
+/* Bytes of the per-group arrays at gcap entries. */
+static size_t group_bytes(const bs_combiner *c, size_t gcap) {
+  size_t b = bs_big_footprint(gcap * sizeof(uint64_t));
+  b += c->kind == BS_COMB_KEY_U64 ? bs_big_footprint(gcap * sizeof(uint64_t))
+                                  : bs_big_footprint(koff_count(gcap) * sizeof(int64_t));
+  return b + (size_t)c->nagg * bs_big_footprint(gcap * 8);
+}
+
+size_t bs_comb_room(const bs_combiner *c, size_t limit, size_t extra_per_group) {
+  if (c == NULL) return 0;
+  size_t groups = c->groups, cap = c->cap, gcap = c->gcap, kbcap = c->kbcap;
+  /* Bytes mode: new keys are taken to be as long as the ones so far (16 bytes at first). */
+  size_t used = c->kind == BS_COMB_KEY_BYTES ? (size_t)c->koff[c->groups] : 0;
+  size_t per_key = c->kind != BS_COMB_KEY_BYTES ? 0 : groups ? used / groups + 1 : 16;
+  size_t room = 0;
+  for (;;) {
+    /* Groups insertable before the next growth of any structure. */
+    size_t next = grow_limit(cap) < gcap ? grow_limit(cap) : gcap;
+    if (per_key) {
+      size_t kb_next = groups + (kbcap > used ? (kbcap - used) / per_key : 0);
+      if (kb_next < next) next = kb_next;
+    }
+    if (next > groups) {
+      room += next - groups;
+      used += (next - groups) * per_key;
+      groups = next;
+    }
+    if (room >= ((size_t)1 << 40)) return room;
+    size_t table = bs_big_footprint(slot_bytes(cap)), arrays = group_bytes(c, gcap);
+    size_t kb = per_key ? bs_big_footprint(kbcap) : 0;
+    size_t now = sizeof *c + table + arrays + kb + extra_per_group * gcap;
+    /* The growth that comes next holds the old and the new block of what grows. */
+    size_t peak = now, ncap = cap, ngcap = gcap, nkbcap = kbcap;
+    if (groups >= grow_limit(cap)) {
+      ncap = cap * 2;
+      peak += bs_big_footprint(slot_bytes(ncap));
+    }
+    if (groups >= gcap) {
+      ngcap = gcap * 2;
+      /* The arrays grow one at a time: the largest transient is one array held twice. */
+      peak += bs_big_footprint(ngcap * 8) + extra_per_group * ngcap;
+    }
+    if (per_key && used + per_key > kbcap) {
+      nkbcap = kbcap * 2 > used + per_key ? kbcap * 2 : used + per_key;
+      peak += bs_big_footprint(nkbcap);
+    }
+    if (peak > limit || ncap > SIZE_MAX / 4 / sizeof(comb_slot) || ngcap > MAX_GROUPS) return room;
+    cap = ncap;
+    gcap = ngcap;
+    kbcap = nkbcap;
+  }
+}
+
 size_t bs_comb_bytes(const bs_combiner *c) {
   if (c == NULL) return 0;
-  size_t b = sizeof *c + (c->cap + BUCKET) * sizeof(comb_slot) + c->gcap * sizeof(uint64_t);
-  if (c->kind == BS_COMB_KEY_U64)
-    b += c->gcap * sizeof(uint64_t);
-  else
-    b += (c->gcap + 1) * sizeof(int64_t) + c->kbcap;
-  b += (size_t)c->nagg * c->gcap * 8;
-  return b;
+  return sizeof *c + bs_big_footprint(slot_bytes(c->cap)) + group_bytes(c, c->gcap) +
+         (c->kind == BS_COMB_KEY_BYTES ? bs_big_footprint(c->kbcap) : 0);
 }
 
 const uint64_t *bs_comb_hashes(const bs_combiner *c) { return c ? c->hashes : NULL; }

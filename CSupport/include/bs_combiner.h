@@ -10,8 +10,9 @@
  * column-at-a-time with them. Built-in mode: bs_comb_update_* folds value columns into the
  * aggregates declared with bs_comb_add_agg.
  *
- * The table never shrinks by itself; bs_comb_bytes reports its memory so the caller can spill
- * (drain in hash order with bs_comb_hash_order, then bs_comb_reset). */
+ * The table never shrinks; bs_comb_bytes reports its memory, and bs_comb_room how many new
+ * keys fit under a byte limit, so the caller can spill before the table would outgrow it
+ * (drain, then bs_comb_reset). Large arrays live in huge pages (bs_big_alloc). */
 #ifndef BS_COMBINER_H
 #define BS_COMBINER_H
 
@@ -39,7 +40,8 @@ typedef struct bs_combiner bs_combiner;
 bs_combiner *bs_comb_new(bs_comb_key_kind kind, size_t expected_groups);
 void bs_comb_free(bs_combiner *c);
 
-/* Drops every group and returns the memory to a small table. Aggregates stay declared. */
+/* Drops every group, keeping the table's capacity (a combiner that filled once is likely to
+ * fill again). Aggregates stay declared. Free the combiner to return its memory. */
 void bs_comb_reset(bs_combiner *c);
 
 /* Declares an aggregate and returns its index (>= 0), or BS_EINVAL (bad kind, too many, or
@@ -72,6 +74,13 @@ int bs_comb_update_count(bs_combiner *c, int agg, const uint32_t *gids, size_t n
 /* Number of groups, and bytes held (table, keys, hashes and aggregates). */
 size_t bs_comb_groups(const bs_combiner *c);
 size_t bs_comb_bytes(const bs_combiner *c);
+
+/* How many new groups the combiner can take before its memory, counting the old and new
+ * blocks held while a structure grows, would exceed limit bytes. extra_per_group is memory
+ * the caller keeps per group in arrays that grow as the combiner's do (a closure's
+ * accumulators). Inserting at most that many new keys keeps the combiner within the limit;
+ * 0 means it is full. */
+size_t bs_comb_room(const bs_combiner *c, size_t limit, size_t extra_per_group);
 
 /* Per-group arrays, indexed by group id, valid until the next insert, reset or free.
  * keys_u64 is NULL for a byte-string combiner; key_offsets (groups+1 entries) and key_bytes

@@ -346,17 +346,22 @@ final class DependencyReader: Reader {
 }
 
 /// Combines rows of equal keys as they arrive: built-in aggregates in a C combiner, a user
-/// closure in its accumulator. Either holds one row per distinct key, up to `limit` bytes.
+/// closure in its accumulator. Either holds one row per distinct key, up to `limit` bytes:
+/// rows go in, in chunks no larger than the accumulator has room for, so its table never grows
+/// past the limit (a quarter of which stays free for the copy a drain makes).
 ///
-/// Beyond the limit, what is combined so far leaves memory:
+/// At the limit, what is combined so far leaves memory:
 /// - map-side (`overflow` given), it goes straight to the task's output partitions: the
-///   reduce side combines again, so nothing needs merging here;
+///   reduce side combines again, so nothing needs merging here. When that first drain finds
+///   the rows barely reduced (more than `bypassRatio` groups per row), combining is not worth
+///   its table: the table is freed and the rest of the rows pass through uncombined;
 /// - reduce-side, it is cut by the top bits of the combining hash into `fanOut` bucket files,
 ///   and so is everything combined after it. `finish` then combines bucket by bucket, each a
 ///   fraction of the keys, splitting a bucket that is still too big by the next bits. No
 ///   bucket shares a key with another, so the output needs no sort and no merge.
 final class CombineBuffer {
-  private let accumulator: any KeyedAccumulator
+  /// Nil once map-side combining has been bypassed.
+  private var accumulator: (any KeyedAccumulator)?
   private let schema: Schema
   private let store: OutputStore?
   private let limit: Int
@@ -365,6 +370,15 @@ final class CombineBuffer {
   private var buckets: [SpillWriter?] = []
   /// One encoder for every bucket file.
   private lazy var encoder = FrameEncoder()
+  /// Rows added since the last drain.
+  private var rowsSinceDrain = 0
+
+  /// Map-side combining stops when a full table holds more groups per row added than this.
+  static let bypassRatio = 0.5
+  /// Rows a chunk holds at least, room or not (a tiny limit still makes progress).
+  static let minimumChunk = 1024
+  /// Rows of a drained frame handled at once, so a drain copies in small pieces.
+  static let drainChunk = 65_536
 
   /// Buckets per spill; each level of splitting takes `bucketBits` more hash bits.
   static let bucketBits = 4
@@ -394,35 +408,80 @@ final class CombineBuffer {
     limit = level < CombineBuffer.maxLevel ? (store?.workingLimit ?? Int.max) : Int.max
   }
 
+  /// Whether map-side combining was given up for this task.
+  var bypassed: Bool { accumulator == nil }
+
   func add(_ frame: Frame) throws {
     guard frame.count > 0 else { return }
-    try accumulator.add(frame)
-    if accumulator.byteCount > limit { try spill() }
+    guard let accumulator else { return try overflow!(frame) }
+    // The limit a drain's copy leaves for the table itself.
+    let tableLimit = limit == Int.max ? limit : limit - limit / 4
+    var start = 0
+    var drained = false
+    while start < frame.count {
+      let rest = frame.count - start
+      let room = accumulator.room(within: tableLimit)
+      if room < min(rest, CombineBuffer.minimumChunk) && !drained && canSpill {
+        try spill()
+        drained = true
+        if self.accumulator == nil { return try overflow!(frame.slice(start..<frame.count)) }
+        continue
+      }
+      let n = min(rest, max(room, CombineBuffer.minimumChunk))
+      try accumulator.add(n == frame.count ? frame : frame.slice(start..<start + n))
+      rowsSinceDrain += n
+      start += n
+      drained = false
+    }
+    if accumulator.byteCount > limit && canSpill { try spill() }
   }
+
+  /// Whether anything can leave memory: without a store, there is nowhere to spill to.
+  private var canSpill: Bool { overflow != nil || store != nil }
 
   /// Moves what is combined so far out of memory.
   private func spill() throws {
-    // Without a store the limit is infinite and nothing spills.
-    guard overflow != nil || store != nil, let combined = try accumulator.finish() else { return }
-    if let overflow { return try overflow(combined) }
+    guard canSpill, let accumulator, let combined = try accumulator.finish() else { return }
+    let rows = rowsSinceDrain
+    rowsSinceDrain = 0
+    if let overflow {
+      if Double(combined.count) > CombineBuffer.bypassRatio * Double(rows) {
+        self.accumulator = nil
+        store?.combinerBypasses.withLock { $0 += 1 }
+      }
+      return try inChunks(combined, overflow)
+    }
     let store = store!
     if buckets.isEmpty { buckets = Array(repeating: nil, count: CombineBuffer.fanOut) }
-    let hashes = try combined.hashKeys(seed: combineSeed)
     let shift = UInt64(64 - CombineBuffer.bucketBits * (level + 1))
     let mask = UInt64(CombineBuffer.fanOut - 1)
-    let ids = hashes.map { UInt32(truncatingIfNeeded: ($0 >> shift) & mask) }
-    for (b, part) in combined.partition(ids: ids, into: CombineBuffer.fanOut).enumerated() where part.count > 0 {
-      if buckets[b] == nil {
-        buckets[b] = try SpillWriter(
-          directory: try store.spillDirectory(), schema: schema, prefix: "bucket", encoder: encoder)
+    try inChunks(combined) { chunk in
+      let hashes = try chunk.hashKeys(seed: combineSeed)
+      let ids = hashes.map { UInt32(truncatingIfNeeded: ($0 >> shift) & mask) }
+      for (b, part) in chunk.partition(ids: ids, into: CombineBuffer.fanOut).enumerated() where part.count > 0 {
+        if buckets[b] == nil {
+          buckets[b] = try SpillWriter(
+            directory: try store.spillDirectory(), schema: schema, prefix: "bucket", encoder: encoder)
+        }
+        try buckets[b]!.write(part)
       }
-      try buckets[b]!.write(part)
     }
     store.spilledRuns.withLock { $0 += 1 }
   }
 
+  /// Hands `frame` on in slices of `drainChunk` rows, so what is made of it is made piecewise.
+  private func inChunks(_ frame: Frame, _ body: (Frame) throws -> Void) throws {
+    var start = 0
+    while start < frame.count {
+      let end = min(start + CombineBuffer.drainChunk, frame.count)
+      try body(start == 0 && end == frame.count ? frame : frame.slice(start..<end))
+      start = end
+    }
+  }
+
   /// The combined rows, one per key; map-side, only what is left after the overflows.
   func finish() throws -> any Reader {
+    guard let accumulator else { return FrameReader([]) }
     if buckets.isEmpty { return FrameReader(try accumulator.finish().map { [$0] } ?? []) }
     try spill()
     var files: [SpillFile] = []
@@ -496,4 +555,6 @@ final class BuiltInAccumulator: KeyedAccumulator {
   func finish() throws -> Frame? { combiner.groupCount > 0 ? try combiner.drainUnordered() : nil }
 
   var byteCount: Int { combiner.byteCount }
+
+  func room(within limit: Int) -> Int { combiner.room(within: limit) }
 }

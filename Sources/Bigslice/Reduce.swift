@@ -182,6 +182,12 @@ final class ClosureAccumulator<V>: KeyedAccumulator {
     return combiner.byteCount + accumulators.capacity * MemoryLayout<V>.stride + hashes.capacity * 12
   }
 
+  func room(within limit: Int) -> Int {
+    guard let combiner else { return byteCount < limit ? Int.max : 0 }
+    // The accumulators are one more per-group array, doubling as the combiner's do.
+    return combiner.room(within: limit - hashes.capacity * 12, extraPerGroup: MemoryLayout<V>.stride)
+  }
+
   /// Boxed keys: buffer frames and fold them by sorting when the new rows outnumber the
   /// folded ones, so the buffer stays near one row per key.
   private func addSorted(_ frame: Frame) throws {
@@ -228,6 +234,7 @@ final class IntAccumulator: KeyedAccumulator {
   func add(_ frame: Frame) throws { try inner.add(frame) }
   func finish() throws -> Frame? { try inner.finish() }
   var byteCount: Int { inner.byteCount }
+  func room(within limit: Int) -> Int { inner.room(within: limit) }
 }
 
 final class Int64Accumulator: KeyedAccumulator {
@@ -236,6 +243,7 @@ final class Int64Accumulator: KeyedAccumulator {
   func add(_ frame: Frame) throws { try inner.add(frame) }
   func finish() throws -> Frame? { try inner.finish() }
   var byteCount: Int { inner.byteCount }
+  func room(within limit: Int) -> Int { inner.room(within: limit) }
 }
 
 final class DoubleAccumulator: KeyedAccumulator {
@@ -244,4 +252,5 @@ final class DoubleAccumulator: KeyedAccumulator {
   func add(_ frame: Frame) throws { try inner.add(frame) }
   func finish() throws -> Frame? { try inner.finish() }
   var byteCount: Int { inner.byteCount }
+  func room(within limit: Int) -> Int { inner.room(within: limit) }
 }

@@ -51,6 +51,8 @@ public final class Session: @unchecked Sendable {
   /// Times a reduce-side combiner (into hash buckets) or a sort (a sorted run) spilled what it
   /// held, having outgrown its share of the memory limit.
   public var spilledRuns: Int { store.spilledRuns.withLock { $0 } }
+  /// Map-side combiners that gave up because their rows barely reduced, so far.
+  public var combinerBypasses: Int { store.combinerBypasses.withLock { $0 } }
 
   /// The session's spill directory, once something spilled; removed with the session.
   public var spillPath: String? { store.spillPath }
@@ -208,21 +210,29 @@ public struct Result<each C>: Sequence, @unchecked Sendable {
 }
 
 /// Iterates the rows of a result as typed tuples.
+///
+/// `next` is inlinable, so the caller's compiler specialises it for the concrete column
+/// types: the per-row path then reads each column directly, with no generic metadata lookup.
 public struct RowIterator<each C>: IteratorProtocol {
-  private let frames: [Frame]
-  private var frameIndex = 0
-  private var row = 0
-  private var current: Getters<repeat each C>?
+  @usableFromInline let frames: [Frame]
+  @usableFromInline var frameIndex = 0
+  @usableFromInline var row = 0
+  @usableFromInline var rows = 0
+  @usableFromInline var current: Getters<repeat each C>?
 
   init(_ frames: [Frame]) { self.frames = frames.filter { $0.count > 0 } }
 
+  @inlinable
   public mutating func next() -> (repeat each C)? {
-    guard frameIndex < frames.count else { return nil }
-    if current == nil { current = Getters<repeat each C>(frames[frameIndex]) }
-    let g = current!.getters
+    if current == nil {
+      guard frameIndex < frames.count else { return nil }
+      current = Getters<repeat each C>(frames[frameIndex])
+      rows = frames[frameIndex].count
+    }
+    let g = current.unsafelyUnwrapped.getters
     let value = (repeat (each g).get(row))
-    row += 1
-    if row == frames[frameIndex].count {
+    row &+= 1
+    if row == rows {
       row = 0
       frameIndex += 1
       current = nil
@@ -232,9 +242,10 @@ public struct RowIterator<each C>: IteratorProtocol {
 }
 
 /// The typed getters of one frame, boxed so an iterator can hold them optionally.
+@usableFromInline
 final class Getters<each C> {
-  let getters: (repeat ColumnGetter<each C>)
-  init(_ frame: Frame) { getters = Bigslice.getters(frame, repeat (each C).self) }
+  @usableFromInline let getters: (repeat ColumnGetter<each C>)
+  @usableFromInline init(_ frame: Frame) { getters = Bigslice.getters(frame, repeat (each C).self) }
 }
 
 extension Result: AsyncSequence {

@@ -64,6 +64,15 @@ protocol KeyedAccumulator: AnyObject {
   func finish() throws -> Frame?
   /// The memory it holds, in bytes.
   var byteCount: Int { get }
+  /// How many new keys it can take before it would hold more than `limit` bytes, counting
+  /// the moment it grows; 0 when it must be finished first.
+  func room(within limit: Int) -> Int
+}
+
+extension KeyedAccumulator {
+  /// Accumulators that buffer rows and compact them grow by the rows added, not by doubling:
+  /// a whole frame goes in while they are under the limit.
+  func room(within limit: Int) -> Int { byteCount < limit ? Int.max : 0 }
 }
 
 /// The untyped graph node behind every `Slice`: its schema, shards, inputs, and a reader for

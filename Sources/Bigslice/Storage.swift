@@ -95,10 +95,12 @@ final class OutputStore: @unchecked Sendable {
   let spilledBytes = Mutex(0)
   /// Spills of reduce-side combiners (into buckets) and sorts (sorted runs) so far.
   let spilledRuns = Mutex(0)
+  /// Map-side combiners given up because they barely reduced their rows.
+  let combinerBypasses = Mutex(0)
 
   /// Bytes one running task may hold for its own work (a combiner's table, a sort buffer)
   /// before it spills: half the memory limit split between the `procs` tasks that run at
-  /// once, and at least 64 KiB. The other half holds task outputs.
+  /// once, and at least 256 KiB (a combiner starts at about 56 KiB and needs room to grow). The other half holds task outputs.
   let workingLimit: Int
 
   init(memoryLimit: Int?, spillParent: String?, procs: Int) {
@@ -108,7 +110,7 @@ final class OutputStore: @unchecked Sendable {
       workingLimit = Int.max
       return
     }
-    workingLimit = max(memoryLimit / (2 * max(procs, 1)), 64 << 10)
+    workingLimit = max(memoryLimit / (2 * max(procs, 1)), 256 << 10)
     budget = MemoryBudget(limit: max(memoryLimit - workingLimit * max(procs, 1), 0))
   }
 

@@ -7,8 +7,9 @@ import CSupport
 ///   folded in C with no closure per row;
 /// - group ids (`groupIDs`), with which the caller combines any other value type itself.
 ///
-/// `byteCount` reports the memory held, so the owner can `drain` a sorted run to disk when
-/// over budget. Not thread-safe: one combiner per task.
+/// `byteCount` reports the memory held and `room(within:)` how many new keys fit under a byte
+/// limit, so the owner can drain before the table would outgrow its budget. Not thread-safe:
+/// one combiner per task.
 public final class Combiner {
   /// A built-in aggregate.
   public enum Aggregate: Sendable, Hashable {
@@ -81,6 +82,13 @@ public final class Combiner {
   public var groupCount: Int { bs_comb_groups(handle) }
   /// Bytes of memory held by the table, keys and aggregates.
   public var byteCount: Int { bs_comb_bytes(handle) }
+
+  /// How many new keys the combiner can take before its memory, counting the old and new
+  /// blocks held while it grows, would pass `limit` bytes; `extraPerGroup` bytes per group are
+  /// the caller's, in arrays that grow as the combiner's do. 0 when it is full.
+  public func room(within limit: Int, extraPerGroup: Int = 0) -> Int {
+    bs_comb_room(handle, max(limit, 0), max(extraPerGroup, 0))
+  }
 
   /// Maps each key to its group id (dense, in order of first appearance), inserting new keys.
   /// `hashes` are the keys' hashes (`Column.hash`). Returns the number of new groups.
@@ -220,7 +228,7 @@ public final class Combiner {
     return (frame, sortedHashes)
   }
 
-  /// Drops every group, keeping the declared aggregates.
+  /// Drops every group, keeping the declared aggregates and the table's capacity.
   public func reset() { bs_comb_reset(handle) }
 
   private func keyColumnInGroupOrder(_ groups: Int) -> Column {

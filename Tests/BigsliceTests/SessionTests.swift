@@ -102,7 +102,37 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
 }
 
 @Suite struct CombinerSpillTests {
-  /// 60K distinct keys: the combiners outgrow their 64 KiB share of a 1-byte limit many
+  /// Keys that barely repeat within a map task make map-side combining not worth its table:
+  /// under a limit the combiner gives up at its first drain and the rest passes through,
+  /// and the answer is the same. Keys that repeat a lot keep being combined.
+  @Test func mapSideCombiningIsBypassedOnlyWhenKeysBarelyRepeat() throws {
+    func job(rows: Int, keys: Int) -> Slice<Int, Int> {
+      readerFunc(4, initial: { _ in 0 }) { (shard: Int, next: inout Int, out: RowEmitter<Int, Int>) in
+        let stop = min(next + 10_000, rows)
+        while next < stop {
+          let i = UInt64(shard * rows + next)
+          out.emit(Int(splitmix64(i) % UInt64(keys)), Int(splitmix64(i &+ 99) % 100))
+          next += 1
+        }
+        return next < rows
+      }.reduce(.sum)
+    }
+    for (keys, bypass) in [(1_000_000, true), (500, false)] {
+      let tight = Session(executor: .local(procs: 2), memoryLimit: 1)
+      let result = Dictionary(uniqueKeysWithValues: Array(try tight.run(job(rows: 60_000, keys: keys))))
+      var expected: [Int: Int] = [:]
+      for shard in 0..<4 {
+        for next in 0..<60_000 {
+          let i = UInt64(shard * 60_000 + next)
+          expected[Int(splitmix64(i) % UInt64(keys)), default: 0] += Int(splitmix64(i &+ 99) % 100)
+        }
+      }
+      #expect(result == expected)
+      #expect((tight.combinerBypasses > 0) == bypass, "\(keys) keys: \(tight.combinerBypasses) bypasses")
+    }
+  }
+
+  /// 60K distinct keys: the combiners outgrow their 256 KiB share of a 1-byte limit many
   /// times; map-side they pass what they hold on as output, reduce-side they spill it into hash
   /// buckets that are combined one by one (splitting again, level by level).
   @Test(arguments: [Combiner.Aggregate.sum, .min, .max])

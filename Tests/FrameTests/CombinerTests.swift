@@ -38,6 +38,41 @@ import Testing
     }
   }
 
+  /// Fed no more new keys than `room` allows, the combiner stays within the limit, fills a
+  /// fair part of it, and is then really full: one more key makes it grow. After `reset` it
+  /// keeps its capacity and starts its aggregates afresh.
+  @Test(arguments: [ColumnType.scalar(.int64), .string])
+  func roomKeepsTheCombinerWithinALimit(keyType: ColumnType) throws {
+    let limit = 12 << 20
+    let combiner = try Combiner(keyType: keyType)
+    try combiner.addAggregate(.sum)
+    func column(_ range: Range<Int>) -> Column {
+      keyType == .string ? Column(strings: range.map { "key-\($0)" }) : Column(range.map { Int64($0) })
+    }
+    var next = 0
+    var peak = 0
+    while case let room = combiner.room(within: limit), room > 0 {
+      let n = min(room, 7_000)
+      try combiner.add(keys: column(next..<next + n), values: [Column([Int64](repeating: 1, count: n))], seed: 0)
+      next += n
+      peak = max(peak, combiner.byteCount)
+    }
+    #expect(peak <= limit)
+    #expect(combiner.byteCount > limit / 3, "room stopped the combiner at \(combiner.byteCount) bytes")
+    let full = combiner.byteCount
+    try combiner.add(keys: column(next..<next + 1), values: [Column([Int64(1)])], seed: 0)
+    #expect(combiner.byteCount > full, "a combiner with no room grew no bigger on a new key")
+    let groups = combiner.groupCount
+    let size = combiner.byteCount
+    combiner.reset()
+    #expect(combiner.groupCount == 0)
+    #expect(combiner.byteCount == size, "reset gave the table's capacity back")
+    try combiner.add(keys: column(0..<groups), values: [Column([Int64](repeating: 2, count: groups))], seed: 0)
+    let frame = try combiner.drainUnordered()
+    #expect(frame.count == groups)
+    #expect(frame.columns[1].scalars(Int64.self).allSatisfy { $0 == 2 })
+  }
+
   @Test func doubleAggregatesEqualADictionary() throws {
     var rng = SplitMix64(seed: 3)
     let combiner = try Combiner(keyType: .string)
