@@ -1,12 +1,18 @@
+import CSupport
 import Frame
 import SliceIO
 
 /// Groups the rows of several slices by key: one row per key that appears in any input, with
 /// the values of each input collected into an array (empty where an input lacks the key).
-/// The result has as many shards as the largest input. Each input is shuffled by key; within a
-/// shard, inputs are sorted by (hash, key) and merged.
+/// The result has as many shards as the largest input, and its rows come in no particular
+/// order. Each input is shuffled by key.
 ///
-/// Each group is held in memory, as the user asked for its values together.
+/// Within a shard the groups are found by hashing: one table maps every input's keys to dense
+/// group ids, then each input's values are put in group order by a counting sort, all
+/// column-at-a-time. When the inputs outgrow the task's share of the memory limit, every input
+/// is split into hash buckets on disk, and the buckets are cogrouped one at a time (splitting
+/// again while still too big). Only a group itself must fit in memory, as the user asked for
+/// its values together.
 public func cogroup<K, each V>(
   _ slices: repeat Slice<K, each V>, file: StaticString = #fileID, line: UInt = #line
 ) -> Slice<K, repeat [each V]> {
@@ -23,22 +29,159 @@ public func cogroup<K, each V>(
   let node = SliceNode(
     op: "cogroup", location: location(file, line), schema: Schema(types), shards: shards, deps: deps,
     problem: problem ?? typeProblem
-  ) { _, readers, _ in
-    var done = false
-    return FunctionReader {
-      if done { return nil }
-      done = true
-      var frames: [Frame] = []
-      var hashes: [[UInt64]] = []
-      for (i, reader) in readers.enumerated() {
-        let frame = try readFrame(reader)?.sorted(.hash(seed: combineSeed)) ?? Frame.empty(inputSchemas[i])
-        frames.append(frame)
-        hashes.append(try frame.hashKeys(seed: combineSeed))
+  ) { _, readers, context in
+    let build = { (inputs: [[Frame]]) throws -> Frame? in
+      let frames = try inputs.enumerated().map { i, frames in
+        frames.isEmpty ? try Frame.empty(inputSchemas[i]) : frames.count == 1 ? frames[0] : try Frame.concat(frames)
       }
-      return try mergeGroups(frames, hashes, types: types, repeat (each V).self)
+      guard frames.contains(where: { $0.count > 0 }) else { return nil }
+      if case .boxed = types[0] {
+        let sorted = try frames.map { try $0.sorted(.hash(seed: combineSeed)) }
+        return try mergeGroups(
+          sorted, try sorted.map { try $0.hashKeys(seed: combineSeed) }, types: types, repeat (each V).self)
+      }
+      return try groupByHash(frames, types: types, repeat (each V).self)
+    }
+    var inner: (any Reader)?
+    return FunctionReader {
+      if inner == nil {
+        inner = try CogroupInputs(schemas: inputSchemas, store: context.store, level: 0).read(readers, build: build)
+      }
+      return try inner!.read()
     }
   }
   return Slice<K, repeat [each V]>(node)
+}
+
+/// The inputs of one cogroup task (or of one of its buckets): held in memory while they are
+/// small, split into hash buckets on disk beyond a quarter of the task's working share (the
+/// grouping itself needs about three times the input's memory again).
+final class CogroupInputs {
+  private let schemas: [Schema]
+  private let store: OutputStore?
+  private let level: Int
+
+  init(schemas: [Schema], store: OutputStore?, level: Int) {
+    self.schemas = schemas
+    self.store = store
+    self.level = level
+  }
+
+  /// Reads every input and returns a reader of the groups that `build` makes.
+  func read(_ readers: [any Reader], build: @escaping ([[Frame]]) throws -> Frame?) throws -> any Reader {
+    let limit = level < HashBuckets.maxLevel && store != nil ? store!.workingLimit / 4 : Int.max
+    var held = [[Frame]](repeating: [], count: readers.count)
+    var bytes = 0
+    var buckets: [HashBuckets]?
+    for (i, reader) in readers.enumerated() {
+      while let frame = try reader.read() {
+        guard frame.count > 0 else { continue }
+        if let buckets {
+          try buckets[i].write(frame)
+          continue
+        }
+        held[i].append(frame)
+        bytes += frame.byteCount
+        if bytes > limit, let store {
+          let encoder = FrameEncoder()
+          let made = schemas.map { HashBuckets(schema: $0, store: store, level: level, encoder: encoder) }
+          for (j, frames) in held.enumerated() {
+            for frame in frames { try made[j].write(frame) }
+          }
+          held = []
+          buckets = made
+          store.spilledRuns.withLock { $0 += 1 }
+        }
+      }
+    }
+    guard let buckets else { return FrameReader(try build(held).map { [$0] } ?? []) }
+    // files[input][bucket]
+    let files = try buckets.map { try $0.finish() }
+    var bucket = 0
+    var current: (any Reader)?
+    return FunctionReader { [schemas, store, level] in
+      while true {
+        if let frame = try current?.read() { return frame }
+        guard bucket < HashBuckets.fanOut else { return nil }
+        let inputs: [any Reader] = try files.map { file in
+          try file[bucket].map { try $0.reader() as any Reader } ?? FrameReader([])
+        }
+        bucket += 1
+        current = try CogroupInputs(schemas: schemas, store: store, level: level + 1).read(inputs, build: build)
+      }
+    }
+  }
+}
+
+/// Groups in memory by hash: a combiner gives every key of every input a dense group id, and
+/// each input's values are gathered into group order by a counting sort on the ids.
+private func groupByHash<each V>(_ frames: [Frame], types: [ColumnType], _: repeat (each V).Type) throws -> Frame {
+  let rows = frames.reduce(0) { $0 + $1.count }
+  let combiner = try Combiner(keyType: types[0], expectedGroups: max(1024, rows / 4))
+  var gids: [[UInt32]] = []
+  var hashes = [UInt64](repeating: 0, count: frames.map(\.count).max() ?? 0)
+  for frame in frames {
+    var ids = [UInt32](repeating: 0, count: frame.count)
+    if frame.count > 0 {
+      try hashes.withUnsafeMutableBufferPointer { h in
+        try ids.withUnsafeMutableBufferPointer { g in
+          try frame.columns[0].hash(seed: combineSeed, into: h.baseAddress!)
+          try combiner.groupIDs(keys: frame.columns[0], hashes: h.baseAddress!, into: g.baseAddress!)
+        }
+      }
+    }
+    gids.append(ids)
+  }
+  hashes = []
+  let groups = combiner.groupCount
+  let keys = try combiner.drainUnordered().columns[0]
+  var k = -1
+  func collect<T>(_: T.Type) throws -> Column {
+    k += 1
+    let n = gids[k].count
+    var starts = [UInt64](repeating: 0, count: groups + 1)
+    var perm = [UInt32](repeating: 0, count: n)
+    gids[k].withUnsafeBufferPointer { g in
+      starts.withUnsafeMutableBufferPointer { s in
+        perm.withUnsafeMutableBufferPointer { p in
+          let rc = bs_partition_permutation(g.baseAddress, n, UInt32(groups), s.baseAddress, p.baseAddress)
+          precondition(rc == 0, "a group id out of range")
+        }
+      }
+    }
+    gids[k] = []
+    let values = frames[k].columns[1].gather(perm)
+    perm = []
+    if case .scalar = values.type, let base = values.rawBase {
+      // Fixed-width values are copied group by group straight from the gathered column; the
+      // common types by code specialised for them (generic code would look up the metadata
+      // of `[T]` for every group).
+      switch T.self {
+      case is Int.Type: return try Column.make(erasing: groupArrays(base, starts, Int.self))
+      case is Int64.Type: return try Column.make(erasing: groupArrays(base, starts, Int64.self))
+      case is Int32.Type: return try Column.make(erasing: groupArrays(base, starts, Int32.self))
+      case is UInt64.Type: return try Column.make(erasing: groupArrays(base, starts, UInt64.self))
+      case is Double.Type: return try Column.make(erasing: groupArrays(base, starts, Double.self))
+      case is Float.Type: return try Column.make(erasing: groupArrays(base, starts, Float.self))
+      default: return try Column.make(erasing: groupArrays(base, starts, T.self))
+      }
+    }
+    let out = ColumnAppender<[T]>(types[k + 1], capacity: groups)
+    let getter = ColumnGetter<T>(values)
+    for g in 0..<groups { out.append((Int(starts[g])..<Int(starts[g + 1])).map { getter.get($0) }) }
+    return try out.finish()
+  }
+  var columns = [keys]
+  for column in repeat try collect((each V).self) { columns.append(column) }
+  return try Frame(columns, prefix: 1)
+}
+
+/// The values `base[starts[g] ..< starts[g + 1]]` of each group `g` as an array.
+private func groupArrays<T>(_ base: UnsafeRawPointer, _ starts: [UInt64], _: T.Type) -> [[T]] {
+  let typed = base.assumingMemoryBound(to: T.self)
+  return (0..<starts.count - 1).map { g in
+    Array(UnsafeBufferPointer(start: typed + Int(starts[g]), count: Int(starts[g + 1] - starts[g])))
+  }
 }
 
 /// Walks inputs sorted by (hash, key) in step, emitting one row per key.

@@ -367,7 +367,7 @@ final class CombineBuffer {
   private let limit: Int
   private let overflow: ((Frame) throws -> Void)?
   private let level: Int
-  private var buckets: [SpillWriter?] = []
+  private var buckets: HashBuckets?
   /// One encoder for every bucket file.
   private lazy var encoder = FrameEncoder()
   /// Rows added since the last drain.
@@ -377,14 +377,6 @@ final class CombineBuffer {
   static let bypassRatio = 0.5
   /// Rows a chunk holds at least, room or not (a tiny limit still makes progress).
   static let minimumChunk = 1024
-  /// Rows of a drained frame handled at once, so a drain copies in small pieces.
-  static let drainChunk = 65_536
-
-  /// Buckets per spill; each level of splitting takes `bucketBits` more hash bits.
-  static let bucketBits = 4
-  static let fanOut = 1 << bucketBits
-  /// Past this many levels of splitting (16^6 buckets) a bucket is combined in memory.
-  static let maxLevel = 6
 
   /// A buffer for `combining` rows of `schema`, spilling beyond `store.workingLimit` bytes
   /// (never without a store); map-side with `overflow`.
@@ -405,7 +397,7 @@ final class CombineBuffer {
     self.store = store
     self.overflow = overflow
     self.level = level
-    limit = level < CombineBuffer.maxLevel ? (store?.workingLimit ?? Int.max) : Int.max
+    limit = level < HashBuckets.maxLevel ? (store?.workingLimit ?? Int.max) : Int.max
   }
 
   /// Whether map-side combining was given up for this task.
@@ -449,49 +441,27 @@ final class CombineBuffer {
         self.accumulator = nil
         store?.combinerBypasses.withLock { $0 += 1 }
       }
-      return try inChunks(combined, overflow)
-    }
-    let store = store!
-    if buckets.isEmpty { buckets = Array(repeating: nil, count: CombineBuffer.fanOut) }
-    let shift = UInt64(64 - CombineBuffer.bucketBits * (level + 1))
-    let mask = UInt64(CombineBuffer.fanOut - 1)
-    try inChunks(combined) { chunk in
-      let hashes = try chunk.hashKeys(seed: combineSeed)
-      let ids = hashes.map { UInt32(truncatingIfNeeded: ($0 >> shift) & mask) }
-      for (b, part) in chunk.partition(ids: ids, into: CombineBuffer.fanOut).enumerated() where part.count > 0 {
-        if buckets[b] == nil {
-          buckets[b] = try SpillWriter(
-            directory: try store.spillDirectory(), schema: schema, prefix: "bucket", encoder: encoder)
-        }
-        try buckets[b]!.write(part)
+      // In slices, so the partitioning downstream copies in small pieces.
+      var start = 0
+      while start < combined.count {
+        let end = min(start + HashBuckets.chunk, combined.count)
+        try overflow(start == 0 && end == combined.count ? combined : combined.slice(start..<end))
+        start = end
       }
+      return
     }
-    store.spilledRuns.withLock { $0 += 1 }
-  }
-
-  /// Hands `frame` on in slices of `drainChunk` rows, so what is made of it is made piecewise.
-  private func inChunks(_ frame: Frame, _ body: (Frame) throws -> Void) throws {
-    var start = 0
-    while start < frame.count {
-      let end = min(start + CombineBuffer.drainChunk, frame.count)
-      try body(start == 0 && end == frame.count ? frame : frame.slice(start..<end))
-      start = end
-    }
+    if buckets == nil { buckets = HashBuckets(schema: schema, store: store!, level: level, encoder: encoder) }
+    try buckets!.write(combined)
+    store!.spilledRuns.withLock { $0 += 1 }
   }
 
   /// The combined rows, one per key; map-side, only what is left after the overflows.
   func finish() throws -> any Reader {
     guard let accumulator else { return FrameReader([]) }
-    if buckets.isEmpty { return FrameReader(try accumulator.finish().map { [$0] } ?? []) }
+    guard let buckets else { return FrameReader(try accumulator.finish().map { [$0] } ?? []) }
     try spill()
-    var files: [SpillFile] = []
-    for writer in buckets {
-      guard let writer else { continue }
-      let file = try writer.finish()
-      store!.spilled(file)
-      files.append(file)
-    }
-    buckets = []
+    let files = try buckets.finish().compactMap { $0 }
+    self.buckets = nil
     return BucketCombineReader(
       files, accumulator: accumulator, schema: schema, store: store!, level: level + 1)
   }

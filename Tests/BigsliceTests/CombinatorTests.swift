@@ -195,6 +195,46 @@ struct Pair: Codable, Hashable, Sendable {
     #expect(byKey[1]?.2.sorted() == ["x", "y"])
   }
 
+  /// Inputs far beyond a tiny limit are split into hash buckets on disk and cogrouped bucket
+  /// by bucket; a key heavier than any bucket is split level after level until the last
+  /// level holds it in memory. String keys and values take the generic path, Int the
+  /// specialised one; boxed keys the sort-merge fallback.
+  @Test func aCogroupBeyondTheLimitSpillsBucketsAndIsStillExact() throws {
+    let tight = Session(executor: .local(procs: 2), memoryLimit: 1)
+    var (ka, va) = randomPairs(120_000, keys: 30_000, seed: 8)
+    ka += [Int](repeating: -1, count: 40_000)
+    va += Array(0..<40_000)
+    let (kb, vb) = randomPairs(90_000, keys: 40_000, seed: 9)
+    let sb = vb.map { "v\($0)" }
+    let grouped: Slice<Int, [Int], [String]> = cogroup(const(3, ka, va), const(2, kb, sb))
+    let rows = Array(try tight.run(grouped))
+    #expect(tight.spilledRuns > 0, "nothing was split into buckets")
+    var expectedA: [Int: [Int]] = [:]
+    var expectedB: [Int: [String]] = [:]
+    for (k, v) in zip(ka, va) { expectedA[k, default: []].append(v) }
+    for (k, v) in zip(kb, sb) { expectedB[k, default: []].append(v) }
+    #expect(rows.count == Set(ka).union(kb).count)
+    #expect(Set(rows.map(\.0)).count == rows.count, "a key came out twice")
+    for (key, a, b) in rows {
+      #expect(a.sorted() == (expectedA[key] ?? []).sorted())
+      #expect(b.sorted() == (expectedB[key] ?? []).sorted())
+    }
+
+    let names = ka.map { "k\($0)" }
+    let byName: Slice<String, [Int], [Int]> = cogroup(const(2, names, va), const(1, kb.map { "k\($0)" }, vb))
+    let named = Array(try tight.run(byName))
+    #expect(named.count == Set(names).union(kb.map { "k\($0)" }).count)
+    #expect(named.first { $0.0 == "k-1" }?.1.count == 40_000)
+
+    let pairs = ka.prefix(20_000).map { Pair(a: $0 % 500, b: "p") }
+    let byPair: Slice<Pair, [Int], [Int]> = cogroup(
+      const(2, pairs, Array(va.prefix(20_000))), const(1, [Pair(a: 7, b: "p")], [1]))
+    let paired = Array(try tight.run(byPair))
+    #expect(paired.count == Set(pairs).count)
+    #expect(paired.reduce(0) { $0 + $1.1.count } == 20_000)
+    #expect(paired.first { $0.0 == Pair(a: 7, b: "p") }?.2 == [1])
+  }
+
   @Test(arguments: shardCounts, memoryLimits)
   func foldKeepsArrivalOrderPerKey(shards: Int, limit: Int) throws {
     let session = session(limit)
