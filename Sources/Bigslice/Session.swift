@@ -12,17 +12,21 @@ public enum Executor: Sendable {
 /// evaluates them and returns the result.
 public final class Session: @unchecked Sendable {
   public let executor: Executor
-  /// Whether a progress line is drawn on stderr while a job runs.
+  /// Whether the status of a running job is shown on stderr (see `init`).
   public let status: Bool
   /// Bytes of data the session holds in memory before it spills (see `init`); nil for no limit.
   public let memoryLimit: Int?
   private let local: LocalExecutor
   private let store: OutputStore
   private let running = Mutex(())
+  private let recentJobs = Mutex<[JobStatus]>([])
+  /// Jobs whose status the session keeps for `jobs`.
+  static let keptJobs = 16
 
-  /// A session on `executor` (default: in this process, on 2 threads). With `status`, a
-  /// progress line on stderr shows the tasks done: redrawn in place on a terminal, a plain
-  /// line per tenth of the work otherwise.
+  /// A session on `executor` (default: in this process, on 2 threads). With `status`, the
+  /// tasks of a running job per operation (waiting, running, done, lost and failed, with a
+  /// progress bar and rows/s) show on stderr: redrawn in place on a terminal, a plain line
+  /// every 5 s and at the end otherwise.
   ///
   /// With `memoryLimit`, the job holds about that many bytes of data: half for task outputs
   /// (beyond it they go to compressed spill files under `spillDirectory`, default `$TMPDIR`,
@@ -54,6 +58,10 @@ public final class Session: @unchecked Sendable {
 
   /// The session's spill directory, once something spilled; removed with the session.
   public var spillPath: String? { store.spillPath }
+
+  /// The status of the session's latest jobs (up to 16), oldest first; the last is the job
+  /// running now, if one is. Each run, and each reload of a discarded result, is a job.
+  public var jobs: [JobStatus] { recentJobs.withLock { $0 } }
 
   /// Runs `f` with `args` and returns its result.
   /// - Throws: `BigsliceError.unregisteredFunc`, `.wrongArguments`, `.unsupportedType`,
@@ -98,10 +106,21 @@ public final class Session: @unchecked Sendable {
   /// two runs (a result passed to both) is computed once.
   func evaluate(_ tasks: [Task], name: String, counters: Counters, cancel: Cancellation? = nil) throws {
     try running.withLock { _ in
-      let progress = status ? ProgressLine(name: name) : nil
-      defer { progress?.finish() }
-      try local.evaluate(tasks, counters: counters, cancel: cancel) { done, total in
-        progress?.update(done: done, total: total)
+      let job = JobStatus(name: name)
+      recentJobs.withLock {
+        $0.append(job)
+        if $0.count > Session.keptJobs { $0.removeFirst($0.count - Session.keptJobs) }
+      }
+      let display = status ? StatusDisplay(job: job) : nil
+      display?.start()
+      do {
+        try local.evaluate(tasks, counters: counters, cancel: cancel, observer: job)
+        job.finish()
+        display?.finish()
+      } catch {
+        job.finish(error: error)
+        display?.finish()
+        throw error
       }
     }
   }
