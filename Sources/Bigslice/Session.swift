@@ -14,6 +14,10 @@ public final class Session: @unchecked Sendable {
   public let executor: Executor
   /// Whether the status of a running job is shown on stderr (see `init`).
   public let status: Bool
+  /// Where the Chrome trace of the session's jobs is written (see `init`); nil for none.
+  public let tracePath: String?
+  /// Records the trace, when there is a `tracePath`.
+  let tracer: Tracer?
   /// Bytes of data the session holds in memory before it spills (see `init`); nil for no limit.
   public let memoryLimit: Int?
   private let local: LocalExecutor
@@ -33,11 +37,18 @@ public final class Session: @unchecked Sendable {
   /// in a private directory removed with the session), half split between the running tasks'
   /// combiners and sorts (which spill beyond their share). Results are kept in memory for
   /// reading and counted against the limit, so the rest spills sooner.
+  ///
+  /// With `tracePath`, a Chrome trace of every task run (see `Tracer`) is written there at the
+  /// end of each job, holding all the session's jobs so far; a trace that cannot be written
+  /// is reported on stderr and does not fail the job. `bigslice trace summarize` reads it.
   public init(
-    executor: Executor = .local(procs: 2), memoryLimit: Int? = nil, spillDirectory: String? = nil, status: Bool = false
+    executor: Executor = .local(procs: 2), memoryLimit: Int? = nil, spillDirectory: String? = nil,
+    status: Bool = false, tracePath: String? = nil
   ) {
     self.executor = executor
     self.status = status
+    self.tracePath = tracePath
+    tracer = tracePath == nil ? nil : Tracer()
     self.memoryLimit = memoryLimit
     let procs: Int
     switch executor {
@@ -113,8 +124,10 @@ public final class Session: @unchecked Sendable {
       }
       let display = status ? StatusDisplay(job: job) : nil
       display?.start()
+      let observer: any TaskObserver = tracer.map { TaskObservers(observers: [job, $0]) } ?? job
+      defer { writeTrace() }
       do {
-        try local.evaluate(tasks, counters: counters, cancel: cancel, observer: job)
+        try local.evaluate(tasks, counters: counters, cancel: cancel, observer: observer)
         job.finish()
         display?.finish()
       } catch {
@@ -122,6 +135,15 @@ public final class Session: @unchecked Sendable {
         display?.finish()
         throw error
       }
+    }
+  }
+
+  private func writeTrace() {
+    guard let tracer, let tracePath else { return }
+    do {
+      try tracer.write(to: tracePath)
+    } catch {
+      writeStandardError("bigslice: \(error)\n")
     }
   }
 
