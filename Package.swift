@@ -13,6 +13,7 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
     .package(url: "https://github.com/apple/swift-crypto", exact: "3.12.3"),
+    .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
   ],
   targets: [
     // C kernels: XXH3 hashing (header-inlined, so libxxhash-dev's header is needed but no
@@ -38,7 +39,13 @@ let package = Package(
     .target(name: "Bigslice", dependencies: ["Frame", "SliceIO", "CSupport"]),
     // The jobs of the demo and of the job benchmarks (BENCHMARKS.md W1–W5).
     .target(name: "Workloads", dependencies: ["Bigslice", "Frame"]),
-    .executableTarget(name: "bigslice", dependencies: ["Bigslice", "Bigmachine", "Frame", "Workloads"]),
+    .executableTarget(
+      name: "bigslice",
+      dependencies: [
+        "Bigslice", "Bigmachine", "Frame", "Workloads",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]
+    ),
     .executableTarget(name: "bigpi", dependencies: ["Bigmachine"]),
     .executableTarget(
       name: "bigslice-bench",
