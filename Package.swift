@@ -36,7 +36,15 @@ let package = Package(
         .product(name: "Crypto", package: "swift-crypto"),
       ]
     ),
-    .target(name: "Bigslice", dependencies: ["Frame", "SliceIO", "CSupport"]),
+    .target(
+      name: "Bigslice",
+      dependencies: [
+        "Frame", "SliceIO", "CSupport", "Bigmachine",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+      ]
+    ),
     // The jobs of the demo and of the job benchmarks (BENCHMARKS.md W1–W5).
     .target(name: "Workloads", dependencies: ["Bigslice", "Frame"]),
     .executableTarget(

@@ -23,9 +23,8 @@ public final class Session: @unchecked Sendable {
   private let local: LocalExecutor
   private let store: OutputStore
   private let running = Mutex(())
-  private let recentJobs = Mutex<[JobStatus]>([])
-  /// Jobs whose status the session keeps for `jobs`.
-  static let keptJobs = 16
+  private let history = JobHistory()
+  private let debugServer: DebugServer?
 
   /// A session on `executor` (default: in this process, on 2 threads). With `status`, the
   /// tasks of a running job per operation (waiting, running, done, lost and failed, with a
@@ -41,14 +40,31 @@ public final class Session: @unchecked Sendable {
   /// With `tracePath`, a Chrome trace of every task run (see `Tracer`) is written there at the
   /// end of each job, holding all the session's jobs so far; a trace that cannot be written
   /// is reported on stderr and does not fail the job. `bigslice trace summarize` reads it.
+  ///
+  /// With `debugAddress` (`HOST:PORT`, or `:PORT` for loopback; port 0 for any free one), the
+  /// session serves debug pages over HTTP there until it goes (see `debugURL`):
+  /// `/debug/status` (a self-refreshing page of jobs, operations, tasks and machines),
+  /// `/debug/tasks` (the same as JSON) and `/debug/trace` (the trace so far). If it cannot
+  /// listen there, it says so on stderr and serves nothing.
   public init(
     executor: Executor = .local(procs: 2), memoryLimit: Int? = nil, spillDirectory: String? = nil,
-    status: Bool = false, tracePath: String? = nil
+    status: Bool = false, tracePath: String? = nil, debugAddress: String? = nil
   ) {
     self.executor = executor
     self.status = status
     self.tracePath = tracePath
-    tracer = tracePath == nil ? nil : Tracer()
+    let tracer = tracePath == nil && debugAddress == nil ? nil : Tracer()
+    self.tracer = tracer
+    if let debugAddress {
+      do {
+        debugServer = try DebugServer(address: debugAddress, pages: DebugPages(jobs: history, tracer: tracer))
+      } catch {
+        writeStandardError("bigslice: cannot serve debug pages on \(debugAddress): \(error)\n")
+        debugServer = nil
+      }
+    } else {
+      debugServer = nil
+    }
     self.memoryLimit = memoryLimit
     let procs: Int
     switch executor {
@@ -72,7 +88,13 @@ public final class Session: @unchecked Sendable {
 
   /// The status of the session's latest jobs (up to 16), oldest first; the last is the job
   /// running now, if one is. Each run, and each reload of a discarded result, is a job.
-  public var jobs: [JobStatus] { recentJobs.withLock { $0 } }
+  public var jobs: [JobStatus] { history.all }
+
+  /// The address of the debug status page (`http://HOST:PORT/debug/status`), when the session
+  /// serves one.
+  public var debugURL: String? { debugServer.map { "http://\($0.host):\($0.port)/debug/status" } }
+
+  deinit { debugServer?.stop() }
 
   /// Runs `f` with `args` and returns its result.
   /// - Throws: `BigsliceError.unregisteredFunc`, `.wrongArguments`, `.unsupportedType`,
@@ -118,10 +140,7 @@ public final class Session: @unchecked Sendable {
   func evaluate(_ tasks: [Task], name: String, counters: Counters, cancel: Cancellation? = nil) throws {
     try running.withLock { _ in
       let job = JobStatus(name: name)
-      recentJobs.withLock {
-        $0.append(job)
-        if $0.count > Session.keptJobs { $0.removeFirst($0.count - Session.keptJobs) }
-      }
+      history.add(job)
       let display = status ? StatusDisplay(job: job) : nil
       display?.start()
       let observer: any TaskObserver = tracer.map { TaskObservers(observers: [job, $0]) } ?? job

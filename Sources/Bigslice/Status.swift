@@ -339,3 +339,20 @@ extension StoredPartition {
     }
   }
 }
+
+/// The status of a session's latest jobs, oldest first, up to `limit`.
+final class JobHistory: Sendable {
+  private let jobs = Mutex<[JobStatus]>([])
+  let limit: Int
+
+  init(limit: Int = 16) { self.limit = limit }
+
+  func add(_ job: JobStatus) {
+    jobs.withLock {
+      $0.append(job)
+      if $0.count > limit { $0.removeFirst($0.count - limit) }
+    }
+  }
+
+  var all: [JobStatus] { jobs.withLock { $0 } }
+}

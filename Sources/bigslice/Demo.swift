@@ -34,6 +34,25 @@ struct JobOptions: ParsableArguments {
   @Flag(inversion: .prefixedNo, help: "Show the job's status on stderr while it runs.")
   var status = true
 
+  @Option(
+    help: ArgumentHelp(
+      "Serve debug pages (/debug/status, /debug/tasks, /debug/trace) on <address> while the job runs: HOST:PORT, or :PORT for loopback.",
+      valueName: "address"))
+  var debugAddress: String?
+
+  /// A session with these options.
+  func session(memoryLimit: Int? = nil) -> Session {
+    let session = Session(
+      executor: .local(procs: procs), memoryLimit: memoryLimit, status: status, tracePath: trace,
+      debugAddress: debugAddress)
+    if let url = session.debugURL {
+      // On stderr, unbuffered, so it shows before the job ends even when stdout is a file.
+      var line = "debug pages: \(url)\n"
+      line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+    }
+    return session
+  }
+
   func validate() throws {
     guard shards > 0 else { throw ValidationError("--shards must be positive") }
     guard procs > 0 else { throw ValidationError("--procs must be positive") }
@@ -53,6 +72,7 @@ struct Wordcount: ParsableCommand {
         bigslice demo wordcount --words 1000000
         bigslice demo wordcount README.md DESIGN.md --shards 4
         bigslice demo wordcount --words 5000000 --trace /tmp/wc.json
+        bigslice demo wordcount --words 50000000 --debug-address :8080
       """
   )
 
@@ -77,7 +97,7 @@ struct Wordcount: ParsableCommand {
       try WordCount.generate(path: path, words: words)
       files = [path]
     }
-    let session = Session(executor: .local(procs: job.procs), status: job.status, tracePath: job.trace)
+    let session = job.session()
     let start = ContinuousClock.now
     let result = try session.run(WordCount.job, files, job.shards)
     var counts = Array(result)
@@ -127,8 +147,7 @@ struct Shuffle: ParsableCommand {
 
   func run() throws {
     let startRSS = MemoryInfo.current().processResidentBytes
-    let session = Session(
-      executor: .local(procs: job.procs), memoryLimit: memoryLimit, status: job.status, tracePath: job.trace)
+    let session = job.session(memoryLimit: memoryLimit)
     let start = ContinuousClock.now
     let result = try session.run(Workloads.w4, rows, keys ?? max(rows / 10, 1), job.shards)
     var sum = 0
