@@ -1,4 +1,6 @@
+import Dispatch
 import Foundation
+import Synchronization
 import Testing
 
 @testable import Bigslice
@@ -50,6 +52,11 @@ func httpGet(_ url: String, _ path: String) throws -> HTTPReply {
   return HTTPReply(status: status, headers: head, body: String(text[split.upperBound...]))
 }
 
+/// Headless Chromium, if installed.
+let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first {
+  FileManager.default.isExecutableFile(atPath: $0)
+}
+
 @Suite struct DebugServerTests {
   /// Polls `/debug/tasks` until `ready` holds of it (at most 20 s).
   func waitForTasks(_ url: String, until ready: (DebugTasks) -> Bool) throws -> DebugTasks {
@@ -62,22 +69,41 @@ func httpGet(_ url: String, _ path: String) throws -> HTTPReply {
     }
   }
 
-  @Test func thePagesShowARunningJobOverARealSocket() async throws {
-    let session = Session(executor: .local(procs: 2), debugAddress: "127.0.0.1:0")
-    let url = try #require(session.debugURL)
-    #expect(url.hasPrefix("http://127.0.0.1:") && url.hasSuffix("/debug/status"))
-    let gate = Gate()
-    // Three map tasks that wait at the gate, then a reduce of 3 shards.
+  /// A job on 2 procs whose three map tasks wait at `gate`, then a reduce of 3 shards into 7
+  /// keys, run on a thread of its own (the test's polling blocks its own thread, and the
+  /// cooperative pool may be busy with other suites). Returns when two map tasks run; `wait`
+  /// returns the job's rows once the gate opens.
+  func startGatedJob(_ session: Session, _ gate: Gate) throws -> (running: DebugTasks, wait: () -> Int?) {
     let slice = const(3, Array(0..<300), Array(repeating: 1, count: 300))
       .map { (k: Int, v: Int) -> (Int, Int) in
         if k % 100 == 0 { _ = gate.wait(seconds: 30) }
         return (k % 7, v)
       }
       .reduce(.sum)
-    let job = _Concurrency.Task { try await session.run(slice).count }
+    let rows = Mutex<Int?>(nil)
+    let jobDone = DispatchSemaphore(value: 0)
+    let job = UncheckedBox(slice)
+    Thread {
+      rows.withLock { $0 = try? session.run(job.value).count }
+      jobDone.signal()
+    }.start()
+    let running = try waitForTasks(try #require(session.debugURL)) { $0.jobs.first?.operations.first?.running == 2 }
+    return (
+      running,
+      {
+        guard jobDone.wait(timeout: .now() + 60) == .success else { return nil }
+        return rows.withLock { $0 }
+      }
+    )
+  }
 
+  @Test func thePagesShowARunningJobOverARealSocket() throws {
+    let session = Session(executor: .local(procs: 2), debugAddress: "127.0.0.1:0")
+    let url = try #require(session.debugURL)
+    #expect(url.hasPrefix("http://127.0.0.1:") && url.hasSuffix("/debug/status"))
+    let gate = Gate()
+    let (running, wait) = try startGatedJob(session, gate)
     // Two procs: two map tasks run, one waits, and the reduce waits for them.
-    let running = try waitForTasks(url) { $0.jobs.first?.operations.first?.running == 2 }
     let ops = try #require(running.jobs.first?.operations)
     #expect(running.jobs.first?.state == "running")
     #expect(ops.count == 2)
@@ -98,8 +124,7 @@ func httpGet(_ url: String, _ path: String) throws -> HTTPReply {
     #expect(page.body.components(separatedBy: #"class="t running""#).count - 1 == 2)
 
     gate.open()
-    let rows = try await job.value
-    #expect(rows == 7)
+    #expect(wait() == 7)
 
     let finished = try waitForTasks(url) { $0.jobs.first?.state == "done" }
     #expect(finished.jobs.first?.state == "done")
@@ -114,6 +139,54 @@ func httpGet(_ url: String, _ path: String) throws -> HTTPReply {
 
     #expect(try httpGet(url, "/debug/nothing").status == 404)
     #expect(try httpGet(url, "/debug").body.contains(#"href="/debug/tasks""#))
+  }
+
+  @Test(
+    .enabled(
+      if: chromium != nil, "Chromium is not installed (.ci/run installs Debian's chromium package when it can)"))
+  func aBrowserShowsTheRunningJobsOperationsAndCounts() throws {
+    let session = Session(executor: .local(procs: 2), debugAddress: ":0")
+    let url = try #require(session.debugURL)
+    let gate = Gate()
+    defer { gate.open() }
+    let (running, wait) = try startGatedJob(session, gate)
+    let ops = try #require(running.jobs.first?.operations)
+    let dom = try dumpDOM(url)
+    // The page as the browser built it: the job, each operation, and its counts in their cells.
+    #expect(dom.contains(#"<h2 class="job running">"#), "\(dom)")
+    let rows = dom.components(separatedBy: "<tr ").filter { $0.hasPrefix(#"class="operation""#) }
+    #expect(rows.count == 2)
+    for (row, op) in zip(rows, ops) {
+      #expect(row.contains(#"data-operation="\#(html(op.name))""#))
+      #expect(row.contains(#"<td class="tasks">3</td>"#))
+      #expect(row.contains(#"<td class="running">\#(op.running)</td>"#))
+      #expect(row.contains(#"<td class="waiting">\#(op.waiting)</td>"#))
+    }
+    #expect(rows.first?.contains(#"<td class="running">2</td><td class="done">0</td>"#) == true)
+    gate.open()
+    #expect(wait() == 7)
+    let done = try dumpDOM(url)
+    #expect(done.contains(#"<h2 class="job done">"#))
+    #expect(done.components(separatedBy: #"<td class="done">3</td>"#).count - 1 == 2)
+  }
+
+  /// The DOM of `url` as headless Chromium builds it.
+  func dumpDOM(_ url: String) throws -> String {
+    let profile = NSTemporaryDirectory() + "/bigslice-chromium-\(UUID().uuidString)"
+    defer { try? FileManager.default.removeItem(atPath: profile) }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: try #require(chromium))
+    process.arguments = [
+      "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--user-data-dir=\(profile)", "--dump-dom", url,
+    ]
+    let out = Pipe()
+    process.standardOutput = out
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    try #require(process.terminationStatus == 0, "chromium exited \(process.terminationStatus)")
+    return String(decoding: data, as: UTF8.self)
   }
 
   @Test func aFailedJobShowsItsError() throws {
