@@ -14,6 +14,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
     .package(url: "https://github.com/apple/swift-crypto", exact: "3.12.3"),
     .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
   ],
   targets: [
     // C kernels: XXH3 hashing (header-inlined, so libxxhash-dev's header is needed but no
@@ -43,6 +44,7 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
       ]
     ),
     // The jobs of the demo and of the job benchmarks (BENCHMARKS.md W1–W5).
@@ -82,7 +84,14 @@ let package = Package(
     .testTarget(name: "SliceIOTests", dependencies: ["SliceIO", "Frame", "CSupport"]),
     // The `bigslice` binary is a dependency so that the memory-budget test can run it as a
     // process of its own and read its peak RSS.
-    .testTarget(name: "BigsliceTests", dependencies: ["Bigslice", "Frame", "SliceIO", "bigslice"]),
+    .testTarget(
+      name: "BigsliceTests",
+      dependencies: [
+        "Bigslice", "Frame", "SliceIO", "bigslice",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "InMemoryLogging", package: "swift-log"),
+      ]
+    ),
     .testTarget(
       name: "BigmachineTests",
       dependencies: [

@@ -1,4 +1,5 @@
 import Frame
+import Logging
 import SliceIO
 import Synchronization
 
@@ -24,6 +25,8 @@ public final class Session: @unchecked Sendable {
   private let store: OutputStore
   private let running = Mutex(())
   private let history = JobHistory()
+  /// Where the session logs, with the metadata `machine` naming the machine (`local`).
+  public let logger: Logger
   private let debugServer: DebugServer?
 
   /// A session on `executor` (default: in this process, on 2 threads). With `status`, the
@@ -45,11 +48,19 @@ public final class Session: @unchecked Sendable {
   /// session serves debug pages over HTTP there until it goes (see `debugURL`):
   /// `/debug/status` (a self-refreshing page of jobs, operations, tasks and machines),
   /// `/debug/tasks` (the same as JSON) and `/debug/trace` (the trace so far). If it cannot
-  /// listen there, it says so on stderr and serves nothing.
+  /// listen there, it logs an error and serves nothing.
+  ///
+  /// The session logs to `logger` (default: swift-log's `bigslice` logger), with the machine
+  /// as the metadata `machine`: jobs starting and ending (debug), task outputs lost and
+  /// computed again (notice), and a trace or debug server that failed (error).
   public init(
     executor: Executor = .local(procs: 2), memoryLimit: Int? = nil, spillDirectory: String? = nil,
-    status: Bool = false, tracePath: String? = nil, debugAddress: String? = nil
+    status: Bool = false, tracePath: String? = nil, debugAddress: String? = nil,
+    logger: Logger = Logger(label: "bigslice")
   ) {
+    var logger = logger
+    logger[metadataKey: "machine"] = "local"
+    self.logger = logger
     self.executor = executor
     self.status = status
     self.tracePath = tracePath
@@ -57,9 +68,11 @@ public final class Session: @unchecked Sendable {
     self.tracer = tracer
     if let debugAddress {
       do {
-        debugServer = try DebugServer(address: debugAddress, pages: DebugPages(jobs: history, tracer: tracer))
+        let server = try DebugServer(address: debugAddress, pages: DebugPages(jobs: history, tracer: tracer))
+        logger.debug("debug pages at http://\(server.host):\(server.port)/debug/status")
+        debugServer = server
       } catch {
-        writeStandardError("bigslice: cannot serve debug pages on \(debugAddress): \(error)\n")
+        logger.error("cannot serve debug pages on \(debugAddress): \(error)")
         debugServer = nil
       }
     } else {
@@ -143,15 +156,18 @@ public final class Session: @unchecked Sendable {
       history.add(job)
       let display = status ? StatusDisplay(job: job) : nil
       display?.start()
-      let observer: any TaskObserver = tracer.map { TaskObservers(observers: [job, $0]) } ?? job
+      let observer = TaskObservers(observers: [job, TaskLog(logger: logger)] + (tracer.map { [$0] } ?? []))
       defer { writeTrace() }
+      logger.debug("job \(name) started")
       do {
         try local.evaluate(tasks, counters: counters, cancel: cancel, observer: observer)
         job.finish()
         display?.finish()
+        logger.debug("job \(name) done in \(StatusDisplay.format(seconds: job.elapsed()))")
       } catch {
         job.finish(error: error)
         display?.finish()
+        logger.debug("job \(name) failed after \(StatusDisplay.format(seconds: job.elapsed())): \(error)")
         throw error
       }
     }
@@ -162,7 +178,7 @@ public final class Session: @unchecked Sendable {
     do {
       try tracer.write(to: tracePath)
     } catch {
-      writeStandardError("bigslice: \(error)\n")
+      logger.error("\(error)")
     }
   }
 
@@ -184,6 +200,19 @@ public final class Session: @unchecked Sendable {
     } onCancel: {
       cancel.cancel()
     }
+  }
+}
+
+/// Logs the task events worth a line: an output lost (it is computed again). A failure is not
+/// logged here: it fails the job, and the caller gets it.
+struct TaskLog: TaskObserver {
+  let logger: Logger
+
+  func record(_ event: TaskEvent) {
+    guard event.state == .lost else { return }
+    var logger = logger
+    logger[metadataKey: "machine"] = "\(event.machine)"
+    logger.notice("the output of \(event.task.operation) shard \(event.task.shard) was lost; computing it again")
   }
 }
 
