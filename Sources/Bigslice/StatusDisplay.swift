@@ -36,7 +36,13 @@ final class StatusDisplay: @unchecked Sendable {
   /// Starts drawing every `interval`.
   func start() {
     let nanoseconds = Int(seconds(interval) * 1e9)
+    let caller = pthread_self()
     detachThread {
+      // With no thread to be had, the body runs here, in the caller: draw only at the end.
+      if pthread_equal(pthread_self(), caller) != 0 {
+        self.stopped.signal()
+        return
+      }
       while self.stop.wait(timeout: .now() + .nanoseconds(nanoseconds)) == .timedOut { self.draw() }
       self.stopped.signal()
     }
