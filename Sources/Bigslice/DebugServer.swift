@@ -6,8 +6,8 @@ import NIOPosix
 
 /// The driver's debug pages over HTTP/1 (NIO's parser and encoder; nothing hand-written):
 /// - `/debug/status`: an HTML page that reloads itself every 2 s, with each recent job's
-///   operations (upstream first), their task counts and a cell per task coloured by its
-///   state, and the machines with their memory, disk and load;
+///   operations (upstream first), the operations each reads, their task counts and a cell
+///   per task coloured by its state, and the machines with their memory, disk and load;
 /// - `/debug/tasks`: the same as JSON (`DebugTasks`);
 /// - `/debug/trace`: the Chrome trace so far;
 /// - `/debug`: links to the three.
@@ -118,11 +118,12 @@ struct DebugPages: Sendable {
       body += "<h2 class=\"job \(job.state)\">\(html(job.name)): \(job.state), "
       body += "\(StatusDisplay.format(seconds: job.seconds))</h2>\n"
       if let error = job.error { body += "<pre class=\"error\">\(html(error))</pre>\n" }
-      body += "<table><tr><th>operation</th><th>tasks</th><th>waiting</th><th>running</th><th>done</th>"
+      body += "<table><tr><th>operation</th><th>reads</th><th>tasks</th><th>waiting</th><th>running</th><th>done</th>"
       body += "<th>lost</th><th>failed</th><th>rows</th><th>rows/s</th><th>by shard</th></tr>\n"
       let byOperation = Dictionary(grouping: job.tasks, by: \.operation)
       for op in job.operations {
         body += "<tr class=\"operation\" data-operation=\"\(html(op.name))\"><td>\(html(op.name))</td>"
+        body += "<td class=\"inputs\">\(op.inputs.map(html).joined(separator: "<br>"))</td>"
         body += "<td class=\"tasks\">\(op.tasks)</td><td class=\"waiting\">\(op.waiting)</td>"
         body += "<td class=\"running\">\(op.running)</td><td class=\"done\">\(op.done)</td>"
         body += "<td class=\"lost\">\(op.losses)</td><td class=\"failed\">\(op.failed)</td>"
@@ -148,6 +149,7 @@ struct DebugPages: Sendable {
     table { border-collapse: collapse; margin-bottom: 1em; }
     th, td { border: 1px solid #ccc; padding: 2px 8px; text-align: right; }
     td:first-child, th:first-child { text-align: left; font-family: monospace; }
+    td.inputs { text-align: left; font-family: monospace; font-size: smaller; }
     td.grid { text-align: left; max-width: 40em; line-height: 8px; }
     .t { display: inline-block; width: 8px; height: 8px; margin: 1px; background: #ddd; }
     .t.running { background: #4a90e2; } .t.done { background: #5cb85c; }

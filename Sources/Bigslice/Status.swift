@@ -53,11 +53,14 @@ public struct TaskEvent: Sendable {
   public var io: TaskIO?
   /// For `.failed`: what went wrong.
   public var error: String?
+  /// For `.waiting`: the operations whose output the task reads (the edges of the job's graph).
+  public var inputs: [String]
 
   public init(
     task: TaskKey, state: TaskState, time: ContinuousClock.Instant = .now, machine: String = "local", rows: Int = 0,
-    bytes: Int = 0, io: TaskIO? = nil, error: String? = nil
+    bytes: Int = 0, io: TaskIO? = nil, error: String? = nil, inputs: [String] = []
   ) {
+    self.inputs = inputs
     self.task = task
     self.state = state
     self.time = time
@@ -97,11 +100,14 @@ public struct OperationStatus: Sendable, Equatable, Codable {
   /// Times an output of this operation was lost after it was done, so it had to be computed
   /// again (the `lost` count is only the tasks lost right now).
   public var losses = 0
-  /// Rows and bytes output by the tasks done (a task computed again counts once).
+  /// Rows and bytes output by the tasks done (after map-side combining, for a task whose output
+  /// is combined; a task computed again counts once).
   public var rows = 0
   public var bytes = 0
   /// Seconds from the first task starting to the last one finishing (or now, while one runs).
   public var seconds = 0.0
+  /// The operations whose output this one reads.
+  public var inputs: [String] = []
 
   public init(name: String) { self.name = name }
 
@@ -201,6 +207,7 @@ public final class JobStatus: TaskObserver, @unchecked Sendable {
         ?? Record(
           status: TaskStatus(id: key.id, operation: key.operation, shard: key.shard, state: event.state, machine: ""))
       var op = s.operations[key.operation]!
+      for input in event.inputs where !op.status.inputs.contains(input) { op.status.inputs.append(input) }
       if s.tasks[key.id] != nil { op.status.add(-1, to: record.status.state) }
       op.status.add(1, to: event.state)
       record.status.state = event.state
@@ -323,10 +330,13 @@ extension TaskObserver {
       rows += partition.rows
       bytes += partition.byteCount
     }
+    // The graph's edges go with the planning of a task: one name per dependency, not per
+    // upstream task.
+    let inputs = state == .waiting ? task.deps.compactMap { $0.tasks.first?.operation } : []
     record(
       TaskEvent(
         task: TaskKey(id: task.id, operation: task.operation, shard: task.shard), state: state, rows: rows,
-        bytes: bytes, io: io, error: error.map { "\($0)" }))
+        bytes: bytes, io: io, error: error.map { "\($0)" }, inputs: inputs))
   }
 }
 

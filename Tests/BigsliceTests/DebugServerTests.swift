@@ -121,6 +121,8 @@ let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first {
       #expect(page.body.contains(#"data-operation="\#(html(op.name))""#))
     }
     #expect(page.body.contains(#"<td class="running">2</td>"#))
+    #expect(ops[1].inputs == [ops[0].name])
+    #expect(page.body.contains(#"<td class="inputs">\#(html(ops[0].name))</td>"#))
     #expect(page.body.components(separatedBy: #"class="t running""#).count - 1 == 2)
 
     gate.open()

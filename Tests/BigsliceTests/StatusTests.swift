@@ -110,6 +110,8 @@ final class Written: Sendable {
     #expect(ops.map(\.done) == [4, 4])
     #expect(ops.allSatisfy { $0.tasks == $0.done && $0.failed == 0 && $0.losses == 0 })
     #expect(ops[0].name.hasPrefix("map_const@"))
+    // The graph: the reduce reads the map.
+    #expect(ops.map(\.inputs) == [[], [ops[0].name]])
     #expect(ops[1].rows == result.count)
     #expect(result.count == 10)
     // Map-side combining leaves at most 10 keys per map task.
