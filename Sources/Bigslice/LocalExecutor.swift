@@ -135,9 +135,9 @@ final class LocalExecutor: @unchecked Sendable {
         used += need
         running += 1
         queue.async {
-          observer?.record(task, .running)
-          let taskCounters = Counters()
           let io = TaskIOMeter()
+          observer?.record(task, .running, progress: io.progress)
+          let taskCounters = Counters()
           do {
             task.output = try self.run(task, counters: taskCounters, io: io)
             observer?.record(task, .done, output: task.output, io: io.io)

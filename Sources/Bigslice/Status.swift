@@ -39,6 +39,21 @@ public struct TaskIO: Sendable, Equatable {
   public init() {}
 }
 
+/// The rows a running task has written to its output so far, counted frame by frame as they
+/// go (a relaxed atomic add per frame), so that the status shows rows and rows/s before the
+/// task ends. A task whose output is combined map-side writes most of its rows at its end.
+public final class TaskProgress: Sendable {
+  private let written = Atomic<Int>(0)
+
+  public init() {}
+
+  /// Rows written so far.
+  public var rowsWritten: Int { written.load(ordering: .relaxed) }
+
+  /// Counts `rows` more written.
+  public func wrote(rows: Int) { written.add(rows, ordering: .relaxed) }
+}
+
 /// One task changing state, as an executor reports it.
 public struct TaskEvent: Sendable {
   public var task: TaskKey
@@ -55,12 +70,15 @@ public struct TaskEvent: Sendable {
   public var error: String?
   /// For `.waiting`: the operations whose output the task reads (the edges of the job's graph).
   public var inputs: [String]
+  /// For `.running`: the task's output rows so far, updated while it runs.
+  public var progress: TaskProgress?
 
   public init(
     task: TaskKey, state: TaskState, time: ContinuousClock.Instant = .now, machine: String = "local", rows: Int = 0,
-    bytes: Int = 0, io: TaskIO? = nil, error: String? = nil, inputs: [String] = []
+    bytes: Int = 0, io: TaskIO? = nil, error: String? = nil, inputs: [String] = [], progress: TaskProgress? = nil
   ) {
     self.inputs = inputs
+    self.progress = progress
     self.task = task
     self.state = state
     self.time = time
@@ -100,8 +118,9 @@ public struct OperationStatus: Sendable, Equatable, Codable {
   /// Times an output of this operation was lost after it was done, so it had to be computed
   /// again (the `lost` count is only the tasks lost right now).
   public var losses = 0
-  /// Rows and bytes output by the tasks done (after map-side combining, for a task whose output
-  /// is combined; a task computed again counts once).
+  /// Rows output by the tasks done, and so far by those running; bytes output by the tasks
+  /// done. (After map-side combining, for a task whose output is combined; a task computed
+  /// again counts once.)
   public var rows = 0
   public var bytes = 0
   /// Seconds from the first task starting to the last one finishing (or now, while one runs).
@@ -146,7 +165,7 @@ public struct TaskStatus: Sendable, Equatable, Codable {
   public let shard: Int
   public var state: TaskState
   public var machine: String
-  /// Output rows and bytes, once done.
+  /// Output rows (so far, while running) and bytes (once done).
   public var rows = 0
   public var bytes = 0
   /// Seconds the task has run (its last run, while running or once finished).
@@ -171,6 +190,8 @@ public final class JobStatus: TaskObserver, @unchecked Sendable {
     var status: TaskStatus
     var start: ContinuousClock.Instant?
     var end: ContinuousClock.Instant?
+    /// While it runs.
+    var progress: TaskProgress?
   }
 
   private struct Operation {
@@ -212,6 +233,7 @@ public final class JobStatus: TaskObserver, @unchecked Sendable {
       op.status.add(1, to: event.state)
       record.status.state = event.state
       record.status.machine = event.machine
+      record.progress = event.state == .running ? event.progress : nil
       switch event.state {
       case .running:
         record.start = event.time
@@ -266,9 +288,15 @@ public final class JobStatus: TaskObserver, @unchecked Sendable {
   /// The operations, upstream first, with their counts as of `now`.
   public func operations(now: ContinuousClock.Instant = .now) -> [OperationStatus] {
     state.withLock { s in
-      s.order.map { name in
+      var live: [String: Int] = [:]
+      for record in s.tasks.values {
+        guard let progress = record.progress else { continue }
+        live[record.status.operation, default: 0] += progress.rowsWritten
+      }
+      return s.order.map { name in
         let op = s.operations[name]!
         var status = op.status
+        status.rows += live[name] ?? 0
         if let first = op.firstStart {
           let end = status.running > 0 ? now : (op.lastEnd ?? now)
           status.seconds = seconds(end - first)
@@ -285,6 +313,7 @@ public final class JobStatus: TaskObserver, @unchecked Sendable {
       return s.tasks.values.map { record in
         var status = record.status
         if status.state == .running, let start = record.start { status.seconds = seconds(now - start) }
+        if let progress = record.progress { status.rows = progress.rowsWritten }
         return status
       }.sorted { (rank[$0.operation]!, $0.shard, $0.id) < (rank[$1.operation]!, $1.shard, $1.id) }
     }
@@ -300,6 +329,8 @@ func seconds(_ d: Duration) -> Double {
 /// runs on one thread, so the meter needs no lock; the executor reads it after the task.
 final class TaskIOMeter: @unchecked Sendable {
   var io = TaskIO()
+  /// The rows written, for the status while the task runs.
+  let progress = TaskProgress()
 
   /// Counts a frame read (nil at the end) by a read that started at `start`.
   func read(_ frame: Frame?, since start: ContinuousClock.Instant) {
@@ -315,6 +346,7 @@ final class TaskIOMeter: @unchecked Sendable {
   func wrote(_ frame: Frame, since start: ContinuousClock.Instant) {
     io.writeTime += ContinuousClock.now - start
     io.writeRows += frame.count
+    progress.wrote(rows: frame.count)
     io.writeBytes += frame.byteCount
   }
 }
@@ -322,7 +354,8 @@ final class TaskIOMeter: @unchecked Sendable {
 extension TaskObserver {
   /// Reports that `task` entered `state`; for `.done`, with the rows and bytes of its output.
   func record(
-    _ task: Task, _ state: TaskState, output: [StoredPartition]? = nil, io: TaskIO? = nil, error: Error? = nil
+    _ task: Task, _ state: TaskState, output: [StoredPartition]? = nil, io: TaskIO? = nil, error: Error? = nil,
+    progress: TaskProgress? = nil
   ) {
     var rows = 0
     var bytes = 0
@@ -336,7 +369,7 @@ extension TaskObserver {
     record(
       TaskEvent(
         task: TaskKey(id: task.id, operation: task.operation, shard: task.shard), state: state, rows: rows,
-        bytes: bytes, io: io, error: error.map { "\($0)" }, inputs: inputs))
+        bytes: bytes, io: io, error: error.map { "\($0)" }, inputs: inputs, progress: progress))
   }
 }
 

@@ -215,3 +215,46 @@ final class Written: Sendable {
     #expect(StatusDisplay.format(count: 3_000_000_000) == "3.0G")
   }
 }
+
+@Suite struct TaskProgressTests {
+  @Test func aRunningTasksRowsCountAsTheyAreWrittenAndOnceWhenDone() {
+    let origin = ContinuousClock.now
+    let job = JobStatus(name: "job", started: origin)
+    let task = FakeTask(1, "map@a:1", origin: origin)
+    let progress = TaskProgress()
+    var running = task.event(.running, at: 0)
+    running.progress = progress
+    job.record(running)
+    #expect(job.operations(now: origin + .seconds(1))[0].rows == 0)
+    progress.wrote(rows: 300)
+    progress.wrote(rows: 200)
+    var op = job.operations(now: origin + .seconds(2))[0]
+    #expect(op.rows == 500)
+    #expect(abs(op.rowsPerSecond - 250) < 1e-9)
+    #expect(job.tasks(now: origin + .seconds(2))[0].rows == 500)
+    // Done: the final count replaces the live one.
+    job.record(task.event(.done, at: 4, rows: 800))
+    progress.wrote(rows: 1000)
+    op = job.operations(now: origin + .seconds(5))[0]
+    #expect(op.rows == 800)
+    #expect(job.tasks()[0].rows == 800)
+  }
+
+  @Test func theExecutorHandsOutTheProgressOfEachRunningTask() throws {
+    final class Progresses: TaskObserver, @unchecked Sendable {
+      let seen = Mutex<[(TaskState, TaskProgress?, Int)]>([])
+      func record(_ event: TaskEvent) { seen.withLock { $0.append((event.state, event.progress, event.rows)) } }
+    }
+    let observer = Progresses()
+    var compiler = Compiler()
+    let slice = const(2, Array(0..<100)).map { (v: Int) in v + 1 }
+    try LocalExecutor(procs: 1, store: OutputStore(memoryLimit: nil, spillParent: nil, procs: 1))
+      .evaluate(compiler.compile(slice.node), counters: Counters(), observer: observer)
+    let seen = observer.seen.withLock { $0 }
+    let running = seen.filter { $0.0 == .running }
+    #expect(running.count == 2)
+    // Each task's progress ends at the rows it wrote, which its done event reports.
+    #expect(running.compactMap { $0.1?.rowsWritten }.sorted() == [50, 50])
+    #expect(seen.filter { $0.0 == .done }.map(\.2) == [50, 50])
+  }
+}
