@@ -13,6 +13,10 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
     .package(url: "https://github.com/apple/swift-crypto", exact: "3.12.3"),
+    .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
+    // `swift package generate-documentation --target Bigslice` (and Bigmachine) builds the DocC catalogs.
+    .package(url: "https://github.com/swiftlang/swift-docc-plugin", exact: "1.5.0"),
   ],
   targets: [
     // C kernels: XXH3 hashing (header-inlined, so libxxhash-dev's header is needed but no
@@ -35,10 +39,25 @@ let package = Package(
         .product(name: "Crypto", package: "swift-crypto"),
       ]
     ),
-    .target(name: "Bigslice", dependencies: ["Frame", "SliceIO", "CSupport"]),
+    .target(
+      name: "Bigslice",
+      dependencies: [
+        "Frame", "SliceIO", "CSupport", "Bigmachine",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
     // The jobs of the demo and of the job benchmarks (BENCHMARKS.md W1–W5).
     .target(name: "Workloads", dependencies: ["Bigslice", "Frame"]),
-    .executableTarget(name: "bigslice", dependencies: ["Bigslice", "Bigmachine", "Frame", "Workloads"]),
+    .executableTarget(
+      name: "bigslice",
+      dependencies: [
+        "Bigslice", "Bigmachine", "Frame", "Workloads",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]
+    ),
     .executableTarget(name: "bigpi", dependencies: ["Bigmachine"]),
     .executableTarget(
       name: "bigslice-bench",
@@ -67,7 +86,14 @@ let package = Package(
     .testTarget(name: "SliceIOTests", dependencies: ["SliceIO", "Frame", "CSupport"]),
     // The `bigslice` binary is a dependency so that the memory-budget test can run it as a
     // process of its own and read its peak RSS.
-    .testTarget(name: "BigsliceTests", dependencies: ["Bigslice", "Frame", "SliceIO", "bigslice"]),
+    .testTarget(
+      name: "BigsliceTests",
+      dependencies: [
+        "Bigslice", "Frame", "SliceIO", "bigslice",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "InMemoryLogging", package: "swift-log"),
+      ]
+    ),
     .testTarget(
       name: "BigmachineTests",
       dependencies: [

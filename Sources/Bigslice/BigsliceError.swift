@@ -19,6 +19,8 @@ public enum BigsliceError: Error, CustomStringConvertible, @unchecked Sendable {
   case tooManyTries(op: String, shard: Int, tries: Int, cause: Error)
   /// An upstream output that a task needed was gone (released or never computed).
   case outputMissing(op: String, shard: Int)
+  /// A trace file could not be written, read or understood.
+  case traceFile(path: String, reason: String)
 
   public var description: String {
     switch self {
@@ -32,6 +34,7 @@ public enum BigsliceError: Error, CustomStringConvertible, @unchecked Sendable {
     case .tooManyTries(let op, let shard, let tries, let cause):
       "\(op) shard \(shard): too many tries (\(tries) consecutive losses of its input; last: \(cause))"
     case .outputMissing(let op, let shard): "the output of \(op) shard \(shard) is gone"
+    case .traceFile(let path, let reason): "trace file \(path): \(reason)"
     }
   }
 }

@@ -1,5 +1,6 @@
 import Frame
 import SliceIO
+import Synchronization
 
 /// One unit of work: a pipeline of slice nodes computed for one shard.
 ///
@@ -27,6 +28,10 @@ final class Task: @unchecked Sendable {
   var sampledFor: RangeSplit? = nil
   var sample: Frame? = nil
 
+  /// Unique in the process: names the task in status and trace events.
+  let id = Task.ids.add(1, ordering: .relaxed).newValue
+  private static let ids = Atomic<Int>(0)
+
   init(chain: [SliceNode], shard: Int) {
     self.chain = chain
     self.shard = shard
@@ -40,6 +45,9 @@ final class Task: @unchecked Sendable {
 
   var name: String { "\(chain.map(\.op).joined(separator: "_"))@\(chain[0].shards):\(shard)" }
   var op: String { chain[0].name }
+  /// The operation the task belongs to, for status and traces: the ops of its chain and where
+  /// its top slice was made (`count_flatMap_scanReader@Module/File.swift:12`).
+  var operation: String { "\(chain.map(\.op).joined(separator: "_"))@\(chain[0].location)" }
 }
 
 /// Turns a slice graph into tasks: narrow edges are pipelined into one task per shard, and

@@ -27,32 +27,36 @@ final class LocalExecutor: @unchecked Sendable {
   /// waiting, together with the upstream tasks that made the input, and both are computed
   /// again. Outputs of interior tasks are released as soon as every task reading them is
   /// done; they are computed again if a later loss needs them.
+  ///
+  /// `observer` hears of every task planned (waiting), started, done, failed or lost.
   /// - Throws: the first task failure, as `BigsliceError.taskFailed`; `.tooManyTries` when
   ///   one task lost its input `maxConsecutiveLost` times in a row.
   func evaluate(
-    _ roots: [Task], counters: Counters, cancel: Cancellation? = nil,
-    progress: (_ done: Int, _ total: Int) -> Void = { _, _ in }
+    _ roots: [Task], counters: Counters, cancel: Cancellation? = nil, observer: (any TaskObserver)? = nil
   ) throws {
     for root in roots { root.pinned = true }
     var losses: [ObjectIdentifier: Int] = [:]
-    var done = 0
     while true {
       let plan = Plan(roots)
       if plan.remaining == 0 { break }
-      let total = done + plan.remaining
-      progress(done, total)
-      let outcome = try execute(plan, counters: counters, cancel: cancel) { task in
+      // Upstream tasks first: the compiler numbers a slice's tasks before its inputs'.
+      if let observer {
+        for task in plan.tasks.values.sorted(by: { $0.id > $1.id }) { observer.record(task, .waiting) }
+      }
+      let outcome = try execute(plan, counters: counters, cancel: cancel, observer: observer) { task in
         losses[ObjectIdentifier(task)] = nil
-        done += 1
-        progress(done, total)
       }
       guard let lost = outcome else { break }
       // Start over from the roots: the lost outputs (and whatever was released that they
       // need) are planned again. Outputs beside the lost one whose files are gone too are
       // recomputed in the same round rather than found one loss at a time.
-      for upstream in lost.upstream { upstream.output = nil }
+      for upstream in lost.upstream {
+        upstream.output = nil
+        observer?.record(upstream, .lost)
+      }
       for upstream in lost.task.deps.flatMap(\.tasks) where upstream.output?.allSatisfy(\.isAvailable) == false {
         upstream.output = nil
+        observer?.record(upstream, .lost)
       }
       let id = ObjectIdentifier(lost.task)
       losses[id, default: 0] += 1
@@ -105,7 +109,8 @@ final class LocalExecutor: @unchecked Sendable {
   /// Runs a plan to its end. Returns nil when every task is done, or the first lost input
   /// (after the tasks already running have finished).
   private func execute(
-    _ plan: Plan, counters: Counters, cancel: Cancellation?, finished taskDone: (Task) -> Void
+    _ plan: Plan, counters: Counters, cancel: Cancellation?, observer: (any TaskObserver)?,
+    finished taskDone: (Task) -> Void
   ) throws -> LostInput? {
     var plan = plan
     let state = Mutex<(done: [(Task, Int)], failure: Error?, lost: LostInput?)>(([], nil, nil))
@@ -130,15 +135,19 @@ final class LocalExecutor: @unchecked Sendable {
         used += need
         running += 1
         queue.async {
+          let io = TaskIOMeter()
+          observer?.record(task, .running, progress: io.progress)
           let taskCounters = Counters()
           do {
-            task.output = try self.run(task, counters: taskCounters)
+            task.output = try self.run(task, counters: taskCounters, io: io)
+            observer?.record(task, .done, output: task.output, io: io.io)
             // Under a memory limit, hand the task's freed working memory back to the system:
             // glibc keeps freed blocks in its arenas, and the resident set would hold them.
             if self.store.isLimited { _ = bs_release_free_memory() }
             counters.merge(taskCounters)
             state.withLock { $0.done.append((task, need)) }
           } catch let error as LostInput {
+            observer?.record(task, .waiting)
             state.withLock {
               $0.done.append((task, need))
               if $0.lost == nil { $0.lost = error }
@@ -146,6 +155,7 @@ final class LocalExecutor: @unchecked Sendable {
           } catch {
             let wrapped =
               (error as? BigsliceError) ?? BigsliceError.taskFailed(op: task.op, shard: task.shard, cause: error)
+            observer?.record(task, .failed, error: wrapped)
             state.withLock {
               $0.done.append((task, need))
               if $0.failure == nil { $0.failure = wrapped }
@@ -187,8 +197,8 @@ final class LocalExecutor: @unchecked Sendable {
 
   /// Computes one task: reads its dependencies, runs its pipeline, partitions (and combines)
   /// the output.
-  func run(_ task: Task, counters: Counters) throws -> [StoredPartition] {
-    let context = TaskContext(shard: task.shard, counters: counters, store: store)
+  func run(_ task: Task, counters: Counters, io: TaskIOMeter = TaskIOMeter()) throws -> [StoredPartition] {
+    let context = TaskContext(shard: task.shard, counters: counters, store: store, io: io)
     return try context.with { try run(task, context: context) }
   }
 
@@ -331,6 +341,13 @@ final class DependencyReader: Reader {
   }
 
   func read() throws -> Frame? {
+    let started = ContinuousClock.now
+    let frame = try readInput()
+    TaskContext.current?.io.read(frame, since: started)
+    return frame
+  }
+
+  private func readInput() throws -> Frame? {
     do {
       if input == nil {
         guard let output = upstream.output else {

@@ -1,4 +1,5 @@
 import Frame
+import Logging
 import SliceIO
 import Synchronization
 
@@ -12,28 +13,71 @@ public enum Executor: Sendable {
 /// evaluates them and returns the result.
 public final class Session: @unchecked Sendable {
   public let executor: Executor
-  /// Whether a progress line is drawn on stderr while a job runs.
+  /// Whether the status of a running job is shown on stderr (see `init`).
   public let status: Bool
+  /// Where the Chrome trace of the session's jobs is written (see `init`); nil for none.
+  public let tracePath: String?
+  /// Records the trace, when there is a `tracePath`.
+  let tracer: Tracer?
   /// Bytes of data the session holds in memory before it spills (see `init`); nil for no limit.
   public let memoryLimit: Int?
   private let local: LocalExecutor
   private let store: OutputStore
   private let running = Mutex(())
+  private let history = JobHistory()
+  /// Where the session logs, with the metadata `machine` naming the machine (`local`).
+  public let logger: Logger
+  private let debugServer: DebugServer?
 
-  /// A session on `executor` (default: in this process, on 2 threads). With `status`, a
-  /// progress line on stderr shows the tasks done: redrawn in place on a terminal, a plain
-  /// line per tenth of the work otherwise.
+  /// A session on `executor` (default: in this process, on 2 threads). With `status`, the
+  /// tasks of a running job per operation (waiting, running, done, lost and failed, with a
+  /// progress bar and rows/s) show on stderr: redrawn in place on a terminal, a plain line
+  /// every 5 s and at the end otherwise.
   ///
   /// With `memoryLimit`, the job holds about that many bytes of data: half for task outputs
   /// (beyond it they go to compressed spill files under `spillDirectory`, default `$TMPDIR`,
   /// in a private directory removed with the session), half split between the running tasks'
   /// combiners and sorts (which spill beyond their share). Results are kept in memory for
   /// reading and counted against the limit, so the rest spills sooner.
+  ///
+  /// With `tracePath`, a Chrome trace of every task run (see `Tracer`) is written there at the
+  /// end of each job, holding all the session's jobs so far; a trace that cannot be written
+  /// is reported on stderr and does not fail the job. `bigslice trace summarize` reads it.
+  ///
+  /// With `debugAddress` (`HOST:PORT`, or `:PORT` for loopback; port 0 for any free one), the
+  /// session serves debug pages over HTTP there until it goes (see `debugURL`):
+  /// `/debug/status` (a self-refreshing page of jobs, operations, tasks and machines),
+  /// `/debug/tasks` (the same as JSON) and `/debug/trace` (the trace so far). If it cannot
+  /// listen there, it logs an error and serves nothing.
+  ///
+  /// The session logs to `logger` (default: swift-log's `bigslice` logger), with the machine
+  /// as the metadata `machine`: jobs starting and ending (debug), task outputs lost and
+  /// computed again (notice), and a trace or debug server that failed (error).
   public init(
-    executor: Executor = .local(procs: 2), memoryLimit: Int? = nil, spillDirectory: String? = nil, status: Bool = false
+    executor: Executor = .local(procs: 2), memoryLimit: Int? = nil, spillDirectory: String? = nil,
+    status: Bool = false, tracePath: String? = nil, debugAddress: String? = nil,
+    logger: Logger = Logger(label: "bigslice")
   ) {
+    var logger = logger
+    logger[metadataKey: "machine"] = "local"
+    self.logger = logger
     self.executor = executor
     self.status = status
+    self.tracePath = tracePath
+    let tracer = tracePath == nil && debugAddress == nil ? nil : Tracer()
+    self.tracer = tracer
+    if let debugAddress {
+      do {
+        let server = try DebugServer(address: debugAddress, pages: DebugPages(jobs: history, tracer: tracer))
+        logger.debug("debug pages at http://\(server.host):\(server.port)/debug/status")
+        debugServer = server
+      } catch {
+        logger.error("cannot serve debug pages on \(debugAddress): \(error)")
+        debugServer = nil
+      }
+    } else {
+      debugServer = nil
+    }
     self.memoryLimit = memoryLimit
     let procs: Int
     switch executor {
@@ -56,6 +100,16 @@ public final class Session: @unchecked Sendable {
 
   /// The session's spill directory, once something spilled; removed with the session.
   public var spillPath: String? { store.spillPath }
+
+  /// The status of the session's latest jobs (up to 16), oldest first; the last is the job
+  /// running now, if one is. Each run, and each reload of a discarded result, is a job.
+  public var jobs: [JobStatus] { history.all }
+
+  /// The address of the debug status page (`http://HOST:PORT/debug/status`), when the session
+  /// serves one.
+  public var debugURL: String? { debugServer.map { "http://\($0.host):\($0.port)/debug/status" } }
+
+  deinit { debugServer?.stop() }
 
   /// Runs `f` with `args` and returns its result.
   /// - Throws: `BigsliceError.unregisteredFunc`, `.wrongArguments`, `.unsupportedType`,
@@ -100,11 +154,33 @@ public final class Session: @unchecked Sendable {
   /// two runs (a result passed to both) is computed once.
   func evaluate(_ tasks: [Task], name: String, counters: Counters, cancel: Cancellation? = nil) throws {
     try running.withLock { _ in
-      let progress = status ? ProgressLine(name: name) : nil
-      defer { progress?.finish() }
-      try local.evaluate(tasks, counters: counters, cancel: cancel) { done, total in
-        progress?.update(done: done, total: total)
+      let job = JobStatus(name: name)
+      history.add(job)
+      let display = status ? StatusDisplay(job: job) : nil
+      display?.start()
+      let observer = TaskObservers(observers: [job, TaskLog(logger: logger)] + (tracer.map { [$0] } ?? []))
+      defer { writeTrace() }
+      logger.debug("job \(name) started")
+      do {
+        try local.evaluate(tasks, counters: counters, cancel: cancel, observer: observer)
+        job.finish()
+        display?.finish()
+        logger.debug("job \(name) done in \(StatusDisplay.format(seconds: job.elapsed()))")
+      } catch {
+        job.finish(error: error)
+        display?.finish()
+        logger.debug("job \(name) failed after \(StatusDisplay.format(seconds: job.elapsed())): \(error)")
+        throw error
       }
+    }
+  }
+
+  private func writeTrace() {
+    guard let tracer, let tracePath else { return }
+    do {
+      try tracer.write(to: tracePath)
+    } catch {
+      logger.error("\(error)")
     }
   }
 
@@ -126,6 +202,19 @@ public final class Session: @unchecked Sendable {
     } onCancel: {
       cancel.cancel()
     }
+  }
+}
+
+/// Logs the task events worth a line: an output lost (it is computed again). A failure is not
+/// logged here: it fails the job, and the caller gets it.
+struct TaskLog: TaskObserver {
+  let logger: Logger
+
+  func record(_ event: TaskEvent) {
+    guard event.state == .lost else { return }
+    var logger = logger
+    logger[metadataKey: "machine"] = "\(event.machine)"
+    logger.notice("the output of \(event.task.operation) shard \(event.task.shard) was lost; computing it again")
   }
 }
 

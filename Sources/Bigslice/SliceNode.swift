@@ -128,11 +128,14 @@ public final class TaskContext: @unchecked Sendable {
   let counters: Counters
   /// The executor's store, for operators that spill.
   let store: OutputStore?
+  /// What the task reads from its inputs and writes to its output.
+  let io: TaskIOMeter
 
-  init(shard: Int, counters: Counters, store: OutputStore? = nil) {
+  init(shard: Int, counters: Counters, store: OutputStore? = nil, io: TaskIOMeter = TaskIOMeter()) {
     self.shard = shard
     self.counters = counters
     self.store = store
+    self.io = io
   }
 
   /// Adds `n` to the counter `name` of this task; counters are merged across tasks into the

@@ -174,6 +174,8 @@ final class OutputSink {
   /// - Throws: `SliceIOError.io` when a spill file cannot be written.
   func write(_ frame: Frame, to p: Int) throws {
     guard frame.count > 0 else { return }
+    let started = ContinuousClock.now
+    defer { TaskContext.current?.io.wrote(frame, since: started) }
     let bytes = frame.byteCount
     if !onDisk {
       if pinned {

@@ -1,0 +1,97 @@
+import Foundation
+import Testing
+
+/// What a run of the `bigslice` binary printed, and how it exited.
+struct CommandOutput {
+  let status: Int32
+  let out: String
+  let err: String
+}
+
+/// Runs the `bigslice` binary with `arguments`.
+func bigslice(_ arguments: [String]) throws -> CommandOutput {
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: try bigsliceBinary())
+  process.arguments = arguments
+  let out = Pipe()
+  let err = Pipe()
+  process.standardOutput = out
+  process.standardError = err
+  try process.run()
+  // Stderr is small here; stdout is read to its end first, then stderr.
+  let outData = out.fileHandleForReading.readDataToEndOfFile()
+  let errData = err.fileHandleForReading.readDataToEndOfFile()
+  process.waitUntilExit()
+  return CommandOutput(
+    status: process.terminationStatus, out: String(decoding: outData, as: UTF8.self),
+    err: String(decoding: errData, as: UTF8.self))
+}
+
+@Suite struct CommandTests {
+  /// A file of six words, three distinct.
+  func wordsFile() throws -> String {
+    let path = NSTemporaryDirectory() + "/bigslice-words-\(UUID().uuidString).txt"
+    try "a b a\nc a b\n".write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+  }
+
+  @Test func wordcountCountsAFileAndItsTraceSummarizes() throws {
+    let words = try wordsFile()
+    let trace = temporaryTracePath()
+    defer {
+      unlink(words)
+      unlink(trace)
+    }
+    let run = try bigslice(["demo", "wordcount", words, "--shards", "2", "--no-status", "--trace", trace])
+    #expect(run.status == 0, "\(run.err)")
+    #expect(run.out.contains("6 words, 3 distinct"))
+    #expect(run.out.contains("top 10: a:3,b:2,c:1"))
+    #expect(run.err.isEmpty, "no status was asked for: \(run.err)")
+
+    let summary = try bigslice(["trace", "summarize", trace])
+    #expect(summary.status == 0, "\(summary.err)")
+    let lines = summary.out.split(separator: "\n")
+    #expect(lines.first == "machines: local")
+    #expect(lines.count == 4)
+    // The reduce: 2 tasks done, none failed, and the 3 distinct words as its rows.
+    let reduce = try #require(lines.last?.split(separator: " "))
+    #expect(reduce[0].hasPrefix("reduce@"))
+    #expect(Array(reduce[1...2]) == ["2", "0"])
+    #expect(reduce[5] == "3")
+  }
+
+  @Test func theStatusGoesToStderrAsPlainLinesOffATerminal() throws {
+    let words = try wordsFile()
+    defer { unlink(words) }
+    let run = try bigslice(["demo", "wordcount", words, "--shards", "2"])
+    #expect(run.status == 0)
+    let lines = run.err.split(separator: "\n")
+    #expect(!lines.isEmpty)
+    #expect(lines.allSatisfy { $0.hasPrefix("status ") })
+    #expect(!run.err.contains("\u{1B}"))
+    #expect(lines.last?.contains("2/2 done, 0 running, 0 waiting, 0 lost, 0 failed, 3 rows") == true)
+  }
+
+  @Test(arguments: [
+    ["--help"], ["demo", "--help"], ["demo", "wordcount", "--help"], ["demo", "shuffle", "--help"],
+    ["trace", "--help"], ["trace", "summarize", "--help"],
+  ])
+  func everyCommandHasHelpWithExamples(_ arguments: [String]) throws {
+    let run = try bigslice(arguments)
+    #expect(run.status == 0)
+    #expect(run.out.contains("USAGE: bigslice"))
+    #expect(run.out.contains("Examples:\n  bigslice "))
+  }
+
+  @Test func badArgumentsAreRefusedWithTheReason() throws {
+    let rows = try bigslice(["demo", "shuffle", "--rows", "0"])
+    #expect(rows.status != 0)
+    #expect(rows.err.contains("--rows must be positive"))
+    let unknown = try bigslice(["demo", "wordcount", "--wrods", "5"])
+    #expect(unknown.status != 0)
+    #expect(unknown.err.contains("--wrods"))
+    let notATrace = try bigslice(["trace", "summarize", "/nonexistent/trace.json"])
+    #expect(notATrace.status != 0)
+    #expect(notATrace.err.contains("/nonexistent/trace.json"))
+  }
+}
