@@ -10,11 +10,7 @@ import Frame
 public enum WordCount {
   /// The lines of `paths`, split into words on spaces, counted.
   public static let job = Func("demo.wordcount") { (paths: [String], shards: Int) -> Slice<String, Int> in
-    scanReader(shards, paths: paths)
-      .flatMap(String.self) { (out: RowEmitter<String>, line: String) in
-        for word in line.split(separator: " ", omittingEmptySubsequences: true) { out.emit(String(word)) }
-      }
-      .count()
+    scanReader(shards, paths: paths).split().count()
   }
 
   /// Word `i` of the W5 text: "w" + base36(floor(1e6 ^ u) - 1), u = splitmix64(i) / 2^64.

@@ -159,6 +159,25 @@ struct Pair: Codable, Hashable, Sendable {
   var b: String
 }
 
+@Suite struct SplitTests {
+  /// The built-in split equals Swift's `split(separator:)` on random lines with runs of
+  /// separators at either end, empty lines and multi-byte characters.
+  @Test(arguments: shardCounts, memoryLimits)
+  func splitEqualsSwiftsSplit(shards: Int, limit: Int) throws {
+    var rng = SplitMix64(seed: UInt64(shards))
+    let pieces = ["a", "bb", "ünï", "日本", "x y", " ", "  ", ""]
+    let lines = (0..<3000).map { _ in
+      (0..<Int.random(in: 0..<8, using: &rng)).map { _ in pieces.randomElement(using: &rng)! }.joined()
+    }
+    let words = try session(limit).run(const(shards, lines).split())
+    let expected = lines.flatMap { $0.split(separator: " ").map(String.init) }
+    #expect(Array(words).sorted() == expected.sorted())
+    let commas = try session(limit).run(const(shards, ["a,,b,", ",c", ""]).split(separator: ","))
+    #expect(Array(commas).sorted() == ["a", "b", "c"])
+    #expect(throws: BigsliceError.self) { try session(limit).run(const(1, ["a"]).split(separator: "é")) }
+  }
+}
+
 @Suite struct GroupingTests {
 
   @Test(arguments: shardCounts, memoryLimits)
