@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One table slot. k is the key itself in u64 mode and the key's full hash in bytes mode;
- * gid_plus1 == 0 marks an empty slot.
+/* One table slot. k is the key itself in u64 mode and the key's tag in bytes mode (see
+ * key_tag); gid_plus1 == 0 marks an empty slot.
  *
  * The table is linear probing over buckets of four slots (one 64-byte cache line): a key's
  * probe sequence starts at the bucket holding slot h & mask and visits whole buckets in
@@ -158,6 +158,18 @@ static inline unsigned bucket_fill(const comb_slot *b) {
          (unsigned)(b[2].gid_plus1 != 0);
 }
 
+/* Bytes mode: a key of up to SHORT_KEY bytes is its own tag, its bytes in the low bytes and
+ * its length in the top byte, so equal tags mean equal keys and a lookup never touches the
+ * stored key bytes. A longer key's tag is its hash with the top byte forced to 8 or more,
+ * which no short key's tag has; equal tags are then confirmed on the key bytes. */
+#define SHORT_KEY 7u
+static inline uint64_t key_tag(const uint8_t *key, size_t len, uint64_t h) {
+  if (len > SHORT_KEY) return (h & ~((uint64_t)0xFF << 56)) | ((uint64_t)(8u | (unsigned)(h >> 59)) << 56);
+  uint64_t t = (uint64_t)len << 56;
+  for (size_t j = 0; j < len; j++) t |= (uint64_t)key[j] << (8 * j);
+  return t;
+}
+
 /* Doubles the slot table and reinserts every group from its stored hash. */
 static int grow_table(bs_combiner *c) {
   if (c->cap > SIZE_MAX / 4 / sizeof(comb_slot)) return BS_ENOMEM;
@@ -184,7 +196,9 @@ static int grow_table(bs_combiner *c) {
       size_t base = bucket_of(h, mask);
       while (ns[base + BUCKET - 1].gid_plus1 != 0) base = (base + BUCKET) & mask;
       comb_slot *s = &ns[base + bucket_fill(&ns[base])];
-      s->k = c->kind == BS_COMB_KEY_U64 ? c->keys[g] : h;
+      s->k = c->kind == BS_COMB_KEY_U64
+                 ? c->keys[g]
+                 : key_tag(c->kbytes + c->koff[g], (size_t)(c->koff[g + 1] - c->koff[g]), h);
       s->gid_plus1 = (uint32_t)(g + 1);
       s->hlo = (uint32_t)h;
     }
@@ -353,21 +367,22 @@ int64_t bs_comb_groups_u64(bs_combiner *c, const uint64_t *keys, const uint64_t 
   return (int64_t)(c->groups - before);
 }
 
-/* Bytes mode: slot k is the full hash; equal hashes are confirmed on the key bytes. */
+/* Bytes mode: equal tags (key_tag) of keys longer than SHORT_KEY are confirmed on the key
+ * bytes. */
 static inline int same_key(const bs_combiner *c, size_t g, const uint8_t *key, size_t len) {
   size_t a0 = (size_t)c->koff[g], a1 = (size_t)c->koff[g + 1];
   return a1 - a0 == len && (len == 0 || memcmp(c->kbytes + a0, key, len) == 0);
 }
 
 static BS_NOINLINE int64_t find_or_insert_bytes(bs_combiner *c, const uint8_t *key, size_t len,
-                                                uint64_t h) {
+                                                uint64_t h, uint64_t tag) {
   for (;;) {
     size_t mask = c->cap - 1, base = bucket_of(h, mask);
     for (;;) {
       comb_slot *b = &c->slots[base];
-      for (unsigned m = bucket_match(b, h); m != 0; m &= m - 1) {
+      for (unsigned m = bucket_match(b, tag); m != 0; m &= m - 1) {
         uint32_t g1 = b[first_bit(m)].gid_plus1;
-        if (g1 != 0 && same_key(c, g1 - 1, key, len)) return (int64_t)(g1 - 1);
+        if (g1 != 0 && (len <= SHORT_KEY || same_key(c, g1 - 1, key, len))) return (int64_t)(g1 - 1);
       }
       if (b[BUCKET - 1].gid_plus1 == 0) break;
       base = (base + BUCKET) & mask;
@@ -388,7 +403,7 @@ static BS_NOINLINE int64_t find_or_insert_bytes(bs_combiner *c, const uint8_t *k
       size_t g = c->groups++;
       c->koff[g + 1] = (int64_t)(used + len);
       c->hashes[g] = h;
-      s->k = h;
+      s->k = tag;
       s->gid_plus1 = (uint32_t)(g + 1);
       s->hlo = (uint32_t)h;
       return (int64_t)g;
@@ -416,17 +431,18 @@ int64_t bs_comb_groups_bytes(bs_combiner *c, const int64_t *offsets, const uint8
     const uint64_t h = hashes[i];
     const size_t len = (size_t)(offsets[i + 1] - offsets[i]);
     const uint8_t *key = len ? bytes + offsets[i] : NULL;
-    /* Fast path: the first slot with the hash in the home bucket holds the key. */
+    /* Fast path: the first slot with the key's tag in the home bucket holds the key. */
+    const uint64_t tag = key_tag(key, len, h);
     const comb_slot *b = &slots[bucket_of(h, mask)];
-    unsigned m = bucket_match(b, h);
+    unsigned m = bucket_match(b, tag);
     if (LIKELY(m != 0)) {
       uint32_t g1 = b[first_bit(m)].gid_plus1;
-      if (LIKELY(g1 != 0) && same_key(c, g1 - 1, key, len)) {
+      if (LIKELY(g1 != 0) && (len <= SHORT_KEY || same_key(c, g1 - 1, key, len))) {
         gids[i] = g1 - 1;
         continue;
       }
     }
-    int64_t g = find_or_insert_bytes(c, key, len, h);
+    int64_t g = find_or_insert_bytes(c, key, len, h, tag);
     if (g < 0) return g;
     gids[i] = (uint32_t)g;
     slots = c->slots;

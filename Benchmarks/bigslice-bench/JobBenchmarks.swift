@@ -90,10 +90,20 @@ struct JobBenchmarks {
     }
     var checksum = ""
     let seconds = try median(repeats) {
-      var counts = Array(try session.run(WordCount.job, [path], shards))
-      counts.sort { $0.1 != $1.1 ? $0.1 > $1.1 : Array($0.0.utf8).lexicographicallyPrecedes(Array($1.0.utf8)) }
-      checksum =
-        "distinct=\(counts.count) top=" + counts.prefix(10).map { "\($0.0):\($0.1)" }.joined(separator: ",")
+      // The 10 most frequent (count descending, then word ascending) in one pass, as the
+      // peers' queries do (ORDER BY … LIMIT 10), rather than sorting every word.
+      var distinct = 0
+      var top: [(word: String, count: Int)] = []
+      func before(_ a: (word: String, count: Int), _ b: (word: String, count: Int)) -> Bool {
+        a.count != b.count ? a.count > b.count : a.word.utf8.lexicographicallyPrecedes(b.word.utf8)
+      }
+      for row in try session.run(WordCount.job, [path], shards) {
+        distinct += 1
+        guard top.count < 10 || before(row, top[9]) else { continue }
+        top.insert(row, at: top.firstIndex { before(row, $0) } ?? top.count)
+        if top.count > 10 { top.removeLast() }
+      }
+      checksum = "distinct=\(distinct) top=" + top.map { "\($0.word):\($0.count)" }.joined(separator: ",")
     }
     try compare("W5 word count", "W5", rows: n, seconds: seconds, checksum: checksum)
   }

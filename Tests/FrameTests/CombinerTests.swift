@@ -105,7 +105,17 @@ import Testing
       var firstSeen: [Int64: UInt32] = [:]
       for _ in 0..<4 {
         let raw = (0..<3000).map { _ in Int64.random(in: 0..<1500, using: &rng) }
-        let keys = keyType == .string ? Column(strings: raw.map { "s\($0)" }) : Column(raw)
+        // Strings of 2-5 bytes, exactly 7 (the longest kept inline in the table) and 8 (the
+        // shortest compared on its bytes), all distinct per raw key.
+        func text(_ x: Int64) -> String {
+          let digits = String(x)
+          switch x % 4 {
+          case 1: return "k" + String(repeating: "0", count: 6 - digits.count) + digits
+          case 3: return "kk" + String(repeating: "0", count: 6 - digits.count) + digits
+          default: return "s\(x)"
+          }
+        }
+        let keys = keyType == .string ? Column(strings: raw.map(text)) : Column(raw)
         // Only 16 distinct hashes: nearly every probe meets a different key with an equal hash.
         let hashes = raw.map { UInt64($0 & 0xF) }
         var gids = [UInt32](repeating: 0, count: raw.count)
