@@ -110,6 +110,36 @@ int bs_partition_permutation(const uint32_t *part, size_t n, uint32_t nparts, ui
   return BS_OK;
 }
 
+int bs_group_values_fixed(const uint32_t *gid, size_t n, uint32_t ngroups, const void *src, size_t width,
+                          uint64_t *starts, void *dst) {
+  if (ngroups == 0 || starts == NULL) return BS_EINVAL;
+  if (!(width == 1 || width == 2 || width == 4 || width == 8 || width == 16)) return BS_EINVAL;
+  if (n > 0 && (gid == NULL || src == NULL || dst == NULL)) return BS_EINVAL;
+  memset(starts, 0, ((size_t)ngroups + 1) * sizeof *starts);
+  for (size_t i = 0; i < n; i++) {
+    uint32_t g = gid[i];
+    if (g >= ngroups) return BS_EINVAL;
+    starts[g + 1]++;
+  }
+  for (size_t g = 1; g <= ngroups; g++) starts[g] += starts[g - 1];
+  const uint8_t *s = (const uint8_t *)src;
+  uint8_t *d = (uint8_t *)dst;
+  /* One pass moves each value to its group's next place (starts[g] walks to the group's end). */
+  switch (width) {
+  case 8:
+    for (size_t i = 0; i < n; i++) ((uint64_t *)d)[starts[gid[i]]++] = ((const uint64_t *)s)[i];
+    break;
+  case 4:
+    for (size_t i = 0; i < n; i++) ((uint32_t *)d)[starts[gid[i]]++] = ((const uint32_t *)s)[i];
+    break;
+  default:
+    for (size_t i = 0; i < n; i++) memcpy(d + starts[gid[i]]++ * width, s + i * width, width);
+  }
+  for (size_t g = ngroups; g-- > 1;) starts[g] = starts[g - 1];
+  starts[0] = 0;
+  return BS_OK;
+}
+
 int bs_gather_fixed(const void *src, size_t width, const uint32_t *perm, size_t n, void *dst) {
   if (!(width == 1 || width == 2 || width == 4 || width == 8 || width == 16)) return BS_EINVAL;
   if (n == 0) return BS_OK;

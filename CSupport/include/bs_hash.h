@@ -57,6 +57,13 @@ int bs_hash_partition(const uint64_t *h, size_t n, uint32_t nparts, uint32_t *pa
 int bs_partition_permutation(const uint32_t *part, size_t n, uint32_t nparts, uint64_t *starts,
                              uint32_t *perm);
 
+/* A counting sort of a fixed-width column (width 1, 2, 4, 8 or 16) by group id, in one pass
+ * over the values: dst receives them in group order, stable within a group, and starts
+ * (ngroups+1 entries) where each group begins: group g is dst[starts[g] ..< starts[g+1]].
+ * Returns BS_OK, or BS_EINVAL for a bad width or a group id >= ngroups. */
+int bs_group_values_fixed(const uint32_t *gid, size_t n, uint32_t ngroups, const void *src, size_t width,
+                          uint64_t *starts, void *dst);
+
 /* dst[i] = src[perm[i]] for a fixed-width column (width 1, 2, 4, 8 or 16). */
 int bs_gather_fixed(const void *src, size_t width, const uint32_t *perm, size_t n, void *dst);
 

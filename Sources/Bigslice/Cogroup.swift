@@ -140,6 +140,31 @@ private func groupByHash<each V>(_ frames: [Frame], types: [ColumnType], _: repe
     k += 1
     let n = gids[k].count
     var starts = [UInt64](repeating: 0, count: groups + 1)
+    let column = frames[k].columns[1]
+    if case .scalar(let kind) = column.type, let base = column.rawBase {
+      // Fixed-width values go straight into group order in one pass, then into one array per
+      // group; the common types by code specialised for them (generic code would look up
+      // the metadata of `[T]` for every group).
+      let ordered = UnsafeMutableRawPointer.allocate(byteCount: max(n * kind.width, 1), alignment: 16)
+      defer { ordered.deallocate() }
+      gids[k].withUnsafeBufferPointer { g in
+        starts.withUnsafeMutableBufferPointer { s in
+          let rc = bs_group_values_fixed(g.baseAddress, n, UInt32(groups), base, kind.width, s.baseAddress, ordered)
+          precondition(rc == 0, "a group id out of range")
+        }
+      }
+      gids[k] = []
+      let values = UnsafeRawPointer(ordered)
+      switch T.self {
+      case is Int.Type: return try Column.make(erasing: groupArrays(values, starts, Int.self))
+      case is Int64.Type: return try Column.make(erasing: groupArrays(values, starts, Int64.self))
+      case is Int32.Type: return try Column.make(erasing: groupArrays(values, starts, Int32.self))
+      case is UInt64.Type: return try Column.make(erasing: groupArrays(values, starts, UInt64.self))
+      case is Double.Type: return try Column.make(erasing: groupArrays(values, starts, Double.self))
+      case is Float.Type: return try Column.make(erasing: groupArrays(values, starts, Float.self))
+      default: return try Column.make(erasing: groupArrays(values, starts, T.self))
+      }
+    }
     var perm = [UInt32](repeating: 0, count: n)
     gids[k].withUnsafeBufferPointer { g in
       starts.withUnsafeMutableBufferPointer { s in
@@ -150,25 +175,13 @@ private func groupByHash<each V>(_ frames: [Frame], types: [ColumnType], _: repe
       }
     }
     gids[k] = []
-    let values = frames[k].columns[1].gather(perm)
+    let values = column.gather(perm)
     perm = []
-    if case .scalar = values.type, let base = values.rawBase {
-      // Fixed-width values are copied group by group straight from the gathered column; the
-      // common types by code specialised for them (generic code would look up the metadata
-      // of `[T]` for every group).
-      switch T.self {
-      case is Int.Type: return try Column.make(erasing: groupArrays(base, starts, Int.self))
-      case is Int64.Type: return try Column.make(erasing: groupArrays(base, starts, Int64.self))
-      case is Int32.Type: return try Column.make(erasing: groupArrays(base, starts, Int32.self))
-      case is UInt64.Type: return try Column.make(erasing: groupArrays(base, starts, UInt64.self))
-      case is Double.Type: return try Column.make(erasing: groupArrays(base, starts, Double.self))
-      case is Float.Type: return try Column.make(erasing: groupArrays(base, starts, Float.self))
-      default: return try Column.make(erasing: groupArrays(base, starts, T.self))
-      }
-    }
     let out = ColumnAppender<[T]>(types[k + 1], capacity: groups)
     let getter = ColumnGetter<T>(values)
-    for g in 0..<groups { out.append((Int(starts[g])..<Int(starts[g + 1])).map { getter.get($0) }) }
+    withExtendedLifetime(values) {
+      for g in 0..<groups { out.append((Int(starts[g])..<Int(starts[g + 1])).map { getter.get($0) }) }
+    }
     return try out.finish()
   }
   var columns = [keys]

@@ -2,50 +2,57 @@ import Frame
 
 /// Reads values of one column as `T`, by row. Built once per column per frame; the layout
 /// switch in `get` is a predictable branch, never a dynamic cast.
+///
+/// It holds raw pointers only, so copying it (as generic code does for every row, packs not
+/// being specialised) retains nothing. The column's storage must outlive it: the frame is a
+/// parameter of the function using the getter, or is kept with `withExtendedLifetime`.
 @usableFromInline
 struct ColumnGetter<T> {
   @usableFromInline enum Layout { case scalar, string, bytes, boxed }
   @usableFromInline let layout: Layout
-  @usableFromInline let column: Column
+  /// Scalars: the first value. Boxed: the first value, inside the storage's immutable array.
   @usableFromInline let base: UnsafeRawPointer?
-  @usableFromInline let view: BytesView?
-  @usableFromInline let boxed: ArraySlice<T>?
+  /// Strings and byte arrays: `count + 1` absolute offsets into `bytes`.
+  @usableFromInline let offsets: UnsafePointer<Int64>?
+  @usableFromInline let bytes: UnsafePointer<UInt8>?
 
   @usableFromInline
   init(_ column: Column) {
-    self.column = column
     switch column.type {
     case .scalar:
       layout = .scalar
       base = column.rawBase
-      view = nil
-      boxed = nil
-    case .string:
-      layout = .string
+      offsets = nil
+      bytes = nil
+    case .string, .bytes:
+      layout = column.type == .string ? .string : .bytes
+      let view = column.variableWidth
       base = nil
-      view = column.variableWidth
-      boxed = nil
-    case .bytes:
-      layout = .bytes
-      base = nil
-      view = column.variableWidth
-      boxed = nil
+      offsets = view.offsets
+      bytes = view.bytes
     case .boxed:
       layout = .boxed
-      base = nil
-      view = nil
-      boxed = column.boxedValues(T.self)
+      base = column.boxedValues(T.self).withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress) }
+      offsets = nil
+      bytes = nil
     }
   }
 
   @inlinable
   func get(_ i: Int) -> T {
     switch layout {
-    case .scalar: return base!.load(fromByteOffset: i &* MemoryLayout<T>.stride, as: T.self)
-    case .string: return unsafeBitCast(view!.string(at: i), to: T.self)
-    case .bytes: return unsafeBitCast(view!.bytes(at: i), to: T.self)
-    case .boxed: return boxed![boxed!.startIndex &+ i]
+    case .scalar: return base.unsafelyUnwrapped.load(fromByteOffset: i &* MemoryLayout<T>.stride, as: T.self)
+    case .string: return unsafeBitCast(String(decoding: raw(i), as: UTF8.self), to: T.self)
+    case .bytes: return unsafeBitCast(Array(raw(i)), to: T.self)
+    case .boxed: return base.unsafelyUnwrapped.assumingMemoryBound(to: T.self)[i]
     }
+  }
+
+  @inlinable
+  func raw(_ i: Int) -> UnsafeBufferPointer<UInt8> {
+    let offsets = offsets.unsafelyUnwrapped
+    let start = Int(offsets[i])
+    return UnsafeBufferPointer(start: bytes.unsafelyUnwrapped + start, count: Int(offsets[i &+ 1]) &- start)
   }
 }
 
