@@ -103,22 +103,35 @@ static int resize(void **p, size_t old_count, size_t new_count, size_t size) {
 /* Entries of the key-offset array for gcap groups. */
 static size_t koff_count(size_t gcap) { return gcap + 1; }
 
-/* Grows every per-group array to new_gcap entries, one at a time (so at most one array is
- * held twice). On failure the arrays that did grow keep their larger blocks, gcap stays, and
- * the combiner remains valid. */
+/* Grows every per-group array to new_gcap entries. Every new array is made before any old
+ * one goes, so on failure the combiner is unchanged and valid (each array's size stays what
+ * gcap says, which freeing relies on). */
 static int grow_groups(bs_combiner *c, size_t new_gcap) {
-  size_t old = c->gcap;
-  if (new_gcap == SIZE_MAX) return BS_ENOMEM;
-  if (resize((void **)&c->hashes, old, new_gcap, sizeof(uint64_t))) return BS_ENOMEM;
-  if (c->kind == BS_COMB_KEY_U64) {
-    if (resize((void **)&c->keys, old, new_gcap, sizeof(uint64_t))) return BS_ENOMEM;
-  } else {
-    if (resize((void **)&c->koff, koff_count(old), koff_count(new_gcap), sizeof(int64_t)))
+  const size_t old = c->gcap;
+  if (new_gcap == SIZE_MAX || mul_overflows(koff_count(new_gcap), sizeof(int64_t))) return BS_ENOMEM;
+  void **arrays[2 + BS_COMB_MAX_AGGS];
+  size_t old_bytes[2 + BS_COMB_MAX_AGGS], new_bytes[2 + BS_COMB_MAX_AGGS];
+  void *fresh[2 + BS_COMB_MAX_AGGS];
+  int n = 0;
+  arrays[n] = (void **)&c->hashes, old_bytes[n] = old * 8, new_bytes[n++] = new_gcap * 8;
+  if (c->kind == BS_COMB_KEY_U64)
+    arrays[n] = (void **)&c->keys, old_bytes[n] = old * 8, new_bytes[n++] = new_gcap * 8;
+  else
+    arrays[n] = (void **)&c->koff, old_bytes[n] = koff_count(old) * 8, new_bytes[n++] = koff_count(new_gcap) * 8;
+  for (int a = 0; a < c->nagg; a++) arrays[n] = &c->agg[a], old_bytes[n] = old * 8, new_bytes[n++] = new_gcap * 8;
+  for (int i = 0; i < n; i++) {
+    fresh[i] = bs_big_alloc(new_bytes[i]);
+    if (fresh[i] == NULL) {
+      while (i-- > 0) bs_big_free(fresh[i], new_bytes[i]);
       return BS_ENOMEM;
+    }
   }
-  for (int a = 0; a < c->nagg; a++)
-    if (resize(&c->agg[a], old, new_gcap, 8)) return BS_ENOMEM;
-  for (int a = 0; a < c->nagg; a++) agg_init(c->akind[a], c->agg[a], c->gcap, new_gcap);
+  for (int i = 0; i < n; i++) {
+    memcpy(fresh[i], *arrays[i], old_bytes[i]);
+    bs_big_free(*arrays[i], old_bytes[i]);
+    *arrays[i] = fresh[i];
+  }
+  for (int a = 0; a < c->nagg; a++) agg_init(c->akind[a], c->agg[a], old, new_gcap);
   c->gcap = new_gcap;
   return BS_OK;
 }
@@ -600,8 +613,8 @@ size_t bs_comb_room(const bs_combiner *c, size_t limit, size_t extra_per_group) 
     }
     if (groups >= gcap) {
       ngcap = gcap * 2;
-      /* The arrays grow one at a time: the largest transient is one array held twice. */
-      peak += bs_big_footprint(ngcap * 8) + extra_per_group * ngcap;
+      /* Every new array is made before the old ones go (grow_groups). */
+      peak += group_bytes(c, ngcap) + extra_per_group * ngcap;
     }
     if (per_key && used + per_key > kbcap) {
       nkbcap = kbcap * 2 > used + per_key ? kbcap * 2 : used + per_key;

@@ -372,7 +372,7 @@ final class DependencyReader: Reader {
 ///   reduce side combines again, so nothing needs merging here. When that first drain finds
 ///   the rows barely reduced (more than `bypassRatio` groups per row), combining is not worth
 ///   its table: the table is freed and the rest of the rows pass through uncombined;
-/// - reduce-side, it is cut by the top bits of the combining hash into `fanOut` bucket files,
+/// - reduce-side, it is cut by the top bits of the combining hash into `HashBuckets` files,
 ///   and so is everything combined after it. `finish` then combines bucket by bucket, each a
 ///   fraction of the keys, splitting a bucket that is still too big by the next bits. No
 ///   bucket shares a key with another, so the output needs no sort and no merge.
@@ -416,9 +416,6 @@ final class CombineBuffer {
     self.level = level
     limit = level < HashBuckets.maxLevel ? (store?.workingLimit ?? Int.max) : Int.max
   }
-
-  /// Whether map-side combining was given up for this task.
-  var bypassed: Bool { accumulator == nil }
 
   func add(_ frame: Frame) throws {
     guard frame.count > 0 else { return }

@@ -43,7 +43,7 @@ import Testing
   /// keeps its capacity and starts its aggregates afresh.
   @Test(arguments: [ColumnType.scalar(.int64), .string])
   func roomKeepsTheCombinerWithinALimit(keyType: ColumnType) throws {
-    let limit = 12 << 20
+    let limit = 40 << 20
     let combiner = try Combiner(keyType: keyType)
     try combiner.addAggregate(.sum)
     func column(_ range: Range<Int>) -> Column {
@@ -58,7 +58,9 @@ import Testing
       peak = max(peak, combiner.byteCount)
     }
     #expect(peak <= limit)
-    #expect(combiner.byteCount > limit / 3, "room stopped the combiner at \(combiner.byteCount) bytes")
+    // A growth holds old and new blocks, about three times the old size, so a full combiner
+    // holds between a third and two thirds of the limit (less the rounding to huge pages).
+    #expect(combiner.byteCount > limit / 4, "room stopped the combiner at \(combiner.byteCount) bytes")
     let full = combiner.byteCount
     try combiner.add(keys: column(next..<next + 1), values: [Column([Int64(1)])], seed: 0)
     #expect(combiner.byteCount > full, "a combiner with no room grew no bigger on a new key")
