@@ -95,8 +95,9 @@ final class CogroupInputs {
       }
     }
     guard let buckets else { return FrameReader(try build(held).map { [$0] } ?? []) }
-    // files[input][bucket]
-    let files = try buckets.map { try $0.finish() }
+    // files[input][bucket]; a bucket's files are let go once its readers exist, so each is
+    // removed as soon as its bucket is grouped.
+    var files = try buckets.map { try $0.finish() }
     var bucket = 0
     var current: (any Reader)?
     return FunctionReader { [schemas, store, level] in
@@ -106,6 +107,7 @@ final class CogroupInputs {
         let inputs: [any Reader] = try files.map { file in
           try file[bucket].map { try $0.reader() as any Reader } ?? FrameReader([])
         }
+        for i in files.indices { files[i][bucket] = nil }
         bucket += 1
         current = try CogroupInputs(schemas: schemas, store: store, level: level + 1).read(inputs, build: build)
       }
