@@ -121,20 +121,7 @@ private func groupByHash<each V>(_ frames: [Frame], types: [ColumnType], _: repe
   let rows = frames.reduce(0) { $0 + $1.count }
   let combiner = try Combiner(keyType: types[0], expectedGroups: max(1024, rows / 4))
   var gids: [[UInt32]] = []
-  var hashes = [UInt64](repeating: 0, count: frames.map(\.count).max() ?? 0)
-  for frame in frames {
-    var ids = [UInt32](repeating: 0, count: frame.count)
-    if frame.count > 0 {
-      try hashes.withUnsafeMutableBufferPointer { h in
-        try ids.withUnsafeMutableBufferPointer { g in
-          try frame.columns[0].hash(seed: combineSeed, into: h.baseAddress!)
-          try combiner.groupIDs(keys: frame.columns[0], hashes: h.baseAddress!, into: g.baseAddress!)
-        }
-      }
-    }
-    gids.append(ids)
-  }
-  hashes = []
+  for frame in frames { gids.append(Array(try combiner.groupIDs(keys: frame.columns[0], seed: combineSeed))) }
   let groups = combiner.groupCount
   let keys = try combiner.drainUnordered().columns[0]
   var k = -1
@@ -304,8 +291,6 @@ final class StreamingFold<V, A> {
   private let initial: A
   private let f: (A, V) -> A
   private var accumulators: [A] = []
-  private var hashes: [UInt64] = []
-  private var gids: [UInt32] = []
 
   init(keyType: ColumnType, initial: A, _ f: @escaping (A, V) -> A) throws {
     combiner = try Combiner(keyType: keyType)
@@ -314,20 +299,9 @@ final class StreamingFold<V, A> {
   }
 
   func add(_ frame: Frame) throws {
-    let n = frame.count
-    guard n > 0 else { return }
-    if hashes.count < n {
-      hashes = [UInt64](repeating: 0, count: n)
-      gids = [UInt32](repeating: 0, count: n)
-    }
-    try hashes.withUnsafeMutableBufferPointer { h in
-      try gids.withUnsafeMutableBufferPointer { g in
-        try frame.columns[0].hash(seed: combineSeed, into: h.baseAddress!)
-        try combiner.groupIDs(keys: frame.columns[0], hashes: h.baseAddress!, into: g.baseAddress!)
-      }
-    }
+    let gids = try combiner.groupIDs(keys: frame.columns[0], seed: combineSeed)
     let values = ColumnGetter<V>(frame.columns[1])
-    for i in 0..<n {
+    for i in 0..<gids.count {
       let group = Int(gids[i])
       if group == accumulators.count {
         accumulators.append(f(initial, values.get(i)))

@@ -110,8 +110,6 @@ final class ClosureAccumulator<V>: KeyedAccumulator {
   private let valueType: ColumnType
   private let combiner: Combiner?
   private var accumulators: [V] = []
-  private var hashes: [UInt64] = []
-  private var gids: [UInt32] = []
   private var pending: [Frame] = []
   private var pendingRows = 0
   private var combinedRows = 0
@@ -130,33 +128,22 @@ final class ClosureAccumulator<V>: KeyedAccumulator {
     guard frame.count > 0 else { return }
     guard let combiner else { return try addSorted(frame) }
     let n = frame.count
-    if hashes.count < n {
-      hashes = [UInt64](repeating: 0, count: n)
-      gids = [UInt32](repeating: 0, count: n)
-    }
-    try hashes.withUnsafeMutableBufferPointer { h in
-      try gids.withUnsafeMutableBufferPointer { g in
-        try frame.columns[0].hash(seed: combineSeed, into: h.baseAddress!)
-        try combiner.groupIDs(keys: frame.columns[0], hashes: h.baseAddress!, into: g.baseAddress!)
-      }
-    }
+    let g = try combiner.groupIDs(keys: frame.columns[0], seed: combineSeed)
     let values = ColumnGetter<V>(frame.columns[1])
-    gids.withUnsafeBufferPointer { g in
-      let ahead = 16
-      for i in 0..<n {
-        let group = Int(g[i])
-        if i + ahead < n {
-          // The accumulators are indexed at random: fetch the line of a later row now.
-          let later = Int(g[i + ahead])
-          if later < accumulators.count {
-            accumulators.withUnsafeBufferPointer { bs_prefetch_write($0.baseAddress! + later) }
-          }
+    let ahead = 16
+    for i in 0..<n {
+      let group = Int(g[i])
+      if i + ahead < n {
+        // The accumulators are indexed at random: fetch the line of a later row now.
+        let later = Int(g[i + ahead])
+        if later < accumulators.count {
+          accumulators.withUnsafeBufferPointer { bs_prefetch_write($0.baseAddress! + later) }
         }
-        if group == accumulators.count {
-          accumulators.append(values.get(i))
-        } else {
-          accumulators[group] = f(accumulators[group], values.get(i))
-        }
+      }
+      if group == accumulators.count {
+        accumulators.append(values.get(i))
+      } else {
+        accumulators[group] = f(accumulators[group], values.get(i))
       }
     }
   }
@@ -179,13 +166,13 @@ final class ClosureAccumulator<V>: KeyedAccumulator {
 
   var byteCount: Int {
     guard let combiner else { return pending.reduce(0) { $0 + $1.byteCount } }
-    return combiner.byteCount + accumulators.capacity * MemoryLayout<V>.stride + hashes.capacity * 12
+    return combiner.byteCount + accumulators.capacity * MemoryLayout<V>.stride
   }
 
   func room(within limit: Int) -> Int {
     guard let combiner else { return byteCount < limit ? Int.max : 0 }
     // The accumulators are one more per-group array, doubling as the combiner's do.
-    return combiner.room(within: limit - hashes.capacity * 12, extraPerGroup: MemoryLayout<V>.stride)
+    return combiner.room(within: limit, extraPerGroup: MemoryLayout<V>.stride)
   }
 
   /// Boxed keys: buffer frames and fold them by sorting when the new rows outnumber the

@@ -80,7 +80,8 @@ public final class Combiner {
 
   /// The number of groups.
   public var groupCount: Int { bs_comb_groups(handle) }
-  /// Bytes of memory held by the table, keys and aggregates.
+  /// Bytes of memory held by the table, keys and aggregates (not the per-batch scratch, which
+  /// like the batch itself is a frame's worth).
   public var byteCount: Int { bs_comb_bytes(handle) }
 
   /// How many new keys the combiner can take before its memory, counting the old and new
@@ -151,13 +152,10 @@ public final class Combiner {
     }
   }
 
-  /// Groups a whole frame: hashes `keys` with `seed`, then folds each aggregate's value column.
-  /// `values[i]` feeds aggregate `i`. The convenience path for built-in reductions.
-  public func add(keys: Column, values: [Column], seed: UInt64) throws {
+  /// Hashes `keys` with `seed` and maps each to its group id, inserting new keys. The ids live
+  /// in the combiner's scratch buffer, valid until its next `groupIDs(keys:seed:)` or `add`.
+  public func groupIDs(keys: Column, seed: UInt64) throws -> UnsafeBufferPointer<UInt32> {
     let n = keys.count
-    for (i, v) in values.enumerated() where v.count != n {
-      throw FrameError.lengthMismatch(column: i + 1, expected: n, found: v.count)
-    }
     if n > batchCapacity {
       batchHashes?.deallocate()
       batchGIDs?.deallocate()
@@ -165,10 +163,24 @@ public final class Combiner {
       batchHashes = .allocate(capacity: n)
       batchGIDs = .allocate(capacity: n)
     }
-    guard let hashes = batchHashes, let gids = batchGIDs else { return }
+    guard n > 0, let hashes = batchHashes, let gids = batchGIDs else {
+      return UnsafeBufferPointer(start: nil, count: 0)
+    }
     try keys.hash(seed: seed, into: hashes)
     try groupIDs(keys: keys, hashes: hashes, into: gids)
-    for (i, v) in values.enumerated() { try update(i, values: v, gids: gids) }
+    return UnsafeBufferPointer(start: gids, count: n)
+  }
+
+  /// Groups a whole frame: hashes `keys` with `seed`, then folds each aggregate's value column.
+  /// `values[i]` feeds aggregate `i`. The convenience path for built-in reductions.
+  public func add(keys: Column, values: [Column], seed: UInt64) throws {
+    let n = keys.count
+    for (i, v) in values.enumerated() where v.count != n {
+      throw FrameError.lengthMismatch(column: i + 1, expected: n, found: v.count)
+    }
+    let gids = try groupIDs(keys: keys, seed: seed)
+    guard let base = gids.baseAddress else { return }
+    for (i, v) in values.enumerated() { try update(i, values: v, gids: base) }
   }
 
   /// Every group as a frame `[key, aggregate 0, aggregate 1, …]` (prefix 1) in no particular

@@ -8,24 +8,27 @@ struct CommandOutput {
   let err: String
 }
 
-/// Runs the `bigslice` binary with `arguments`.
-func bigslice(_ arguments: [String]) throws -> CommandOutput {
+/// Runs `executable` with `arguments`. Stdout is read to its end first, then stderr, which
+/// must stay small (under a pipe's buffer); with `errors: false` stderr is dropped instead.
+func run(_ executable: String, _ arguments: [String], errors: Bool = true) throws -> CommandOutput {
   let process = Process()
-  process.executableURL = URL(fileURLWithPath: try bigsliceBinary())
+  process.executableURL = URL(fileURLWithPath: executable)
   process.arguments = arguments
   let out = Pipe()
   let err = Pipe()
   process.standardOutput = out
-  process.standardError = err
+  if errors { process.standardError = err } else { process.standardError = FileHandle.nullDevice }
   try process.run()
-  // Stderr is small here; stdout is read to its end first, then stderr.
   let outData = out.fileHandleForReading.readDataToEndOfFile()
-  let errData = err.fileHandleForReading.readDataToEndOfFile()
+  let errData = errors ? err.fileHandleForReading.readDataToEndOfFile() : Data()
   process.waitUntilExit()
   return CommandOutput(
     status: process.terminationStatus, out: String(decoding: outData, as: UTF8.self),
     err: String(decoding: errData, as: UTF8.self))
 }
+
+/// Runs the `bigslice` binary with `arguments`.
+func bigslice(_ arguments: [String]) throws -> CommandOutput { try run(try bigsliceBinary(), arguments) }
 
 @Suite struct CommandTests {
   /// A file of six words, three distinct.

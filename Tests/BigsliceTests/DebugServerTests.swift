@@ -176,19 +176,15 @@ let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first {
   func dumpDOM(_ url: String) throws -> String {
     let profile = NSTemporaryDirectory() + "/bigslice-chromium-\(UUID().uuidString)"
     defer { try? FileManager.default.removeItem(atPath: profile) }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: try #require(chromium))
-    process.arguments = [
-      "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--user-data-dir=\(profile)", "--dump-dom", url,
-    ]
-    let out = Pipe()
-    process.standardOutput = out
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    try #require(process.terminationStatus == 0, "chromium exited \(process.terminationStatus)")
-    return String(decoding: data, as: UTF8.self)
+    let result = try run(
+      try #require(chromium),
+      [
+        "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--user-data-dir=\(profile)", "--dump-dom",
+        url,
+      ],
+      errors: false)
+    try #require(result.status == 0, "chromium exited \(result.status)")
+    return result.out
   }
 
   @Test func aFailedJobShowsItsError() throws {

@@ -12,18 +12,10 @@ func bigsliceBinary() throws -> String {
 
 /// Runs `bigslice demo shuffle` with `arguments` and returns its key=value report.
 func shuffleDemo(_ arguments: [String]) throws -> [String: Int] {
-  let process = Process()
-  process.executableURL = URL(fileURLWithPath: try bigsliceBinary())
-  process.arguments = ["demo", "shuffle", "--procs", "2"] + arguments
-  let out = Pipe()
-  process.standardOutput = out
-  process.standardError = FileHandle.nullDevice
-  try process.run()
-  let data = out.fileHandleForReading.readDataToEndOfFile()
-  process.waitUntilExit()
-  try #require(process.terminationStatus == 0, "bigslice demo shuffle \(arguments) exited \(process.terminationStatus)")
+  let result = try run(try bigsliceBinary(), ["demo", "shuffle", "--procs", "2"] + arguments, errors: false)
+  try #require(result.status == 0, "bigslice demo shuffle \(arguments) exited \(result.status)")
   var report: [String: Int] = [:]
-  for pair in String(decoding: data, as: UTF8.self).split(whereSeparator: \.isWhitespace) {
+  for pair in result.out.split(whereSeparator: \.isWhitespace) {
     let parts = pair.split(separator: "=", maxSplits: 1)
     if parts.count == 2, let value = Int(parts[1]) { report[String(parts[0])] = value }
   }
