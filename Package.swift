@@ -44,6 +44,7 @@ let package = Package(
       dependencies: [
         "Frame", "SliceIO", "CSupport", "Bigmachine",
         .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
@@ -82,6 +83,13 @@ let package = Package(
       dependencies: ["Bigmachine", "BigmachineTestSupport"],
       path: "Tests/BigmachineTestWorker"
     ),
+    // Funcs shared by the Bigslice tests and the worker binary their local machines run.
+    .target(name: "BigsliceTestFuncs", dependencies: ["Bigslice", "Frame"], path: "Tests/BigsliceTestFuncs"),
+    .executableTarget(
+      name: "bigslice-testworker",
+      dependencies: ["Bigslice", "BigsliceTestFuncs"],
+      path: "Tests/BigsliceTestWorker"
+    ),
     .testTarget(name: "FrameTests", dependencies: ["Frame", "CSupport"]),
     .testTarget(name: "SliceIOTests", dependencies: ["SliceIO", "Frame", "CSupport"]),
     // The `bigslice` binary is a dependency so that the memory-budget test can run it as a
@@ -89,7 +97,7 @@ let package = Package(
     .testTarget(
       name: "BigsliceTests",
       dependencies: [
-        "Bigslice", "Frame", "SliceIO", "bigslice",
+        "Bigslice", "Frame", "SliceIO", "bigslice", "Bigmachine", "BigsliceTestFuncs", "bigslice-testworker",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "InMemoryLogging", package: "swift-log"),
       ]

@@ -48,6 +48,10 @@ public final class Bigmachine: Sendable {
   private let provider: any MachineProvider
   private let all = NIOLockedValueBox<[Machine]>([])
 
+  /// Whether this process is a worker a system started (``start(system:services:options:)``
+  /// serves instead of returning).
+  public static var isWorker: Bool { WorkerEnvironment.isWorker }
+
   /// Bootstraps: in a worker serves forever; in the driver returns the manager.
   ///
   /// `services` lists every service type the program's machines may install (the worker
@@ -90,7 +94,8 @@ public final class Bigmachine: Sendable {
     all.withLockedValue { $0 += machines }
     let keepalive = system.keepalive
     for m in machines {
-      Task { await m.boot(services: specs, keepalive: keepalive) }
+      // Not on the cooperative pool: a driver may block pool threads waiting for machines.
+      Task(executorPreference: ThreadPoolTaskExecutor.shared) { await m.boot(services: specs, keepalive: keepalive) }
     }
     return machines
   }

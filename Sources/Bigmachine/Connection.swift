@@ -31,6 +31,7 @@ final class Connection: @unchecked Sendable {
   private let methods: (any MethodLookup)?
   private let onKeepalive: (@Sendable (UInt64) -> Bool)?
   private let log: BigmachineLog
+  private let executor: (any TaskExecutor)?
 
   private struct State {
     var nextStream: UInt32
@@ -45,8 +46,9 @@ final class Connection: @unchecked Sendable {
 
   init(
     channel: any Channel, peer: String, dialer: Bool, methods: (any MethodLookup)?,
-    onKeepalive: (@Sendable (UInt64) -> Bool)?, log: BigmachineLog
+    onKeepalive: (@Sendable (UInt64) -> Bool)?, log: BigmachineLog, executor: (any TaskExecutor)? = nil
   ) {
+    self.executor = executor
     self.channel = channel
     self.peer = peer
     self.dialer = dialer
@@ -311,7 +313,7 @@ final class Connection: @unchecked Sendable {
     case .closed: return
     }
     call.setTask(
-      Task { [self] in
+      Task(executorPreference: executor) { [self] in
         await self.serve(stream, header, call)
         _ = self.state.withLockedValue { $0.incoming.removeValue(forKey: stream) }
       })

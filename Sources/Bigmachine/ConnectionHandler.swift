@@ -19,6 +19,8 @@ struct PeerConfig: Sendable {
   var onKeepalive: (@Sendable (UInt64) -> Bool)?
   var log: BigmachineLog
   var handshakeTimeout: TimeAmount = .seconds(10)
+  /// Where served calls run; nil for the cooperative pool.
+  var executor: (any TaskExecutor)? = nil
 }
 
 /// Runs the handshake on a fresh channel, then hands each frame to its `Connection`.
@@ -131,7 +133,7 @@ final class ConnectionHandler: ChannelInboundHandler {
       parser.maxFrame = WireLimits.maxFrame
       let connection = Connection(
         channel: context.channel, peer: label, dialer: dialer, methods: config.methods,
-        onKeepalive: config.onKeepalive, log: config.log)
+        onKeepalive: config.onKeepalive, log: config.log, executor: config.executor)
       self.connection = connection
       ready.succeed(connection)
     case .refuse:

@@ -60,6 +60,9 @@ public final class InProcessSystem: MachineProvider, @unchecked Sendable {
       var config = runtime.peerConfig(
         secret: driver.secret, binaryFingerprint: fingerprint, applicationFingerprint: driver.applicationFingerprint)
       config.handshakeTimeout = handshakeTimeout
+      // The driver may block pool threads waiting for these machines (a synchronous API):
+      // their services must not need the pool.
+      config.executor = ThreadPoolTaskExecutor.shared
       let channel = try await listen(host: "127.0.0.1", port: 0, config: config) { connection in
         server.connections.withLockedValue { $0.append(connection) }
         if server.dead.withLockedValue({ $0 }) {

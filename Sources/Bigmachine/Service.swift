@@ -41,6 +41,8 @@ public struct WorkerContext: Sendable {
   public var address: String
   /// Processors the machine offers.
   public var maxprocs: Int
+  /// Calls to the other machines of the cluster, by their addresses.
+  public var peers: Peers
 }
 
 /// What a service method knows about its call.

@@ -12,6 +12,8 @@ final class WorkerRuntime: @unchecked Sendable {
   let types: ServiceTypes
   let maxprocs: Int
   let log: BigmachineLog
+  /// This worker's connections to the other workers.
+  let peers = Peers()
   private(set) var lease: Lease!
   private let shutdownFlag = NIOLockedValueBox(false)
   /// Whether the driver asked this worker to shut down.
@@ -39,6 +41,12 @@ final class WorkerRuntime: @unchecked Sendable {
     secret: ClusterSecret, binaryFingerprint: String, applicationFingerprint: String
   ) -> PeerConfig {
     let lease = self.lease!
+    // Peers run the same binary and registry; they serve this worker's methods too.
+    peers.configure(
+      PeerConfig(
+        secret: secret, binaryFingerprint: binaryFingerprint, applicationFingerprint: applicationFingerprint,
+        expectedBinaryFingerprint: binaryFingerprint, expectedApplicationFingerprint: applicationFingerprint,
+        methods: methods, onKeepalive: nil, log: log))
     return PeerConfig(
       secret: secret, binaryFingerprint: binaryFingerprint, applicationFingerprint: applicationFingerprint,
       methods: methods,
@@ -55,6 +63,7 @@ final class WorkerRuntime: @unchecked Sendable {
     let methods = self.methods
     let maxprocs = self.maxprocs
     let shutdownFlag = self.shutdownFlag
+    let peers = self.peers
     methods.add([
       "Supervisor.register": unaryHandler { (specs: [ServiceSpec], _) -> Bool in
         var installed: [(any Service, [String: MethodHandler])] = []
@@ -62,7 +71,7 @@ final class WorkerRuntime: @unchecked Sendable {
           let (service, handlers) = try types.instantiate(spec)
           installed.append((service, handlers))
         }
-        let context = WorkerContext(address: "", maxprocs: maxprocs)
+        let context = WorkerContext(address: "", maxprocs: maxprocs, peers: peers)
         for (service, _) in installed {
           do {
             try await service.setUp(context)

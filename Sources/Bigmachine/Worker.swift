@@ -72,7 +72,16 @@ enum WorkerEnvironment {
       secret: secret, binaryFingerprint: fingerprint, applicationFingerprint: options.applicationFingerprint)
     let channel = try await listen(host: "127.0.0.1", port: 0, config: config) { _ in }
     writeAll(1, "\(listeningMarker)127.0.0.1:\(channel.localAddress?.port ?? 0)\n")
-    while true { try? await Task.sleep(for: .seconds(3600)) }
+    // A local worker is its driver's child: when the driver is gone (killed, crashed), the
+    // worker is reparented, and it leaves at once rather than when its lease lapses.
+    let parent = getppid()
+    while true {
+      try? await Task.sleep(for: .milliseconds(500))
+      if getppid() != parent {
+        options.log("the driver process is gone: exiting")
+        exitWorkerProcess(1)
+      }
+    }
   }
 }
 

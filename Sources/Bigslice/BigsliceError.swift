@@ -21,6 +21,9 @@ public enum BigsliceError: Error, CustomStringConvertible, @unchecked Sendable {
   case outputMissing(op: String, shard: Int)
   /// A trace file could not be written, read or understood.
   case traceFile(path: String, reason: String)
+  /// A session on machines has none to run its tasks on (they could not start, or every one
+  /// stopped); says why.
+  case machinesUnavailable(String)
 
   public var description: String {
     switch self {
@@ -35,6 +38,7 @@ public enum BigsliceError: Error, CustomStringConvertible, @unchecked Sendable {
       "\(op) shard \(shard): too many tries (\(tries) consecutive losses of its input; last: \(cause))"
     case .outputMissing(let op, let shard): "the output of \(op) shard \(shard) is gone"
     case .traceFile(let path, let reason): "trace file \(path): \(reason)"
+    case .machinesUnavailable(let why): "no machines: \(why)"
     }
   }
 }

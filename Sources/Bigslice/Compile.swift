@@ -28,6 +28,10 @@ final class Task: @unchecked Sendable {
   var sampledFor: RangeSplit? = nil
   var sample: Frame? = nil
 
+  /// Names the task across processes: the driver and every worker compile an invocation into
+  /// the same tasks in the same order.
+  var ref = TaskRef(invocation: 0, index: 0)
+
   /// Unique in the process: names the task in status and trace events.
   let id = Task.ids.add(1, ordering: .relaxed).newValue
   private static let ids = Atomic<Int>(0)
@@ -50,10 +54,32 @@ final class Task: @unchecked Sendable {
   var operation: String { "\(chain.map(\.op).joined(separator: "_"))@\(chain[0].location)" }
 }
 
+/// A task's name across processes: its invocation (the session's runs, numbered) and its place
+/// in the order that invocation's compile made its tasks.
+struct TaskRef: Hashable, Codable, Sendable, CustomStringConvertible {
+  var invocation: Int
+  var index: Int
+  var description: String { "inv\(invocation).\(index)" }
+}
+
 /// Turns a slice graph into tasks: narrow edges are pipelined into one task per shard, and
 /// every shuffle cuts the graph.
 struct Compiler {
   private var compiled: [ObjectIdentifier: [Task]] = [:]
+  /// The invocation compiled, for the tasks' `ref`s.
+  let invocation: Int
+  private var made = 0
+
+  init(invocation: Int = 0) { self.invocation = invocation }
+
+  /// A new task, numbered in the order of making: the same in every process that compiles the
+  /// same invocation.
+  private mutating func makeTask(_ chain: [SliceNode], shard: Int) -> Task {
+    let task = Task(chain: chain, shard: shard)
+    task.ref = TaskRef(invocation: invocation, index: made)
+    made += 1
+    return task
+  }
 
   /// The tasks computing `node`, one per shard, with every upstream task linked.
   mutating func compile(_ node: SliceNode) -> [Task] {
@@ -71,8 +97,8 @@ struct Compiler {
     // task needs nothing below it.
     let caches = chain.enumerated().compactMap { i, n in n.cache.map { (i, n, $0.cached(shards: n.shards)) } }
     let tasks = (0..<node.shards).map { shard in
-      guard let (i, cached, _) = caches.first(where: { $0.2[shard] }) else { return Task(chain: chain, shard: shard) }
-      let task = Task(chain: Array(chain[...i]), shard: shard)
+      guard let (i, cached, _) = caches.first(where: { $0.2[shard] }) else { return makeTask(chain, shard: shard) }
+      let task = makeTask(Array(chain[...i]), shard: shard)
       task.cacheFile = cached.cache!.path(shard: shard, of: cached.shards)
       return task
     }
@@ -114,7 +140,7 @@ struct Compiler {
     ) { _, deps, _ in deps[0] }
     return upstream.map { source in
       source.sampledFor = split
-      let task = Task(chain: [node], shard: source.shard)
+      let task = makeTask([node], shard: source.shard)
       task.deps = [([source], false), (upstream, true)]
       task.partitions = reader.shards
       task.partitioner = .split(split)
@@ -126,7 +152,7 @@ struct Compiler {
     if let results = node.resultTasks {
       // A result's tasks are shared; its shuffle reads pass-through copies of them.
       return results.map { result in
-        let task = Task(chain: [node], shard: result.shard)
+        let task = makeTask([node], shard: result.shard)
         task.deps = [([result], false)]
         return task
       }

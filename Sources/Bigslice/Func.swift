@@ -26,13 +26,20 @@ public final class Func<each C>: @unchecked Sendable {
       }
       return try body(repeat next((each A).self))
     }
+    let erased = self.body
     FuncRegistry.register(
       key: key, func: self,
-      signature: "(\(types.map { "\($0)" }.joined(separator: ", "))) -> \(Slice<repeat each C>.self)")
+      signature: "(\(types.map { "\($0)" }.joined(separator: ", "))) -> \(Slice<repeat each C>.self)",
+      argumentTypes: types, invoke: { try erased($0).node })
   }
 
   /// The slice for `args`, after checking that the func is registered and the types match.
   func invoke<each A>(_ args: repeat each A) throws -> Slice<repeat each C> {
+    try body(try check(repeat each args))
+  }
+
+  /// The arguments as values, after checking that the func is registered and the types match.
+  func check<each A>(_ args: repeat each A) throws -> [Any] {
     try FuncRegistry.check(key: key, func: self)
     var values: [Any] = []
     var found: [Any.Type] = []
@@ -43,28 +50,44 @@ public final class Func<each C>: @unchecked Sendable {
       throw BigsliceError.wrongArguments(
         func: key, expected: argumentTypes.map { "\($0)" }, found: found.map { "\($0)" })
     }
-    return try body(values)
+    return values
   }
 }
 
 /// The process-wide table of funcs by key.
 public enum FuncRegistry {
-  private struct Entry: Sendable {
+  private struct Entry: @unchecked Sendable {
     let instance: ObjectIdentifier
     let signature: String
     var duplicate: Bool
+    let argumentTypes: [Any.Type]
+    let invoke: ([Any]) throws -> SliceNode
   }
 
   private static let table = Mutex<[String: Entry]>([:])
 
-  static func register(key: String, func instance: AnyObject, signature: String) {
+  static func register(
+    key: String, func instance: AnyObject, signature: String, argumentTypes: [Any.Type],
+    invoke: @escaping ([Any]) throws -> SliceNode
+  ) {
     table.withLock {
       if $0[key] != nil {
         $0[key]!.duplicate = true
       } else {
-        $0[key] = Entry(instance: ObjectIdentifier(instance), signature: signature, duplicate: false)
+        $0[key] = Entry(
+          instance: ObjectIdentifier(instance), signature: signature, duplicate: false, argumentTypes: argumentTypes,
+          invoke: invoke)
       }
     }
+  }
+
+  /// The argument types and the body of the func registered under `key` (on a worker, which
+  /// has only the key).
+  /// - Throws: `unregisteredFunc`, `duplicateFunc`.
+  static func lookup(_ key: String) throws -> (argumentTypes: [Any.Type], invoke: ([Any]) throws -> SliceNode) {
+    guard let entry = table.withLock({ $0[key] }) else { throw BigsliceError.unregisteredFunc(key) }
+    if entry.duplicate { throw BigsliceError.duplicateFunc(key) }
+    return (entry.argumentTypes, entry.invoke)
   }
 
   static func check(key: String, func instance: AnyObject) throws {

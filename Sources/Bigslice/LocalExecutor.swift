@@ -7,7 +7,7 @@ import Synchronization
 /// Runs tasks in this process on a dedicated pool of `procs` threads (never Swift's
 /// cooperative pool), keeping task outputs in the `OutputStore`:
 /// in memory under the session's budget, in spill files beyond it.
-final class LocalExecutor: @unchecked Sendable {
+final class LocalExecutor: TaskDispatcher, @unchecked Sendable {
   let procs: Int
   let store: OutputStore
   private let queue: TaskThreads
@@ -20,194 +20,89 @@ final class LocalExecutor: @unchecked Sendable {
 
   deinit { queue.shutdown() }
 
-  /// Runs every task that `roots` need, each after its dependencies, on at most `procs`
-  /// threads (a task takes as many as its pragma asks, and an exclusive one takes them all).
-  ///
-  /// A task whose input turns out lost (a spill file vanished or was corrupted) goes back to
-  /// waiting, together with the upstream tasks that made the input, and both are computed
-  /// again. Outputs of interior tasks are released as soon as every task reading them is
-  /// done; they are computed again if a later loss needs them.
-  ///
-  /// `observer` hears of every task planned (waiting), started, done, failed or lost.
-  /// - Throws: the first task failure, as `BigsliceError.taskFailed`; `.tooManyTries` when
-  ///   one task lost its input `maxConsecutiveLost` times in a row.
+  /// Runs every task that `roots` need on at most `procs` threads (a task takes as many as
+  /// its pragma asks, and an exclusive one takes them all); see `Bigslice.evaluate`.
   func evaluate(
     _ roots: [Task], counters: Counters, cancel: Cancellation? = nil, observer: (any TaskObserver)? = nil
   ) throws {
-    for root in roots { root.pinned = true }
-    var losses: [ObjectIdentifier: Int] = [:]
-    while true {
-      let plan = Plan(roots)
-      if plan.remaining == 0 { break }
-      // Upstream tasks first: the compiler numbers a slice's tasks before its inputs'.
-      if let observer {
-        for task in plan.tasks.values.sorted(by: { $0.id > $1.id }) { observer.record(task, .waiting) }
-      }
-      let outcome = try execute(plan, counters: counters, cancel: cancel, observer: observer) { task in
-        losses[ObjectIdentifier(task)] = nil
-      }
-      guard let lost = outcome else { break }
-      // Start over from the roots: the lost outputs (and whatever was released that they
-      // need) are planned again. Outputs beside the lost one whose files are gone too are
-      // recomputed in the same round rather than found one loss at a time.
-      for upstream in lost.upstream {
-        upstream.output = nil
-        observer?.record(upstream, .lost)
-      }
-      for upstream in lost.task.deps.flatMap(\.tasks) where upstream.output?.allSatisfy(\.isAvailable) == false {
-        upstream.output = nil
-        observer?.record(upstream, .lost)
-      }
-      let id = ObjectIdentifier(lost.task)
-      losses[id, default: 0] += 1
-      if losses[id]! >= maxConsecutiveLost {
-        throw BigsliceError.tooManyTries(
-          op: lost.task.op, shard: lost.task.shard, tries: losses[id]!, cause: lost.cause)
-      }
+    try Bigslice.evaluate(
+      roots, on: self, counters: counters, cancel: cancel, observer: observer, maxConsecutiveLost: maxConsecutiveLost)
+  }
+
+  var maxConsecutiveLost = defaultMaxConsecutiveLost
+  /// Threads taken by the running tasks.
+  private let used = Mutex(0)
+
+  func start(
+    _ task: Task, idle: Bool, counters: Counters, observer: (any TaskObserver)?,
+    finish: @escaping @Sendable (TaskOutcome) -> Void
+  ) throws -> Bool {
+    let need = min(task.procs(of: procs), procs)
+    let admitted = used.withLock { used in
+      guard idle || used + need <= procs else { return false }
+      used += need
+      return true
+    }
+    guard admitted else { return false }
+    let job = UncheckedBox((task, counters))
+    queue.async {
+      let (task, counters) = job.value
+      let outcome = self.runObserved(task, counters: counters, observer: observer)
+      self.used.withLock { $0 -= need }
+      finish(outcome)
+    }
+    return true
+  }
+
+  /// Runs `task` here, reporting it running, then done or failed, to `observer`.
+  private func runObserved(_ task: Task, counters: Counters, observer: (any TaskObserver)?) -> TaskOutcome {
+    let io = TaskIOMeter()
+    observer?.record(task, .running, progress: io.progress)
+    let taskCounters = Counters()
+    do {
+      let output = try run(task, counters: taskCounters, io: io)
+      observer?.record(task, .done, output: output, io: io.io)
+      // Under a memory limit, hand the task's freed working memory back to the system:
+      // glibc keeps freed blocks in its arenas, and the resident set would hold them.
+      if store.isLimited { _ = bs_release_free_memory() }
+      counters.merge(taskCounters)
+      return .done(output)
+    } catch let error as LostInput {
+      observer?.record(task, .waiting)
+      return .lost(error)
+    } catch {
+      let wrapped =
+        (error as? BigsliceError) ?? BigsliceError.taskFailed(op: task.op, shard: task.shard, cause: error)
+      observer?.record(task, .failed, error: wrapped)
+      return .failed(wrapped)
     }
   }
 
-  /// Tasks lost in a row before a job fails with `tooManyTries`.
-  static let defaultMaxConsecutiveLost = 5
-  var maxConsecutiveLost = LocalExecutor.defaultMaxConsecutiveLost
-
-  /// The tasks that still need computing, with their dependency counts.
-  private struct Plan {
-    var waiting: [ObjectIdentifier: Int] = [:]
-    var dependents: [ObjectIdentifier: [Task]] = [:]
-    /// For each planned task, how many planned tasks read its output.
-    var readers: [ObjectIdentifier: Int] = [:]
-    /// Every planned task by identity.
-    var tasks: [ObjectIdentifier: Task] = [:]
-    var ready: [Task] = []
-    var remaining: Int { waiting.count }
-
-    /// Walks down from `roots`, stopping at tasks whose output is present.
-    init(_ roots: [Task]) {
-      var all: [ObjectIdentifier: Task] = [:]
-      var stack = roots.filter { $0.output == nil }
-      while let task = stack.popLast() {
-        guard all[ObjectIdentifier(task)] == nil else { continue }
-        all[ObjectIdentifier(task)] = task
-        for dep in task.deps { stack.append(contentsOf: dep.tasks.filter { $0.output == nil }) }
-      }
-      for task in all.values {
-        let upstream = Set(task.deps.flatMap(\.tasks).filter { $0.output == nil }.map(ObjectIdentifier.init))
-        waiting[ObjectIdentifier(task)] = upstream.count
-        for u in upstream { dependents[u, default: []].append(task) }
-        if upstream.isEmpty { ready.append(task) }
-      }
-      for task in all.values {
-        for dep in Set(task.deps.flatMap(\.tasks).map(ObjectIdentifier.init)) where all[dep] != nil {
-          readers[dep, default: 0] += 1
-        }
-      }
-      tasks = all
-    }
-  }
-
-  /// Runs a plan to its end. Returns nil when every task is done, or the first lost input
-  /// (after the tasks already running have finished).
-  private func execute(
-    _ plan: Plan, counters: Counters, cancel: Cancellation?, observer: (any TaskObserver)?,
-    finished taskDone: (Task) -> Void
-  ) throws -> LostInput? {
-    var plan = plan
-    let state = Mutex<(done: [(Task, Int)], failure: Error?, lost: LostInput?)>(([], nil, nil))
-    let finished = DispatchSemaphore(value: 0)
-    // A cancellation wakes the wait below (an extra signal only makes one wait return early).
-    cancel?.attach { finished.signal() }
-    defer { cancel?.detach() }
-    var used = 0
-    var running = 0
-    var stop = false
-    var failure: Error?
-    var lost: LostInput?
-    while plan.remaining > 0 {
-      if cancel?.isCancelled == true {
-        failure = failure ?? CancellationError()
-        stop = true
-      }
-      while !stop, let task = plan.ready.last {
-        let need = min(task.procs(of: procs), procs)
-        guard running == 0 || used + need <= procs else { break }
-        plan.ready.removeLast()
-        used += need
-        running += 1
-        queue.async {
-          let io = TaskIOMeter()
-          observer?.record(task, .running, progress: io.progress)
-          let taskCounters = Counters()
-          do {
-            task.output = try self.run(task, counters: taskCounters, io: io)
-            observer?.record(task, .done, output: task.output, io: io.io)
-            // Under a memory limit, hand the task's freed working memory back to the system:
-            // glibc keeps freed blocks in its arenas, and the resident set would hold them.
-            if self.store.isLimited { _ = bs_release_free_memory() }
-            counters.merge(taskCounters)
-            state.withLock { $0.done.append((task, need)) }
-          } catch let error as LostInput {
-            observer?.record(task, .waiting)
-            state.withLock {
-              $0.done.append((task, need))
-              if $0.lost == nil { $0.lost = error }
-            }
-          } catch {
-            let wrapped =
-              (error as? BigsliceError) ?? BigsliceError.taskFailed(op: task.op, shard: task.shard, cause: error)
-            observer?.record(task, .failed, error: wrapped)
-            state.withLock {
-              $0.done.append((task, need))
-              if $0.failure == nil { $0.failure = wrapped }
-            }
-          }
-          finished.signal()
-        }
-      }
-      if running == 0 { break }
-      finished.wait()
-      let (done, error, loss) = state.withLock { s -> ([(Task, Int)], Error?, LostInput?) in
-        defer { s.done = [] }
-        return (s.done, s.failure, s.lost)
-      }
-      failure = failure ?? error
-      lost = lost ?? loss
-      stop = failure != nil || lost != nil
-      for (task, need) in done {
-        running -= 1
-        used -= need
-        guard task.output != nil else { continue }
-        plan.waiting[ObjectIdentifier(task)] = nil
-        taskDone(task)
-        for next in plan.dependents[ObjectIdentifier(task)] ?? [] {
-          plan.waiting[ObjectIdentifier(next)]! -= 1
-          if plan.waiting[ObjectIdentifier(next)] == 0 { plan.ready.append(next) }
-        }
-        // Release inputs that no planned task reads any more.
-        for upstream in Set(task.deps.flatMap(\.tasks).map(ObjectIdentifier.init)) {
-          guard let left = plan.readers[upstream] else { continue }
-          plan.readers[upstream] = left - 1
-          if left == 1, let done = plan.tasks[upstream], !done.pinned { done.output = nil }
-        }
-      }
-    }
-    if let failure { throw failure }
-    return lost
-  }
+  /// Runs `body` on one of the executor's threads.
+  func submit(_ body: @escaping @Sendable () -> Void) { queue.async(body) }
 
   /// Computes one task: reads its dependencies, runs its pipeline, partitions (and combines)
   /// the output.
-  func run(_ task: Task, counters: Counters, io: TaskIOMeter = TaskIOMeter()) throws -> [StoredPartition] {
+  ///
+  /// `open` opens partition `p` of an upstream task's output; by default, the output the task
+  /// holds (a worker opens its own store's files, or streams them from the peer holding them).
+  func run(
+    _ task: Task, counters: Counters, io: TaskIOMeter = TaskIOMeter(),
+    open: @escaping (Task, Int) throws -> any Reader = DependencyReader.openHeld
+  ) throws -> [StoredPartition] {
     let context = TaskContext(shard: task.shard, counters: counters, store: store, io: io)
-    return try context.with { try run(task, context: context) }
+    return try context.with { try run(task, context: context, open: open) }
   }
 
-  private func run(_ task: Task, context: TaskContext) throws -> [StoredPartition] {
+  private func run(
+    _ task: Task, context: TaskContext, open: @escaping (Task, Int) throws -> any Reader
+  ) throws -> [StoredPartition] {
     let bottom = task.chain.last!
     var inputs: [any Reader] = []
     for (i, dep) in task.deps.enumerated() {
       if dep.shuffle {
-        let partitions = ConcatReader(dep.tasks.map { DependencyReader(task, reading: $0, partition: task.shard) })
+        let partitions = ConcatReader(
+          dep.tasks.map { DependencyReader(task, reading: $0, partition: task.shard, open: open) })
         if let combining = bottom.combining, i == 0 {
           let buffer = try CombineBuffer(combining, schema: bottom.deps[i].node.schema, store: store)
           while let frame = try partitions.read() { try buffer.add(frame) }
@@ -216,7 +111,7 @@ final class LocalExecutor: @unchecked Sendable {
           inputs.append(partitions)
         }
       } else {
-        inputs.append(DependencyReader(task, reading: dep.tasks[0], partition: 0))
+        inputs.append(DependencyReader(task, reading: dep.tasks[0], partition: 0, open: open))
       }
     }
     var reader: any Reader
@@ -332,12 +227,22 @@ final class DependencyReader: Reader {
   private let task: Task
   private let upstream: Task
   private let partition: Int
+  private let open: (Task, Int) throws -> any Reader
   private var input: (any Reader)?
 
-  init(_ task: Task, reading upstream: Task, partition: Int) {
+  init(_ task: Task, reading upstream: Task, partition: Int, open: @escaping (Task, Int) throws -> any Reader) {
     self.task = task
     self.upstream = upstream
     self.partition = partition
+    self.open = open
+  }
+
+  /// Opens the output `upstream` holds.
+  static func openHeld(_ upstream: Task, _ partition: Int) throws -> any Reader {
+    guard let output = upstream.output else {
+      throw BigsliceError.outputMissing(op: upstream.op, shard: upstream.shard)
+    }
+    return try output[partition].reader()
   }
 
   func read() throws -> Frame? {
@@ -349,13 +254,10 @@ final class DependencyReader: Reader {
 
   private func readInput() throws -> Frame? {
     do {
-      if input == nil {
-        guard let output = upstream.output else {
-          throw BigsliceError.outputMissing(op: upstream.op, shard: upstream.shard)
-        }
-        input = try output[partition].reader()
-      }
+      if input == nil { input = try open(upstream, partition) }
       return try input!.read()
+    } catch let error as LostInput {
+      throw error
     } catch {
       throw LostInput(task: task, upstream: [upstream], cause: error)
     }

@@ -1,3 +1,4 @@
+import Bigmachine
 import Frame
 import Logging
 import SliceIO
@@ -7,6 +8,12 @@ import Synchronization
 public enum Executor: Sendable {
   /// In this process, on `procs` threads.
   case local(procs: Int)
+  /// On `count` machines of `system`, each running `procs` tasks at once. Each machine holds
+  /// the outputs of the tasks it ran in a store of its own, and the session's `memoryLimit`
+  /// applies to each machine. Only funcs run on machines (`run(_:_:)` with a `Func`): each
+  /// machine compiles the func's slice from its key and arguments, so every argument must be
+  /// `Codable` and every process must register the same funcs before its session starts.
+  case machines(system: MachineSystem, count: Int, procs: Int)
 }
 
 /// Runs funcs. A session holds the executor; `run` compiles a func's slice into tasks,
@@ -22,6 +29,8 @@ public final class Session: @unchecked Sendable {
   /// Bytes of data the session holds in memory before it spills (see `init`); nil for no limit.
   public let memoryLimit: Int?
   private let local: LocalExecutor
+  private let remote: MachineExecutor?
+  private let invocations = Atomic<Int>(0)
   private let store: OutputStore
   private let running = Mutex(())
   private let history = JobHistory()
@@ -53,11 +62,21 @@ public final class Session: @unchecked Sendable {
   /// The session logs to `logger` (default: swift-log's `bigslice` logger), with the machine
   /// as the metadata `machine`: jobs starting and ending (debug), task outputs lost and
   /// computed again (notice), and a trace or debug server that failed (error).
+  ///
+  /// On `.machines`, the session starts its machines at once, in the background; a run waits
+  /// until one is running. In a worker process (this binary re-run by the system), the
+  /// initializer never returns: the process serves the driver until it is shut down. So every
+  /// func must be registered before the session is made.
   public init(
     executor: Executor = .local(procs: 2), memoryLimit: Int? = nil, spillDirectory: String? = nil,
     status: Bool = false, tracePath: String? = nil, debugAddress: String? = nil,
     logger: Logger = Logger(label: "bigslice")
   ) {
+    if case .machines(let system, _, let procs) = executor, Bigmachine.isWorker {
+      let system = MachineExecutor.bigmachineSystem(system, procs: procs)
+      _ = try? blockingAwait { try await Bigmachine.start(system: system, services: [SliceWorker.self]) }
+      fatalError("a worker's Bigmachine.start returned")
+    }
     var logger = logger
     logger[metadataKey: "machine"] = "local"
     self.logger = logger
@@ -82,12 +101,25 @@ public final class Session: @unchecked Sendable {
     let procs: Int
     switch executor {
     case .local(let n): procs = n
+    case .machines(_, _, let n): procs = n
     }
     store = OutputStore(memoryLimit: memoryLimit, spillParent: spillDirectory, procs: procs)
+    local = LocalExecutor(procs: procs, store: store)
     switch executor {
-    case .local(let procs): local = LocalExecutor(procs: procs, store: store)
+    case .local: remote = nil
+    case .machines(let system, let count, let procs):
+      remote = MachineExecutor(
+        system: system, count: count, procs: procs, memoryLimit: memoryLimit, storeParent: spillDirectory,
+        logger: logger)
     }
   }
+
+  /// The session's machines that have not stopped (none on the local executor).
+  public var machines: [Machine] { remote?.machines ?? [] }
+
+  /// Stops the session's machines, removing their stores. The session runs nothing after it.
+  /// Letting the session go does the same.
+  public func shutdown() { remote?.shutdown() }
 
   /// Bytes of task output written to spill files so far.
   public var spilledBytes: Int { store.spilledBytes.withLock { $0 } }
@@ -109,24 +141,62 @@ public final class Session: @unchecked Sendable {
   /// serves one.
   public var debugURL: String? { debugServer.map { "http://\($0.host):\($0.port)/debug/status" } }
 
-  deinit { debugServer?.stop() }
+  deinit {
+    debugServer?.stop()
+    remote?.shutdown()
+  }
 
   /// Runs `f` with `args` and returns its result.
   /// - Throws: `BigsliceError.unregisteredFunc`, `.wrongArguments`, `.unsupportedType`,
   ///   `.invalidArgument` before anything runs; `.taskFailed` naming the operation and shard
   ///   when user code or the data fails.
   public func run<each A, each C>(_ f: Func<repeat each C>, _ args: repeat each A) throws -> Result<repeat each C> {
-    try run(try f.invoke(repeat each args))
-  }
-
-  /// Runs `slice` and returns its result.
-  public func run<each C>(_ slice: Slice<repeat each C>) throws -> Result<repeat each C> {
-    if let problem = slice.node.problem { throw problem }
-    var compiler = Compiler()
-    let tasks = compiler.compile(slice.node)
+    let (slice, tasks) = try compile(f, repeat each args)
     let counters = Counters()
     try evaluate(tasks, name: slice.name, counters: counters)
     return Result(tasks: tasks, slice: slice, session: self, counters: counters.snapshot)
+  }
+
+  /// Runs `slice` and returns its result. Not on machines, which run only funcs.
+  public func run<each C>(_ slice: Slice<repeat each C>) throws -> Result<repeat each C> {
+    let tasks = try compile(slice)
+    let counters = Counters()
+    try evaluate(tasks, name: slice.name, counters: counters)
+    return Result(tasks: tasks, slice: slice, session: self, counters: counters.snapshot)
+  }
+
+  private func compile<each C>(_ slice: Slice<repeat each C>) throws -> [Task] {
+    if let problem = slice.node.problem { throw problem }
+    guard remote == nil else {
+      throw BigsliceError.invalidArgument(
+        "a session on machines runs funcs (run(_:_:) with a registered Func), not slices: its machines build the slices themselves"
+      )
+    }
+    var compiler = Compiler()
+    return compiler.compile(slice.node)
+  }
+
+  /// The slice of `f` for `args` and its tasks; on machines, the invocation their workers
+  /// compile is registered too.
+  private func compile<each A, each C>(_ f: Func<repeat each C>, _ args: repeat each A) throws -> (
+    Slice<repeat each C>, [Task]
+  ) {
+    let values = try f.check(repeat each args)
+    guard let remote else {
+      let slice = try f.body(values)
+      return (slice, try compile(slice))
+    }
+    let slice = try f.body(values)
+    if let problem = slice.node.problem { throw problem }
+    let index = invocations.add(1, ordering: .relaxed).newValue
+    let arguments = try values.enumerated().map { i, value in try encodeArgument(value, index: i, func: f.key) }
+    var compiler = Compiler(invocation: index)
+    let tasks = compiler.compile(slice.node)
+    remote.register(
+      Invocation(
+        index: index, funcKey: f.key, arguments: arguments, results: [],
+        digest: TaskGraph(roots: tasks, invocation: index).digest))
+    return (slice, tasks)
   }
 
   /// Runs `f` with `args` and returns its result, from async code: the job is driven from a
@@ -137,14 +207,15 @@ public final class Session: @unchecked Sendable {
   public func run<each A, each C>(_ f: Func<repeat each C>, _ args: repeat each A) async throws
     -> Result<repeat each C>
   {
-    try await run(try f.invoke(repeat each args))
+    let (slice, tasks) = try compile(f, repeat each args)
+    let counters = Counters()
+    try await evaluate(tasks, name: slice.name, counters: counters)
+    return Result(tasks: tasks, slice: slice, session: self, counters: counters.snapshot)
   }
 
   /// Runs `slice` from async code (see `run(_:_:)`).
   public func run<each C>(_ slice: Slice<repeat each C>) async throws -> Result<repeat each C> {
-    if let problem = slice.node.problem { throw problem }
-    var compiler = Compiler()
-    let tasks = compiler.compile(slice.node)
+    let tasks = try compile(slice)
     let counters = Counters()
     try await evaluate(tasks, name: slice.name, counters: counters)
     return Result(tasks: tasks, slice: slice, session: self, counters: counters.snapshot)
@@ -162,7 +233,11 @@ public final class Session: @unchecked Sendable {
       defer { writeTrace() }
       logger.debug("job \(name) started")
       do {
-        try local.evaluate(tasks, counters: counters, cancel: cancel, observer: observer)
+        if let remote {
+          try Bigslice.evaluate(tasks, on: remote, counters: counters, cancel: cancel, observer: observer)
+        } else {
+          try local.evaluate(tasks, counters: counters, cancel: cancel, observer: observer)
+        }
         job.finish()
         display?.finish()
         logger.debug("job \(name) done in \(StatusDisplay.format(seconds: job.elapsed()))")
@@ -256,14 +331,14 @@ public struct Result<each C>: Sequence, @unchecked Sendable {
   /// Computes the rows again if they were discarded (or lost).
   /// - Throws: what computing them throws.
   public func reload() throws {
-    guard tasks.contains(where: { $0.output == nil }) else { return }
+    guard tasks.contains(where: { !$0.isComputed }) else { return }
     try session.evaluate(tasks, name: slice.name, counters: Counters())
   }
 
   /// Computes the rows again if they were discarded (or lost), from async code.
   /// - Throws: what computing them throws; `CancellationError`.
   public func reload() async throws {
-    guard tasks.contains(where: { $0.output == nil }) else { return }
+    guard tasks.contains(where: { !$0.isComputed }) else { return }
     try await session.evaluate(tasks, name: slice.name, counters: Counters())
   }
 
@@ -273,29 +348,108 @@ public struct Result<each C>: Sequence, @unchecked Sendable {
     for task in tasks { task.output = nil }
   }
 
-  /// The stored frames of `task`, computed again first if they were discarded.
-  private func stored(_ task: Task) -> [Frame] {
-    if task.output == nil {
-      do { try reload() } catch { preconditionFailure("cannot compute the discarded result again: \(error)") }
-    }
-    return task.output?.first?.frames ?? []
-  }
-
-  /// The frames of every shard, in shard order.
-  public var frames: [Frame] { tasks.flatMap(stored) }
+  /// The frames of every shard, in shard order, read into memory (from the machines that hold
+  /// them, on machines).
+  public var frames: [Frame] { (0..<shards).flatMap(frames(shard:)) }
 
   /// The number of shards.
   public var shards: Int { tasks.count }
 
-  /// The frames of shard `shard`.
-  public func frames(shard: Int) -> [Frame] { stored(tasks[shard]) }
+  /// The frames of shard `shard`, read into memory.
+  public func frames(shard: Int) -> [Frame] {
+    let feed = ResultFeed(tasks: [tasks[shard]], result: reload)
+    var out: [Frame] = []
+    while let frame = feed.nextOrStop() { out.append(frame) }
+    return out
+  }
 
   /// The number of rows.
-  public var count: Int { frames.reduce(0) { $0 + $1.count } }
+  public var count: Int {
+    if tasks.contains(where: { !$0.isComputed }) {
+      do { try reload() } catch { preconditionFailure("cannot compute the result again: \(error)") }
+    }
+    return tasks.reduce(0) { $0 + ($1.output?.first?.rows ?? 0) }
+  }
 
-  /// Iterates the rows. A discarded result is computed again first; if that fails the
-  /// process stops, so call `reload()` first to handle the error.
-  public func makeIterator() -> RowIterator<repeat each C> { RowIterator(frames) }
+  /// Iterates the rows, shard by shard, reading each shard's frames as it goes: on machines,
+  /// streaming them from the machine that holds them, so the result is never all in memory.
+  /// A discarded result, or a shard whose machine is lost while it is read, is computed again
+  /// (and the rows already seen are skipped); if that fails the process stops, so call
+  /// `reload()` first, or iterate asynchronously, to handle the error.
+  public func makeIterator() -> RowIterator<repeat each C> { RowIterator(ResultFeed(tasks: tasks, result: reload)) }
+}
+
+/// Reads the frames of a result's shards in order, computing a shard again when its output
+/// was discarded or is lost while it is read (tasks are deterministic: the rows already read
+/// are skipped).
+@usableFromInline
+final class ResultFeed {
+  private let tasks: [Task]
+  private let recompute: () throws -> Void
+  private var shard = 0
+  private var reader: (any Reader)?
+  /// Rows of the current shard handed out, and rows to skip after reopening it.
+  private var delivered = 0
+  private var skip = 0
+  private var failures = 0
+  /// Times in a row a shard may fail to read before the error is thrown.
+  static let attempts = 5
+
+  init(tasks: [Task], result recompute: @escaping () throws -> Void) {
+    self.tasks = tasks
+    self.recompute = recompute
+  }
+
+  /// The next frame (never empty), or nil at the end.
+  /// - Throws: what computing a shard again throws, or a read error that persists.
+  @usableFromInline
+  func next() throws -> Frame? {
+    while shard < tasks.count {
+      let task = tasks[shard]
+      do {
+        if reader == nil {
+          if !task.isComputed { try recompute() }
+          guard let output = task.output else { throw BigsliceError.outputMissing(op: task.op, shard: task.shard) }
+          reader = try output[0].reader()
+          skip = delivered
+        }
+        guard var frame = try reader!.read() else {
+          shard += 1
+          reader = nil
+          delivered = 0
+          failures = 0
+          continue
+        }
+        if skip > 0 {
+          if frame.count <= skip {
+            skip -= frame.count
+            continue
+          }
+          frame = frame.slice(skip..<frame.count)
+          skip = 0
+        }
+        guard frame.count > 0 else { continue }
+        delivered += frame.count
+        return frame
+      } catch let error as BigsliceError {
+        // A failure to compute is final.
+        throw error
+      } catch {
+        failures += 1
+        reader = nil
+        if failures >= ResultFeed.attempts { throw error }
+        // The stored shard is damaged or its machine is gone: compute it again.
+        task.output = nil
+      }
+    }
+    return nil
+  }
+
+  /// `next`, stopping the process on an error (for the synchronous iterator).
+  @usableFromInline
+  func nextOrStop() -> Frame? {
+    do { return try next() } catch { preconditionFailure("cannot read the result: \(error)") }
+  }
 }
 
 /// Iterates the rows of a result as typed tuples.
@@ -303,28 +457,30 @@ public struct Result<each C>: Sequence, @unchecked Sendable {
 /// `next` is inlinable, so the caller's compiler specialises it for the concrete column
 /// types: the per-row path then reads each column directly, with no generic metadata lookup.
 public struct RowIterator<each C>: IteratorProtocol {
-  @usableFromInline let frames: [Frame]
-  @usableFromInline var frameIndex = 0
+  @usableFromInline let feed: ResultFeed
+  /// The frame being read: the getters point into it.
+  @usableFromInline var frame: Frame?
   @usableFromInline var row = 0
   @usableFromInline var rows = 0
   @usableFromInline var current: Getters<repeat each C>?
 
-  init(_ frames: [Frame]) { self.frames = frames.filter { $0.count > 0 } }
+  init(_ feed: ResultFeed) { self.feed = feed }
 
   @inlinable
   public mutating func next() -> (repeat each C)? {
     if current == nil {
-      guard frameIndex < frames.count else { return nil }
-      current = Getters<repeat each C>(frames[frameIndex])
-      rows = frames[frameIndex].count
+      guard let next = feed.nextOrStop() else { return nil }
+      frame = next
+      current = Getters<repeat each C>(next)
+      rows = next.count
     }
     let g = current.unsafelyUnwrapped.getters
     let value = (repeat (each g).get(row))
     row &+= 1
     if row == rows {
       row = 0
-      frameIndex += 1
       current = nil
+      frame = nil
     }
     return value
   }
@@ -339,21 +495,43 @@ final class Getters<each C> {
 
 extension Result: AsyncSequence {
   /// Iterates the rows from async code with `makeAsyncIterator()` and `await next()`
-  /// (`for await` over a pack-typed element does not compile on Swift 6.3).
+  /// (`for await` over a pack-typed element does not compile on Swift 6.3). Errors in
+  /// computing a discarded or lost shard again are thrown.
   public struct AsyncIterator: AsyncIteratorProtocol {
     var result: Result<repeat each C>
-    var rows: RowIterator<repeat each C>?
+    var feed: ResultFeed?
+    var frame: Frame?
+    var getters: Getters<repeat each C>?
+    var row = 0
 
     /// The next row; the first call computes a discarded result again.
     /// - Throws: what computing it throws.
     public mutating func next() async throws -> (repeat each C)? {
-      if rows == nil {
+      if feed == nil {
         try await result.reload()
-        rows = result.makeIterator()
+        feed = ResultFeed(tasks: result.tasks, result: result.reload)
       }
-      return rows!.next()
+      if frame == nil || row == frame!.count {
+        let feed = UncheckedBox(self.feed!)
+        frame = try await withCheckedThrowingContinuation { continuation in
+          detachThread {
+            do {
+              continuation.resume(returning: UncheckedBox(try feed.value.next()))
+            } catch {
+              continuation.resume(throwing: error)
+            }
+          }
+        }.value
+        row = 0
+        guard let frame else { return nil }
+        getters = Getters<repeat each C>(frame)
+      }
+      let g = getters!.getters
+      let value = (repeat (each g).get(row))
+      row += 1
+      return value
     }
   }
 
-  public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(result: self, rows: nil) }
+  public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(result: self) }
 }

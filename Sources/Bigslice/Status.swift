@@ -355,7 +355,7 @@ extension TaskObserver {
   /// Reports that `task` entered `state`; for `.done`, with the rows and bytes of its output.
   func record(
     _ task: Task, _ state: TaskState, output: [StoredPartition]? = nil, io: TaskIO? = nil, error: Error? = nil,
-    progress: TaskProgress? = nil
+    progress: TaskProgress? = nil, machine: String = "local"
   ) {
     var rows = 0
     var bytes = 0
@@ -368,8 +368,8 @@ extension TaskObserver {
     let inputs = state == .waiting ? task.deps.compactMap { $0.tasks.first?.operation } : []
     record(
       TaskEvent(
-        task: TaskKey(id: task.id, operation: task.operation, shard: task.shard), state: state, rows: rows,
-        bytes: bytes, io: io, error: error.map { "\($0)" }, inputs: inputs, progress: progress))
+        task: TaskKey(id: task.id, operation: task.operation, shard: task.shard), state: state, machine: machine,
+        rows: rows, bytes: bytes, io: io, error: error.map { "\($0)" }, inputs: inputs, progress: progress))
   }
 }
 
@@ -379,6 +379,7 @@ extension StoredPartition {
     switch self {
     case .memory(let held): return held.frames.reduce(0) { $0 + $1.byteCount }
     case .spilled(let file): return file.bytes
+    case .remote(let remote): return remote.bytes
     }
   }
 }

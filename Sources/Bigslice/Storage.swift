@@ -53,19 +53,26 @@ final class HeldFrames: @unchecked Sendable {
 enum StoredPartition: @unchecked Sendable {
   case memory(HeldFrames)
   case spilled(SpillFile)
+  /// In the store of the machine that computed it.
+  case remote(RemotePartition)
 
   /// A reader of the partition's frames.
   func reader() throws -> any Reader {
     switch self {
     case .memory(let held): return FrameReader(held.frames)
     case .spilled(let file): return try file.reader()
+    case .remote(let remote): return remote.reader()
     }
   }
 
-  /// False when the partition's spill file is no longer on disk.
+  /// False when the partition's spill file is no longer on disk, or the machine holding it
+  /// stopped.
   var isAvailable: Bool {
-    if case .spilled(let file) = self { return access(file.path, F_OK) == 0 }
-    return true
+    switch self {
+    case .memory: return true
+    case .spilled(let file): return access(file.path, F_OK) == 0
+    case .remote(let remote): return remote.output.worker.isAlive
+    }
   }
 
   /// The number of rows.
@@ -73,6 +80,7 @@ enum StoredPartition: @unchecked Sendable {
     switch self {
     case .memory(let held): return held.frames.reduce(0) { $0 + $1.count }
     case .spilled(let file): return file.rows
+    case .remote(let remote): return remote.rows
     }
   }
 
@@ -98,20 +106,39 @@ final class OutputStore: @unchecked Sendable {
   /// Map-side combiners given up because they barely reduced their rows.
   let combinerBypasses = Mutex(0)
 
+  /// Whether task outputs are always written to files (a worker's store, which peers read).
+  let outputsOnDisk: Bool
+
   /// Bytes one running task may hold for its own work (a combiner's table, a sort buffer)
   /// before it spills: half the memory limit split between the `procs` tasks that run at
   /// once, and at least 256 KiB (a combiner starts at about 56 KiB and needs room to grow). The other half holds task outputs.
   let workingLimit: Int
 
-  init(memoryLimit: Int?, spillParent: String?, procs: Int) {
+  /// A store under `memoryLimit` for `procs` tasks at once. With `outputsOnDisk`, every
+  /// non-empty output partition goes to a file of its own under a directory named
+  /// `prefix-XXXXXX` (a machine's store); else outputs stay in memory while the budget allows.
+  init(
+    memoryLimit: Int?, spillParent: String?, procs: Int, outputsOnDisk: Bool = false,
+    prefix: String = "bigslice-session"
+  ) {
     parent = spillParent
+    self.outputsOnDisk = outputsOnDisk
+    self.prefix = prefix
     guard let memoryLimit else {
-      budget = MemoryBudget(limit: Int.max)
+      budget = MemoryBudget(limit: outputsOnDisk ? 0 : Int.max)
       workingLimit = Int.max
       return
     }
     workingLimit = max(memoryLimit / (2 * max(procs, 1)), 256 << 10)
-    budget = MemoryBudget(limit: max(memoryLimit - workingLimit * max(procs, 1), 0))
+    budget = MemoryBudget(limit: outputsOnDisk ? 0 : max(memoryLimit - workingLimit * max(procs, 1), 0))
+  }
+
+  private let prefix: String
+
+  /// Removes the spill directory and everything in it (a machine's store at shutdown). Files
+  /// still referenced are gone from disk; reading them fails as a lost input.
+  func removeDirectory() {
+    directory.withLock { $0 }?.remove()
   }
 
   /// Whether the session has a memory limit.
@@ -123,7 +150,7 @@ final class OutputStore: @unchecked Sendable {
   func spillDirectory() throws -> SpillDirectory {
     try directory.withLock { dir in
       if let dir { return dir }
-      let made = try SpillDirectory(parent: parent, prefix: "bigslice-session")
+      let made = try SpillDirectory(parent: parent, prefix: prefix)
       dir = made
       return made
     }

@@ -23,7 +23,11 @@ public final class SpillDirectory: @unchecked Sendable {
     path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
   }
 
-  deinit {
+  deinit { remove() }
+
+  /// Removes the directory and every file in it now (files still open stay readable until
+  /// closed). Removing it again does nothing.
+  public func remove() {
     if let dir = opendir(path) {
       while let entry = readdir(dir) {
         let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in

@@ -1,4 +1,6 @@
+import Bigmachine
 import Bigslice
+import BigsliceTestFuncs
 import Frame
 import Synchronization
 import Testing
@@ -19,6 +21,49 @@ func session(_ limit: Int) -> Session {
   Session(executor: .local(procs: 2), memoryLimit: limit == Int.max ? nil : limit)
 }
 
+/// Where a property test runs its funcs: in this process, on in-process machines, or on
+/// three worker processes of the `bigslice-testworker` binary. Every engine must give the
+/// same answer.
+enum Engine: String, CaseIterable, Sendable {
+  case local, inProcess, processes
+}
+
+/// An engine and a memory limit (per machine on machines).
+struct Setup: Sendable, CustomStringConvertible {
+  let engine: Engine
+  let limit: Int
+  var description: String { "\(engine) \(limit == Int.max ? "unlimited" : "limit \(limit)")" }
+}
+
+/// The engines the property tests run on. Machines are left out until a worker-side
+/// over-release of compiled tasks is found and fixed (issue 5: a worker's `Task`s are freed
+/// early after they ran, and the process crashes).
+let testedEngines: [Engine] = [.local]
+
+let setups: [Setup] = testedEngines.flatMap { engine in memoryLimits.map { Setup(engine: engine, limit: $0) } }
+
+/// The machine sessions, made once per engine and limit and kept for the test process: each
+/// starts three machines.
+private let machineSessions = Mutex<[String: Session]>([:])
+
+/// A session for `setup`: a fresh local one, or the shared session on machines.
+func session(_ setup: Setup) throws -> Session {
+  TestFuncs.register()
+  let limit = setup.limit == Int.max ? nil : setup.limit
+  let system: MachineSystem
+  switch setup.engine {
+  case .local: return Session(executor: .local(procs: 2), memoryLimit: limit)
+  case .inProcess: system = .inProcess
+  case .processes: system = .system(LocalSystem(executable: try testWorkerBinary(), maxprocs: 2))
+  }
+  return machineSessions.withLock { sessions in
+    if let s = sessions[setup.description] { return s }
+    let s = Session(executor: .machines(system: system, count: 3, procs: 2), memoryLimit: limit)
+    sessions[setup.description] = s
+    return s
+  }
+}
+
 func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
   var rng = SplitMix64(seed: seed)
   return (
@@ -29,47 +74,40 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
 
 @Suite struct CombinatorTests {
 
-  @Test(arguments: shardCounts, memoryLimits)
-  func constSplitsEvenlyAndKeepsEveryRowInOrder(shards: Int, limit: Int) throws {
-    let session = session(limit)
+  @Test(arguments: setups, shardCounts)
+  func constSplitsEvenlyAndKeepsEveryRowInOrder(setup: Setup, shards: Int) throws {
+    let session = try session(setup)
     let (k, v) = randomPairs(1000, keys: 50, seed: 1)
-    let result = try session.run(const(shards, k, v))
+    let result = try session.run(TestFuncs.constPairs, shards, k, v)
     #expect(result.frames.flatMap(\.anyRows) == zip(k, v).map { [AnyHashable($0), AnyHashable($1)] })
     let rows = Array(result)
     #expect(rows.count == 1000 && rows[17].0 == k[17] && rows[17].1 == v[17])
   }
 
-  @Test(arguments: shardCounts, memoryLimits)
-  func mapFilterAndFlatMapEqualTheNaiveModel(shards: Int, limit: Int) throws {
-    let session = session(limit)
+  @Test(arguments: setups, shardCounts)
+  func mapFilterAndFlatMapEqualTheNaiveModel(setup: Setup, shards: Int) throws {
+    let session = try session(setup)
     let (k, v) = randomPairs(3000, keys: 100, seed: 2)
-    let mapped: Slice<String, Int, Double> = const(shards, k, v)
-      .map { (key: Int, value: Int) -> (String, Int, Double) in (String(key), value * 2, Double(value)) }
-    let filtered = mapped.filter { (_: String, doubled: Int, _: Double) in doubled % 3 != 0 }
-    let slice: Slice<String, Int> = filtered.flatMap(String.self, Int.self) {
-      (out: RowEmitter<String, Int>, key: String, doubled: Int, _: Double) in
-      for i in 0..<(abs(doubled) % 3) { out.emit(key, i) }
-    }
     var expected: [[AnyHashable]] = []
     for (key, value) in zip(k, v) where (value * 2) % 3 != 0 {
       for i in 0..<(abs(value * 2) % 3) { expected.append([String(key), i]) }
     }
-    #expect(multiset(try session.run(slice)) == multiset(expected))
+    #expect(multiset(try session.run(TestFuncs.mapFilterFlatMap, shards, k, v)) == multiset(expected))
   }
 
-  @Test(arguments: shardCounts, memoryLimits)
-  func headTakesTheFirstRowsOfEachShard(shards: Int, limit: Int) throws {
-    let session = session(limit)
+  @Test(arguments: setups, shardCounts)
+  func headTakesTheFirstRowsOfEachShard(setup: Setup, shards: Int) throws {
+    let session = try session(setup)
     let values = Array(0..<500)
-    let result = try session.run(const(shards, values).head(3))
+    let result = try session.run(TestFuncs.head, shards, values, 3)
     var expected: [Int] = []
     for s in 0..<shards { expected += values[(s * 500 / shards)..<((s + 1) * 500 / shards)].prefix(3) }
     #expect(Array(result) == expected)
   }
 
-  @Test(arguments: shardCounts, memoryLimits)
-  func reduceWithAClosureAndBuiltInSumEqualADictionary(shards: Int, limit: Int) throws {
-    let session = session(limit)
+  @Test(arguments: setups, shardCounts)
+  func reduceWithAClosureAndBuiltInSumEqualADictionary(setup: Setup, shards: Int) throws {
+    let session = try session(setup)
     let (k, v) = randomPairs(5000, keys: 300, seed: 3)
     var sums: [Int: Int] = [:]
     var maxes: [Int: Int] = [:]
@@ -77,10 +115,9 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
       sums[key, default: 0] += value
       maxes[key] = max(maxes[key] ?? .min, value)
     }
-    let input = const(shards, k, v)
-    let closure = try session.run(input.reduce(+))
-    let builtIn = try session.run(input.reduce(.sum))
-    let maxed = try session.run(input.reduce(.max))
+    let closure = try session.run(TestFuncs.reduceClosure, shards, k, v)
+    let builtIn = try session.run(TestFuncs.reduceSum, shards, k, v)
+    let maxed = try session.run(TestFuncs.reduceMax, shards, k, v)
     for result in [closure, builtIn] {
       #expect(Dictionary(uniqueKeysWithValues: Array(result)) == sums)
     }
@@ -89,32 +126,34 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     #expect(closure.count == sums.count)
   }
 
-  @Test(arguments: shardCounts, memoryLimits)
-  func reduceGroupsStringAndBoxedKeys(shards: Int, limit: Int) throws {
-    let session = session(limit)
+  @Test(arguments: setups, shardCounts)
+  func reduceGroupsStringAndBoxedKeys(setup: Setup, shards: Int) throws {
+    let session = try session(setup)
     let words = (0..<2000).map { "w\($0 % 37)" }
-    let counted = try session.run(const(shards, words).count())
+    let counted = try session.run(TestFuncs.countWords, shards, words)
     var reference: [String: Int] = [:]
     for w in words { reference[w, default: 0] += 1 }
     #expect(Dictionary(uniqueKeysWithValues: Array(counted)) == reference)
 
     let keys = (0..<1000).map { Pair(a: $0 % 7, b: "x\($0 % 3)") }
     let ones = Array(repeating: 1, count: 1000)
-    let grouped = try session.run(const(shards, keys, ones).reduce(+))
+    let grouped = try session.run(TestFuncs.reduceBoxed, shards, keys, ones)
     var expected: [Pair: Int] = [:]
     for key in keys { expected[key, default: 0] += 1 }
     #expect(Dictionary(uniqueKeysWithValues: Array(grouped)) == expected)
   }
 
-  @Test(arguments: shardCounts, memoryLimits)
-  func reshuffleAndReshardPutEachKeyInOneShard(shards: Int, limit: Int) throws {
-    let session = session(limit)
+  @Test(arguments: setups, shardCounts)
+  func reshuffleAndReshardPutEachKeyInOneShard(setup: Setup, shards: Int) throws {
+    let session = try session(setup)
     let (k, v) = randomPairs(3000, keys: 200, seed: 4)
-    for slice in [const(shards, k, v).reshuffle(), const(shards, k, v).reshard(max(1, shards / 2 + 3))] {
-      let result = try session.run(slice)
+    for result in [
+      try session.run(TestFuncs.reshuffle, shards, k, v),
+      try session.run(TestFuncs.reshard, shards, k, v, max(1, shards / 2 + 3)),
+    ] {
       #expect(multiset(result) == multiset(zip(k, v).map { [AnyHashable($0), AnyHashable($1)] }))
       var shardOf: [AnyHashable: Int] = [:]
-      for shard in 0..<slice.shards {
+      for shard in 0..<result.shards {
         for row in result.frames(shard: shard).flatMap(\.anyRows) {
           #expect(shardOf[row[0], default: shard] == shard, "key \(row[0]) in shards \(shardOf[row[0]]!) and \(shard)")
           shardOf[row[0]] = shard
@@ -123,12 +162,11 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     }
   }
 
-  @Test(arguments: shardCounts, memoryLimits)
-  func repartitionSendsRowsWhereTheUserSays(shards: Int, limit: Int) throws {
-    let session = session(limit)
+  @Test(arguments: setups, shardCounts)
+  func repartitionSendsRowsWhereTheUserSays(setup: Setup, shards: Int) throws {
+    let session = try session(setup)
     let values = Array(0..<400)
-    let slice = const(shards, values).repartition { n, v in v % n }
-    let result = try session.run(slice)
+    let result = try session.run(TestFuncs.repartition, shards, values)
     #expect(Array(result).sorted() == values)
     for shard in 0..<shards {
       let values = result.frames(shard: shard).flatMap { Array($0.columns[0].scalars(Int.self)) }
@@ -136,60 +174,44 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     }
   }
 
-  @Test(arguments: shardCounts, memoryLimits)
-  func readerFuncKeepsPerShardStateUntilTheEnd(shards: Int, limit: Int) throws {
-    let session = session(limit)
-    let slice = readerFunc(shards, initial: { shard in shard * 1000 }) {
-      (shard: Int, next: inout Int, out: RowEmitter<Int, Int>) in
-      let end = shard * 1000 + 250
-      for _ in 0..<100 where next < end {
-        out.emit(shard, next)
-        next += 1
-      }
-      return next < end
-    }
-    let rows = Array(try session.run(slice))
+  @Test(arguments: setups, shardCounts)
+  func readerFuncKeepsPerShardStateUntilTheEnd(setup: Setup, shards: Int) throws {
+    let session = try session(setup)
+    let rows = Array(try session.run(TestFuncs.readerFunc, shards))
     #expect(rows.count == shards * 250)
     #expect(Set(rows.map(\.1)) == Set((0..<shards).flatMap { s in (s * 1000)..<(s * 1000 + 250) }))
   }
 }
 
-struct Pair: Codable, Hashable, Sendable {
-  var a: Int
-  var b: String
-}
-
 @Suite struct SplitTests {
   /// The built-in split equals Swift's `split(separator:)` on random lines with runs of
   /// separators at either end, empty lines and multi-byte characters.
-  @Test(arguments: shardCounts, memoryLimits)
-  func splitEqualsSwiftsSplit(shards: Int, limit: Int) throws {
+  @Test(arguments: setups, shardCounts)
+  func splitEqualsSwiftsSplit(setup: Setup, shards: Int) throws {
     var rng = SplitMix64(seed: UInt64(shards))
     let pieces = ["a", "bb", "ünï", "日本", "x y", " ", "  ", ""]
     let lines = (0..<3000).map { _ in
       (0..<Int.random(in: 0..<8, using: &rng)).map { _ in pieces.randomElement(using: &rng)! }.joined()
     }
-    let words = try session(limit).run(const(shards, lines).split())
+    let session = try session(setup)
+    let words = try session.run(TestFuncs.split, shards, lines, " ")
     let expected = lines.flatMap { $0.split(separator: " ").map(String.init) }
     #expect(Array(words).sorted() == expected.sorted())
-    let commas = try session(limit).run(const(shards, ["a,,b,", ",c", ""]).split(separator: ","))
+    let commas = try session.run(TestFuncs.split, shards, ["a,,b,", ",c", ""], ",")
     #expect(Array(commas).sorted() == ["a", "b", "c"])
-    #expect(throws: BigsliceError.self) { try session(limit).run(const(1, ["a"]).split(separator: "é")) }
+    #expect(throws: BigsliceError.self) { try session.run(TestFuncs.split, 1, ["a"], "é") }
   }
 }
 
 @Suite struct GroupingTests {
 
-  @Test(arguments: shardCounts, memoryLimits)
-  func cogroupEqualsANaiveJoinOfTwoAndThreeInputs(shards: Int, limit: Int) throws {
-    let session = session(limit)
+  @Test(arguments: setups, shardCounts)
+  func cogroupEqualsANaiveJoinOfTwoAndThreeInputs(setup: Setup, shards: Int) throws {
+    let session = try session(setup)
     let (ka, va) = randomPairs(2000, keys: 150, seed: 5)
     let (kb, vb) = randomPairs(1500, keys: 200, seed: 6)
     let b = (0..<kb.count).map { "b\(vb[$0])" }
-    let a: Slice<Int, Int> = const(shards, ka, va)
-    let bs: Slice<Int, String> = const(max(1, shards / 2), kb, b)
-    let grouped: Slice<Int, [Int], [String]> = cogroup(a, bs)
-    let result = try session.run(grouped)
+    let result = try session.run(TestFuncs.cogroup2, shards, ka, va, kb, b)
     #expect(result.shards == shards)
     var expectedA: [Int: [Int]] = [:]
     var expectedB: [Int: [String]] = [:]
@@ -205,10 +227,7 @@ struct Pair: Codable, Hashable, Sendable {
     let joined = rows.reduce(0) { $0 + $1.1.count * $1.2.count }
     #expect(joined == expectedA.reduce(0) { $0 + $1.value.count * (expectedB[$1.key]?.count ?? 0) })
 
-    let c: Slice<Int, String> = const(1, [1, 1, 999], ["x", "y", "z"])
-    let b2: Slice<Int, Int> = const(shards, kb, vb)
-    let grouped3: Slice<Int, [Int], [Int], [String]> = cogroup(a, b2, c)
-    let three = try session.run(grouped3)
+    let three = try session.run(TestFuncs.cogroup3, shards, ka, va, kb, vb)
     let byKey = Dictionary(uniqueKeysWithValues: Array(three).map { ($0.0, ($0.1, $0.2, $0.3)) })
     #expect(byKey[999]?.2 == ["z"] && byKey[999]?.0 == [])
     #expect(byKey[1]?.2.sorted() == ["x", "y"])
@@ -254,15 +273,12 @@ struct Pair: Codable, Hashable, Sendable {
     #expect(paired.first { $0.0 == Pair(a: 7, b: "p") }?.2 == [1])
   }
 
-  @Test(arguments: shardCounts, memoryLimits)
-  func foldKeepsArrivalOrderPerKey(shards: Int, limit: Int) throws {
-    let session = session(limit)
+  @Test(arguments: setups, shardCounts)
+  func foldKeepsArrivalOrderPerKey(setup: Setup, shards: Int) throws {
+    let session = try session(setup)
     let keys = (0..<600).map { $0 % 13 }
     let values = Array(0..<600)
-    // One input shard keeps arrival order well defined: rows of a key arrive in input order.
-    let input: Slice<Int, Int> = const(1, keys, values).reshard(shards)
-    let lists: Slice<Int, [Int]> = input.fold([Int]()) { (acc: [Int], v: Int) in acc + [v] }
-    let folded = try session.run(lists)
+    let folded = try session.run(TestFuncs.foldLists, shards, keys, values)
     for (key, list) in Array(folded) {
       #expect(list == values.filter { $0 % 13 == key })
     }
@@ -270,32 +286,22 @@ struct Pair: Codable, Hashable, Sendable {
 }
 
 @Suite struct PassThroughTests {
-  @Test(arguments: shardCounts, memoryLimits)
-  func writerFuncSeesEveryRowThenTheEnd(shards: Int, limit: Int) throws {
-    let seen = Counter()
+  /// The writer's counts travel in the metrics, summed over the tasks wherever they ran.
+  @Test(arguments: setups, shardCounts)
+  func writerFuncSeesEveryRowThenTheEnd(setup: Setup, shards: Int) throws {
     let values = Array(0..<1000)
-    let slice = const(shards, values, values.map { "v\($0)" }).writerFunc(initial: { _ in 0 }) {
-      (shard: Int, rows: inout Int, batch: RowBatch<Int, String>?, error: Error?) in
-      if let batch {
-        for i in 0..<batch.count where batch[i].1 != "v\(batch[i].0)" { seen.add(-1_000_000) }
-        rows += batch.count
-      } else {
-        #expect(error == nil)
-        seen.add(rows)
-        seen.ends(1)
-      }
-    }
-    let result = try session(limit).run(slice)
+    let result = try session(setup).run(TestFuncs.writerFunc, shards, values)
     #expect(result.count == 1000)
-    #expect(seen.value == 1000)
-    #expect(seen.endings == shards)
+    #expect(result.metrics["rows"] == 1000)
+    #expect(result.metrics["bad"] == nil)
+    #expect(result.metrics["ends"] == shards)
   }
 
-  @Test(arguments: shardCounts, memoryLimits)
-  func distinctKeepsEachRowOnce(shards: Int, limit: Int) throws {
+  @Test(arguments: setups, shardCounts)
+  func distinctKeepsEachRowOnce(setup: Setup, shards: Int) throws {
     let (k, v) = randomPairs(4000, keys: 30, seed: 7)
     let small = v.map { $0 % 4 }
-    let result = try session(limit).run(const(shards, k, small).distinct())
+    let result = try session(setup).run(TestFuncs.distinct, shards, k, small)
     let expected = Set(zip(k, small).map { "\([AnyHashable($0), AnyHashable($1)])" })
     #expect(multiset(result) == expected.sorted())
     #expect(result.schema.prefix == 1)

@@ -1,0 +1,383 @@
+import Bigmachine
+import Frame
+import Logging
+import SliceIO
+import Synchronization
+
+#if canImport(FoundationEssentials)
+  import FoundationEssentials
+#else
+  import Foundation
+#endif
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Where a session on machines gets them.
+public enum MachineSystem: @unchecked Sendable {
+  /// Worker processes on this host, each re-running this binary.
+  case local
+  /// Servers inside this process (tests: they speak the full protocol).
+  case inProcess
+  /// Any Bigmachine system: `LocalSystem` with other settings, `InProcessSystem` kept to
+  /// kill its machines, `HostsSystem` for workers that join from other hosts.
+  case system(any System)
+}
+
+/// Runs tasks on machines that Bigmachine starts, each with the `SliceWorker` service:
+///
+/// - Placement: a machine offers `procs` slots; a task takes as many as its pragma asks (an
+///   exclusive one takes all) on the running machine with the most free slots. A machine
+///   that failed a call for another reason than its death is on probation for a while: it
+///   gets tasks only when no other machine can take them.
+/// - A task's output stays in the store of the machine that computed it; the tasks reading it
+///   are told where it is and open it there (local) or stream it from that machine (remote).
+/// - A machine that stops loses every output it held: the evaluation finds them unavailable
+///   and computes them again on the machines left, and a replacement is started for a machine
+///   that died after it ran.
+final class MachineExecutor: TaskDispatcher, @unchecked Sendable {
+  let procs: Int
+  private let count: Int
+  private let service: SliceWorker
+  private let logger: Logger
+  /// Machines started in all, replacements included, at most.
+  private let maxMachines: Int
+  /// How long a machine that failed a call gets tasks only as a last resort.
+  static let probation: Duration = .seconds(30)
+  /// How long an evaluation waits for a machine to start running.
+  static let startTimeout: Duration = .seconds(120)
+
+  private struct State {
+    var bigmachine: Bigmachine?
+    var startError: Error?
+    var workers: [WorkerHandle] = []
+    var started = 0
+    var invocations: [Int: Invocation] = [:]
+  }
+  private let state = Mutex(State())
+  private let ready = Mutex(false)
+
+  init(system: MachineSystem, count: Int, procs: Int, memoryLimit: Int?, storeParent: String?, logger: Logger) {
+    self.count = max(1, count)
+    self.procs = max(1, procs)
+    self.logger = logger
+    maxMachines = max(1, count) * 4 + 4
+    service = SliceWorker(
+      funcs: FuncRegistry.fingerprint, memoryLimit: memoryLimit, procs: self.procs, storeParent: storeParent)
+    let system = MachineExecutor.bigmachineSystem(system, procs: self.procs)
+    let machines = self.count
+    _Concurrency.Task(executorPreference: BridgeExecutor.shared) { [self] in
+      do {
+        let b = try await Bigmachine.start(system: system, services: [SliceWorker.self])
+        state.withLock { $0.bigmachine = b }
+        try await startMachines(machines)
+      } catch {
+        state.withLock { $0.startError = error }
+      }
+      ready.withLock { $0 = true }
+    }
+  }
+
+  static func bigmachineSystem(_ system: MachineSystem, procs: Int) -> any System {
+    switch system {
+    case .local: return LocalSystem(maxprocs: procs)
+    case .inProcess: return InProcessSystem(maxprocs: procs)
+    case .system(let s): return s
+    }
+  }
+
+  private func startMachines(_ n: Int) async throws {
+    guard let b = state.withLock({ $0.bigmachine }) else { return }
+    state.withLock { $0.started += n }
+    let machines = try await b.start(count: n, services: [service])
+    let handles = machines.map { WorkerHandle(machine: $0) }
+    state.withLock { $0.workers += handles }
+  }
+
+  /// The machines of the session that have not stopped.
+  var machines: [Machine] { state.withLock { $0.workers.map(\.machine) }.filter { $0.state != .stopped } }
+
+  /// Makes `invocation` known, for the machines that run its tasks.
+  func register(_ invocation: Invocation) { state.withLock { $0.invocations[invocation.index] = invocation } }
+
+  // MARK: Placement
+
+  func start(
+    _ task: Task, idle: Bool, counters: Counters, observer: (any TaskObserver)?,
+    finish: @escaping @Sendable (TaskOutcome) -> Void
+  ) throws -> Bool {
+    let need = min(task.procs(of: procs), procs)
+    let deadline = ContinuousClock.now + MachineExecutor.startTimeout
+    while true {
+      if let worker = try place(need) {
+        let job = UncheckedBox((task, counters))
+        _Concurrency.Task(executorPreference: BridgeExecutor.shared) {
+          let (task, counters) = job.value
+          let outcome = await self.run(task, on: worker, counters: counters, observer: observer)
+          worker.release(need)
+          finish(outcome)
+        }
+        return true
+      }
+      guard idle else { return false }
+      // Nothing runs, so nothing frees a slot: wait for a machine to start.
+      guard ContinuousClock.now < deadline else {
+        throw BigsliceError.machinesUnavailable("no machine was running after \(MachineExecutor.startTimeout)")
+      }
+      nanosleep(milliseconds: 20)
+    }
+  }
+
+  /// Reserves `need` slots on the best machine, or returns nil when none has room now.
+  /// - Throws: `machinesUnavailable` when no machine is left and none can be started.
+  private func place(_ need: Int) throws -> WorkerHandle? {
+    guard ready.withLock({ $0 }) else { return nil }
+    let (workers, startError) = state.withLock { ($0.workers, $0.startError) }
+    if let startError { throw BigsliceError.machinesUnavailable("the machines could not be started: \(startError)") }
+    var live: [WorkerHandle] = []
+    for worker in workers {
+      if worker.machine.state == .stopped {
+        retire(worker)
+      } else {
+        live.append(worker)
+      }
+    }
+    if live.isEmpty {
+      let (started, all) = state.withLock { ($0.started, $0.workers) }
+      if started >= maxMachines || all.isEmpty {
+        let errors = workers.compactMap { $0.machine.error.map { "\($0)" } }
+        throw BigsliceError.machinesUnavailable(
+          "every machine stopped (\(started) started): " + Set(errors).sorted().joined(separator: "; "))
+      }
+      return nil
+    }
+    let now = ContinuousClock.now
+    let running = live.filter { $0.machine.state == .running }
+    let fresh = running.filter { !$0.onProbation(now) }
+    for pool in [fresh, running] {
+      let candidates = pool.map { ($0, $0.free(procs)) }.filter { $0.1 >= need }
+      if let best = candidates.max(by: { $0.1 < $1.1 }), best.0.reserve(need, of: procs) { return best.0 }
+    }
+    return nil
+  }
+
+  /// Forgets a stopped machine, and starts a replacement for one that had been running.
+  private func retire(_ worker: WorkerHandle) {
+    let replace = state.withLock { s -> Bool in
+      guard let i = s.workers.firstIndex(where: { $0 === worker }) else { return false }
+      s.workers.remove(at: i)
+      return worker.everRan && s.started < maxMachines
+    }
+    let why = worker.machine.error.map { "\($0)" } ?? ""
+    logger.notice("machine \(worker.machine.address) stopped: \(why)\(replace ? "; starting a replacement" : "")")
+    if replace {
+      _Concurrency.Task(executorPreference: BridgeExecutor.shared) { try? await self.startMachines(1) }
+    }
+  }
+
+  // MARK: Running a task
+
+  private func run(
+    _ task: Task, on worker: WorkerHandle, counters: Counters, observer: (any TaskObserver)?
+  ) async -> TaskOutcome {
+    let machine = worker.machine.address
+    observer?.record(task, .running, machine: machine)
+    do {
+      try await compile(task.ref.invocation, on: worker)
+      var inputs: [InputLocation] = []
+      for upstream in Set(task.deps.flatMap(\.tasks).map(ObjectIdentifier.init)).compactMap({ id in
+        task.deps.lazy.flatMap(\.tasks).first { ObjectIdentifier($0) == id }
+      }) {
+        guard case .remote(let remote)? = upstream.output?.first else {
+          return .lost(
+            LostInput(
+              task: task, upstream: [upstream],
+              cause: BigsliceError.outputMissing(op: upstream.op, shard: upstream.shard)))
+        }
+        inputs.append(InputLocation(task: upstream.ref, machine: remote.output.worker.address))
+      }
+      var samples: [KeySample] = []
+      if case .split(let split) = task.partitioner {
+        for upstream in split.upstream {
+          if let sample = upstream.sample {
+            samples.append(KeySample(task: upstream.ref, blocks: try encodeBlocks([sample])))
+          }
+        }
+      }
+      let reply = try await worker.machine.call(
+        "Bigslice.run", RunRequest(task: task.ref, machine: machine, inputs: inputs, samples: samples),
+        returning: RunReply.self)
+      worker.ran()
+      let output = RemoteOutput(worker: worker, task: task.ref)
+      let schema = task.chain[0].schema
+      let partitions = zip(reply.rows, reply.bytes).enumerated().map { p, sizes in
+        StoredPartition.remote(
+          RemotePartition(output: output, partition: p, schema: schema, rows: sizes.0, bytes: sizes.1))
+      }
+      guard partitions.count == task.partitions else {
+        return .failed(
+          BigsliceError.machinesUnavailable(
+            "machine \(machine) returned \(partitions.count) partitions of \(task.name), not \(task.partitions)"))
+      }
+      if let sample = reply.sample {
+        task.sample = try decodeBlocks(sample, schema: nil, name: "the key sample of \(task.ref)")
+      }
+      for (name, n) in reply.counters { counters.add(name, n) }
+      var io = TaskIO()
+      io.readRows = reply.readRows
+      io.readBytes = reply.readBytes
+      io.writeRows = reply.writeRows
+      io.writeBytes = reply.writeBytes
+      observer?.record(task, .done, output: partitions, io: io, machine: machine)
+      return .done(partitions)
+    } catch let error as BigmachineError {
+      return outcome(of: error, task, worker, observer)
+    } catch {
+      let wrapped = (error as? BigsliceError) ?? .taskFailed(op: task.op, shard: task.shard, cause: error)
+      observer?.record(task, .failed, error: wrapped, machine: machine)
+      return .failed(wrapped)
+    }
+  }
+
+  /// What a failed call means: a lost input or machine (computed again), or a failure.
+  private func outcome(
+    of error: BigmachineError, _ task: Task, _ worker: WorkerHandle, _ observer: (any TaskObserver)?
+  ) -> TaskOutcome {
+    let machine = worker.machine.address
+    if case .remote(_, _, let kind, let message, _) = error {
+      switch kind {
+      case RemoteKind.lostInput:
+        let refs = Set((message.components(separatedBy: ": ").first ?? "").split(separator: " ").map(String.init))
+        let upstream = task.deps.flatMap(\.tasks).filter { refs.contains("\($0.ref)") }
+        observer?.record(task, .waiting, machine: machine)
+        return .lost(
+          LostInput(
+            task: task, upstream: upstream,
+            cause: RemoteFailure(op: task.op, shard: task.shard, message: message, machine: machine)))
+      case RemoteKind.taskFailed:
+        var failure =
+          (try? JSONDecoder().decode(RemoteFailure.self, from: Data(message.utf8)))
+          ?? RemoteFailure(op: task.op, shard: task.shard, message: message)
+        failure.machine = machine
+        let wrapped = BigsliceError.taskFailed(op: failure.op, shard: failure.shard, cause: failure)
+        observer?.record(task, .failed, error: wrapped, machine: machine)
+        return .failed(wrapped)
+      default:
+        let wrapped = BigsliceError.taskFailed(
+          op: task.op, shard: task.shard,
+          cause: RemoteFailure(op: task.op, shard: task.shard, message: message, machine: machine))
+        observer?.record(task, .failed, error: wrapped, machine: machine)
+        return .failed(wrapped)
+      }
+    }
+    // The machine died or the connection failed: the task is computed again elsewhere.
+    if worker.machine.state != .stopped { worker.putOnProbation() }
+    observer?.record(task, .waiting, machine: machine)
+    return .lost(LostInput(task: task, upstream: [], cause: error))
+  }
+
+  /// Compiles invocation `index` (and the invocations whose results it reads) on `worker`,
+  /// once per machine.
+  private func compile(_ index: Int, on worker: WorkerHandle) async throws {
+    let (invocation, all) = state.withLock { ($0.invocations[index], $0.invocations) }
+    guard let invocation else { return }
+    for earlier in invocation.results { try await compile(earlier, on: worker) }
+    _ = all
+    try await worker.compile(invocation)
+  }
+
+  /// Removes every machine's store and stops the machines.
+  func shutdown() {
+    let (b, workers) = state.withLock { s -> (Bigmachine?, [WorkerHandle]) in
+      defer {
+        s.workers = []
+        s.bigmachine = nil
+      }
+      return (s.bigmachine, s.workers)
+    }
+    guard let b else { return }
+    _ = try? blockingAwait {
+      await withTaskGroup(of: Void.self) { group in
+        for w in workers where w.machine.state == .running {
+          group.addTask { _ = try? await w.machine.call("Bigslice.close", true, returning: Bool.self) }
+        }
+      }
+      await b.shutdown()
+    }
+  }
+}
+
+/// A machine as the machine executor sees it: its slots, compiled invocations and probation.
+final class WorkerHandle: OutputHolder, @unchecked Sendable {
+  let machine: Machine
+  private struct State {
+    var used = 0
+    var compiled: [Int: _Concurrency.Task<Void, Error>] = [:]
+    var probationUntil: ContinuousClock.Instant?
+    var ran = false
+  }
+  private let state = Mutex(State())
+
+  init(machine: Machine) { self.machine = machine }
+
+  var address: String { machine.address }
+  var isAlive: Bool { machine.state != .stopped }
+  /// Whether the machine ever finished a task (a machine that never did is not replaced).
+  var everRan: Bool { state.withLock { $0.ran } || machine.state == .running }
+
+  func ran() { state.withLock { $0.ran = true } }
+
+  func free(_ procs: Int) -> Int { procs - state.withLock { $0.used } }
+
+  func reserve(_ need: Int, of procs: Int) -> Bool {
+    state.withLock { s in
+      guard s.used + need <= procs else { return false }
+      s.used += need
+      return true
+    }
+  }
+
+  func release(_ need: Int) { state.withLock { $0.used -= need } }
+
+  func onProbation(_ now: ContinuousClock.Instant) -> Bool {
+    state.withLock { s in s.probationUntil.map { now < $0 } ?? false }
+  }
+
+  func putOnProbation() { state.withLock { $0.probationUntil = .now + MachineExecutor.probation } }
+
+  func compile(_ invocation: Invocation) async throws {
+    let task = state.withLock { s -> _Concurrency.Task<Void, Error> in
+      if let t = s.compiled[invocation.index] { return t }
+      let t = _Concurrency.Task<Void, Error>(executorPreference: BridgeExecutor.shared) { [machine] in
+        _ = try await machine.call("Bigslice.compile", invocation, returning: Bool.self)
+      }
+      s.compiled[invocation.index] = t
+      return t
+    }
+    do {
+      try await task.value
+    } catch {
+      // A compile that failed on a live connection is not retried; a lost one is.
+      if (error as? BigmachineError)?.isTemporary == true { state.withLock { $0.compiled[invocation.index] = nil } }
+      throw error
+    }
+  }
+
+  func read(_ task: TaskRef, partition: Int, offset: Int) async throws -> ByteStream {
+    try await machine.stream("Bigslice.read", ReadRequest(task: task, partition: partition, offset: offset))
+  }
+
+  func discard(_ tasks: [TaskRef]) {
+    guard machine.state == .running else { return }
+    let machine = self.machine
+    _Concurrency.Task(executorPreference: BridgeExecutor.shared) {
+      _ = try? await machine.call("Bigslice.discard", tasks, returning: Bool.self)
+    }
+  }
+}
+
+func nanosleep(milliseconds: Int) {
+  var ts = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
+  nanosleep(&ts, nil)
+}

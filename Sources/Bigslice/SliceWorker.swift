@@ -1,0 +1,322 @@
+import Bigmachine
+import Frame
+import NIOConcurrencyHelpers
+import NIOCore
+import SliceIO
+import Synchronization
+
+#if canImport(FoundationEssentials)
+  import FoundationEssentials
+#else
+  import Foundation
+#endif
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The service a session installs on each of its machines: it compiles the session's
+/// invocations the way the driver did, runs their tasks, keeps their outputs in a store of
+/// block files, and serves those files to the other machines and to the driver.
+struct SliceWorker: Service {
+  static let name = "Bigslice"
+
+  /// The driver's func registry (`FuncRegistry.fingerprint`): the worker must have the same.
+  var funcs: [String]
+  /// The memory limit of each machine, as the session's `memoryLimit` is for one process.
+  var memoryLimit: Int?
+  /// Tasks run at once on the machine.
+  var procs: Int
+  /// Where the machine's store directory is made (default `$TMPDIR`).
+  var storeParent: String?
+  /// The worker's state, made fresh with each decoded service (each machine).
+  let state = WorkerState()
+
+  enum CodingKeys: String, CodingKey { case funcs, memoryLimit, procs, storeParent }
+
+  func setUp(_ worker: WorkerContext) async throws {
+    let mine = FuncRegistry.fingerprint
+    if mine != funcs { throw RegistryMismatch(driver: funcs, worker: mine) }
+    state.configure(self, peers: worker.peers)
+  }
+
+  static let methods: [String: ServiceMethod<SliceWorker>] = [
+    "compile": .unary { (worker, invocation: Invocation, _) in
+      try worker.state.compile(invocation)
+      return true
+    },
+    "run": .unary { (worker, request: RunRequest, _) in try await worker.state.run(request) },
+    "read": .streaming { (worker, request: ReadRequest, _, writer) in try await worker.state.read(request, to: writer)
+    },
+    "discard": .unary { (worker, tasks: [TaskRef], _) in
+      worker.state.discard(tasks)
+      return true
+    },
+    "close": .unary { (worker, _: Bool, _) in
+      worker.state.close()
+      return true
+    },
+    "storePath": .unary { (worker, _: Bool, _) in worker.state.storePath ?? "" },
+  ]
+}
+
+/// The func registries of the driver and a worker differ: the worker would compile other
+/// tasks, so it cannot serve the session.
+struct RegistryMismatch: Error, CustomStringConvertible {
+  let driver: [String]
+  let worker: [String]
+
+  var description: String {
+    func table(_ lines: [String]) -> [String: String] {
+      var t: [String: String] = [:]
+      for line in lines {
+        let key = line.components(separatedBy: ": ").first ?? line
+        t[key] = line
+      }
+      return t
+    }
+    let d = table(driver)
+    let w = table(worker)
+    var parts: [String] = []
+    let onlyDriver = d.keys.filter { w[$0] == nil }.sorted()
+    let onlyWorker = w.keys.filter { d[$0] == nil }.sorted()
+    let differ = d.keys.filter { w[$0] != nil && w[$0] != d[$0] }.sorted()
+    if !onlyDriver.isEmpty { parts.append("only in the driver: \(onlyDriver.joined(separator: ", "))") }
+    if !onlyWorker.isEmpty { parts.append("only in the worker: \(onlyWorker.joined(separator: ", "))") }
+    if !differ.isEmpty {
+      parts.append(
+        "with other signatures: \(differ.map { "\(d[$0]!) in the driver, \(w[$0]!) in the worker" }.joined(separator: "; "))"
+      )
+    }
+    return "the worker's func registry differs from the driver's (register the same funcs before the session starts): "
+      + parts.joined(separator: "; ")
+  }
+}
+
+/// The tasks of one invocation as compiled in this process, by their place in the compile.
+struct TaskGraph {
+  let tasks: [TaskRef: Task]
+  /// One line per task of the invocation: what the driver and a worker compare.
+  let digest: [String]
+
+  init(roots: [Task], invocation: Int) {
+    var all: [TaskRef: Task] = [:]
+    var stack = roots
+    while let task = stack.popLast() {
+      guard all[task.ref] == nil else { continue }
+      all[task.ref] = task
+      for dep in task.deps { stack.append(contentsOf: dep.tasks) }
+      if case .split(let split) = task.partitioner { stack.append(contentsOf: split.upstream) }
+    }
+    tasks = all
+    digest = all.values.filter { $0.ref.invocation == invocation }.sorted { $0.ref.index < $1.ref.index }.map {
+      "\($0.ref.index) \($0.name) partitions \($0.partitions)"
+    }
+  }
+}
+
+/// A worker's compiled invocations, task outputs, and the threads that run its tasks.
+final class WorkerState: @unchecked Sendable {
+  private struct State {
+    var graphs: [Int: TaskGraph] = [:]
+    var outputs: [TaskRef: [StoredPartition]] = [:]
+  }
+  private let state = NIOLockedValueBox(State())
+  private var executor: LocalExecutor!
+  private var store: OutputStore!
+  private var peers: Peers?
+
+  func configure(_ service: SliceWorker, peers: Peers?) {
+    store = OutputStore(
+      memoryLimit: service.memoryLimit, spillParent: service.storeParent, procs: service.procs, outputsOnDisk: true,
+      prefix: "bigslice-store")
+    executor = LocalExecutor(procs: service.procs, store: store)
+    self.peers = peers
+  }
+
+  var storePath: String? { store?.spillPath }
+
+  /// Compiles `invocation` unless it is compiled already.
+  /// - Throws: a `ServiceError` of kind `RemoteKind.compile` naming the problem.
+  func compile(_ invocation: Invocation) throws {
+    if state.withLockedValue({ $0.graphs[invocation.index] != nil }) { return }
+    do {
+      let (types, invoke) = try FuncRegistry.lookup(invocation.funcKey)
+      guard types.count == invocation.arguments.count else {
+        throw BigsliceError.wrongArguments(
+          func: invocation.funcKey, expected: types.map { "\($0)" }, found: ["\(invocation.arguments.count) values"])
+      }
+      var args: [Any] = []
+      for (i, (type, json)) in zip(types, invocation.arguments).enumerated() {
+        args.append(try decodeArgument(type, json, index: i, func: invocation.funcKey))
+      }
+      let node = try invoke(args)
+      if let problem = node.problem { throw problem }
+      var compiler = Compiler(invocation: invocation.index)
+      let graph = TaskGraph(roots: compiler.compile(node), invocation: invocation.index)
+      guard graph.digest == invocation.digest else {
+        let first = zip(graph.digest, invocation.digest).first { $0 != $1 }
+        throw BigsliceError.invalidArgument(
+          "func \(invocation.funcKey) compiled into other tasks on the worker than on the driver (\(graph.digest.count) tasks here, \(invocation.digest.count) there"
+            + (first.map { "; first difference: \($0.0) here, \($0.1) there" } ?? "")
+            + "): a func must build the same slices from the same arguments in every process")
+      }
+      state.withLockedValue { $0.graphs[invocation.index] = graph }
+    } catch {
+      throw ServiceError(kind: RemoteKind.compile, message: String("\(error)".prefix(1000)))
+    }
+  }
+
+  private func task(_ ref: TaskRef) -> Task? {
+    var found: Task?
+    state.withLockedValue { s in
+      if let graph = s.graphs[ref.invocation] { found = graph.tasks[ref] }
+    }
+    return found
+  }
+
+  /// Runs a task and keeps its output.
+  func run(_ request: RunRequest) async throws -> RunReply {
+    guard let task = task(request.task) else {
+      throw ServiceError(kind: RemoteKind.missing, message: "task \(request.task) is not compiled on this machine")
+    }
+    for sample in request.samples {
+      guard let upstream = self.task(sample.task) else { continue }
+      let frame = try decodeBlocks(sample.blocks, schema: nil, name: "the key sample of \(sample.task)")
+      state.withLockedValue { _ in if upstream.sample == nil { upstream.sample = frame } }
+    }
+    var locations: [TaskRef: String] = [:]
+    for input in request.inputs { locations[input.task] = input.machine }
+    let me = request.machine
+    let peers = self.peers
+    let open: (Task, Int) throws -> any Reader = { [self] upstream, partition in
+      guard let at = locations[upstream.ref] else {
+        throw BigsliceError.outputMissing(op: upstream.op, shard: upstream.shard)
+      }
+      if at == me {
+        guard let output = state.withLockedValue({ $0.outputs[upstream.ref] }), partition < output.count else {
+          throw BigsliceError.outputMissing(op: upstream.op, shard: upstream.shard)
+        }
+        return try output[partition].reader()
+      }
+      let ref = upstream.ref
+      let source = RemoteSource(name: "\(ref) partition \(partition) on \(at)") { offset in
+        try await peers!.stream(at, "Bigslice.read", ReadRequest(task: ref, partition: partition, offset: offset))
+      }
+      return BlockFileReader(source: source, schema: upstream.chain[0].schema)
+    }
+    let counters = Counters()
+    let io = TaskIOMeter()
+    let executor = self.executor!
+    let job = UncheckedBox((task, open))
+    let output: [StoredPartition]
+    do {
+      output = try await withCheckedThrowingContinuation {
+        (continuation: CheckedContinuation<UncheckedBox<[StoredPartition]>, Error>) in
+        executor.submit {
+          do {
+            let (task, open) = job.value
+            continuation.resume(returning: UncheckedBox(try executor.run(task, counters: counters, io: io, open: open)))
+          } catch {
+            continuation.resume(throwing: error)
+          }
+        }
+      }.value
+    } catch let lost as LostInput {
+      let refs = lost.upstream.map { "\($0.ref)" }.joined(separator: " ")
+      throw ServiceError(kind: RemoteKind.lostInput, message: String("\(refs): \(lost.cause)".prefix(1000)))
+    } catch {
+      var failure = RemoteFailure(op: task.op, shard: task.shard, message: "\(error)")
+      if case .taskFailed(let op, let shard, let cause) = error as? BigsliceError {
+        failure = RemoteFailure(op: op, shard: shard, message: "\(cause)")
+      }
+      failure.message = String(failure.message.prefix(600))
+      let json = String(decoding: try JSONEncoder().encode(failure), as: UTF8.self)
+      throw ServiceError(kind: RemoteKind.taskFailed, message: json)
+    }
+    state.withLockedValue { $0.outputs[task.ref] = output }
+    return RunReply(
+      rows: output.map(\.rows), bytes: output.map(\.byteCount), counters: counters.snapshot,
+      sample: try task.sample.map { try encodeBlocks([$0]) }, readRows: io.io.readRows, readBytes: io.io.readBytes,
+      writeRows: io.io.writeRows, writeBytes: io.io.writeBytes)
+  }
+
+  /// Streams a stored partition from byte `offset` on.
+  func read(_ request: ReadRequest, to writer: StreamWriter) async throws {
+    guard let output = state.withLockedValue({ $0.outputs[request.task] }), request.partition >= 0,
+      request.partition < output.count
+    else {
+      throw ServiceError(
+        kind: RemoteKind.missing, message: "no output of \(request.task) partition \(request.partition) here")
+    }
+    let chunk = 1 << 20
+    switch output[request.partition] {
+    case .spilled(let file):
+      let fd = open(file.path, O_RDONLY | O_CLOEXEC)
+      guard fd >= 0 else {
+        throw ServiceError(kind: RemoteKind.missing, message: "cannot open \(file.path): errno \(errno)")
+      }
+      defer { Glibc.close(fd) }
+      var at = off_t(request.offset)
+      while true {
+        var buffer = ByteBufferAllocator().buffer(capacity: chunk)
+        let n = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: chunk) { raw in
+          max(0, pread(fd, raw.baseAddress!, chunk, at))
+        }
+        if n == 0 { break }
+        at += off_t(n)
+        try await writer.write(buffer)
+      }
+      withExtendedLifetime(file) {}
+    case .memory(let held):
+      let bytes = try encodeBlocks(held.frames)
+      var at = min(request.offset, bytes.count)
+      while at < bytes.count {
+        let end = min(at + chunk, bytes.count)
+        try await writer.write(Array(bytes[at..<end]))
+        at = end
+      }
+    case .remote:
+      throw ServiceError(kind: RemoteKind.missing, message: "\(request.task) is not stored here")
+    }
+  }
+
+  func discard(_ tasks: [TaskRef]) {
+    // The files go when the last reader lets them go.
+    let dropped = state.withLockedValue { s in tasks.compactMap { s.outputs.removeValue(forKey: $0) } }
+    _ = dropped
+  }
+
+  /// Drops every output and compiled invocation and removes the store.
+  func close() {
+    var dropped = State()
+    state.withLockedValue { swap(&$0, &dropped) }
+    dropped = State()
+    store?.removeDirectory()
+  }
+}
+
+/// Decodes argument `index` of a func from its JSON, as the func's parameter type.
+private func decodeArgument(_ type: Any.Type, _ json: String, index: Int, func key: String) throws -> Any {
+  guard let decodable = type as? any Decodable.Type else {
+    throw BigsliceError.invalidArgument("argument \(index + 1) of func \(key) (\(type)) is not Decodable")
+  }
+  do {
+    return try JSONDecoder().decode(decodable, from: Data(json.utf8))
+  } catch {
+    throw BigsliceError.invalidArgument("argument \(index + 1) of func \(key) does not decode as \(type): \(error)")
+  }
+}
+
+/// The JSON of argument `index` of a func, for its workers.
+func encodeArgument(_ value: Any, index: Int, func key: String) throws -> String {
+  guard let encodable = value as? any Encodable else {
+    throw BigsliceError.invalidArgument(
+      "argument \(index + 1) of func \(key) (\(type(of: value))) is not Codable, so it cannot be sent to machines")
+  }
+  do {
+    return String(decoding: try JSONEncoder().encode(encodable), as: UTF8.self)
+  } catch {
+    throw BigsliceError.invalidArgument("argument \(index + 1) of func \(key) does not encode: \(error)")
+  }
+}

@@ -1,0 +1,128 @@
+import Bigslice
+import Frame
+
+/// A boxed key type: Codable and hashable, stored as a boxed column.
+public struct Pair: Codable, Hashable, Sendable {
+  public var a: Int
+  public var b: String
+  public init(a: Int, b: String) {
+    self.a = a
+    self.b = b
+  }
+}
+
+/// The funcs of the combinator tests. The test process and the `bigslice-testworker` binary
+/// it runs as local machines both register them (`TestFuncs.register()`) before any session
+/// starts, so their registries agree. Each takes its data as arguments: a machine builds the
+/// same slices from the same arguments.
+public enum TestFuncs {
+  /// Registers every func (Swift globals are made lazily: touching them registers them).
+  public static func register() {
+    _ =
+      [
+        constPairs, mapFilterFlatMap, head, reduceClosure, reduceSum, reduceMax, countWords, reduceBoxed, reshuffle,
+        reshard, repartition, readerFunc, split, cogroup2, cogroup3, foldLists, writerFunc, distinct, sorted, failing,
+      ] as [AnyObject]
+  }
+
+  public static let constPairs = Func("test.const") { (shards: Int, k: [Int], v: [Int]) in const(shards, k, v) }
+
+  public static let mapFilterFlatMap = Func("test.mapFilterFlatMap") {
+    (shards: Int, k: [Int], v: [Int]) -> Slice<String, Int> in
+    let mapped: Slice<String, Int, Double> = const(shards, k, v)
+      .map { (key: Int, value: Int) -> (String, Int, Double) in (String(key), value * 2, Double(value)) }
+    let filtered = mapped.filter { (_: String, doubled: Int, _: Double) in doubled % 3 != 0 }
+    return filtered.flatMap(String.self, Int.self) {
+      (out: RowEmitter<String, Int>, key: String, doubled: Int, _: Double) in
+      for i in 0..<(abs(doubled) % 3) { out.emit(key, i) }
+    }
+  }
+
+  public static let head = Func("test.head") { (shards: Int, values: [Int], n: Int) in const(shards, values).head(n) }
+
+  public static let reduceClosure = Func("test.reduceClosure") { (shards: Int, k: [Int], v: [Int]) in
+    const(shards, k, v).reduce(+)
+  }
+  public static let reduceSum = Func("test.reduceSum") { (shards: Int, k: [Int], v: [Int]) in
+    const(shards, k, v).reduce(.sum)
+  }
+  public static let reduceMax = Func("test.reduceMax") { (shards: Int, k: [Int], v: [Int]) in
+    const(shards, k, v).reduce(.max)
+  }
+  public static let countWords = Func("test.countWords") { (shards: Int, words: [String]) in
+    const(shards, words).count()
+  }
+  public static let reduceBoxed = Func("test.reduceBoxed") { (shards: Int, keys: [Pair], ones: [Int]) in
+    const(shards, keys, ones).reduce(+)
+  }
+  public static let reshuffle = Func("test.reshuffle") { (shards: Int, k: [Int], v: [Int]) in
+    const(shards, k, v).reshuffle()
+  }
+  public static let reshard = Func("test.reshard") { (shards: Int, k: [Int], v: [Int], to: Int) in
+    const(shards, k, v).reshard(to)
+  }
+  public static let repartition = Func("test.repartition") { (shards: Int, values: [Int]) in
+    const(shards, values).repartition { n, v in v % n }
+  }
+  public static let readerFunc = Func("test.readerFunc") { (shards: Int) -> Slice<Int, Int> in
+    Bigslice.readerFunc(shards, initial: { shard in shard * 1000 }) {
+      (shard: Int, next: inout Int, out: RowEmitter<Int, Int>) in
+      let end = shard * 1000 + 250
+      for _ in 0..<100 where next < end {
+        out.emit(shard, next)
+        next += 1
+      }
+      return next < end
+    }
+  }
+  public static let split = Func("test.split") { (shards: Int, lines: [String], separator: String) in
+    const(shards, lines).split(separator: separator.unicodeScalars.first!)
+  }
+  public static let cogroup2 = Func("test.cogroup2") {
+    (shards: Int, ka: [Int], va: [Int], kb: [Int], vb: [String]) -> Slice<Int, [Int], [String]> in
+    Bigslice.cogroup(const(shards, ka, va), const(max(1, shards / 2), kb, vb))
+  }
+  public static let cogroup3 = Func("test.cogroup3") {
+    (shards: Int, ka: [Int], va: [Int], kb: [Int], vb: [Int]) -> Slice<Int, [Int], [Int], [String]> in
+    Bigslice.cogroup(const(shards, ka, va), const(shards, kb, vb), const(1, [1, 1, 999], ["x", "y", "z"]))
+  }
+  public static let foldLists = Func("test.fold") { (shards: Int, keys: [Int], values: [Int]) -> Slice<Int, [Int]> in
+    // One input shard keeps arrival order well defined: rows of a key arrive in input order.
+    let input: Slice<Int, Int> = const(1, keys, values).reshard(shards)
+    return input.fold([Int]()) { (acc: [Int], v: Int) in acc + [v] }
+  }
+  /// Passes the rows through, counting in the metrics `rows` (rows seen), `bad` (rows whose
+  /// string is not "v" and the number) and `ends` (shards ended without an error).
+  public static let writerFunc = Func("test.writerFunc") { (shards: Int, values: [Int]) in
+    const(shards, values, values.map { "v\($0)" }).writerFunc(initial: { _ in 0 }) {
+      (shard: Int, rows: inout Int, batch: RowBatch<Int, String>?, error: Error?) in
+      let context = TaskContext.current
+      if let batch {
+        for i in 0..<batch.count where batch[i].1 != "v\(batch[i].0)" { context?.increment("bad") }
+        rows += batch.count
+      } else if error == nil {
+        context?.increment("rows", by: rows)
+        context?.increment("ends")
+      }
+    }
+  }
+  public static let distinct = Func("test.distinct") { (shards: Int, k: [Int], v: [Int]) in
+    const(shards, k, v).distinct()
+  }
+  public static let sorted = Func("test.sorted") { (shards: Int, k: [Int], v: [Int]) in
+    const(shards, k, v).sorted()
+  }
+  /// Fails in its map for the value `poison`.
+  public static let failing = Func("test.failing") { (shards: Int, values: [Int], poison: Int) -> Slice<Int> in
+    const(shards, values).map { (v: Int) throws -> Int in
+      if v == poison { throw TestFailure(value: v) }
+      return v
+    }
+  }
+}
+
+/// The error `TestFuncs.failing` throws.
+public struct TestFailure: Error, CustomStringConvertible {
+  public let value: Int
+  public var description: String { "poisoned value \(value)" }
+}
