@@ -44,7 +44,6 @@ let package = Package(
       dependencies: [
         "Frame", "SliceIO", "CSupport", "Bigmachine",
         .product(name: "NIOCore", package: "swift-nio"),
-        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),

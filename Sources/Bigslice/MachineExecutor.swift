@@ -186,9 +186,8 @@ final class MachineExecutor: TaskDispatcher, @unchecked Sendable {
     do {
       try await compile(task.ref.invocation, on: worker)
       var inputs: [InputLocation] = []
-      for upstream in Set(task.deps.flatMap(\.tasks).map(ObjectIdentifier.init)).compactMap({ id in
-        task.deps.lazy.flatMap(\.tasks).first { ObjectIdentifier($0) == id }
-      }) {
+      var seen = Set<TaskRef>()
+      for upstream in task.deps.flatMap(\.tasks) where seen.insert(upstream.ref).inserted {
         guard case .remote(let remote)? = upstream.output?.first else {
           return .lost(
             LostInput(
@@ -280,10 +279,8 @@ final class MachineExecutor: TaskDispatcher, @unchecked Sendable {
   /// Compiles invocation `index` (and the invocations whose results it reads) on `worker`,
   /// once per machine.
   private func compile(_ index: Int, on worker: WorkerHandle) async throws {
-    let (invocation, all) = state.withLock { ($0.invocations[index], $0.invocations) }
-    guard let invocation else { return }
+    guard let invocation = state.withLock({ $0.invocations[index] }) else { return }
     for earlier in invocation.results { try await compile(earlier, on: worker) }
-    _ = all
     try await worker.compile(invocation)
   }
 

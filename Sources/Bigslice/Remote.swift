@@ -224,14 +224,9 @@ func encodeBlocks(_ frames: [Frame]) throws -> [UInt8] {
   var rows = 0
   var blocks = 0
   for frame in frames where frame.count > 0 {
-    let step = encoder.rowsPerBlock(frame)
-    var at = 0
-    while at < frame.count {
-      let piece = frame.slice(at..<min(at + step, frame.count))
-      try encoder.encode(piece, into: out)
-      rows += piece.count
+    try encoder.encodeBlocks(frame, into: out) { n in
+      rows += n
       blocks += 1
-      at += step
     }
   }
   try encoder.encodeEnd(rows: rows, blocks: blocks, into: out)

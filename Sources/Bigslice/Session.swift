@@ -182,11 +182,8 @@ public final class Session: @unchecked Sendable {
     Slice<repeat each C>, [Task]
   ) {
     let values = try f.check(repeat each args)
-    guard let remote else {
-      let slice = try f.body(values)
-      return (slice, try compile(slice))
-    }
     let slice = try f.body(values)
+    guard let remote else { return (slice, try compile(slice)) }
     if let problem = slice.node.problem { throw problem }
     let index = invocations.add(1, ordering: .relaxed).newValue
     let arguments = try values.enumerated().map { i, value in try encodeArgument(value, index: i, func: f.key) }

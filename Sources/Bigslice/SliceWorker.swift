@@ -1,6 +1,5 @@
 import Bigmachine
 import Frame
-import NIOConcurrencyHelpers
 import NIOCore
 import SliceIO
 import Synchronization
@@ -121,7 +120,7 @@ final class WorkerState: @unchecked Sendable {
     var graphs: [Int: TaskGraph] = [:]
     var outputs: [TaskRef: [StoredPartition]] = [:]
   }
-  private let state = NIOLockedValueBox(State())
+  private let state = Mutex(State())
   private var executor: LocalExecutor!
   private var store: OutputStore!
   private var peers: Peers?
@@ -139,7 +138,7 @@ final class WorkerState: @unchecked Sendable {
   /// Compiles `invocation` unless it is compiled already.
   /// - Throws: a `ServiceError` of kind `RemoteKind.compile` naming the problem.
   func compile(_ invocation: Invocation) throws {
-    if state.withLockedValue({ $0.graphs[invocation.index] != nil }) { return }
+    if state.withLock({ $0.graphs[invocation.index] != nil }) { return }
     do {
       let (types, invoke) = try FuncRegistry.lookup(invocation.funcKey)
       guard types.count == invocation.arguments.count else {
@@ -161,7 +160,7 @@ final class WorkerState: @unchecked Sendable {
             + (first.map { "; first difference: \($0.0) here, \($0.1) there" } ?? "")
             + "): a func must build the same slices from the same arguments in every process")
       }
-      state.withLockedValue { $0.graphs[invocation.index] = graph }
+      state.withLock { $0.graphs[invocation.index] = graph }
     } catch {
       throw ServiceError(kind: RemoteKind.compile, message: String("\(error)".prefix(1000)))
     }
@@ -169,7 +168,7 @@ final class WorkerState: @unchecked Sendable {
 
   private func task(_ ref: TaskRef) -> Task? {
     var found: Task?
-    state.withLockedValue { s in
+    state.withLock { s in
       if let graph = s.graphs[ref.invocation] { found = graph.tasks[ref] }
     }
     return found
@@ -183,7 +182,7 @@ final class WorkerState: @unchecked Sendable {
     for sample in request.samples {
       guard let upstream = self.task(sample.task) else { continue }
       let frame = try decodeBlocks(sample.blocks, schema: nil, name: "the key sample of \(sample.task)")
-      state.withLockedValue { _ in if upstream.sample == nil { upstream.sample = frame } }
+      state.withLock { _ in if upstream.sample == nil { upstream.sample = frame } }
     }
     var locations: [TaskRef: String] = [:]
     for input in request.inputs { locations[input.task] = input.machine }
@@ -194,7 +193,7 @@ final class WorkerState: @unchecked Sendable {
         throw BigsliceError.outputMissing(op: upstream.op, shard: upstream.shard)
       }
       if at == me {
-        guard let output = state.withLockedValue({ $0.outputs[upstream.ref] }), partition < output.count else {
+        guard let output = state.withLock({ $0.outputs[upstream.ref] }), partition < output.count else {
           throw BigsliceError.outputMissing(op: upstream.op, shard: upstream.shard)
         }
         return try output[partition].reader()
@@ -234,7 +233,7 @@ final class WorkerState: @unchecked Sendable {
       let json = String(decoding: try JSONEncoder().encode(failure), as: UTF8.self)
       throw ServiceError(kind: RemoteKind.taskFailed, message: json)
     }
-    state.withLockedValue { $0.outputs[task.ref] = output }
+    state.withLock { $0.outputs[task.ref] = output }
     return RunReply(
       rows: output.map(\.rows), bytes: output.map(\.byteCount), counters: counters.snapshot,
       sample: try task.sample.map { try encodeBlocks([$0]) }, readRows: io.io.readRows, readBytes: io.io.readBytes,
@@ -243,7 +242,7 @@ final class WorkerState: @unchecked Sendable {
 
   /// Streams a stored partition from byte `offset` on.
   func read(_ request: ReadRequest, to writer: StreamWriter) async throws {
-    guard let output = state.withLockedValue({ $0.outputs[request.task] }), request.partition >= 0,
+    guard let output = state.withLock({ $0.outputs[request.task] }), request.partition >= 0,
       request.partition < output.count
     else {
       throw ServiceError(
@@ -283,14 +282,15 @@ final class WorkerState: @unchecked Sendable {
 
   func discard(_ tasks: [TaskRef]) {
     // The files go when the last reader lets them go.
-    let dropped = state.withLockedValue { s in tasks.compactMap { s.outputs.removeValue(forKey: $0) } }
+    let dropped = state.withLock { s in tasks.compactMap { s.outputs.removeValue(forKey: $0) } }
     _ = dropped
   }
 
   /// Drops every output and compiled invocation and removes the store.
   func close() {
+    // The outputs go (their files unlinked) outside the lock, before the directory.
     var dropped = State()
-    state.withLockedValue { swap(&$0, &dropped) }
+    state.withLock { swap(&$0, &dropped) }
     dropped = State()
     store?.removeDirectory()
   }

@@ -80,6 +80,19 @@ public final class FrameEncoder {
     try blocks.encode(payload.bytes, rows: frame.count, into: out)
   }
 
+  /// Appends `frame` as blocks of about `targetBlockBytes` each, calling `afterEach` with the
+  /// rows of each block once it is in `out` (a sink flushes there).
+  public func encodeBlocks(_ frame: Frame, into out: ByteWriter, afterEach: (Int) throws -> Void) throws {
+    let step = rowsPerBlock(frame)
+    var at = 0
+    while at < frame.count {
+      let piece = frame.slice(at..<min(at + step, frame.count))
+      try encode(piece, into: out)
+      at += piece.count
+      try afterEach(piece.count)
+    }
+  }
+
   /// Appends the end marker of a stream of `blocks` frame blocks holding `rows` rows.
   public func encodeEnd(rows: Int, blocks count: Int, into out: ByteWriter) throws {
     payload.removeAll()

@@ -87,14 +87,9 @@ final class BlockFileSink {
         source: path, block: blocks, expected: schema.description, found: frame.schema.description)
     }
     guard frame.count > 0 else { return }
-    let step = encoder.rowsPerBlock(frame)
-    var at = 0
-    while at < frame.count {
-      let piece = frame.slice(at..<min(at + step, frame.count))
-      try encoder.encode(piece, into: buffer)
-      rows += piece.count
+    try encoder.encodeBlocks(frame, into: buffer) { n in
+      rows += n
       blocks += 1
-      at += piece.count
       if buffer.count >= BlockFileSink.flushBytes { try flush() }
     }
   }
