@@ -207,15 +207,15 @@ final class WorkerState: @unchecked Sendable {
     let counters = Counters()
     let io = TaskIOMeter()
     let executor = self.executor!
-    let job = UncheckedBox((task, open))
+    let job = TaskJob(task: task, open: open)
     let output: [StoredPartition]
     do {
       output = try await withCheckedThrowingContinuation {
         (continuation: CheckedContinuation<UncheckedBox<[StoredPartition]>, Error>) in
         executor.submit {
           do {
-            let (task, open) = job.value
-            continuation.resume(returning: UncheckedBox(try executor.run(task, counters: counters, io: io, open: open)))
+            continuation.resume(
+              returning: UncheckedBox(try executor.run(job.task, counters: counters, io: io, open: job.open)))
           } catch {
             continuation.resume(throwing: error)
           }
@@ -293,6 +293,22 @@ final class WorkerState: @unchecked Sendable {
     state.withLock { swap(&$0, &dropped) }
     dropped = State()
     store?.removeDirectory()
+  }
+}
+
+/// A task and the opener of its inputs, handed to a task thread.
+///
+/// A class, not an `UncheckedBox` of a tuple: Swift 6.3.1 miscompiles `let (a, f) = box.value`
+/// when the tuple in a generic box holds a closure. SILGen destroys the guaranteed `a` it
+/// destructured, so every run released the task once too often, and a worker's compiled tasks
+/// were freed while its graph still held them. (An assertions build of the compiler reports
+/// "Have operand with incompatible ownership" in SILGenCleanup.)
+private final class TaskJob: @unchecked Sendable {
+  let task: Task
+  let open: (Task, Int) throws -> any Reader
+  init(task: Task, open: @escaping (Task, Int) throws -> any Reader) {
+    self.task = task
+    self.open = open
   }
 }
 

@@ -35,10 +35,8 @@ struct Setup: Sendable, CustomStringConvertible {
   var description: String { "\(engine) \(limit == Int.max ? "unlimited" : "limit \(limit)")" }
 }
 
-/// The engines the property tests run on. Machines are left out until a worker-side
-/// over-release of compiled tasks is found and fixed (issue 5: a worker's `Task`s are freed
-/// early after they ran, and the process crashes).
-let testedEngines: [Engine] = [.local]
+/// The engines the property tests run on.
+let testedEngines: [Engine] = Engine.allCases
 
 let setups: [Setup] = testedEngines.flatMap { engine in memoryLimits.map { Setup(engine: engine, limit: $0) } }
 
