@@ -83,7 +83,9 @@ let package = Package(
       path: "Tests/BigmachineTestWorker"
     ),
     // Funcs shared by the Bigslice tests and the worker binary their local machines run.
-    .target(name: "BigsliceTestFuncs", dependencies: ["Bigslice", "Frame"], path: "Tests/BigsliceTestFuncs"),
+    .target(
+      name: "BigsliceTestFuncs", dependencies: ["Bigslice", "Bigmachine", "Frame", "Workloads"],
+      path: "Tests/BigsliceTestFuncs"),
     .executableTarget(
       name: "bigslice-testworker",
       dependencies: ["Bigslice", "BigsliceTestFuncs"],

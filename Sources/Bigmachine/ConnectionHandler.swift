@@ -178,6 +178,15 @@ final class ConnectionHandler: ChannelInboundHandler {
     context.fireChannelInactive()
   }
 
+  /// A channel closed before it ever became active (a peer that connected and reset at once,
+  /// a dying process) never sees `channelInactive`: the handshake fails here instead.
+  func handlerRemoved(context: ChannelHandlerContext) {
+    timeout?.cancel()
+    guard connection == nil, !failed else { return }
+    failed = true
+    ready.fail(BigmachineError.network(address: label, reason: "connection closed before the handshake"))
+  }
+
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
     if let connection {
       connection.close(.network(address: connection.peer, reason: "\(error)"))

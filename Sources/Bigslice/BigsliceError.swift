@@ -35,7 +35,7 @@ public enum BigsliceError: Error, CustomStringConvertible, @unchecked Sendable {
     case .invalidArgument(let what): "invalid argument: \(what)"
     case .taskFailed(let op, let shard, let cause): "\(op) shard \(shard) failed: \(cause)"
     case .tooManyTries(let op, let shard, let tries, let cause):
-      "\(op) shard \(shard): too many tries (\(tries) consecutive losses of its input; last: \(cause))"
+      "\(op) shard \(shard): too many tries (\(tries) in a row lost its input or its machine; last: \(cause))"
     case .outputMissing(let op, let shard): "the output of \(op) shard \(shard) is gone"
     case .traceFile(let path, let reason): "trace file \(path): \(reason)"
     case .machinesUnavailable(let why): "no machines: \(why)"

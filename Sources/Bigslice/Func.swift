@@ -97,6 +97,9 @@ public enum FuncRegistry {
     guard entry.instance == ObjectIdentifier(instance) else { throw BigsliceError.unregisteredFunc(key) }
   }
 
+  /// The signature of the func registered under `key`, nil if there is none.
+  static func signature(_ key: String) -> String? { table.withLock { $0[key]?.signature } }
+
   /// The sorted `key: signature` lines of every registered func: two processes with the
   /// same fingerprint compile every job the same way.
   public static var fingerprint: [String] {

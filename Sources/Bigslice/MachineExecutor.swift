@@ -53,6 +53,8 @@ final class MachineExecutor: TaskDispatcher, @unchecked Sendable {
     var startError: Error?
     var workers: [WorkerHandle] = []
     var started = 0
+    /// Machines asked for and not yet handed out (or failed).
+    var starting = 0
     var invocations: [Int: Invocation] = [:]
   }
   private let state = Mutex(State())
@@ -70,7 +72,11 @@ final class MachineExecutor: TaskDispatcher, @unchecked Sendable {
     _Concurrency.Task(executorPreference: BridgeExecutor.shared) { [self] in
       do {
         let b = try await Bigmachine.start(system: system, services: [SliceWorker.self])
-        state.withLock { $0.bigmachine = b }
+        state.withLock {
+          $0.bigmachine = b
+          $0.started += machines
+          $0.starting += machines
+        }
         try await startMachines(machines)
       } catch {
         state.withLock { $0.startError = error }
@@ -87,12 +93,20 @@ final class MachineExecutor: TaskDispatcher, @unchecked Sendable {
     }
   }
 
+  /// Starts `n` machines; the caller counted them in `started` and `starting`.
   private func startMachines(_ n: Int) async throws {
     guard let b = state.withLock({ $0.bigmachine }) else { return }
-    state.withLock { $0.started += n }
-    let machines = try await b.start(count: n, services: [service])
-    let handles = machines.map { WorkerHandle(machine: $0) }
-    state.withLock { $0.workers += handles }
+    do {
+      let machines = try await b.start(count: n, services: [service])
+      let handles = machines.map { WorkerHandle(machine: $0) }
+      state.withLock {
+        $0.workers += handles
+        $0.starting -= n
+      }
+    } catch {
+      state.withLock { $0.starting -= n }
+      throw error
+    }
   }
 
   /// The machines of the session that have not stopped.
@@ -144,8 +158,8 @@ final class MachineExecutor: TaskDispatcher, @unchecked Sendable {
       }
     }
     if live.isEmpty {
-      let (started, all) = state.withLock { ($0.started, $0.workers) }
-      if started >= maxMachines || all.isEmpty {
+      let (started, starting) = state.withLock { ($0.started, $0.starting) }
+      if starting == 0 {
         let errors = workers.compactMap { $0.machine.error.map { "\($0)" } }
         throw BigsliceError.machinesUnavailable(
           "every machine stopped (\(started) started): " + Set(errors).sorted().joined(separator: "; "))
@@ -167,7 +181,10 @@ final class MachineExecutor: TaskDispatcher, @unchecked Sendable {
     let replace = state.withLock { s -> Bool in
       guard let i = s.workers.firstIndex(where: { $0 === worker }) else { return false }
       s.workers.remove(at: i)
-      return worker.everRan && s.started < maxMachines
+      guard worker.everRan && s.started < maxMachines else { return false }
+      s.started += 1
+      s.starting += 1
+      return true
     }
     let why = worker.machine.error.map { "\($0)" } ?? ""
     logger.notice("machine \(worker.machine.address) stopped: \(why)\(replace ? "; starting a replacement" : "")")
@@ -207,7 +224,6 @@ final class MachineExecutor: TaskDispatcher, @unchecked Sendable {
       let reply = try await worker.machine.call(
         "Bigslice.run", RunRequest(task: task.ref, machine: machine, inputs: inputs, samples: samples),
         returning: RunReply.self)
-      worker.ran()
       let output = RemoteOutput(worker: worker, task: task.ref)
       let schema = task.chain[0].schema
       let partitions = zip(reply.rows, reply.bytes).enumerated().map { p, sizes in
@@ -320,10 +336,10 @@ final class WorkerHandle: OutputHolder, @unchecked Sendable {
 
   var address: String { machine.address }
   var isAlive: Bool { machine.state != .stopped }
-  /// Whether the machine ever finished a task (a machine that never did is not replaced).
-  var everRan: Bool { state.withLock { $0.ran } || machine.state == .running }
-
-  func ran() { state.withLock { $0.ran = true } }
+  /// Whether the machine was ever running and given a task. One that stopped before that is
+  /// not replaced: a machine that cannot start would fail again. One that died under its
+  /// tasks is, even during its first task (the task is lost, not the machine's fault).
+  var everRan: Bool { state.withLock { $0.ran } }
 
   func free(_ procs: Int) -> Int { procs - state.withLock { $0.used } }
 
@@ -331,6 +347,7 @@ final class WorkerHandle: OutputHolder, @unchecked Sendable {
     state.withLock { s in
       guard s.used + need <= procs else { return false }
       s.used += need
+      s.ran = true
       return true
     }
   }

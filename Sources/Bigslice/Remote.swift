@@ -152,6 +152,8 @@ struct RemotePartition: @unchecked Sendable {
 struct Invocation: Codable, Sendable {
   var index: Int
   var funcKey: String
+  /// The func's signature in the driver: the worker's must be the same.
+  var signature: String
   var arguments: [String]
   /// Earlier invocations whose results are arguments of this one (compiled first).
   var results: [Int]

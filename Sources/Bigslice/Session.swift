@@ -191,7 +191,7 @@ public final class Session: @unchecked Sendable {
     let tasks = compiler.compile(slice.node)
     remote.register(
       Invocation(
-        index: index, funcKey: f.key, arguments: arguments, results: [],
+        index: index, funcKey: f.key, signature: FuncRegistry.signature(f.key) ?? "", arguments: arguments, results: [],
         digest: TaskGraph(roots: tasks, invocation: index).digest))
     return (slice, tasks)
   }
@@ -325,6 +325,8 @@ public struct Result<each C>: Sequence, @unchecked Sendable {
     self.slice = Slice(node)
   }
 
+  var logger: Logger { session.logger }
+
   /// Computes the rows again if they were discarded (or lost).
   /// - Throws: what computing them throws.
   public func reload() throws {
@@ -354,7 +356,7 @@ public struct Result<each C>: Sequence, @unchecked Sendable {
 
   /// The frames of shard `shard`, read into memory.
   public func frames(shard: Int) -> [Frame] {
-    let feed = ResultFeed(tasks: [tasks[shard]], result: reload)
+    let feed = ResultFeed(tasks: [tasks[shard]], result: reload, logger: session.logger)
     var out: [Frame] = []
     while let frame = feed.nextOrStop() { out.append(frame) }
     return out
@@ -373,7 +375,9 @@ public struct Result<each C>: Sequence, @unchecked Sendable {
   /// A discarded result, or a shard whose machine is lost while it is read, is computed again
   /// (and the rows already seen are skipped); if that fails the process stops, so call
   /// `reload()` first, or iterate asynchronously, to handle the error.
-  public func makeIterator() -> RowIterator<repeat each C> { RowIterator(ResultFeed(tasks: tasks, result: reload)) }
+  public func makeIterator() -> RowIterator<repeat each C> {
+    RowIterator(ResultFeed(tasks: tasks, result: reload, logger: session.logger))
+  }
 }
 
 /// Reads the frames of a result's shards in order, computing a shard again when its output
@@ -383,6 +387,7 @@ public struct Result<each C>: Sequence, @unchecked Sendable {
 final class ResultFeed {
   private let tasks: [Task]
   private let recompute: () throws -> Void
+  private let logger: Logger
   private var shard = 0
   private var reader: (any Reader)?
   /// Rows of the current shard handed out, and rows to skip after reopening it.
@@ -392,9 +397,10 @@ final class ResultFeed {
   /// Times in a row a shard may fail to read before the error is thrown.
   static let attempts = 5
 
-  init(tasks: [Task], result recompute: @escaping () throws -> Void) {
+  init(tasks: [Task], result recompute: @escaping () throws -> Void, logger: Logger) {
     self.tasks = tasks
     self.recompute = recompute
+    self.logger = logger
   }
 
   /// The next frame (never empty), or nil at the end.
@@ -436,6 +442,9 @@ final class ResultFeed {
         reader = nil
         if failures >= ResultFeed.attempts { throw error }
         // The stored shard is damaged or its machine is gone: compute it again.
+        logger.notice(
+          "cannot read shard \(shard) of the result (\(error)); computing it again and skipping the \(delivered) rows read"
+        )
         task.output = nil
       }
     }
@@ -506,7 +515,7 @@ extension Result: AsyncSequence {
     public mutating func next() async throws -> (repeat each C)? {
       if feed == nil {
         try await result.reload()
-        feed = ResultFeed(tasks: result.tasks, result: result.reload)
+        feed = ResultFeed(tasks: result.tasks, result: result.reload, logger: result.logger)
       }
       if frame == nil || row == frame!.count {
         let feed = UncheckedBox(self.feed!)

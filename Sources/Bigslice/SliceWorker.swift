@@ -20,7 +20,8 @@ import Synchronization
 struct SliceWorker: Service {
   static let name = "Bigslice"
 
-  /// The driver's func registry (`FuncRegistry.fingerprint`): the worker must have the same.
+  /// The driver's func registry (`FuncRegistry.fingerprint`) when the session started: a func
+  /// registered in both must have the same signature in both.
   var funcs: [String]
   /// The memory limit of each machine, as the session's `memoryLimit` is for one process.
   var memoryLimit: Int?
@@ -34,8 +35,8 @@ struct SliceWorker: Service {
   enum CodingKeys: String, CodingKey { case funcs, memoryLimit, procs, storeParent }
 
   func setUp(_ worker: WorkerContext) async throws {
-    let mine = FuncRegistry.fingerprint
-    if mine != funcs { throw RegistryMismatch(driver: funcs, worker: mine) }
+    let mismatch = RegistryMismatch(driver: funcs, worker: FuncRegistry.fingerprint)
+    if !mismatch.differing.isEmpty { throw mismatch }
     state.configure(self, peers: worker.peers)
   }
 
@@ -59,13 +60,20 @@ struct SliceWorker: Service {
   ]
 }
 
-/// The func registries of the driver and a worker differ: the worker would compile other
-/// tasks, so it cannot serve the session.
+/// The func registries of the driver and a worker, compared.
+///
+/// Funcs are Swift globals, registered when first touched, so two processes of one binary may
+/// have registered different sets by the time they compare. A func registered in both under
+/// one key with different signatures is an error at machine start: the worker would build
+/// another job. A func the worker lacks fails when it is invoked, naming the func; one only
+/// the worker has is harmless.
 struct RegistryMismatch: Error, CustomStringConvertible {
-  let driver: [String]
-  let worker: [String]
+  /// Keys registered in both with different signatures, with the driver's and the worker's.
+  let differing: [(key: String, driver: String, worker: String)]
+  /// Keys registered only in the driver.
+  let onlyInDriver: [String]
 
-  var description: String {
+  init(driver: [String], worker: [String]) {
     func table(_ lines: [String]) -> [String: String] {
       var t: [String: String] = [:]
       for line in lines {
@@ -76,19 +84,17 @@ struct RegistryMismatch: Error, CustomStringConvertible {
     }
     let d = table(driver)
     let w = table(worker)
-    var parts: [String] = []
-    let onlyDriver = d.keys.filter { w[$0] == nil }.sorted()
-    let onlyWorker = w.keys.filter { d[$0] == nil }.sorted()
-    let differ = d.keys.filter { w[$0] != nil && w[$0] != d[$0] }.sorted()
-    if !onlyDriver.isEmpty { parts.append("only in the driver: \(onlyDriver.joined(separator: ", "))") }
-    if !onlyWorker.isEmpty { parts.append("only in the worker: \(onlyWorker.joined(separator: ", "))") }
-    if !differ.isEmpty {
-      parts.append(
-        "with other signatures: \(differ.map { "\(d[$0]!) in the driver, \(w[$0]!) in the worker" }.joined(separator: "; "))"
-      )
+    differing = d.keys.sorted().compactMap { key in
+      guard let mine = w[key], mine != d[key] else { return nil }
+      return (key, d[key]!, mine)
     }
-    return "the worker's func registry differs from the driver's (register the same funcs before the session starts): "
-      + parts.joined(separator: "; ")
+    onlyInDriver = d.keys.filter { w[$0] == nil }.sorted()
+  }
+
+  var description: String {
+    "the worker's func registry differs from the driver's: funcs with other signatures: "
+      + differing.map { "\($0.driver) in the driver, \($0.worker) in the worker" }.joined(separator: "; ")
+      + " (the driver and its workers must run the same build)"
   }
 }
 
@@ -140,6 +146,15 @@ final class WorkerState: @unchecked Sendable {
   func compile(_ invocation: Invocation) throws {
     if state.withLock({ $0.graphs[invocation.index] != nil }) { return }
     do {
+      guard let signature = FuncRegistry.signature(invocation.funcKey) else {
+        throw BigsliceError.invalidArgument(
+          "func \(invocation.funcKey) is registered in the driver but not on this machine: register every func before the session starts (touch its global), in the driver and in the worker alike"
+        )
+      }
+      guard signature == invocation.signature else {
+        throw BigsliceError.invalidArgument(
+          "func \(invocation.funcKey) is \(invocation.signature) in the driver but \(signature) on this machine")
+      }
       let (types, invoke) = try FuncRegistry.lookup(invocation.funcKey)
       guard types.count == invocation.arguments.count else {
         throw BigsliceError.wrongArguments(

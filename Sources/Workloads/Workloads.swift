@@ -11,14 +11,20 @@ public enum Workloads {
       (shard: Int, next: inout Int, out: RowEmitter<Int, Int>) in
       let end = (shard + 1) * rows / shards
       let stop = min(next + Frame.defaultRows, end)
-      let k = UInt64(keys)
       while next < stop {
-        let i = UInt64(next) &+ seed
-        out.emit(Int(splitmix64(i) % k), Int(splitmix64(i &+ (1 << 40)) % 1000))
+        let (key, value) = row(next, keys: keys, seed: seed)
+        out.emit(key, value)
         next += 1
       }
       return next < end
     }
+  }
+
+  /// Row `i` of the (key, value) table with `seed` and `keys` distinct keys.
+  @inline(__always)
+  public static func row(_ i: Int, keys: Int, seed: UInt64) -> (key: Int, value: Int) {
+    let x = UInt64(i) &+ seed
+    return (Int(splitmix64(x) % UInt64(keys)), Int(splitmix64(x &+ (1 << 40)) % 1000))
   }
 
   public static let w1 = Func("bench.W1") { (rows: Int, keys: Int, shards: Int) in

@@ -18,6 +18,7 @@ public struct Pair: Codable, Hashable, Sendable {
 public enum TestFuncs {
   /// Registers every func (Swift globals are made lazily: touching them registers them).
   public static func register() {
+    ChaosFuncs.register()
     _ =
       [
         constPairs, mapFilterFlatMap, head, reduceClosure, reduceSum, reduceMax, countWords, reduceBoxed, reshuffle,

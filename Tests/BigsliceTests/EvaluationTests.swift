@@ -102,7 +102,7 @@ func removePartitionFiles(_ session: Session) -> Int {
       try session.run(losingJob(session, times: nil, removed: Counter()))
     }
     let text = error?.description ?? ""
-    #expect(text.contains("too many tries") && text.contains("5 consecutive"), "\(text)")
+    #expect(text.contains("too many tries") && text.contains("5 in a row"), "\(text)")
   }
 }
 

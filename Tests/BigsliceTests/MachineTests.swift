@@ -1,8 +1,12 @@
 import Bigmachine
-import Bigslice
 import BigsliceTestFuncs
 import Foundation
 import Testing
+
+@testable import Bigslice
+
+/// Registered in the test process only: the worker binary does not have it.
+let driverOnly = Func("tests.driverOnly") { (n: Int) in const(1, Array(0..<n)) }
 
 /// The `bigslice-testworker` binary, built beside the test bundle.
 func testWorkerBinary() throws -> String {
@@ -30,5 +34,37 @@ func testWorkerBinary() throws -> String {
       }
       session.shutdown()
     }
+  }
+
+  /// A func the worker binary lacks fails when invoked, and the error names it.
+  @Test func aFuncMissingOnTheWorkersFailsNamingIt() throws {
+    TestFuncs.register()
+    _ = driverOnly
+    let system = LocalSystem(executable: try testWorkerBinary(), maxprocs: 1)
+    let session = Session(executor: .machines(system: .system(system), count: 1, procs: 1))
+    defer { session.shutdown() }
+    do {
+      _ = try session.run(driverOnly, 10)
+      Issue.record("the job ran on a worker that lacks its func")
+    } catch {
+      #expect(
+        "\(error)".contains("func tests.driverOnly is registered in the driver but not on this machine"), "\(error)")
+    }
+    // The session still runs the funcs its workers have.
+    #expect(Array(try session.run(TestFuncs.head, 2, Array(0..<10), 2)) == [0, 1, 5, 6])
+  }
+
+  /// Funcs registered under one key with other signatures stop the machine at start, listing
+  /// them; funcs registered on one side only do not.
+  @Test func aRegistryMismatchListsTheDifferingFuncs() {
+    let driver = ["a: (Int) -> Slice<Int>", "b: (String) -> Slice<Int>", "c: (Int) -> Slice<Int>"]
+    let worker = ["a: (Int) -> Slice<Int>", "b: (Int) -> Slice<Int>", "d: (Int) -> Slice<Int>"]
+    let mismatch = RegistryMismatch(driver: driver, worker: worker)
+    #expect(mismatch.differing.map(\.key) == ["b"])
+    #expect(mismatch.onlyInDriver == ["c"])
+    #expect(
+      "\(mismatch)".contains("b: (String) -> Slice<Int> in the driver, b: (Int) -> Slice<Int> in the worker"),
+      "\(mismatch)")
+    #expect(RegistryMismatch(driver: driver, worker: driver + ["e: (Int) -> Slice<Int>"]).differing.isEmpty)
   }
 }

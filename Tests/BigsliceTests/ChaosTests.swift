@@ -1,0 +1,191 @@
+import Bigmachine
+import BigsliceTestFuncs
+import Dispatch
+import Foundation
+import Synchronization
+import Testing
+import Workloads
+
+@testable import Bigslice
+
+/// Jobs on three worker processes that lose one of them (SIGKILL) mid-job: each answer must
+/// still equal the naive reference, with no row lost or duplicated.
+@Suite(.serialized) struct ChaosTests {
+  static let rows = 10_000_000
+  static let keys = 100_000
+  static let cogroupRows = 1_000_000
+  static let cogroupKeys = 100_000
+  static let shards = 12
+
+  /// The sum of the values of each key of the W1-shaped table, nil for a key with no row.
+  static let reduceReference: [Int?] = {
+    var sums = [Int?](repeating: nil, count: keys)
+    for i in 0..<rows {
+      let (key, value) = Workloads.row(i, keys: keys, seed: 0)
+      sums[key] = (sums[key] ?? 0) + value
+    }
+    return sums
+  }()
+
+  /// Per key: rows and value sums of each side of the cogroup.
+  static let cogroupReference: [[Int]] = {
+    var out = [[Int]](repeating: [0, 0, 0, 0], count: cogroupKeys)
+    for i in 0..<cogroupRows {
+      let (ka, va) = Workloads.row(i, keys: cogroupKeys, seed: 0)
+      out[ka][0] += 1
+      out[ka][1] += va
+      let (kb, vb) = Workloads.row(i, keys: cogroupKeys, seed: 1 << 50)
+      out[kb][2] += 1
+      out[kb][3] += vb
+    }
+    return out
+  }()
+
+  /// A fresh session of three worker processes, two procs each.
+  func processes() throws -> Session {
+    TestFuncs.register()
+    let system = LocalSystem(executable: try testWorkerBinary(), maxprocs: 2)
+    return Session(executor: .machines(system: .system(system), count: 3, procs: 2))
+  }
+
+  /// A file name no worker has made yet: the chaos funcs kill the first worker to make it.
+  func marker() -> String {
+    FileManager.default.temporaryDirectory.appendingPathComponent("bigslice-chaos-\(UUID().uuidString)").path
+  }
+
+  /// Reads every row of a reduce result, checking each key once, against the reference.
+  func checkReduce(_ rows: some Sequence<(Int, Int)>) {
+    var seen = [Bool](repeating: false, count: Self.keys)
+    var wrong = 0
+    var duplicated = 0
+    var count = 0
+    for (key, sum) in rows {
+      count += 1
+      if seen[key] { duplicated += 1 }
+      seen[key] = true
+      if Self.reduceReference[key] != sum { wrong += 1 }
+    }
+    let expected = Self.reduceReference.filter { $0 != nil }.count
+    #expect(
+      count == expected && duplicated == 0 && wrong == 0,
+      "\(count) rows of \(expected), \(duplicated) duplicated, \(wrong) wrong")
+  }
+
+  func checkCogroup(_ result: Result<Int, Int, Int, Int, Int>) {
+    var seen = [Bool](repeating: false, count: Self.cogroupKeys)
+    var wrong = 0
+    var duplicated = 0
+    var count = 0
+    for (key, na, sa, nb, sb) in result {
+      count += 1
+      if seen[key] { duplicated += 1 }
+      seen[key] = true
+      if Self.cogroupReference[key] != [na, sa, nb, sb] { wrong += 1 }
+    }
+    let expected = Self.cogroupReference.filter { $0[0] + $0[2] > 0 }.count
+    #expect(
+      count == expected && duplicated == 0 && wrong == 0,
+      "\(count) rows of \(expected), \(duplicated) duplicated, \(wrong) wrong")
+  }
+
+  @Test(arguments: [ChaosPoint.map, .reduce])
+  func aReduceSurvivesAWorkerKilled(in point: ChaosPoint) throws {
+    let session = try processes()
+    defer { session.shutdown() }
+    let marker = marker()
+    defer { try? FileManager.default.removeItem(atPath: marker) }
+    let result = try session.run(ChaosFuncs.reduce, Self.rows, Self.keys, Self.shards, point, marker)
+    #expect(FileManager.default.fileExists(atPath: marker), "no worker was killed")
+    checkReduce(result)
+    #expect(session.machines.count == 3, "the killed machine is replaced")
+  }
+
+  @Test(arguments: [ChaosPoint.map, .reduce])
+  func aCogroupSurvivesAWorkerKilled(in point: ChaosPoint) throws {
+    let session = try processes()
+    defer { session.shutdown() }
+    let marker = marker()
+    defer { try? FileManager.default.removeItem(atPath: marker) }
+    let result = try session.run(
+      ChaosFuncs.cogroup, Self.cogroupRows, Self.cogroupKeys, Self.shards, point, marker)
+    #expect(FileManager.default.fileExists(atPath: marker), "no worker was killed")
+    checkCogroup(result)
+  }
+
+  /// The machine holding the last shard of `result` (the shard read last).
+  func holderOfLastShard<each C>(_ result: Result<repeat each C>, in session: Session) throws -> Machine {
+    guard case .remote(let partition)? = result.tasks.last?.output?.first else {
+      throw BigsliceError.invalidArgument("the last shard is not stored on a machine")
+    }
+    let address = partition.output.worker.address
+    return try #require(session.machines.first { $0.address == address })
+  }
+
+  @Test func aReduceResultSurvivesItsMachineKilledWhileScanned() throws {
+    let session = try processes()
+    defer { session.shutdown() }
+    let result = try session.run(ChaosFuncs.reduce, Self.rows, Self.keys, Self.shards, ChaosPoint.none, "")
+    let jobs = session.jobs.count
+    let victim = try holderOfLastShard(result, in: session)
+    var iterator = result.makeIterator()
+    var rows: [(Int, Int)] = []
+    while let row = iterator.next() {
+      rows.append(row)
+      if rows.count == 10 { kill(victim.processID, SIGKILL) }
+    }
+    checkReduce(rows)
+    #expect(session.jobs.count > jobs, "the lost shards are computed again")
+  }
+
+  @Test func aCogroupResultSurvivesItsMachineKilledWhileScanned() throws {
+    let session = try processes()
+    defer { session.shutdown() }
+    let result = try session.run(
+      ChaosFuncs.cogroup, Self.cogroupRows, Self.cogroupKeys, Self.shards, ChaosPoint.none, "")
+    let jobs = session.jobs.count
+    let victim = try holderOfLastShard(result, in: session)
+    kill(victim.processID, SIGKILL)
+    checkCogroup(result)
+    #expect(session.jobs.count > jobs, "the lost shards are computed again")
+  }
+
+  /// A damaged partition in a worker's store fails its block checksum when read; the task
+  /// that produced it is computed again, and the scan goes on.
+  @Test func aCorruptStoredPartitionIsDetectedAndComputedAgain() async throws {
+    let session = try processes()
+    defer { session.shutdown() }
+    let result = try await session.run(ChaosFuncs.reduce, Self.rows, Self.keys, Self.shards, ChaosPoint.none, "")
+    let jobs = session.jobs.count
+    let holder = try holderOfLastShard(result, in: session)
+    let store = try await holder.call("Bigslice.storePath", true, returning: String.self)
+    let files = try FileManager.default.contentsOfDirectory(atPath: store)
+    #expect(!files.isEmpty, "no files in \(store)")
+    for name in files {
+      // Flip a byte in the middle of each stored partition: inside a compressed block.
+      let handle = try #require(FileHandle(forUpdatingAtPath: store + "/" + name))
+      let size = try handle.seekToEnd()
+      try handle.seek(toOffset: size / 2)
+      let byte = try #require(try handle.read(upToCount: 1)?.first)
+      try handle.seek(toOffset: size / 2)
+      try handle.write(contentsOf: [byte ^ 0x5a])
+      try handle.close()
+    }
+    checkReduce(result)
+    #expect(session.jobs.count > jobs, "the damaged shards are computed again")
+    #expect(holder.state == .running, "a damaged file is not the machine's death")
+  }
+
+  /// A task whose every run kills its machine fails after five tries, naming the operation.
+  @Test func aTaskThatKeepsLosingItsMachineFailsAfterFiveTries() throws {
+    TestFuncs.register()
+    let system = LocalSystem(executable: try testWorkerBinary(), maxprocs: 1)
+    let session = Session(executor: .machines(system: .system(system), count: 1, procs: 1))
+    defer { session.shutdown() }
+    do {
+      _ = try session.run(ChaosFuncs.suicide, 1)
+      Issue.record("the job finished")
+    } catch {
+      #expect("\(error)".contains("too many tries (5 in a row"), "\(error)")
+    }
+  }
+}
