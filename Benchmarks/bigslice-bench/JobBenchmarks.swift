@@ -40,20 +40,55 @@ struct JobBenchmarks {
     try compare("W4 group-by-sum, 2 GiB memory limit", "W4", rows: n, seconds: seconds, checksum: checksum)
   }
 
+  /// W1 and W3 on `count` local worker processes (2 procs in all, as in-process), each next
+  /// to the in-process executor measured in the same invocation. The machines start, and
+  /// compile a first job, before anything is timed.
+  func onMachines(_ count: Int) throws {
+    let procs = max(1, 2 / count)
+    report.header("Jobs on \(count) local worker processes of \(procs) procs against in-process, median of \(repeats)")
+    let cluster = Session(executor: .machines(system: .local, count: count, procs: procs))
+    defer { cluster.shutdown() }
+    _ = try timeW1(cluster, Workloads.w1, rows: 1000)
+    for workload in ["W1", "W3"] where only.isEmpty || only.contains(workload) {
+      let n = rows ?? (workload == "W1" ? 100_000_000 : 20_000_000)
+      let time = { (s: Session) in
+        workload == "W1" ? try timeW1(s, Workloads.w1, rows: n) : try timeW3(s, rows: n)
+      }
+      let (inProcess, expected) = try time(session)
+      let (seconds, checksum) = try time(cluster)
+      let agree = checksum == expected ? "checksums agree" : "CHECKSUM MISMATCH: \(checksum), in-process \(expected)"
+      report.emit(
+        Measurement(
+          bench: "\(workload) on \(count) machines", rows: workload == "W1" ? n : 2 * n, seconds: seconds,
+          baseline: "in-process", baselineSeconds: inProcess,
+          notes: "\(agree); \(fmt(seconds / inProcess, 2))× the in-process time"))
+    }
+  }
+
   func w1() throws {
     let n = rows ?? 100_000_000
     for (label, f) in [
       ("W1 group-by-sum, reduce(.sum)", Workloads.w1), ("W1 group-by-sum, reduce(&+)", Workloads.w1Closure),
     ] {
-      var checksum = ""
-      let seconds = try median(repeats) {
-        let result = try session.run(f, n, 1_000_000, shards)
-        var sum: UInt64 = 0
-        for (key, value) in result { sum &+= UInt64(bitPattern: Int64(key)) &* UInt64(bitPattern: Int64(value)) }
-        checksum = "groups=\(result.count) keysum=\(sum)"
-      }
+      let (seconds, checksum) = try timeW1(session, f, rows: n)
       try compare(label, "W1", rows: n, seconds: seconds, checksum: checksum)
     }
+  }
+
+  /// The median time of W1 (by `f`) on `session`, and its checksum.
+  func timeW1(_ session: Session, _ f: Func<Int, Int>, rows n: Int) throws -> (Double, String) {
+    var checksum = ""
+    let seconds = try median(repeats) {
+      let result = try session.run(f, n, min(n, 1_000_000), shards)
+      var sum: UInt64 = 0
+      var groups = 0
+      for (key, value) in result {
+        sum &+= UInt64(bitPattern: Int64(key)) &* UInt64(bitPattern: Int64(value))
+        groups += 1
+      }
+      checksum = "groups=\(groups) keysum=\(sum)"
+    }
+    return (seconds, checksum)
   }
 
   func w2() throws {
@@ -110,14 +145,20 @@ struct JobBenchmarks {
 
   func w3() throws {
     let n = rows ?? 20_000_000
+    let (seconds, checksum) = try timeW3(session, rows: n)
+    try compare("W3 join by cogroup", "W3", rows: 2 * n, seconds: seconds, checksum: checksum, peerRows: n)
+  }
+
+  /// The median time of W3 on `session`, and its checksum.
+  func timeW3(_ session: Session, rows n: Int) throws -> (Double, String) {
     var checksum = ""
     let seconds = try median(repeats) {
-      let result = try session.run(Workloads.w3, n, 5_000_000, shards)
+      let result = try session.run(Workloads.w3, n, n / 4, shards)
       var count = 0
       for (_, a, b) in result { count += a.count * b.count }
       checksum = "count=\(count)"
     }
-    try compare("W3 join by cogroup", "W3", rows: 2 * n, seconds: seconds, checksum: checksum, peerRows: n)
+    return (seconds, checksum)
   }
 
   /// Reports our time next to each peer's, run now, on the same data.

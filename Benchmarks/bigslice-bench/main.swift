@@ -1,23 +1,30 @@
 import Bigmachine
+import Bigslice
+import Workloads
 
 #if canImport(Glibc)
   import Glibc
 #endif
 
-// First thing: the rpc benchmark's local machines re-run this binary, and in them this call
-// serves forever. In the driver it only sets up (machines start when `rpc` asks).
-let bigmachine = try await Bigmachine.start(system: LocalSystem(), services: [BenchService.self])
+// First thing: the rpc benchmark's and the jobs' local machines re-run this binary, and in
+// them this call serves forever (either kind of machine). In the driver it only sets up
+// (machines start when `rpc` or `jobs --machines` asks).
+Workloads.register()
+let bigmachine = try await Bigmachine.start(
+  system: LocalSystem(), services: [BenchService.self] + Session.machineServices)
 
 let usage = """
   usage: bigslice-bench kernels [--rows N] [--repeat R] [--only hash,radix,combiner,blocks] [--json]
-         bigslice-bench jobs [--rows N] [--repeat R] [--only W1,W3] [--peers] [--json]
+         bigslice-bench jobs [--rows N] [--repeat R] [--only W1,W3] [--peers] [--machines M] [--json]
          bigslice-bench rpc [--rows N] [--bytes B] [--repeat R] [--json]
 
     kernels   the C kernels through their Swift wrappers (hash, radix sort, combiner, blocks),
               each next to a baseline measured in the same run, on one core.
     jobs      the workloads of BENCHMARKS.md through the slice engine on 2 procs; with
               --peers, DuckDB and Polars run the same data in the same invocation
-              (pip install -r Benchmarks/peers/requirements.txt) and checksums are compared.
+              (pip install -r Benchmarks/peers/requirements.txt) and checksums are compared;
+              with --machines M, W1 and W3 run on M local worker processes (2 procs in
+              all) next to the in-process executor, measured in the same invocation.
     rpc       Bigmachine between this driver and local worker processes: small-call round trips
               (1 and 64 in flight) and streams each way, each next to raw loopback TCP
               between two threads measured in the same run.
@@ -38,6 +45,7 @@ var json = false
 var only: Set<String> = []
 var command: String? = nil
 var bytes = 1 << 30
+var machines: Int? = nil
 while !args.isEmpty {
   let arg = args.removeFirst()
   switch arg {
@@ -46,6 +54,7 @@ while !args.isEmpty {
   case "--bytes": bytes = Int(args.isEmpty ? "" : args.removeFirst()) ?? -1
   case "--repeat": repeats = Int(args.isEmpty ? "" : args.removeFirst()) ?? -1
   case "--json": json = true
+  case "--machines": machines = Int(args.isEmpty ? "" : args.removeFirst()) ?? -1
   case "--only": only = Set((args.isEmpty ? "" : args.removeFirst()).split(separator: ",").map(String.init))
   case "-h", "--help":
     print(usage)
@@ -59,8 +68,8 @@ while !args.isEmpty {
     }
   }
 }
-guard (rows ?? 1) > 0, repeats > 0, bytes > 0 else {
-  FileHandleStderr.write("bigslice-bench: --rows and --repeat take positive whole numbers\n")
+guard (rows ?? 1) > 0, repeats > 0, bytes > 0, (machines ?? 1) > 0 else {
+  FileHandleStderr.write("bigslice-bench: --rows, --repeat, --bytes and --machines take positive whole numbers\n")
   exit(2)
 }
 
@@ -73,7 +82,12 @@ do {
       calls: rows ?? 20_000, bytes: bytes, repeats: repeats, report: Reporter(json: json), bigmachine: bigmachine
     ).run()
   case "jobs":
-    try JobBenchmarks(rows: rows, repeats: repeats, report: Reporter(json: json), peers: peers, only: only).run()
+    let jobs = JobBenchmarks(rows: rows, repeats: repeats, report: Reporter(json: json), peers: peers, only: only)
+    if let machines {
+      try jobs.onMachines(machines)
+    } else {
+      try jobs.run()
+    }
   default:
     FileHandleStderr.write(usage + "\n")
     exit(2)

@@ -114,6 +114,11 @@ public final class Session: @unchecked Sendable {
     }
   }
 
+  /// The Bigmachine services a session installs on its machines. A program whose own
+  /// `Bigmachine.start` comes first (it serves other services too) lists these beside its
+  /// own, so that its worker processes can serve a session as well.
+  public static var machineServices: [any Service.Type] { [SliceWorker.self] }
+
   /// The session's machines that have not stopped (none on the local executor).
   public var machines: [Machine] { remote?.machines ?? [] }
 

@@ -130,6 +130,7 @@ final class BoxedTypeOps<T: Codable & Hashable & Sendable>: AnyBoxedTypeOps {
   }
 
   func encode(_ column: Column) throws -> [UInt8] {
+    if let packed = T.self as? any PackedList.Type { return Self.pack(packed, values(column)) }
     do {
       return Array(try JSONEncoder().encode(Array(values(column))))
     } catch {
@@ -141,6 +142,8 @@ final class BoxedTypeOps<T: Codable & Hashable & Sendable>: AnyBoxedTypeOps {
     let decoded: [T]
     if bytes.isEmpty {
       decoded = []
+    } else if bytes[0] == PackedListCoding.marker, let packed = T.self as? any PackedList.Type {
+      decoded = try Self.unpack(packed, bytes)
     } else {
       do {
         decoded = try JSONDecoder().decode([T].self, from: Data(bytes))
@@ -149,6 +152,14 @@ final class BoxedTypeOps<T: Codable & Hashable & Sendable>: AnyBoxedTypeOps {
       }
     }
     return Column(type: .boxed(name), count: decoded.count, offset: 0, storage: .boxed(BoxedStorage(decoded)))
+  }
+
+  private static func pack<P: PackedList>(_: P.Type, _ values: ArraySlice<T>) -> [UInt8] {
+    P.pack(unsafeBitCast(values, to: ArraySlice<P>.self))  // P is T
+  }
+
+  private static func unpack<P: PackedList>(_: P.Type, _ bytes: [UInt8]) throws -> [T] {
+    unsafeBitCast(try bytes.withUnsafeBytes { try P.unpack($0) }, to: [T].self)  // P is T
   }
 
   func gather(_ column: Column, _ perm: UnsafeBufferPointer<UInt32>) -> Column {
@@ -163,6 +174,62 @@ final class BoxedTypeOps<T: Codable & Hashable & Sendable>: AnyBoxedTypeOps {
     out.reserveCapacity(columns.reduce(0) { $0 + $1.count })
     for c in columns { out.append(contentsOf: values(c)) }
     return Column(type: .boxed(name), count: out.count, offset: 0, storage: .boxed(BoxedStorage(out)))
+  }
+}
+
+/// Lists of scalars (`[Int]`, `[Double]`, …: the columns a cogroup makes). A boxed column of
+/// them is coded as packed binary, not as JSON, which costs a dynamic cast and an allocation
+/// per element: a zero byte (a JSON column starts with `[`), the row count, each list's
+/// length, then every list's values, native little-endian.
+protocol PackedList {
+  static func pack(_ values: ArraySlice<Self>) -> [UInt8]
+  /// - Throws: `FrameError.corrupt` when a count or length is out of bounds.
+  static func unpack(_ bytes: UnsafeRawBufferPointer) throws -> [Self]
+}
+
+enum PackedListCoding {
+  static let marker: UInt8 = 0
+}
+
+extension Array: PackedList where Element: ScalarValue {
+  static func pack(_ values: ArraySlice<[Element]>) -> [UInt8] {
+    let total = values.reduce(0) { $0 + $1.count }
+    let out = ByteWriter(capacity: 9 + values.count * 8 + total * MemoryLayout<Element>.stride)
+    out.append(PackedListCoding.marker)
+    out.append(UInt64(values.count))
+    for list in values { out.append(UInt64(list.count)) }
+    for list in values { list.withUnsafeBytes { out.append($0) } }
+    return [UInt8](out.bytes)
+  }
+
+  static func unpack(_ bytes: UnsafeRawBufferPointer) throws -> [[Element]] {
+    let stride = MemoryLayout<Element>.stride
+    var reader = ByteReader(bytes)
+    _ = try reader.read(UInt8.self, "packed list marker")
+    let n = try reader.readCount("packed list rows", limit: reader.remaining / 8)
+    var lengths: [Int] = []
+    lengths.reserveCapacity(n)
+    var total = 0
+    for row in 0..<n {
+      let length = try reader.readCount("packed list \(row) length", limit: reader.remaining / stride)
+      total += length
+      guard total <= reader.remaining / stride else {
+        throw FrameError.corrupt("packed lists: \(total) values by row \(row), more than the bytes hold")
+      }
+      lengths.append(length)
+    }
+    guard total * stride == reader.remaining else {
+      throw FrameError.corrupt("packed lists: \(total) values of \(stride) bytes, but \(reader.remaining) bytes")
+    }
+    var at = try reader.take(total * stride, "packed list values").baseAddress
+    return lengths.map { length in
+      let list = [Element](unsafeUninitializedCapacity: length) { buffer, initialized in
+        if length > 0 { UnsafeMutableRawPointer(buffer.baseAddress!).copyMemory(from: at!, byteCount: length * stride) }
+        initialized = length
+      }
+      at = at.map { $0 + length * stride }
+      return list
+    }
   }
 }
 

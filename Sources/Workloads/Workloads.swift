@@ -4,6 +4,10 @@ import Frame
 /// The workloads of BENCHMARKS.md as bigslice funcs. Data is generated inside the job, by
 /// `readerFunc`, so our times include generation; the peers' query times do not.
 public enum Workloads {
+  /// Registers every workload func (and the word count's): a program that runs them on
+  /// machines calls this before its first session, in the driver and the workers alike.
+  public static func register() { _ = [w1, w1Closure, w2, w3, w4, WordCount.job] as [AnyObject] }
+
   /// Rows `[shard * rows / shards, (shard + 1) * rows / shards)` of the (key, value) table
   /// with `seed` and `keys` distinct keys.
   public static func table(rows: Int, keys: Int, seed: UInt64, shards: Int) -> Slice<Int, Int> {

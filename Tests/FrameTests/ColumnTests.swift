@@ -59,6 +59,40 @@ struct Point: Codable, Hashable, Sendable {
     #expect(sliced.gather(small).anyRows == small.map { frame.anyRows[50 + Int($0)] })
   }
 
+  /// Lists of scalars are coded packed, not as JSON: they round-trip, slices included, and
+  /// every damaged count or length is an error, never a crash.
+  @Test func listsOfScalarsRoundTripPackedAndRejectDamage() throws {
+    var rng = SplitMix64(seed: 9)
+    let ints = (0..<500).map { _ in
+      (0..<Int.random(in: 0...6, using: &rng)).map { _ in Int.random(in: -9...9, using: &rng) }
+    }
+    let doubles = ints.map { $0.map { Double($0) / 4 } }
+    let column = Column(boxed: ints).slice(3..<420)
+    for c in [column, Column(boxed: doubles), Column(boxed: [[Int]]())] {
+      let out = ByteWriter()
+      try c.encode(into: out, transform: .none)
+      var reader = ByteReader(out.bytes)
+      let back = try Column.decode(c.type, count: c.count, from: &reader)
+      #expect((0..<c.count).map { back.anyValue(at: $0) } == (0..<c.count).map { c.anyValue(at: $0) })
+      #expect(reader.remaining == 0)
+    }
+    let out = ByteWriter()
+    try Column(boxed: ints).encode(into: out, transform: .none)
+    let good = Array(out.bytes)
+    #expect(good[8] == 0, "packed, not JSON")
+    // Damage each header byte in turn (length prefix, marker, row count, the first lengths),
+    // then the last: every one decodes to an error or to a column with the right row count.
+    for at in Array(0..<48) + [good.count - 1] {
+      var bad = good
+      bad[at] ^= 0xff
+      let decoded = bad.withUnsafeBytes { raw -> Column? in
+        var reader = ByteReader(raw)
+        return try? Column.decode(Column(boxed: ints).type, count: ints.count, from: &reader)
+      }
+      if let decoded { #expect(decoded.count == ints.count) }
+    }
+  }
+
   @Test func interleavePicksRowsAcrossFrames() throws {
     let a = try Frame([Column([Int64(1), 2, 3]), Column(strings: ["a", "b", "c"])])
     let b = try Frame([Column([Int64(10), 20]), Column(strings: ["x", "yy"])])
