@@ -30,13 +30,23 @@ public final class Bigmachine: Sendable {
     public var log: BigmachineLog
     /// The cluster secret; nil makes a fresh random one (the usual case).
     public var secret: ClusterSecret?
+    /// A hosts worker: the interface it listens on for its peers (default every one).
+    public var peerListenHost: String
+    /// A hosts worker: the host its peers dial; nil for the address it reaches the driver
+    /// from (right when workers and driver share a network).
+    public var peerAdvertiseHost: String?
 
-    /// Defaults: no application fingerprint, log to standard error, a random secret.
-    public init(applicationFingerprint: String = "", log: BigmachineLog = .standardError, secret: ClusterSecret? = nil)
-    {
+    /// Defaults: no application fingerprint, log to standard error, a random secret; a hosts
+    /// worker listens for peers on every interface.
+    public init(
+      applicationFingerprint: String = "", log: BigmachineLog = .standardError, secret: ClusterSecret? = nil,
+      peerListenHost: String = "0.0.0.0", peerAdvertiseHost: String? = nil
+    ) {
       self.applicationFingerprint = applicationFingerprint
       self.log = log
       self.secret = secret
+      self.peerListenHost = peerListenHost
+      self.peerAdvertiseHost = peerAdvertiseHost
     }
   }
 
@@ -47,6 +57,7 @@ public final class Bigmachine: Sendable {
   let driver: DriverContext
   private let provider: any MachineProvider
   private let all = NIOLockedValueBox<[Machine]>([])
+  private let shuttingDown = NIOLockedValueBox(false)
 
   /// Whether this process is a worker a system started (``start(system:services:options:)``
   /// serves instead of returning).
@@ -95,9 +106,25 @@ public final class Bigmachine: Sendable {
     let keepalive = system.keepalive
     for m in machines {
       // Not on the cooperative pool: a driver may block pool threads waiting for machines.
-      Task(executorPreference: ThreadPoolTaskExecutor.shared) { await m.boot(services: specs, keepalive: keepalive) }
+      Task(executorPreference: ThreadPoolTaskExecutor.shared) { [self] in
+        await m.boot(services: specs, keepalive: keepalive)
+        guard await m.wait(for: .stopped) == .stopped else { return }
+        await peerLost(m)
+      }
     }
     return machines
+  }
+
+  /// Tells the other running machines that `machine` stopped (unless the cluster is shutting
+  /// down): their calls to it then fail at once, not when TCP gives up on a dead host.
+  private func peerLost(_ machine: Machine) async {
+    guard !shuttingDown.withLockedValue({ $0 }) else { return }
+    let others = machines.filter { $0 !== machine && $0.state == .running }
+    await withTaskGroup(of: Void.self) { group in
+      for other in others {
+        group.addTask { _ = try? await other.call("Supervisor.peerLost", machine.address, returning: Bool.self) }
+      }
+    }
   }
 
   /// The machines started so far that have not stopped.
@@ -106,6 +133,7 @@ public final class Bigmachine: Sendable {
   /// Shuts every machine down in parallel (each waits for its worker's last output), then
   /// releases the system.
   public func shutdown() async {
+    shuttingDown.withLockedValue { $0 = true }
     let machines = all.withLockedValue { $0 }
     await withTaskGroup(of: Void.self) { group in
       for m in machines { group.addTask { await m.shutdown() } }

@@ -123,9 +123,18 @@ public final class HostsSystem: MachineProvider, @unchecked Sendable {
     var launches: [MachineLaunch] = []
     for _ in 0..<count {
       let connection = try await next()
+      // The machine is named by where its peers reach it: its listener, not the ephemeral
+      // port it dialed from.
+      var address = connection.peer
+      if let (reply, _) = try? await connection.call(
+        method: "Supervisor.info", argument: try Payload.encode(true, allocator: ByteBufferAllocator()), input: nil),
+        let info = try? Payload.decode(MachineDescription.self, from: reply), let peer = info.peerAddress
+      {
+        address = peer
+      }
       launches.append(
         MachineLaunch(
-          address: connection.peer, connect: { connection },
+          address: address, connect: { connection },
           kill: { connection.close(.network(address: connection.peer, reason: "machine stopped")) },
           finished: { limit in
             // The worker closes its end as it exits.

@@ -52,7 +52,10 @@ public final class InProcessSystem: MachineProvider, @unchecked Sendable {
     for _ in 0..<count {
       let holder = NIOLockedValueBox<Server?>(nil)
       let runtime = WorkerRuntime(
-        types: driver.types, maxprocs: maxprocs, initialLease: keepalive.lease.timeAmount * 2 + .seconds(10),
+        // An in-process machine cannot outlive its driver (it is the same process), so its
+        // first lease only has to outlast a driver whose tasks are starved (a cooperative
+        // pool held by synchronous work) between the launch and the first renewal.
+        types: driver.types, maxprocs: maxprocs, initialLease: keepalive.lease.timeAmount * 2 + .seconds(600),
         log: driver.log, terminate: { _, _ in holder.withLockedValue { $0 }?.kill() })
       let server = Server(runtime: runtime)
       holder.withLockedValue { $0 = server }

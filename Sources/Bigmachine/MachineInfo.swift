@@ -62,6 +62,9 @@ public struct LoadInfo: Codable, Sendable, Equatable {
 struct MachineDescription: Codable, Sendable {
   var pid: Int32
   var maxprocs: Int
+  /// Where the worker listens for its peers (`host:port`), when that is not the address the
+  /// driver reached it by: a hosts worker dialed the driver from an ephemeral port.
+  var peerAddress: String? = nil
 }
 
 /// The processors this process may use (NIO's count: affinity and cgroup limits included).

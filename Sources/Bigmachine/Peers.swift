@@ -11,6 +11,8 @@ import NIOCore
 public final class Peers: Sendable {
   private let config: NIOLockedValueBox<PeerConfig?>
   private let connections = NIOLockedValueBox<[String: Connection]>([:])
+  /// Peers the driver declared stopped: calls to them fail at once.
+  private let lost = NIOLockedValueBox<Set<String>>([])
 
   init() { config = NIOLockedValueBox(nil) }
 
@@ -57,7 +59,19 @@ public final class Peers: Sendable {
     for c in all { c.close(.network(address: c.peer, reason: "peer connections closed")) }
   }
 
+  /// Forgets the peer at `address`, which the driver declared stopped: its connection is
+  /// closed, so calls waiting on it fail now rather than when TCP gives up on a dead host,
+  /// and later calls to it fail at once.
+  func drop(_ address: String) {
+    lost.withLockedValue { _ = $0.insert(address) }
+    let dropped = connections.withLockedValue { $0.removeValue(forKey: address) }
+    dropped?.close(.network(address: address, reason: "the driver declared the peer stopped"))
+  }
+
   private func connection(to address: String) async throws -> Connection {
+    if lost.withLockedValue({ $0.contains(address) }) {
+      throw BigmachineError.network(address: address, reason: "the driver declared the peer stopped")
+    }
     if let c = connections.withLockedValue({ $0[address] }), c.closedError == nil { return c }
     guard let config = config.withLockedValue({ $0 }) else {
       throw BigmachineError.fatal(address: address, kind: .configuration, message: "this process is not a worker")

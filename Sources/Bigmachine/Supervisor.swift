@@ -14,6 +14,8 @@ final class WorkerRuntime: @unchecked Sendable {
   let log: BigmachineLog
   /// This worker's connections to the other workers.
   let peers = Peers()
+  /// Where this worker listens for its peers, if not at the address its driver knows.
+  let peerAddress = NIOLockedValueBox<String?>(nil)
   private(set) var lease: Lease!
   private let shutdownFlag = NIOLockedValueBox(false)
   /// Whether the driver asked this worker to shut down.
@@ -64,6 +66,7 @@ final class WorkerRuntime: @unchecked Sendable {
     let maxprocs = self.maxprocs
     let shutdownFlag = self.shutdownFlag
     let peers = self.peers
+    let peerAddress = self.peerAddress
     methods.add([
       "Supervisor.register": unaryHandler { (specs: [ServiceSpec], _) -> Bool in
         var installed: [(any Service, [String: MethodHandler])] = []
@@ -83,7 +86,13 @@ final class WorkerRuntime: @unchecked Sendable {
         for (_, handlers) in installed { methods.add(handlers) }
         return true
       },
-      "Supervisor.info": unaryHandler { (_: Bool, _) in MachineDescription(pid: getpid(), maxprocs: maxprocs) },
+      "Supervisor.info": unaryHandler { (_: Bool, _) in
+        MachineDescription(pid: getpid(), maxprocs: maxprocs, peerAddress: peerAddress.withLockedValue { $0 })
+      },
+      "Supervisor.peerLost": unaryHandler { (address: String, _) in
+        peers.drop(address)
+        return true
+      },
       "Supervisor.memoryInfo": unaryHandler { (_: Bool, _) in MemoryInfo.current() },
       "Supervisor.diskInfo": unaryHandler { (_: Bool, _) in DiskInfo.current() },
       "Supervisor.loadInfo": unaryHandler { (_: Bool, _) in LoadInfo.current() },

@@ -114,6 +114,15 @@ extension Bigmachine {
       terminate: { status, _ in exitWorkerProcess(status) })
     let config = runtime.peerConfig(
       secret: secret, binaryFingerprint: fingerprint, applicationFingerprint: options.applicationFingerprint)
+    // Peers stream bulk data from each other directly: listen for them, on every interface,
+    // and tell the driver where (the address this host reaches the driver from).
+    let listener = try await listen(host: options.peerListenHost, port: 0, config: config) { _ in }
+    let advertised = options.peerAdvertiseHost ?? localAddress(toward: host, port: port)
+    if let advertised, let peerPort = listener.localAddress?.port {
+      runtime.peerAddress.withLockedValue { $0 = joinHostPort(advertised, peerPort) }
+    } else {
+      options.log("cannot tell which address peers reach this worker at: bulk reads from it will fail")
+    }
     let connection = try await dial(host: host, port: port, config: config, label: driver)
     connection.onClose { error in
       if runtime.shutdownRequested { exitWorkerProcess(0) }
@@ -122,4 +131,50 @@ extension Bigmachine {
     }
     while true { try? await Task.sleep(for: .seconds(3600)) }
   }
+}
+
+/// `host:port`, bracketing an IPv6 host.
+func joinHostPort(_ host: String, _ port: Int) -> String {
+  host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+}
+
+/// The local address this host sends from toward `host:port` (the route's source address),
+/// found by connecting a UDP socket, which sends nothing. Nil if the host does not resolve or
+/// has no route.
+func localAddress(toward host: String, port: Int) -> String? {
+  var hints = addrinfo()
+  hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
+  var list: UnsafeMutablePointer<addrinfo>?
+  guard getaddrinfo(host, String(port), &hints, &list) == 0, let first = list else { return nil }
+  defer { freeaddrinfo(list) }
+  var entry: UnsafeMutablePointer<addrinfo>? = first
+  while let info = entry {
+    defer { entry = info.pointee.ai_next }
+    let fd = socket(info.pointee.ai_family, Int32(SOCK_DGRAM.rawValue), 0)
+    guard fd >= 0 else { continue }
+    defer { close(fd) }
+    guard connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else { continue }
+    var storage = sockaddr_storage()
+    var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+    let named = withUnsafeMutablePointer(to: &storage) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    guard named == 0 else { continue }
+    var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+    let family = Int32(storage.ss_family)
+    let ok = withUnsafePointer(to: &storage) { raw -> Bool in
+      if family == AF_INET {
+        return raw.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+          var a = sin.pointee.sin_addr
+          return inet_ntop(AF_INET, &a, &text, socklen_t(text.count)) != nil
+        }
+      }
+      return raw.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin in
+        var a = sin.pointee.sin6_addr
+        return inet_ntop(AF_INET6, &a, &text, socklen_t(text.count)) != nil
+      }
+    }
+    if ok { return String(cString: text) }
+  }
+  return nil
 }

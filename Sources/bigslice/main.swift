@@ -1,18 +1,19 @@
 import ArgumentParser
 
-/// The `bigslice` tool: demo jobs and trace summaries.
+/// The `bigslice` tool: demo jobs, the hosts system's workers, and trace summaries.
 struct BigsliceCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "bigslice",
-    abstract: "Runs bigslice demo jobs and summarises their traces.",
+    abstract: "Runs bigslice demo jobs, joins a driver as a worker, and summarises traces.",
     discussion: """
       Examples:
         bigslice demo wordcount --words 1000000
         bigslice demo shuffle --rows 30000000 --keys 3000000 --memory-limit 200000000
         bigslice demo wordcount --trace /tmp/wc.json
         bigslice trace summarize /tmp/wc.json
+        BIGMACHINE_SECRET_FILE=/shared/secret bigslice worker --join driver.example:7070
       """,
-    subcommands: [Demo.self, TraceCommand.self]
+    subcommands: [Demo.self, WorkerCommand.self, TraceCommand.self]
   )
 }
 

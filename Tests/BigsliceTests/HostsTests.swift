@@ -1,0 +1,200 @@
+import Bigmachine
+import Bigslice
+import Foundation
+import Testing
+import Workloads
+
+/// Two network namespaces, each joined to this (the driver's) namespace by a veth pair and
+/// routed through it, with a `bigslice worker --join` in each: the hosts system across a
+/// real network. Made with `ip` (iproute2) as root; without them the tests are skipped with
+/// the reason printed.
+final class Namespaces {
+  let names: [String]
+  let hostLinks: [String]
+  private let savedForwarding: String?
+  private var workers: [Process] = []
+
+  /// The address of namespace `i`'s end, and of the driver's end of its link.
+  func workerAddress(_ i: Int) -> String { "10.78.\(i).2" }
+  func driverAddress(_ i: Int) -> String { "10.78.\(i).1" }
+
+  /// Makes `count` namespaces, or returns why it cannot.
+  static func make(_ count: Int) -> Swift.Result<Namespaces, SkipReason> {
+    guard getuid() == 0 else { return .failure(SkipReason("not root: network namespaces need root")) }
+    guard
+      FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip")
+        || FileManager.default.isExecutableFile(atPath: "/sbin/ip")
+    else { return .failure(SkipReason("no `ip` command (iproute2)")) }
+    let tag = String(getpid() % 100_000)
+    let spaces = Namespaces(
+      names: (0..<count).map { "bsn\(tag)-\($0)" }, hostLinks: (0..<count).map { "bsh\(tag)x\($0)" })
+    do {
+      for i in 0..<count {
+        let (ns, host, inner) = (spaces.names[i], spaces.hostLinks[i], "bsw\(tag)x\(i)")
+        try ip("netns", "add", ns)
+        try ip("link", "add", host, "type", "veth", "peer", "name", inner)
+        try ip("link", "set", inner, "netns", ns)
+        try ip("addr", "add", "\(spaces.driverAddress(i))/24", "dev", host)
+        try ip("link", "set", host, "up")
+        try ip("netns", "exec", ns, "ip", "addr", "add", "\(spaces.workerAddress(i))/24", "dev", inner)
+        try ip("netns", "exec", ns, "ip", "link", "set", inner, "up")
+        try ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        try ip("netns", "exec", ns, "ip", "route", "add", "default", "via", spaces.driverAddress(i))
+      }
+      // Workers read each other's outputs through the driver's namespace.
+      try "1".write(toFile: "/proc/sys/net/ipv4/ip_forward", atomically: false, encoding: .utf8)
+    } catch {
+      return .failure(SkipReason("cannot make network namespaces: \(error)"))
+    }
+    return .success(spaces)
+  }
+
+  private init(names: [String], hostLinks: [String]) {
+    self.names = names
+    self.hostLinks = hostLinks
+    savedForwarding = try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_forward", encoding: .utf8)
+  }
+
+  /// Starts `bigslice worker --join` in namespace `i`.
+  func startWorker(_ i: Int, binary: String, driverPort: Int, secretFile: String) throws {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+    p.arguments = [
+      "netns", "exec", names[i], binary, "worker", "--join", "\(driverAddress(i)):\(driverPort)",
+      "--secret-file", secretFile,
+    ]
+    try p.run()
+    workers.append(p)
+  }
+
+  /// Cuts namespace `i`'s link: its worker can reach no one, and no one it.
+  func cut(_ i: Int) throws { try Namespaces.ip("link", "set", hostLinks[i], "down") }
+
+  deinit {
+    for p in workers where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+    for p in workers { p.waitUntilExit() }
+    for (ns, host) in zip(names, hostLinks) {
+      try? Namespaces.ip("link", "del", host)
+      try? Namespaces.ip("netns", "del", ns)
+    }
+    if let savedForwarding {
+      try? savedForwarding.write(toFile: "/proc/sys/net/ipv4/ip_forward", atomically: false, encoding: .utf8)
+    }
+  }
+
+  @discardableResult
+  static func ip(_ args: String...) throws -> String {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+    p.arguments = args
+    let err = Pipe()
+    p.standardError = err
+    try p.run()
+    p.waitUntilExit()
+    let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    guard p.terminationStatus == 0 else {
+      throw SkipReason("ip \(args.joined(separator: " ")): \(message.trimmingCharacters(in: .whitespacesAndNewlines))")
+    }
+    return message
+  }
+}
+
+struct SkipReason: Error, CustomStringConvertible {
+  let description: String
+  init(_ d: String) { description = d }
+}
+
+@Suite(.serialized) struct HostsTests {
+  /// W1 and W3 (small) through the hosts system on two workers in their own network
+  /// namespaces, against references computed here; then W1 again with one namespace's
+  /// link cut mid-job.
+  @Test func jobsRunOnWorkersInOtherNetworkNamespaces() async throws {
+    let spaces: Namespaces
+    switch Namespaces.make(2) {
+    case .success(let s): spaces = s
+    case .failure(let reason):
+      print("skipped jobsRunOnWorkersInOtherNetworkNamespaces: \(reason)")
+      return
+    }
+    Workloads.register()
+    let secretFile = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "bigslice-hosts-\(UUID().uuidString)"
+    )
+    .path
+    let keepalive = KeepaliveConfig(
+      period: .milliseconds(300), timeout: .seconds(2), rpcTimeout: .seconds(1), lease: .seconds(5))
+    let hosts = HostsSystem(listen: "0.0.0.0:0", keepalive: keepalive, fingerprint: .any, secretFile: secretFile)
+    let session = Session(executor: .machines(system: .system(hosts), count: 2, procs: 1))
+    defer { session.shutdown() }
+    var port: Int?
+    for _ in 0..<500 where port == nil {
+      port = hosts.address.flatMap { Int($0.split(separator: ":").last ?? "") }
+      try await Task.sleep(for: .milliseconds(10))
+    }
+    let driverPort = try #require(port, "the driver never listened")
+    let binary = try bigsliceBinary()
+    for i in 0..<2 { try spaces.startWorker(i, binary: binary, driverPort: driverPort, secretFile: secretFile) }
+
+    // W1: sums by key.
+    let rows = 400_000
+    let keys = 5_000
+    var sums = [Int?](repeating: nil, count: keys)
+    for i in 0..<rows {
+      let (k, v) = Workloads.row(i, keys: keys, seed: 0)
+      sums[k] = (sums[k] ?? 0) + v
+    }
+    let w1 = try await session.run(Workloads.w1, rows, keys, 6)
+    var got = [Int?](repeating: nil, count: keys)
+    var duplicates = 0
+    for (k, v) in w1 {
+      if got[k] != nil { duplicates += 1 }
+      got[k] = v
+    }
+    #expect(got == sums && duplicates == 0)
+    let addresses = session.machines.map(\.address).sorted()
+    #expect(addresses.count == 2)
+    #expect(addresses.allSatisfy { $0.hasPrefix("10.78.") }, "machines are named by their peer addresses: \(addresses)")
+
+    // W3: per key, the rows on each side.
+    let w3Rows = 100_000
+    let w3Keys = 20_000
+    var counts = [[Int]](repeating: [0, 0], count: w3Keys)
+    for i in 0..<w3Rows {
+      counts[Workloads.row(i, keys: w3Keys, seed: 0).key][0] += 1
+      counts[Workloads.row(i, keys: w3Keys, seed: 1 << 50).key][1] += 1
+    }
+    var seen = 0
+    var wrong = 0
+    for (k, a, b) in try await session.run(Workloads.w3, w3Rows, w3Keys, 6) {
+      seen += 1
+      if counts[k] != [a.count, b.count] { wrong += 1 }
+    }
+    #expect(seen == counts.filter { $0 != [0, 0] }.count && wrong == 0)
+
+    // W1 again, larger, with namespace 1's link cut once map tasks have run: its machine is
+    // declared stopped (keepalive), what it held and ran is computed again on the other.
+    let big = 3_000_000
+    var bigSums = [Int?](repeating: nil, count: keys)
+    for i in 0..<big {
+      let (k, v) = Workloads.row(i, keys: keys, seed: 0)
+      bigSums[k] = (bigSums[k] ?? 0) + v
+    }
+    let jobs = session.jobs.count
+    async let cutJob = session.run(Workloads.w1, big, keys, 12)
+    var cut = false
+    for _ in 0..<3000 where !cut {
+      if session.jobs.count > jobs, let ops = session.jobs.last?.operations(), ops.contains(where: { $0.done >= 2 }) {
+        try spaces.cut(1)
+        cut = true
+      }
+      try await Task.sleep(for: .milliseconds(5))
+    }
+    let afterCut = try await cutJob
+    #expect(cut, "the job ended before the link was cut")
+    var bigGot = [Int?](repeating: nil, count: keys)
+    for (k, v) in afterCut { bigGot[k] = v }
+    #expect(bigGot == bigSums)
+    let left = session.machines.map(\.address)
+    #expect(left.count == 1 && left[0].hasPrefix(spaces.workerAddress(0) + ":"), "\(left)")
+  }
+}
