@@ -11,8 +11,10 @@ import NIOCore
 public final class Peers: Sendable {
   private let config: NIOLockedValueBox<PeerConfig?>
   private let connections = NIOLockedValueBox<[String: Connection]>([:])
-  /// Peers the driver declared stopped: calls to them fail at once.
-  private let lost = NIOLockedValueBox<Set<String>>([])
+  /// Peers the driver declared stopped, and when: calls to them fail at once for a while.
+  /// (Not for ever: a later worker on the same host may listen on the same port.)
+  private let lost = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
+  static let lostFor: Duration = .seconds(60)
 
   init() { config = NIOLockedValueBox(nil) }
 
@@ -63,13 +65,19 @@ public final class Peers: Sendable {
   /// closed, so calls waiting on it fail now rather than when TCP gives up on a dead host,
   /// and later calls to it fail at once.
   func drop(_ address: String) {
-    lost.withLockedValue { _ = $0.insert(address) }
+    lost.withLockedValue { $0[address] = .now }
     let dropped = connections.withLockedValue { $0.removeValue(forKey: address) }
     dropped?.close(.network(address: address, reason: "the driver declared the peer stopped"))
   }
 
   private func connection(to address: String) async throws -> Connection {
-    if lost.withLockedValue({ $0.contains(address) }) {
+    let declared = lost.withLockedValue { lost -> Bool in
+      guard let at = lost[address] else { return false }
+      if ContinuousClock.now - at < Peers.lostFor { return true }
+      lost[address] = nil
+      return false
+    }
+    if declared {
       throw BigmachineError.network(address: address, reason: "the driver declared the peer stopped")
     }
     if let c = connections.withLockedValue({ $0[address] }), c.closedError == nil { return c }

@@ -105,7 +105,10 @@ final class MachineExecutor: TaskDispatcher, @unchecked Sendable {
 
   /// Starts `n` machines; the caller counted them in `started` and `starting`.
   private func startMachines(_ n: Int) async throws {
-    guard let b = state.withLock({ $0.bigmachine }) else { return }
+    guard let b = state.withLock({ $0.bigmachine }) else {
+      state.withLock { $0.starting -= n }
+      return
+    }
     do {
       let machines = try await b.start(count: n, services: [service])
       let handles = machines.map { WorkerHandle(machine: $0) }
