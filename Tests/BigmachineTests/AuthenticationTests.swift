@@ -14,9 +14,14 @@ import Testing
 func serverCloses(port: Int, after bytes: [UInt8], within seconds: Int64 = 5) async throws -> Bool {
   let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
     .connect(host: "127.0.0.1", port: port).get()
-  try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
   let closed = channel.eventLoop.makePromise(of: Bool.self)
   channel.closeFuture.whenComplete { _ in closed.succeed(true) }
+  do {
+    try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
+  } catch ChannelError.ioOnClosedChannel {
+    // The server closed first: this task was starved past the handshake timeout (sync
+    // tests of other suites can hold the cooperative threads for minutes).
+  }
   channel.eventLoop.scheduleTask(in: .seconds(seconds)) { closed.succeed(false) }
   let result = try await closed.futureResult.get()
   try? await channel.close()
