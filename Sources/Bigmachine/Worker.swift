@@ -29,12 +29,7 @@ enum WorkerEnvironment {
   /// environment is unusable.
   static func run(types: ServiceTypes, options: Bigmachine.Options) async throws -> Never {
     do {
-      let secret: ClusterSecret
-      if let hex = value(Self.secret) {
-        secret = try ClusterSecret(hex: hex)
-      } else if let file = value(secretFile) {
-        secret = try ClusterSecret.read(fromFile: file)
-      } else {
+      guard let secret = try ClusterSecret.fromEnvironment() else {
         throw BigmachineError.fatal(
           address: "", kind: .configuration, message: "a worker needs \(Self.secret) or \(secretFile)")
       }
@@ -82,6 +77,19 @@ enum WorkerEnvironment {
         exitWorkerProcess(1)
       }
     }
+  }
+}
+
+extension ClusterSecret {
+  /// The secret the environment gives a worker: `BIGMACHINE_SECRET` (hex), else the file
+  /// `BIGMACHINE_SECRET_FILE` names; nil when neither is set.
+  /// - Throws: a fatal `configuration` error for malformed hex or an unreadable file.
+  public static func fromEnvironment() throws -> ClusterSecret? {
+    if let hex = WorkerEnvironment.value(WorkerEnvironment.secret) { return try ClusterSecret(hex: hex) }
+    if let file = WorkerEnvironment.value(WorkerEnvironment.secretFile) {
+      return try ClusterSecret.read(fromFile: file)
+    }
+    return nil
   }
 }
 

@@ -48,22 +48,14 @@ struct WorkerCommand: ParsableCommand {
 
   func run() throws {
     Workloads.register()
-    let secret: ClusterSecret
+    let found: ClusterSecret?
     do {
-      if let secretFile {
-        secret = try ClusterSecret.read(fromFile: secretFile)
-      } else if let hex = getenv("BIGMACHINE_SECRET").map({ String(cString: $0) }) {
-        secret = try ClusterSecret(hex: hex)
-      } else if let file = getenv("BIGMACHINE_SECRET_FILE").map({ String(cString: $0) }) {
-        secret = try ClusterSecret.read(fromFile: file)
-      } else {
-        throw ValidationError(
-          "no cluster secret: give --secret-file, or set BIGMACHINE_SECRET or BIGMACHINE_SECRET_FILE")
-      }
-    } catch let error as ValidationError {
-      throw error
+      found = try secretFile.map { try ClusterSecret.read(fromFile: $0) } ?? ClusterSecret.fromEnvironment()
     } catch {
       throw ValidationError("cannot read the cluster secret: \(error)")
+    }
+    guard let secret = found else {
+      throw ValidationError("no cluster secret: give --secret-file, or set BIGMACHINE_SECRET or BIGMACHINE_SECRET_FILE")
     }
     let driver = join
     let options = Bigmachine.Options(peerAdvertiseHost: advertise)
