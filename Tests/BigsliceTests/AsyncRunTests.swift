@@ -63,9 +63,13 @@ final class Gate: Sendable {
 
   @Test func cancellingTheCallerCancelsTheJob() async throws {
     let ran = Counter()
-    // 40 shards of 50 ms each on one proc: about 2 s if nothing stops it.
+    let cancelled = Counter()
+    // 40 shards on one proc; from the third on, each waits until the caller has cancelled,
+    // so the job cannot finish first however long this task waits for a thread (sync tests
+    // of other suites can hold the cooperative pool for minutes).
     let slice = const(40, Array(0..<40)).map { (v: Int) -> Int in
       ran.add(1)
+      while ran.value > 2 && cancelled.value == 0 { usleep(1000) }
       usleep(50_000)
       return v
     }
@@ -73,6 +77,7 @@ final class Gate: Sendable {
     let job = Task { try await session.run(slice).count }
     while ran.value < 2 { try await Task.sleep(for: .milliseconds(5)) }
     job.cancel()
+    cancelled.add(1)
     await #expect(throws: CancellationError.self) { try await job.value }
     let atCancel = ran.value
     #expect(atCancel < 40)
