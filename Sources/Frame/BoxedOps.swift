@@ -191,7 +191,18 @@ enum PackedListCoding {
   static let marker: UInt8 = 0
 }
 
+// The list element is generic here; unspecialized, every list built costs a runtime lookup of
+// its array type's metadata, which was most of a driver's time reading back a cogroup's result.
+// The common element types get their own copies.
 extension Array: PackedList where Element: ScalarValue {
+  @_specialize(where Element == Int)
+  @_specialize(where Element == Int64)
+  @_specialize(where Element == Int32)
+  @_specialize(where Element == Double)
+  @_specialize(where Element == Float)
+  @_specialize(where Element == UInt64)
+  @_specialize(where Element == UInt32)
+  @_specialize(where Element == Bool)
   static func pack(_ values: ArraySlice<[Element]>) -> [UInt8] {
     let total = values.reduce(0) { $0 + $1.count }
     let out = ByteWriter(capacity: 9 + values.count * 8 + total * MemoryLayout<Element>.stride)
@@ -202,6 +213,14 @@ extension Array: PackedList where Element: ScalarValue {
     return [UInt8](out.bytes)
   }
 
+  @_specialize(where Element == Int)
+  @_specialize(where Element == Int64)
+  @_specialize(where Element == Int32)
+  @_specialize(where Element == Double)
+  @_specialize(where Element == Float)
+  @_specialize(where Element == UInt64)
+  @_specialize(where Element == UInt32)
+  @_specialize(where Element == Bool)
   static func unpack(_ bytes: UnsafeRawBufferPointer) throws -> [[Element]] {
     let stride = MemoryLayout<Element>.stride
     var reader = ByteReader(bytes)
@@ -221,14 +240,20 @@ extension Array: PackedList where Element: ScalarValue {
     guard total * stride == reader.remaining else {
       throw FrameError.corrupt("packed lists: \(total) values of \(stride) bytes, but \(reader.remaining) bytes")
     }
-    var at = try reader.take(total * stride, "packed list values").baseAddress
+    let packed = try reader.take(total * stride, "packed list values")
+    // The values follow a 9-byte header, so they are not aligned for `Element`: copy them once
+    // into an aligned buffer, then build each list from it. (`Array(UnsafeBufferPointer)`
+    // also stays clear of a slow runtime metadata lookup per list that
+    // `Array(unsafeUninitializedCapacity:)` makes here.)
+    let aligned = UnsafeMutableBufferPointer<Element>.allocate(capacity: total)
+    defer { aligned.deallocate() }
+    if total > 0 {
+      UnsafeMutableRawPointer(aligned.baseAddress!).copyMemory(from: packed.baseAddress!, byteCount: total * stride)
+    }
+    var at = 0
     return lengths.map { length in
-      let list = [Element](unsafeUninitializedCapacity: length) { buffer, initialized in
-        if length > 0 { UnsafeMutableRawPointer(buffer.baseAddress!).copyMemory(from: at!, byteCount: length * stride) }
-        initialized = length
-      }
-      at = at.map { $0 + length * stride }
-      return list
+      defer { at += length }
+      return Array(UnsafeBufferPointer(rebasing: aligned[at..<at + length]))
     }
   }
 }
