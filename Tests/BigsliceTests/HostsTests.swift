@@ -74,8 +74,8 @@ final class Namespaces {
     for p in workers where p.isRunning { kill(p.processIdentifier, SIGKILL) }
     for p in workers { p.waitUntilExit() }
     for (ns, host) in zip(names, hostLinks) {
-      try? Namespaces.ip("link", "del", host)
-      try? Namespaces.ip("netns", "del", ns)
+      _ = try? Namespaces.ip("link", "del", host)
+      _ = try? Namespaces.ip("netns", "del", ns)
     }
     if let savedForwarding {
       try? savedForwarding.write(toFile: "/proc/sys/net/ipv4/ip_forward", atomically: false, encoding: .utf8)
