@@ -69,8 +69,30 @@ struct Compiler {
   /// The invocation compiled, for the tasks' `ref`s.
   let invocation: Int
   private var made = 0
+  /// For each cached node met, in the order met: which shards read their cache file. The
+  /// driver's compile records them and its machines replay them, so every process makes the
+  /// same tasks even while cache files come and go (another job may be writing them).
+  private(set) var cacheDecisions: [[Bool]] = []
+  private let replay: [[Bool]]?
 
-  init(invocation: Int = 0) { self.invocation = invocation }
+  /// - Parameter caches: the driver's `cacheDecisions`, on a machine.
+  init(invocation: Int = 0, caches: [[Bool]]? = nil) {
+    self.invocation = invocation
+    replay = caches
+  }
+
+  /// Which shards of `node` (a cached node) read their cache file.
+  private mutating func cached(_ node: SliceNode, _ cache: CacheSpec) -> [Bool] {
+    let k = cacheDecisions.count
+    let decision: [Bool]
+    if let replay, k < replay.count, replay[k].count == node.shards {
+      decision = replay[k]
+    } else {
+      decision = cache.cached(shards: node.shards)
+    }
+    cacheDecisions.append(decision)
+    return decision
+  }
 
   /// A new task, numbered in the order of making: the same in every process that compiles the
   /// same invocation.
@@ -95,7 +117,10 @@ struct Compiler {
     }
     // Which shards read a cache file: the topmost cached node of the chain wins, and its
     // task needs nothing below it.
-    let caches = chain.enumerated().compactMap { i, n in n.cache.map { (i, n, $0.cached(shards: n.shards)) } }
+    var caches: [(Int, SliceNode, [Bool])] = []
+    for (i, n) in chain.enumerated() {
+      if let cache = n.cache { caches.append((i, n, cached(n, cache))) }
+    }
     let tasks = (0..<node.shards).map { shard in
       guard let (i, cached, _) = caches.first(where: { $0.2[shard] }) else { return makeTask(chain, shard: shard) }
       let task = makeTask(Array(chain[...i]), shard: shard)

@@ -124,6 +124,8 @@ final class MachineExecutor: TaskDispatcher, @unchecked Sendable {
 
   /// The machines of the session that have not stopped.
   var machines: [Machine] { state.withLock { $0.workers.map(\.machine) }.filter { $0.state != .stopped } }
+  /// Every machine started, as the executor sees it.
+  var handles: [WorkerHandle] { state.withLock { $0.workers } }
 
   /// Makes `invocation` known, for the machines that run its tasks.
   func register(_ invocation: Invocation) { state.withLock { $0.invocations[invocation.index] = invocation } }
@@ -342,6 +344,8 @@ final class WorkerHandle: OutputHolder, @unchecked Sendable {
     var compiled: [Int: _Concurrency.Task<Void, Error>] = [:]
     var probationUntil: ContinuousClock.Instant?
     var ran = false
+    /// Outputs to delete, sent in one call (see `discard`).
+    var discards: [TaskRef] = []
   }
   private let state = Mutex(State())
 
@@ -395,13 +399,31 @@ final class WorkerHandle: OutputHolder, @unchecked Sendable {
     try await machine.stream("Bigslice.read", ReadRequest(task: task, partition: partition, offset: offset))
   }
 
+  /// Queues `tasks` for deletion. Outputs are let go one at a time (each `RemoteOutput` as it
+  /// is freed: a finished job frees thousands at once), so they are sent in batches: the
+  /// first of a batch waits `discardDelay` for the others, and one call carries them all.
   func discard(_ tasks: [TaskRef]) {
-    guard machine.state == .running else { return }
+    guard machine.state == .running, !tasks.isEmpty else { return }
+    let first = state.withLock { s in
+      defer { s.discards.append(contentsOf: tasks) }
+      return s.discards.isEmpty
+    }
+    guard first else { return }
     let machine = self.machine
-    _Concurrency.Task(executorPreference: BridgeExecutor.shared) {
-      _ = try? await machine.call("Bigslice.discard", tasks, returning: Bool.self)
+    _Concurrency.Task(executorPreference: BridgeExecutor.shared) { [self] in
+      try? await _Concurrency.Task.sleep(for: WorkerHandle.discardDelay)
+      let batch = state.withLock { s in
+        defer { s.discards = [] }
+        return s.discards
+      }
+      discardCalls.add(1, ordering: .relaxed)
+      _ = try? await machine.call("Bigslice.discard", batch, returning: Bool.self)
     }
   }
+
+  static let discardDelay = Duration.milliseconds(20)
+  /// Discard calls made to this machine (for tests).
+  let discardCalls = Atomic<Int>(0)
 }
 
 func nanosleep(milliseconds: Int) {

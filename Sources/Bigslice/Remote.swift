@@ -159,6 +159,8 @@ struct Invocation: Codable, Sendable {
   var results: [Int]
   /// The tasks the driver compiled, as `TaskGraph.digest` lines.
   var digest: [String]
+  /// The driver's `Compiler.cacheDecisions`: which shards of each cached slice read their file.
+  var caches: [[Bool]] = []
 }
 
 /// Where a task's input is: which machine holds the output of `task`.

@@ -1,4 +1,5 @@
 import Bigmachine
+import Dispatch
 import Frame
 import Logging
 import SliceIO
@@ -29,7 +30,7 @@ public final class Session: @unchecked Sendable {
   /// Bytes of data the session holds in memory before it spills (see `init`); nil for no limit.
   public let memoryLimit: Int?
   private let local: LocalExecutor
-  private let remote: MachineExecutor?
+  let remote: MachineExecutor?
   private let invocations = Atomic<Int>(0)
   private let store: OutputStore
   private let running = Mutex(())
@@ -191,13 +192,24 @@ public final class Session: @unchecked Sendable {
     guard let remote else { return (slice, try compile(slice)) }
     if let problem = slice.node.problem { throw problem }
     let index = invocations.add(1, ordering: .relaxed).newValue
-    let arguments = try values.enumerated().map { i, value in try encodeArgument(value, index: i, func: f.key) }
+    var results: [Int] = []
+    let arguments = try values.enumerated().map { i, value in
+      guard let result = value as? any ResultArgument else { return try encodeArgument(value, index: i, func: f.key) }
+      guard result.belongs(to: self), let made = result.resultTasks.first?.ref.invocation, made > 0 else {
+        throw BigsliceError.invalidArgument(
+          "argument \(i + 1) of func \(f.key) is a result of another session: a func on machines takes results of its own session's runs"
+        )
+      }
+      results.append(made)
+      return try encodeArgument(ResultReference(result: made), index: i, func: f.key)
+    }
     var compiler = Compiler(invocation: index)
     let tasks = compiler.compile(slice.node)
     remote.register(
       Invocation(
-        index: index, funcKey: f.key, signature: FuncRegistry.signature(f.key) ?? "", arguments: arguments, results: [],
-        digest: TaskGraph(roots: tasks, invocation: index).digest))
+        index: index, funcKey: f.key, signature: FuncRegistry.signature(f.key) ?? "", arguments: arguments,
+        results: results, digest: TaskGraph(roots: tasks, invocation: index).digest,
+        caches: compiler.cacheDecisions))
     return (slice, tasks)
   }
 
@@ -309,7 +321,10 @@ struct UncheckedBox<T>: @unchecked Sendable {
 /// that computes them again.
 public struct Result<each C>: Sequence, @unchecked Sendable {
   let tasks: [Task]
-  private let session: Session
+  /// The session that ran it; nil on a machine, where a func received it as an argument.
+  private let session: Session?
+  /// On a machine: notes a func body that reads the rows (see `ResultOnMachine`).
+  private let onMachine: ResultOnMachine?
   /// The column types and key prefix.
   public let schema: Schema
   /// The user counters of every task, summed.
@@ -320,6 +335,7 @@ public struct Result<each C>: Sequence, @unchecked Sendable {
   init(tasks: [Task], slice: Slice<repeat each C>, session: Session, counters: [String: Int]) {
     self.tasks = tasks
     self.session = session
+    onMachine = nil
     schema = slice.schema
     metrics = counters
     let node = SliceNode(
@@ -330,11 +346,36 @@ public struct Result<each C>: Sequence, @unchecked Sendable {
     self.slice = Slice(node)
   }
 
-  var logger: Logger { session.logger }
+  /// The result of invocation `roots[0].ref.invocation` as a machine compiled it, for a func
+  /// that takes it as an argument: there it is only a slice over those tasks.
+  init(onMachine roots: [Task], use: ResultOnMachine) {
+    tasks = roots
+    session = nil
+    onMachine = use
+    let top = Slice<repeat each C>(roots[0].chain[0])
+    schema = top.schema
+    metrics = [:]
+    let node = SliceNode(
+      op: "result", location: top.node.location, schema: top.schema, shards: roots.count,
+      deps: [Dependency(node: top.node, shuffle: false, partitioner: .hash)]
+    ) { _, deps, _ in deps[0] }
+    node.resultTasks = roots
+    slice = Slice(node)
+  }
+
+  var logger: Logger { session?.logger ?? Logger(label: "bigslice") }
+
+  /// The session, or nil after noting that a func body on a machine reads the rows.
+  private func driverSession() -> Session? {
+    if let session { return session }
+    onMachine?.readRows.store(true, ordering: .relaxed)
+    return nil
+  }
 
   /// Computes the rows again if they were discarded (or lost).
   /// - Throws: what computing them throws.
   public func reload() throws {
+    guard let session = driverSession() else { throw BigsliceError.invalidArgument(ResultOnMachine.message) }
     guard tasks.contains(where: { !$0.isComputed }) else { return }
     try session.evaluate(tasks, name: slice.name, counters: Counters())
   }
@@ -342,6 +383,7 @@ public struct Result<each C>: Sequence, @unchecked Sendable {
   /// Computes the rows again if they were discarded (or lost), from async code.
   /// - Throws: what computing them throws; `CancellationError`.
   public func reload() async throws {
+    guard let session = driverSession() else { throw BigsliceError.invalidArgument(ResultOnMachine.message) }
     guard tasks.contains(where: { !$0.isComputed }) else { return }
     try await session.evaluate(tasks, name: slice.name, counters: Counters())
   }
@@ -349,6 +391,7 @@ public struct Result<each C>: Sequence, @unchecked Sendable {
   /// Releases the rows. The result stays usable: reading it or a slice made from it
   /// computes them again.
   public func discard() {
+    guard driverSession() != nil else { return }
     for task in tasks { task.output = nil }
   }
 
@@ -361,7 +404,8 @@ public struct Result<each C>: Sequence, @unchecked Sendable {
 
   /// The frames of shard `shard`, read into memory.
   public func frames(shard: Int) -> [Frame] {
-    let feed = ResultFeed(tasks: [tasks[shard]], result: reload, logger: session.logger)
+    guard driverSession() != nil else { return [] }
+    let feed = ResultFeed(tasks: [tasks[shard]], result: reload, logger: logger)
     var out: [Frame] = []
     while let frame = feed.nextOrStop() { out.append(frame) }
     return out
@@ -369,6 +413,7 @@ public struct Result<each C>: Sequence, @unchecked Sendable {
 
   /// The number of rows.
   public var count: Int {
+    guard driverSession() != nil else { return 0 }
     if tasks.contains(where: { !$0.isComputed }) {
       do { try reload() } catch { preconditionFailure("cannot compute the result again: \(error)") }
     }
@@ -381,15 +426,119 @@ public struct Result<each C>: Sequence, @unchecked Sendable {
   /// (and the rows already seen are skipped); if that fails the process stops, so call
   /// `reload()` first, or iterate asynchronously, to handle the error.
   public func makeIterator() -> RowIterator<repeat each C> {
-    RowIterator(ResultFeed(tasks: tasks, result: reload, logger: session.logger))
+    RowIterator(ResultFeed(tasks: driverSession() == nil ? [] : tasks, result: reload, logger: logger))
   }
 }
 
-/// Reads the frames of a result's shards in order, computing a shard again when its output
-/// was discarded or is lost while it is read (tasks are deterministic: the rows already read
-/// are skipped).
+/// A result passed to a func that runs on machines. The driver sends it as a reference to the
+/// invocation that made it; each machine compiles that invocation first and hands the func a
+/// result over its tasks, whose outputs stay where they are (on the machines that hold them).
+protocol ResultArgument {
+  /// The tasks that computed it.
+  var resultTasks: [Task] { get }
+  /// Whether it belongs to `session`.
+  func belongs(to session: Session) -> Bool
+  static func onMachine(_ roots: [Task], use: ResultOnMachine) -> Any
+}
+
+extension Result: ResultArgument {
+  var resultTasks: [Task] { tasks }
+  func belongs(to session: Session) -> Bool { self.session === session }
+  static func onMachine(_ roots: [Task], use: ResultOnMachine) -> Any { Result(onMachine: roots, use: use) }
+}
+
+/// How a result argument travels to the machines: `{"result": invocation}`.
+struct ResultReference: Codable {
+  var result: Int
+}
+
+/// Notes whether a func body on a machine read the rows of a result argument: they are not
+/// there (only on the driver), so the machine's compile fails, naming the problem.
+final class ResultOnMachine: Sendable {
+  let readRows = Atomic<Bool>(false)
+  static let message =
+    "a func that runs on machines may use a result argument only as a slice (result.slice): its rows are read on the driver, not in the func"
+}
+
+/// A result's frames, in shard order, read one frame ahead of the caller on a thread of the
+/// feed's own: on machines, a frame is streamed from its machine and decoded while the caller
+/// iterates the one before. At most one frame waits, so the result is never all in memory.
 @usableFromInline
 final class ResultFeed {
+  private let frames: ShardFrames
+  private let ahead: FrameAhead
+  /// The reading thread has delivered the end or an error and stopped: read here from now on.
+  private var finished = false
+
+  init(tasks: [Task], result recompute: @escaping () throws -> Void, logger: Logger) {
+    frames = ShardFrames(tasks: tasks, result: recompute, logger: logger)
+    ahead = FrameAhead(frames)
+  }
+
+  deinit { ahead.close() }
+
+  /// The next frame (never empty), or nil at the end.
+  /// - Throws: what computing a shard again throws, or a read error that persists.
+  @usableFromInline
+  func next() throws -> Frame? {
+    if finished { return try frames.next() }
+    let result = ahead.take()
+    switch result {
+    case .success(.some): break
+    default: finished = true
+    }
+    return try result.get()
+  }
+
+  /// `next`, stopping the process on an error (for the synchronous iterator).
+  @usableFromInline
+  func nextOrStop() -> Frame? {
+    do { return try next() } catch { preconditionFailure("cannot read the result: \(error)") }
+  }
+}
+
+/// The thread that reads one frame ahead for a `ResultFeed`. It stops after handing over the
+/// end or an error (so the feed may then read on its own thread), or when the feed closes it.
+private final class FrameAhead: @unchecked Sendable {
+  private let state = Mutex<(frame: Swift.Result<Frame?, Error>?, closed: Bool)>((nil, false))
+  private let ready = DispatchSemaphore(value: 0)
+  private let room = DispatchSemaphore(value: 0)
+
+  init(_ frames: ShardFrames) {
+    detachThread { [self] in
+      while true {
+        let result = Swift.Result { try frames.next() }
+        state.withLock { $0.frame = result }
+        ready.signal()
+        guard case .success(.some) = result else { return }
+        room.wait()
+        if state.withLock({ $0.closed }) { return }
+      }
+    }
+  }
+
+  /// The frame read ahead, once it is there; the thread starts on the next.
+  func take() -> Swift.Result<Frame?, Error> {
+    ready.wait()
+    let result = state.withLock { state in
+      defer { state.frame = nil }
+      return state.frame!
+    }
+    if case .success(.some) = result { room.signal() }
+    return result
+  }
+
+  /// Stops the thread once its current read is done.
+  func close() {
+    state.withLock { $0.closed = true }
+    room.signal()
+  }
+}
+
+/// Reads the frames of a result's shards in order, on one thread at a time, computing a shard again when its output
+/// was discarded or is lost while it is read (tasks are deterministic: the rows already read
+/// are skipped).
+final class ShardFrames: @unchecked Sendable {
   private let tasks: [Task]
   private let recompute: () throws -> Void
   private let logger: Logger
@@ -410,7 +559,6 @@ final class ResultFeed {
 
   /// The next frame (never empty), or nil at the end.
   /// - Throws: what computing a shard again throws, or a read error that persists.
-  @usableFromInline
   func next() throws -> Frame? {
     while shard < tasks.count {
       let task = tasks[shard]
@@ -445,7 +593,7 @@ final class ResultFeed {
       } catch {
         failures += 1
         reader = nil
-        if failures >= ResultFeed.attempts { throw error }
+        if failures >= ShardFrames.attempts { throw error }
         // The stored shard is damaged or its machine is gone: compute it again.
         logger.notice(
           "cannot read shard \(shard) of the result (\(error)); computing it again and skipping the \(delivered) rows read"
@@ -454,12 +602,6 @@ final class ResultFeed {
       }
     }
     return nil
-  }
-
-  /// `next`, stopping the process on an error (for the synchronous iterator).
-  @usableFromInline
-  func nextOrStop() -> Frame? {
-    do { return try next() } catch { preconditionFailure("cannot read the result: \(error)") }
   }
 }
 

@@ -101,10 +101,13 @@ struct RegistryMismatch: Error, CustomStringConvertible {
 /// The tasks of one invocation as compiled in this process, by their place in the compile.
 struct TaskGraph {
   let tasks: [TaskRef: Task]
+  /// The tasks of the invocation's slice, by shard.
+  let roots: [Task]
   /// One line per task of the invocation: what the driver and a worker compare.
   let digest: [String]
 
   init(roots: [Task], invocation: Int) {
+    self.roots = roots
     var all: [TaskRef: Task] = [:]
     var stack = roots
     while let task = stack.popLast() {
@@ -161,12 +164,20 @@ final class WorkerState: @unchecked Sendable {
           func: invocation.funcKey, expected: types.map { "\($0)" }, found: ["\(invocation.arguments.count) values"])
       }
       var args: [Any] = []
+      let resultUse = ResultOnMachine()
       for (i, (type, json)) in zip(types, invocation.arguments).enumerated() {
-        args.append(try decodeArgument(type, json, index: i, func: invocation.funcKey))
+        if let resultType = type as? any ResultArgument.Type {
+          args.append(try resultArgument(resultType, json, index: i, invocation: invocation, use: resultUse))
+        } else {
+          args.append(try decodeArgument(type, json, index: i, func: invocation.funcKey))
+        }
       }
       let node = try invoke(args)
+      if resultUse.readRows.load(ordering: .relaxed) {
+        throw BigsliceError.invalidArgument("func \(invocation.funcKey): \(ResultOnMachine.message)")
+      }
       if let problem = node.problem { throw problem }
-      var compiler = Compiler(invocation: invocation.index)
+      var compiler = Compiler(invocation: invocation.index, caches: invocation.caches)
       let graph = TaskGraph(roots: compiler.compile(node), invocation: invocation.index)
       guard graph.digest == invocation.digest else {
         let first = zip(graph.digest, invocation.digest).first { $0 != $1 }
@@ -179,6 +190,28 @@ final class WorkerState: @unchecked Sendable {
     } catch {
       throw ServiceError(kind: RemoteKind.compile, message: String("\(error)".prefix(1000)))
     }
+  }
+
+  /// Argument `index`, a result of an earlier invocation compiled here (the driver compiles
+  /// the invocations in `results` on a machine first), as a result over its tasks.
+  private func resultArgument(
+    _ type: any ResultArgument.Type, _ json: String, index: Int, invocation: Invocation, use: ResultOnMachine
+  ) throws -> Any {
+    let reference: ResultReference
+    do {
+      reference = try JSONDecoder().decode(ResultReference.self, from: Data(json.utf8))
+    } catch {
+      throw BigsliceError.invalidArgument(
+        "argument \(index + 1) of func \(invocation.funcKey) is a result, but the driver sent \(json.prefix(100))")
+    }
+    guard invocation.results.contains(reference.result),
+      let roots = state.withLock({ $0.graphs[reference.result]?.roots }), !roots.isEmpty
+    else {
+      throw BigsliceError.invalidArgument(
+        "argument \(index + 1) of func \(invocation.funcKey) is the result of invocation \(reference.result), which is not compiled on this machine"
+      )
+    }
+    return type.onMachine(roots, use: use)
   }
 
   private func task(_ ref: TaskRef) -> Task? {

@@ -1,8 +1,9 @@
-import Bigslice
 import Foundation
 import Frame
 import Synchronization
 import Testing
+
+@testable import Bigslice
 
 /// A fresh directory for one test's cache files, removed at the end.
 final class TemporaryDirectory {
@@ -145,5 +146,32 @@ final class TemporaryDirectory {
       try Session().run(const(2, [1, 2, 3]).scan { _, _ in throw Boom() })
     }
     #expect(error?.description.contains("scan@") == true)
+  }
+}
+
+/// A machine replays the driver's cache decisions instead of looking at the files itself:
+/// files written or removed between the two compiles cannot make them build other tasks.
+@Suite struct CacheDecisionTests {
+  @Test func aCompileReplaysTheCacheDecisionsItIsGiven() throws {
+    let dir = TemporaryDirectory()
+    let prefix = "\(dir.path)/pairs"
+    let slice = const(3, Array(0..<30)).map { (x: Int) -> Int in x * 2 }.cachePartial(prefix)
+    // No files: the driver computes every shard.
+    var driver = Compiler(invocation: 1)
+    let computed = driver.compile(slice.node)
+    #expect(driver.cacheDecisions == [[false, false, false]])
+    #expect(computed.allSatisfy { $0.cacheFile == nil })
+    // Shard 1's file appears before the machine compiles: it still computes shard 1.
+    try Data().write(to: URL(fileURLWithPath: "\(prefix)-0001-of-0003"))
+    var machine = Compiler(invocation: 1, caches: driver.cacheDecisions)
+    let replayed = machine.compile(slice.node)
+    #expect(replayed.map(\.cacheFile) == [nil, nil, nil])
+    #expect(TaskGraph(roots: replayed, invocation: 1).digest == TaskGraph(roots: computed, invocation: 1).digest)
+    // Left to itself, a compile now reads shard 1 from its file.
+    var fresh = Compiler(invocation: 1)
+    #expect(fresh.compile(slice.node).map { $0.cacheFile != nil } == [false, true, false])
+    // And the decisions given are followed the other way too: shard 2 from a file.
+    var told = Compiler(invocation: 1, caches: [[false, false, true]])
+    #expect(told.compile(slice.node).map { $0.cacheFile != nil } == [false, false, true])
   }
 }

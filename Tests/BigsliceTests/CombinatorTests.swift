@@ -231,6 +231,51 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     #expect(byKey[1]?.2.sorted() == ["x", "y"])
   }
 
+  /// Results passed to funcs: regrouped and joined, on every engine (on machines the
+  /// results stay on the machines that hold them), and again after the first is discarded.
+  @Test(arguments: setups, [1, 7])
+  func resultsPassedToFuncsAreReadWhereTheyAre(setup: Setup, shards: Int) throws {
+    let session = try session(setup)
+    let (k, v) = randomPairs(3_000, keys: 200, seed: 41)
+    let sums = try session.run(TestFuncs.reduceSum, shards, k, v)
+    let maxima = try session.run(TestFuncs.reduceMax, shards, k, v)
+    var sumByKey: [Int: Int] = [:]
+    var maxByKey: [Int: Int] = [:]
+    for (key, value) in zip(k, v) {
+      sumByKey[key, default: 0] += value
+      maxByKey[key] = max(maxByKey[key] ?? .min, value)
+    }
+    var regrouped: [Int: Int] = [:]
+    for (key, sum) in sumByKey { regrouped[key % 7, default: 0] += sum * 3 }
+    for round in 0..<2 {
+      let got = try session.run(TestFuncs.resultRegrouped, sums, 7, 3)
+      #expect(Dictionary(uniqueKeysWithValues: Array(got)) == regrouped, "round \(round)")
+      // Computed again from its func, where its machines hold it.
+      sums.discard()
+    }
+    let joined = Array(try session.run(TestFuncs.resultsJoined, sums, maxima))
+    #expect(joined.count == sumByKey.count)
+    for (key, a, b) in joined {
+      #expect(a == [sumByKey[key]!] && b == [maxByKey[key]!], "key \(key)")
+    }
+  }
+
+  /// A func body that reads a result argument's rows works in-process; on machines, whose
+  /// funcs see a result only as a slice, the run fails saying so.
+  @Test(arguments: setups.filter { $0.limit == Int.max })
+  func aFuncReadingAResultsRowsFailsOnMachines(setup: Setup) throws {
+    let session = try session(setup)
+    let result = try session.run(TestFuncs.constPairs, 2, [1, 2, 3], [4, 5, 6])
+    do {
+      let counted = Array(try session.run(TestFuncs.resultRowsInBody, result))
+      #expect(setup.engine == .local, "the rows were read in a func on machines")
+      #expect(counted == [3])
+    } catch {
+      #expect(setup.engine != .local, "\(error)")
+      #expect("\(error)".contains("may use a result argument only as a slice"), "\(error)")
+    }
+  }
+
   /// Inputs far beyond a tiny limit are split into hash buckets on disk and cogrouped bucket
   /// by bucket; a key heavier than any bucket is split level after level until the last
   /// level holds it in memory. String keys and values take the generic path, Int the

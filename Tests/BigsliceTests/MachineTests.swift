@@ -36,6 +36,37 @@ func testWorkerBinary() throws -> String {
     }
   }
 
+  /// Outputs the driver lets go are deleted from the machine's store, in batched calls: the
+  /// shuffle's map outputs when the job is done, the result's when it is discarded.
+  @Test func outputsLetGoAreDeletedInBatches() async throws {
+    TestFuncs.register()
+    let (k, v) = randomPairs(20_000, keys: 500, seed: 12)
+    let session = Session(executor: .machines(system: .inProcess, count: 1, procs: 2))
+    defer { session.shutdown() }
+    let shards = 8
+    let result = try await session.run(TestFuncs.reduceSum, shards, k, v)
+    let machine = try #require(session.machines.first)
+    let store = try await machine.call("Bigslice.storePath", true, returning: String.self)
+    func files() throws -> Int { try FileManager.default.contentsOfDirectory(atPath: store).count }
+    func waitFor(_ what: String, _ done: () throws -> Bool) async throws {
+      let deadline = ContinuousClock.now + .seconds(20)
+      while try !done() {
+        guard ContinuousClock.now < deadline else {
+          Issue.record("\(what): \(try files()) files left in \(store)")
+          return
+        }
+        try await _Concurrency.Task.sleep(for: .milliseconds(20))
+      }
+    }
+    // The map side's outputs go; the result's 8 shards stay.
+    try await waitFor("the map outputs are deleted") { try files() <= shards }
+    #expect(try files() > 0, "the result's outputs are kept")
+    result.discard()
+    try await waitFor("the result's outputs are deleted") { try files() == 0 }
+    let calls = try #require(session.remote?.handles.first).discardCalls.load(ordering: .relaxed)
+    #expect(calls >= 1 && calls <= 4, "\(calls) discard calls for \(2 * shards) outputs")
+  }
+
   /// A func the worker binary lacks fails when invoked, and the error names it.
   @Test func aFuncMissingOnTheWorkersFailsNamingIt() throws {
     TestFuncs.register()
