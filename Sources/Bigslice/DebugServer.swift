@@ -54,10 +54,12 @@ final class DebugServer: Sendable {
   }
 }
 
-/// What the debug pages show: the session's recent jobs and its trace.
+/// What the debug pages show: the session's recent jobs, its trace and its machines.
 struct DebugPages: Sendable {
   let jobs: JobHistory
   let tracer: Tracer?
+  /// The session's machines, on the machine executor (beside this process, "local").
+  var machines: MachineExecutor? = nil
 
   /// The status, content type and body for a request of `uri`.
   func respond(method: HTTPMethod, uri: String) -> (HTTPResponseStatus, String, String) {
@@ -98,7 +100,7 @@ struct DebugPages: Sendable {
         name: job.name, state: job.error != nil ? "failed" : job.isFinished ? "done" : "running", error: job.error,
         seconds: job.elapsed(now: now), operations: job.operations(now: now), tasks: job.tasks(now: now))
     }
-    return DebugTasks(jobs: jobs, machines: [.local])
+    return DebugTasks(jobs: jobs, machines: [.local] + (machines?.stats ?? []))
   }
 
   /// The HTML status page, latest job first.

@@ -66,9 +66,12 @@ final class MachineExecutor: TaskDispatcher, @unchecked Sendable {
     /// Machines asked for and not yet handed out (or failed).
     var starting = 0
     var invocations: [Int: Invocation] = [:]
+    var shutDown = false
   }
   private let state = Mutex(State())
   private let ready = Mutex(false)
+  /// The latest memory, disk and load of each running machine (see `pollStats`).
+  private let latestStats = Mutex<[String: DebugTasks.Machine]>([:])
 
   init(system: MachineSystem, count: Int, procs: Int, memoryLimit: Int?, storeParent: String?, logger: Logger) {
     self.count = max(1, count)
@@ -124,6 +127,29 @@ final class MachineExecutor: TaskDispatcher, @unchecked Sendable {
 
   /// The machines of the session that have not stopped.
   var machines: [Machine] { state.withLock { $0.workers.map(\.machine) }.filter { $0.state != .stopped } }
+  /// The running machines' memory, disk and load, as last polled, by address.
+  var stats: [DebugTasks.Machine] { latestStats.withLock { $0.values.sorted { $0.name < $1.name } } }
+
+  /// Asks every running machine for its memory, disk and load every `interval` until the
+  /// session shuts down (for the debug pages, which answer from the latest figures and never
+  /// wait for a machine).
+  func pollStats(every interval: Duration) {
+    _Concurrency.Task(executorPreference: BridgeExecutor.shared) { [weak self] in
+      while let handles = self?.state.withLock({ $0.shutDown ? nil : $0.workers }) {
+        var fresh: [String: DebugTasks.Machine] = [:]
+        for handle in handles where handle.machine.state == .running {
+          let m = handle.machine
+          guard let memory = try? await m.memoryInfo(), let disk = try? await m.diskInfo(),
+            let load = try? await m.loadInfo()
+          else { continue }
+          fresh[handle.address] = DebugTasks.Machine(name: handle.address, memory: memory, disk: disk, load: load)
+        }
+        self?.latestStats.withLock { $0 = fresh }
+        try? await _Concurrency.Task.sleep(for: interval)
+      }
+    }
+  }
+
   /// Every machine started, as the executor sees it.
   var handles: [WorkerHandle] { state.withLock { $0.workers } }
 
@@ -236,6 +262,7 @@ final class MachineExecutor: TaskDispatcher, @unchecked Sendable {
           }
         }
       }
+      let called = ContinuousClock.now
       let reply = try await worker.machine.call(
         "Bigslice.run", RunRequest(task: task.ref, machine: machine, inputs: inputs, samples: samples),
         returning: RunReply.self)
@@ -259,6 +286,9 @@ final class MachineExecutor: TaskDispatcher, @unchecked Sendable {
       io.readBytes = reply.readBytes
       io.writeRows = reply.writeRows
       io.writeBytes = reply.writeBytes
+      io.readTime = .seconds(reply.readSeconds)
+      io.writeTime = .seconds(reply.writeSeconds)
+      io.firstRead = reply.firstReadAfter.map { called + .seconds($0) }
       observer?.record(task, .done, output: partitions, io: io, machine: machine)
       return .done(partitions)
     } catch let error as BigmachineError {
@@ -321,6 +351,7 @@ final class MachineExecutor: TaskDispatcher, @unchecked Sendable {
       defer {
         s.workers = []
         s.bigmachine = nil
+        s.shutDown = true
       }
       return (s.bigmachine, s.workers)
     }

@@ -192,6 +192,11 @@ struct RunReply: Codable, Sendable {
   var readBytes: Int
   var writeRows: Int
   var writeBytes: Int
+  /// Time spent reading and writing, in seconds, and when the first read began, in seconds
+  /// after the worker began the task (offsets: the machines' clocks are not the driver's).
+  var readSeconds: Double
+  var writeSeconds: Double
+  var firstReadAfter: Double?
 }
 
 struct ReadRequest: Codable, Sendable {

@@ -86,18 +86,6 @@ public final class Session: @unchecked Sendable {
     self.tracePath = tracePath
     let tracer = tracePath == nil && debugAddress == nil ? nil : Tracer()
     self.tracer = tracer
-    if let debugAddress {
-      do {
-        let server = try DebugServer(address: debugAddress, pages: DebugPages(jobs: history, tracer: tracer))
-        logger.debug("debug pages at http://\(server.host):\(server.port)/debug/status")
-        debugServer = server
-      } catch {
-        logger.error("cannot serve debug pages on \(debugAddress): \(error)")
-        debugServer = nil
-      }
-    } else {
-      debugServer = nil
-    }
     self.memoryLimit = memoryLimit
     let procs: Int
     switch executor {
@@ -112,6 +100,20 @@ public final class Session: @unchecked Sendable {
       remote = MachineExecutor(
         system: system, count: count, procs: procs, memoryLimit: memoryLimit, storeParent: spillDirectory,
         logger: logger)
+    }
+    if let debugAddress {
+      do {
+        let pages = DebugPages(jobs: history, tracer: tracer, machines: remote)
+        let server = try DebugServer(address: debugAddress, pages: pages)
+        logger.debug("debug pages at http://\(server.host):\(server.port)/debug/status")
+        debugServer = server
+        remote?.pollStats(every: .seconds(2))
+      } catch {
+        logger.error("cannot serve debug pages on \(debugAddress): \(error)")
+        debugServer = nil
+      }
+    } else {
+      debugServer = nil
     }
   }
 

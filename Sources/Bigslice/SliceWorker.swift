@@ -256,6 +256,7 @@ final class WorkerState: @unchecked Sendable {
     let io = TaskIOMeter()
     let executor = self.executor!
     let job = TaskJob(task: task, open: open)
+    let started = ContinuousClock.now
     let output: [StoredPartition]
     do {
       output = try await withCheckedThrowingContinuation {
@@ -285,7 +286,8 @@ final class WorkerState: @unchecked Sendable {
     return RunReply(
       rows: output.map(\.rows), bytes: output.map(\.byteCount), counters: counters.snapshot,
       sample: try task.sample.map { try encodeBlocks([$0]) }, readRows: io.io.readRows, readBytes: io.io.readBytes,
-      writeRows: io.io.writeRows, writeBytes: io.io.writeBytes)
+      writeRows: io.io.writeRows, writeBytes: io.io.writeBytes, readSeconds: seconds(io.io.readTime),
+      writeSeconds: seconds(io.io.writeTime), firstReadAfter: io.io.firstRead.map { seconds($0 - started) })
   }
 
   /// Streams a stored partition from byte `offset` on.

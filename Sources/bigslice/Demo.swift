@@ -15,6 +15,7 @@ struct Demo: ParsableCommand {
       Examples:
         bigslice demo wordcount README.md
         bigslice demo shuffle --rows 1000000 --keys 1000
+        bigslice demo shuffle --rows 1000000 --keys 1000 --machines 2
       """,
     subcommands: [Wordcount.self, Shuffle.self]
   )
@@ -25,8 +26,14 @@ struct JobOptions: ParsableArguments {
   @Option(help: "Shards of the job.")
   var shards = 8
 
-  @Option(help: "Threads that run tasks.")
+  @Option(help: "Threads that run tasks (on each machine, with --machines).")
   var procs = 2
+
+  @Option(
+    help: ArgumentHelp(
+      "Run the job on <count> local worker processes (this binary, re-run) instead of in this process.",
+      valueName: "count"))
+  var machines: Int?
 
   @Option(help: ArgumentHelp("Write a Chrome trace of the job to <path>.", valueName: "path"))
   var trace: String?
@@ -43,8 +50,8 @@ struct JobOptions: ParsableArguments {
   /// A session with these options.
   func session(memoryLimit: Int? = nil) -> Session {
     let session = Session(
-      executor: .local(procs: procs), memoryLimit: memoryLimit, status: status, tracePath: trace,
-      debugAddress: debugAddress)
+      executor: machines.map { .machines(system: .local, count: $0, procs: procs) } ?? .local(procs: procs),
+      memoryLimit: memoryLimit, status: status, tracePath: trace, debugAddress: debugAddress)
     if let url = session.debugURL {
       // On stderr, unbuffered, so it shows before the job ends even when stdout is a file.
       var line = "debug pages: \(url)\n"
@@ -56,6 +63,7 @@ struct JobOptions: ParsableArguments {
   func validate() throws {
     guard shards > 0 else { throw ValidationError("--shards must be positive") }
     guard procs > 0 else { throw ValidationError("--procs must be positive") }
+    if let machines, machines <= 0 { throw ValidationError("--machines must be positive") }
   }
 }
 
@@ -73,6 +81,7 @@ struct Wordcount: ParsableCommand {
         bigslice demo wordcount README.md DESIGN.md --shards 4
         bigslice demo wordcount --words 5000000 --trace /tmp/wc.json
         bigslice demo wordcount --words 50000000 --debug-address :8080
+        bigslice demo wordcount --words 20000000 --machines 2 --procs 1
       """
   )
 
@@ -98,6 +107,7 @@ struct Wordcount: ParsableCommand {
       files = [path]
     }
     let session = job.session()
+    defer { session.shutdown() }
     let start = ContinuousClock.now
     let result = try session.run(WordCount.job, files, job.shards)
     var counts = Array(result)
@@ -124,6 +134,7 @@ struct Shuffle: ParsableCommand {
         bigslice demo shuffle --rows 1000000
         bigslice demo shuffle --rows 30000000 --keys 3000000 --memory-limit 200000000
         bigslice demo shuffle --rows 10000000 --procs 2 --no-status --trace /tmp/shuffle.json
+        bigslice demo shuffle --rows 30000000 --keys 3000000 --machines 2 --procs 1
       """
   )
 
@@ -148,6 +159,7 @@ struct Shuffle: ParsableCommand {
   func run() throws {
     let startRSS = MemoryInfo.current().processResidentBytes
     let session = job.session(memoryLimit: memoryLimit)
+    defer { session.shutdown() }
     let start = ContinuousClock.now
     let result = try session.run(Workloads.w4, rows, keys ?? max(rows / 10, 1), job.shards)
     var sum = 0

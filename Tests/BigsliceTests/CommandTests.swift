@@ -63,6 +63,40 @@ func bigslice(_ arguments: [String]) throws -> CommandOutput { try run(try bigsl
     #expect(reduce[5] == "3")
   }
 
+  /// The shuffle demo on two worker processes (the binary re-run as its machines) gives the
+  /// in-process answer, and its trace names both machines.
+  @Test func theShuffleDemoRunsOnMachines() throws {
+    let trace = temporaryTracePath()
+    defer { unlink(trace) }
+    let args = ["demo", "shuffle", "--rows", "300000", "--keys", "5000", "--shards", "4", "--no-status"]
+    /// The answer: rows, groups and sums, without the times and sizes that vary.
+    func answer(_ run: CommandOutput) -> [Substring] {
+      run.out.split(whereSeparator: \.isWhitespace).filter {
+        ["rows=", "groups=", "sum=", "keysum="].contains(where: $0.hasPrefix)
+      }
+    }
+    let local = try bigslice(args)
+    #expect(local.status == 0, "\(local.err)")
+    let machines = try run(
+      try bigsliceBinary(), args + ["--machines", "2", "--procs", "1", "--trace", trace], errors: false)
+    #expect(machines.status == 0)
+    #expect(answer(local).count == 4)
+    #expect(answer(machines) == answer(local), "\(machines.out) against \(local.out)")
+    let summary = try bigslice(["trace", "summarize", trace])
+    #expect(summary.status == 0, "\(summary.err)")
+    let names = try #require(summary.out.split(separator: "\n").first).dropFirst("machines: ".count)
+      .split(separator: ", ")
+    #expect(names.filter { $0.hasPrefix("127.0.0.1:") }.count == 2, "\(summary.out)")
+    // The machines report their reads and writes: the reduce read what the map side wrote.
+    let ops = summary.out.split(separator: "\n").dropFirst(2).map { $0.split(separator: " ") }
+    let header = try #require(summary.out.split(separator: "\n").dropFirst().first).split(separator: " ")
+    let read = try #require(header.firstIndex(of: "read_bytes"))
+    let wrote = try #require(header.firstIndex(of: "write_bytes"))
+    let map = try #require(ops.first { $0[0].hasPrefix("reader@") })
+    let reduce = try #require(ops.first { $0[0].hasPrefix("reduce@") })
+    #expect(Int(map[wrote])! > 0 && reduce[read] == map[wrote], "\(summary.out)")
+  }
+
   @Test func theStatusGoesToStderrAsPlainLinesOffATerminal() throws {
     let words = try wordsFile()
     defer { unlink(words) }
@@ -90,6 +124,9 @@ func bigslice(_ arguments: [String]) throws -> CommandOutput { try run(try bigsl
     let rows = try bigslice(["demo", "shuffle", "--rows", "0"])
     #expect(rows.status != 0)
     #expect(rows.err.contains("--rows must be positive"))
+    let machines = try bigslice(["demo", "shuffle", "--machines", "0"])
+    #expect(machines.status != 0)
+    #expect(machines.err.contains("--machines must be positive"))
     let unknown = try bigslice(["demo", "wordcount", "--wrods", "5"])
     #expect(unknown.status != 0)
     #expect(unknown.err.contains("--wrods"))

@@ -1,3 +1,4 @@
+import BigsliceTestFuncs
 import Dispatch
 import Foundation
 import Synchronization
@@ -185,6 +186,31 @@ let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first {
       errors: false)
     try #require(result.status == 0, "chromium exited \(result.status)")
     return result.out
+  }
+
+  /// On machines the pages list each machine beside the driver, with its memory, disk and
+  /// load as it reported them.
+  @Test func thePagesListTheSessionsMachines() throws {
+    TestFuncs.register()
+    let session = Session(executor: .machines(system: .inProcess, count: 2, procs: 1), debugAddress: "127.0.0.1:0")
+    defer { session.shutdown() }
+    let url = try #require(session.debugURL)
+    #expect(Array(try session.run(TestFuncs.head, 2, Array(0..<10), 2)) == [0, 1, 5, 6])
+    let addresses = session.machines.map(\.address).sorted()
+    #expect(addresses.count == 2)
+    var listed: [DebugTasks.Machine] = []
+    let deadline = ContinuousClock.now + .seconds(30)
+    while listed.count < 3 && ContinuousClock.now < deadline {
+      let reply = try httpGet(url, "/debug/tasks")
+      listed = try JSONDecoder().decode(DebugTasks.self, from: Data(reply.body.utf8)).machines
+      if listed.count < 3 { Thread.sleep(forTimeInterval: 0.05) }
+    }
+    #expect(listed.map(\.name) == ["local"] + addresses)
+    #expect(listed.allSatisfy { $0.memory.totalBytes > 0 && $0.disk.totalBytes > 0 })
+    let page = try httpGet(url, "/debug/status")
+    for address in addresses {
+      #expect(page.body.contains(#"<tr class="machine"><td>\#(address)</td>"#), "\(address)")
+    }
   }
 
   @Test func aFailedJobShowsItsError() throws {
