@@ -137,7 +137,7 @@ final class WorkerState: @unchecked Sendable {
   func configure(_ service: SliceWorker, peers: Peers?) {
     store = OutputStore(
       memoryLimit: service.memoryLimit, spillParent: service.storeParent, procs: service.procs, outputsOnDisk: true,
-      prefix: "bigslice-store")
+      codec: .fast, prefix: "bigslice-store")
     executor = LocalExecutor(procs: service.procs, store: store)
     self.peers = peers
   }

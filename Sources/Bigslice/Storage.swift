@@ -108,6 +108,8 @@ final class OutputStore: @unchecked Sendable {
 
   /// Whether task outputs are always written to files (a worker's store, which peers read).
   let outputsOnDisk: Bool
+  /// How task output files are compressed.
+  let codec: CodecOptions
 
   /// Bytes one running task may hold for its own work (a combiner's table, a sort buffer)
   /// before it spills: half the memory limit split between the `procs` tasks that run at
@@ -116,13 +118,15 @@ final class OutputStore: @unchecked Sendable {
 
   /// A store under `memoryLimit` for `procs` tasks at once. With `outputsOnDisk`, every
   /// non-empty output partition goes to a file of its own under a directory named
-  /// `prefix-XXXXXX` (a machine's store); else outputs stay in memory while the budget allows.
+  /// `prefix-XXXXXX` (a machine's store), compressed as `codec` says; else outputs stay in
+  /// memory while the budget allows.
   init(
     memoryLimit: Int?, spillParent: String?, procs: Int, outputsOnDisk: Bool = false,
-    prefix: String = "bigslice-session"
+    codec: CodecOptions = .default, prefix: String = "bigslice-session"
   ) {
     parent = spillParent
     self.outputsOnDisk = outputsOnDisk
+    self.codec = codec
     self.prefix = prefix
     guard let memoryLimit else {
       budget = MemoryBudget(limit: outputsOnDisk ? 0 : Int.max)
@@ -179,7 +183,7 @@ final class OutputSink {
   private var pendingBytes: [Int]
   private var onDisk = false
   /// One encoder for every partition file of the task.
-  private lazy var encoder = FrameEncoder()
+  private lazy var encoder = FrameEncoder(options: store.codec)
   /// Frames smaller than this are gathered before they go to a spill file.
   static let blockBytes = 256 << 10
 
