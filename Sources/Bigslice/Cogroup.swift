@@ -40,7 +40,7 @@ public func cogroup<K, each V>(
         return try mergeGroups(
           sorted, try sorted.map { try $0.hashKeys(seed: combineSeed) }, types: types, repeat (each V).self)
       }
-      return try groupByHash(frames, types: types, repeat (each V).self)
+      return try groupByHash(frames, types: types, packed: context.rowsOnlyEncoded, repeat (each V).self)
     }
     var inner: (any Reader)?
     return FunctionReader {
@@ -116,8 +116,11 @@ final class CogroupInputs {
 }
 
 /// Groups in memory by hash: a combiner gives every key of every input a dense group id, and
-/// each input's values are gathered into group order by a counting sort on the ids.
-private func groupByHash<each V>(_ frames: [Frame], types: [ColumnType], _: repeat (each V).Type) throws -> Frame {
+/// each input's values are gathered into group order by a counting sort on the ids. With
+/// `packed`, lists of scalars stay packed (offsets into one buffer), as they will be coded.
+private func groupByHash<each V>(
+  _ frames: [Frame], types: [ColumnType], packed: Bool, _: repeat (each V).Type
+) throws -> Frame {
   let rows = frames.reduce(0) { $0 + $1.count }
   let combiner = try Combiner(keyType: types[0], expectedGroups: max(1024, rows / 4))
   var gids: [[UInt32]] = []
@@ -144,6 +147,7 @@ private func groupByHash<each V>(_ frames: [Frame], types: [ColumnType], _: repe
       }
       gids[k] = []
       let values = UnsafeRawPointer(ordered)
+      if packed, let scalar = T.self as? any (ScalarValue & Codable).Type { return packedLists(scalar, values, starts) }
       switch T.self {
       case is Int.Type: return try Column.make(erasing: groupArrays(values, starts, Int.self))
       case is Int64.Type: return try Column.make(erasing: groupArrays(values, starts, Int64.self))
@@ -176,6 +180,10 @@ private func groupByHash<each V>(_ frames: [Frame], types: [ColumnType], _: repe
   var columns = [keys]
   for column in repeat try collect((each V).self) { columns.append(column) }
   return try Frame(columns, prefix: 1)
+}
+
+private func packedLists<S: ScalarValue & Codable>(_: S.Type, _ base: UnsafeRawPointer, _ starts: [UInt64]) -> Column {
+  Column.packedLists(S.self, base: base, starts: starts)
 }
 
 /// The values `base[starts[g] ..< starts[g + 1]]` of each group `g` as an array.

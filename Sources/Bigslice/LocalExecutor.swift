@@ -91,6 +91,7 @@ final class LocalExecutor: TaskDispatcher, @unchecked Sendable {
     open: @escaping (Task, Int) throws -> any Reader = DependencyReader.openHeld
   ) throws -> [StoredPartition] {
     let context = TaskContext(shard: task.shard, counters: counters, store: store, io: io)
+    context.rowsOnlyEncoded = store.outputsOnDisk && task.chain.count == 1 && task.cacheFile == nil
     return try context.with { try run(task, context: context, open: open) }
   }
 

@@ -130,6 +130,9 @@ public final class TaskContext: @unchecked Sendable {
   let store: OutputStore?
   /// What the task reads from its inputs and writes to its output.
   let io: TaskIOMeter
+  /// The task's only node writes its rows straight to files (a machine's store): an operator
+  /// may then keep list columns packed, as they are coded (see `Column.packedLists`).
+  var rowsOnlyEncoded = false
 
   init(shard: Int, counters: Counters, store: OutputStore? = nil, io: TaskIOMeter = TaskIOMeter()) {
     self.shard = shard

@@ -130,6 +130,9 @@ final class BoxedTypeOps<T: Codable & Hashable & Sendable>: AnyBoxedTypeOps {
   }
 
   func encode(_ column: Column) throws -> [UInt8] {
+    if case .boxed(let storage) = column.storage, let packed = storage as? any PackedListEncoding {
+      return packed.encode(offset: column.offset, count: column.count)
+    }
     if let packed = T.self as? any PackedList.Type { return Self.pack(packed, values(column)) }
     do {
       return Array(try JSONEncoder().encode(Array(values(column))))
@@ -255,6 +258,83 @@ extension Array: PackedList where Element: ScalarValue {
       defer { at += length }
       return Array(UnsafeBufferPointer(rebasing: aligned[at..<at + length]))
     }
+  }
+}
+
+/// A column's lists already in the packed layout, which encode with one copy of their values.
+protocol PackedListEncoding {
+  func encode(offset: Int, count: Int) -> [UInt8]
+}
+
+/// Lists of scalars held the way they are coded: `offsets` (`rows + 1`, from 0) into one
+/// buffer of values. A cogroup whose rows go straight to a file makes them, so no array per
+/// row is built (and freed) only to be copied into a block. Whatever reads the column as `[E]`
+/// values gets the arrays, built once, on first use.
+final class PackedListStorage<E: ScalarValue & Codable>: @unchecked Sendable {
+  let offsets: [Int]
+  let values: UnsafeMutableBufferPointer<E>
+  private let built = Mutex<[[E]]?>(nil)
+
+  /// Copies the values of lists `base[starts[i] ..< starts[i + 1]]`.
+  init(base: UnsafeRawPointer, starts: [UInt64]) {
+    offsets = starts.map { Int($0) }
+    let total = offsets.last ?? 0
+    values = .allocate(capacity: max(total, 1))
+    UnsafeMutableRawPointer(values.baseAddress!).copyMemory(
+      from: base + offsets[0] * MemoryLayout<E>.stride, byteCount: (total - offsets[0]) * MemoryLayout<E>.stride)
+  }
+
+  deinit { values.deallocate() }
+
+  var rows: Int { offsets.count - 1 }
+
+  func list(_ i: Int) -> [E] {
+    Array(UnsafeBufferPointer(rebasing: values[(offsets[i] - offsets[0])..<(offsets[i + 1] - offsets[0])]))
+  }
+
+  /// Every list as an array, built on first use.
+  var lists: [[E]] {
+    built.withLock { built in
+      if let built { return built }
+      let made = (0..<rows).map(list)
+      built = made
+      return made
+    }
+  }
+}
+
+extension PackedListStorage: AnyBoxedStorage, PackedListEncoding {
+  func anyValue(at i: Int) -> AnyHashable { AnyHashable(list(i)) }
+  func values<U>(as: U.Type) -> [U]? { U.self == [E].self ? unsafeBitCast(lists, to: [U].self) : nil }
+  func estimatedBytes(offset: Int, count: Int) -> Int {
+    (offsets[offset + count] - offsets[offset]) * MemoryLayout<E>.stride + 8 * count
+  }
+
+  /// Rows `offset ..< offset + count` in `PackedList`'s coding.
+  func encode(offset: Int, count: Int) -> [UInt8] {
+    let stride = MemoryLayout<E>.stride
+    let first = offsets[offset] - offsets[0]
+    let total = offsets[offset + count] - offsets[offset]
+    let out = ByteWriter(capacity: 9 + count * 8 + total * stride)
+    out.append(PackedListCoding.marker)
+    out.append(UInt64(count))
+    for i in offset..<(offset + count) { out.append(UInt64(offsets[i + 1] - offsets[i])) }
+    out.append(
+      UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(values)[(first * stride)..<((first + total) * stride)]))
+    return [UInt8](out.bytes)
+  }
+}
+
+extension Column {
+  /// A column of lists `base[starts[i] ..< starts[i + 1]]` of `E` values (`base` holds them
+  /// contiguously, as `E`), kept packed: no array per row (see `PackedListStorage`).
+  public static func packedLists<E: ScalarValue & Codable>(_: E.Type, base: UnsafeRawPointer, starts: [UInt64])
+    -> Column
+  {
+    precondition(!starts.isEmpty, "starts needs rows + 1 entries")
+    let ops = BoxedOps.opsOrRegisterDefault([E].self)
+    let storage = PackedListStorage<E>(base: base, starts: starts)
+    return Column(type: .boxed(ops.name), count: storage.rows, offset: 0, storage: .boxed(storage))
   }
 }
 

@@ -59,6 +59,43 @@ struct Point: Codable, Hashable, Sendable {
     #expect(sliced.gather(small).anyRows == small.map { frame.anyRows[50 + Int($0)] })
   }
 
+  /// A column of packed lists (a cogroup's output bound for a file) codes exactly as the same
+  /// lists held as arrays, slices included, and reads, hashes, gathers and concatenates as
+  /// they do.
+  @Test func packedListsActLikeTheSameListsAsArrays() throws {
+    var rng = SplitMix64(seed: 21)
+    let lists = (0..<300).map { _ in
+      (0..<Int.random(in: 0...5, using: &rng)).map { _ in Int.random(in: -99...99, using: &rng) }
+    }
+    var starts: [UInt64] = [0]
+    for list in lists { starts.append(starts.last! + UInt64(list.count)) }
+    let flat = lists.flatMap { $0 }
+    let packed = flat.withUnsafeBytes { Column.packedLists(Int.self, base: $0.baseAddress!, starts: starts) }
+    let arrays = Column(boxed: lists)
+    #expect(packed.type == arrays.type)
+    #expect(packed.count == lists.count)
+    for (p, a) in [
+      (packed, arrays), (packed.slice(17..<250), arrays.slice(17..<250)), (packed.slice(5..<5), arrays.slice(5..<5)),
+    ] {
+      let (pOut, aOut) = (ByteWriter(), ByteWriter())
+      try p.encode(into: pOut, transform: .byteShuffle)
+      try a.encode(into: aOut, transform: .byteShuffle)
+      #expect(Array(pOut.bytes) == Array(aOut.bytes), "\(p.count) rows")
+      #expect(Array(p.boxed([Int].self)) == Array(a.boxed([Int].self)))
+      #expect((0..<p.count).map { p.anyValue(at: $0) } == (0..<a.count).map { a.anyValue(at: $0) })
+    }
+    #expect(packed.byteCount == flat.count * 8 + 8 * lists.count)
+    let perm: [UInt32] = [299, 0, 150, 150, 7]
+    #expect(Array(packed.gather(perm).boxed([Int].self)) == perm.map { lists[Int($0)] })
+    let joined = try Column.concat([packed.slice(0..<10), arrays.slice(10..<20), packed.slice(20..<30)])
+    #expect(Array(joined.boxed([Int].self)) == Array(lists[0..<30]))
+    var hp = [UInt64](repeating: 0, count: lists.count)
+    var ha = hp
+    try packed.hash(seed: 3, into: &hp)
+    try arrays.hash(seed: 3, into: &ha)
+    #expect(hp == ha)
+  }
+
   /// Lists of scalars are coded packed, not as JSON: they round-trip, slices included, and
   /// every damaged count or length is an error, never a crash.
   @Test func listsOfScalarsRoundTripPackedAndRejectDamage() throws {
