@@ -9,8 +9,10 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 int bs_release_free_memory(void) { return malloc_trim(0); }
+int bs_disable_fastbins(void) { return mallopt(M_MXFAST, 0); }
 #else
 int bs_release_free_memory(void) { return 0; }
+int bs_disable_fastbins(void) { return 0; }
 #endif
 
 /* Blocks from BIG_MIN bytes up are mappings of their own, in whole huge pages. */

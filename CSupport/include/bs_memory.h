@@ -13,6 +13,11 @@ extern "C" {
  * was released; 0 otherwise, and always 0 where the C library has no such call. */
 int bs_release_free_memory(void);
 
+/* Turns off glibc's fastbins (mallopt M_MXFAST 0): small frees go to the per-thread cache,
+ * then are merged at once, instead of piling up for a later allocation to merge all of them
+ * in one long walk. Returns 1 if the allocator took the setting (0 elsewhere). */
+int bs_disable_fastbins(void);
+
 /* A zeroed, 64-byte aligned block of `bytes`, or NULL. From 4 MiB up the block is a mapping
  * of its own: aligned to 2 MiB, marked for transparent huge pages and faulted in at once, so
  * random access into it costs no page fault and few TLB misses, and freeing it returns it to

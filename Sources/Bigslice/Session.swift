@@ -78,6 +78,7 @@ public final class Session: @unchecked Sendable {
       _ = try? blockingAwait { try await Bigmachine.start(system: system, services: [SliceWorker.self]) }
       fatalError("a worker's Bigmachine.start returned")
     }
+    Allocator.configured
     var logger = logger
     logger[metadataKey: "machine"] = "local"
     self.logger = logger
@@ -462,34 +463,60 @@ final class ResultOnMachine: Sendable {
     "a func that runs on machines may use a result argument only as a slice (result.slice): its rows are read on the driver, not in the func"
 }
 
-/// A result's frames, in shard order, read one frame ahead of the caller on a thread of the
-/// feed's own: on machines, a frame is streamed from its machine and decoded while the caller
-/// iterates the one before. At most one frame waits, so the result is never all in memory.
+/// A result's frames, in shard order, read ahead of the caller: the next `window` shards are
+/// each read one frame ahead on a thread of their own. On machines, frames are streamed from
+/// their machines, decompressed and decoded on those threads (two shards at once) while the
+/// caller iterates. At most one frame per open shard waits, so the result is never all in
+/// memory.
 @usableFromInline
 final class ResultFeed {
-  private let frames: ShardFrames
-  private let ahead: FrameAhead
-  /// The reading thread has delivered the end or an error and stopped: read here from now on.
-  private var finished = false
+  private let tasks: [Task]
+  private let recompute: () throws -> Void
+  private let logger: Logger
+  /// The shards being read, in order, and the next shard to open.
+  private var open: [OpenShard] = []
+  private var nextShard = 0
+  static let window = 2
 
-  init(tasks: [Task], result recompute: @escaping () throws -> Void, logger: Logger) {
-    frames = ShardFrames(tasks: tasks, result: recompute, logger: logger)
-    ahead = FrameAhead(frames)
+  /// A shard's frames and the thread reading them ahead, until it hands over the end or an
+  /// error and stops; after that the feed reads the shard on its own thread.
+  private final class OpenShard {
+    let frames: ShardFrames
+    let ahead: FrameAhead
+    var finished = false
+    init(_ frames: ShardFrames) {
+      self.frames = frames
+      ahead = FrameAhead(frames)
+    }
+    deinit { ahead.close() }
+
+    func next() throws -> Frame? {
+      if finished { return try frames.next() }
+      let result = ahead.take()
+      if case .success(.some) = result {} else { finished = true }
+      return try result.get()
+    }
   }
 
-  deinit { ahead.close() }
+  init(tasks: [Task], result recompute: @escaping () throws -> Void, logger: Logger) {
+    self.tasks = tasks
+    self.recompute = recompute
+    self.logger = logger
+  }
 
   /// The next frame (never empty), or nil at the end.
   /// - Throws: what computing a shard again throws, or a read error that persists.
   @usableFromInline
   func next() throws -> Frame? {
-    if finished { return try frames.next() }
-    let result = ahead.take()
-    switch result {
-    case .success(.some): break
-    default: finished = true
+    while true {
+      while open.count < ResultFeed.window && nextShard < tasks.count {
+        open.append(OpenShard(ShardFrames(tasks: [tasks[nextShard]], result: recompute, logger: logger)))
+        nextShard += 1
+      }
+      guard let shard = open.first else { return nil }
+      if let frame = try shard.next() { return frame }
+      open.removeFirst()
     }
-    return try result.get()
   }
 
   /// `next`, stopping the process on an error (for the synchronous iterator).
