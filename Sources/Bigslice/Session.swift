@@ -441,13 +441,23 @@ protocol ResultArgument {
   var resultTasks: [Task] { get }
   /// Whether it belongs to `session`.
   func belongs(to session: Session) -> Bool
-  static func onMachine(_ roots: [Task], use: ResultOnMachine) -> Any
+  /// A result over `roots`, a compiled invocation's tasks.
+  /// - Throws: `invalidArgument` when their columns are not this result's.
+  static func onMachine(_ roots: [Task], use: ResultOnMachine) throws -> Any
 }
 
 extension Result: ResultArgument {
   var resultTasks: [Task] { tasks }
   func belongs(to session: Session) -> Bool { self.session === session }
-  static func onMachine(_ roots: [Task], use: ResultOnMachine) -> Any { Result(onMachine: roots, use: use) }
+  static func onMachine(_ roots: [Task], use: ResultOnMachine) throws -> Any {
+    let expected = columnTypes(repeat (each C).self).0
+    let found = roots[0].chain[0].schema.types
+    guard found == expected else {
+      throw BigsliceError.invalidArgument(
+        "a result argument of columns \(expected) refers to a run whose slice has columns \(found)")
+    }
+    return Result(onMachine: roots, use: use)
+  }
 }
 
 /// How a result argument travels to the machines: `{"result": invocation}`.
@@ -476,6 +486,8 @@ final class ResultFeed {
   /// The shards being read, in order, and the next shard to open.
   private var open: [OpenShard] = []
   private var nextShard = 0
+  /// Shared by the open shards' readers (see `ShardFrames.outputs`).
+  private let outputs = DispatchSemaphore(value: 1)
   static let window = 2
 
   /// A shard's frames and the thread reading them ahead, until it hands over the end or an
@@ -510,7 +522,8 @@ final class ResultFeed {
   func next() throws -> Frame? {
     while true {
       while open.count < ResultFeed.window && nextShard < tasks.count {
-        open.append(OpenShard(ShardFrames(tasks: [tasks[nextShard]], result: recompute, logger: logger)))
+        open.append(
+          OpenShard(ShardFrames(tasks: [tasks[nextShard]], result: recompute, logger: logger, outputs: outputs)))
         nextShard += 1
       }
       guard let shard = open.first else { return nil }
@@ -571,6 +584,10 @@ final class ShardFrames: @unchecked Sendable {
   private let tasks: [Task]
   private let recompute: () throws -> Void
   private let logger: Logger
+  /// Held while a feed's thread reads or clears a task's output and computes it again: the
+  /// threads of one feed (one per open shard) then never touch outputs at the same time as
+  /// each other, or as the evaluation that one of them started.
+  private let outputs: DispatchSemaphore
   private var shard = 0
   private var reader: (any Reader)?
   /// Rows of the current shard handed out, and rows to skip after reopening it.
@@ -580,10 +597,20 @@ final class ShardFrames: @unchecked Sendable {
   /// Times in a row a shard may fail to read before the error is thrown.
   static let attempts = 5
 
-  init(tasks: [Task], result recompute: @escaping () throws -> Void, logger: Logger) {
+  init(
+    tasks: [Task], result recompute: @escaping () throws -> Void, logger: Logger,
+    outputs: DispatchSemaphore = DispatchSemaphore(value: 1)
+  ) {
     self.tasks = tasks
     self.recompute = recompute
     self.logger = logger
+    self.outputs = outputs
+  }
+
+  private func guarded<T>(_ body: () throws -> T) rethrows -> T {
+    outputs.wait()
+    defer { outputs.signal() }
+    return try body()
   }
 
   /// The next frame (never empty), or nil at the end.
@@ -593,8 +620,13 @@ final class ShardFrames: @unchecked Sendable {
       let task = tasks[shard]
       do {
         if reader == nil {
-          if !task.isComputed { try recompute() }
-          guard let output = task.output else { throw BigsliceError.outputMissing(op: task.op, shard: task.shard) }
+          let output = try guarded {
+            if !task.isComputed { try recompute() }
+            guard let output = task.output else {
+              throw BigsliceError.outputMissing(op: task.op, shard: task.shard)
+            }
+            return output
+          }
           reader = try output[0].reader()
           skip = delivered
         }
@@ -627,7 +659,7 @@ final class ShardFrames: @unchecked Sendable {
         logger.notice(
           "cannot read shard \(shard) of the result (\(error)); computing it again and skipping the \(delivered) rows read"
         )
-        task.output = nil
+        guarded { task.output = nil }
       }
     }
     return nil

@@ -212,7 +212,7 @@ final class WorkerState: @unchecked Sendable {
         "argument \(index + 1) of func \(invocation.funcKey) is the result of invocation \(reference.result), which is not compiled on this machine"
       )
     }
-    return type.onMachine(roots, use: use)
+    return try type.onMachine(roots, use: use)
   }
 
   private func task(_ ref: TaskRef) -> Task? {

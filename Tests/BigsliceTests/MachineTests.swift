@@ -67,6 +67,20 @@ func testWorkerBinary() throws -> String {
     #expect(calls >= 1 && calls <= 4, "\(calls) discard calls for \(2 * shards) outputs")
   }
 
+  /// A machine builds a result argument only over a run whose columns are the result's.
+  @Test func aResultArgumentOfOtherColumnsIsRefused() throws {
+    var compiler = Compiler(invocation: 1)
+    let roots = compiler.compile(const(2, [1, 2, 3], [4, 5, 6]).node)
+    let use = ResultOnMachine()
+    #expect(try Result<Int, Int>.onMachine(roots, use: use) is Result<Int, Int>)
+    do {
+      _ = try Result<Int, String>.onMachine(roots, use: use)
+      Issue.record("a result of (Int, String) was built over an (Int, Int) run")
+    } catch {
+      #expect("\(error)".contains("refers to a run whose slice has columns"), "\(error)")
+    }
+  }
+
   /// A func the worker binary lacks fails when invoked, and the error names it.
   @Test func aFuncMissingOnTheWorkersFailsNamingIt() throws {
     TestFuncs.register()
