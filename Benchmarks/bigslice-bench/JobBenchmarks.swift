@@ -11,6 +11,8 @@ struct JobBenchmarks {
   var only: Set<String>
   let session = Session(executor: .local(procs: 2))
   let shards = 8
+  /// How long each W1 or W3 run took to scan its result, after the job.
+  let scanTimes = ScanTimes()
 
   func run() throws {
     report.header("Jobs: 2 procs, median of \(repeats)\(peers ? ", peers in the same run" : "")")
@@ -54,14 +56,20 @@ struct JobBenchmarks {
       let time = { (s: Session) in
         workload == "W1" ? try timeW1(s, Workloads.w1, rows: n) : try timeW3(s, rows: n)
       }
+      scanTimes.times = []
       let (inProcess, expected) = try time(session)
+      let inProcessScan = scanTimes.median
+      scanTimes.times = []
       let (seconds, checksum) = try time(cluster)
+      let scan = scanTimes.median
       let agree = checksum == expected ? "checksums agree" : "CHECKSUM MISMATCH: \(checksum), in-process \(expected)"
       report.emit(
         Measurement(
           bench: "\(workload) on \(count) machines", rows: workload == "W1" ? n : 2 * n, seconds: seconds,
           baseline: "in-process", baselineSeconds: inProcess,
-          notes: "\(agree); \(fmt(seconds / inProcess, 2))× the in-process time"))
+          notes:
+            "\(agree); \(fmt(seconds / inProcess, 2))× the in-process time; scanning the result took \(fmt(scan, 2)) s of it (in-process \(fmt(inProcessScan, 2)) s)"
+        ))
     }
   }
 
@@ -80,12 +88,14 @@ struct JobBenchmarks {
     var checksum = ""
     let seconds = try median(repeats) {
       let result = try session.run(f, n, min(n, 1_000_000), shards)
+      let scanned = ContinuousClock.now
       var sum: UInt64 = 0
       var groups = 0
       for (key, value) in result {
         sum &+= UInt64(bitPattern: Int64(key)) &* UInt64(bitPattern: Int64(value))
         groups += 1
       }
+      scanTimes.times.append(elapsedSeconds(since: scanned))
       checksum = "groups=\(groups) keysum=\(sum)"
     }
     return (seconds, checksum)
@@ -154,8 +164,10 @@ struct JobBenchmarks {
     var checksum = ""
     let seconds = try median(repeats) {
       let result = try session.run(Workloads.w3, n, n / 4, shards)
+      let scanned = ContinuousClock.now
       var count = 0
       for (_, a, b) in result { count += a.count * b.count }
+      scanTimes.times.append(elapsedSeconds(since: scanned))
       checksum = "count=\(count)"
     }
     return (seconds, checksum)
@@ -208,4 +220,16 @@ struct JobBenchmarks {
     else { return nil }
     return (seconds, object["gen_seconds"] as? Double ?? 0, object["peak_rss_bytes"] as? Int ?? 0, checksum)
   }
+}
+
+/// Times collected while a benchmark runs (the benchmark struct's methods do not mutate it).
+final class ScanTimes {
+  var times: [Double] = []
+  var median: Double { times.isEmpty ? 0 : times.sorted()[times.count / 2] }
+}
+
+/// Seconds from `start` to now.
+func elapsedSeconds(since start: ContinuousClock.Instant) -> Double {
+  let d = ContinuousClock.now - start
+  return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
 }

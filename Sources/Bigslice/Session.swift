@@ -486,6 +486,9 @@ final class ResultFeed {
   /// The shards being read, in order, and the next shard to open.
   private var open: [OpenShard] = []
   private var nextShard = 0
+  /// The frames handed out by the last two calls, with the shard that read them.
+  private var previous: (Frame, OpenShard)?
+  private var current: (Frame, OpenShard)?
   /// Shared by the open shards' readers (see `ShardFrames.outputs`).
   private let outputs = DispatchSemaphore(value: 1)
   static let window = 2
@@ -520,6 +523,10 @@ final class ResultFeed {
   /// - Throws: what computing a shard again throws, or a read error that persists.
   @usableFromInline
   func next() throws -> Frame? {
+    // The caller has let go of the frame before the one it holds: its reader frees it.
+    if let (frame, shard) = previous { shard.ahead.release(frame) }
+    previous = current
+    current = nil
     while true {
       while open.count < ResultFeed.window && nextShard < tasks.count {
         open.append(
@@ -527,7 +534,10 @@ final class ResultFeed {
         nextShard += 1
       }
       guard let shard = open.first else { return nil }
-      if let frame = try shard.next() { return frame }
+      if let frame = try shard.next() {
+        if !shard.finished { current = (frame, shard) }
+        return frame
+      }
       open.removeFirst()
     }
   }
@@ -542,7 +552,13 @@ final class ResultFeed {
 /// The thread that reads one frame ahead for a `ResultFeed`. It stops after handing over the
 /// end or an error (so the feed may then read on its own thread), or when the feed closes it.
 private final class FrameAhead: @unchecked Sendable {
-  private let state = Mutex<(frame: Swift.Result<Frame?, Error>?, closed: Bool)>((nil, false))
+  private struct State {
+    var frame: Swift.Result<Frame?, Error>?
+    var closed = false
+    /// Frames the caller is done with, freed by this thread before it reads the next.
+    var spent: [Frame] = []
+  }
+  private let state = Mutex(State())
   private let ready = DispatchSemaphore(value: 0)
   private let room = DispatchSemaphore(value: 0)
 
@@ -554,10 +570,20 @@ private final class FrameAhead: @unchecked Sendable {
         ready.signal()
         guard case .success(.some) = result else { return }
         room.wait()
-        if state.withLock({ $0.closed }) { return }
+        let (closed, spent) = state.withLock { s in
+          defer { s.spent = [] }
+          return (s.closed, s.spent)
+        }
+        withExtendedLifetime(spent) {}
+        if closed { return }
       }
     }
   }
+
+  /// Hands back a frame the caller is done with: the thread that decoded it frees it (its
+  /// lists were allocated there), not the caller's thread, which would contend for the
+  /// allocator's lock of another thread's arena for every list.
+  func release(_ frame: Frame) { state.withLock { $0.spent.append(frame) } }
 
   /// The frame read ahead, once it is there; the thread starts on the next.
   func take() -> Swift.Result<Frame?, Error> {
@@ -577,9 +603,9 @@ private final class FrameAhead: @unchecked Sendable {
   }
 }
 
-/// Reads the frames of a result's shards in order, on one thread at a time, computing a shard again when its output
-/// was discarded or is lost while it is read (tasks are deterministic: the rows already read
-/// are skipped).
+/// Reads the frames of a result's shards in order, on one thread at a time, computing a shard
+/// again when its output was discarded or is lost while it is read (tasks are deterministic:
+/// the rows already read are skipped).
 final class ShardFrames: @unchecked Sendable {
   private let tasks: [Task]
   private let recompute: () throws -> Void
