@@ -8,9 +8,11 @@ import Frame
 /// parameter of the function using the getter, or is kept with `withExtendedLifetime`.
 @usableFromInline
 struct ColumnGetter<T> {
-  @usableFromInline enum Layout { case scalar, string, bytes, boxed }
+  @usableFromInline enum Layout { case scalar, string, bytes, boxed, packedLists }
   @usableFromInline let layout: Layout
   /// Scalars: the first value. Boxed: the first value, inside the storage's immutable array.
+  /// Packed lists: the unretained `PackedListColumn` (a pointer, so the getter stays trivial
+  /// to copy), whose rows from `offsets`' bit pattern on are this column's.
   @usableFromInline let base: UnsafeRawPointer?
   /// Strings and byte arrays: `count + 1` absolute offsets into `bytes`.
   @usableFromInline let offsets: UnsafePointer<Int64>?
@@ -18,6 +20,13 @@ struct ColumnGetter<T> {
 
   @usableFromInline
   init(_ column: Column) {
+    if let (lists, first) = column.packedLists(as: T.self) {
+      layout = .packedLists
+      base = UnsafeRawPointer(Unmanaged.passUnretained(lists).toOpaque())
+      offsets = UnsafePointer(bitPattern: first + 1)
+      bytes = nil
+      return
+    }
     switch column.type {
     case .scalar:
       layout = .scalar
@@ -45,6 +54,9 @@ struct ColumnGetter<T> {
     case .string: return unsafeBitCast(String(decoding: raw(i), as: UTF8.self), to: T.self)
     case .bytes: return unsafeBitCast(Array(raw(i)), to: T.self)
     case .boxed: return base.unsafelyUnwrapped.assumingMemoryBound(to: T.self)[i]
+    case .packedLists:
+      let lists = Unmanaged<PackedListColumn>.fromOpaque(base.unsafelyUnwrapped).takeUnretainedValue()
+      return lists.row(Int(bitPattern: offsets) &- 1 &+ i, as: T.self)
     }
   }
 
@@ -101,7 +113,7 @@ final class ColumnAppender<T> {
       s.pointee.base.storeBytes(of: value, toByteOffset: s.pointee.count &* MemoryLayout<T>.stride, as: T.self)
     case .string: strings.append(unsafeBitCast(value, to: String.self))
     case .bytes: byteArrays.append(unsafeBitCast(value, to: [UInt8].self))
-    case .boxed: values.append(value)
+    case .boxed, .packedLists: values.append(value)
     }
     s.pointee.count &+= 1
   }
@@ -130,7 +142,7 @@ final class ColumnAppender<T> {
       return try Column.copyScalars(type, from: UnsafeRawPointer(state.pointee.base), count: count)
     case .string: return Column(strings: strings)
     case .bytes: return Column(byteArrays: byteArrays)
-    case .boxed: return try Column.make(erasing: values)
+    case .boxed, .packedLists: return try Column.make(erasing: values)
     }
   }
 }

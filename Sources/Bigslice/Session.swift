@@ -474,10 +474,10 @@ final class ResultOnMachine: Sendable {
 }
 
 /// A result's frames, in shard order, read ahead of the caller: the next `window` shards are
-/// each read one frame ahead on a thread of their own. On machines, frames are streamed from
-/// their machines, decompressed and decoded on those threads (two shards at once) while the
-/// caller iterates. At most one frame per open shard waits, so the result is never all in
-/// memory.
+/// each read up to `FrameAhead.depth` frames ahead on a thread of their own. On machines,
+/// frames are streamed from their machines, decompressed and decoded on those threads (two
+/// shards at once) while the caller iterates. So at most a few frames per open shard wait, and
+/// the result is never all in memory.
 @usableFromInline
 final class ResultFeed {
   private let tasks: [Task]
@@ -549,24 +549,30 @@ final class ResultFeed {
   }
 }
 
-/// The thread that reads one frame ahead for a `ResultFeed`. It stops after handing over the
-/// end or an error (so the feed may then read on its own thread), or when the feed closes it.
+/// The thread that reads a shard's frames ahead for a `ResultFeed`. It stops after handing
+/// over the end or an error (so the feed may then read on its own thread), or when the feed
+/// closes it.
 private final class FrameAhead: @unchecked Sendable {
   private struct State {
-    var frame: Swift.Result<Frame?, Error>?
+    /// Frames read and not yet taken, oldest first (the end or an error comes last).
+    var frames: [Swift.Result<Frame?, Error>] = []
     var closed = false
     /// Frames the caller is done with, freed by this thread before it reads the next.
     var spent: [Frame] = []
   }
   private let state = Mutex(State())
   private let ready = DispatchSemaphore(value: 0)
-  private let room = DispatchSemaphore(value: 0)
+  /// Room for frames read ahead beyond the one being read.
+  private let room = DispatchSemaphore(value: FrameAhead.depth - 1)
+  /// Frames a shard's thread reads ahead of the caller: enough that the next shard's thread
+  /// keeps decoding while the caller reads the current shard.
+  static let depth = 4
 
   init(_ frames: ShardFrames) {
     detachThread { [self] in
       while true {
         let result = Swift.Result { try frames.next() }
-        state.withLock { $0.frame = result }
+        state.withLock { $0.frames.append(result) }
         ready.signal()
         guard case .success(.some) = result else { return }
         room.wait()
@@ -588,10 +594,7 @@ private final class FrameAhead: @unchecked Sendable {
   /// The frame read ahead, once it is there; the thread starts on the next.
   func take() -> Swift.Result<Frame?, Error> {
     ready.wait()
-    let result = state.withLock { state in
-      defer { state.frame = nil }
-      return state.frame!
-    }
+    let result = state.withLock { $0.frames.removeFirst() }
     if case .success(.some) = result { room.signal() }
     return result
   }

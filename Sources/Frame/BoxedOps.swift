@@ -146,7 +146,9 @@ final class BoxedTypeOps<T: Codable & Hashable & Sendable>: AnyBoxedTypeOps {
     if bytes.isEmpty {
       decoded = []
     } else if bytes[0] == PackedListCoding.marker, let packed = T.self as? any PackedList.Type {
-      decoded = try Self.unpack(packed, bytes)
+      // Kept packed: whoever reads the rows builds their arrays, one at a time, on its thread.
+      let storage = try bytes.withUnsafeBytes { try packed.unpack($0) }
+      return Column(type: .boxed(name), count: storage.rows, offset: 0, storage: .boxed(storage))
     } else {
       do {
         decoded = try JSONDecoder().decode([T].self, from: Data(bytes))
@@ -159,10 +161,6 @@ final class BoxedTypeOps<T: Codable & Hashable & Sendable>: AnyBoxedTypeOps {
 
   private static func pack<P: PackedList>(_: P.Type, _ values: ArraySlice<T>) -> [UInt8] {
     P.pack(unsafeBitCast(values, to: ArraySlice<P>.self))  // P is T
-  }
-
-  private static func unpack<P: PackedList>(_: P.Type, _ bytes: [UInt8]) throws -> [T] {
-    unsafeBitCast(try bytes.withUnsafeBytes { try P.unpack($0) }, to: [T].self)  // P is T
   }
 
   func gather(_ column: Column, _ perm: UnsafeBufferPointer<UInt32>) -> Column {
@@ -186,8 +184,9 @@ final class BoxedTypeOps<T: Codable & Hashable & Sendable>: AnyBoxedTypeOps {
 /// length, then every list's values, native little-endian.
 protocol PackedList {
   static func pack(_ values: ArraySlice<Self>) -> [UInt8]
+  /// The lists coded in `bytes`, held packed.
   /// - Throws: `FrameError.corrupt` when a count or length is out of bounds.
-  static func unpack(_ bytes: UnsafeRawBufferPointer) throws -> [Self]
+  static func unpack(_ bytes: UnsafeRawBufferPointer) throws -> PackedListColumn
 }
 
 enum PackedListCoding {
@@ -216,21 +215,14 @@ extension Array: PackedList where Element: ScalarValue {
     return [UInt8](out.bytes)
   }
 
-  @_specialize(where Element == Int)
-  @_specialize(where Element == Int64)
-  @_specialize(where Element == Int32)
-  @_specialize(where Element == Double)
-  @_specialize(where Element == Float)
-  @_specialize(where Element == UInt64)
-  @_specialize(where Element == UInt32)
-  @_specialize(where Element == Bool)
-  static func unpack(_ bytes: UnsafeRawBufferPointer) throws -> [[Element]] {
+  static func unpack(_ bytes: UnsafeRawBufferPointer) throws -> PackedListColumn {
     let stride = MemoryLayout<Element>.stride
     var reader = ByteReader(bytes)
     _ = try reader.read(UInt8.self, "packed list marker")
     let n = try reader.readCount("packed list rows", limit: reader.remaining / 8)
-    var lengths: [Int] = []
-    lengths.reserveCapacity(n)
+    var offsets: [Int] = []
+    offsets.reserveCapacity(n + 1)
+    offsets.append(0)
     var total = 0
     for row in 0..<n {
       let length = try reader.readCount("packed list \(row) length", limit: reader.remaining / stride)
@@ -238,26 +230,15 @@ extension Array: PackedList where Element: ScalarValue {
       guard total <= reader.remaining / stride else {
         throw FrameError.corrupt("packed lists: \(total) values by row \(row), more than the bytes hold")
       }
-      lengths.append(length)
+      offsets.append(total)
     }
     guard total * stride == reader.remaining else {
       throw FrameError.corrupt("packed lists: \(total) values of \(stride) bytes, but \(reader.remaining) bytes")
     }
+    // The values follow a 9-byte header, so they are not aligned for `Element`: the storage
+    // copies them once, aligned.
     let packed = try reader.take(total * stride, "packed list values")
-    // The values follow a 9-byte header, so they are not aligned for `Element`: copy them once
-    // into an aligned buffer, then build each list from it. (`Array(UnsafeBufferPointer)`
-    // also stays clear of a slow runtime metadata lookup per list that
-    // `Array(unsafeUninitializedCapacity:)` makes here.)
-    let aligned = UnsafeMutableBufferPointer<Element>.allocate(capacity: total)
-    defer { aligned.deallocate() }
-    if total > 0 {
-      UnsafeMutableRawPointer(aligned.baseAddress!).copyMemory(from: packed.baseAddress!, byteCount: total * stride)
-    }
-    var at = 0
-    return lengths.map { length in
-      defer { at += length }
-      return Array(UnsafeBufferPointer(rebasing: aligned[at..<at + length]))
-    }
+    return PackedListStorage<Element>(offsets: offsets, copying: packed.baseAddress.map(UnsafeRawPointer.init))
   }
 }
 
@@ -270,24 +251,62 @@ protocol PackedListEncoding {
 /// buffer of values. A cogroup whose rows go straight to a file makes them, so no array per
 /// row is built (and freed) only to be copied into a block. Whatever reads the column as `[E]`
 /// values gets the arrays, built once, on first use.
-final class PackedListStorage<E: ScalarValue & Codable>: @unchecked Sendable {
+/// A column of packed lists, read row by row (see `Column.packedLists(as:)`): each row's
+/// array is built by the reader that wants it, on its own thread, used and freed there. A
+/// class, not a protocol, so that a reader can hold it as a plain pointer.
+public class PackedListColumn: @unchecked Sendable {
+  /// The lists held.
+  public var rows: Int { 0 }
+  /// Whether the lists are `T` values.
+  public func holds<T>(_: T.Type) -> Bool { false }
+  /// The list of row `i` (of the storage, not of a column's view) as `T`, which `holds`.
+  public func row<T>(_ i: Int, as: T.Type) -> T { preconditionFailure("an abstract PackedListColumn") }
+}
+
+final class PackedListStorage<E: ScalarValue>: PackedListColumn, @unchecked Sendable {
   let offsets: [Int]
   let values: UnsafeMutableBufferPointer<E>
   private let built = Mutex<[[E]]?>(nil)
 
-  /// Copies the values of lists `base[starts[i] ..< starts[i + 1]]`.
-  init(base: UnsafeRawPointer, starts: [UInt64]) {
-    offsets = starts.map { Int($0) }
-    let total = offsets.last ?? 0
+  /// Copies the values of lists `base[offsets[i] ..< offsets[i + 1]]` (`E` values; `base` need
+  /// not be aligned, and may be nil when there are none).
+  init(offsets: [Int], copying base: UnsafeRawPointer?) {
+    self.offsets = offsets
+    let first = offsets.first ?? 0
+    let total = (offsets.last ?? 0) - first
     values = .allocate(capacity: max(total, 1))
-    UnsafeMutableRawPointer(values.baseAddress!).copyMemory(
-      from: base + offsets[0] * MemoryLayout<E>.stride, byteCount: (total - offsets[0]) * MemoryLayout<E>.stride)
+    if total > 0, let base {
+      UnsafeMutableRawPointer(values.baseAddress!).copyMemory(
+        from: base + first * MemoryLayout<E>.stride, byteCount: total * MemoryLayout<E>.stride)
+    }
   }
 
   deinit { values.deallocate() }
 
-  var rows: Int { offsets.count - 1 }
+  override var rows: Int { offsets.count - 1 }
 
+  override func holds<T>(_: T.Type) -> Bool { T.self == [E].self }
+
+  @_specialize(where E == Int, T == [Int])
+  @_specialize(where E == Int64, T == [Int64])
+  @_specialize(where E == Int32, T == [Int32])
+  @_specialize(where E == Double, T == [Double])
+  @_specialize(where E == Float, T == [Float])
+  @_specialize(where E == UInt64, T == [UInt64])
+  @_specialize(where E == UInt32, T == [UInt32])
+  @_specialize(where E == Bool, T == [Bool])
+  override func row<T>(_ i: Int, as: T.Type) -> T { unsafeBitCast(list(i), to: T.self) }
+
+  // Specialised for the common types: generic, building an array looks up its type's
+  // metadata at run time, every time.
+  @_specialize(where E == Int)
+  @_specialize(where E == Int64)
+  @_specialize(where E == Int32)
+  @_specialize(where E == Double)
+  @_specialize(where E == Float)
+  @_specialize(where E == UInt64)
+  @_specialize(where E == UInt32)
+  @_specialize(where E == Bool)
   func list(_ i: Int) -> [E] {
     Array(UnsafeBufferPointer(rebasing: values[(offsets[i] - offsets[0])..<(offsets[i + 1] - offsets[0])]))
   }
@@ -333,8 +352,15 @@ extension Column {
   {
     precondition(!starts.isEmpty, "starts needs rows + 1 entries")
     let ops = BoxedOps.opsOrRegisterDefault([E].self)
-    let storage = PackedListStorage<E>(base: base, starts: starts)
+    let storage = PackedListStorage<E>(offsets: starts.map { Int($0) }, copying: base)
     return Column(type: .boxed(ops.name), count: storage.rows, offset: 0, storage: .boxed(storage))
+  }
+
+  /// The packed lists behind this column and its first row among them, when it holds lists
+  /// packed and they are `T` values; nil otherwise.
+  public func packedLists<T>(as _: T.Type) -> (lists: PackedListColumn, first: Int)? {
+    guard case .boxed(let s) = storage, let lists = s as? PackedListColumn, lists.holds(T.self) else { return nil }
+    return (lists, offset)
   }
 }
 

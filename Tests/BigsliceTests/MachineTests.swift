@@ -1,6 +1,7 @@
 import Bigmachine
 import BigsliceTestFuncs
 import Foundation
+import Frame
 import Testing
 
 @testable import Bigslice
@@ -65,6 +66,23 @@ func testWorkerBinary() throws -> String {
     try await waitFor("the result's outputs are deleted") { try files() == 0 }
     let calls = try #require(session.remote?.handles.first).discardCalls.load(ordering: .relaxed)
     #expect(calls >= 1 && calls <= 4, "\(calls) discard calls for \(2 * shards) outputs")
+  }
+
+  /// Lists read back from a machine stay packed, and the row getter builds each row's list
+  /// from them, slices included.
+  @Test func packedListsReadBackAreReadRowByRow() throws {
+    let lists: [[Int]] = (0..<500).map { i in Array(0..<(i % 7)).map { $0 * i } }
+    let frame = try Frame([Column([Int](0..<500)), Column(boxed: lists)], prefix: 1)
+    let bytes = try encodeBlocks([frame])
+    let back = try #require(try decodeBlocks(bytes, schema: frame.schema, name: "test"))
+    #expect(back.columns[1].packedLists(as: [Int].self) != nil)
+    #expect(back.columns[1].packedLists(as: [Double].self) == nil)
+    for (column, range) in [(back.columns[1], 0..<500), (back.columns[1].slice(123..<321), 123..<321)] {
+      let getter = ColumnGetter<[Int]>(column)
+      withExtendedLifetime(column) {
+        #expect((0..<range.count).map(getter.get) == Array(lists[range]))
+      }
+    }
   }
 
   /// A machine builds a result argument only over a run whose columns are the result's.
