@@ -191,6 +191,16 @@ protocol PackedList {
 
 enum PackedListCoding {
   static let marker: UInt8 = 0
+
+  /// A writer holding the header of `lengths.count` lists (the marker, the row count, each
+  /// list's length), with room for `values` more bytes: the values come next.
+  static func header(_ lengths: some Collection<Int>, valueBytes values: Int) -> ByteWriter {
+    let out = ByteWriter(capacity: 9 + lengths.count * 8 + values)
+    out.append(marker)
+    out.append(UInt64(lengths.count))
+    for length in lengths { out.append(UInt64(length)) }
+    return out
+  }
 }
 
 // The list element is generic here; unspecialized, every list built costs a runtime lookup of
@@ -207,10 +217,7 @@ extension Array: PackedList where Element: ScalarValue {
   @_specialize(where Element == Bool)
   static func pack(_ values: ArraySlice<[Element]>) -> [UInt8] {
     let total = values.reduce(0) { $0 + $1.count }
-    let out = ByteWriter(capacity: 9 + values.count * 8 + total * MemoryLayout<Element>.stride)
-    out.append(PackedListCoding.marker)
-    out.append(UInt64(values.count))
-    for list in values { out.append(UInt64(list.count)) }
+    let out = PackedListCoding.header(values.lazy.map(\.count), valueBytes: total * MemoryLayout<Element>.stride)
     for list in values { list.withUnsafeBytes { out.append($0) } }
     return [UInt8](out.bytes)
   }
@@ -247,10 +254,6 @@ protocol PackedListEncoding {
   func encode(offset: Int, count: Int) -> [UInt8]
 }
 
-/// Lists of scalars held the way they are coded: `offsets` (`rows + 1`, from 0) into one
-/// buffer of values. A cogroup whose rows go straight to a file makes them, so no array per
-/// row is built (and freed) only to be copied into a block. Whatever reads the column as `[E]`
-/// values gets the arrays, built once, on first use.
 /// A column of packed lists, read row by row (see `Column.packedLists(as:)`): each row's
 /// array is built by the reader that wants it, on its own thread, used and freed there. A
 /// class, not a protocol, so that a reader can hold it as a plain pointer.
@@ -263,6 +266,11 @@ public class PackedListColumn: @unchecked Sendable {
   public func row<T>(_ i: Int, as: T.Type) -> T { preconditionFailure("an abstract PackedListColumn") }
 }
 
+/// Lists of scalars held the way they are coded: `offsets` (`rows + 1`) into one buffer of
+/// values. A cogroup whose rows go straight to a file makes them, so no array per row is built
+/// (and freed) only to be copied into a block; decoding makes them, so each row's array is
+/// built by its reader. Whatever reads the whole column as `[E]` values gets the arrays, built
+/// once, on first use.
 final class PackedListStorage<E: ScalarValue>: PackedListColumn, @unchecked Sendable {
   let offsets: [Int]
   let values: UnsafeMutableBufferPointer<E>
@@ -334,10 +342,8 @@ extension PackedListStorage: AnyBoxedStorage, PackedListEncoding {
     let stride = MemoryLayout<E>.stride
     let first = offsets[offset] - offsets[0]
     let total = offsets[offset + count] - offsets[offset]
-    let out = ByteWriter(capacity: 9 + count * 8 + total * stride)
-    out.append(PackedListCoding.marker)
-    out.append(UInt64(count))
-    for i in offset..<(offset + count) { out.append(UInt64(offsets[i + 1] - offsets[i])) }
+    let lengths = (offset..<(offset + count)).lazy.map { self.offsets[$0 + 1] - self.offsets[$0] }
+    let out = PackedListCoding.header(lengths, valueBytes: total * stride)
     out.append(
       UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(values)[(first * stride)..<((first + total) * stride)]))
     return [UInt8](out.bytes)

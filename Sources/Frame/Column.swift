@@ -170,13 +170,8 @@ public struct Column: @unchecked Sendable {
 
   /// The values of a boxed column. Traps when `T` is not the boxed type.
   public func boxed<T: Codable & Hashable & Sendable>(_: T.Type) -> ArraySlice<T> {
-    guard case .boxed(let s) = storage else { preconditionFailure("column of type \(type) read as boxed \(T.self)") }
-    if let typed = s as? BoxedStorage<T> { return typed.values[offset..<(offset + count)] }
-    // Packed lists: their arrays, built once.
-    guard let values = (s as? any AnyBoxedStorage)?.values(as: T.self) else {
-      preconditionFailure("column of type \(type) read as boxed \(T.self)")
-    }
-    return values[offset..<(offset + count)]
+    // Packed lists too: their arrays, built once.
+    boxedValues(T.self)
   }
 
   /// The value at row `i`, type-erased. Slow: for tests, debugging and printing.
