@@ -116,7 +116,7 @@ struct Point: Codable, Hashable, Sendable {
     let out = ByteWriter()
     try Column(boxed: ints).encode(into: out, transform: .none)
     let good = Array(out.bytes)
-    #expect(good[8] == 0, "packed, not JSON")
+    #expect(good[8] == 1, "packed and byte-shuffled, not JSON")
     // Damage each header byte in turn (length prefix, marker, row count, the first lengths),
     // then the last: every one decodes to an error or to a column with the right row count.
     for at in Array(0..<48) + [good.count - 1] {
@@ -127,6 +127,45 @@ struct Point: Codable, Hashable, Sendable {
         return try? Column.decode(Column(boxed: ints).type, count: ints.count, from: &reader)
       }
       if let decoded { #expect(decoded.count == ints.count) }
+    }
+  }
+
+  /// Lists coded plain (marker 0, as spill and cache files were written before the lists were
+  /// byte-shuffled) still decode; lists of every element width round-trip; a Bool list
+  /// holding a byte other than 0 or 1 is refused.
+  @Test func packedListsOfEveryWidthAndThePlainCodingDecode() throws {
+    let lists: [[Int]] = [[1, -2, 3], [], [4_000_000_000], [5, 6]]
+    let plain = ByteWriter()
+    plain.append(UInt8(0))
+    plain.append(UInt64(lists.count))
+    for list in lists { plain.append(UInt64(list.count)) }
+    for list in lists { list.withUnsafeBytes { plain.append($0) } }
+    let coded = ByteWriter()
+    coded.append(UInt64(plain.bytes.count))
+    coded.append(plain.bytes)
+    var reader = ByteReader(coded.bytes)
+    let back = try Column.decode(Column(boxed: lists).type, count: lists.count, from: &reader)
+    #expect(back.boxed([Int].self) == lists[...])
+
+    func roundTrip<T: ScalarValue & Codable & Hashable & Sendable>(_ values: [[T]]) throws -> [[T]] {
+      let out = ByteWriter()
+      try Column(boxed: values).encode(into: out, transform: .none)
+      var reader = ByteReader(out.bytes)
+      return Array(try Column.decode(Column(boxed: values).type, count: values.count, from: &reader).boxed([T].self))
+    }
+    #expect(try roundTrip([[true, false], [], [true]]) == [[true, false], [], [true]])
+    #expect(try roundTrip([[Int32(-7), 1 << 30], [3]]) == [[-7, 1 << 30], [3]])
+    #expect(try roundTrip([[1.5, -0.25], [], [Double.infinity]]) == [[1.5, -0.25], [], [Double.infinity]])
+
+    let bools = ByteWriter()
+    try Column(boxed: [[true, false]]).encode(into: bools, transform: .none)
+    var bad = Array(bools.bytes)
+    bad[bad.count - 1] = 7
+    #expect(throws: FrameError.self) {
+      try bad.withUnsafeBytes { raw in
+        var reader = ByteReader(raw)
+        _ = try Column.decode(Column(boxed: [[true]]).type, count: 1, from: &reader)
+      }
     }
   }
 
