@@ -4,14 +4,21 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/mman.h>
 
 #if defined(__GLIBC__)
 #include <malloc.h>
-int bs_release_free_memory(void) { return malloc_trim(0); }
+int bs_release_free_memory(void) {
+  bs_pool_release();
+  return malloc_trim(0);
+}
 int bs_disable_fastbins(void) { return mallopt(M_MXFAST, 0); }
 #else
-int bs_release_free_memory(void) { return 0; }
+int bs_release_free_memory(void) {
+  bs_pool_release();
+  return 0;
+}
 int bs_disable_fastbins(void) { return 0; }
 #endif
 
@@ -25,20 +32,118 @@ int bs_disable_fastbins(void) { return 0; }
 
 static size_t round_up(size_t n, size_t to) { return n > SIZE_MAX - (to - 1) ? 0 : (n + to - 1) & ~(to - 1); }
 
-size_t bs_big_footprint(size_t bytes) {
-  if (bytes < BIG_MIN) return round_up(bytes ? bytes : 1, ALIGN);
-  size_t len = round_up(bytes, HUGE_PAGE);
-  return len ? len : SIZE_MAX;
+/* The pool of freed mappings. A fresh page costs a fault and the kernel's zeroing of it, and
+ * on a virtual machine whose host takes freed memory back, often a fault in the host too:
+ * page faults were a quarter to a third of W3's CPU time, in-process and on machines alike
+ * (perf). A task's big buffers (a combiner's table, a column of a few million rows) are much
+ * the same size as the last task's, so freed ones wait here, still mapped, up to `cap` bytes
+ * in all, and at most POOL_SLOTS of them. */
+#define POOL_SLOTS 64
+static struct {
+  pthread_mutex_t lock;
+  void *p[POOL_SLOTS];
+  size_t len[POOL_SLOTS];
+  size_t count;
+  size_t bytes;
+  size_t cap;
+  uint64_t reused, mapped;
+} pool = {PTHREAD_MUTEX_INITIALIZER, {0}, {0}, 0, 0, (size_t)512 << 20, 0, 0};
+
+static void pool_put(void *p, size_t len);
+
+static void pool_remove(size_t i) {
+  pool.bytes -= pool.len[i];
+  pool.count--;
+  pool.p[i] = pool.p[pool.count];
+  pool.len[i] = pool.len[pool.count];
 }
 
-void *bs_big_alloc(size_t bytes) {
-  if (bytes < BIG_MIN) {
-    size_t len = bs_big_footprint(bytes);
-    void *p = aligned_alloc(ALIGN, len);
-    if (p != NULL) memset(p, 0, len);
+/* A mapping of exactly `len` bytes (a multiple of HUGE_PAGE) from the pool, or NULL. The
+ * smallest one that is big enough, the rest of it put back as a mapping of its own; else the
+ * biggest smaller one, grown in place or moved by mremap (its pages come along, faulted in,
+ * and only the growth faults). */
+static void *pool_take(size_t len) {
+  pthread_mutex_lock(&pool.lock);
+  size_t best = SIZE_MAX, below = SIZE_MAX;
+  for (size_t i = 0; i < pool.count; i++) {
+    if (pool.len[i] >= len) {
+      if (best == SIZE_MAX || pool.len[i] < pool.len[best]) best = i;
+    } else if (below == SIZE_MAX || pool.len[i] > pool.len[below]) {
+      below = i;
+    }
+  }
+  size_t pick = best != SIZE_MAX ? best : below;
+  if (pick == SIZE_MAX) {
+    pthread_mutex_unlock(&pool.lock);
+    return NULL;
+  }
+  void *p = pool.p[pick];
+  size_t have = pool.len[pick];
+  pool_remove(pick);
+  pool.reused++;
+  pthread_mutex_unlock(&pool.lock);
+  if (have > len) {
+    pool_put((uint8_t *)p + len, have - len);
     return p;
   }
-  size_t len = round_up(bytes, HUGE_PAGE);
+  if (have == len) return p;
+#ifdef __linux__
+  void *q = mremap(p, have, len, MREMAP_MAYMOVE);
+  if (q != MAP_FAILED) {
+#ifdef MADV_HUGEPAGE
+    madvise(q, len, MADV_HUGEPAGE);
+#endif
+    return q;
+  }
+#endif
+  munmap(p, have);
+  return NULL;
+}
+
+/* Keeps a freed mapping if the pool has room, else gives it back. */
+static void pool_put(void *p, size_t len) {
+  pthread_mutex_lock(&pool.lock);
+  if (pool.count < POOL_SLOTS && pool.bytes + len <= pool.cap) {
+    pool.p[pool.count] = p;
+    pool.len[pool.count] = len;
+    pool.count++;
+    pool.bytes += len;
+    p = NULL;
+  }
+  pthread_mutex_unlock(&pool.lock);
+  if (p != NULL) munmap(p, len);
+}
+
+void bs_pool_set_cap(size_t bytes) {
+  pthread_mutex_lock(&pool.lock);
+  pool.cap = bytes;
+  int over = pool.bytes > bytes;
+  pthread_mutex_unlock(&pool.lock);
+  if (over) bs_pool_release();
+}
+
+void bs_pool_release(void) {
+  void *p[POOL_SLOTS];
+  size_t len[POOL_SLOTS];
+  pthread_mutex_lock(&pool.lock);
+  size_t n = pool.count;
+  memcpy(p, pool.p, n * sizeof p[0]);
+  memcpy(len, pool.len, n * sizeof len[0]);
+  pool.count = 0;
+  pool.bytes = 0;
+  pthread_mutex_unlock(&pool.lock);
+  for (size_t i = 0; i < n; i++) munmap(p[i], len[i]);
+}
+
+bs_pool_stats bs_pool_read_stats(void) {
+  pthread_mutex_lock(&pool.lock);
+  bs_pool_stats s = {pool.bytes, pool.cap, pool.reused, pool.mapped};
+  pthread_mutex_unlock(&pool.lock);
+  return s;
+}
+
+/* A fresh mapping of `len` bytes (a multiple of HUGE_PAGE), aligned to a huge page. */
+static void *map_fresh(size_t len) {
   if (len == 0 || len > SIZE_MAX - HUGE_PAGE) return NULL;
   /* Over-allocate by one huge page and trim, so the block starts on a huge-page boundary. */
   size_t span = len + HUGE_PAGE;
@@ -51,22 +156,61 @@ void *bs_big_alloc(size_t bytes) {
 #ifdef MADV_HUGEPAGE
   madvise(a, len, MADV_HUGEPAGE);
 #endif
-#ifdef MADV_POPULATE_WRITE
-  /* Fault every page in now, in one call: a table probed at random would otherwise take a
-   * read fault (mapping the zero page) and then a write fault with a TLB flush on each page.
-   * Failure (an old kernel, or no memory right now) leaves the pages to fault on use. */
-  madvise(a, len, MADV_POPULATE_WRITE);
-#endif
+  pthread_mutex_lock(&pool.lock);
+  pool.mapped++;
+  pthread_mutex_unlock(&pool.lock);
   return a;
 }
 
-void bs_big_free(void *p, size_t bytes) {
+size_t bs_big_footprint(size_t bytes) {
+  if (bytes < BIG_MIN) return round_up(bytes ? bytes : 1, ALIGN);
+  size_t len = round_up(bytes, HUGE_PAGE);
+  return len ? len : SIZE_MAX;
+}
+
+void *bs_buffer_alloc(size_t bytes) {
+  if (bytes < BIG_MIN) return aligned_alloc(ALIGN, round_up(bytes ? bytes : 1, ALIGN));
+  size_t len = round_up(bytes, HUGE_PAGE);
+  if (len == 0) return NULL;
+  void *p = pool_take(len);
+  return p != NULL ? p : map_fresh(len);
+}
+
+void bs_buffer_free(void *p, size_t bytes) {
   if (p == NULL) return;
   if (bytes < BIG_MIN)
     free(p);
   else
-    munmap(p, round_up(bytes, HUGE_PAGE));
+    pool_put(p, round_up(bytes, HUGE_PAGE));
 }
+
+void *bs_big_alloc(size_t bytes) {
+  if (bytes < BIG_MIN) {
+    size_t len = bs_big_footprint(bytes);
+    void *p = aligned_alloc(ALIGN, len);
+    if (p != NULL) memset(p, 0, len);
+    return p;
+  }
+  size_t len = round_up(bytes, HUGE_PAGE);
+  if (len == 0) return NULL;
+  void *p = pool_take(len);
+  if (p != NULL) {
+    /* Faulted in already (most of it): zeroing here runs at memset's speed. */
+    memset(p, 0, len);
+    return p;
+  }
+  p = map_fresh(len);
+  if (p == NULL) return NULL;
+#ifdef MADV_POPULATE_WRITE
+  /* Fault every page in now, in one call: a table probed at random would otherwise take a
+   * read fault (mapping the zero page) and then a write fault with a TLB flush on each page.
+   * Failure (an old kernel, or no memory right now) leaves the pages to fault on use. */
+  madvise(p, len, MADV_POPULATE_WRITE);
+#endif
+  return p;
+}
+
+void bs_big_free(void *p, size_t bytes) { bs_buffer_free(p, bytes); }
 
 void *bs_big_resize(void *p, size_t old_bytes, size_t new_bytes) {
   if (p == NULL) return bs_big_alloc(new_bytes);

@@ -3,13 +3,15 @@
 #define BS_MEMORY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Returns freed heap memory of every malloc arena to the system (glibc's malloc_trim), so
- * the resident set follows what is live rather than what was ever used. Returns 1 if memory
+/* Returns freed heap memory of every malloc arena, and the pool of freed big buffers, to the
+ * system (glibc's malloc_trim), so the resident set follows what is live rather than what
+ * was ever used. Returns 1 if memory
  * was released; 0 otherwise, and always 0 where the C library has no such call. */
 int bs_release_free_memory(void);
 
@@ -19,9 +21,10 @@ int bs_release_free_memory(void);
 int bs_disable_fastbins(void);
 
 /* A zeroed, 64-byte aligned block of `bytes`, or NULL. From 4 MiB up the block is a mapping
- * of its own: aligned to 2 MiB, marked for transparent huge pages and faulted in at once, so
- * random access into it costs no page fault and few TLB misses, and freeing it returns it to
- * the system at once. Free it with bs_big_free and the same size. */
+ * of its own, aligned to 2 MiB and marked for transparent huge pages: one freed before and
+ * kept in the pool (see bs_buffer_alloc), else a fresh one faulted in at once, so random
+ * access into it costs no page fault and few TLB misses. Free it with bs_big_free and the
+ * same size. */
 void *bs_big_alloc(size_t bytes);
 void bs_big_free(void *p, size_t bytes);
 /* Moves a block of old_bytes to one of new_bytes, keeping the common prefix (the rest is
@@ -29,6 +32,26 @@ void bs_big_free(void *p, size_t bytes);
 void *bs_big_resize(void *p, size_t old_bytes, size_t new_bytes);
 /* The memory a block of `bytes` really holds. */
 size_t bs_big_footprint(size_t bytes);
+
+/* An uninitialised, 64-byte aligned buffer of `bytes` (a column's values), or NULL. Below
+ * 4 MiB it comes from malloc; from 4 MiB up it is a mapping in whole huge pages, taken from
+ * the pool of freed ones when one is there, so it is already faulted in. Free it with
+ * bs_buffer_free and the same size: a big one goes back to the pool while the pool holds
+ * less than its cap, else to the system. */
+void *bs_buffer_alloc(size_t bytes);
+void bs_buffer_free(void *p, size_t bytes);
+
+/* The most freed memory the pool keeps (512 MiB until set); lowering it releases the pool. */
+void bs_pool_set_cap(size_t bytes);
+/* Gives every mapping in the pool back to the system. bs_release_free_memory does too. */
+void bs_pool_release(void);
+typedef struct {
+  size_t bytes;    /* held in the pool now */
+  size_t cap;      /* the most it holds */
+  uint64_t reused; /* big allocations served from the pool */
+  uint64_t mapped; /* big allocations that needed a fresh mapping */
+} bs_pool_stats;
+bs_pool_stats bs_pool_read_stats(void);
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,21 @@ import CSupport
 /// about 4.0 s against 3.3 s (`bigslice-bench jobs --only W1,W3 --repeat 5`, the same binary
 /// with `GLIBC_TUNABLES=glibc.malloc.mxfast=0`; W1 unchanged). Small frees still go to the
 /// per-thread cache first, so small allocations stay fast.
+///
+/// Big buffers (columns, combiner tables, from 4 MiB) come from CSupport's pool of freed
+/// mappings, which keeps up to `poolCap` bytes of them faulted in for the next task.
 enum Allocator {
   static let configured: Void = { _ = bs_disable_fastbins() }()
+
+  /// The pool's cap without a memory limit.
+  static let poolCap = 512 << 20
+
+  /// Caps the pool at an eighth of `memoryLimit` (the most any session of the process asked
+  /// for, or `poolCap`), so freed memory held for reuse stays small beside the data.
+  static func limitPool(toFit memoryLimit: Int?) {
+    configured
+    guard let memoryLimit else { return }
+    let cap = min(poolCap, memoryLimit / 8)
+    if cap < bs_pool_read_stats().cap { bs_pool_set_cap(cap) }
+  }
 }

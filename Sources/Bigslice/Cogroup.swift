@@ -137,8 +137,8 @@ private func groupByHash<each V>(
       // Fixed-width values go straight into group order in one pass, then into one array per
       // group; the common types by code specialised for them (generic code would look up
       // the metadata of `[T]` for every group).
-      let ordered = UnsafeMutableRawPointer.allocate(byteCount: max(n * kind.width, 1), alignment: 16)
-      defer { ordered.deallocate() }
+      guard let ordered = bs_buffer_alloc(n * kind.width) else { throw FrameError.outOfMemory("\(n) values to group") }
+      defer { bs_buffer_free(ordered, n * kind.width) }
       gids[k].withUnsafeBufferPointer { g in
         starts.withUnsafeMutableBufferPointer { s in
           let rc = bs_group_values_fixed(g.baseAddress, n, UInt32(groups), base, kind.width, s.baseAddress, ordered)

@@ -1,4 +1,5 @@
 import Bigmachine
+import CSupport
 import Dispatch
 import Frame
 import Logging
@@ -78,7 +79,7 @@ public final class Session: @unchecked Sendable {
       _ = try? blockingAwait { try await Bigmachine.start(system: system, services: [SliceWorker.self]) }
       fatalError("a worker's Bigmachine.start returned")
     }
-    Allocator.configured
+    Allocator.limitPool(toFit: memoryLimit)
     var logger = logger
     logger[metadataKey: "machine"] = "local"
     self.logger = logger
@@ -126,9 +127,14 @@ public final class Session: @unchecked Sendable {
   /// The session's machines that have not stopped (none on the local executor).
   public var machines: [Machine] { remote?.machines ?? [] }
 
-  /// Stops the session's machines, removing their stores. The session runs nothing after it.
+  /// Stops the session's machines, removing their stores, and gives the big buffers kept for
+  /// reuse back to the system. The session runs nothing after it.
   /// Letting the session go does the same.
-  public func shutdown() { remote?.shutdown() }
+  public func shutdown() {
+    remote?.shutdown()
+    // The big buffers freed for reuse go back to the system with the session.
+    bs_pool_release()
+  }
 
   /// Bytes of task output written to spill files so far.
   public var spilledBytes: Int { store.spilledBytes.withLock { $0 } }

@@ -135,7 +135,7 @@ final class WorkerState: @unchecked Sendable {
   private var peers: Peers?
 
   func configure(_ service: SliceWorker, peers: Peers?) {
-    Allocator.configured
+    Allocator.limitPool(toFit: service.memoryLimit)
     store = OutputStore(
       memoryLimit: service.memoryLimit, spillParent: service.storeParent, procs: service.procs, outputsOnDisk: true,
       codec: .fast, prefix: "bigslice-store")

@@ -356,7 +356,10 @@ final class PackedListStorage<E: ScalarValue>: PackedListColumn, @unchecked Send
     self.offsets = offsets
     let first = offsets.first ?? 0
     let total = (offsets.last ?? 0) - first
-    values = .allocate(capacity: max(total, 1))
+    let bytes = max(total, 1) * MemoryLayout<E>.stride
+    guard let raw = bs_buffer_alloc(bytes) else { fatalError("out of memory for \(total) list values") }
+    values = UnsafeMutableBufferPointer(
+      start: raw.bindMemory(to: E.self, capacity: max(total, 1)), count: max(total, 1))
     if total > 0, let base {
       if transposed {
         precondition(first == 0, "transposed lists start at offset 0")
@@ -368,7 +371,7 @@ final class PackedListStorage<E: ScalarValue>: PackedListColumn, @unchecked Send
     }
   }
 
-  deinit { values.deallocate() }
+  deinit { bs_buffer_free(values.baseAddress, values.count * MemoryLayout<E>.stride) }
 
   override var rows: Int { offsets.count - 1 }
 

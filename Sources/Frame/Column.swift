@@ -8,10 +8,12 @@ final class ScalarStorage: @unchecked Sendable {
 
   init(byteCount: Int) {
     self.byteCount = byteCount
-    base = .allocate(byteCount: max(byteCount, 1), alignment: 64)
+    // Big columns come from the pool of freed mappings, already faulted in.
+    guard let p = bs_buffer_alloc(byteCount) else { fatalError("out of memory for a column of \(byteCount) bytes") }
+    base = p
   }
 
-  deinit { base.deallocate() }
+  deinit { bs_buffer_free(base, byteCount) }
 }
 
 /// Owns the offsets and bytes of a variable-width column. `offsets` has `rows + 1` entries,
