@@ -15,15 +15,14 @@ import CSupport
 enum Allocator {
   static let configured: Void = { _ = bs_disable_fastbins() }()
 
-  /// The pool's cap without a memory limit.
+  /// The pool's cap without a memory limit (CSupport's default).
   static let poolCap = 512 << 20
 
-  /// Caps the pool at an eighth of `memoryLimit` (the most any session of the process asked
-  /// for, or `poolCap`), so freed memory held for reuse stays small beside the data.
+  /// Caps the pool at an eighth of `memoryLimit`, so freed memory held for reuse stays small
+  /// beside the data. The pool is the process's: the lowest cap any session asked for holds.
   static func limitPool(toFit memoryLimit: Int?) {
     configured
     guard let memoryLimit else { return }
-    let cap = min(poolCap, memoryLimit / 8)
-    if cap < bs_pool_read_stats().cap { bs_pool_set_cap(cap) }
+    bs_pool_lower_cap(nil, min(poolCap, memoryLimit / 8))
   }
 }

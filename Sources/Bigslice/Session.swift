@@ -133,7 +133,7 @@ public final class Session: @unchecked Sendable {
   public func shutdown() {
     remote?.shutdown()
     // The big buffers freed for reuse go back to the system with the session.
-    bs_pool_release()
+    bs_pool_empty(nil)
   }
 
   /// Bytes of task output written to spill files so far.
@@ -159,6 +159,7 @@ public final class Session: @unchecked Sendable {
   deinit {
     debugServer?.stop()
     remote?.shutdown()
+    bs_pool_empty(nil)
   }
 
   /// Runs `f` with `args` and returns its result.
