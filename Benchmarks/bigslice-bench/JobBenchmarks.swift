@@ -227,9 +227,3 @@ final class ScanTimes {
   var times: [Double] = []
   var median: Double { times.isEmpty ? 0 : times.sorted()[times.count / 2] }
 }
-
-/// Seconds from `start` to now.
-func elapsedSeconds(since start: ContinuousClock.Instant) -> Double {
-  let d = ContinuousClock.now - start
-  return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-}

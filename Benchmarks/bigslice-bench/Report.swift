@@ -28,11 +28,16 @@ func median(_ repeats: Int, setup: () -> Void = {}, _ body: () throws -> Void) r
     setup()
     let start = ContinuousClock.now
     try body()
-    let d = ContinuousClock.now - start
-    times.append(Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
+    times.append(elapsedSeconds(since: start))
   }
   times.sort()
   return times[times.count / 2]
+}
+
+/// Seconds from `start` to now.
+func elapsedSeconds(since start: ContinuousClock.Instant) -> Double {
+  let d = ContinuousClock.now - start
+  return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
 }
 
 /// Prints measurements as a table, or as one JSON object per line.

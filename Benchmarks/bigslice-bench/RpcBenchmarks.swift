@@ -137,8 +137,7 @@ struct RpcBenchmarks {
     for _ in 0..<max(1, repeats) {
       let start = ContinuousClock.now
       try await body()
-      let d = ContinuousClock.now - start
-      times.append(Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
+      times.append(elapsedSeconds(since: start))
     }
     times.sort()
     return times[times.count / 2]

@@ -132,7 +132,6 @@ public final class Session: @unchecked Sendable {
   /// Letting the session go does the same.
   public func shutdown() {
     remote?.shutdown()
-    // The big buffers freed for reuse go back to the system with the session.
     bs_pool_empty(nil)
   }
 
@@ -537,7 +536,7 @@ final class ResultFeed {
     while true {
       while open.count < ResultFeed.window && nextShard < tasks.count {
         open.append(
-          OpenShard(ShardFrames(tasks: [tasks[nextShard]], result: recompute, logger: logger, outputs: outputs)))
+          OpenShard(ShardFrames(task: tasks[nextShard], result: recompute, logger: logger, outputs: outputs)))
         nextShard += 1
       }
       guard let shard = open.first else { return nil }
@@ -613,31 +612,28 @@ private final class FrameAhead: @unchecked Sendable {
   }
 }
 
-/// Reads the frames of a result's shards in order, on one thread at a time, computing a shard
-/// again when its output was discarded or is lost while it is read (tasks are deterministic:
-/// the rows already read are skipped).
+/// Reads the frames of one shard of a result, computing it again when its output was
+/// discarded or is lost while it is read (tasks are deterministic: the rows already read are
+/// skipped).
 final class ShardFrames: @unchecked Sendable {
-  private let tasks: [Task]
+  private let task: Task
   private let recompute: () throws -> Void
   private let logger: Logger
   /// Held while a feed's thread reads or clears a task's output and computes it again: the
   /// threads of one feed (one per open shard) then never touch outputs at the same time as
   /// each other, or as the evaluation that one of them started.
   private let outputs: DispatchSemaphore
-  private var shard = 0
   private var reader: (any Reader)?
-  /// Rows of the current shard handed out, and rows to skip after reopening it.
+  private var done = false
+  /// Rows handed out, and rows to skip after reopening the shard.
   private var delivered = 0
   private var skip = 0
   private var failures = 0
-  /// Times in a row a shard may fail to read before the error is thrown.
+  /// Times the shard may fail to read before the error is thrown.
   static let attempts = 5
 
-  init(
-    tasks: [Task], result recompute: @escaping () throws -> Void, logger: Logger,
-    outputs: DispatchSemaphore = DispatchSemaphore(value: 1)
-  ) {
-    self.tasks = tasks
+  init(task: Task, result recompute: @escaping () throws -> Void, logger: Logger, outputs: DispatchSemaphore) {
+    self.task = task
     self.recompute = recompute
     self.logger = logger
     self.outputs = outputs
@@ -650,10 +646,9 @@ final class ShardFrames: @unchecked Sendable {
   }
 
   /// The next frame (never empty), or nil at the end.
-  /// - Throws: what computing a shard again throws, or a read error that persists.
+  /// - Throws: what computing the shard again throws, or a read error that persists.
   func next() throws -> Frame? {
-    while shard < tasks.count {
-      let task = tasks[shard]
+    while !done {
       do {
         if reader == nil {
           let output = try guarded {
@@ -667,11 +662,9 @@ final class ShardFrames: @unchecked Sendable {
           skip = delivered
         }
         guard var frame = try reader!.read() else {
-          shard += 1
+          done = true
           reader = nil
-          delivered = 0
-          failures = 0
-          continue
+          return nil
         }
         if skip > 0 {
           if frame.count <= skip {
@@ -693,7 +686,7 @@ final class ShardFrames: @unchecked Sendable {
         if failures >= ShardFrames.attempts { throw error }
         // The stored shard is damaged or its machine is gone: compute it again.
         logger.notice(
-          "cannot read shard \(shard) of the result (\(error)); computing it again and skipping the \(delivered) rows read"
+          "cannot read shard \(task.shard) of the result (\(error)); computing it again and skipping the \(delivered) rows read"
         )
         guarded { task.output = nil }
       }

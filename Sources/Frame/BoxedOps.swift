@@ -205,47 +205,34 @@ enum PackedListCoding {
   static func isMarker(_ byte: UInt8) -> Bool { byte == plain || byte == shuffled }
 
   /// The shuffled coding of lists of the given `lengths` whose `total` values, `width` bytes
-  /// each, `fill` writes contiguously into the buffer it is given.
-  static func encode(
-    _ lengths: some Collection<Int>, total: Int, width: Int, fill: (UnsafeMutableRawPointer) -> Void
-  ) -> [UInt8] {
+  /// each, lie contiguously at `values`.
+  static func encode(_ lengths: some Collection<Int>, total: Int, width: Int, values: UnsafeRawPointer?) -> [UInt8] {
     let n = lengths.count
     let size = 9 + n * 8 + total * width
-    let scratchBytes = max(n * 8, total * width, 1)
-    let scratch = UnsafeMutableRawPointer.allocate(byteCount: scratchBytes, alignment: 16)
-    defer { scratch.deallocate() }
+    let lengthWords = UnsafeMutablePointer<UInt64>.allocate(capacity: max(n, 1))
+    defer { lengthWords.deallocate() }
+    for (i, length) in lengths.enumerated() { lengthWords[i] = UInt64(length) }
     return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
       let out = UnsafeMutableRawPointer(buffer.baseAddress!)
       out.storeBytes(of: shuffled, as: UInt8.self)
       withUnsafeBytes(of: UInt64(n).littleEndian) { (out + 1).copyMemory(from: $0.baseAddress!, byteCount: 8) }
-      let lengthWords = scratch.bindMemory(to: UInt64.self, capacity: n)
-      for (i, length) in lengths.enumerated() { lengthWords[i] = UInt64(length) }
-      transpose(scratch, width: 8, count: n, into: out + 9)
-      fill(scratch)
-      transpose(scratch, width: width, count: total, into: out + 9 + n * 8)
+      transpose(lengthWords, width: 8, count: n, into: out + 9)
+      if let values { transpose(values, width: width, count: total, into: out + 9 + n * 8) }
       count = size
     }
   }
 
-  /// `bs_byte_shuffle`, or a copy for one-byte values.
-  static func transpose(_ src: UnsafeRawPointer, width: Int, count: Int, into dst: UnsafeMutableRawPointer) {
+  /// `bs_byte_shuffle` (or with `inverse`, `bs_byte_unshuffle`) of `count` values of `width`
+  /// bytes; a copy for one-byte values.
+  static func transpose(
+    _ src: UnsafeRawPointer, width: Int, count: Int, into dst: UnsafeMutableRawPointer, inverse: Bool = false
+  ) {
     guard count > 0 else { return }
     if width == 1 {
       dst.copyMemory(from: src, byteCount: count)
     } else {
-      let rc = bs_byte_shuffle(src, width, count, dst)
-      precondition(rc == 0, "byte shuffle of width \(width)")
-    }
-  }
-
-  /// `bs_byte_unshuffle`, or a copy for one-byte values.
-  static func untranspose(_ src: UnsafeRawPointer, width: Int, count: Int, into dst: UnsafeMutableRawPointer) {
-    guard count > 0 else { return }
-    if width == 1 {
-      dst.copyMemory(from: src, byteCount: count)
-    } else {
-      let rc = bs_byte_unshuffle(src, width, count, dst)
-      precondition(rc == 0, "byte unshuffle of width \(width)")
+      let rc = inverse ? bs_byte_unshuffle(src, width, count, dst) : bs_byte_shuffle(src, width, count, dst)
+      precondition(rc == 0, "byte transposition of width \(width)")
     }
   }
 }
@@ -264,13 +251,17 @@ extension Array: PackedList where Element: ScalarValue {
   @_specialize(where Element == Bool)
   static func pack(_ values: ArraySlice<[Element]>) -> [UInt8] {
     let total = values.reduce(0) { $0 + $1.count }
-    return PackedListCoding.encode(values.lazy.map(\.count), total: total, width: MemoryLayout<Element>.stride) {
-      var at = $0
-      for list in values {
-        list.withUnsafeBytes { at.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        at += list.count * MemoryLayout<Element>.stride
-      }
+    // The lists' values, one after another, to be transposed in one pass.
+    let flat = UnsafeMutableRawPointer.allocate(
+      byteCount: Swift.max(total * MemoryLayout<Element>.stride, 1), alignment: 16)
+    defer { flat.deallocate() }
+    var at = flat
+    for list in values {
+      list.withUnsafeBytes { at.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+      at += list.count * MemoryLayout<Element>.stride
     }
+    return PackedListCoding.encode(
+      values.lazy.map(\.count), total: total, width: MemoryLayout<Element>.stride, values: flat)
   }
 
   static func unpack(_ bytes: UnsafeRawBufferPointer) throws -> PackedListColumn {
@@ -294,7 +285,7 @@ extension Array: PackedList where Element: ScalarValue {
       let raw = try reader.take(n * 8, "packed list lengths")
       var lengths = [UInt64](repeating: 0, count: n)
       lengths.withUnsafeMutableBytes {
-        PackedListCoding.untranspose(raw.baseAddress!, width: 8, count: n, into: $0.baseAddress!)
+        PackedListCoding.transpose(raw.baseAddress!, width: 8, count: n, into: $0.baseAddress!, inverse: true)
       }
       for row in 0..<n {
         guard lengths[row] <= UInt64(Int.max) else {
@@ -363,7 +354,8 @@ final class PackedListStorage<E: ScalarValue>: PackedListColumn, @unchecked Send
     if total > 0, let base {
       if transposed {
         precondition(first == 0, "transposed lists start at offset 0")
-        PackedListCoding.untranspose(base, width: MemoryLayout<E>.stride, count: total, into: values.baseAddress!)
+        PackedListCoding.transpose(
+          base, width: MemoryLayout<E>.stride, count: total, into: values.baseAddress!, inverse: true)
       } else {
         UnsafeMutableRawPointer(values.baseAddress!).copyMemory(
           from: base + first * MemoryLayout<E>.stride, byteCount: total * MemoryLayout<E>.stride)
@@ -425,9 +417,8 @@ extension PackedListStorage: AnyBoxedStorage, PackedListEncoding {
     let first = offsets[offset] - offsets[0]
     let total = offsets[offset + count] - offsets[offset]
     let lengths = (offset..<(offset + count)).lazy.map { self.offsets[$0 + 1] - self.offsets[$0] }
-    return PackedListCoding.encode(lengths, total: total, width: stride) {
-      $0.copyMemory(from: UnsafeRawPointer(values.baseAddress!) + first * stride, byteCount: total * stride)
-    }
+    return PackedListCoding.encode(
+      lengths, total: total, width: stride, values: UnsafeRawPointer(values.baseAddress!) + first * stride)
   }
 }
 
