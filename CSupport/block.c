@@ -11,6 +11,8 @@
 
 struct bs_block_encoder {
   ZSTD_CCtx *cctx;
+  /* BS_BLOCK_LEVEL_FAST: weak blocks left before zstd is tried again. */
+  uint32_t zstd_rest;
 };
 struct bs_block_decoder {
   ZSTD_DCtx *dctx;
@@ -55,10 +57,83 @@ static uint64_t get64(const uint8_t *p) {
   return v;
 }
 
+/* The runs codec: tokens, each a u32 little-endian (length << 1 | kind) then, for a run
+ * (kind 1), the repeated byte, or for literals (kind 0), length bytes. Lengths are at least
+ * 1. Runs shorter than RUN_MIN stay inside literals, so a token costs at most 4 bytes for
+ * every RUN_MIN it saves. The encoder looks for runs a word at a time: a word whose eight
+ * bytes are equal starts one, which it extends both ways byte by byte. */
+#define RUN_MIN 32u
+
+static int put_token(uint8_t *out, size_t cap, size_t *o, uint32_t token, const uint8_t *bytes,
+                     size_t n) {
+  if (cap - *o < 4 || cap - *o - 4 < n) return 0;
+  put32(out + *o, token);
+  if (n) memcpy(out + *o + 4, bytes, n);
+  *o += 4 + n;
+  return 1;
+}
+
+/* Codes src[0..<n] as runs tokens into out[0..<cap]; returns the coded size, or 0 when it
+ * does not fit (n is at most BS_BLOCK_MAX_RAW, so lengths fit in 31 bits). */
+static size_t runs_encode(const uint8_t *src, size_t n, uint8_t *out, size_t cap) {
+  size_t o = 0, lit = 0, i = 0;
+  while (i + 8 <= n) {
+    uint64_t w;
+    memcpy(&w, src + i, 8);
+    if (w != (w & 0xFF) * 0x0101010101010101ull) {
+      i += 8;
+      continue;
+    }
+    uint8_t v = (uint8_t)w;
+    size_t s = i, e = i + 8;
+    while (s > lit && src[s - 1] == v) s--;
+    for (;;) {
+      uint64_t x;
+      if (e + 8 > n) break;
+      memcpy(&x, src + e, 8);
+      if (x != w) break;
+      e += 8;
+    }
+    while (e < n && src[e] == v) e++;
+    if (e - s >= RUN_MIN) {
+      if (s > lit && !put_token(out, cap, &o, (uint32_t)((s - lit) << 1), src + lit, s - lit)) return 0;
+      if (!put_token(out, cap, &o, (uint32_t)((e - s) << 1 | 1u), &v, 1)) return 0;
+      lit = e;
+    }
+    i = e;
+  }
+  if (n > lit && !put_token(out, cap, &o, (uint32_t)((n - lit) << 1), src + lit, n - lit)) return 0;
+  return o;
+}
+
+/* Decodes runs tokens into dst, which must come out exactly raw_len bytes long. */
+static int64_t runs_decode(const uint8_t *p, size_t len, uint8_t *dst, size_t raw_len) {
+  size_t i = 0, o = 0;
+  while (i < len) {
+    if (len - i < 4) return BS_ELENGTH;
+    uint32_t token = get32(p + i);
+    size_t n = token >> 1;
+    i += 4;
+    if (n == 0 || raw_len - o < n) return BS_ELENGTH;
+    if (token & 1u) {
+      if (i == len) return BS_ELENGTH;
+      memset(dst + o, p[i], n);
+      i += 1;
+    } else {
+      if (len - i < n) return BS_ELENGTH;
+      memcpy(dst + o, p + i, n);
+      i += n;
+    }
+    o += n;
+  }
+  return o == raw_len ? BS_OK : BS_ELENGTH;
+}
+
 bs_block_encoder *bs_block_encoder_new(void) {
   bs_block_encoder *e = (bs_block_encoder *)malloc(sizeof *e);
   if (e == NULL) return NULL;
   e->cctx = ZSTD_createCCtx();
+  e->zstd_rest = 0;
   if (e->cctx == NULL) {
     free(e);
     return NULL;
@@ -107,6 +182,36 @@ static void write_header(uint8_t *h, uint16_t codec, uint64_t rows, uint32_t raw
   put64(h + H_HEADER_SUM, XXH3_64bits(h, H_CHECKED));
 }
 
+/* zstd at level into payload (room bytes), kept only when the frame and its trailer come to
+ * at most most bytes; returns the payload size, 0 when it is not kept, or BS_ECOMPRESS. */
+static int64_t zstd_payload(bs_block_encoder *e, const void *raw, size_t raw_len, int level,
+                            uint8_t *payload, size_t room, size_t most) {
+  if (most > room) most = room;
+  if (most <= BS_BLOCK_TRAILER) return 0;
+  size_t r = ZSTD_compressCCtx(e->cctx, payload, most - BS_BLOCK_TRAILER, raw, raw_len, level);
+  if (ZSTD_isError(r)) return ZSTD_getErrorCode(r) == ZSTD_error_dstSize_tooSmall ? 0 : BS_ECOMPRESS;
+  put64(payload + r, XXH3_64bits(payload, r));
+  return (int64_t)(r + BS_BLOCK_TRAILER);
+}
+
+/* Runs tokens into payload, kept only when they and their trailer come to at most most
+ * bytes; returns the payload size or 0. */
+static size_t runs_payload(const void *raw, size_t raw_len, uint8_t *payload, size_t room,
+                           size_t most) {
+  if (most > room) most = room;
+  if (most <= BS_BLOCK_TRAILER) return 0;
+  size_t r = runs_encode((const uint8_t *)raw, raw_len, payload, most - BS_BLOCK_TRAILER);
+  if (r == 0) return 0;
+  put64(payload + r, XXH3_64bits(payload, r));
+  return r + BS_BLOCK_TRAILER;
+}
+
+/* BS_BLOCK_LEVEL_FAST: zstd is tried on a block that runs leave over 3/4 of its size (text,
+ * say), and kept when it comes to at most 4/5 of the runs payload; when it does not, the
+ * next FAST_REST such blocks skip it (random numbers, say, which neither codec shrinks). */
+#define FAST_REST 32u
+#define FAST_ZSTD_LEVEL (-1)
+
 int64_t bs_block_encode(bs_block_encoder *e, const void *raw, size_t raw_len, uint64_t rows,
                         int level, void *dst, size_t dst_cap) {
   if (e == NULL || dst == NULL || (raw == NULL && raw_len > 0)) return BS_EINVAL;
@@ -117,25 +222,46 @@ int64_t bs_block_encode(bs_block_encoder *e, const void *raw, size_t raw_len, ui
   const size_t room = dst_cap - BS_BLOCK_HEADER_SIZE;
   const uint64_t raw_sum = XXH3_64bits(raw_len ? raw : NULL, raw_len);
 
-  /* A zstd payload is the frame followed by the frame's XXH3-64, and is kept only when it
-   * is strictly smaller than the raw bytes: zstd gets at most raw_len - 1 - 8 bytes of room
-   * and the block falls back to raw when it runs out. */
-  if (level != BS_BLOCK_LEVEL_RAW && raw_len > BS_BLOCK_TRAILER + 1 && room > BS_BLOCK_TRAILER) {
-    size_t limit = raw_len - 1 - BS_BLOCK_TRAILER;
-    size_t zcap = room - BS_BLOCK_TRAILER < limit ? room - BS_BLOCK_TRAILER : limit;
-    size_t r = ZSTD_compressCCtx(e->cctx, payload, zcap, raw, raw_len, level);
-    if (!ZSTD_isError(r)) {
-      put64(payload + r, XXH3_64bits(payload, r));
-      size_t plen = r + BS_BLOCK_TRAILER;
-      write_header(out, BS_CODEC_ZSTD, rows, (uint32_t)raw_len, (uint32_t)plen, raw_sum);
-      return (int64_t)(BS_BLOCK_HEADER_SIZE + plen);
+  /* A coded payload is kept only when it is strictly smaller than the raw bytes; otherwise
+   * the block is stored raw. */
+  const size_t most = raw_len > 0 ? raw_len - 1 : 0;
+  uint16_t codec = BS_CODEC_RAW;
+  size_t plen = 0;
+  if (level == BS_BLOCK_LEVEL_FAST) {
+    plen = runs_payload(raw, raw_len, payload, room, most);
+    if (plen > 0) codec = BS_CODEC_RUNS;
+    size_t coded = plen > 0 ? plen : raw_len;
+    if (coded > raw_len / 4 * 3) {
+      if (e->zstd_rest > 0) {
+        e->zstd_rest--;
+      } else {
+        int64_t z = zstd_payload(e, raw, raw_len, FAST_ZSTD_LEVEL, payload, room, coded / 5 * 4);
+        if (z < 0) return z;
+        if (z > 0) {
+          codec = BS_CODEC_ZSTD;
+          plen = (size_t)z;
+        } else {
+          e->zstd_rest = FAST_REST;
+          /* zstd wrote over the runs payload. */
+          if (codec == BS_CODEC_RUNS) plen = runs_payload(raw, raw_len, payload, room, most);
+        }
+      }
     }
-    if (ZSTD_getErrorCode(r) != ZSTD_error_dstSize_tooSmall) return BS_ECOMPRESS;
+  } else if (level != BS_BLOCK_LEVEL_RAW) {
+    int64_t z = zstd_payload(e, raw, raw_len, level, payload, room, most);
+    if (z < 0) return z;
+    if (z > 0) {
+      codec = BS_CODEC_ZSTD;
+      plen = (size_t)z;
+    }
   }
-  if (room < raw_len) return BS_EDSTSIZE;
-  if (raw_len) memcpy(payload, raw, raw_len);
-  write_header(out, BS_CODEC_RAW, rows, (uint32_t)raw_len, (uint32_t)raw_len, raw_sum);
-  return (int64_t)(BS_BLOCK_HEADER_SIZE + raw_len);
+  if (codec == BS_CODEC_RAW) {
+    if (room < raw_len) return BS_EDSTSIZE;
+    if (raw_len) memcpy(payload, raw, raw_len);
+    plen = raw_len;
+  }
+  write_header(out, codec, rows, (uint32_t)raw_len, (uint32_t)plen, raw_sum);
+  return (int64_t)(BS_BLOCK_HEADER_SIZE + plen);
 }
 
 int64_t bs_block_peek(const void *src, size_t len, bs_block_info *info) {
@@ -146,14 +272,14 @@ int64_t bs_block_peek(const void *src, size_t len, bs_block_info *info) {
   if (get16(h + H_VERSION) != BS_BLOCK_VERSION) return BS_EVERSION;
   if (get64(h + H_HEADER_SUM) != XXH3_64bits(h, H_CHECKED)) return BS_EHEADER;
   uint16_t codec = get16(h + H_CODEC);
-  if (codec != BS_CODEC_RAW && codec != BS_CODEC_ZSTD) return BS_ECODEC;
+  if (codec != BS_CODEC_RAW && codec != BS_CODEC_ZSTD && codec != BS_CODEC_RUNS) return BS_ECODEC;
   uint32_t raw_len = get32(h + H_RAW_LEN), payload_len = get32(h + H_PAYLOAD_LEN);
   if (raw_len > BS_BLOCK_MAX_RAW) return BS_ELENGTH;
   if (codec == BS_CODEC_RAW) {
     if (payload_len != raw_len) return BS_ELENGTH;
   } else {
-    /* The encoder keeps a zstd payload (frame + trailer) only when it is smaller than the
-     * raw bytes. */
+    /* The encoder keeps a zstd or runs payload (with its trailer) only when it is smaller
+     * than the raw bytes. */
     if (payload_len <= BS_BLOCK_TRAILER || payload_len >= raw_len) return BS_ELENGTH;
   }
   if (info != NULL) {
@@ -180,6 +306,12 @@ int64_t bs_block_decode(bs_block_decoder *d, const void *src, size_t len, void *
     if (XXH3_64bits(hi.raw_len ? payload : NULL, hi.raw_len) != hi.raw_checksum)
       return BS_ECHECKSUM;
     if (hi.raw_len) memcpy(dst, payload, hi.raw_len);
+  } else if (hi.codec == BS_CODEC_RUNS) {
+    size_t tlen = hi.payload_len - BS_BLOCK_TRAILER;
+    if (get64(payload + tlen) != XXH3_64bits(payload, tlen)) return BS_ECHECKSUM;
+    int64_t r = runs_decode(payload, tlen, (uint8_t *)dst, hi.raw_len);
+    if (r < 0) return r;
+    if (XXH3_64bits(dst, hi.raw_len) != hi.raw_checksum) return BS_ECHECKSUM;
   } else {
     /* The trailer covers the bits zstd itself ignores (reserved and padding bits). */
     size_t flen = hi.payload_len - BS_BLOCK_TRAILER;

@@ -186,20 +186,27 @@ struct KernelBenchmarks {
           baselineSeconds: baseRead, notes: "\(fmt(Double(rawBytes) / oursRead / 1e6, 0)) MB/s"))
     }
 
-    // Levels and transforms: what the spill default is chosen by.
-    report.note("\nCodec choice for spill files (one core; MB/s of raw bytes):")
-    report.note("level  transform     write MB/s  read MB/s  ratio")
+    // Levels and transforms: what the spill default and the machines' store are chosen by, on
+    // keys and on the workloads' small values (below 1000).
     let scratch = ByteWriter(capacity: rawBytes / 2)
-    for level: Int32 in [-7, -3, -1, 1, 3] {
-      for transform in [ColumnTransform.none, .byteShuffle] {
-        let encoded: ByteWriter? = scratch
-        let w = try median(repeats) {
-          try encodeBlocks(column, CodecOptions(level: level, transform: transform), into: encoded!)
+    let levels: [(String, Int32)] =
+      [-7, -3, -1, 1, 3].map { (String($0), $0) } + [("fast", BlockEncoder.fast), ("stored", BlockEncoder.stored)]
+    for (label, data) in [
+      ("1M distinct keys", column), ("values below 1000", keyColumn(distinct: 1000, seed: 1 << 40)),
+    ] {
+      report.note("\nCodec choice, \(label) (one core; MB/s of raw bytes):")
+      report.note("level  transform     write MB/s  read MB/s  ratio")
+      for (name, level) in levels {
+        for transform in [ColumnTransform.none, .byteShuffle] {
+          let encoded: ByteWriter? = scratch
+          let w = try median(repeats) {
+            try encodeBlocks(data, CodecOptions(level: level, transform: transform), into: encoded!)
+          }
+          let r = try median(repeats) { _ = try decodeBlocks(encoded!, schema: schema) }
+          report.note(
+            "\(pad(name, 6)) \(pad("\(transform)", 13)) \(pad(fmt(Double(rawBytes) / w / 1e6, 0), 11)) "
+              + "\(pad(fmt(Double(rawBytes) / r / 1e6, 0), 10)) \(fmt(Double(rawBytes) / Double(encoded!.count), 2))")
         }
-        let r = try median(repeats) { _ = try decodeBlocks(encoded!, schema: schema) }
-        report.note(
-          "\(pad(String(level), 6)) \(pad("\(transform)", 13)) \(pad(fmt(Double(rawBytes) / w / 1e6, 0), 11)) "
-            + "\(pad(fmt(Double(rawBytes) / r / 1e6, 0), 10)) \(fmt(Double(rawBytes) / Double(encoded!.count), 2))")
       }
     }
 

@@ -4,22 +4,26 @@
  * Header, 40 bytes, little-endian:
  *   0  u32 magic "BSBK" (0x4B425342)
  *   4  u16 version (1)
- *   6  u16 codec: 0 = stored raw, 1 = zstd
+ *   6  u16 codec: 0 = stored raw, 1 = zstd, 2 = runs
  *   8  u64 rows            (opaque to the block layer; the frame codec's row count)
  *   16 u32 raw_len         (<= BS_BLOCK_MAX_RAW)
  *   20 u32 payload_len     (bytes after the header; == raw_len when stored raw;
- *                           8 < payload_len < raw_len for zstd)
+ *                           8 < payload_len < raw_len for zstd and runs)
  *   24 u64 raw_checksum    XXH3-64 of the raw bytes, seed 0
  *   32 u64 header_checksum XXH3-64 of header bytes 0..<32, seed 0
  * then payload_len bytes: the raw bytes (codec 0), or (codec 1) one zstd frame (with its
- * content size) followed by a u64 frame_checksum, XXH3-64 of the frame bytes, seed 0.
- * The frame checksum is needed because zstd ignores a few bits of a frame (an unused
+ * content size) followed by a u64 frame_checksum, XXH3-64 of the frame bytes, seed 0, or
+ * (codec 2) runs tokens followed by their XXH3-64 in the same way. A runs token is a u32
+ * (length << 1 | kind), length >= 1, then one byte repeated length times (kind 1) or length
+ * literal bytes (kind 0): it costs about memcpy's time, and shrinks the constant byte planes
+ * that shuffling makes of small integers as well as zstd does, but nothing else.
+ * The zstd frame checksum is needed because zstd ignores a few bits of a frame (an unused
  * header bit, padding bits of its table descriptions): flipping one of those decodes to
  * the same bytes, which the raw checksum alone cannot notice.
  *
  * The decoder checks, in order: enough bytes for a header, magic, version, header checksum,
  * codec, lengths against their bounds and the input, the destination size, the frame
- * checksum (zstd), the frame's content size, zstd, the decompressed size, and the raw
+ * or tokens checksum, the frame's content size, zstd or the tokens, the decompressed size, and the raw
  * checksum. A single flipped bit anywhere in a block fails one of these checks. */
 #ifndef BS_BLOCK_H
 #define BS_BLOCK_H
@@ -36,7 +40,7 @@ extern "C" {
 #define BS_BLOCK_HEADER_SIZE 40u
 #define BS_BLOCK_MAX_RAW (1u << 30)
 
-typedef enum { BS_CODEC_RAW = 0, BS_CODEC_ZSTD = 1 } bs_codec;
+typedef enum { BS_CODEC_RAW = 0, BS_CODEC_ZSTD = 1, BS_CODEC_RUNS = 2 } bs_codec;
 
 typedef struct {
   uint64_t rows;
@@ -60,10 +64,13 @@ void bs_block_decoder_free(bs_block_decoder *d);
 size_t bs_block_bound(size_t raw_len);
 
 /* Encodes raw[0..<raw_len] as one block into dst. level is a zstd level (negative levels are
- * zstd's fast modes); BS_BLOCK_LEVEL_RAW stores the bytes uncompressed. When zstd does not
- * shrink the bytes, the block is stored raw. Returns the block's total size, or BS_EINVAL
- * (raw_len over the bound, NULL), BS_EDSTSIZE, BS_ECOMPRESS. */
+ * zstd's fast modes); BS_BLOCK_LEVEL_RAW stores the bytes uncompressed; BS_BLOCK_LEVEL_FAST
+ * codes them as runs, and tries zstd's fastest level only on blocks that runs leave over 3/4
+ * of their size, for as long as zstd does clearly better on them (the encoder remembers).
+ * When the codec does not shrink the bytes, the block is stored raw. Returns the block's
+ * total size, or BS_EINVAL (raw_len over the bound, NULL), BS_EDSTSIZE, BS_ECOMPRESS. */
 #define BS_BLOCK_LEVEL_RAW (-1000)
+#define BS_BLOCK_LEVEL_FAST (-1001)
 int64_t bs_block_encode(bs_block_encoder *e, const void *raw, size_t raw_len, uint64_t rows,
                         int level, void *dst, size_t dst_cap);
 

@@ -10,7 +10,7 @@ import Testing
     return Array(out.bytes)
   }
 
-  @Test(arguments: [BlockEncoder.stored, -5, -1, 1, 3, 19])
+  @Test(arguments: [BlockEncoder.stored, BlockEncoder.fast, -5, -1, 1, 3, 19])
   func blocksRoundTrip(level: Int32) throws {
     var rng = SplitMix64(seed: UInt64(bitPattern: Int64(level)))
     let inputs: [[UInt8]] = [
@@ -35,8 +35,10 @@ import Testing
   @Test func everySingleBitFlipAndEveryTruncationIsAnIntegrityError() throws {
     let raw = Array("the quick brown fox jumps over the lazy dog, again and again and again".utf8)
     let decoder = BlockDecoder()
-    for level: Int32 in [1, BlockEncoder.stored] {
+    let runs = Array(repeating: UInt8(0), count: 40) + raw + Array(repeating: UInt8(7), count: 33)
+    for (level, raw) in [(1, raw), (BlockEncoder.stored, raw), (BlockEncoder.fast, runs)] {
       let block = try encode(raw, level: level)
+      if level == BlockEncoder.fast { #expect(codec(block) == BS_CODEC_RUNS) }
       for bit in 0..<(block.count * 8) {
         var damaged = block
         damaged[bit / 8] ^= UInt8(1 << (bit % 8))
@@ -55,6 +57,103 @@ import Testing
             #expect(problem == .truncated("the bytes end inside block 7"))
           }
         }
+      }
+    }
+  }
+
+  /// The codec a block's header names.
+  func codec(_ block: [UInt8]) -> bs_codec { bs_codec(UInt32(block[6]) | UInt32(block[7]) << 8) }
+
+  /// Random mixes of runs (of every length around the shortest coded one) and literals,
+  /// at every alignment, come back exactly; long runs are coded as runs.
+  @Test func runsCodingRoundTripsRandomMixes() throws {
+    var rng = SplitMix64(seed: 11)
+    let decoder = BlockDecoder()
+    for trial in 0..<300 {
+      var raw: [UInt8] = []
+      let pieces = Int(rng.next() % 12) + 1
+      for _ in 0..<pieces {
+        let length = Int(rng.next() % (trial % 3 == 0 ? 4000 : 70)) + 1
+        if rng.next() % 2 == 0 {
+          raw += Array(repeating: UInt8(truncatingIfNeeded: rng.next() % 3), count: length)
+        } else {
+          raw += (0..<length).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        }
+      }
+      let block = try encode(raw, level: BlockEncoder.fast, rows: trial)
+      let same = try block.withUnsafeBytes {
+        try decoder.decode($0, source: "mix", index: trial).raw.elementsEqual(raw)
+      }
+      #expect(same, "trial \(trial) decodes to its bytes")
+    }
+    // Small integers, byte-shuffled: their zero planes are runs.
+    let values = (0..<50_000).map { _ in Int64(rng.next() % 1000) }
+    var shuffled = [UInt8](repeating: 0, count: values.count * 8)
+    #expect(bs_byte_shuffle(values, 8, values.count, &shuffled) == 0)
+    let block = try encode(shuffled, level: BlockEncoder.fast)
+    #expect(codec(block) == BS_CODEC_RUNS)
+    #expect(block.count < shuffled.count / 3, "6 of 8 byte planes are zeros")
+  }
+
+  /// The fast level tries zstd on what runs cannot shrink (text), keeps it while it pays,
+  /// and after it fails to (random bytes) leaves it alone for the next 32 such blocks.
+  @Test func fastLevelTriesZstdOnlyWhileItPays() throws {
+    var rng = SplitMix64(seed: 3)
+    let words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+    let text = Array((0..<4000).map { _ in words[Int(rng.next() % 8)] }.joined(separator: " ").utf8)
+    let noise = (0..<20_000).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+    let encoder = BlockEncoder(level: BlockEncoder.fast)
+    let decoder = BlockDecoder()
+    func codecOf(_ raw: [UInt8]) throws -> bs_codec {
+      let out = ByteWriter()
+      try raw.withUnsafeBytes { try encoder.encode($0, rows: 1, into: out) }
+      let block = Array(out.bytes)
+      let same = try block.withUnsafeBytes { try decoder.decode($0, source: "fast", index: 0).raw.elementsEqual(raw) }
+      #expect(same, "the block decodes to its bytes")
+      return codec(block)
+    }
+    #expect(try codecOf(text) == BS_CODEC_ZSTD)
+    #expect(try codecOf(noise) == BS_CODEC_RAW)
+    for i in 0..<32 { #expect(try codecOf(text) == BS_CODEC_RAW, "weak block \(i) after zstd failed") }
+    #expect(try codecOf(text) == BS_CODEC_ZSTD)
+  }
+
+  /// Runs tokens that do not add up (zero lengths, overruns, a cut token), under valid
+  /// checksums, are length errors, never a read or write out of bounds.
+  @Test func malformedRunsTokensAreLengthErrors() throws {
+    func block(tokens: [UInt8], rawLength: Int) -> [UInt8] {
+      var payload = tokens
+      withUnsafeBytes(of: bs_hash_one(tokens, tokens.count, 0).littleEndian) { payload += $0 }
+      var h = [UInt8](repeating: 0, count: Int(BS_BLOCK_HEADER_SIZE))
+      func put(_ v: UInt64, at: Int, bytes: Int) {
+        for i in 0..<bytes { h[at + i] = UInt8(truncatingIfNeeded: v >> (8 * i)) }
+      }
+      put(UInt64(BS_BLOCK_MAGIC), at: 0, bytes: 4)
+      put(UInt64(BS_BLOCK_VERSION), at: 4, bytes: 2)
+      put(UInt64(BS_CODEC_RUNS.rawValue), at: 6, bytes: 2)
+      put(1, at: 8, bytes: 8)
+      put(UInt64(rawLength), at: 16, bytes: 4)
+      put(UInt64(payload.count), at: 20, bytes: 4)
+      put(0, at: 24, bytes: 8)
+      put(bs_hash_one(h, 32, 0), at: 32, bytes: 8)
+      return h + payload
+    }
+    func token(_ length: UInt32, run: Bool) -> [UInt8] {
+      withUnsafeBytes(of: (length << 1 | (run ? 1 : 0)).littleEndian, Array.init)
+    }
+    let cases: [(String, [UInt8])] = [
+      ("a zero-length run", token(0, run: true) + [9] + token(60, run: true) + [1]),
+      ("a run past the end", token(61, run: true) + [1] + Array(repeating: 0, count: 40)),
+      ("literals past the end", token(61, run: false) + Array(repeating: 5, count: 40)),
+      ("literals cut short", token(50, run: false) + Array(repeating: 5, count: 30)),
+      ("a run without its byte", token(30, run: false) + Array(repeating: 5, count: 30) + token(30, run: true)),
+      ("a cut token", token(30, run: true) + [4] + [1, 2]),
+      ("too few bytes", token(30, run: true) + [4]),
+    ]
+    for (name, tokens) in cases {
+      let bad = block(tokens: tokens, rawLength: 60)
+      #expect(throws: SliceIOError.integrity(source: "runs", block: 2, problem: .badLength), "\(name)") {
+        _ = try bad.withUnsafeBytes { try BlockDecoder().decode($0, source: "runs", index: 2) }
       }
     }
   }
