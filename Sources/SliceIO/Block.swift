@@ -5,7 +5,7 @@ import Frame
 /// context: one encoder per thread.
 public final class BlockEncoder {
   /// The zstd level; negative levels are zstd's fast modes, `BlockEncoder.stored` skips
-  /// compression.
+  /// compression, and `BlockEncoder.fast` codes runs of repeated bytes.
   public let level: Int32
   /// The level that stores bytes uncompressed.
   public static let stored = Int32(BS_BLOCK_LEVEL_RAW)

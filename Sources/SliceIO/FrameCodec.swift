@@ -3,7 +3,8 @@ import Frame
 
 /// How frames become blocks: compression level, column transform and block size.
 public struct CodecOptions: Sendable, Hashable {
-  /// The zstd level (negative: zstd's fast modes; `BlockEncoder.stored`: no compression).
+  /// The zstd level (negative: zstd's fast modes; `BlockEncoder.stored`: no compression;
+  /// `BlockEncoder.fast`: runs of repeated bytes, zstd only where that pays).
   public var level: Int32
   /// The transform applied to fixed-width columns (and string lengths) before compression.
   public var transform: ColumnTransform
