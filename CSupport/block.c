@@ -1,4 +1,4 @@
-/* The block format: a 40-byte little-endian header, then a raw or zstd payload. See
+/* The block format: a 40-byte little-endian header, then a raw, zstd or runs payload. See
  * bs_block.h. */
 #include "bs_block.h"
 #include "bs_error.h"
@@ -30,7 +30,7 @@ enum {
   H_HEADER_SUM = 32,
   H_CHECKED = 32, /* bytes covered by the header checksum */
 };
-/* A zstd payload ends with the XXH3-64 of the frame. */
+/* A zstd or runs payload ends with the XXH3-64 of the frame or tokens. */
 #define BS_BLOCK_TRAILER 8u
 
 /* Explicit little-endian stores and loads, byte by byte (compilers fold them into single
@@ -206,11 +206,15 @@ static size_t runs_payload(const void *raw, size_t raw_len, uint8_t *payload, si
   return r + BS_BLOCK_TRAILER;
 }
 
-/* BS_BLOCK_LEVEL_FAST: zstd is tried on a block that runs leave over 3/4 of its size (text,
- * say), and kept when it comes to at most 4/5 of the runs payload; when it does not, the
- * next FAST_REST such blocks skip it (random numbers, say, which neither codec shrinks). */
+/* BS_BLOCK_LEVEL_FAST: zstd -1 is tried on a block of at least FAST_ZSTD_MIN bytes that runs
+ * leave over 3/4 of its size (text, say), and kept when it comes to at most 4/5 of the runs
+ * payload (or of the raw bytes). When it does not, the next FAST_REST such blocks skip it
+ * (random numbers, say, which neither codec shrinks), and then it is tried again. Smaller
+ * blocks (a stream's end marker), and a destination too small for zstd's budget, neither
+ * try it nor count. */
 #define FAST_REST 32u
 #define FAST_ZSTD_LEVEL (-1)
+#define FAST_ZSTD_MIN 1024u
 
 int64_t bs_block_encode(bs_block_encoder *e, const void *raw, size_t raw_len, uint64_t rows,
                         int level, void *dst, size_t dst_cap) {
@@ -231,11 +235,12 @@ int64_t bs_block_encode(bs_block_encoder *e, const void *raw, size_t raw_len, ui
     plen = runs_payload(raw, raw_len, payload, room, most);
     if (plen > 0) codec = BS_CODEC_RUNS;
     size_t coded = plen > 0 ? plen : raw_len;
-    if (coded > raw_len / 4 * 3) {
+    size_t budget = coded / 5 * 4;
+    if (raw_len >= FAST_ZSTD_MIN && coded * 4 > raw_len * 3 && budget <= room) {
       if (e->zstd_rest > 0) {
         e->zstd_rest--;
       } else {
-        int64_t z = zstd_payload(e, raw, raw_len, FAST_ZSTD_LEVEL, payload, room, coded / 5 * 4);
+        int64_t z = zstd_payload(e, raw, raw_len, FAST_ZSTD_LEVEL, payload, room, budget);
         if (z < 0) return z;
         if (z > 0) {
           codec = BS_CODEC_ZSTD;

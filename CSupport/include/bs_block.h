@@ -16,7 +16,8 @@
  * (codec 2) runs tokens followed by their XXH3-64 in the same way. A runs token is a u32
  * (length << 1 | kind), length >= 1, then one byte repeated length times (kind 1) or length
  * literal bytes (kind 0): it costs about memcpy's time, and shrinks the constant byte planes
- * that shuffling makes of small integers as well as zstd does, but nothing else.
+ * that shuffling makes of small integers (though not their low planes, as zstd's entropy
+ * coding does), but nothing else.
  * The zstd frame checksum is needed because zstd ignores a few bits of a frame (an unused
  * header bit, padding bits of its table descriptions): flipping one of those decodes to
  * the same bytes, which the raw checksum alone cannot notice.
@@ -64,11 +65,14 @@ void bs_block_decoder_free(bs_block_decoder *d);
 size_t bs_block_bound(size_t raw_len);
 
 /* Encodes raw[0..<raw_len] as one block into dst. level is a zstd level (negative levels are
- * zstd's fast modes); BS_BLOCK_LEVEL_RAW stores the bytes uncompressed; BS_BLOCK_LEVEL_FAST
- * codes them as runs, and tries zstd's fastest level only on blocks that runs leave over 3/4
- * of their size, for as long as zstd does clearly better on them (the encoder remembers).
- * When the codec does not shrink the bytes, the block is stored raw. Returns the block's
- * total size, or BS_EINVAL (raw_len over the bound, NULL), BS_EDSTSIZE, BS_ECOMPRESS. */
+ * zstd's fast modes), except for two reserved values: BS_BLOCK_LEVEL_RAW stores the bytes
+ * uncompressed; BS_BLOCK_LEVEL_FAST codes them as runs, and tries zstd -1 only on blocks of
+ * at least 1 KiB that runs leave over 3/4 of their size, keeping it at 4/5 of the runs size
+ * or less. After zstd fails to get there, the encoder skips it for the next 32 such blocks,
+ * then tries again: with this level, a block's coding depends on the blocks the same encoder
+ * coded before it (never its bytes once decoded). When the codec does not shrink the bytes,
+ * the block is stored raw. Returns the block's total size, or BS_EINVAL (raw_len over the
+ * bound, NULL), BS_EDSTSIZE, BS_ECOMPRESS. */
 #define BS_BLOCK_LEVEL_RAW (-1000)
 #define BS_BLOCK_LEVEL_FAST (-1001)
 int64_t bs_block_encode(bs_block_encoder *e, const void *raw, size_t raw_len, uint64_t rows,

@@ -9,9 +9,10 @@ public final class BlockEncoder {
   public let level: Int32
   /// The level that stores bytes uncompressed.
   public static let stored = Int32(BS_BLOCK_LEVEL_RAW)
-  /// The level that codes runs of a repeated byte at about memcpy's speed, and tries zstd's
-  /// fastest level only on blocks where runs do little, while zstd does clearly better there
-  /// (see `bs_block_encode`).
+  /// The level that codes runs of a repeated byte at about memcpy's speed, and tries zstd −1
+  /// only on blocks of 1 KiB or more where runs do little, for as long as zstd does clearly
+  /// better there (see `bs_block_encode`): a block's coding then depends on what this encoder
+  /// coded before.
   public static let fast = Int32(BS_BLOCK_LEVEL_FAST)
   private let context: OpaquePointer
 

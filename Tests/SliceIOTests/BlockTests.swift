@@ -112,14 +112,54 @@ import Testing
       #expect(same, "the block decodes to its bytes")
       return codec(block)
     }
+    let tiny = Array(noise[..<17])  // a stream's end marker is 17 bytes
+    #expect(try codecOf(text) == BS_CODEC_ZSTD)
+    // Blocks under 1 KiB neither try zstd nor count against it.
+    #expect(try codecOf(tiny) == BS_CODEC_RAW)
+    #expect(try codecOf(Array(noise[..<1000])) == BS_CODEC_RAW)
     #expect(try codecOf(text) == BS_CODEC_ZSTD)
     #expect(try codecOf(noise) == BS_CODEC_RAW)
-    for i in 0..<32 { #expect(try codecOf(text) == BS_CODEC_RAW, "weak block \(i) after zstd failed") }
+    for i in 0..<32 {
+      #expect(try codecOf(text) == BS_CODEC_RAW, "weak block \(i) after zstd failed")
+      #expect(try codecOf(tiny) == BS_CODEC_RAW)
+    }
     #expect(try codecOf(text) == BS_CODEC_ZSTD)
   }
 
+  /// A block runs shrink a little, not enough to skip zstd, and zstd does not shrink
+  /// further: zstd's attempt wrote over the runs tokens, which are coded again.
+  @Test func runsAreCodedAgainAfterZstdFails() throws {
+    var rng = SplitMix64(seed: 9)
+    let raw = Array(repeating: UInt8(0), count: 300) + (0..<2000).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+    let block = try encode(raw, level: BlockEncoder.fast)
+    #expect(codec(block) == BS_CODEC_RUNS)
+    #expect(block.count < raw.count)
+    let decoder = BlockDecoder()
+    let same = try block.withUnsafeBytes { try decoder.decode($0, source: "again", index: 0).raw.elementsEqual(raw) }
+    #expect(same)
+  }
+
+  /// A destination too small for the block is `BS_EDSTSIZE`, and too small for zstd's budget
+  /// it does not count as zstd failing to pay.
+  @Test func aCrampedDestinationIsAnErrorAndLeavesZstdAlone() throws {
+    var rng = SplitMix64(seed: 4)
+    let words = ["one", "two", "three", "four", "five"]
+    let text = Array((0..<3000).map { _ in words[Int(rng.next() % 5)] }.joined(separator: " ").utf8)
+    let noise = (0..<5000).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+    let encoder = try #require(bs_block_encoder_new())
+    defer { bs_block_encoder_free(encoder) }
+    func codecOf(_ raw: [UInt8], room: Int) -> (Int, bs_codec) {
+      var out = [UInt8](repeating: 0, count: Int(BS_BLOCK_HEADER_SIZE) + room)
+      let n = bs_block_encode(encoder, raw, raw.count, 1, BlockEncoder.fast, &out, out.count)
+      return (Int(n), n > 0 ? codec(out) : BS_CODEC_RAW)
+    }
+    #expect(codecOf(text, room: text.count).1 == BS_CODEC_ZSTD)
+    #expect(codecOf(noise, room: 64).0 == Int(BS_EDSTSIZE))
+    #expect(codecOf(text, room: text.count).1 == BS_CODEC_ZSTD)
+  }
+
   /// Runs tokens that do not add up (zero lengths, overruns, a cut token), under valid
-  /// checksums, are length errors, never a read or write out of bounds.
+  /// checksums, are length errors.
   @Test func malformedRunsTokensAreLengthErrors() throws {
     func block(tokens: [UInt8], rawLength: Int) -> [UInt8] {
       var payload = tokens
