@@ -23,9 +23,9 @@
  * the same bytes, which the raw checksum alone cannot notice.
  *
  * The decoder checks, in order: enough bytes for a header, magic, version, header checksum,
- * codec, lengths against their bounds and the input, the destination size, the frame
- * or tokens checksum, the frame's content size, zstd or the tokens, the decompressed size, and the raw
- * checksum. A single flipped bit anywhere in a block fails one of these checks. */
+ * codec, lengths against their bounds and the input, the destination size, the frame or
+ * tokens checksum, the frame's content size, zstd or the tokens, the decompressed size, and
+ * the raw checksum. A single flipped bit anywhere in a block fails one of these checks. */
 #ifndef BS_BLOCK_H
 #define BS_BLOCK_H
 
