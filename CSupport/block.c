@@ -182,6 +182,12 @@ static void write_header(uint8_t *h, uint16_t codec, uint64_t rows, uint32_t raw
   put64(h + H_HEADER_SUM, XXH3_64bits(h, H_CHECKED));
 }
 
+/* Appends the XXH3-64 trailer to the r coded bytes at payload; returns the payload size. */
+static size_t seal(uint8_t *payload, size_t r) {
+  put64(payload + r, XXH3_64bits(payload, r));
+  return r + BS_BLOCK_TRAILER;
+}
+
 /* zstd at level into payload (room bytes), kept only when the frame and its trailer come to
  * at most most bytes; returns the payload size, 0 when it is not kept, or BS_ECOMPRESS. */
 static int64_t zstd_payload(bs_block_encoder *e, const void *raw, size_t raw_len, int level,
@@ -190,8 +196,7 @@ static int64_t zstd_payload(bs_block_encoder *e, const void *raw, size_t raw_len
   if (most <= BS_BLOCK_TRAILER) return 0;
   size_t r = ZSTD_compressCCtx(e->cctx, payload, most - BS_BLOCK_TRAILER, raw, raw_len, level);
   if (ZSTD_isError(r)) return ZSTD_getErrorCode(r) == ZSTD_error_dstSize_tooSmall ? 0 : BS_ECOMPRESS;
-  put64(payload + r, XXH3_64bits(payload, r));
-  return (int64_t)(r + BS_BLOCK_TRAILER);
+  return (int64_t)seal(payload, r);
 }
 
 /* Runs tokens into payload, kept only when they and their trailer come to at most most
@@ -201,9 +206,7 @@ static size_t runs_payload(const void *raw, size_t raw_len, uint8_t *payload, si
   if (most > room) most = room;
   if (most <= BS_BLOCK_TRAILER) return 0;
   size_t r = runs_encode((const uint8_t *)raw, raw_len, payload, most - BS_BLOCK_TRAILER);
-  if (r == 0) return 0;
-  put64(payload + r, XXH3_64bits(payload, r));
-  return r + BS_BLOCK_TRAILER;
+  return r == 0 ? 0 : seal(payload, r);
 }
 
 /* BS_BLOCK_LEVEL_FAST: zstd -1 is tried on a block of at least FAST_ZSTD_MIN bytes that runs
@@ -311,21 +314,21 @@ int64_t bs_block_decode(bs_block_decoder *d, const void *src, size_t len, void *
     if (XXH3_64bits(hi.raw_len ? payload : NULL, hi.raw_len) != hi.raw_checksum)
       return BS_ECHECKSUM;
     if (hi.raw_len) memcpy(dst, payload, hi.raw_len);
-  } else if (hi.codec == BS_CODEC_RUNS) {
-    size_t tlen = hi.payload_len - BS_BLOCK_TRAILER;
-    if (get64(payload + tlen) != XXH3_64bits(payload, tlen)) return BS_ECHECKSUM;
-    int64_t r = runs_decode(payload, tlen, (uint8_t *)dst, hi.raw_len);
-    if (r < 0) return r;
-    if (XXH3_64bits(dst, hi.raw_len) != hi.raw_checksum) return BS_ECHECKSUM;
   } else {
-    /* The trailer covers the bits zstd itself ignores (reserved and padding bits). */
+    /* The trailer covers the coded bytes, including the bits zstd itself ignores (reserved
+     * and padding bits). */
     size_t flen = hi.payload_len - BS_BLOCK_TRAILER;
     if (get64(payload + flen) != XXH3_64bits(payload, flen)) return BS_ECHECKSUM;
-    unsigned long long fcs = ZSTD_getFrameContentSize(payload, flen);
-    if (fcs != (unsigned long long)hi.raw_len) return BS_ELENGTH;
-    size_t r = ZSTD_decompressDCtx(d->dctx, dst, hi.raw_len, payload, flen);
-    if (ZSTD_isError(r)) return BS_EDECOMPRESS;
-    if (r != hi.raw_len) return BS_ELENGTH;
+    if (hi.codec == BS_CODEC_RUNS) {
+      int64_t r = runs_decode(payload, flen, (uint8_t *)dst, hi.raw_len);
+      if (r < 0) return r;
+    } else {
+      unsigned long long fcs = ZSTD_getFrameContentSize(payload, flen);
+      if (fcs != (unsigned long long)hi.raw_len) return BS_ELENGTH;
+      size_t r = ZSTD_decompressDCtx(d->dctx, dst, hi.raw_len, payload, flen);
+      if (ZSTD_isError(r)) return BS_EDECOMPRESS;
+      if (r != hi.raw_len) return BS_ELENGTH;
+    }
     if (XXH3_64bits(dst, hi.raw_len) != hi.raw_checksum) return BS_ECHECKSUM;
   }
   if (info != NULL) *info = hi;
