@@ -79,47 +79,14 @@ func getters<each T>(_ frame: Frame, _: repeat (each T).Type) -> (repeat ColumnG
   return (repeat make((each T).self))
 }
 
-/// Appends rows of a typed pack into new columns.
-public final class RowEmitter<each T> {
-  @usableFromInline let appenders: (repeat ColumnAppender<each T>)
-  @usableFromInline let types: [ColumnType]
-  let prefix: Int
-  /// Rows emitted since the last frame was taken.
-  public var count: Int { emitted.pointee }
-  /// Behind a pointer, so emitting a row mutates no class property (no exclusivity check).
-  @usableFromInline let emitted = UnsafeMutablePointer<Int>.allocate(capacity: 1)
-
-  deinit { emitted.deallocate() }
-
-  init(types: [ColumnType], prefix: Int) {
-    emitted.initialize(to: 0)
-    self.types = types
-    self.prefix = prefix
-    var k = -1
-    func make<U>(_: U.Type) -> ColumnAppender<U> {
-      k += 1
-      return ColumnAppender<U>(types[k])
-    }
-    appenders = (repeat make((each T).self))
-  }
-
-  /// Emits one row.
-  @inlinable
-  public func emit(_ values: repeat each T) {
-    repeat (each appenders).append(each values)
-    emitted.pointee &+= 1
-  }
-
-  func frame() throws -> Frame {
-    defer { emitted.pointee = 0 }
-    var columns: [Column] = []
-    for appender in repeat each appenders { columns.append(try appender.finish()) }
-    return try Frame(columns, prefix: prefix)
-  }
-}
-
 /// The source location of a combinator call, for names and errors.
 func location(_ file: StaticString, _ line: UInt) -> String {
   let path = "\(file)"
   return "\(path.split(separator: "/").last.map(String.init) ?? path):\(line)"
 }
+
+/// Lets methods be declared only for slices of a given shape (`where Self == Slice<K, V>`):
+/// `reduce` exists on two-column slices only, a compile error on any other.
+public protocol SliceProtocol {}
+
+extension Slice: SliceProtocol {}

@@ -64,3 +64,38 @@ public func readFrame(_ reader: any Reader) throws -> Frame? {
   if frames.isEmpty { return nil }
   do { return try Frame.concat(frames) } catch let error as FrameError { throw SliceIOError.frame(error) }
 }
+
+/// A reader made from a closure returning the next frame, or nil at the end.
+public final class FunctionReader: Reader {
+  private let next: () throws -> Frame?
+  private var ended = false
+
+  public init(_ next: @escaping () throws -> Frame?) { self.next = next }
+
+  public func read() throws -> Frame? {
+    if ended { return nil }
+    if let frame = try next() { return frame }
+    ended = true
+    return nil
+  }
+}
+
+/// Reads `input` and transforms each non-empty frame.
+public final class TransformReader: Reader {
+  private let input: any Reader
+  private let transform: (Frame) throws -> Frame
+
+  public init(_ input: any Reader, _ transform: @escaping (Frame) throws -> Frame) {
+    self.input = input
+    self.transform = transform
+  }
+
+  public func read() throws -> Frame? {
+    while let frame = try input.read() {
+      if frame.count == 0 { continue }
+      let out = try transform(frame)
+      if out.count > 0 { return out }
+    }
+    return nil
+  }
+}

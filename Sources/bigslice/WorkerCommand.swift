@@ -60,7 +60,7 @@ struct WorkerCommand: ParsableCommand {
     let driver = join
     let options = Bigmachine.Options(peerAdvertiseHost: advertise)
     // The worker serves on Swift tasks until its process exits; this thread only waits.
-    _Concurrency.Task {
+    Task {
       do {
         try await Bigmachine.worker(
           driver: driver, secret: secret, services: Session.machineServices, options: options)

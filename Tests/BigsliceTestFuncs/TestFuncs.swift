@@ -30,15 +30,15 @@ public enum TestFuncs {
   /// Funcs of earlier results: the values of `result` regrouped by `key % modulus`, scaled
   /// and summed.
   public static let resultRegrouped = Func("test.resultRegrouped") {
-    (result: Result<Int, Int>, modulus: Int, factor: Int) -> Slice<Int, Int> in
+    (result: SliceResult<Int, Int>, modulus: Int, factor: Int) -> Slice<Int, Int> in
     result.slice.map { (key: Int, value: Int) -> (Int, Int) in (key % modulus, value * factor) }.reduce(+)
   }
   /// Two results joined by key: each key's pair of values.
   public static let resultsJoined = Func("test.resultsJoined") {
-    (a: Result<Int, Int>, b: Result<Int, Int>) -> Slice<Int, [Int], [Int]> in cogroup(a.slice, b.slice)
+    (a: SliceResult<Int, Int>, b: SliceResult<Int, Int>) -> Slice<Int, [Int], [Int]> in cogroup(a.slice, b.slice)
   }
   /// Reads its result argument's rows in the body: allowed in-process, refused on machines.
-  public static let resultRowsInBody = Func("test.resultRowsInBody") { (result: Result<Int, Int>) -> Slice<Int> in
+  public static let resultRowsInBody = Func("test.resultRowsInBody") { (result: SliceResult<Int, Int>) -> Slice<Int> in
     const(1, [result.count])
   }
 

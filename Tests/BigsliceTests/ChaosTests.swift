@@ -71,7 +71,7 @@ import Workloads
       "\(count) rows of \(expected), \(duplicated) duplicated, \(wrong) wrong")
   }
 
-  func checkCogroup(_ result: Result<Int, Int, Int, Int, Int>) {
+  func checkCogroup(_ result: SliceResult<Int, Int, Int, Int, Int>) {
     var seen = [Bool](repeating: false, count: Self.cogroupKeys)
     var wrong = 0
     var duplicated = 0
@@ -113,7 +113,7 @@ import Workloads
   }
 
   /// The machine holding the last shard of `result` (the shard read last).
-  func holderOfLastShard<each C>(_ result: Result<repeat each C>, in session: Session) throws -> Machine {
+  func holderOfLastShard<each C>(_ result: SliceResult<repeat each C>, in session: Session) throws -> Machine {
     guard case .remote(let partition)? = result.tasks.last?.output?.first else {
       throw BigsliceError.invalidArgument("the last shard is not stored on a machine")
     }

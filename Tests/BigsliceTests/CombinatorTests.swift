@@ -6,7 +6,7 @@ import Synchronization
 import Testing
 
 /// Rows as a sorted multiset, for order-insensitive comparison.
-func multiset<each C>(_ result: Result<repeat each C>) -> [String] {
+func multiset<each C>(_ result: SliceResult<repeat each C>) -> [String] {
   result.frames.flatMap(\.anyRows).map { "\($0)" }.sorted()
 }
 

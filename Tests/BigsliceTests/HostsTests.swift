@@ -19,7 +19,7 @@ final class Namespaces {
   func driverAddress(_ i: Int) -> String { "10.78.\(i).1" }
 
   /// Makes `count` namespaces, or returns why it cannot.
-  static func make(_ count: Int) -> Swift.Result<Namespaces, SkipReason> {
+  static func make(_ count: Int) -> Result<Namespaces, SkipReason> {
     guard getuid() == 0 else { return .failure(SkipReason("not root: network namespaces need root")) }
     guard
       FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip")

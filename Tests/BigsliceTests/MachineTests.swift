@@ -2,6 +2,7 @@ import Bigmachine
 import BigsliceTestFuncs
 import Foundation
 import Frame
+import SliceIO
 import Testing
 
 @testable import Bigslice
@@ -56,7 +57,7 @@ func testWorkerBinary() throws -> String {
           Issue.record("\(what): \(try files()) files left in \(store)")
           return
         }
-        try await _Concurrency.Task.sleep(for: .milliseconds(20))
+        try await Task.sleep(for: .milliseconds(20))
       }
     }
     // The map side's outputs go; the result's 8 shards stay.
@@ -90,9 +91,9 @@ func testWorkerBinary() throws -> String {
     var compiler = Compiler(invocation: 1)
     let roots = compiler.compile(const(2, [1, 2, 3], [4, 5, 6]).node)
     let use = ResultOnMachine()
-    #expect(try Result<Int, Int>.onMachine(roots, use: use) is Result<Int, Int>)
+    #expect(try SliceResult<Int, Int>.onMachine(roots, use: use) is SliceResult<Int, Int>)
     do {
-      _ = try Result<Int, String>.onMachine(roots, use: use)
+      _ = try SliceResult<Int, String>.onMachine(roots, use: use)
       Issue.record("a result of (Int, String) was built over an (Int, Int) run")
     } catch {
       #expect("\(error)".contains("refers to a run whose slice has columns"), "\(error)")

@@ -1,0 +1,256 @@
+import CSupport
+import Frame
+import SliceIO
+
+/// Groups the rows of several slices by key: one row per key that appears in any input, with
+/// the values of each input collected into an array (empty where an input lacks the key).
+/// The result has as many shards as the largest input, and its rows come in no particular
+/// order. Each input is shuffled by key.
+///
+/// Within a shard the groups are found by hashing: one table maps every input's keys to dense
+/// group ids, then each input's values are put in group order by a counting sort, all
+/// column-at-a-time. When the inputs outgrow the task's share of the memory limit, every input
+/// is split into hash buckets on disk, and the buckets are cogrouped one at a time (splitting
+/// again while still too big). Only a group itself must fit in memory, as the user asked for
+/// its values together.
+public func cogroup<K, each V>(
+  _ slices: repeat Slice<K, each V>, file: StaticString = #fileID, line: UInt = #line
+) -> Slice<K, repeat [each V]> {
+  var deps: [Dependency] = []
+  var shards = 1
+  var problem: BigsliceError?
+  for slice in repeat each slices {
+    deps.append(Dependency(node: slice.node, shuffle: true, partitioner: .hash))
+    shards = max(shards, slice.shards)
+    if slice.schema.prefix != 1 { problem = .invalidArgument("cogroup inputs must have a one-column key") }
+  }
+  let (types, typeProblem) = columnTypes(K.self, repeat [each V].self)
+  let inputSchemas = deps.map(\.node.schema)
+  let node = SliceNode(
+    op: "cogroup", location: location(file, line), schema: Schema(types), shards: shards, deps: deps,
+    problem: problem ?? typeProblem
+  ) { _, readers, context in
+    let build = { (inputs: [[Frame]]) throws -> Frame? in
+      let frames = try inputs.enumerated().map { i, frames in
+        frames.isEmpty ? try Frame.empty(inputSchemas[i]) : frames.count == 1 ? frames[0] : try Frame.concat(frames)
+      }
+      guard frames.contains(where: { $0.count > 0 }) else { return nil }
+      if case .boxed = types[0] {
+        let sorted = try frames.map { try $0.sorted(.hash(seed: combineSeed)) }
+        return try mergeGroups(
+          sorted, try sorted.map { try $0.hashKeys(seed: combineSeed) }, types: types, repeat (each V).self)
+      }
+      return try groupByHash(frames, types: types, packed: context.rowsOnlyEncoded, repeat (each V).self)
+    }
+    var inner: (any Reader)?
+    return FunctionReader {
+      if inner == nil {
+        inner = try CogroupInputs(schemas: inputSchemas, store: context.store, level: 0).read(readers, build: build)
+      }
+      return try inner!.read()
+    }
+  }
+  return Slice<K, repeat [each V]>(node)
+}
+
+/// The inputs of one cogroup task (or of one of its buckets): held in memory while they are
+/// small, split into hash buckets on disk beyond a quarter of the task's working share (the
+/// grouping itself needs about three times the input's memory again).
+final class CogroupInputs {
+  private let schemas: [Schema]
+  private let store: OutputStore?
+  private let level: Int
+
+  init(schemas: [Schema], store: OutputStore?, level: Int) {
+    self.schemas = schemas
+    self.store = store
+    self.level = level
+  }
+
+  /// Reads every input and returns a reader of the groups that `build` makes.
+  func read(_ readers: [any Reader], build: @escaping ([[Frame]]) throws -> Frame?) throws -> any Reader {
+    let limit = level < HashBuckets.maxLevel && store != nil ? store!.workingLimit / 4 : Int.max
+    var held = [[Frame]](repeating: [], count: readers.count)
+    var bytes = 0
+    var buckets: [HashBuckets]?
+    for (i, reader) in readers.enumerated() {
+      while let frame = try reader.read() {
+        guard frame.count > 0 else { continue }
+        if let buckets {
+          try buckets[i].write(frame)
+          continue
+        }
+        held[i].append(frame)
+        bytes += frame.byteCount
+        if bytes > limit, let store {
+          let encoder = FrameEncoder()
+          let made = schemas.map { HashBuckets(schema: $0, store: store, level: level, encoder: encoder) }
+          for (j, frames) in held.enumerated() {
+            for frame in frames { try made[j].write(frame) }
+          }
+          held = []
+          buckets = made
+          store.spilledRuns.withLock { $0 += 1 }
+        }
+      }
+    }
+    guard let buckets else { return FrameReader(try build(held).map { [$0] } ?? []) }
+    // files[input][bucket]; a bucket's files are let go once its readers exist, so each is
+    // removed as soon as its bucket is grouped.
+    var files = try buckets.map { try $0.finish() }
+    var bucket = 0
+    var current: (any Reader)?
+    return FunctionReader { [schemas, store, level] in
+      while true {
+        if let frame = try current?.read() { return frame }
+        guard bucket < HashBuckets.fanOut else { return nil }
+        let inputs: [any Reader] = try files.map { file in
+          try file[bucket].map { try $0.reader() as any Reader } ?? FrameReader([])
+        }
+        for i in files.indices { files[i][bucket] = nil }
+        bucket += 1
+        current = try CogroupInputs(schemas: schemas, store: store, level: level + 1).read(inputs, build: build)
+      }
+    }
+  }
+}
+
+/// Groups in memory by hash: a combiner gives every key of every input a dense group id, and
+/// each input's values are gathered into group order by a counting sort on the ids. With
+/// `packed`, lists of scalars stay packed (offsets into one buffer), as they will be coded.
+private func groupByHash<each V>(
+  _ frames: [Frame], types: [ColumnType], packed: Bool, _: repeat (each V).Type
+) throws -> Frame {
+  let rows = frames.reduce(0) { $0 + $1.count }
+  let combiner = try Combiner(keyType: types[0], expectedGroups: max(1024, rows / 4))
+  var gids: [[UInt32]] = []
+  for frame in frames { gids.append(Array(try combiner.groupIDs(keys: frame.columns[0], seed: combineSeed))) }
+  let groups = combiner.groupCount
+  let keys = try combiner.drainUnordered().columns[0]
+  var k = -1
+  func collect<T>(_: T.Type) throws -> Column {
+    k += 1
+    let n = gids[k].count
+    var starts = [UInt64](repeating: 0, count: groups + 1)
+    let column = frames[k].columns[1]
+    if case .scalar(let kind) = column.type, let base = column.rawBase {
+      // Fixed-width values go straight into group order in one pass, then into one array per
+      // group; the common types by code specialised for them (generic code would look up
+      // the metadata of `[T]` for every group).
+      guard let ordered = bs_buffer_alloc(n * kind.width) else { throw FrameError.outOfMemory("\(n) values to group") }
+      defer { bs_buffer_free(ordered, n * kind.width) }
+      gids[k].withUnsafeBufferPointer { g in
+        starts.withUnsafeMutableBufferPointer { s in
+          let rc = bs_group_values_fixed(g.baseAddress, n, UInt32(groups), base, kind.width, s.baseAddress, ordered)
+          precondition(rc == 0, "a group id out of range")
+        }
+      }
+      gids[k] = []
+      let values = UnsafeRawPointer(ordered)
+      if packed, let scalar = T.self as? any (ScalarValue & Codable).Type { return packedLists(scalar, values, starts) }
+      switch T.self {
+      case is Int.Type: return try Column.make(erasing: groupArrays(values, starts, Int.self))
+      case is Int64.Type: return try Column.make(erasing: groupArrays(values, starts, Int64.self))
+      case is Int32.Type: return try Column.make(erasing: groupArrays(values, starts, Int32.self))
+      case is UInt64.Type: return try Column.make(erasing: groupArrays(values, starts, UInt64.self))
+      case is Double.Type: return try Column.make(erasing: groupArrays(values, starts, Double.self))
+      case is Float.Type: return try Column.make(erasing: groupArrays(values, starts, Float.self))
+      default: return try Column.make(erasing: groupArrays(values, starts, T.self))
+      }
+    }
+    var perm = [UInt32](repeating: 0, count: n)
+    gids[k].withUnsafeBufferPointer { g in
+      starts.withUnsafeMutableBufferPointer { s in
+        perm.withUnsafeMutableBufferPointer { p in
+          let rc = bs_partition_permutation(g.baseAddress, n, UInt32(groups), s.baseAddress, p.baseAddress)
+          precondition(rc == 0, "a group id out of range")
+        }
+      }
+    }
+    gids[k] = []
+    let values = column.gather(perm)
+    perm = []
+    let out = ColumnAppender<[T]>(types[k + 1], capacity: groups)
+    let getter = ColumnGetter<T>(values)
+    withExtendedLifetime(values) {
+      for g in 0..<groups { out.append((Int(starts[g])..<Int(starts[g + 1])).map { getter.get($0) }) }
+    }
+    return try out.finish()
+  }
+  var columns = [keys]
+  for column in repeat try collect((each V).self) { columns.append(column) }
+  return try Frame(columns, prefix: 1)
+}
+
+private func packedLists<S: ScalarValue & Codable>(_: S.Type, _ base: UnsafeRawPointer, _ starts: [UInt64]) -> Column {
+  Column.packedLists(S.self, base: base, starts: starts)
+}
+
+/// The values `base[starts[g] ..< starts[g + 1]]` of each group `g` as an array.
+private func groupArrays<T>(_ base: UnsafeRawPointer, _ starts: [UInt64], _: T.Type) -> [[T]] {
+  let typed = base.assumingMemoryBound(to: T.self)
+  return (0..<starts.count - 1).map { g in
+    Array(UnsafeBufferPointer(start: typed + Int(starts[g]), count: Int(starts[g + 1] - starts[g])))
+  }
+}
+
+/// Walks inputs sorted by (hash, key) in step, emitting one row per key.
+private func mergeGroups<each V>(
+  _ frames: [Frame], _ hashes: [[UInt64]], types: [ColumnType], _: repeat (each V).Type
+) throws -> Frame {
+  var k = -1
+  func getter<T>(_: T.Type) -> ColumnGetter<T> {
+    k += 1
+    return ColumnGetter<T>(frames[k].columns[1])
+  }
+  let values = (repeat getter((each V).self))
+  k = 0
+  func appender<T>(_: T.Type) -> ColumnAppender<[T]> {
+    k += 1
+    return ColumnAppender<[T]>(types[k])
+  }
+  let groups = (repeat appender((each V).self))
+  let keyFrames = try frames.map { try Frame([$0.columns[0]]) }
+  var keyChunks: [UInt32] = []
+  var keyRows: [UInt32] = []
+  var position = [Int](repeating: 0, count: frames.count)
+  // Where each group's rows end in each input: group g of input i is
+  // ends[i][g - 1] ..< ends[i][g] (from 0 for the first group).
+  var ends = [[Int32]](repeating: [], count: frames.count)
+  while true {
+    var best = -1
+    for i in frames.indices where position[i] < frames[i].count {
+      if best < 0 {
+        best = i
+        continue
+      }
+      let (h, hb) = (hashes[i][position[i]], hashes[best][position[best]])
+      if h < hb || (h == hb && frames[i].compareKeys(position[i], frames[best], position[best]) < 0) { best = i }
+    }
+    if best < 0 { break }
+    let hash = hashes[best][position[best]]
+    keyChunks.append(UInt32(best))
+    keyRows.append(UInt32(position[best]))
+    let bestRow = position[best]
+    for i in frames.indices {
+      var j = position[i]
+      while j < frames[i].count && hashes[i][j] == hash && frames[i].equalKeys(j, frames[best], bestRow) { j += 1 }
+      ends[i].append(Int32(j))
+      position[i] = j
+    }
+  }
+  // Then each input's values into its arrays: one generic call per input, not per row.
+  k = -1
+  func collect<T>(_ getter: ColumnGetter<T>, _ out: ColumnAppender<[T]>) {
+    k += 1
+    var start = 0
+    for end in ends[k] {
+      out.append((start..<Int(end)).map { getter.get($0) })
+      start = Int(end)
+    }
+  }
+  repeat collect(each values, each groups)
+  var columns = [try Frame.interleave(keyFrames, chunkIndices: keyChunks, rows: keyRows).columns[0]]
+  for group in repeat each groups { columns.append(try group.finish()) }
+  return try Frame(columns, prefix: 1)
+}

@@ -1,0 +1,156 @@
+import CSupport
+import Dispatch
+import Frame
+import SliceIO
+import Synchronization
+
+/// Combines rows of equal keys as they arrive: built-in aggregates in a C combiner, a user
+/// closure in its accumulator. Either holds one row per distinct key, up to `limit` bytes:
+/// rows go in, in chunks no larger than the accumulator has room for, so its table never grows
+/// past the limit (a quarter of which stays free for the copy a drain makes).
+///
+/// At the limit, what is combined so far leaves memory:
+/// - map-side (`overflow` given), it goes straight to the task's output partitions: the
+///   reduce side combines again, so nothing needs merging here. When that first drain finds
+///   the rows barely reduced (more than `bypassRatio` groups per row), combining is not worth
+///   its table: the table is freed and the rest of the rows pass through uncombined;
+/// - reduce-side, it is cut by the top bits of the combining hash into `HashBuckets` files,
+///   and so is everything combined after it. `finish` then combines bucket by bucket, each a
+///   fraction of the keys, splitting a bucket that is still too big by the next bits. No
+///   bucket shares a key with another, so the output needs no sort and no merge.
+final class CombineBuffer {
+  /// Nil once map-side combining has been bypassed.
+  private var accumulator: (any KeyedAccumulator)?
+  private let schema: Schema
+  private let store: OutputStore?
+  private let limit: Int
+  private let overflow: ((Frame) throws -> Void)?
+  private let level: Int
+  private var buckets: HashBuckets?
+  /// One encoder for every bucket file.
+  private lazy var encoder = FrameEncoder()
+  /// Rows added since the last drain.
+  private var rowsSinceDrain = 0
+
+  /// Map-side combining stops when a full table holds more groups per row added than this.
+  static let bypassRatio = 0.5
+  /// Rows a chunk holds at least, room or not (a tiny limit still makes progress).
+  static let minimumChunk = 1024
+
+  /// A buffer for `combining` rows of `schema`, spilling beyond `store.workingLimit` bytes
+  /// (never without a store); map-side with `overflow`.
+  convenience init(
+    _ combining: Combining, schema: Schema, store: OutputStore? = nil, overflow: ((Frame) throws -> Void)? = nil
+  ) throws {
+    try self.init(
+      accumulator: try combining.accumulator(keyType: schema.types[0]), schema: schema, store: store,
+      overflow: overflow, level: 0)
+  }
+
+  private init(
+    accumulator: any KeyedAccumulator, schema: Schema, store: OutputStore?, overflow: ((Frame) throws -> Void)?,
+    level: Int
+  ) throws {
+    self.accumulator = accumulator
+    self.schema = schema
+    self.store = store
+    self.overflow = overflow
+    self.level = level
+    limit = level < HashBuckets.maxLevel ? (store?.workingLimit ?? Int.max) : Int.max
+  }
+
+  func add(_ frame: Frame) throws {
+    guard frame.count > 0 else { return }
+    guard let accumulator else { return try overflow!(frame) }
+    // The limit a drain's copy leaves for the table itself.
+    let tableLimit = limit == Int.max ? limit : limit - limit / 4
+    var start = 0
+    var drained = false
+    while start < frame.count {
+      let rest = frame.count - start
+      let room = accumulator.room(within: tableLimit)
+      if room < min(rest, CombineBuffer.minimumChunk) && !drained && canSpill {
+        try spill()
+        drained = true
+        if self.accumulator == nil { return try overflow!(frame.slice(start..<frame.count)) }
+        continue
+      }
+      let n = min(rest, max(room, CombineBuffer.minimumChunk))
+      try accumulator.add(n == frame.count ? frame : frame.slice(start..<start + n))
+      rowsSinceDrain += n
+      start += n
+      drained = false
+    }
+    if accumulator.byteCount > limit && canSpill { try spill() }
+  }
+
+  /// Whether anything can leave memory: without a store, there is nowhere to spill to.
+  private var canSpill: Bool { overflow != nil || store != nil }
+
+  /// Moves what is combined so far out of memory.
+  private func spill() throws {
+    guard canSpill, let accumulator, let combined = try accumulator.finish() else { return }
+    let rows = rowsSinceDrain
+    rowsSinceDrain = 0
+    if let overflow {
+      if Double(combined.count) > CombineBuffer.bypassRatio * Double(rows) {
+        self.accumulator = nil
+        store?.combinerBypasses.withLock { $0 += 1 }
+      }
+      // In slices, so the partitioning downstream copies in small pieces.
+      var start = 0
+      while start < combined.count {
+        let end = min(start + HashBuckets.chunk, combined.count)
+        try overflow(start == 0 && end == combined.count ? combined : combined.slice(start..<end))
+        start = end
+      }
+      return
+    }
+    if buckets == nil { buckets = HashBuckets(schema: schema, store: store!, level: level, encoder: encoder) }
+    try buckets!.write(combined)
+    store!.spilledRuns.withLock { $0 += 1 }
+  }
+
+  /// The combined rows, one per key; map-side, only what is left after the overflows.
+  func finish() throws -> any Reader {
+    guard let accumulator else { return FrameReader([]) }
+    guard let buckets else { return FrameReader(try accumulator.finish().map { [$0] } ?? []) }
+    try spill()
+    let files = try buckets.finish().compactMap { $0 }
+    self.buckets = nil
+    return BucketCombineReader(
+      files, accumulator: accumulator, schema: schema, store: store!, level: level + 1)
+  }
+
+  /// Combines spilled buckets one at a time, each in a buffer of the next level.
+  private final class BucketCombineReader: Reader {
+    private var files: [SpillFile]
+    private let accumulator: any KeyedAccumulator
+    private let schema: Schema
+    private let store: OutputStore
+    private let level: Int
+    private var current: (any Reader)?
+
+    init(_ files: [SpillFile], accumulator: any KeyedAccumulator, schema: Schema, store: OutputStore, level: Int) {
+      self.files = files.reversed()
+      self.accumulator = accumulator
+      self.schema = schema
+      self.store = store
+      self.level = level
+    }
+
+    func read() throws -> Frame? {
+      while true {
+        if let frame = try current?.read() { return frame }
+        current = nil
+        // The file goes (and is removed) once its rows are combined.
+        guard let file = files.popLast() else { return nil }
+        let buffer = try CombineBuffer(
+          accumulator: accumulator, schema: schema, store: store, overflow: nil, level: level)
+        let rows = try file.reader()
+        while let frame = try rows.read() { try buffer.add(frame) }
+        current = try buffer.finish()
+      }
+    }
+  }
+}

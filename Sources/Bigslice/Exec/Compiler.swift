@@ -1,0 +1,132 @@
+import Frame
+import SliceIO
+import Synchronization
+
+/// Turns a slice graph into tasks: narrow edges are pipelined into one task per shard, and
+/// every shuffle cuts the graph.
+struct Compiler {
+  private var compiled: [ObjectIdentifier: [ShardTask]] = [:]
+  /// The invocation compiled, for the tasks' `ref`s.
+  let invocation: Int
+  private var made = 0
+  /// For each cached node met, in the order met: which shards read their cache file. The
+  /// driver's compile records them and its machines replay them, so every process makes the
+  /// same tasks even while cache files come and go (another job may be writing them).
+  private(set) var cacheDecisions: [[Bool]] = []
+  private let replay: [[Bool]]?
+
+  /// - Parameter caches: the driver's `cacheDecisions`, on a machine.
+  init(invocation: Int = 0, caches: [[Bool]]? = nil) {
+    self.invocation = invocation
+    replay = caches
+  }
+
+  /// Which shards of `node` (a cached node) read their cache file.
+  private mutating func cached(_ node: SliceNode, _ cache: CacheSpec) -> [Bool] {
+    let k = cacheDecisions.count
+    let decision: [Bool]
+    if let replay, k < replay.count, replay[k].count == node.shards {
+      decision = replay[k]
+    } else {
+      decision = cache.cached(shards: node.shards)
+    }
+    cacheDecisions.append(decision)
+    return decision
+  }
+
+  /// A new task, numbered in the order of making: the same in every process that compiles the
+  /// same invocation.
+  private mutating func makeTask(_ chain: [SliceNode], shard: Int) -> ShardTask {
+    let task = ShardTask(chain: chain, shard: shard)
+    task.ref = TaskRef(invocation: invocation, index: made)
+    made += 1
+    return task
+  }
+
+  /// The tasks computing `node`, one per shard, with every upstream task linked.
+  mutating func compile(_ node: SliceNode) -> [ShardTask] {
+    if let tasks = compiled[ObjectIdentifier(node)] { return tasks }
+    if let tasks = node.resultTasks { return tasks }
+    var chain = [node]
+    var bottom = node
+    while bottom.deps.count == 1, !bottom.deps[0].shuffle, !bottom.deps[0].node.pragma.materialize,
+      bottom.deps[0].node.shards == bottom.shards, bottom.deps[0].node.resultTasks == nil
+    {
+      bottom = bottom.deps[0].node
+      chain.append(bottom)
+    }
+    // Which shards read a cache file: the topmost cached node of the chain wins, and its
+    // task needs nothing below it.
+    var caches: [(Int, SliceNode, [Bool])] = []
+    for (i, n) in chain.enumerated() {
+      if let cache = n.cache { caches.append((i, n, cached(n, cache))) }
+    }
+    let tasks = (0..<node.shards).map { shard in
+      guard let (i, cached, _) = caches.first(where: { $0.2[shard] }) else { return makeTask(chain, shard: shard) }
+      let task = makeTask(Array(chain[...i]), shard: shard)
+      task.cacheFile = cached.cache!.path(shard: shard, of: cached.shards)
+      return task
+    }
+    if tasks.contains(where: { $0.cacheFile == nil }) {
+      for dep in bottom.deps {
+        let upstream = compileUpstream(dep, into: bottom)
+        for task in tasks where task.cacheFile == nil {
+          task.deps.append((dep.shuffle ? upstream : [upstream[task.shard]], dep.shuffle))
+        }
+      }
+    }
+    compiled[ObjectIdentifier(node)] = tasks
+    return tasks
+  }
+
+  /// Narrow upstream tasks are shared; a shuffle gets its own copy of the upstream's top
+  /// tasks, partitioned (and combined) its way, so two shuffles of one slice never share an
+  /// output layout. Everything further upstream is shared.
+  private mutating func compileUpstream(_ dep: Dependency, into reader: SliceNode) -> [ShardTask] {
+    guard dep.shuffle else { return compile(dep.node) }
+    if case .range = dep.partitioner { return compileRange(dep, into: reader) }
+    let tasks = compilePrivate(dep.node)
+    for task in tasks {
+      task.partitions = reader.shards
+      task.partitioner = dep.partitioner
+      task.combining = reader.combining
+    }
+    return tasks
+  }
+
+  /// A range shuffle: the upstream tasks keep their output whole and sample its keys; one
+  /// split task per upstream task, run once every sample is in, cuts that output by the
+  /// splitters. (It also depends on every upstream task, for their samples.)
+  private mutating func compileRange(_ dep: Dependency, into reader: SliceNode) -> [ShardTask] {
+    let upstream = compilePrivate(dep.node)
+    let split = RangeSplit(upstream: upstream, shards: reader.shards)
+    let node = SliceNode(
+      op: "split", location: reader.location, schema: dep.node.schema, shards: dep.node.shards, deps: []
+    ) { _, deps, _ in deps[0] }
+    return upstream.map { source in
+      source.sampledFor = split
+      let task = makeTask([node], shard: source.shard)
+      task.deps = [([source], false), (upstream, true)]
+      task.partitions = reader.shards
+      task.partitioner = .split(split)
+      return task
+    }
+  }
+
+  private mutating func compilePrivate(_ node: SliceNode) -> [ShardTask] {
+    if let results = node.resultTasks {
+      // A result's tasks are shared; its shuffle reads pass-through copies of them.
+      return results.map { result in
+        let task = makeTask([node], shard: result.shard)
+        task.deps = [([result], false)]
+        return task
+      }
+    }
+    // Compile without the memo for this node, then put the memo back.
+    let saved = compiled[ObjectIdentifier(node)]
+    compiled[ObjectIdentifier(node)] = nil
+    let tasks = compile(node)
+    compiled[ObjectIdentifier(node)] = saved
+    return tasks
+  }
+}

@@ -1,0 +1,202 @@
+import Dispatch
+import Synchronization
+
+/// How a task run ended.
+enum TaskOutcome: @unchecked Sendable {
+  /// Computed: the task's output partitions.
+  case done([StoredPartition])
+  /// Not computed, and not the task's fault: an input was lost (the upstream tasks in it are
+  /// computed again), or the machine running it was.
+  case lost(LostInput)
+  /// Failed for good: user code or the data; fails the job.
+  case failed(Error)
+}
+
+/// Where an evaluation runs its tasks: in this process (`LocalExecutor`) or on machines
+/// (`MachineExecutor`).
+protocol ExecutorBackend: AnyObject {
+  /// Starts `task` if there is room for it now, and returns whether it did. `finish` is then
+  /// called once, from any thread, when the task ends. With `idle` (nothing else runs), a
+  /// dispatcher must start the task, waiting for room if it has none; it throws when there
+  /// can never be room (no machine left).
+  ///
+  /// The dispatcher reports the task running, done and failed to `observer`.
+  func start(
+    _ task: ShardTask, idle: Bool, counters: Counters, observer: (any TaskObserver)?,
+    finish: @escaping @Sendable (TaskOutcome) -> Void
+  ) throws -> Bool
+}
+
+/// Runs every task that `roots` need, each after its dependencies, through `dispatcher`.
+///
+/// A task whose input turns out lost (a spill file vanished or was corrupted, a machine
+/// holding it died) goes back to waiting, together with the upstream tasks that made the
+/// input, and both are computed again. Outputs of interior tasks are released as soon as every
+/// task reading them is done; they are computed again if a later loss needs them.
+///
+/// `observer` hears of every task planned (waiting) and lost, and the dispatcher reports the
+/// rest.
+/// - Throws: the first task failure, as `BigsliceError.taskFailed`; `.tooManyTries` when
+///   one task was lost `maxConsecutiveLost` times in a row.
+func evaluate(
+  _ roots: [ShardTask], on dispatcher: any ExecutorBackend, counters: Counters, cancel: Cancellation? = nil,
+  observer: (any TaskObserver)? = nil, maxConsecutiveLost: Int = defaultMaxConsecutiveLost
+) throws {
+  for root in roots { root.pinned = true }
+  var losses: [ObjectIdentifier: Int] = [:]
+  while true {
+    let plan = Plan(roots)
+    if plan.remaining == 0 { break }
+    // Outputs found gone while planning (a machine holding them died).
+    for task in plan.vanished {
+      task.output = nil
+      observer?.record(task, .lost)
+    }
+    // Upstream tasks first: the compiler numbers a slice's tasks before its inputs'.
+    if let observer {
+      for task in plan.tasks.values.sorted(by: { $0.id > $1.id }) { observer.record(task, .waiting) }
+    }
+    let outcome = try execute(plan, on: dispatcher, counters: counters, cancel: cancel, observer: observer) { task in
+      losses[ObjectIdentifier(task)] = nil
+    }
+    guard let lost = outcome else { break }
+    // Start over from the roots: the lost outputs (and whatever was released that they
+    // need) are planned again. Outputs beside the lost one whose files are gone too are
+    // recomputed in the same round rather than found one loss at a time.
+    for upstream in lost.upstream {
+      upstream.output = nil
+      observer?.record(upstream, .lost)
+    }
+    for upstream in lost.task.deps.flatMap(\.tasks) where upstream.output?.allSatisfy(\.isAvailable) == false {
+      upstream.output = nil
+      observer?.record(upstream, .lost)
+    }
+    let id = ObjectIdentifier(lost.task)
+    losses[id, default: 0] += 1
+    if losses[id]! >= maxConsecutiveLost {
+      throw BigsliceError.tooManyTries(
+        op: lost.task.op, shard: lost.task.shard, tries: losses[id]!, cause: lost.cause)
+    }
+  }
+}
+
+/// Tasks lost in a row before a job fails with `tooManyTries`.
+let defaultMaxConsecutiveLost = 5
+
+extension ShardTask {
+  /// Whether the task's output is there to read: computed, and not released or lost since.
+  var isComputed: Bool { output?.allSatisfy(\.isAvailable) ?? false }
+}
+
+/// The tasks that still need computing, with their dependency counts.
+private struct Plan {
+  var waiting: [ObjectIdentifier: Int] = [:]
+  var dependents: [ObjectIdentifier: [ShardTask]] = [:]
+  /// For each planned task, how many planned tasks read its output.
+  var readers: [ObjectIdentifier: Int] = [:]
+  /// Every planned task by identity.
+  var tasks: [ObjectIdentifier: ShardTask] = [:]
+  var ready: [ShardTask] = []
+  /// Planned tasks that had an output that is no longer available.
+  var vanished: [ShardTask] = []
+  var remaining: Int { waiting.count }
+
+  /// Walks down from `roots`, stopping at tasks whose output is present.
+  init(_ roots: [ShardTask]) {
+    var all: [ObjectIdentifier: ShardTask] = [:]
+    var stack = roots.filter { !$0.isComputed }
+    while let task = stack.popLast() {
+      guard all[ObjectIdentifier(task)] == nil else { continue }
+      all[ObjectIdentifier(task)] = task
+      if task.output != nil { vanished.append(task) }
+      for dep in task.deps { stack.append(contentsOf: dep.tasks.filter { !$0.isComputed }) }
+    }
+    for task in all.values {
+      let upstream = Set(
+        task.deps.flatMap(\.tasks).filter { all[ObjectIdentifier($0)] != nil }.map(ObjectIdentifier.init))
+      waiting[ObjectIdentifier(task)] = upstream.count
+      for u in upstream { dependents[u, default: []].append(task) }
+      if upstream.isEmpty { ready.append(task) }
+    }
+    for task in all.values {
+      for dep in Set(task.deps.flatMap(\.tasks).map(ObjectIdentifier.init)) where all[dep] != nil {
+        readers[dep, default: 0] += 1
+      }
+    }
+    tasks = all
+  }
+}
+
+/// Runs a plan to its end. Returns nil when every task is done, or the first lost input
+/// (after the tasks already running have finished).
+private func execute(
+  _ plan: Plan, on dispatcher: any ExecutorBackend, counters: Counters, cancel: Cancellation?,
+  observer: (any TaskObserver)?, finished taskDone: (ShardTask) -> Void
+) throws -> LostInput? {
+  var plan = plan
+  let state = Mutex<(done: [ShardTask], failure: Error?, lost: LostInput?)>(([], nil, nil))
+  let finished = DispatchSemaphore(value: 0)
+  // A cancellation wakes the wait below (an extra signal only makes one wait return early).
+  cancel?.attach { finished.signal() }
+  defer { cancel?.detach() }
+  var running = 0
+  var stop = false
+  var failure: Error?
+  var lost: LostInput?
+  while plan.remaining > 0 {
+    if cancel?.isCancelled == true {
+      failure = failure ?? CancellationError()
+      stop = true
+    }
+    while !stop, let task = plan.ready.last {
+      let started: Bool
+      do {
+        started = try dispatcher.start(task, idle: running == 0, counters: counters, observer: observer) { outcome in
+          state.withLock { s in
+            s.done.append(task)
+            switch outcome {
+            case .done(let output): task.output = output
+            case .lost(let error): if s.lost == nil { s.lost = error }
+            case .failed(let error): if s.failure == nil { s.failure = error }
+            }
+          }
+          finished.signal()
+        }
+      } catch {
+        failure = failure ?? error
+        stop = true
+        break
+      }
+      guard started else { break }
+      plan.ready.removeLast()
+      running += 1
+    }
+    if running == 0 { break }
+    finished.wait()
+    let (done, error, loss) = state.withLock { s -> ([ShardTask], Error?, LostInput?) in
+      defer { s.done = [] }
+      return (s.done, s.failure, s.lost)
+    }
+    failure = failure ?? error
+    lost = lost ?? loss
+    stop = failure != nil || lost != nil
+    for task in done {
+      running -= 1
+      guard task.output != nil else { continue }
+      plan.waiting[ObjectIdentifier(task)] = nil
+      taskDone(task)
+      for next in plan.dependents[ObjectIdentifier(task)] ?? [] {
+        plan.waiting[ObjectIdentifier(next)]! -= 1
+        if plan.waiting[ObjectIdentifier(next)] == 0 { plan.ready.append(next) }
+      }
+      // Release inputs that no planned task reads any more.
+      for upstream in Set(task.deps.flatMap(\.tasks).map(ObjectIdentifier.init)) {
+        guard let left = plan.readers[upstream] else { continue }
+        plan.readers[upstream] = left - 1
+        if left == 1, let done = plan.tasks[upstream], !done.pinned { done.output = nil }
+      }
+    }
+  }
+  if let failure { throw failure }
+  return lost
+}

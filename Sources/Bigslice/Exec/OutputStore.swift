@@ -1,0 +1,80 @@
+import Frame
+import SliceIO
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Where a session's executor keeps task outputs: in memory while the budget allows, else in
+/// spill files under a private directory that is removed with the store.
+final class OutputStore: @unchecked Sendable {
+  /// What task outputs held in memory may take: the memory limit less every task's working
+  /// share.
+  let budget: MemoryBudget
+  private let parent: String?
+  private let directory = Mutex<SpillDirectory?>(nil)
+  /// Bytes written to spill files so far.
+  let spilledBytes = Mutex(0)
+  /// Spills of reduce-side combiners (into buckets) and sorts (sorted runs) so far.
+  let spilledRuns = Mutex(0)
+  /// Map-side combiners given up because they barely reduced their rows.
+  let combinerBypasses = Mutex(0)
+
+  /// Whether task outputs are always written to files (a worker's store, which peers read).
+  let outputsOnDisk: Bool
+  /// How task output files are compressed.
+  let codec: CodecOptions
+
+  /// Bytes one running task may hold for its own work (a combiner's table, a sort buffer)
+  /// before it spills: half the memory limit split between the `procs` tasks that run at
+  /// once, and at least 256 KiB (a combiner starts at about 56 KiB and needs room to grow). The other half holds task outputs.
+  let workingLimit: Int
+
+  /// A store under `memoryLimit` for `procs` tasks at once. With `outputsOnDisk`, every
+  /// non-empty output partition goes to a file of its own under a directory named
+  /// `prefix-XXXXXX` (a machine's store), compressed as `codec` says; else outputs stay in
+  /// memory while the budget allows.
+  init(
+    memoryLimit: Int?, spillParent: String?, procs: Int, outputsOnDisk: Bool = false,
+    codec: CodecOptions = .default, prefix: String = "bigslice-session"
+  ) {
+    parent = spillParent
+    self.outputsOnDisk = outputsOnDisk
+    self.codec = codec
+    self.prefix = prefix
+    guard let memoryLimit else {
+      budget = MemoryBudget(limit: outputsOnDisk ? 0 : Int.max)
+      workingLimit = Int.max
+      return
+    }
+    workingLimit = max(memoryLimit / (2 * max(procs, 1)), 256 << 10)
+    budget = MemoryBudget(limit: outputsOnDisk ? 0 : max(memoryLimit - workingLimit * max(procs, 1), 0))
+  }
+
+  private let prefix: String
+
+  /// Removes the spill directory and everything in it (a machine's store at shutdown). Files
+  /// still referenced are gone from disk; reading them fails as a lost input.
+  func removeDirectory() {
+    directory.withLock { $0 }?.remove()
+  }
+
+  /// Whether the session has a memory limit.
+  var isLimited: Bool { workingLimit != Int.max }
+
+  /// Counts bytes written to a spill file.
+  func spilled(_ file: SpillFile) { spilledBytes.withLock { $0 += file.bytes } }
+
+  func spillDirectory() throws -> SpillDirectory {
+    try directory.withLock { dir in
+      if let dir { return dir }
+      let made = try SpillDirectory(parent: parent, prefix: prefix)
+      dir = made
+      return made
+    }
+  }
+
+  /// The spill directory's path, once one was made.
+  var spillPath: String? { directory.withLock { $0?.path } }
+}

@@ -1,0 +1,63 @@
+import Frame
+import SliceIO
+import Synchronization
+
+/// One unit of work: a pipeline of slice nodes computed for one shard.
+///
+/// `chain` runs bottom-up: `chain.last` reads the task's dependencies, each earlier node reads
+/// the one after it, and `chain[0]` is the slice whose rows the task outputs. The output is
+/// cut into `partitions` partitions for the shuffle that reads it (1 when nothing shuffles).
+final class ShardTask: @unchecked Sendable {
+  let chain: [SliceNode]
+  /// The cache file that `chain.last` (a cached slice) reads instead of computing.
+  var cacheFile: String? = nil
+  let shard: Int
+  /// For each dependency of `chain.last`: the upstream tasks and whether this is a shuffle
+  /// (read partition `shard` of every upstream task) or narrow (read its only partition).
+  var deps: [(tasks: [ShardTask], shuffle: Bool)] = []
+  var partitions = 1
+  var partitioner: Partitioner = .hash
+  /// Applied map-side to this task's output: the combining of the node that reads it.
+  var combining: Combining?
+  var output: [StoredPartition]? = nil
+  /// The task is a root of a `Result`: its output stays in memory until the result is
+  /// discarded, and is never released as an interior output of another job.
+  var pinned = false
+  /// For a task whose output a range shuffle splits: the split, which takes a sample of the
+  /// output's keys into `sample`.
+  var sampledFor: RangeSplit? = nil
+  var sample: Frame? = nil
+
+  /// Names the task across processes: the driver and every worker compile an invocation into
+  /// the same tasks in the same order.
+  var ref = TaskRef(invocation: 0, index: 0)
+
+  /// Unique in the process: names the task in status and trace events.
+  let id = ShardTask.ids.add(1, ordering: .relaxed).newValue
+  private static let ids = Atomic<Int>(0)
+
+  init(chain: [SliceNode], shard: Int) {
+    self.chain = chain
+    self.shard = shard
+  }
+
+  /// The threads the task takes on a machine of `machine` procs: all of them when a node of
+  /// its chain is exclusive, else the largest `procs` pragma of its chain.
+  func procs(of machine: Int) -> Int {
+    chain.contains { $0.pragma.exclusive } ? machine : chain.map(\.pragma.procs).max() ?? 1
+  }
+
+  var name: String { "\(chain.map(\.op).joined(separator: "_"))@\(chain[0].shards):\(shard)" }
+  var op: String { chain[0].name }
+  /// The operation the task belongs to, for status and traces: the ops of its chain and where
+  /// its top slice was made (`count_flatMap_scanReader@Module/File.swift:12`).
+  var operation: String { "\(chain.map(\.op).joined(separator: "_"))@\(chain[0].location)" }
+}
+
+/// A task's name across processes: its invocation (the session's runs, numbered) and its place
+/// in the order that invocation's compile made its tasks.
+struct TaskRef: Hashable, Codable, Sendable, CustomStringConvertible {
+  var invocation: Int
+  var index: Int
+  var description: String { "inv\(invocation).\(index)" }
+}

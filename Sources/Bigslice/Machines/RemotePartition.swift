@@ -1,0 +1,121 @@
+import Bigmachine
+import Dispatch
+import Frame
+import NIOCore
+import SliceIO
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A stream's iterator, shared by the tasks that take its chunks one at a time.
+private final class ChunkIterator: @unchecked Sendable {
+  var iterator: ByteStream.AsyncIterator
+  init(_ stream: ByteStream) { iterator = stream.makeAsyncIterator() }
+  func next() async throws -> ByteBuffer? { try await iterator.next() }
+}
+
+/// The bytes of a stored partition on another machine, read through a byte stream from a
+/// byte offset on. After a transient error (the connection dropped, the peer is busy) it asks
+/// again from the first byte it has not handed out, up to `attempts` times with a growing
+/// wait: the reader above sees one unbroken stream, and checks its blocks as always. Anything
+/// else (the partition is gone, the machine stopped) is thrown.
+final class RemoteSource: ByteSource {
+  let name: String
+  private let open: @Sendable (_ offset: Int) async throws -> ByteStream
+  private var chunks: ChunkIterator?
+  private var chunk: ByteBuffer?
+  /// Bytes handed out so far: where a resumed stream starts.
+  private(set) var offset = 0
+  /// Streams opened again after a transient error.
+  private(set) var resumes = 0
+  private let attempts: Int
+  private let firstWait: Duration
+
+  init(
+    name: String, attempts: Int = 5, firstWait: Duration = .milliseconds(100),
+    open: @escaping @Sendable (_ offset: Int) async throws -> ByteStream
+  ) {
+    self.name = name
+    self.open = open
+    self.attempts = attempts
+    self.firstWait = firstWait
+  }
+
+  func read(into buffer: UnsafeMutableRawPointer, count: Int) throws -> Int {
+    var failures = 0
+    var wait = firstWait
+    while true {
+      if var c = chunk, c.readableBytes > 0 {
+        let n = min(count, c.readableBytes)
+        c.withUnsafeReadableBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: n) }
+        c.moveReaderIndex(forwardBy: n)
+        chunk = c
+        offset += n
+        return n
+      }
+      do {
+        if chunks == nil {
+          let open = self.open
+          let from = offset
+          chunks = ChunkIterator(try blockingAwait { try await open(from) })
+        }
+        let source = chunks!
+        guard let next = try blockingAwait({ try await source.next() }) else { return 0 }
+        chunk = next
+        failures = 0
+      } catch let error as BigmachineError where error.isTemporary && failures + 1 < attempts {
+        failures += 1
+        chunks = nil
+        resumes += 1
+        nanosleep(milliseconds: Int(wait / .milliseconds(1)))
+        wait = wait * 2
+      }
+    }
+  }
+}
+
+/// A machine that holds task outputs, as the driver sees it.
+protocol OutputHolder: AnyObject, Sendable {
+  /// The machine's address.
+  var address: String { get }
+  /// False once the machine stopped: its outputs are lost.
+  var isAlive: Bool { get }
+  /// Streams partition `partition` of `task`'s output from byte `offset` on.
+  func read(_ task: TaskRef, partition: Int, offset: Int) async throws -> ByteStream
+  /// Deletes the outputs of `tasks` (nothing is waited for).
+  func discard(_ tasks: [TaskRef])
+}
+
+/// One task's output in a machine's store. Deleted there when the driver lets it go.
+final class RemoteOutput: @unchecked Sendable {
+  let worker: any OutputHolder
+  let task: TaskRef
+
+  init(worker: any OutputHolder, task: TaskRef) {
+    self.worker = worker
+    self.task = task
+  }
+
+  deinit { worker.discard([task]) }
+}
+
+/// One partition of a task's output in a machine's store.
+struct RemotePartition: @unchecked Sendable {
+  let output: RemoteOutput
+  let partition: Int
+  let schema: Schema
+  let rows: Int
+  let bytes: Int
+
+  /// Streams the partition's blocks from the machine, checking each.
+  func reader() -> any Reader {
+    let output = self.output
+    let partition = self.partition
+    let source = RemoteSource(name: "\(output.task) partition \(partition) on \(output.worker.address)") { offset in
+      try await output.worker.read(output.task, partition: partition, offset: offset)
+    }
+    return BlockFileReader(source: source, schema: schema, owner: output)
+  }
+}

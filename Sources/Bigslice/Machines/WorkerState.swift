@@ -1,0 +1,255 @@
+import Bigmachine
+import Frame
+import NIOCore
+import SliceIO
+import Synchronization
+
+#if canImport(FoundationEssentials)
+  import FoundationEssentials
+#else
+  import Foundation
+#endif
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A worker's compiled invocations, task outputs, and the threads that run its tasks.
+final class WorkerState: @unchecked Sendable {
+  private struct State {
+    var graphs: [Int: TaskGraph] = [:]
+    var outputs: [TaskRef: [StoredPartition]] = [:]
+  }
+  private let state = Mutex(State())
+  private var executor: LocalExecutor!
+  private var store: OutputStore!
+  private var peers: Peers?
+
+  func configure(_ service: SliceWorker, peers: Peers?) {
+    Allocator.limitPool(toFit: service.memoryLimit)
+    store = OutputStore(
+      memoryLimit: service.memoryLimit, spillParent: service.storeParent, procs: service.procs, outputsOnDisk: true,
+      codec: .fast, prefix: "bigslice-store")
+    executor = LocalExecutor(procs: service.procs, store: store)
+    self.peers = peers
+  }
+
+  var storePath: String? { store?.spillPath }
+
+  /// Compiles `invocation` unless it is compiled already.
+  /// - Throws: a `ServiceError` of kind `RemoteKind.compile` naming the problem.
+  func compile(_ invocation: Invocation) throws {
+    if state.withLock({ $0.graphs[invocation.index] != nil }) { return }
+    do {
+      guard let signature = FuncRegistry.signature(invocation.funcKey) else {
+        throw BigsliceError.invalidArgument(
+          "func \(invocation.funcKey) is registered in the driver but not on this machine: register every func before the session starts (touch its global), in the driver and in the worker alike"
+        )
+      }
+      guard signature == invocation.signature else {
+        throw BigsliceError.invalidArgument(
+          "func \(invocation.funcKey) is \(invocation.signature) in the driver but \(signature) on this machine")
+      }
+      let (types, invoke) = try FuncRegistry.lookup(invocation.funcKey)
+      guard types.count == invocation.arguments.count else {
+        throw BigsliceError.wrongArguments(
+          func: invocation.funcKey, expected: types.map { "\($0)" }, found: ["\(invocation.arguments.count) values"])
+      }
+      var args: [Any] = []
+      let resultUse = ResultOnMachine()
+      for (i, (type, json)) in zip(types, invocation.arguments).enumerated() {
+        if let resultType = type as? any ResultArgument.Type {
+          args.append(try resultArgument(resultType, json, index: i, invocation: invocation, use: resultUse))
+        } else {
+          args.append(try decodeArgument(type, json, index: i, func: invocation.funcKey))
+        }
+      }
+      let node = try invoke(args)
+      if resultUse.readRows.load(ordering: .relaxed) {
+        throw BigsliceError.invalidArgument("func \(invocation.funcKey): \(ResultOnMachine.message)")
+      }
+      if let problem = node.problem { throw problem }
+      var compiler = Compiler(invocation: invocation.index, caches: invocation.caches)
+      let graph = TaskGraph(roots: compiler.compile(node), invocation: invocation.index)
+      guard graph.digest == invocation.digest else {
+        let first = zip(graph.digest, invocation.digest).first { $0 != $1 }
+        throw BigsliceError.invalidArgument(
+          "func \(invocation.funcKey) compiled into other tasks on the worker than on the driver (\(graph.digest.count) tasks here, \(invocation.digest.count) there"
+            + (first.map { "; first difference: \($0.0) here, \($0.1) there" } ?? "")
+            + "): a func must build the same slices from the same arguments in every process")
+      }
+      state.withLock { $0.graphs[invocation.index] = graph }
+    } catch {
+      throw ServiceError(kind: RemoteKind.compile, message: String("\(error)".prefix(1000)))
+    }
+  }
+
+  /// Argument `index`, a result of an earlier invocation compiled here (the driver compiles
+  /// the invocations in `results` on a machine first), as a result over its tasks.
+  private func resultArgument(
+    _ type: any ResultArgument.Type, _ json: String, index: Int, invocation: Invocation, use: ResultOnMachine
+  ) throws -> Any {
+    let reference: ResultReference
+    do {
+      reference = try JSONDecoder().decode(ResultReference.self, from: Data(json.utf8))
+    } catch {
+      throw BigsliceError.invalidArgument(
+        "argument \(index + 1) of func \(invocation.funcKey) is a result, but the driver sent \(json.prefix(100))")
+    }
+    guard invocation.results.contains(reference.result),
+      let roots = state.withLock({ $0.graphs[reference.result]?.roots }), !roots.isEmpty
+    else {
+      throw BigsliceError.invalidArgument(
+        "argument \(index + 1) of func \(invocation.funcKey) is the result of invocation \(reference.result), which is not compiled on this machine"
+      )
+    }
+    return try type.onMachine(roots, use: use)
+  }
+
+  private func task(_ ref: TaskRef) -> ShardTask? {
+    var found: ShardTask?
+    state.withLock { s in
+      if let graph = s.graphs[ref.invocation] { found = graph.tasks[ref] }
+    }
+    return found
+  }
+
+  /// Runs a task and keeps its output.
+  func run(_ request: RunRequest) async throws -> RunReply {
+    guard let task = task(request.task) else {
+      throw ServiceError(kind: RemoteKind.missing, message: "task \(request.task) is not compiled on this machine")
+    }
+    for sample in request.samples {
+      guard let upstream = self.task(sample.task) else { continue }
+      let frame = try decodeBlocks(sample.blocks, schema: nil, name: "the key sample of \(sample.task)")
+      state.withLock { _ in if upstream.sample == nil { upstream.sample = frame } }
+    }
+    var locations: [TaskRef: String] = [:]
+    for input in request.inputs { locations[input.task] = input.machine }
+    let me = request.machine
+    let peers = self.peers
+    let open: (ShardTask, Int) throws -> any Reader = { [self] upstream, partition in
+      guard let at = locations[upstream.ref] else {
+        throw BigsliceError.outputMissing(op: upstream.op, shard: upstream.shard)
+      }
+      if at == me {
+        guard let output = state.withLock({ $0.outputs[upstream.ref] }), partition < output.count else {
+          throw BigsliceError.outputMissing(op: upstream.op, shard: upstream.shard)
+        }
+        return try output[partition].reader()
+      }
+      let ref = upstream.ref
+      let source = RemoteSource(name: "\(ref) partition \(partition) on \(at)") { offset in
+        try await peers!.stream(at, "Bigslice.read", ReadRequest(task: ref, partition: partition, offset: offset))
+      }
+      return BlockFileReader(source: source, schema: upstream.chain[0].schema)
+    }
+    let counters = Counters()
+    let io = TaskIOMeter()
+    let executor = self.executor!
+    let job = TaskJob(task: task, open: open)
+    let started = ContinuousClock.now
+    let output: [StoredPartition]
+    do {
+      output = try await withCheckedThrowingContinuation {
+        (continuation: CheckedContinuation<UncheckedBox<[StoredPartition]>, Error>) in
+        executor.submit {
+          do {
+            continuation.resume(
+              returning: UncheckedBox(try executor.run(job.task, counters: counters, io: io, open: job.open)))
+          } catch {
+            continuation.resume(throwing: error)
+          }
+        }
+      }.value
+    } catch let lost as LostInput {
+      let refs = lost.upstream.map { "\($0.ref)" }.joined(separator: " ")
+      throw ServiceError(kind: RemoteKind.lostInput, message: String("\(refs): \(lost.cause)".prefix(1000)))
+    } catch {
+      var failure = RemoteFailure(op: task.op, shard: task.shard, message: "\(error)")
+      if case .taskFailed(let op, let shard, let cause) = error as? BigsliceError {
+        failure = RemoteFailure(op: op, shard: shard, message: "\(cause)")
+      }
+      failure.message = String(failure.message.prefix(600))
+      let json = String(decoding: try JSONEncoder().encode(failure), as: UTF8.self)
+      throw ServiceError(kind: RemoteKind.taskFailed, message: json)
+    }
+    state.withLock { $0.outputs[task.ref] = output }
+    return RunReply(
+      rows: output.map(\.rows), bytes: output.map(\.byteCount), counters: counters.snapshot,
+      sample: try task.sample.map { try encodeBlocks([$0]) }, readRows: io.io.readRows, readBytes: io.io.readBytes,
+      writeRows: io.io.writeRows, writeBytes: io.io.writeBytes, readSeconds: seconds(io.io.readTime),
+      writeSeconds: seconds(io.io.writeTime), firstReadAfter: io.io.firstRead.map { seconds($0 - started) })
+  }
+
+  /// Streams a stored partition from byte `offset` on.
+  func read(_ request: ReadRequest, to writer: StreamWriter) async throws {
+    guard let output = state.withLock({ $0.outputs[request.task] }), request.partition >= 0,
+      request.partition < output.count
+    else {
+      throw ServiceError(
+        kind: RemoteKind.missing, message: "no output of \(request.task) partition \(request.partition) here")
+    }
+    let chunk = 1 << 20
+    switch output[request.partition] {
+    case .spilled(let file):
+      let fd = open(file.path, O_RDONLY | O_CLOEXEC)
+      guard fd >= 0 else {
+        throw ServiceError(kind: RemoteKind.missing, message: "cannot open \(file.path): errno \(errno)")
+      }
+      defer { Glibc.close(fd) }
+      var at = off_t(request.offset)
+      while true {
+        var buffer = ByteBufferAllocator().buffer(capacity: chunk)
+        let n = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: chunk) { raw in
+          max(0, pread(fd, raw.baseAddress!, chunk, at))
+        }
+        if n == 0 { break }
+        at += off_t(n)
+        try await writer.write(buffer)
+      }
+      withExtendedLifetime(file) {}
+    case .memory(let held):
+      let bytes = try encodeBlocks(held.frames)
+      var at = min(request.offset, bytes.count)
+      while at < bytes.count {
+        let end = min(at + chunk, bytes.count)
+        try await writer.write(Array(bytes[at..<end]))
+        at = end
+      }
+    case .remote:
+      throw ServiceError(kind: RemoteKind.missing, message: "\(request.task) is not stored here")
+    }
+  }
+
+  func discard(_ tasks: [TaskRef]) {
+    // The files go when the last reader lets them go.
+    let dropped = state.withLock { s in tasks.compactMap { s.outputs.removeValue(forKey: $0) } }
+    _ = dropped
+  }
+
+  /// Drops every output and compiled invocation and removes the store.
+  func close() {
+    // The outputs go (their files unlinked) outside the lock, before the directory.
+    var dropped = State()
+    state.withLock { swap(&$0, &dropped) }
+    dropped = State()
+    store?.removeDirectory()
+  }
+}
+
+/// A task and the opener of its inputs, handed to a task thread.
+///
+/// A class, not an `UncheckedBox` of a tuple: Swift 6.3.1 miscompiles `let (a, f) = box.value`
+/// when the tuple in a generic box holds a closure. SILGen destroys the guaranteed `a` it
+/// destructured, so every run released the task once too often, and a worker's compiled tasks
+/// were freed while its graph still held them. (An assertions build of the compiler reports
+/// "Have operand with incompatible ownership" in SILGenCleanup.)
+private final class TaskJob: @unchecked Sendable {
+  let task: ShardTask
+  let open: (ShardTask, Int) throws -> any Reader
+  init(task: ShardTask, open: @escaping (ShardTask, Int) throws -> any Reader) {
+    self.task = task
+    self.open = open
+  }
+}

@@ -1,0 +1,44 @@
+import Frame
+import Synchronization
+
+/// A duration in seconds.
+func seconds(_ d: Duration) -> Double {
+  Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+}
+
+/// What a running task reads and writes, counted by its readers and its output sink. A task
+/// runs on one thread, so the meter needs no lock; the executor reads it after the task.
+final class TaskIOMeter: @unchecked Sendable {
+  var io = TaskIO()
+  /// The rows written, for the status while the task runs.
+  let progress = TaskProgress()
+
+  /// Counts a frame read (nil at the end) by a read that started at `start`.
+  func read(_ frame: Frame?, since start: ContinuousClock.Instant) {
+    let now = ContinuousClock.now
+    if io.firstRead == nil { io.firstRead = start }
+    io.readTime += now - start
+    guard let frame else { return }
+    io.readRows += frame.count
+    io.readBytes += frame.byteCount
+  }
+
+  /// Counts `frame` written to the task's output by a write that started at `start`.
+  func wrote(_ frame: Frame, since start: ContinuousClock.Instant) {
+    io.writeTime += ContinuousClock.now - start
+    io.writeRows += frame.count
+    progress.wrote(rows: frame.count)
+    io.writeBytes += frame.byteCount
+  }
+}
+
+extension StoredPartition {
+  /// Bytes of the partition: of its frames in memory, or of its spill file on disk.
+  var byteCount: Int {
+    switch self {
+    case .memory(let held): return held.frames.reduce(0) { $0 + $1.byteCount }
+    case .spilled(let file): return file.bytes
+    case .remote(let remote): return remote.bytes
+    }
+  }
+}

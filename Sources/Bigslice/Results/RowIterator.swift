@@ -1,0 +1,91 @@
+import Bigmachine
+import CSupport
+import Dispatch
+import Frame
+import Logging
+import SliceIO
+import Synchronization
+
+/// Iterates the rows of a result as typed tuples.
+///
+/// `next` is inlinable, so the caller's compiler specialises it for the concrete column
+/// types: the per-row path then reads each column directly, with no generic metadata lookup.
+public struct RowIterator<each C>: IteratorProtocol {
+  @usableFromInline let feed: ResultFeed
+  /// The frame being read: the getters point into it.
+  @usableFromInline var frame: Frame?
+  @usableFromInline var row = 0
+  @usableFromInline var rows = 0
+  @usableFromInline var current: Getters<repeat each C>?
+
+  init(_ feed: ResultFeed) { self.feed = feed }
+
+  @inlinable
+  public mutating func next() -> (repeat each C)? {
+    if current == nil {
+      guard let next = feed.nextOrStop() else { return nil }
+      frame = next
+      current = Getters<repeat each C>(next)
+      rows = next.count
+    }
+    let g = current.unsafelyUnwrapped.getters
+    let value = (repeat (each g).get(row))
+    row &+= 1
+    if row == rows {
+      row = 0
+      current = nil
+      frame = nil
+    }
+    return value
+  }
+}
+
+/// The typed getters of one frame, boxed so an iterator can hold them optionally.
+@usableFromInline
+final class Getters<each C> {
+  @usableFromInline let getters: (repeat ColumnGetter<each C>)
+  @usableFromInline init(_ frame: Frame) { getters = Bigslice.getters(frame, repeat (each C).self) }
+}
+
+extension SliceResult: AsyncSequence {
+  /// Iterates the rows from async code with `makeAsyncIterator()` and `await next()`
+  /// (`for await` over a pack-typed element does not compile on Swift 6.3). Errors in
+  /// computing a discarded or lost shard again are thrown.
+  public struct AsyncIterator: AsyncIteratorProtocol {
+    var result: SliceResult<repeat each C>
+    var feed: ResultFeed?
+    var frame: Frame?
+    var getters: Getters<repeat each C>?
+    var row = 0
+
+    /// The next row; the first call computes a discarded result again.
+    /// - Throws: what computing it throws.
+    public mutating func next() async throws -> (repeat each C)? {
+      if feed == nil {
+        try await result.reload()
+        feed = ResultFeed(tasks: result.tasks, result: result.reload, logger: result.logger)
+      }
+      if frame == nil || row == frame!.count {
+        let feed = UncheckedBox(self.feed!)
+        frame = try await withCheckedThrowingContinuation { continuation in
+          detachThread {
+            do {
+              continuation.resume(returning: UncheckedBox(try feed.value.next()))
+            } catch {
+              continuation.resume(throwing: error)
+            }
+          }
+        }.value
+        row = 0
+        guard let frame else { return nil }
+        getters = Getters<repeat each C>(frame)
+      }
+      let g = getters!.getters
+      let value = (repeat (each g).get(row))
+      row += 1
+      return value
+    }
+  }
+
+  public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(result: self) }
+}

@@ -1,0 +1,90 @@
+import Bigmachine
+import CSupport
+import Dispatch
+import Frame
+import Logging
+import SliceIO
+import Synchronization
+
+/// Reads the frames of one shard of a result, computing it again when its output was
+/// discarded or is lost while it is read (tasks are deterministic: the rows already read are
+/// skipped).
+final class ShardFrames: @unchecked Sendable {
+  private let task: ShardTask
+  private let recompute: () throws -> Void
+  private let logger: Logger
+  /// Held while a feed's thread reads or clears a task's output and computes it again: the
+  /// threads of one feed (one per open shard) then never touch outputs at the same time as
+  /// each other, or as the evaluation that one of them started.
+  private let outputs: DispatchSemaphore
+  private var reader: (any Reader)?
+  private var done = false
+  /// Rows handed out, and rows to skip after reopening the shard.
+  private var delivered = 0
+  private var skip = 0
+  private var failures = 0
+  /// Times the shard may fail to read before the error is thrown.
+  static let attempts = 5
+
+  init(task: ShardTask, result recompute: @escaping () throws -> Void, logger: Logger, outputs: DispatchSemaphore) {
+    self.task = task
+    self.recompute = recompute
+    self.logger = logger
+    self.outputs = outputs
+  }
+
+  private func guarded<T>(_ body: () throws -> T) rethrows -> T {
+    outputs.wait()
+    defer { outputs.signal() }
+    return try body()
+  }
+
+  /// The next frame (never empty), or nil at the end.
+  /// - Throws: what computing the shard again throws, or a read error that persists.
+  func next() throws -> Frame? {
+    while !done {
+      do {
+        if reader == nil {
+          let output = try guarded {
+            if !task.isComputed { try recompute() }
+            guard let output = task.output else {
+              throw BigsliceError.outputMissing(op: task.op, shard: task.shard)
+            }
+            return output
+          }
+          reader = try output[0].reader()
+          skip = delivered
+        }
+        guard var frame = try reader!.read() else {
+          done = true
+          reader = nil
+          return nil
+        }
+        if skip > 0 {
+          if frame.count <= skip {
+            skip -= frame.count
+            continue
+          }
+          frame = frame.slice(skip..<frame.count)
+          skip = 0
+        }
+        guard frame.count > 0 else { continue }
+        delivered += frame.count
+        return frame
+      } catch let error as BigsliceError {
+        // A failure to compute is final.
+        throw error
+      } catch {
+        failures += 1
+        reader = nil
+        if failures >= ShardFrames.attempts { throw error }
+        // The stored shard is damaged or its machine is gone: compute it again.
+        logger.notice(
+          "cannot read shard \(task.shard) of the result (\(error)); computing it again and skipping the \(delivered) rows read"
+        )
+        guarded { task.output = nil }
+      }
+    }
+    return nil
+  }
+}
