@@ -106,7 +106,7 @@ public final class Bigmachine: Sendable {
     let keepalive = system.keepalive
     for m in machines {
       // Not on the cooperative pool: a driver may block pool threads waiting for machines.
-      Task(executorPreference: ThreadPoolTaskExecutor.shared) { [self] in
+      Task(executorPreference: ThreadPool.shared) { [self] in
         await m.boot(services: specs, keepalive: keepalive)
         guard await m.wait(for: .stopped) == .stopped else { return }
         await peerLost(m)

@@ -65,7 +65,7 @@ public final class InProcessSystem: MachineProvider, @unchecked Sendable {
       config.handshakeTimeout = handshakeTimeout
       // The driver may block pool threads waiting for these machines (a synchronous API):
       // their services must not need the pool.
-      config.executor = ThreadPoolTaskExecutor.shared
+      config.executor = ThreadPool.shared
       let channel = try await listen(host: "127.0.0.1", port: 0, config: config) { connection in
         server.connections.withLockedValue { $0.append(connection) }
         if server.dead.withLockedValue({ $0 }) {

@@ -97,7 +97,7 @@ public final class LocalSystem: MachineProvider, @unchecked Sendable {
     let err = OutputForwarder.start(fd: child.stderr, prefix: prefix, output: output, recent: recent, onListening: nil)
     let finished = out.and(err).map { _ in () }
     // Reap as soon as both pipes are done, whether the worker exited or was killed.
-    finished.whenComplete { _ in Task(executorPreference: ThreadPoolTaskExecutor.shared) { await child.reap() } }
+    finished.whenComplete { _ in Task(executorPreference: ThreadPool.shared) { await child.reap() } }
     // A worker that exits before it listens fails the launch with its last words.
     finished.whenComplete { _ in
       listening.fail(

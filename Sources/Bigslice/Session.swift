@@ -76,7 +76,7 @@ public final class Session: @unchecked Sendable {
   ) {
     if case .machines(let system, _, let procs) = executor, Bigmachine.isWorker {
       let system = MachineExecutor.bigmachineSystem(system, procs: procs)
-      _ = try? blockingAwait { try await Bigmachine.start(system: system, services: [SliceWorker.self]) }
+      _ = try? ThreadPool.shared.blockingAwait { try await Bigmachine.start(system: system, services: [SliceWorker.self]) }
       fatalError("a worker's Bigmachine.start returned")
     }
     Allocator.limitPool(toFit: memoryLimit)
@@ -288,7 +288,7 @@ public final class Session: @unchecked Sendable {
     let job = UncheckedBox((tasks, counters))
     try await withTaskCancellationHandler {
       try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
-        detachThread {
+        ThreadPool.detach {
           do {
             try self.evaluate(job.value.0, name: name, counters: job.value.1, cancel: cancel)
             continuation.resume()

@@ -1,3 +1,4 @@
+import Bigmachine
 import CSupport
 import Dispatch
 import Frame
@@ -10,15 +11,15 @@ import Synchronization
 final class LocalExecutor: ExecutorBackend, @unchecked Sendable {
   let procs: Int
   let store: OutputStore
-  private let queue: TaskThreads
+  private let threads: ThreadPool
 
   init(procs: Int, store: OutputStore) {
     self.procs = max(1, procs)
     self.store = store
-    queue = TaskThreads(count: self.procs)
+    threads = ThreadPool(count: self.procs)
   }
 
-  deinit { queue.shutdown() }
+  deinit { threads.shutdown() }
 
   /// Runs every task that `roots` need on at most `procs` threads (a task takes as many as
   /// its pragma asks, and an exclusive one takes them all); see `Bigslice.evaluate`.
@@ -45,7 +46,7 @@ final class LocalExecutor: ExecutorBackend, @unchecked Sendable {
     }
     guard admitted else { return false }
     let job = UncheckedBox((task, counters))
-    queue.async {
+    threads.submit {
       let (task, counters) = job.value
       let outcome = self.runObserved(task, counters: counters, observer: observer)
       self.used.withLock { $0 -= need }
@@ -79,7 +80,7 @@ final class LocalExecutor: ExecutorBackend, @unchecked Sendable {
   }
 
   /// Runs `body` on one of the executor's threads.
-  func submit(_ body: @escaping @Sendable () -> Void) { queue.async(body) }
+  func submit(_ body: @escaping @Sendable () -> Void) { threads.submit(body) }
 
   /// Computes one task: reads its dependencies, runs its pipeline, partitions (and combines)
   /// the output.

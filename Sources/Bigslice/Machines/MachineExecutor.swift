@@ -61,7 +61,7 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
       funcs: FuncRegistry.fingerprint, memoryLimit: memoryLimit, procs: self.procs, storeParent: storeParent)
     let system = MachineExecutor.bigmachineSystem(system, procs: self.procs)
     let machines = self.count
-    Task(executorPreference: BridgeExecutor.shared) { [self] in
+    Task(executorPreference: ThreadPool.shared) { [self] in
       do {
         let b = try await Bigmachine.start(system: system, services: [SliceWorker.self])
         state.withLock {
@@ -113,7 +113,7 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
   /// session shuts down (for the debug pages, which answer from the latest figures and never
   /// wait for a machine).
   func pollStats(every interval: Duration) {
-    Task(executorPreference: BridgeExecutor.shared) { [weak self] in
+    Task(executorPreference: ThreadPool.shared) { [weak self] in
       while let handles = self?.state.withLock({ $0.shutDown ? nil : $0.workers }) {
         var fresh: [String: DebugTasks.Machine] = [:]
         for handle in handles where handle.machine.state == .running {
@@ -146,7 +146,7 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
     while true {
       if let worker = try place(need) {
         let job = UncheckedBox((task, counters))
-        Task(executorPreference: BridgeExecutor.shared) {
+        Task(executorPreference: ThreadPool.shared) {
           let (task, counters) = job.value
           let outcome = await self.run(task, on: worker, counters: counters, observer: observer)
           worker.release(need)
@@ -209,7 +209,7 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
     let why = worker.machine.error.map { "\($0)" } ?? ""
     logger.notice("machine \(worker.machine.address) stopped: \(why)\(replace ? "; starting a replacement" : "")")
     if replace {
-      Task(executorPreference: BridgeExecutor.shared) { try? await self.startMachines(1) }
+      Task(executorPreference: ThreadPool.shared) { try? await self.startMachines(1) }
     }
   }
 
@@ -335,7 +335,7 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
       return (s.bigmachine, s.workers)
     }
     guard let b else { return }
-    _ = try? blockingAwait {
+    _ = try? ThreadPool.shared.blockingAwait {
       await withTaskGroup(of: Void.self) { group in
         for w in workers where w.machine.state == .running {
           group.addTask { _ = try? await w.machine.call("Bigslice.close", true, returning: Bool.self) }

@@ -59,10 +59,10 @@ final class RemoteSource: ByteSource {
         if chunks == nil {
           let open = self.open
           let from = offset
-          chunks = ChunkIterator(try blockingAwait { try await open(from) })
+          chunks = ChunkIterator(try ThreadPool.shared.blockingAwait { try await open(from) })
         }
         let source = chunks!
-        guard let next = try blockingAwait({ try await source.next() }) else { return 0 }
+        guard let next = try ThreadPool.shared.blockingAwait({ try await source.next() }) else { return 0 }
         chunk = next
         failures = 0
       } catch let error as BigmachineError where error.isTemporary && failures + 1 < attempts {

@@ -58,7 +58,7 @@ final class WorkerHandle: OutputHolder, @unchecked Sendable {
   func compile(_ invocation: Invocation) async throws {
     let task = state.withLock { s -> Task<Void, Error> in
       if let t = s.compiled[invocation.index] { return t }
-      let t = Task<Void, Error>(executorPreference: BridgeExecutor.shared) { [machine] in
+      let t = Task<Void, Error>(executorPreference: ThreadPool.shared) { [machine] in
         _ = try await machine.call("Bigslice.compile", invocation, returning: Bool.self)
       }
       s.compiled[invocation.index] = t
@@ -88,7 +88,7 @@ final class WorkerHandle: OutputHolder, @unchecked Sendable {
     }
     guard first else { return }
     let machine = self.machine
-    Task(executorPreference: BridgeExecutor.shared) { [self] in
+    Task(executorPreference: ThreadPool.shared) { [self] in
       try? await Task.sleep(for: WorkerHandle.discardDelay)
       let batch = state.withLock { s in
         defer { s.discards = [] }

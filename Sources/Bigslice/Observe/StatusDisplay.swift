@@ -1,3 +1,4 @@
+import Bigmachine
 import Dispatch
 
 #if canImport(Glibc)
@@ -37,7 +38,7 @@ final class StatusDisplay: @unchecked Sendable {
   func start() {
     let nanoseconds = Int(seconds(interval) * 1e9)
     let caller = pthread_self()
-    detachThread {
+    ThreadPool.detach {
       // With no thread to be had, the body runs here, in the caller: draw only at the end.
       if pthread_equal(pthread_self(), caller) != 0 {
         self.stopped.signal()

@@ -102,7 +102,7 @@ private final class FrameAhead: @unchecked Sendable {
   static let depth = 4
 
   init(_ frames: ShardFrames) {
-    detachThread { [self] in
+    ThreadPool.detach { [self] in
       while true {
         let result = Result { try frames.next() }
         state.withLock { $0.frames.append(result) }

@@ -68,7 +68,7 @@ extension SliceResult: AsyncSequence {
       if frame == nil || row == frame!.count {
         let feed = UncheckedBox(self.feed!)
         frame = try await withCheckedThrowingContinuation { continuation in
-          detachThread {
+          ThreadPool.detach {
             do {
               continuation.resume(returning: UncheckedBox(try feed.value.next()))
             } catch {
