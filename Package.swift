@@ -15,6 +15,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-crypto", exact: "3.12.3"),
     .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
     .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
+    .package(url: "https://github.com/apple/swift-system", exact: "1.8.1"),
     // `swift package generate-documentation --target Bigslice` (and Bigmachine) builds the DocC catalogs.
     .package(url: "https://github.com/swiftlang/swift-docc-plugin", exact: "1.5.0"),
   ],
@@ -28,7 +29,10 @@ let package = Package(
       linkerSettings: [.linkedLibrary("zstd")]
     ),
     .target(name: "Frame", dependencies: ["CSupport"]),
-    .target(name: "SliceIO", dependencies: ["Frame", "CSupport"]),
+    .target(
+      name: "SliceIO",
+      dependencies: ["Frame", "CSupport", .product(name: "SystemPackage", package: "swift-system")]
+    ),
     // Machines over authenticated TCP: knows nothing of frames or slices.
     .target(
       name: "Bigmachine",
@@ -37,6 +41,7 @@ let package = Package(
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "SystemPackage", package: "swift-system"),
       ]
     ),
     .target(
@@ -47,6 +52,7 @@ let package = Package(
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
+        .product(name: "SystemPackage", package: "swift-system"),
       ]
     ),
     // The jobs of the demo and of the job benchmarks (BENCHMARKS.md W1–W5).

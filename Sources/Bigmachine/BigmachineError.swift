@@ -1,11 +1,17 @@
+#if canImport(FoundationEssentials)
+  import FoundationEssentials
+#else
+  import Foundation
+#endif
+
 /// Every error Bigmachine raises is one of three classes, and the class says what to do next:
 ///
 /// - ``network(address:reason:)``: the connection failed, was lost, or timed out. The work
 ///   may not have happened. Retrying (see ``Machine/retryCall(_:_:returning:backoff:)``) may
 ///   succeed. ``isTemporary`` is true.
-/// - ``remote(address:method:kind:message:temporary:)``: a service raised an error on the
-///   machine. Its kind and message arrive as the service gave them; it is temporary only if
-///   the service said so (``ServiceError/temporary``).
+/// - ``remote(address:method:kind:message:temporary:detail:)``: a service raised an error on
+///   the machine. Its kind, message and detail arrive as the service gave them; it is
+///   temporary only if the service said so (``ServiceError/temporary``).
 /// - ``fatal(address:kind:message:)``: retrying cannot help (unknown method, bad argument,
 ///   machine stopped, failed authentication, fingerprint mismatch, …).
 ///
@@ -13,8 +19,10 @@
 public enum BigmachineError: Error, Sendable, Equatable, CustomStringConvertible {
   /// The connection to `address` failed or was lost; `reason` says how. Temporary.
   case network(address: String, reason: String)
-  /// The service method `method` on `address` threw an error of `kind` with `message`.
-  case remote(address: String, method: String, kind: String, message: String, temporary: Bool)
+  /// The service method `method` on `address` threw an error of `kind` with `message`, and
+  /// with `detail` (JSON) when the service gave one (``ServiceError/detail``): decode it with
+  /// ``detail(as:)``.
+  case remote(address: String, method: String, kind: String, message: String, temporary: Bool, detail: String?)
   /// A non-retryable failure of `kind` concerning `address`.
   case fatal(address: String, kind: FatalKind, message: String)
 
@@ -46,15 +54,22 @@ public enum BigmachineError: Error, Sendable, Equatable, CustomStringConvertible
   public var isTemporary: Bool {
     switch self {
     case .network: return true
-    case .remote(_, _, _, _, let temporary): return temporary
+    case .remote(_, _, _, _, let temporary, _): return temporary
     case .fatal: return false
     }
+  }
+
+  /// The detail of a remote error decoded as `type`: nil for other errors, for a remote error
+  /// without a detail, or for one whose detail is not a `type`.
+  public func detail<T: Decodable>(as type: T.Type) -> T? {
+    guard case .remote(_, _, _, _, _, let detail?) = self else { return nil }
+    return try? JSONDecoder().decode(type, from: Data(detail.utf8))
   }
 
   /// The machine address the error concerns.
   public var address: String {
     switch self {
-    case .network(let address, _), .remote(let address, _, _, _, _), .fatal(let address, _, _): return address
+    case .network(let address, _), .remote(let address, _, _, _, _, _), .fatal(let address, _, _): return address
     }
   }
 
@@ -62,7 +77,7 @@ public enum BigmachineError: Error, Sendable, Equatable, CustomStringConvertible
     switch self {
     case .network(let address, let reason):
       return "network error with \(address): \(reason)"
-    case .remote(let address, let method, let kind, let message, let temporary):
+    case .remote(let address, let method, let kind, let message, let temporary, _):
       return "\(method) on \(address) failed (\(kind)\(temporary ? ", temporary" : "")): \(message)"
     case .fatal(let address, let kind, let message):
       return "\(kind.rawValue) (\(address)): \(message)"
@@ -82,12 +97,27 @@ public struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible 
   public var message: String
   /// Whether a retry may succeed.
   public var temporary: Bool
+  /// A typed detail for the caller, as JSON: what a program on the other side decodes
+  /// (``BigmachineError/detail(as:)``) instead of parsing `message`. At most
+  /// `ServiceError.maxDetail` bytes travel; a longer one arrives as nil.
+  public var detail: String?
+
+  /// The largest detail that travels, in bytes of JSON.
+  public static let maxDetail = 1 << 20
 
   /// Makes an error of `kind` with `message`; `temporary` marks it retryable.
   public init(kind: String, message: String, temporary: Bool = false) {
     self.kind = kind
     self.message = message
     self.temporary = temporary
+    detail = nil
+  }
+
+  /// Makes an error of `kind` with `message` and the typed `detail`, encoded as JSON.
+  /// - Throws: what encoding `detail` throws.
+  public init(kind: String, message: String, temporary: Bool = false, detail: some Encodable) throws {
+    self.init(kind: kind, message: message, temporary: temporary)
+    self.detail = String(decoding: try JSONEncoder().encode(detail), as: UTF8.self)
   }
 
   public var description: String { "\(kind): \(message)" }
@@ -100,20 +130,22 @@ struct WireError: Codable, Sendable {
   var kind: String
   var message: String
   var temporary: Bool
+  /// The service's typed detail, as JSON (``ServiceError/detail``).
+  var detail: String? = nil
 
   /// How a service-side error is sent back: remote unless it is already a Bigmachine error.
   init(serving error: any Error) {
     switch error {
     case let e as ServiceError:
-      self.init(errorClass: .remote, kind: e.kind, message: e.message, temporary: e.temporary)
+      self.init(errorClass: .remote, kind: e.kind, message: e.message, temporary: e.temporary, detail: e.detail)
     case let e as BigmachineError:
       switch e {
       case .network(_, let reason):
         // A network error raised by remote code is the remote's business, not this hop's
         // failure: it arrives as a remote error (the original's TestNetError).
         self.init(errorClass: .remote, kind: "network", message: reason, temporary: true)
-      case .remote(_, _, let kind, let message, let temporary):
-        self.init(errorClass: .remote, kind: kind, message: message, temporary: temporary)
+      case .remote(_, _, let kind, let message, let temporary, let detail):
+        self.init(errorClass: .remote, kind: kind, message: message, temporary: temporary, detail: detail)
       case .fatal(_, let kind, let message):
         self.init(errorClass: .fatal, kind: kind.rawValue, message: message, temporary: false)
       }
@@ -126,23 +158,29 @@ struct WireError: Codable, Sendable {
     }
   }
 
-  init(errorClass: Class, kind: String, message: String, temporary: Bool) {
+  init(errorClass: Class, kind: String, message: String, temporary: Bool, detail: String? = nil) {
     self.errorClass = errorClass
     self.kind = kind
     self.message = message
     self.temporary = temporary
+    self.detail = detail
   }
 
-  /// This error with its kind and message passed through `wireText`: bounded, no control characters.
+  /// This error with its kind and message passed through `wireText` (bounded, no control
+  /// characters), and its detail dropped when over `ServiceError.maxDetail` bytes.
   func bounded() -> WireError {
-    WireError(errorClass: errorClass, kind: wireText(kind), message: wireText(message), temporary: temporary)
+    WireError(
+      errorClass: errorClass, kind: wireText(kind), message: wireText(message), temporary: temporary,
+      detail: detail.flatMap { $0.utf8.count <= ServiceError.maxDetail ? $0 : nil })
   }
 
   /// The error the caller of `method` on `address` sees.
   func bigmachineError(address: String, method: String) -> BigmachineError {
     switch errorClass {
     case .network: return .network(address: address, reason: message)
-    case .remote: return .remote(address: address, method: method, kind: kind, message: message, temporary: temporary)
+    case .remote:
+      return .remote(
+        address: address, method: method, kind: kind, message: message, temporary: temporary, detail: detail)
     case .fatal:
       return .fatal(
         address: address, kind: BigmachineError.FatalKind(rawValue: kind) ?? .protocolViolation, message: message)

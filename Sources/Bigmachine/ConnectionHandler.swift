@@ -33,7 +33,7 @@ final class ConnectionHandler: ChannelInboundHandler {
   private let dialer: Bool
   private let label: String
   private let ready: EventLoopPromise<Connection>
-  private let parser = FrameParser(maxFrame: WireLimits.maxHandshakeFrame)
+  private let parser = WireFrameParser(maxFrame: WireLimits.maxHandshakeFrame)
   private let myHello: Hello
   private let myHelloBytes: [UInt8]
   private var peerHello: Hello?
@@ -204,7 +204,7 @@ func configure(
   let ready = channel.eventLoop.makePromise(of: Connection.self)
   do {
     try channel.pipeline.syncOperations.addHandlers([
-      FrameEncoder(), ConnectionHandler(config: config, dialer: dialer, label: label, ready: ready),
+      WireFrameEncoder(), ConnectionHandler(config: config, dialer: dialer, label: label, ready: ready),
     ])
   } catch {
     ready.fail(error)

@@ -1,3 +1,5 @@
+import SystemPackage
+
 #if canImport(Glibc)
   import Glibc
 #endif
@@ -24,16 +26,5 @@ func writeStandardError(_ text: String) { writeAll(2, text) }
 
 /// Writes `text` to `fd` whole, retrying short writes and EINTR; gives up on other errors.
 func writeAll(_ fd: Int32, _ text: String) {
-  var text = text
-  text.withUTF8 { buf in
-    var off = 0
-    while off < buf.count {
-      let n = write(fd, buf.baseAddress! + off, buf.count - off)
-      if n < 0 {
-        if errno == EINTR { continue }
-        return
-      }
-      off += n
-    }
-  }
+  _ = try? FileDescriptor(rawValue: fd).writeAll(text.utf8)
 }

@@ -93,7 +93,7 @@ enum WireViolation: Error, CustomStringConvertible {
 /// except a `data` payload: stream bytes have no boundaries, so it is passed on piece by
 /// piece as it arrives, each piece a `data` frame of its own and a slice of its read.
 /// A class, so the frame handler may raise `maxFrame` while a parse is under way.
-final class FrameParser {
+final class WireFrameParser {
   var maxFrame: Int
   private var header: [UInt8] = []
   private var partial: (kind: FrameKind, stream: UInt32, payload: ByteBuffer, remaining: Int)?
@@ -188,7 +188,7 @@ final class FrameParser {
 /// Senders check sizes first (`Connection.call`, a served reply); a frame over
 /// `WireLimits.maxFrame` that still gets here is not written: its promise fails and the
 /// error goes up the pipeline, which closes the connection.
-final class FrameEncoder: ChannelOutboundHandler, Sendable {
+final class WireFrameEncoder: ChannelOutboundHandler, Sendable {
   typealias OutboundIn = WireFrame
   typealias OutboundOut = ByteBuffer
 

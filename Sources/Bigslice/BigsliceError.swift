@@ -1,6 +1,3 @@
-import Frame
-import SliceIO
-
 /// Errors of the slice layer. Lost work (retry it) is kept apart from fatal errors.
 public enum BigsliceError: Error, CustomStringConvertible, @unchecked Sendable {
   /// A func that was never registered was run.

@@ -1,9 +1,6 @@
 import Bigmachine
 import CSupport
-import Dispatch
-import Frame
 import Logging
-import SliceIO
 import Synchronization
 
 /// Where a session runs its tasks.
@@ -218,7 +215,7 @@ public final class Session: @unchecked Sendable {
       Invocation(
         index: index, funcKey: f.key, signature: FuncRegistry.signature(f.key) ?? "", arguments: arguments,
         results: results, digest: TaskGraph(roots: tasks, invocation: index).digest,
-        caches: compiler.cacheDecisions))
+        stored: compiler.storedDecisions))
     return (slice, tasks)
   }
 

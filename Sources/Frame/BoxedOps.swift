@@ -192,11 +192,8 @@ protocol PackedList {
 /// with `[`), the row count (u64), each list's length (u64), then every list's values, all
 /// native little-endian. With `shuffled`, the lengths and then the values are each stored
 /// byte-transposed (`bs_byte_shuffle`, the element width; as a scalar column's
-/// `.byteShuffle`), so that zstd sees the zero high bytes of small numbers together. At
-/// zstd −1 an int64 column of 1M keys compresses at 0.27 GB/s and decompresses at 0.64 GB/s
-/// plain, against 2.8 and 9.7 GB/s transposed (`bigslice-bench kernels --only blocks`); a
-/// cogroup's lists (W3's result) were coded plain until now. Plain is still read: spill and
-/// cache files written before.
+/// `.byteShuffle`), so that the codec sees the zero high bytes of small numbers together,
+/// which zstd codes several times faster both ways. Plain lists (marker 0) are still read.
 enum PackedListCoding {
   static let plain: UInt8 = 0
   static let shuffled: UInt8 = 1
@@ -425,7 +422,7 @@ extension PackedListStorage: AnyBoxedStorage, PackedListEncoding {
 extension Column {
   /// A column of lists `base[starts[i] ..< starts[i + 1]]` of `E` values (`base` holds them
   /// contiguously, as `E`), kept packed: no array per row (see `PackedListStorage`).
-  public static func packedLists<E: ScalarValue & Codable>(_: E.Type, base: UnsafeRawPointer, starts: [UInt64])
+  package static func packedLists<E: ScalarValue & Codable>(_: E.Type, base: UnsafeRawPointer, starts: [UInt64])
     -> Column
   {
     precondition(!starts.isEmpty, "starts needs rows + 1 entries")

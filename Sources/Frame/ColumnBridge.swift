@@ -23,7 +23,7 @@ extension Column {
 
   /// The first value of a scalar column, as raw memory (`count` values of its width follow);
   /// nil for other columns. Valid while the column is alive.
-  public var rawBase: UnsafeRawPointer? {
+  package var rawBase: UnsafeRawPointer? {
     guard case .scalar(let s) = storage, let width = type.scalarWidth else { return nil }
     return UnsafeRawPointer(s.base + offset * width)
   }
@@ -37,7 +37,7 @@ extension Column {
   }
 
   /// A scalar column of `type` holding a copy of `count` values at `source`.
-  public static func copyScalars(_ type: ColumnType, from source: UnsafeRawPointer, count: Int) throws -> Column {
+  package static func copyScalars(_ type: ColumnType, from source: UnsafeRawPointer, count: Int) throws -> Column {
     guard let width = type.scalarWidth else {
       throw FrameError.typeMismatch(expected: "a scalar type", found: type.description)
     }

@@ -95,7 +95,7 @@ public final class Combiner {
   /// `hashes` are the keys' hashes (`Column.hash`). Returns the number of new groups.
   /// - Throws: `FrameError.typeMismatch`, `FrameError.outOfMemory`.
   @discardableResult
-  public func groupIDs(keys: Column, hashes: UnsafePointer<UInt64>, into gids: UnsafeMutablePointer<UInt32>) throws
+  package func groupIDs(keys: Column, hashes: UnsafePointer<UInt64>, into gids: UnsafeMutablePointer<UInt32>) throws
     -> Int
   {
     guard keys.type == keyType else {
@@ -131,7 +131,7 @@ public final class Combiner {
   /// `index`, row `i` into group `gids[i]`. `gids` must hold `values.count` ids from
   /// `groupIDs` (C checks each id against the groups; the buffer length is the caller's).
   /// - Throws: `FrameError.typeMismatch` when the column does not match the aggregate.
-  public func update(_ index: Int, values: Column, gids: UnsafePointer<UInt32>) throws {
+  package func update(_ index: Int, values: Column, gids: UnsafePointer<UInt32>) throws {
     let (aggregate, valueType) = aggregates[index]
     if aggregate == .count {
       _ = bs_comb_update_count(handle, Int32(index), gids, values.count)
@@ -154,7 +154,7 @@ public final class Combiner {
 
   /// Hashes `keys` with `seed` and maps each to its group id, inserting new keys. The ids live
   /// in the combiner's scratch buffer, valid until its next `groupIDs(keys:seed:)` or `add`.
-  public func groupIDs(keys: Column, seed: UInt64) throws -> UnsafeBufferPointer<UInt32> {
+  package func groupIDs(keys: Column, seed: UInt64) throws -> UnsafeBufferPointer<UInt32> {
     let n = keys.count
     if n > batchCapacity {
       batchHashes?.deallocate()

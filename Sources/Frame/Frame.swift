@@ -55,7 +55,7 @@ public struct Frame: Sendable {
   }
 
   /// A new frame with rows `self[perm[0]], self[perm[1]], …`.
-  public func gather(_ perm: UnsafeBufferPointer<UInt32>) -> Frame {
+  package func gather(_ perm: UnsafeBufferPointer<UInt32>) -> Frame {
     Frame(unchecked: columns.map { $0.gather(perm) }, count: perm.count, prefix: prefix)
   }
 
@@ -78,7 +78,7 @@ public struct Frame: Sendable {
 
   /// The seeded hash of each row's key: the hash of the single key column, or the combined
   /// hashes of several. Equal keys hash equal on every machine.
-  public func hashKeys(seed: UInt64, into out: UnsafeMutablePointer<UInt64>) throws {
+  package func hashKeys(seed: UInt64, into out: UnsafeMutablePointer<UInt64>) throws {
     let keys = keyColumns
     try keys.first?.hash(seed: seed, into: out)
     if keys.count > 1 {

@@ -14,6 +14,8 @@ public enum FrameError: Error, Equatable, CustomStringConvertible {
   case outOfMemory(String)
   /// A boxed value failed to encode or decode with its Codable implementation.
   case codable(type: String, message: String)
+  /// An argument is out of its documented range (a group id past the group count, say).
+  case invalidArgument(String)
 
   public var description: String {
     switch self {
@@ -26,6 +28,7 @@ public enum FrameError: Error, Equatable, CustomStringConvertible {
     case .corrupt(let what): "corrupt column data: \(what)"
     case .outOfMemory(let what): "out of memory: \(what)"
     case .codable(let type, let message): "cannot code a value of type \(type): \(message)"
+    case .invalidArgument(let what): "invalid argument: \(what)"
     }
   }
 }

@@ -11,7 +11,7 @@ extension Column {
   /// Scalars hash their bits (so `-0.0` and `+0.0` are distinct keys), strings and byte
   /// arrays their bytes. Identical across processes and machines.
   /// - Throws: `FrameError.unregisteredType` for a boxed type with no ops.
-  public func hash(seed: UInt64, into out: UnsafeMutablePointer<UInt64>) throws {
+  package func hash(seed: UInt64, into out: UnsafeMutablePointer<UInt64>) throws {
     switch storage {
     case .scalar(let s):
       let width = type.scalarWidth!
@@ -87,7 +87,7 @@ extension Column {
   }
 
   /// A new column with rows `self[perm[0]], self[perm[1]], …`. Every index must be < count.
-  public func gather(_ perm: UnsafeBufferPointer<UInt32>) -> Column {
+  package func gather(_ perm: UnsafeBufferPointer<UInt32>) -> Column {
     switch storage {
     case .scalar(let s):
       let width = type.scalarWidth!

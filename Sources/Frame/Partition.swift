@@ -5,7 +5,7 @@ extension Frame {
   /// `(hashes[i] * partitions) >> 64` (multiply-shift, monotone in the hash). Row order is
   /// kept within each partition. Cost: one counting sort and one gather per column.
   /// - Precondition: `partitions >= 1`, and `hashes` holds `count` values.
-  public func partition(hashes: UnsafePointer<UInt64>, into partitions: Int) -> [Frame] {
+  package func partition(hashes: UnsafePointer<UInt64>, into partitions: Int) -> [Frame] {
     precondition(partitions >= 1 && partitions <= Int(UInt32.max), "partition count \(partitions) out of range")
     if partitions == 1 { return [self] }
     var parts = [UInt32](repeating: 0, count: count)

@@ -35,8 +35,8 @@ extension Frame {
   /// prefixes by comparing full keys.
   ///
   /// The result lives in `buffers` and is valid until their next use. Reusing buffers matters:
-  /// on this class of machine, first touching fresh memory costs about 1 s per GiB.
-  public func sortPermutation(_ order: SortOrder, buffers: SortBuffers) throws -> UnsafeBufferPointer<UInt32> {
+  /// first touching fresh memory (its page faults) costs more than the sort's passes over it.
+  package func sortPermutation(_ order: SortOrder, buffers: SortBuffers) throws -> UnsafeBufferPointer<UInt32> {
     let n = count
     buffers.reserve(n)
     let perm = buffers.perm
@@ -66,7 +66,7 @@ extension Frame {
   }
 
   /// The permutation that sorts the rows by `order`, as a new array.
-  public func sortPermutation(_ order: SortOrder) throws -> [UInt32] {
+  package func sortPermutation(_ order: SortOrder) throws -> [UInt32] {
     let buffers = SortBuffers()
     return try withExtendedLifetime(buffers) { Array(try sortPermutation(order, buffers: buffers)) }
   }

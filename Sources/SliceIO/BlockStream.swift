@@ -1,5 +1,6 @@
 import CSupport
 import Frame
+import SystemPackage
 
 #if canImport(Glibc)
   import Glibc
@@ -116,13 +117,9 @@ public final class BlockStreamReader {
 
 /// Writes bytes to a file descriptor, all of them, retrying short writes.
 func writeAll(fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
-  var done = 0
-  while done < bytes.count {
-    let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
-    if n < 0 {
-      if errno == EINTR { continue }
-      throw SliceIOError.io(path: path, operation: "write", errno: errno)
-    }
-    done += n
+  do {
+    _ = try FileDescriptor(rawValue: fd).writeAll(bytes)
+  } catch let error as Errno {
+    throw SliceIOError.io(path: path, operation: "write", errno: error.rawValue)
   }
 }

@@ -21,20 +21,17 @@ public struct CodecOptions: Sendable, Hashable {
     self.targetBlockBytes = targetBlockBytes
   }
 
-  /// The default for spill files, shuffle partitions and caches, chosen by
-  /// `bigslice-bench kernels --only blocks`: after byte shuffling, zstd level 1 compresses an
-  /// int64 key column at about 1.3 GB/s per core with ratio 3.2, against 1.4–1.8 GB/s and
-  /// ratio 2.67 for the negative levels. A synced disk write here runs at 0.3–1 GB/s, so the
-  /// smaller output wins: spilling is disk-bound, not CPU-bound.
+  /// The default for spill files, shuffle partitions and caches: byte shuffling, then zstd
+  /// level 1, which compresses keys further than the negative levels at nearly their speed.
+  /// Spilling is bound by the disk, not the CPU, so the smaller output wins
+  /// (`bigslice-bench kernels --only blocks` measures both).
   public static let `default` = CodecOptions(level: 1, transform: .byteShuffle, targetBlockBytes: 1 << 20)
 
   /// For a machine's store of task outputs, which stay in the page cache until a peer or the
   /// driver reads them back: CPU-bound, not disk-bound, so runs of repeated bytes (the zero
-  /// planes of shuffled small integers) with zstd only where runs do little and zstd does
-  /// clearly better (text). `bigslice-bench kernels --only blocks`, one core: on the
-  /// workloads' values (below 1000) it writes 3.3 GB/s and reads 10 GB/s at ratio 4.0,
-  /// against zstd -1's 1.3 and 4.5 GB/s at ratio 5.9; on keys both reach ratio 2.67, at
-  /// 3.6 against 2.9 GB/s written. zstd -1 was the store's codec before.
+  /// planes of shuffled small integers), at about memcpy's speed, with zstd only where runs
+  /// do little and zstd does clearly better (text). `bigslice-bench kernels --only blocks`
+  /// measures both against zstd.
   public static let fast = CodecOptions(level: BlockEncoder.fast, transform: .byteShuffle, targetBlockBytes: 1 << 20)
 }
 

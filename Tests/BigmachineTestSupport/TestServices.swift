@@ -45,6 +45,12 @@ actor Attempts {
   }
 }
 
+/// The typed detail `failWithDetail` throws back.
+public struct FailureDetail: Codable, Sendable, Equatable {
+  public var items: [String]
+  public init(items: [String]) { self.items = items }
+}
+
 /// What `digest` and the stream tests agree on: byte count and SHA-256.
 public struct Digest: Codable, Sendable, Equatable {
   public var bytes: Int
@@ -150,6 +156,9 @@ public struct TestService: Service {
     },
     "fail": .unary { (_, message: String, _) -> Int in
       throw ServiceError(kind: "TestFailure", message: message)
+    },
+    "failWithDetail": .unary { (_, detail: FailureDetail, _) -> Int in
+      throw try ServiceError(kind: "TestFailure", message: "with a detail", detail: detail)
     },
     "flaky": .unary { (_, key: String, _) -> Int in
       let n = await Attempts.shared.next(key)

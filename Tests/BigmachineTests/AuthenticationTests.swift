@@ -149,7 +149,7 @@ func frameBytes(_ kind: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
       + frameBytes(5, stream: 3, Array(repeating: 4, count: 200))
       + frameBytes(8, stream: 5, [])
     for cut in 0...frames.count {
-      let parser = FrameParser(maxFrame: 1024)
+      let parser = WireFrameParser(maxFrame: 1024)
       var data: [UInt8] = []
       var others: [(FrameKind, UInt32, [UInt8])] = []
       for piece in [Array(frames[..<cut]), Array(frames[cut...])] {
@@ -170,7 +170,7 @@ func frameBytes(_ kind: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
       #expect(others.last.map { $0.0 == .cancel && $0.1 == 5 && $0.2.isEmpty } == true)
     }
     // A frame over the limit is refused from its first four bytes, before any payload.
-    let parser = FrameParser(maxFrame: 1024)
+    let parser = WireFrameParser(maxFrame: 1024)
     var header = ByteBuffer(bytes: [0, 0, 4, 6])
     #expect(throws: WireViolation.self) { try parser.parse(&header) { _ in } }
     // Truncated payloads of every structured frame are errors, never traps.
@@ -184,7 +184,7 @@ func frameBytes(_ kind: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
 
   @Test func anEmptyDataFrameIsMalformed() {
     // It would cost the receiver a queue entry and the sender no credit.
-    let parser = FrameParser(maxFrame: 1024)
+    let parser = WireFrameParser(maxFrame: 1024)
     var empty = ByteBuffer(bytes: frameBytes(6, stream: 3, []))
     #expect(throws: WireViolation.self) { try parser.parse(&empty) { _ in } }
   }

@@ -43,7 +43,7 @@ import Testing
       _ = try await m.call("Test.fail", "disk on fire", returning: Int.self)
       Issue.record("the call succeeded")
     } catch let error as BigmachineError {
-      guard case .remote(let address, let method, let kind, let message, let temporary) = error else {
+      guard case .remote(let address, let method, let kind, let message, let temporary, _) = error else {
         Issue.record("not a remote error: \(error)")
         return
       }
@@ -145,13 +145,42 @@ import Testing
     do {
       _ = try await m.call("Test.fail", message, returning: Int.self)
       Issue.record("the call succeeded")
-    } catch let BigmachineError.remote(_, _, kind, got, _) {
+    } catch let BigmachineError.remote(_, _, kind, got, _, _) {
       #expect(kind == "TestFailure")
       #expect(got.unicodeScalars.count == 1024)
       #expect(got.hasPrefix("\u{FFFD}[2Jxxx"))
       #expect(got.hasSuffix("x\u{2026}"))
     }
     #expect(try await m.call("Test.echo", "after", returning: String.self) == "m:after")
+    await b.shutdown()
+  }
+
+  @Test func aRemoteErrorsTypedDetailArrivesWholeAndDecodes() async throws {
+    let (b, machines) = try await localCluster(1)
+    let m = machines[0]
+    // Far longer than a message may be: the detail is not cut to the message's bound.
+    let detail = FailureDetail(items: (0..<5000).map { "inv3.\($0)" })
+    do {
+      _ = try await m.call("Test.failWithDetail", detail, returning: Int.self)
+      Issue.record("the call succeeded")
+    } catch let error as BigmachineError {
+      #expect(error.detail(as: FailureDetail.self) == detail)
+      #expect(error.detail(as: [Int].self) == nil)
+      guard case .remote(_, _, let kind, let message, _, _) = error else {
+        Issue.record("not a remote error: \(error)")
+        return
+      }
+      #expect(kind == "TestFailure" && message == "with a detail")
+    }
+    // A detail over the bound arrives as nil, the error itself intact.
+    let huge = FailureDetail(items: [String(repeating: "y", count: ServiceError.maxDetail)])
+    do {
+      _ = try await m.call("Test.failWithDetail", huge, returning: Int.self)
+      Issue.record("the call succeeded")
+    } catch let error as BigmachineError {
+      #expect(error.detail(as: FailureDetail.self) == nil)
+      #expect(error.isTemporary == false && "\(error)".contains("with a detail"))
+    }
     await b.shutdown()
   }
 
@@ -184,7 +213,7 @@ import Testing
     do {
       _ = try await m.retryCall("Test.failCounting", key + "-permanent", returning: Int.self, backoff: fast)
       Issue.record("a permanent error was swallowed")
-    } catch let BigmachineError.remote(_, _, kind, message, temporary) {
+    } catch let BigmachineError.remote(_, _, kind, message, temporary, _) {
       #expect(kind == "Permanent" && message == "attempt 1" && !temporary)
     }
     await b.shutdown()

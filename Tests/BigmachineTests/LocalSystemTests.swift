@@ -115,6 +115,7 @@ func readLine(from fd: Int32, startingWith prefix: String) async throws -> Strin
     let (victim, survivor) = (machines[0], machines[1])
     let inFlight = Task { try await victim.call("Test.block", "local-kill", returning: Bool.self) }
     try await Task.sleep(for: .milliseconds(100))  // let the call leave; the outcome does not depend on it
+    try #require(victim.processID > 0)
     #expect(kill(victim.processID, SIGKILL) == 0)
     let seconds = await timed {
       let r = await inFlight.result
@@ -143,10 +144,13 @@ func readLine(from fd: Int32, startingWith prefix: String) async throws -> Strin
       period: .milliseconds(100), timeout: .milliseconds(800), rpcTimeout: .milliseconds(200), lease: .seconds(10))
     let (b, machines) = try await localCluster(1, keepalive: keepalive)
     let m = machines[0]
-    #expect(await m.wait(for: .running) == .running)
+    try #require(await m.wait(for: .running) == .running)
     let inFlight = Task { try await m.call("Test.block", "frozen", returning: Bool.self) }
-    // Frozen, not dead: the connection stays open, only the renewals go unanswered.
-    #expect(kill(m.processID, SIGSTOP) == 0)
+    // Frozen, not dead: the connection stays open, only the renewals go unanswered. (A pid of
+    // 0 would stop this whole process group.)
+    let pid = m.processID
+    try #require(pid > 0)
+    #expect(kill(pid, SIGSTOP) == 0)
     #expect(await eventually(within: 60) { m.state == .stopped })
     guard case .fatal(_, let kind, let message)? = m.error else {
       Issue.record("unexpected error \(String(describing: m.error))")

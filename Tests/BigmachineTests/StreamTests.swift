@@ -59,7 +59,7 @@ import Testing
         received += chunk.readableBytes
       }
       Issue.record("the stream ended cleanly")
-    } catch let BigmachineError.remote(_, _, kind, message, _) {
+    } catch let BigmachineError.remote(_, _, kind, message, _, _) {
       #expect(kind == "Truncated")
       #expect(message == "stopped after 5000000 bytes")
     }
@@ -84,7 +84,7 @@ import Testing
     do {
       _ = try await machines[0].call("Test.digest", true, input: Broken(), returning: Digest.self)
       Issue.record("the call succeeded")
-    } catch let BigmachineError.remote(_, _, kind, message, _) {
+    } catch let BigmachineError.remote(_, _, kind, message, _, _) {
       #expect(kind == "SourceFailed")
       #expect(message == "the file vanished")
     }

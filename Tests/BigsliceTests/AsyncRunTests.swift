@@ -18,7 +18,7 @@ final class Gate: Sendable {
   }
 }
 
-@Suite struct AsyncRunTests {
+@Suite(.engine) struct AsyncRunTests {
   @Test func anAsyncRunEqualsTheSynchronousOne() async throws {
     let rows = (0..<5_000).map { ($0 % 97, $0) }
     let slice = const(7, rows.map(\.0), rows.map(\.1)).reduce(.sum)

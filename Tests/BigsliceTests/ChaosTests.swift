@@ -10,7 +10,7 @@ import Workloads
 
 /// Jobs on three worker processes that lose one of them (SIGKILL) mid-job: each answer must
 /// still equal the naive reference, with no row lost or duplicated.
-@Suite(.serialized) struct ChaosTests {
+@Suite(.serialized, .engine) struct ChaosTests {
   static let rows = 10_000_000
   static let keys = 100_000
   static let cogroupRows = 1_000_000
@@ -89,24 +89,24 @@ import Workloads
   }
 
   @Test(arguments: [ChaosPoint.map, .reduce])
-  func aReduceSurvivesAWorkerKilled(in point: ChaosPoint) throws {
+  func aReduceSurvivesAWorkerKilled(in point: ChaosPoint) async throws {
     let session = try processes()
     defer { session.shutdown() }
     let marker = marker()
     defer { try? FileManager.default.removeItem(atPath: marker) }
-    let result = try session.run(ChaosFuncs.reduce, Self.rows, Self.keys, Self.shards, point, marker)
+    let result = try await session.run(ChaosFuncs.reduce, Self.rows, Self.keys, Self.shards, point, marker)
     #expect(FileManager.default.fileExists(atPath: marker), "no worker was killed")
     checkReduce(result)
     #expect(session.machines.count == 3, "the killed machine is replaced")
   }
 
   @Test(arguments: [ChaosPoint.map, .reduce])
-  func aCogroupSurvivesAWorkerKilled(in point: ChaosPoint) throws {
+  func aCogroupSurvivesAWorkerKilled(in point: ChaosPoint) async throws {
     let session = try processes()
     defer { session.shutdown() }
     let marker = marker()
     defer { try? FileManager.default.removeItem(atPath: marker) }
-    let result = try session.run(
+    let result = try await session.run(
       ChaosFuncs.cogroup, Self.cogroupRows, Self.cogroupKeys, Self.shards, point, marker)
     #expect(FileManager.default.fileExists(atPath: marker), "no worker was killed")
     checkCogroup(result)
@@ -118,13 +118,16 @@ import Workloads
       throw BigsliceError.invalidArgument("the last shard is not stored on a machine")
     }
     let address = partition.output.worker.address
-    return try #require(session.machines.first { $0.address == address })
+    let machine = try #require(session.machines.first { $0.address == address })
+    // A pid of 0 would signal this whole process group.
+    try #require(machine.processID > 0)
+    return machine
   }
 
-  @Test func aReduceResultSurvivesItsMachineKilledWhileScanned() throws {
+  @Test func aReduceResultSurvivesItsMachineKilledWhileScanned() async throws {
     let session = try processes()
     defer { session.shutdown() }
-    let result = try session.run(ChaosFuncs.reduce, Self.rows, Self.keys, Self.shards, ChaosPoint.none, "")
+    let result = try await session.run(ChaosFuncs.reduce, Self.rows, Self.keys, Self.shards, ChaosPoint.none, "")
     let jobs = session.jobs.count
     let victim = try holderOfLastShard(result, in: session)
     var iterator = result.makeIterator()
@@ -137,10 +140,10 @@ import Workloads
     #expect(session.jobs.count > jobs, "the lost shards are computed again")
   }
 
-  @Test func aCogroupResultSurvivesItsMachineKilledWhileScanned() throws {
+  @Test func aCogroupResultSurvivesItsMachineKilledWhileScanned() async throws {
     let session = try processes()
     defer { session.shutdown() }
-    let result = try session.run(
+    let result = try await session.run(
       ChaosFuncs.cogroup, Self.cogroupRows, Self.cogroupKeys, Self.shards, ChaosPoint.none, "")
     let jobs = session.jobs.count
     let victim = try holderOfLastShard(result, in: session)
@@ -176,13 +179,13 @@ import Workloads
   }
 
   /// A task whose every run kills its machine fails after five tries, naming the operation.
-  @Test func aTaskThatKeepsLosingItsMachineFailsAfterFiveTries() throws {
+  @Test func aTaskThatKeepsLosingItsMachineFailsAfterFiveTries() async throws {
     TestFuncs.register()
     let system = LocalSystem(executable: try testWorkerBinary(), maxprocs: 1)
     let session = Session(executor: .machines(system: .system(system), count: 1, procs: 1))
     defer { session.shutdown() }
     do {
-      _ = try session.run(ChaosFuncs.suicide, 1)
+      _ = try await session.run(ChaosFuncs.suicide, 1)
       Issue.record("the job finished")
     } catch {
       #expect("\(error)".contains("too many tries (5 in a row"), "\(error)")

@@ -70,41 +70,41 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
   )
 }
 
-@Suite struct CombinatorTests {
+@Suite(.engine) struct CombinatorTests {
 
   @Test(arguments: setups, shardCounts)
-  func constSplitsEvenlyAndKeepsEveryRowInOrder(setup: Setup, shards: Int) throws {
+  func constSplitsEvenlyAndKeepsEveryRowInOrder(setup: Setup, shards: Int) async throws {
     let session = try session(setup)
     let (k, v) = randomPairs(1000, keys: 50, seed: 1)
-    let result = try session.run(TestFuncs.constPairs, shards, k, v)
+    let result = try await session.run(TestFuncs.constPairs, shards, k, v)
     #expect(result.frames.flatMap(\.anyRows) == zip(k, v).map { [AnyHashable($0), AnyHashable($1)] })
     let rows = Array(result)
     #expect(rows.count == 1000 && rows[17].0 == k[17] && rows[17].1 == v[17])
   }
 
   @Test(arguments: setups, shardCounts)
-  func mapFilterAndFlatMapEqualTheNaiveModel(setup: Setup, shards: Int) throws {
+  func mapFilterAndFlatMapEqualTheNaiveModel(setup: Setup, shards: Int) async throws {
     let session = try session(setup)
     let (k, v) = randomPairs(3000, keys: 100, seed: 2)
     var expected: [[AnyHashable]] = []
     for (key, value) in zip(k, v) where (value * 2) % 3 != 0 {
       for i in 0..<(abs(value * 2) % 3) { expected.append([String(key), i]) }
     }
-    #expect(multiset(try session.run(TestFuncs.mapFilterFlatMap, shards, k, v)) == multiset(expected))
+    #expect(multiset(try await session.run(TestFuncs.mapFilterFlatMap, shards, k, v)) == multiset(expected))
   }
 
   @Test(arguments: setups, shardCounts)
-  func headTakesTheFirstRowsOfEachShard(setup: Setup, shards: Int) throws {
+  func headTakesTheFirstRowsOfEachShard(setup: Setup, shards: Int) async throws {
     let session = try session(setup)
     let values = Array(0..<500)
-    let result = try session.run(TestFuncs.head, shards, values, 3)
+    let result = try await session.run(TestFuncs.head, shards, values, 3)
     var expected: [Int] = []
     for s in 0..<shards { expected += values[(s * 500 / shards)..<((s + 1) * 500 / shards)].prefix(3) }
     #expect(Array(result) == expected)
   }
 
   @Test(arguments: setups, shardCounts)
-  func reduceWithAClosureAndBuiltInSumEqualADictionary(setup: Setup, shards: Int) throws {
+  func reduceWithAClosureAndBuiltInSumEqualADictionary(setup: Setup, shards: Int) async throws {
     let session = try session(setup)
     let (k, v) = randomPairs(5000, keys: 300, seed: 3)
     var sums: [Int: Int] = [:]
@@ -113,9 +113,9 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
       sums[key, default: 0] += value
       maxes[key] = max(maxes[key] ?? .min, value)
     }
-    let closure = try session.run(TestFuncs.reduceClosure, shards, k, v)
-    let builtIn = try session.run(TestFuncs.reduceSum, shards, k, v)
-    let maxed = try session.run(TestFuncs.reduceMax, shards, k, v)
+    let closure = try await session.run(TestFuncs.reduceClosure, shards, k, v)
+    let builtIn = try await session.run(TestFuncs.reduceSum, shards, k, v)
+    let maxed = try await session.run(TestFuncs.reduceMax, shards, k, v)
     for result in [closure, builtIn] {
       #expect(Dictionary(uniqueKeysWithValues: Array(result)) == sums)
     }
@@ -125,29 +125,29 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
   }
 
   @Test(arguments: setups, shardCounts)
-  func reduceGroupsStringAndBoxedKeys(setup: Setup, shards: Int) throws {
+  func reduceGroupsStringAndBoxedKeys(setup: Setup, shards: Int) async throws {
     let session = try session(setup)
     let words = (0..<2000).map { "w\($0 % 37)" }
-    let counted = try session.run(TestFuncs.countWords, shards, words)
+    let counted = try await session.run(TestFuncs.countWords, shards, words)
     var reference: [String: Int] = [:]
     for w in words { reference[w, default: 0] += 1 }
     #expect(Dictionary(uniqueKeysWithValues: Array(counted)) == reference)
 
     let keys = (0..<1000).map { Pair(a: $0 % 7, b: "x\($0 % 3)") }
     let ones = Array(repeating: 1, count: 1000)
-    let grouped = try session.run(TestFuncs.reduceBoxed, shards, keys, ones)
+    let grouped = try await session.run(TestFuncs.reduceBoxed, shards, keys, ones)
     var expected: [Pair: Int] = [:]
     for key in keys { expected[key, default: 0] += 1 }
     #expect(Dictionary(uniqueKeysWithValues: Array(grouped)) == expected)
   }
 
   @Test(arguments: setups, shardCounts)
-  func reshuffleAndReshardPutEachKeyInOneShard(setup: Setup, shards: Int) throws {
+  func reshuffleAndReshardPutEachKeyInOneShard(setup: Setup, shards: Int) async throws {
     let session = try session(setup)
     let (k, v) = randomPairs(3000, keys: 200, seed: 4)
     for result in [
-      try session.run(TestFuncs.reshuffle, shards, k, v),
-      try session.run(TestFuncs.reshard, shards, k, v, max(1, shards / 2 + 3)),
+      try await session.run(TestFuncs.reshuffle, shards, k, v),
+      try await session.run(TestFuncs.reshard, shards, k, v, max(1, shards / 2 + 3)),
     ] {
       #expect(multiset(result) == multiset(zip(k, v).map { [AnyHashable($0), AnyHashable($1)] }))
       var shardOf: [AnyHashable: Int] = [:]
@@ -161,10 +161,10 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
   }
 
   @Test(arguments: setups, shardCounts)
-  func repartitionSendsRowsWhereTheUserSays(setup: Setup, shards: Int) throws {
+  func repartitionSendsRowsWhereTheUserSays(setup: Setup, shards: Int) async throws {
     let session = try session(setup)
     let values = Array(0..<400)
-    let result = try session.run(TestFuncs.repartition, shards, values)
+    let result = try await session.run(TestFuncs.repartition, shards, values)
     #expect(Array(result).sorted() == values)
     for shard in 0..<shards {
       let values = result.frames(shard: shard).flatMap { Array($0.columns[0].scalars(Int.self)) }
@@ -173,43 +173,43 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
   }
 
   @Test(arguments: setups, shardCounts)
-  func readerFuncKeepsPerShardStateUntilTheEnd(setup: Setup, shards: Int) throws {
+  func readerFuncKeepsPerShardStateUntilTheEnd(setup: Setup, shards: Int) async throws {
     let session = try session(setup)
-    let rows = Array(try session.run(TestFuncs.readerFunc, shards))
+    let rows = Array(try await session.run(TestFuncs.readerFunc, shards))
     #expect(rows.count == shards * 250)
     #expect(Set(rows.map(\.1)) == Set((0..<shards).flatMap { s in (s * 1000)..<(s * 1000 + 250) }))
   }
 }
 
-@Suite struct SplitTests {
+@Suite(.engine) struct SplitTests {
   /// The built-in split equals Swift's `split(separator:)` on random lines with runs of
   /// separators at either end, empty lines and multi-byte characters.
   @Test(arguments: setups, shardCounts)
-  func splitEqualsSwiftsSplit(setup: Setup, shards: Int) throws {
+  func splitEqualsSwiftsSplit(setup: Setup, shards: Int) async throws {
     var rng = SplitMix64(seed: UInt64(shards))
     let pieces = ["a", "bb", "ünï", "日本", "x y", " ", "  ", ""]
     let lines = (0..<3000).map { _ in
       (0..<Int.random(in: 0..<8, using: &rng)).map { _ in pieces.randomElement(using: &rng)! }.joined()
     }
     let session = try session(setup)
-    let words = try session.run(TestFuncs.split, shards, lines, " ")
+    let words = try await session.run(TestFuncs.split, shards, lines, " ")
     let expected = lines.flatMap { $0.split(separator: " ").map(String.init) }
     #expect(Array(words).sorted() == expected.sorted())
-    let commas = try session.run(TestFuncs.split, shards, ["a,,b,", ",c", ""], ",")
+    let commas = try await session.run(TestFuncs.split, shards, ["a,,b,", ",c", ""], ",")
     #expect(Array(commas).sorted() == ["a", "b", "c"])
-    #expect(throws: BigsliceError.self) { try session.run(TestFuncs.split, 1, ["a"], "é") }
+    await #expect(throws: BigsliceError.self) { try await session.run(TestFuncs.split, 1, ["a"], "é") }
   }
 }
 
-@Suite struct GroupingTests {
+@Suite(.engine) struct GroupingTests {
 
   @Test(arguments: setups, shardCounts)
-  func cogroupEqualsANaiveJoinOfTwoAndThreeInputs(setup: Setup, shards: Int) throws {
+  func cogroupEqualsANaiveJoinOfTwoAndThreeInputs(setup: Setup, shards: Int) async throws {
     let session = try session(setup)
     let (ka, va) = randomPairs(2000, keys: 150, seed: 5)
     let (kb, vb) = randomPairs(1500, keys: 200, seed: 6)
     let b = (0..<kb.count).map { "b\(vb[$0])" }
-    let result = try session.run(TestFuncs.cogroup2, shards, ka, va, kb, b)
+    let result = try await session.run(TestFuncs.cogroup2, shards, ka, va, kb, b)
     #expect(result.shards == shards)
     var expectedA: [Int: [Int]] = [:]
     var expectedB: [Int: [String]] = [:]
@@ -225,7 +225,7 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     let joined = rows.reduce(0) { $0 + $1.1.count * $1.2.count }
     #expect(joined == expectedA.reduce(0) { $0 + $1.value.count * (expectedB[$1.key]?.count ?? 0) })
 
-    let three = try session.run(TestFuncs.cogroup3, shards, ka, va, kb, vb)
+    let three = try await session.run(TestFuncs.cogroup3, shards, ka, va, kb, vb)
     let byKey = Dictionary(uniqueKeysWithValues: Array(three).map { ($0.0, ($0.1, $0.2, $0.3)) })
     #expect(byKey[999]?.2 == ["z"] && byKey[999]?.0 == [])
     #expect(byKey[1]?.2.sorted() == ["x", "y"])
@@ -234,11 +234,11 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
   /// Results passed to funcs: regrouped and joined, on every engine (on machines the
   /// results stay on the machines that hold them), and again after the first is discarded.
   @Test(arguments: setups, [1, 7])
-  func resultsPassedToFuncsAreReadWhereTheyAre(setup: Setup, shards: Int) throws {
+  func resultsPassedToFuncsAreReadWhereTheyAre(setup: Setup, shards: Int) async throws {
     let session = try session(setup)
     let (k, v) = randomPairs(3_000, keys: 200, seed: 41)
-    let sums = try session.run(TestFuncs.reduceSum, shards, k, v)
-    let maxima = try session.run(TestFuncs.reduceMax, shards, k, v)
+    let sums = try await session.run(TestFuncs.reduceSum, shards, k, v)
+    let maxima = try await session.run(TestFuncs.reduceMax, shards, k, v)
     var sumByKey: [Int: Int] = [:]
     var maxByKey: [Int: Int] = [:]
     for (key, value) in zip(k, v) {
@@ -248,12 +248,12 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     var regrouped: [Int: Int] = [:]
     for (key, sum) in sumByKey { regrouped[key % 7, default: 0] += sum * 3 }
     for round in 0..<2 {
-      let got = try session.run(TestFuncs.resultRegrouped, sums, 7, 3)
+      let got = try await session.run(TestFuncs.resultRegrouped, sums, 7, 3)
       #expect(Dictionary(uniqueKeysWithValues: Array(got)) == regrouped, "round \(round)")
       // Computed again from its func, where its machines hold it.
       sums.discard()
     }
-    let joined = Array(try session.run(TestFuncs.resultsJoined, sums, maxima))
+    let joined = Array(try await session.run(TestFuncs.resultsJoined, sums, maxima))
     #expect(joined.count == sumByKey.count)
     for (key, a, b) in joined {
       #expect(a == [sumByKey[key]!] && b == [maxByKey[key]!], "key \(key)")
@@ -263,11 +263,11 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
   /// A func body that reads a result argument's rows works in-process; on machines, whose
   /// funcs see a result only as a slice, the run fails saying so.
   @Test(arguments: setups.filter { $0.limit == Int.max })
-  func aFuncReadingAResultsRowsFailsOnMachines(setup: Setup) throws {
+  func aFuncReadingAResultsRowsFailsOnMachines(setup: Setup) async throws {
     let session = try session(setup)
-    let result = try session.run(TestFuncs.constPairs, 2, [1, 2, 3], [4, 5, 6])
+    let result = try await session.run(TestFuncs.constPairs, 2, [1, 2, 3], [4, 5, 6])
     do {
-      let counted = Array(try session.run(TestFuncs.resultRowsInBody, result))
+      let counted = Array(try await session.run(TestFuncs.resultRowsInBody, result))
       #expect(setup.engine == .local, "the rows were read in a func on machines")
       #expect(counted == [3])
     } catch {
@@ -280,7 +280,7 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
   /// by bucket; a key heavier than any bucket is split level after level until the last
   /// level holds it in memory. String keys and values take the generic path, Int the
   /// specialised one; boxed keys the sort-merge fallback.
-  @Test func aCogroupBeyondTheLimitSpillsBucketsAndIsStillExact() throws {
+  @Test func aCogroupBeyondTheLimitSpillsBucketsAndIsStillExact() async throws {
     let tight = Session(executor: .local(procs: 2), memoryLimit: 1)
     var (ka, va) = randomPairs(120_000, keys: 30_000, seed: 8)
     ka += [Int](repeating: -1, count: 40_000)
@@ -288,7 +288,7 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     let (kb, vb) = randomPairs(90_000, keys: 40_000, seed: 9)
     let sb = vb.map { "v\($0)" }
     let grouped: Slice<Int, [Int], [String]> = cogroup(const(3, ka, va), const(2, kb, sb))
-    let rows = Array(try tight.run(grouped))
+    let rows = Array(try await tight.run(grouped))
     #expect(tight.spilledRuns > 0, "nothing was split into buckets")
     var expectedA: [Int: [Int]] = [:]
     var expectedB: [Int: [String]] = [:]
@@ -303,37 +303,37 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
 
     let names = ka.map { "k\($0)" }
     let byName: Slice<String, [Int], [Int]> = cogroup(const(2, names, va), const(1, kb.map { "k\($0)" }, vb))
-    let named = Array(try tight.run(byName))
+    let named = Array(try await tight.run(byName))
     #expect(named.count == Set(names).union(kb.map { "k\($0)" }).count)
     #expect(named.first { $0.0 == "k-1" }?.1.count == 40_000)
 
     let pairs = ka.prefix(20_000).map { Pair(a: $0 % 500, b: "p") }
     let byPair: Slice<Pair, [Int], [Int]> = cogroup(
       const(2, pairs, Array(va.prefix(20_000))), const(1, [Pair(a: 7, b: "p")], [1]))
-    let paired = Array(try tight.run(byPair))
+    let paired = Array(try await tight.run(byPair))
     #expect(paired.count == Set(pairs).count)
     #expect(paired.reduce(0) { $0 + $1.1.count } == 20_000)
     #expect(paired.first { $0.0 == Pair(a: 7, b: "p") }?.2 == [1])
   }
 
   @Test(arguments: setups, shardCounts)
-  func foldKeepsArrivalOrderPerKey(setup: Setup, shards: Int) throws {
+  func foldKeepsArrivalOrderPerKey(setup: Setup, shards: Int) async throws {
     let session = try session(setup)
     let keys = (0..<600).map { $0 % 13 }
     let values = Array(0..<600)
-    let folded = try session.run(TestFuncs.foldLists, shards, keys, values)
+    let folded = try await session.run(TestFuncs.foldLists, shards, keys, values)
     for (key, list) in Array(folded) {
       #expect(list == values.filter { $0 % 13 == key })
     }
   }
 }
 
-@Suite struct PassThroughTests {
+@Suite(.engine) struct PassThroughTests {
   /// The writer's counts travel in the metrics, summed over the tasks wherever they ran.
   @Test(arguments: setups, shardCounts)
-  func writerFuncSeesEveryRowThenTheEnd(setup: Setup, shards: Int) throws {
+  func writerFuncSeesEveryRowThenTheEnd(setup: Setup, shards: Int) async throws {
     let values = Array(0..<1000)
-    let result = try session(setup).run(TestFuncs.writerFunc, shards, values)
+    let result = try await session(setup).run(TestFuncs.writerFunc, shards, values)
     #expect(result.count == 1000)
     #expect(result.metrics["rows"] == 1000)
     #expect(result.metrics["bad"] == nil)
@@ -341,16 +341,16 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
   }
 
   @Test(arguments: setups, shardCounts)
-  func distinctKeepsEachRowOnce(setup: Setup, shards: Int) throws {
+  func distinctKeepsEachRowOnce(setup: Setup, shards: Int) async throws {
     let (k, v) = randomPairs(4000, keys: 30, seed: 7)
     let small = v.map { $0 % 4 }
-    let result = try session(setup).run(TestFuncs.distinct, shards, k, small)
+    let result = try await session(setup).run(TestFuncs.distinct, shards, k, small)
     let expected = Set(zip(k, small).map { "\([AnyHashable($0), AnyHashable($1)])" })
     #expect(multiset(result) == expected.sorted())
     #expect(result.schema.prefix == 1)
   }
 
-  @Test func unwrapResetsThePrefix() throws {
+  @Test func unwrapResetsThePrefix() async throws {
     let slice = const(2, [1, 2], ["a", "b"], [0.5, 1.5]).prefixed(2)
     #expect(slice.schema.prefix == 2)
     #expect(slice.unwrap().schema.prefix == 1)

@@ -30,7 +30,7 @@ func run(_ executable: String, _ arguments: [String], errors: Bool = true) throw
 /// Runs the `bigslice` binary with `arguments`.
 func bigslice(_ arguments: [String]) throws -> CommandOutput { try run(try bigsliceBinary(), arguments) }
 
-@Suite struct CommandTests {
+@Suite(.engine) struct CommandTests {
   /// A file of six words, three distinct.
   func wordsFile() throws -> String {
     let path = NSTemporaryDirectory() + "/bigslice-words-\(UUID().uuidString).txt"
@@ -38,7 +38,7 @@ func bigslice(_ arguments: [String]) throws -> CommandOutput { try run(try bigsl
     return path
   }
 
-  @Test func wordcountCountsAFileAndItsTraceSummarizes() throws {
+  @Test func wordcountCountsAFileAndItsTraceSummarizes() async throws {
     let words = try wordsFile()
     let trace = temporaryTracePath()
     defer {
@@ -65,7 +65,7 @@ func bigslice(_ arguments: [String]) throws -> CommandOutput { try run(try bigsl
 
   /// The shuffle demo on two worker processes (the binary re-run as its machines) gives the
   /// in-process answer, and its trace names both machines.
-  @Test func theShuffleDemoRunsOnMachines() throws {
+  @Test func theShuffleDemoRunsOnMachines() async throws {
     let trace = temporaryTracePath()
     defer { unlink(trace) }
     let args = ["demo", "shuffle", "--rows", "300000", "--keys", "5000", "--shards", "4", "--no-status"]
@@ -97,7 +97,7 @@ func bigslice(_ arguments: [String]) throws -> CommandOutput { try run(try bigsl
     #expect(Int(map[wrote])! > 0 && reduce[read] == map[wrote], "\(summary.out)")
   }
 
-  @Test func theStatusGoesToStderrAsPlainLinesOffATerminal() throws {
+  @Test func theStatusGoesToStderrAsPlainLinesOffATerminal() async throws {
     let words = try wordsFile()
     defer { unlink(words) }
     let run = try bigslice(["demo", "wordcount", words, "--shards", "2"])
@@ -113,14 +113,14 @@ func bigslice(_ arguments: [String]) throws -> CommandOutput { try run(try bigsl
     ["--help"], ["demo", "--help"], ["demo", "wordcount", "--help"], ["demo", "shuffle", "--help"],
     ["trace", "--help"], ["trace", "summarize", "--help"],
   ])
-  func everyCommandHasHelpWithExamples(_ arguments: [String]) throws {
+  func everyCommandHasHelpWithExamples(_ arguments: [String]) async throws {
     let run = try bigslice(arguments)
     #expect(run.status == 0)
     #expect(run.out.contains("USAGE: bigslice"))
     #expect(run.out.contains("Examples:\n  bigslice "))
   }
 
-  @Test func badArgumentsAreRefusedWithTheReason() throws {
+  @Test func badArgumentsAreRefusedWithTheReason() async throws {
     let rows = try bigslice(["demo", "shuffle", "--rows", "0"])
     #expect(rows.status != 0)
     #expect(rows.err.contains("--rows must be positive"))

@@ -58,7 +58,7 @@ let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first {
   FileManager.default.isExecutableFile(atPath: $0)
 }
 
-@Suite struct DebugServerTests {
+@Suite(.engine) struct DebugServerTests {
   /// Polls `/debug/tasks` until `ready` holds of it (at most 20 s).
   func waitForTasks(_ url: String, until ready: (DebugTasks) -> Bool) throws -> DebugTasks {
     let deadline = ContinuousClock.now + .seconds(20)
@@ -98,7 +98,7 @@ let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first {
     )
   }
 
-  @Test func thePagesShowARunningJobOverARealSocket() throws {
+  @Test func thePagesShowARunningJobOverARealSocket() async throws {
     let session = Session(executor: .local(procs: 2), debugAddress: "127.0.0.1:0")
     let url = try #require(session.debugURL)
     #expect(url.hasPrefix("http://127.0.0.1:") && url.hasSuffix("/debug/status"))
@@ -147,7 +147,7 @@ let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first {
   @Test(
     .enabled(
       if: chromium != nil, "Chromium is not installed (.ci/run installs Debian's chromium package when it can)"))
-  func aBrowserShowsTheRunningJobsOperationsAndCounts() throws {
+  func aBrowserShowsTheRunningJobsOperationsAndCounts() async throws {
     let session = Session(executor: .local(procs: 2), debugAddress: ":0")
     let url = try #require(session.debugURL)
     let gate = Gate()
@@ -190,12 +190,12 @@ let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first {
 
   /// On machines the pages list each machine beside the driver, with its memory, disk and
   /// load as it reported them.
-  @Test func thePagesListTheSessionsMachines() throws {
+  @Test func thePagesListTheSessionsMachines() async throws {
     TestFuncs.register()
     let session = Session(executor: .machines(system: .inProcess, count: 2, procs: 1), debugAddress: "127.0.0.1:0")
     defer { session.shutdown() }
     let url = try #require(session.debugURL)
-    #expect(Array(try session.run(TestFuncs.head, 2, Array(0..<10), 2)) == [0, 1, 5, 6])
+    #expect(Array(try await session.run(TestFuncs.head, 2, Array(0..<10), 2)) == [0, 1, 5, 6])
     let addresses = session.machines.map(\.address).sorted()
     #expect(addresses.count == 2)
     var listed: [DebugTasks.Machine] = []
@@ -203,7 +203,7 @@ let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first {
     while listed.count < 3 && ContinuousClock.now < deadline {
       let reply = try httpGet(url, "/debug/tasks")
       listed = try JSONDecoder().decode(DebugTasks.self, from: Data(reply.body.utf8)).machines
-      if listed.count < 3 { Thread.sleep(forTimeInterval: 0.05) }
+      if listed.count < 3 { try await Task.sleep(for: .milliseconds(50)) }
     }
     #expect(listed.map(\.name) == ["local"] + addresses)
     #expect(listed.allSatisfy { $0.memory.totalBytes > 0 && $0.disk.totalBytes > 0 })
@@ -213,13 +213,13 @@ let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first {
     }
   }
 
-  @Test func aFailedJobShowsItsError() throws {
+  @Test func aFailedJobShowsItsError() async throws {
     struct Boom: Error {}
     let session = Session(executor: .local(procs: 1), debugAddress: ":0")
     let url = try #require(session.debugURL)
     #expect(url.hasPrefix("http://127.0.0.1:"))
-    #expect(throws: BigsliceError.self) {
-      try session.run(const(2, Array(0..<4)).map { (v: Int) throws -> Int in throw Boom() })
+    await #expect(throws: BigsliceError.self) {
+      try await session.run(const(2, Array(0..<4)).map { (v: Int) throws -> Int in throw Boom() })
     }
     let tasks = try JSONDecoder().decode(DebugTasks.self, from: Data(try httpGet(url, "/debug/tasks").body.utf8))
     #expect(tasks.jobs.first?.state == "failed")
@@ -233,14 +233,14 @@ let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first {
     #expect(page.contains(#"<td class="failed">\#(failedTasks)</td>"#))
   }
 
-  @Test func anAddressItCannotReadServesNothing() {
+  @Test func anAddressItCannotReadServesNothing() async {
     #expect(throws: BigsliceError.self) { try DebugServer.parse("localhost:http") }
     #expect((try? DebugServer.parse("8080"))! == ("127.0.0.1", 8080))
     #expect((try? DebugServer.parse("0.0.0.0:9"))! == ("0.0.0.0", 9))
     #expect(Session(debugAddress: "nowhere:99999").debugURL == nil)
   }
 
-  @Test func theServerStopsWithItsSession() throws {
+  @Test func theServerStopsWithItsSession() async throws {
     var session: Session? = Session(debugAddress: ":0")
     let url = try #require(session?.debugURL)
     #expect(try httpGet(url, "/debug/status").status == 200)
@@ -249,7 +249,7 @@ let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first {
     #expect(throws: (any Error).self) { try httpGet(url, "/debug/status") }
   }
 
-  @Test func namesAreEscapedInHTML() {
+  @Test func namesAreEscapedInHTML() async {
     #expect(html(#"<a href="x">&</a>"#) == "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;")
   }
 }

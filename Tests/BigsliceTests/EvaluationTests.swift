@@ -28,7 +28,7 @@ func removePartitionFiles(_ session: Session) -> Int {
   return removed
 }
 
-@Suite struct EvaluationTests {
+@Suite(.engine) struct EvaluationTests {
   /// A slice whose every row sleeps a little inside a tracked closure, over `shards` shards.
   func tracked(_ shards: Int, _ tracker: Concurrency) -> Slice<Int> {
     const(shards, Array(0..<(shards * 4))).map { (v: Int) -> Int in
@@ -39,30 +39,30 @@ func removePartitionFiles(_ session: Session) -> Int {
     }
   }
 
-  @Test func tasksRunInParallelUpToProcs() throws {
+  @Test func tasksRunInParallelUpToProcs() async throws {
     let tracker = Concurrency()
-    let result = try Session(executor: .local(procs: 3)).run(tracked(6, tracker))
+    let result = try await Session(executor: .local(procs: 3)).run(tracked(6, tracker))
     #expect(result.count == 24)
     #expect(tracker.most == 3)
   }
 
-  @Test func anExclusiveTaskRunsAlone() throws {
+  @Test func anExclusiveTaskRunsAlone() async throws {
     let tracker = Concurrency()
-    let result = try Session(executor: .local(procs: 3)).run(tracked(6, tracker).pragma(.exclusive))
+    let result = try await Session(executor: .local(procs: 3)).run(tracked(6, tracker).pragma(.exclusive))
     #expect(result.count == 24)
     #expect(tracker.most == 1)
   }
 
-  @Test func aProcsPragmaReservesThreads() throws {
+  @Test func aProcsPragmaReservesThreads() async throws {
     let tracker = Concurrency()
-    let result = try Session(executor: .local(procs: 4)).run(tracked(6, tracker).pragma(.procs(2)))
+    let result = try await Session(executor: .local(procs: 4)).run(tracked(6, tracker).pragma(.procs(2)))
     #expect(result.count == 24)
     #expect(tracker.most == 2)
   }
 
-  @Test func materializeStillGivesTheSameRows() throws {
+  @Test func materializeStillGivesTheSameRows() async throws {
     let slice = const(3, Array(0..<100)).map { (v: Int) in v * 2 }.pragma(.materialize).map { (v: Int) in v + 1 }
-    let rows = try Session().run(slice).sorted()
+    let rows = try await Session().run(slice).sorted()
     #expect(rows == (0..<100).map { $0 * 2 + 1 })
   }
 
@@ -87,19 +87,19 @@ func removePartitionFiles(_ session: Session) -> Int {
       .reduce(.sum)
   }
 
-  @Test func lostShufflePartitionsAreRecomputed() throws {
+  @Test func lostShufflePartitionsAreRecomputed() async throws {
     let session = Session(executor: .local(procs: 2), memoryLimit: 1)
     let removed = Counter()
-    let result = try session.run(losingJob(session, times: 1, removed: removed))
+    let result = try await session.run(losingJob(session, times: 1, removed: removed))
     let sums = Dictionary(uniqueKeysWithValues: Array(result))
     #expect(removed.value > 0)
     #expect(sums == Dictionary(uniqueKeysWithValues: (0..<100).map { ($0, 20) }))
   }
 
-  @Test func anInputLostFiveTimesInARowFailsWithTooManyTries() {
+  @Test func anInputLostFiveTimesInARowFailsWithTooManyTries() async {
     let session = Session(executor: .local(procs: 2), memoryLimit: 1)
-    let error = #expect(throws: BigsliceError.self) {
-      try session.run(losingJob(session, times: nil, removed: Counter()))
+    let error = await #expect(throws: BigsliceError.self) {
+      try await session.run(losingJob(session, times: nil, removed: Counter()))
     }
     let text = error?.description ?? ""
     #expect(text.contains("too many tries") && text.contains("5 in a row"), "\(text)")
@@ -112,7 +112,7 @@ let sumResult = Func("tests.sumResult") { (r: SliceResult<Int, Int>, shards: Int
   r.slice.map { (k: Int, v: Int) in (k % 7, v) }.reshard(shards).reduce(.sum)
 }
 
-@Suite struct ResultTests {
+@Suite(.engine) struct ResultTests {
   /// A job that counts how often its source shards are computed.
   func counted(_ runs: Counter) -> Slice<Int, Int> {
     const(3, Array(0..<300), Array(repeating: 1, count: 300)).map { (k: Int, v: Int) -> (Int, Int) in
@@ -121,13 +121,13 @@ let sumResult = Func("tests.sumResult") { (r: SliceResult<Int, Int>, shards: Int
     }
   }
 
-  @Test func aResultIsAFuncArgumentAndIsNotComputedAgain() throws {
+  @Test func aResultIsAFuncArgumentAndIsNotComputedAgain() async throws {
     let session = Session()
     let runs = Counter()
-    let first = try session.run(counted(runs))
-    let doubled = try session.run(doubleResult, first)
+    let first = try await session.run(counted(runs))
+    let doubled = try await session.run(doubleResult, first)
     #expect(Array(doubled).map(\.1) == Array(repeating: 2, count: 300))
-    let sums = Dictionary(uniqueKeysWithValues: Array(try session.run(sumResult, first, 5)))
+    let sums = Dictionary(uniqueKeysWithValues: Array(try await session.run(sumResult, first, 5)))
     var expected: [Int: Int] = [:]
     for k in 0..<300 { expected[k % 7, default: 0] += 1 }
     #expect(sums == expected)

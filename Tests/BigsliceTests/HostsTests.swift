@@ -6,8 +6,8 @@ import Workloads
 
 /// Two network namespaces, each joined to this (the driver's) namespace by a veth pair and
 /// routed through it, with a `bigslice worker --join` in each: the hosts system across a
-/// real network. Made with `ip` (iproute2) as root; without them the tests are skipped with
-/// the reason printed.
+/// real network. Made with `ip` (iproute2) as root; without them the tests are skipped, and
+/// the skip says why.
 final class Namespaces {
   let names: [String]
   let hostLinks: [String]
@@ -17,6 +17,15 @@ final class Namespaces {
   /// The address of namespace `i`'s end, and of the driver's end of its link.
   func workerAddress(_ i: Int) -> String { "10.78.\(i).2" }
   func driverAddress(_ i: Int) -> String { "10.78.\(i).1" }
+
+  /// Why network namespaces cannot be made here (not root, no `ip`, no right to make them), or
+  /// nil when they can: found once, by making one and removing it.
+  static let unavailable: String? = {
+    switch make(1) {
+    case .success: return nil
+    case .failure(let reason): return "network namespaces cannot be made here: \(reason)"
+    }
+  }()
 
   /// Makes `count` namespaces, or returns why it cannot.
   static func make(_ count: Int) -> Result<Namespaces, SkipReason> {
@@ -104,18 +113,13 @@ struct SkipReason: Error, CustomStringConvertible {
   init(_ d: String) { description = d }
 }
 
-@Suite(.serialized) struct HostsTests {
+@Suite(.serialized, .engine) struct HostsTests {
   /// W1 and W3 (small) through the hosts system on two workers in their own network
   /// namespaces, against references computed here; then W1 again with one namespace's
   /// link cut mid-job.
-  @Test func jobsRunOnWorkersInOtherNetworkNamespaces() async throws {
-    let spaces: Namespaces
-    switch Namespaces.make(2) {
-    case .success(let s): spaces = s
-    case .failure(let reason):
-      print("skipped jobsRunOnWorkersInOtherNetworkNamespaces: \(reason)")
-      return
-    }
+  @Test(.enabled(if: Namespaces.unavailable == nil, Comment(rawValue: Namespaces.unavailable ?? "")))
+  func jobsRunOnWorkersInOtherNetworkNamespaces() async throws {
+    let spaces = try Namespaces.make(2).get()
     Workloads.register()
     let secretFile = FileManager.default.temporaryDirectory.appendingPathComponent(
       "bigslice-hosts-\(UUID().uuidString)"

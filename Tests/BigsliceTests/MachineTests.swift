@@ -18,10 +18,10 @@ func testWorkerBinary() throws -> String {
   return path
 }
 
-@Suite(.serialized) struct MachineTests {
+@Suite(.serialized, .engine) struct MachineTests {
   /// Sessions made, used and shut down one after another on one in-process machine: each
   /// session's worker state, compiled tasks and store come and go with it.
-  @Test func sessionsComeAndGoOnInProcessMachines() throws {
+  @Test func sessionsComeAndGoOnInProcessMachines() async throws {
     TestFuncs.register()
     let (k, v) = randomPairs(20_000, keys: 500, seed: 11)
     var sums: [Int: Int] = [:]
@@ -29,7 +29,7 @@ func testWorkerBinary() throws -> String {
     for round in 0..<4 {
       let session = Session(executor: .machines(system: .inProcess, count: 1, procs: 1))
       for shards in [1, 3] {
-        let result = try session.run(TestFuncs.reduceSum, shards, k, v)
+        let result = try await session.run(TestFuncs.reduceSum, shards, k, v)
         var got: [Int: Int] = [:]
         for (key, sum) in result { got[key] = sum }
         #expect(got == sums, "round \(round), \(shards) shards")
@@ -71,7 +71,7 @@ func testWorkerBinary() throws -> String {
 
   /// Lists read back from a machine stay packed, and the row getter builds each row's list
   /// from them, slices included.
-  @Test func packedListsReadBackAreReadRowByRow() throws {
+  @Test func packedListsReadBackAreReadRowByRow() async throws {
     let lists: [[Int]] = (0..<500).map { i in Array(0..<(i % 7)).map { $0 * i } }
     let frame = try Frame([Column([Int](0..<500)), Column(boxed: lists)], prefix: 1)
     let bytes = try encodeBlocks([frame])
@@ -86,8 +86,25 @@ func testWorkerBinary() throws -> String {
     }
   }
 
+  /// A worker's failure travels as a typed detail: every lost task arrives, however many.
+  @Test func aWorkersFailureTravelsTypedWithEveryLostTask() async throws {
+    let refs = (0..<3000).map { TaskRef(invocation: 2, index: $0) }
+    let failures: [WorkerFailure] = [
+      .lostInput(upstream: refs, cause: "a peer died"), .taskFailed(op: "map@x.swift:3", shard: 7, message: "boom"),
+      .compile("func f is not registered"), .missing("no output"),
+    ]
+    for failure in failures {
+      let sent = failure.serviceError
+      #expect(sent.kind == WorkerFailure.kind)
+      let received = BigmachineError.remote(
+        address: "m", method: "Bigslice.run", kind: sent.kind, message: sent.message, temporary: false,
+        detail: sent.detail)
+      #expect(received.detail(as: WorkerFailure.self) == failure)
+    }
+  }
+
   /// A machine builds a result argument only over a run whose columns are the result's.
-  @Test func aResultArgumentOfOtherColumnsIsRefused() throws {
+  @Test func aResultArgumentOfOtherColumnsIsRefused() async throws {
     var compiler = Compiler(invocation: 1)
     let roots = compiler.compile(const(2, [1, 2, 3], [4, 5, 6]).node)
     let use = ResultOnMachine()
@@ -101,26 +118,26 @@ func testWorkerBinary() throws -> String {
   }
 
   /// A func the worker binary lacks fails when invoked, and the error names it.
-  @Test func aFuncMissingOnTheWorkersFailsNamingIt() throws {
+  @Test func aFuncMissingOnTheWorkersFailsNamingIt() async throws {
     TestFuncs.register()
     _ = driverOnly
     let system = LocalSystem(executable: try testWorkerBinary(), maxprocs: 1)
     let session = Session(executor: .machines(system: .system(system), count: 1, procs: 1))
     defer { session.shutdown() }
     do {
-      _ = try session.run(driverOnly, 10)
+      _ = try await session.run(driverOnly, 10)
       Issue.record("the job ran on a worker that lacks its func")
     } catch {
       #expect(
         "\(error)".contains("func tests.driverOnly is registered in the driver but not on this machine"), "\(error)")
     }
     // The session still runs the funcs its workers have.
-    #expect(Array(try session.run(TestFuncs.head, 2, Array(0..<10), 2)) == [0, 1, 5, 6])
+    #expect(Array(try await session.run(TestFuncs.head, 2, Array(0..<10), 2)) == [0, 1, 5, 6])
   }
 
   /// Funcs registered under one key with other signatures stop the machine at start, listing
   /// them; funcs registered on one side only do not.
-  @Test func aRegistryMismatchListsTheDifferingFuncs() {
+  @Test func aRegistryMismatchListsTheDifferingFuncs() async {
     let driver = ["a: (Int) -> Slice<Int>", "b: (String) -> Slice<Int>", "c: (Int) -> Slice<Int>"]
     let worker = ["a: (Int) -> Slice<Int>", "b: (Int) -> Slice<Int>", "d: (Int) -> Slice<Int>"]
     let mismatch = RegistryMismatch(driver: driver, worker: worker)

@@ -22,14 +22,14 @@ func shuffleDemo(_ arguments: [String]) throws -> [String: Int] {
   return report
 }
 
-@Suite struct MemoryBudgetTests {
+@Suite(.engine) struct MemoryBudgetTests {
   /// W4's shape scaled down: 12M rows over 1.2M keys (192 MB of rows, and about 16 of every
   /// 20 keys survive each map task's combining) under an 8 MB limit, in a process of its own
   /// so its peak RSS is the job's. The answer must equal a naive pass over the same rows, and
   /// the peak must stay within the limit, the result the driver holds, the process's
   /// resident set before the job and a fixed allowance for frames in flight and the allocator — far below the
   /// rows' size, which an unbounded run holds several times over.
-  @Test func aW4ShapedJobUnderATinyBudgetIsRightAndStaysSmall() throws {
+  @Test func aW4ShapedJobUnderATinyBudgetIsRightAndStaysSmall() async throws {
     let rows = 12_000_000
     let keys = 1_200_000
     let limit = 8 << 20

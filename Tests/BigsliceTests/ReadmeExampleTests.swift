@@ -14,12 +14,12 @@ let wordCount = Func("example.wordcount") { (paths: [String]) -> Slice<String, I
     .count()  // map to (word, 1), reduce(.sum) in C
 }
 
-@Suite struct ReadmeExampleTests {
-  @Test func theReadmeWordCountRunsAndCounts() throws {
+@Suite(.engine) struct ReadmeExampleTests {
+  @Test func theReadmeWordCountRunsAndCounts() async throws {
     let path = temporaryFile("a b a\nc a b\n")
     defer { unlink(path) }
     let session = Session(executor: .local(procs: 2), status: false)
-    let result = try session.run(wordCount, [path])
+    let result = try await session.run(wordCount, [path])
     var counts: [String: Int] = [:]
     for (word, count) in result.prefix(10) { counts[word] = count }
     #expect(counts == ["a": 3, "b": 2, "c": 1])

@@ -17,11 +17,11 @@ func temporaryFile(_ text: String) -> String {
   return template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
 }
 
-@Suite struct ScanReaderTests {
+@Suite(.engine) struct ScanReaderTests {
   let session = Session(executor: .local(procs: 2))
 
   @Test(arguments: shardCounts)
-  func everyLineIsReadOnceWhateverTheShards(shards: Int) throws {
+  func everyLineIsReadOnceWhateverTheShards(shards: Int) async throws {
     var rng = SplitMix64(seed: UInt64(shards))
     var lines: [String] = []
     for i in 0..<2000 { lines.append(String(repeating: "x", count: Int.random(in: 0..<40, using: &rng)) + "\(i)") }
@@ -33,18 +33,18 @@ func temporaryFile(_ text: String) -> String {
       unlink(withNewline)
       unlink(withoutNewline)
     }
-    let result = try session.run(scanReader(shards, paths: [withNewline, withoutNewline]))
+    let result = try await session.run(scanReader(shards, paths: [withNewline, withoutNewline]))
     var expected = lines.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
     expected += ["last line without newline", "second"]
     #expect(Array(result).sorted() == expected.sorted())
   }
 
-  @Test func aMissingFileIsAnErrorNamingIt() {
-    let error = #expect(throws: (any Error).self) { try session.run(scanReader(2, paths: ["/nonexistent/words.txt"])) }
+  @Test func aMissingFileIsAnErrorNamingIt() async {
+    let error = await #expect(throws: (any Error).self) { try await session.run(scanReader(2, paths: ["/nonexistent/words.txt"])) }
     #expect("\(error!)".contains("/nonexistent/words.txt"))
   }
 
-  @Test func wordCountEqualsADictionary() throws {
+  @Test func wordCountEqualsADictionary() async throws {
     let text = (0..<3000).map { i in (0..<5).map { j in "w\((i * 7 + j * 13) % 97)" }.joined(separator: " ") }
     let path = temporaryFile(text.joined(separator: "\n"))
     defer { unlink(path) }
@@ -52,7 +52,7 @@ func temporaryFile(_ text: String) -> String {
       (out: RowEmitter<String>, line: String) in
       for word in line.split(separator: " ") { out.emit(String(word)) }
     }
-    let counts = try session.run(words.count())
+    let counts = try await session.run(words.count())
     var reference: [String: Int] = [:]
     for line in text { for w in line.split(separator: " ") { reference[String(w), default: 0] += 1 } }
     #expect(Dictionary(uniqueKeysWithValues: Array(counts)) == reference)

@@ -17,63 +17,63 @@ let sumByKey = Func("tests.sumByKey") { (n: Int, shards: Int) in
 let duplicateA = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
 let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
 
-@Suite struct SessionTests {
+@Suite(.engine) struct SessionTests {
   let session = Session(executor: .local(procs: 2))
 
-  @Test func aRegisteredFuncRunsWithItsArguments() throws {
-    let result = try session.run(sumByKey, 1000, 3)
+  @Test func aRegisteredFuncRunsWithItsArguments() async throws {
+    let result = try await session.run(sumByKey, 1000, 3)
     #expect(
       Dictionary(uniqueKeysWithValues: Array(result)) == Dictionary(uniqueKeysWithValues: (0..<10).map { ($0, 100) }))
     #expect(FuncRegistry.fingerprint.contains { $0.hasPrefix("tests.sumByKey: (Int, Int)") })
   }
 
-  @Test func wrongArgumentTypesAreAClearError() {
-    let error = #expect(throws: BigsliceError.self) { try session.run(sumByKey, "1000", 3) }
+  @Test func wrongArgumentTypesAreAClearError() async {
+    let error = await #expect(throws: BigsliceError.self) { try await session.run(sumByKey, "1000", 3) }
     #expect(error?.description.contains("takes (Int, Int), but was run with (String, Int)") == true)
-    #expect(throws: BigsliceError.self) { try session.run(sumByKey, 1000) }
+    await #expect(throws: BigsliceError.self) { try await session.run(sumByKey, 1000) }
   }
 
-  @Test func twoFuncsUnderOneKeyAreAnError() {
+  @Test func twoFuncsUnderOneKeyAreAnError() async {
     // Globals are initialised lazily: touch both, as a program registers its funcs at start.
     _ = (duplicateA, duplicateB)
-    let error = #expect(throws: BigsliceError.self) { try session.run(duplicateA, 3) }
+    let error = await #expect(throws: BigsliceError.self) { try await session.run(duplicateA, 3) }
     #expect(error?.description.contains("tests.duplicate") == true)
   }
 
-  @Test func aThrowingClosureFailsTheJobNamingTheOperationAndShard() {
+  @Test func aThrowingClosureFailsTheJobNamingTheOperationAndShard() async {
     let slice = const(4, Array(0..<100)).map { (v: Int) throws -> Int in
       if v == 77 { throw Boom() }
       return v
     }
-    let error = #expect(throws: BigsliceError.self) { try session.run(slice) }
+    let error = await #expect(throws: BigsliceError.self) { try await session.run(slice) }
     let text = error?.description ?? ""
     #expect(text.contains("map@") && text.contains("shard 3") && text.contains("boom"), "\(text)")
   }
 
-  @Test func aThrowInTheMiddleOfAPipelineNamesThatOperation() {
+  @Test func aThrowInTheMiddleOfAPipelineNamesThatOperation() async {
     let slice = const(2, Array(0..<50))
       .filter { (v: Int) throws -> Bool in
         if v == 40 { throw Boom() }
         return true
       }
       .map { (v: Int) in v * 2 }
-    let error = #expect(throws: BigsliceError.self) { try session.run(slice) }
+    let error = await #expect(throws: BigsliceError.self) { try await session.run(slice) }
     let text = error?.description ?? ""
     #expect(text.contains("filter@") && text.contains("shard 1") && text.contains("boom"), "\(text)")
   }
 
-  @Test func invalidArgumentsAreReportedBeforeAnythingRuns() {
-    #expect(throws: BigsliceError.self) { try session.run(const(0, [1, 2])) }
-    #expect(throws: BigsliceError.self) { try session.run(const(2, [1, 2]).head(-1)) }
-    #expect(throws: BigsliceError.self) { try session.run(const(2, [1, 2], [3])) }
-    #expect(throws: BigsliceError.self) { try session.run(const(2, ["a"], [1]).reduce(.sum).reshard(0)) }
+  @Test func invalidArgumentsAreReportedBeforeAnythingRuns() async {
+    await #expect(throws: BigsliceError.self) { try await session.run(const(0, [1, 2])) }
+    await #expect(throws: BigsliceError.self) { try await session.run(const(2, [1, 2]).head(-1)) }
+    await #expect(throws: BigsliceError.self) { try await session.run(const(2, [1, 2], [3])) }
+    await #expect(throws: BigsliceError.self) { try await session.run(const(2, ["a"], [1]).reduce(.sum).reshard(0)) }
   }
 
-  @Test func aTinyMemoryLimitSpillsAndTheSpillFilesGoWithTheSession() throws {
+  @Test func aTinyMemoryLimitSpillsAndTheSpillFilesGoWithTheSession() async throws {
     var path: String?
     do {
       let small = Session(executor: .local(procs: 2), memoryLimit: 16)
-      let result = try small.run(sumByKey, 20_000, 4)
+      let result = try await small.run(sumByKey, 20_000, 4)
       #expect(
         Dictionary(uniqueKeysWithValues: Array(result)) == Dictionary(uniqueKeysWithValues: (0..<10).map { ($0, 2000) })
       )
@@ -90,22 +90,22 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
     #expect(gone, "the spill directory outlived its session")
   }
 
-  @Test func anUnwritableSpillDirectoryIsAClearError() {
+  @Test func anUnwritableSpillDirectoryIsAClearError() async {
     let small = Session(executor: .local(procs: 2), memoryLimit: 1, spillDirectory: "/nonexistent/spill")
-    let error = #expect(throws: (any Error).self) { try small.run(sumByKey, 1000, 2) }
+    let error = await #expect(throws: (any Error).self) { try await small.run(sumByKey, 1000, 2) }
     #expect("\(error!)".contains("/nonexistent/spill"))
   }
 
-  @Test func aRepartitionToAShardOutOfRangeIsAnError() {
-    #expect(throws: BigsliceError.self) { try session.run(const(2, [1, 2, 3]).repartition { n, _ in n }) }
+  @Test func aRepartitionToAShardOutOfRangeIsAnError() async {
+    await #expect(throws: BigsliceError.self) { try await session.run(const(2, [1, 2, 3]).repartition { n, _ in n }) }
   }
 }
 
-@Suite struct CombinerSpillTests {
+@Suite(.engine) struct CombinerSpillTests {
   /// Keys that barely repeat within a map task make map-side combining not worth its table:
   /// under a limit the combiner gives up at its first drain and the rest passes through,
   /// and the answer is the same. Keys that repeat a lot keep being combined.
-  @Test func mapSideCombiningIsBypassedOnlyWhenKeysBarelyRepeat() throws {
+  @Test func mapSideCombiningIsBypassedOnlyWhenKeysBarelyRepeat() async throws {
     func job(rows: Int, keys: Int) -> Slice<Int, Int> {
       readerFunc(4, initial: { _ in 0 }) { (shard: Int, next: inout Int, out: RowEmitter<Int, Int>) in
         let stop = min(next + 10_000, rows)
@@ -119,7 +119,7 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
     }
     for (keys, bypass) in [(1_000_000, true), (500, false)] {
       let tight = Session(executor: .local(procs: 2), memoryLimit: 1)
-      let result = Dictionary(uniqueKeysWithValues: Array(try tight.run(job(rows: 60_000, keys: keys))))
+      let result = Dictionary(uniqueKeysWithValues: Array(try await tight.run(job(rows: 60_000, keys: keys))))
       var expected: [Int: Int] = [:]
       for shard in 0..<4 {
         for next in 0..<60_000 {
@@ -136,15 +136,15 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
   /// times; map-side they pass what they hold on as output, reduce-side they spill it into hash
   /// buckets that are combined one by one (splitting again, level by level).
   @Test(arguments: [Combiner.Aggregate.sum, .min, .max])
-  func builtInReduceSpillsRunsAndMergesThemBack(aggregate: Combiner.Aggregate) throws {
+  func builtInReduceSpillsRunsAndMergesThemBack(aggregate: Combiner.Aggregate) async throws {
     var rng = SplitMix64(seed: 31)
     let keys = (0..<240_000).map { _ in Int.random(in: 0..<60_000, using: &rng) }
     let ints = (0..<240_000).map { _ in Int.random(in: -1000...1000, using: &rng) }
     let doubles = ints.map { Double($0) / 4 }
     let tight = Session(executor: .local(procs: 2), memoryLimit: 1)
-    let intResult = Dictionary(uniqueKeysWithValues: Array(try tight.run(const(3, keys, ints).reduce(aggregate))))
+    let intResult = Dictionary(uniqueKeysWithValues: Array(try await tight.run(const(3, keys, ints).reduce(aggregate))))
     let doubleResult = Dictionary(
-      uniqueKeysWithValues: Array(try tight.run(const(3, keys.map { "k\($0)" }, doubles).reduce(aggregate))))
+      uniqueKeysWithValues: Array(try await tight.run(const(3, keys.map { "k\($0)" }, doubles).reduce(aggregate))))
     #expect(tight.spilledRuns > 4, "the combiners should have spilled runs")
     var intExpected: [Int: Int] = [:]
     var doubleExpected: [String: Double] = [:]
@@ -167,21 +167,21 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
   }
 }
 
-@Suite struct ReviewRegressionTests {
-  @Test func foldOnAWiderKeyIsAClearError() {
+@Suite(.engine) struct ReviewRegressionTests {
+  @Test func foldOnAWiderKeyIsAClearError() async {
     let slice = const(2, [1, 1], [2, 3]).prefixed(2)
     let session = Session(executor: .local(procs: 2))
-    #expect(throws: BigsliceError.self) { try session.run(slice.fold(0) { (a: Int, v: Int) in a + v }) }
+    await #expect(throws: BigsliceError.self) { try await session.run(slice.fold(0) { (a: Int, v: Int) in a + v }) }
   }
 
-  @Test func argumentsMatchByDeclaredTypeNotDynamicType() throws {
+  @Test func argumentsMatchByDeclaredTypeNotDynamicType() async throws {
     let f = Func("tests.existential") { (value: any Sendable) in const(1, [String(describing: value)]) }
     let session = Session(executor: .local(procs: 2))
     let value: any Sendable = 42
-    #expect(Array(try session.run(f, value)) == ["42"])
+    #expect(Array(try await session.run(f, value)) == ["42"])
   }
 
-  @Test func aNonSeekableFileIsAnErrorNotACrash() throws {
+  @Test func aNonSeekableFileIsAnErrorNotACrash() async throws {
     let session = Session(executor: .local(procs: 2))
     // A FIFO cannot seek: the reader must fail cleanly (and free what it holds once).
     let path = "/tmp/bigslice-fifo-\(getpid())"
@@ -190,11 +190,11 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
     defer { unlink(path) }
     let writer = open(path, O_RDWR | O_NONBLOCK)  // keeps the FIFO's read side from blocking
     defer { close(writer) }
-    #expect(throws: (any Error).self) { try session.run(scanReader(2, paths: [path])) }
+    await #expect(throws: (any Error).self) { try await session.run(scanReader(2, paths: [path])) }
   }
 }
 
-@Suite struct AsyncResultTests {
+@Suite(.engine) struct AsyncResultTests {
   @Test func aResultIsAlsoAnAsyncSequenceOfTypedRows() async throws {
     let session = Session(executor: .local(procs: 2))
     let result = try await session.run(const(3, [1, 2, 3, 4], ["a", "b", "c", "d"]))
@@ -206,16 +206,16 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
   }
 }
 
-@Suite struct MetricsTests {
+@Suite(.engine) struct MetricsTests {
   @Test(arguments: [1, 7])
-  func countersIncrementedInUserCodeAreMergedIntoTheResult(shards: Int) throws {
+  func countersIncrementedInUserCodeAreMergedIntoTheResult(shards: Int) async throws {
     let session = Session(executor: .local(procs: 2))
     let slice = const(shards, Array(0..<1000)).filter { (v: Int) in
       let odd = v % 2 == 1
       TaskContext.current?.increment(odd ? "odd" : "even")
       return odd
     }
-    let result = try session.run(slice)
+    let result = try await session.run(slice)
     #expect(result.count == 500)
     #expect(result.metrics == ["odd": 500, "even": 500])
     #expect(TaskContext.current == nil)

@@ -28,10 +28,10 @@ final class Written: Sendable {
   var all: [String] { texts.withLock { $0 } }
 }
 
-@Suite struct StatusTests {
+@Suite(.engine) struct StatusTests {
   let origin = ContinuousClock.now
 
-  @Test func countsFollowEachTaskToItsLatestState() {
+  @Test func countsFollowEachTaskToItsLatestState() async {
     let job = JobStatus(name: "job", started: origin)
     let tasks = (0..<3).map { FakeTask($0, "map@a:1", shard: $0, origin: origin) }
     for t in tasks { job.record(t.event(.waiting)) }
@@ -65,7 +65,7 @@ final class Written: Sendable {
     for state in TaskState.allCases { #expect(op.count(state) == job.tasks().filter { $0.state == state }.count) }
   }
 
-  @Test func rowsPerSecondIsRowsOverTheOperationsBusyTime() {
+  @Test func rowsPerSecondIsRowsOverTheOperationsBusyTime() async {
     let job = JobStatus(name: "job", started: origin)
     let a = FakeTask(1, "scan@a:1", origin: origin)
     let b = FakeTask(2, "scan@a:1", shard: 1, origin: origin)
@@ -85,7 +85,7 @@ final class Written: Sendable {
     #expect(running.map(\.seconds) == [2, 3])
   }
 
-  @Test func operationsAreListedInTheOrderFirstSeen() {
+  @Test func operationsAreListedInTheOrderFirstSeen() async {
     let job = JobStatus(name: "job", started: origin)
     for (i, name) in ["scan@a:1", "reduce@a:2", "map@a:3"].enumerated() {
       job.record(FakeTask(i, name, origin: origin).event(.waiting))
@@ -96,12 +96,12 @@ final class Written: Sendable {
     #expect(job.tasks().map(\.id) == [0, 1, 3, 2])
   }
 
-  @Test func aJobCountsEveryTaskDoneWithItsOutputRows() throws {
+  @Test func aJobCountsEveryTaskDoneWithItsOutputRows() async throws {
     let session = Session(executor: .local(procs: 2))
     let slice = const(4, Array(0..<1000), Array(repeating: 1, count: 1000))
       .map { (k: Int, v: Int) in (k % 10, v) }
       .reduce(.sum)
-    let result = try session.run(slice)
+    let result = try await session.run(slice)
     let job = try #require(session.jobs.last)
     #expect(job.isFinished && job.error == nil)
     let ops = job.operations()
@@ -119,14 +119,14 @@ final class Written: Sendable {
     #expect(job.tasks().count == 8)
   }
 
-  @Test func aFailingTaskIsCountedFailedAndEndsTheJob() {
+  @Test func aFailingTaskIsCountedFailedAndEndsTheJob() async {
     struct Boom: Error {}
     let session = Session(executor: .local(procs: 1))
     let slice = const(3, Array(0..<30)).map { (v: Int) throws -> Int in
       if v == 15 { throw Boom() }
       return v
     }
-    #expect(throws: BigsliceError.self) { try session.run(slice) }
+    await #expect(throws: BigsliceError.self) { try await session.run(slice) }
     let job = session.jobs.last!
     let op = job.operations()[0]
     #expect(op.failed == 1)
@@ -135,24 +135,24 @@ final class Written: Sendable {
     #expect(job.tasks().first { $0.state == .failed }?.shard == 1)
   }
 
-  @Test func aLostOutputIsCountedAndComputedAgain() throws {
+  @Test func aLostOutputIsCountedAndComputedAgain() async throws {
     let session = Session(executor: .local(procs: 2), memoryLimit: 1)
     let removed = Counter()
-    _ = try session.run(EvaluationTests().losingJob(session, times: 1, removed: removed))
+    _ = try await session.run(EvaluationTests().losingJob(session, times: 1, removed: removed))
     #expect(removed.value > 0)
     let ops = session.jobs.last!.operations()
     #expect(ops.reduce(0) { $0 + $1.losses } > 0)
     #expect(ops.allSatisfy { $0.tasks == $0.done })
   }
 
-  @Test func eachRunIsAJobOfTheSession() throws {
+  @Test func eachRunIsAJobOfTheSession() async throws {
     let session = Session()
-    for n in 1...3 { _ = try session.run(const(1, Array(0..<n))) }
+    for n in 1...3 { _ = try await session.run(const(1, Array(0..<n))) }
     #expect(session.jobs.count == 3)
     #expect(session.jobs.map { $0.operations()[0].rows } == [1, 2, 3])
   }
 
-  @Test func theTerminalLinesShowEachOperationsCounts() {
+  @Test func theTerminalLinesShowEachOperationsCounts() async {
     let job = JobStatus(name: "wordcount", started: origin)
     let tasks = (0..<4).map { FakeTask($0, "count@a:1", shard: $0, origin: origin) }
     for t in tasks { job.record(t.event(.waiting)) }
@@ -172,7 +172,7 @@ final class Written: Sendable {
         == "status wordcount 2.0 s: count@a:1 1/4 done, 1 running, 2 waiting, 0 lost, 0 failed, 2.5M rows, 1.3M rows/s")
   }
 
-  @Test func aPlainDisplayPrintsALinePeriodicallyAndAtTheEnd() throws {
+  @Test func aPlainDisplayPrintsALinePeriodicallyAndAtTheEnd() async throws {
     let written = Written()
     let job = JobStatus(name: "slow")
     let display = StatusDisplay(job: job, terminal: false, interval: .milliseconds(20), output: written.add)
@@ -192,7 +192,7 @@ final class Written: Sendable {
     #expect(lines.last!.contains("2/2 done, 0 running, 0 waiting"))
   }
 
-  @Test func aTerminalDisplayRedrawsInPlace() {
+  @Test func aTerminalDisplayRedrawsInPlace() async {
     let written = Written()
     let job = JobStatus(name: "job")
     job.record(FakeTask(0, "map@a:1", origin: origin).event(.waiting))
@@ -207,7 +207,7 @@ final class Written: Sendable {
     #expect(texts.dropFirst().allSatisfy { $0.hasPrefix("\u{1B}[2F\u{1B}[J") })
   }
 
-  @Test func countsAreShortened() {
+  @Test func countsAreShortened() async {
     #expect(StatusDisplay.format(count: 999) == "999")
     #expect(StatusDisplay.format(count: 9999) == "9999")
     #expect(StatusDisplay.format(count: 12_345) == "12.3K")
@@ -216,8 +216,8 @@ final class Written: Sendable {
   }
 }
 
-@Suite struct TaskProgressTests {
-  @Test func aRunningTasksRowsCountAsTheyAreWrittenAndOnceWhenDone() {
+@Suite(.engine) struct TaskProgressTests {
+  @Test func aRunningTasksRowsCountAsTheyAreWrittenAndOnceWhenDone() async {
     let origin = ContinuousClock.now
     let job = JobStatus(name: "job", started: origin)
     let task = FakeTask(1, "map@a:1", origin: origin)
@@ -240,7 +240,7 @@ final class Written: Sendable {
     #expect(job.tasks()[0].rows == 800)
   }
 
-  @Test func theExecutorHandsOutTheProgressOfEachRunningTask() throws {
+  @Test func theExecutorHandsOutTheProgressOfEachRunningTask() async throws {
     final class Progresses: TaskObserver, @unchecked Sendable {
       let seen = Mutex<[(TaskState, TaskProgress?, Int)]>([])
       func record(_ event: TaskEvent) { seen.withLock { $0.append((event.state, event.progress, event.rows)) } }

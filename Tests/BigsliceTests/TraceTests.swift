@@ -15,18 +15,18 @@ func traceEvents(_ path: String) throws -> [[String: Any]] {
   return try #require(object["traceEvents"] as? [[String: Any]])
 }
 
-@Suite struct TraceTests {
+@Suite(.engine) struct TraceTests {
   /// 4 map shards of 1000 rows, resharded into 3, summed over 10 keys: three operations.
   let job = const(4, Array(0..<1000), Array(repeating: 1, count: 1000))
     .map { (k: Int, v: Int) in (k % 10, v) }
     .reshard(3)
     .reduce(.sum)
 
-  @Test func theTraceIsJSONWithASpanForEveryTask() throws {
+  @Test func theTraceIsJSONWithASpanForEveryTask() async throws {
     let path = temporaryTracePath()
     defer { unlink(path) }
     let session = Session(executor: .local(procs: 2), tracePath: path)
-    _ = try session.run(job)
+    _ = try await session.run(job)
     let events = try traceEvents(path)
     let tasks = session.jobs.last!.tasks()
     #expect(tasks.count == 10)
@@ -62,11 +62,11 @@ func traceEvents(_ path: String) throws -> [[String: Any]] {
     }
   }
 
-  @Test func theSummaryMatchesTheJob() throws {
+  @Test func theSummaryMatchesTheJob() async throws {
     let path = temporaryTracePath()
     defer { unlink(path) }
     let session = Session(executor: .local(procs: 2), tracePath: path)
-    let result = try session.run(job)
+    let result = try await session.run(job)
     let summary = try TraceSummary(path: path)
     let ops = session.jobs.last!.operations()
     #expect(summary.machines == ["local"])
@@ -97,18 +97,18 @@ func traceEvents(_ path: String) throws -> [[String: Any]] {
     #expect(table[3].hasPrefix(reduce.name) && table[2].contains(" \(result.count) "))
   }
 
-  @Test func theTraceHoldsEveryJobOfTheSession() throws {
+  @Test func theTraceHoldsEveryJobOfTheSession() async throws {
     let path = temporaryTracePath()
     defer { unlink(path) }
     let session = Session(tracePath: path)
-    _ = try session.run(const(2, Array(0..<10)))
-    _ = try session.run(const(3, Array(0..<10)).map { (v: Int) in v + 1 })
+    _ = try await session.run(const(2, Array(0..<10)))
+    _ = try await session.run(const(3, Array(0..<10)).map { (v: Int) in v + 1 })
     let summary = try TraceSummary(path: path)
     #expect(summary.operations.map(\.done) == [2, 3])
     #expect(summary.operations.map(\.rows) == [10, 10])
   }
 
-  @Test func aFailedTaskIsTracedAsFailed() throws {
+  @Test func aFailedTaskIsTracedAsFailed() async throws {
     struct Boom: Error {}
     let path = temporaryTracePath()
     defer { unlink(path) }
@@ -117,7 +117,7 @@ func traceEvents(_ path: String) throws -> [[String: Any]] {
       if v == 25 { throw Boom() }
       return v
     }
-    #expect(throws: BigsliceError.self) { try session.run(slice) }
+    await #expect(throws: BigsliceError.self) { try await session.run(slice) }
     let summary = try TraceSummary(path: path)
     #expect(summary.operations.count == 1)
     #expect(summary.operations[0].failed == 1)
@@ -125,30 +125,30 @@ func traceEvents(_ path: String) throws -> [[String: Any]] {
     #expect(((failed?["args"] as? [String: Any])?["error"] as? String)?.contains("Boom") == true)
   }
 
-  @Test func aLostOutputIsAnInstantEvent() throws {
+  @Test func aLostOutputIsAnInstantEvent() async throws {
     let path = temporaryTracePath()
     defer { unlink(path) }
     let session = Session(executor: .local(procs: 2), memoryLimit: 1, tracePath: path)
-    _ = try session.run(EvaluationTests().losingJob(session, times: 1, removed: Counter()))
+    _ = try await session.run(EvaluationTests().losingJob(session, times: 1, removed: Counter()))
     let summary = try TraceSummary(path: path)
     #expect(summary.operations.reduce(0) { $0 + $1.lost } > 0)
     #expect(summary.operations.reduce(0) { $0 + $1.interrupted } > 0)
   }
 
-  @Test func aFileThatIsNotATraceIsAnError() throws {
+  @Test func aFileThatIsNotATraceIsAnError() async throws {
     let error = #expect(throws: BigsliceError.self) { try TraceSummary(data: Data("{\"nope\": 1}".utf8)) }
     #expect(error?.description.contains("not a Chrome trace") == true)
     #expect(throws: BigsliceError.self) { try TraceSummary(path: "/nonexistent/trace.json") }
   }
 
-  @Test func quartilesInterpolateBetweenRanks() {
+  @Test func quartilesInterpolateBetweenRanks() async {
     #expect(TraceSummary.quartiles([5, 1, 3, 2, 4]) == [1, 2, 3, 4, 5])
     #expect(TraceSummary.quartiles([1, 2, 3, 4]) == [1, 1.75, 2.5, 3.25, 4])
     #expect(TraceSummary.quartiles([7]) == [7, 7, 7, 7, 7])
     #expect(TraceSummary.quartiles([]) == [])
   }
 
-  @Test func namesAreEscapedInJSON() throws {
+  @Test func namesAreEscapedInJSON() async throws {
     let text = jsonString("a\"b\\c\nd\u{1}é")
     let parsed = try JSONSerialization.jsonObject(with: Data("[\(text)]".utf8)) as? [String]
     #expect(parsed == ["a\"b\\c\nd\u{1}é"])

@@ -7,7 +7,7 @@ import SliceIO
 
 /// Where a cached slice keeps its shards: one block file per shard, named
 /// `prefix-SSSS-of-NNNN` (the original's layout).
-struct CacheSpec: Sendable {
+struct CacheSpec: StoredShards {
   let prefix: String
   /// Reuse the shards whose files exist and compute only the others (`cachePartial`);
   /// otherwise the cache is used only when every shard's file exists (`cache`).
@@ -18,9 +18,13 @@ struct CacheSpec: Sendable {
   }
 
   /// For each shard, whether it is read from its file instead of computed.
-  func cached(shards: Int) -> [Bool] {
+  func available(shards: Int) -> [Bool] {
     let present = (0..<shards).map { access(path(shard: $0, of: shards), R_OK) == 0 }
     return partial || present.allSatisfy({ $0 }) ? present : Array(repeating: false, count: shards)
+  }
+
+  func reader(shard: Int, of shards: Int, schema: Schema) throws -> any Reader {
+    try blockFileReader(path: path(shard: shard, of: shards), schema: schema)
   }
 
   private func pad(_ n: Int) -> String {
@@ -68,7 +72,7 @@ extension Slice {
         return nil
       }
     }
-    node.cache = spec
+    node.stored = spec
     return Slice(node)
   }
 }
@@ -87,5 +91,5 @@ public func readCache<each C>(
     SliceNode(
       op: "readCache", location: location(file, line), schema: schema, shards: max(shards, 1), deps: [],
       problem: problem
-    ) { shard, _, _ in try blockFileReader(path: spec.path(shard: shard, of: shards), schema: schema) })
+    ) { shard, _, _ in try spec.reader(shard: shard, of: shards, schema: schema) })
 }

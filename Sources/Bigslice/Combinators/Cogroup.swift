@@ -1,4 +1,3 @@
-import CSupport
 import Frame
 import SliceIO
 
@@ -130,46 +129,15 @@ private func groupByHash<each V>(
   var k = -1
   func collect<T>(_: T.Type) throws -> Column {
     k += 1
-    let n = gids[k].count
-    var starts = [UInt64](repeating: 0, count: groups + 1)
+    defer { gids[k] = [] }
     let column = frames[k].columns[1]
-    if case .scalar(let kind) = column.type, let base = column.rawBase {
-      // Fixed-width values go straight into group order in one pass, then into one array per
-      // group; the common types by code specialised for them (generic code would look up
-      // the metadata of `[T]` for every group).
-      guard let ordered = bs_buffer_alloc(n * kind.width) else { throw FrameError.outOfMemory("\(n) values to group") }
-      defer { bs_buffer_free(ordered, n * kind.width) }
-      gids[k].withUnsafeBufferPointer { g in
-        starts.withUnsafeMutableBufferPointer { s in
-          let rc = bs_group_values_fixed(g.baseAddress, n, UInt32(groups), base, kind.width, s.baseAddress, ordered)
-          precondition(rc == 0, "a group id out of range")
-        }
-      }
-      gids[k] = []
-      let values = UnsafeRawPointer(ordered)
-      if packed, let scalar = T.self as? any (ScalarValue & Codable).Type { return packedLists(scalar, values, starts) }
-      switch T.self {
-      case is Int.Type: return try Column.make(erasing: groupArrays(values, starts, Int.self))
-      case is Int64.Type: return try Column.make(erasing: groupArrays(values, starts, Int64.self))
-      case is Int32.Type: return try Column.make(erasing: groupArrays(values, starts, Int32.self))
-      case is UInt64.Type: return try Column.make(erasing: groupArrays(values, starts, UInt64.self))
-      case is Double.Type: return try Column.make(erasing: groupArrays(values, starts, Double.self))
-      case is Float.Type: return try Column.make(erasing: groupArrays(values, starts, Float.self))
-      default: return try Column.make(erasing: groupArrays(values, starts, T.self))
-      }
+    // Fixed-width values go straight into group order in one pass, then into one list per group.
+    if let grouped = try GroupedValues(column, groupIDs: gids[k], groups: groups) {
+      if packed, let scalar = T.self as? any (ScalarValue & Codable).Type { return packedLists(scalar, grouped) }
+      return try grouped.arrays(T.self)
     }
-    var perm = [UInt32](repeating: 0, count: n)
-    gids[k].withUnsafeBufferPointer { g in
-      starts.withUnsafeMutableBufferPointer { s in
-        perm.withUnsafeMutableBufferPointer { p in
-          let rc = bs_partition_permutation(g.baseAddress, n, UInt32(groups), s.baseAddress, p.baseAddress)
-          precondition(rc == 0, "a group id out of range")
-        }
-      }
-    }
-    gids[k] = []
-    let values = column.gather(perm)
-    perm = []
+    let (permutation, starts) = try Grouping.order(groupIDs: gids[k], groups: groups)
+    let values = column.gather(permutation)
     let out = ColumnAppender<[T]>(types[k + 1], capacity: groups)
     let getter = ColumnGetter<T>(values)
     withExtendedLifetime(values) {
@@ -182,16 +150,8 @@ private func groupByHash<each V>(
   return try Frame(columns, prefix: 1)
 }
 
-private func packedLists<S: ScalarValue & Codable>(_: S.Type, _ base: UnsafeRawPointer, _ starts: [UInt64]) -> Column {
-  Column.packedLists(S.self, base: base, starts: starts)
-}
-
-/// The values `base[starts[g] ..< starts[g + 1]]` of each group `g` as an array.
-private func groupArrays<T>(_ base: UnsafeRawPointer, _ starts: [UInt64], _: T.Type) -> [[T]] {
-  let typed = base.assumingMemoryBound(to: T.self)
-  return (0..<starts.count - 1).map { g in
-    Array(UnsafeBufferPointer(start: typed + Int(starts[g]), count: Int(starts[g + 1] - starts[g])))
-  }
+private func packedLists<S: ScalarValue & Codable>(_: S.Type, _ grouped: GroupedValues) -> Column {
+  grouped.packedLists(S.self)
 }
 
 /// Walks inputs sorted by (hash, key) in step, emitting one row per key.

@@ -1,5 +1,4 @@
 import Frame
-import SliceIO
 
 extension Slice {
   /// Each distinct row once. Rows are shuffled by the hash of all their columns and

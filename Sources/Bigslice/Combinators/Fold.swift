@@ -1,4 +1,3 @@
-import CSupport
 import Frame
 import SliceIO
 

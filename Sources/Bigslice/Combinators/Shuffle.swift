@@ -1,5 +1,4 @@
 import Frame
-import SliceIO
 
 extension Slice {
   /// The same rows, hash-partitioned by key into `shards` shards.

@@ -1,6 +1,5 @@
 import Frame
 import SliceIO
-import Synchronization
 
 extension Slice {
   /// The same rows in global key order: shard 0 holds the smallest keys, every key of shard
@@ -16,7 +15,7 @@ extension Slice {
     let schema = self.schema
     let node = SliceNode(
       op: "sorted", location: location(file, line), schema: schema, shards: max(n, 1),
-      deps: [Dependency(node: node, shuffle: true, partitioner: .range)],
+      deps: [Dependency(node: node, shuffle: true, partitioner: .sampled(RangePartitioning()))],
       problem: n < 1 ? .invalidArgument("sorted needs at least 1 shard, got \(n)") : nil
     ) { _, deps, context in
       try context.sort(deps[0], schema: schema)
@@ -25,46 +24,30 @@ extension Slice {
   }
 }
 
-/// The splitters of one range shuffle, computed once from the key samples of every upstream
-/// task and then shared by every task that partitions for it.
-final class RangeSplit: @unchecked Sendable {
-  /// The upstream tasks whose samples decide the splitters.
-  let upstream: [ShardTask]
-  /// The number of ranges.
-  let shards: Int
-  private let computed = Mutex<Frame?>(nil)
-
-  init(upstream: [ShardTask], shards: Int) {
-    self.upstream = upstream
-    self.shards = shards
-  }
-
+/// Cuts a shuffle by key range: each upstream output gives an evenly spaced sample of its keys,
+/// and the samples together give `shards - 1` splitters; range `i` holds the keys above
+/// splitter `i - 1` and at most splitter `i`.
+struct RangePartitioning: SampledPartitioning {
   /// Keys sampled per upstream task: enough that every range's bounds are close to even.
-  var sampleSize: Int { 64 * shards + 256 }
+  func sampleSize(shards: Int) -> Int { 64 * shards + 256 }
 
-  /// `shards - 1` key rows, sorted: range `i` holds keys above splitter `i - 1` and at most
-  /// splitter `i`.
-  func splitters() throws -> Frame {
-    try computed.withLock { cached in
-      if let cached { return cached }
-      let samples = upstream.compactMap(\.sample).filter { $0.count > 0 }
-      guard let first = samples.first else { throw BigsliceError.invalidArgument("no key samples for sorted()") }
-      let all = try samples.count == 1 ? first : Frame.concat(samples)
-      let ordered = try all.sorted(.keys)
-      let picks = (1..<shards).map { UInt32(min($0 * ordered.count / shards, ordered.count - 1)) }
-      let result = ordered.gather(picks)
-      cached = result
-      return result
-    }
+  func partition(samples: [Frame], shards: Int) throws -> @Sendable (Frame) throws -> [UInt32] {
+    guard let first = samples.first else { throw BigsliceError.invalidArgument("no key samples for sorted()") }
+    let all = try samples.count == 1 ? first : Frame.concat(samples)
+    let ordered = try all.sorted(.keys)
+    let picks = (1..<shards).map { UInt32(min($0 * ordered.count / shards, ordered.count - 1)) }
+    let splitters = UncheckedBox(ordered.gather(picks))
+    return { frame in try frame.rangePartitionIDs(splitters: splitters.value) }
   }
 
   /// An evenly spaced sample of the key columns of a stored output (at most `sampleSize`
   /// rows), read frame by frame.
-  func sample(_ stored: StoredPartition, schema: Schema) throws -> Frame {
+  func sample(_ stored: StoredPartition, schema: Schema, shards: Int) throws -> Frame {
+    let size = sampleSize(shards: shards)
     let total = stored.rows
     let keys = Schema(Array(schema.types.prefix(max(schema.prefix, 1))), prefix: max(schema.prefix, 1))
     guard total > 0 else { return try Frame.empty(keys) }
-    let step = max(1, total / sampleSize)
+    let step = max(1, total / size)
     var picked: [Frame] = []
     var base = 0
     let reader = try stored.reader()

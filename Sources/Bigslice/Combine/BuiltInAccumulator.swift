@@ -1,8 +1,4 @@
-import CSupport
-import Dispatch
 import Frame
-import SliceIO
-import Synchronization
 
 /// A built-in aggregate folded by the C combiner, with no closure per row.
 final class BuiltInAccumulator: KeyedAccumulator {

@@ -1,6 +1,4 @@
-import CSupport
 import Frame
-import SliceIO
 
 /// Sorts a (key, value) frame by (hash, key) — stably, so each key's values keep their order —
 /// and folds the values of each key: `first` starts an accumulator from a key's first value,
@@ -64,7 +62,7 @@ final class ClosureAccumulator<V>: KeyedAccumulator {
         // The accumulators are indexed at random: fetch the line of a later row now.
         let later = Int(g[i + ahead])
         if later < accumulators.count {
-          accumulators.withUnsafeBufferPointer { bs_prefetch_write($0.baseAddress! + later) }
+          Prefetch.forWriting(accumulators, at: later)
         }
       }
       if group == accumulators.count {
@@ -122,7 +120,7 @@ final class ClosureAccumulator<V>: KeyedAccumulator {
 /// A `ClosureAccumulator` for `V`, specialised by the compiler for the common value types.
 ///
 /// Generic code whose type is known only at run time pays a metadata lookup and a value-witness
-/// call per value (measured: a third of closure `reduce`'s time). Behind a non-generic shell
+/// call per value, a large share of a closure `reduce`'s time. Behind a non-generic shell
 /// the concrete type is visible, so the whole per-row loop is specialised.
 func makeAccumulator<V>(keyType: ColumnType, valueType: ColumnType, _ f: @escaping (V, V) -> V) throws
   -> any KeyedAccumulator

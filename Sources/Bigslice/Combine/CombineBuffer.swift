@@ -1,8 +1,5 @@
-import CSupport
-import Dispatch
 import Frame
 import SliceIO
-import Synchronization
 
 /// Combines rows of equal keys as they arrive: built-in aggregates in a C combiner, a user
 /// closure in its accumulator. Either holds one row per distinct key, up to `limit` bytes:

@@ -1,8 +1,4 @@
-import CSupport
-import Dispatch
 import Frame
-import SliceIO
-import Synchronization
 
 extension Combining {
   /// A fresh accumulator for keys of `keyType`.

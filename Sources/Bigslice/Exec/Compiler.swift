@@ -1,7 +1,3 @@
-import Frame
-import SliceIO
-import Synchronization
-
 /// Turns a slice graph into tasks: narrow edges are pipelined into one task per shard, and
 /// every shuffle cuts the graph.
 struct Compiler {
@@ -9,28 +5,29 @@ struct Compiler {
   /// The invocation compiled, for the tasks' `ref`s.
   let invocation: Int
   private var made = 0
-  /// For each cached node met, in the order met: which shards read their cache file. The
-  /// driver's compile records them and its machines replay them, so every process makes the
-  /// same tasks even while cache files come and go (another job may be writing them).
-  private(set) var cacheDecisions: [[Bool]] = []
+  /// For each node with stored shards met, in the order met: which shards read their stored
+  /// copy. The driver's compile records them and its machines replay them, so every process
+  /// makes the same tasks even while stored shards come and go (another job may be writing
+  /// them).
+  private(set) var storedDecisions: [[Bool]] = []
   private let replay: [[Bool]]?
 
-  /// - Parameter caches: the driver's `cacheDecisions`, on a machine.
-  init(invocation: Int = 0, caches: [[Bool]]? = nil) {
+  /// - Parameter stored: the driver's `storedDecisions`, on a machine.
+  init(invocation: Int = 0, stored: [[Bool]]? = nil) {
     self.invocation = invocation
-    replay = caches
+    replay = stored
   }
 
-  /// Which shards of `node` (a cached node) read their cache file.
-  private mutating func cached(_ node: SliceNode, _ cache: CacheSpec) -> [Bool] {
-    let k = cacheDecisions.count
+  /// Which shards of `node` read their stored copy.
+  private mutating func storedShards(_ node: SliceNode, _ stored: any StoredShards) -> [Bool] {
+    let k = storedDecisions.count
     let decision: [Bool]
     if let replay, k < replay.count, replay[k].count == node.shards {
       decision = replay[k]
     } else {
-      decision = cache.cached(shards: node.shards)
+      decision = stored.available(shards: node.shards)
     }
-    cacheDecisions.append(decision)
+    storedDecisions.append(decision)
     return decision
   }
 
@@ -55,22 +52,22 @@ struct Compiler {
       bottom = bottom.deps[0].node
       chain.append(bottom)
     }
-    // Which shards read a cache file: the topmost cached node of the chain wins, and its
-    // task needs nothing below it.
-    var caches: [(Int, SliceNode, [Bool])] = []
+    // Which shards read a stored copy: the topmost node of the chain that has one wins, and
+    // its task needs nothing below it.
+    var stored: [(Int, [Bool])] = []
     for (i, n) in chain.enumerated() {
-      if let cache = n.cache { caches.append((i, n, cached(n, cache))) }
+      if let shards = n.stored { stored.append((i, storedShards(n, shards))) }
     }
     let tasks = (0..<node.shards).map { shard in
-      guard let (i, cached, _) = caches.first(where: { $0.2[shard] }) else { return makeTask(chain, shard: shard) }
+      guard let (i, _) = stored.first(where: { $0.1[shard] }) else { return makeTask(chain, shard: shard) }
       let task = makeTask(Array(chain[...i]), shard: shard)
-      task.cacheFile = cached.cache!.path(shard: shard, of: cached.shards)
+      task.readsStored = true
       return task
     }
-    if tasks.contains(where: { $0.cacheFile == nil }) {
+    if tasks.contains(where: { !$0.readsStored }) {
       for dep in bottom.deps {
         let upstream = compileUpstream(dep, into: bottom)
-        for task in tasks where task.cacheFile == nil {
+        for task in tasks where !task.readsStored {
           task.deps.append((dep.shuffle ? upstream : [upstream[task.shard]], dep.shuffle))
         }
       }
@@ -84,7 +81,9 @@ struct Compiler {
   /// output layout. Everything further upstream is shared.
   private mutating func compileUpstream(_ dep: Dependency, into reader: SliceNode) -> [ShardTask] {
     guard dep.shuffle else { return compile(dep.node) }
-    if case .range = dep.partitioner { return compileRange(dep, into: reader) }
+    if case .sampled(let partitioning) = dep.partitioner {
+      return compileSampled(dep, partitioning, into: reader)
+    }
     let tasks = compilePrivate(dep.node)
     for task in tasks {
       task.partitions = reader.shards
@@ -94,12 +93,14 @@ struct Compiler {
     return tasks
   }
 
-  /// A range shuffle: the upstream tasks keep their output whole and sample its keys; one
-  /// split task per upstream task, run once every sample is in, cuts that output by the
-  /// splitters. (It also depends on every upstream task, for their samples.)
-  private mutating func compileRange(_ dep: Dependency, into reader: SliceNode) -> [ShardTask] {
+  /// A sampled shuffle: the upstream tasks keep their output whole and sample it; one split
+  /// task per upstream task, run once every sample is in, cuts that output into partitions.
+  /// (It also depends on every upstream task, for their samples.)
+  private mutating func compileSampled(
+    _ dep: Dependency, _ partitioning: any SampledPartitioning, into reader: SliceNode
+  ) -> [ShardTask] {
     let upstream = compilePrivate(dep.node)
-    let split = RangeSplit(upstream: upstream, shards: reader.shards)
+    let split = SampledSplit(upstream: upstream, shards: reader.shards, partitioning: partitioning)
     let node = SliceNode(
       op: "split", location: reader.location, schema: dep.node.schema, shards: dep.node.shards, deps: []
     ) { _, deps, _ in deps[0] }

@@ -1,6 +1,5 @@
 import Bigmachine
 import CSupport
-import Dispatch
 import Frame
 import SliceIO
 import Synchronization
@@ -92,7 +91,7 @@ final class LocalExecutor: ExecutorBackend, @unchecked Sendable {
     open: @escaping (ShardTask, Int) throws -> any Reader = DependencyReader.openHeld
   ) throws -> [StoredPartition] {
     let context = TaskContext(shard: task.shard, counters: counters, store: store, io: io)
-    context.rowsOnlyEncoded = store.outputsOnDisk && task.chain.count == 1 && task.cacheFile == nil
+    context.rowsOnlyEncoded = store.outputsOnDisk && task.chain.count == 1 && !task.readsStored
     return try context.with { try run(task, context: context, open: open) }
   }
 
@@ -117,10 +116,11 @@ final class LocalExecutor: ExecutorBackend, @unchecked Sendable {
       }
     }
     var reader: any Reader
-    if let path = task.cacheFile {
+    if task.readsStored, let stored = bottom.stored {
       reader = NamedReader(
-        try namingErrors(of: bottom, shard: task.shard) { try blockFileReader(path: path, schema: bottom.schema) },
-        op: bottom.name, shard: task.shard)
+        try namingErrors(of: bottom, shard: task.shard) {
+          try stored.reader(shard: task.shard, of: bottom.shards, schema: bottom.schema)
+        }, op: bottom.name, shard: task.shard)
     } else {
       reader = try run(bottom, shard: task.shard, inputs: inputs, context: context)
     }
@@ -164,10 +164,9 @@ final class LocalExecutor: ExecutorBackend, @unchecked Sendable {
       case .custom(let f):
         parts = frame.partition(ids: try f(frame, task.partitions), into: task.partitions)
       case .split(let split):
-        parts = frame.partition(
-          ids: try frame.rangePartitionIDs(splitters: try split.splitters()), into: task.partitions)
-      case .range:
-        preconditionFailure("a range shuffle is compiled into splits")
+        parts = frame.partition(ids: try split.partitionIDs(frame), into: task.partitions)
+      case .sampled:
+        preconditionFailure("a sampled shuffle is compiled into splits")
       }
       for (p, part) in parts.enumerated() { try sink.write(part, to: p) }
     }

@@ -1,5 +1,3 @@
-import Frame
-import SliceIO
 import Synchronization
 
 #if canImport(Glibc)

@@ -1,6 +1,5 @@
 import Frame
 import SliceIO
-import Synchronization
 
 #if canImport(Glibc)
   import Glibc

@@ -1,5 +1,4 @@
 import Frame
-import SliceIO
 import Synchronization
 
 /// One unit of work: a pipeline of slice nodes computed for one shard.
@@ -9,8 +8,8 @@ import Synchronization
 /// cut into `partitions` partitions for the shuffle that reads it (1 when nothing shuffles).
 final class ShardTask: @unchecked Sendable {
   let chain: [SliceNode]
-  /// The cache file that `chain.last` (a cached slice) reads instead of computing.
-  var cacheFile: String? = nil
+  /// `chain.last` reads its stored shard (`SliceNode.stored`) instead of computing it.
+  var readsStored = false
   let shard: Int
   /// For each dependency of `chain.last`: the upstream tasks and whether this is a shuffle
   /// (read partition `shard` of every upstream task) or narrow (read its only partition).
@@ -23,9 +22,9 @@ final class ShardTask: @unchecked Sendable {
   /// The task is a root of a `Result`: its output stays in memory until the result is
   /// discarded, and is never released as an interior output of another job.
   var pinned = false
-  /// For a task whose output a range shuffle splits: the split, which takes a sample of the
-  /// output's keys into `sample`.
-  var sampledFor: RangeSplit? = nil
+  /// For a task whose output a sampled shuffle splits: the split, which takes a sample of the
+  /// output into `sample`.
+  var sampledFor: SampledSplit? = nil
   var sample: Frame? = nil
 
   /// Names the task across processes: the driver and every worker compile an invocation into

@@ -11,11 +11,12 @@ enum Partitioner: Sendable {
   case hash
   /// By a user function of the row, returning the shard.
   case custom(@Sendable (Frame, Int) throws -> [UInt32])
-  /// By key range, with splitters sampled from the upstream output (`sorted`). The compiler
-  /// turns it into a `.split` of each upstream output once all of it is computed.
-  case range
-  /// By key range, with the splitters of `RangeSplit`.
-  case split(RangeSplit)
+  /// By a function that `SampledPartitioning` makes from a sample of every upstream output
+  /// (`sorted` cuts by key ranges so). The compiler turns it into a `.split` of each upstream
+  /// output, run once all of them are computed.
+  case sampled(any SampledPartitioning)
+  /// By the function of one compiled sampled shuffle.
+  case split(SampledSplit)
 }
 
 /// A slice's edge to one of its inputs.
@@ -45,8 +46,8 @@ final class SliceNode: @unchecked Sendable {
   /// For the slice of a computed `Result`: its tasks, whose outputs the node reads instead of
   /// computing anything.
   var resultTasks: [ShardTask]? = nil
-  /// For a cached slice: where its shards' files are.
-  var cache: CacheSpec? = nil
+  /// Shards of this slice kept in storage, read instead of computed where present (`cache`).
+  var stored: (any StoredShards)? = nil
   /// The reader of shard `shard`, given one reader per dependency.
   let reader: @Sendable (_ shard: Int, _ deps: [any Reader], _ context: TaskContext) throws -> any Reader
 

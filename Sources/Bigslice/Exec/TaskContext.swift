@@ -1,6 +1,3 @@
-import Frame
-import SliceIO
-
 #if canImport(Glibc)
   import Glibc
 #endif

@@ -1,8 +1,5 @@
-import CSupport
-import Dispatch
 import Frame
 import SliceIO
-import Synchronization
 
 /// Passes frames through, wrapping an error from a user closure or the data in
 /// `BigsliceError.taskFailed` with the operation that raised it (the innermost one).

@@ -1,11 +1,3 @@
-import Bigmachine
-import CSupport
-import Dispatch
-import Frame
-import Logging
-import SliceIO
-import Synchronization
-
 /// A value handed to another thread whose type the compiler cannot prove `Sendable` (tasks,
 /// slices); the sender no longer touches it.
 struct UncheckedBox<T>: @unchecked Sendable {

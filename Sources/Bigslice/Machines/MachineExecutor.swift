@@ -1,5 +1,4 @@
 import Bigmachine
-import Frame
 import Logging
 import SliceIO
 import Synchronization
@@ -233,11 +232,11 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
         }
         inputs.append(InputLocation(task: upstream.ref, machine: remote.output.worker.address))
       }
-      var samples: [KeySample] = []
+      var samples: [OutputSample] = []
       if case .split(let split) = task.partitioner {
         for upstream in split.upstream {
           if let sample = upstream.sample {
-            samples.append(KeySample(task: upstream.ref, blocks: try encodeBlocks([sample])))
+            samples.append(OutputSample(task: upstream.ref, blocks: try encodeBlocks([sample])))
           }
         }
       }
@@ -257,7 +256,7 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
             "machine \(machine) returned \(partitions.count) partitions of \(task.name), not \(task.partitions)"))
       }
       if let sample = reply.sample {
-        task.sample = try decodeBlocks(sample, schema: nil, name: "the key sample of \(task.ref)")
+        task.sample = try decodeBlocks(sample, schema: nil, name: "the output sample of \(task.ref)")
       }
       for (name, n) in reply.counters { counters.add(name, n) }
       var io = TaskIO()
@@ -284,36 +283,44 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
     of error: BigmachineError, _ task: ShardTask, _ worker: WorkerHandle, _ observer: (any TaskObserver)?
   ) -> TaskOutcome {
     let machine = worker.machine.address
-    if case .remote(_, _, let kind, let message, _) = error {
-      switch kind {
-      case RemoteKind.lostInput:
-        let refs = Set((message.components(separatedBy: ": ").first ?? "").split(separator: " ").map(String.init))
-        let upstream = task.deps.flatMap(\.tasks).filter { refs.contains("\($0.ref)") }
+    if let failure = error.detail(as: WorkerFailure.self) {
+      switch failure {
+      case .lostInput(let refs, _):
+        let lost = Set(refs)
+        let upstream = task.deps.flatMap(\.tasks).filter { lost.contains($0.ref) }
         observer?.record(task, .waiting, machine: machine)
         return .lost(
           LostInput(
             task: task, upstream: upstream,
-            cause: RemoteFailure(op: task.op, shard: task.shard, message: message, machine: machine)))
-      case RemoteKind.taskFailed:
-        var failure =
-          (try? JSONDecoder().decode(RemoteFailure.self, from: Data(message.utf8)))
-          ?? RemoteFailure(op: task.op, shard: task.shard, message: message)
-        failure.machine = machine
-        let wrapped = BigsliceError.taskFailed(op: failure.op, shard: failure.shard, cause: failure)
-        observer?.record(task, .failed, error: wrapped, machine: machine)
-        return .failed(wrapped)
-      default:
+            cause: RemoteFailure(op: task.op, shard: task.shard, message: "\(failure)", machine: machine)))
+      case .taskFailed(let op, let shard, let message):
         let wrapped = BigsliceError.taskFailed(
-          op: task.op, shard: task.shard,
-          cause: RemoteFailure(op: task.op, shard: task.shard, message: message, machine: machine))
+          op: op, shard: shard, cause: RemoteFailure(op: op, shard: shard, message: message, machine: machine))
         observer?.record(task, .failed, error: wrapped, machine: machine)
         return .failed(wrapped)
+      case .compile, .missing:
+        return failed(task, "\(failure)", machine, observer)
       }
+    }
+    if case .remote(_, _, _, let message, _, _) = error {
+      // Raised by the machine, but not by the worker's service: a failure all the same.
+      return failed(task, message, machine, observer)
     }
     // The machine died or the connection failed: the task is computed again elsewhere.
     if worker.machine.state != .stopped { worker.putOnProbation() }
     observer?.record(task, .waiting, machine: machine)
     return .lost(LostInput(task: task, upstream: [], cause: error))
+  }
+
+  /// The task failed on `machine` with `message`: the job fails.
+  private func failed(
+    _ task: ShardTask, _ message: String, _ machine: String, _ observer: (any TaskObserver)?
+  ) -> TaskOutcome {
+    let wrapped = BigsliceError.taskFailed(
+      op: task.op, shard: task.shard,
+      cause: RemoteFailure(op: task.op, shard: task.shard, message: message, machine: machine))
+    observer?.record(task, .failed, error: wrapped, machine: machine)
+    return .failed(wrapped)
   }
 
   /// Compiles invocation `index` (and the invocations whose results it reads) on `worker`,

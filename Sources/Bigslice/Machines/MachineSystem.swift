@@ -1,8 +1,4 @@
 import Bigmachine
-import Frame
-import Logging
-import SliceIO
-import Synchronization
 
 #if canImport(FoundationEssentials)
   import FoundationEssentials

@@ -1,16 +1,10 @@
 import Bigmachine
-import Dispatch
-import Frame
-import NIOCore
-import SliceIO
-import Synchronization
 
 #if canImport(Glibc)
   import Glibc
 #endif
 
 // MARK: Messages between the driver and the workers
-
 
 /// A func run, as a worker needs it to compile the same tasks: the func's key, its arguments
 /// in JSON, and what the driver's compile made of it.
@@ -24,8 +18,9 @@ struct Invocation: Codable, Sendable {
   var results: [Int]
   /// The tasks the driver compiled, as `TaskGraph.digest` lines.
   var digest: [String]
-  /// The driver's `Compiler.cacheDecisions`: which shards of each cached slice read their file.
-  var caches: [[Bool]] = []
+  /// The driver's `Compiler.storedDecisions`: which shards of each slice with stored shards
+  /// read them.
+  var stored: [[Bool]] = []
 }
 
 /// Where a task's input is: which machine holds the output of `task`.
@@ -34,8 +29,8 @@ struct InputLocation: Codable, Sendable {
   var machine: String
 }
 
-/// The key sample of an upstream task of a range shuffle (encoded frame blocks).
-struct KeySample: Codable, Sendable {
+/// The sample of an upstream task's output for a sampled shuffle (encoded frame blocks).
+struct OutputSample: Codable, Sendable {
   var task: TaskRef
   var blocks: [UInt8]
 }
@@ -45,7 +40,7 @@ struct RunRequest: Codable, Sendable {
   /// The address of the machine that runs it (its own name in `inputs`).
   var machine: String
   var inputs: [InputLocation]
-  var samples: [KeySample]
+  var samples: [OutputSample]
 }
 
 struct RunReply: Codable, Sendable {
@@ -70,23 +65,47 @@ struct ReadRequest: Codable, Sendable {
   var offset: Int
 }
 
-/// Error kinds a worker's `run` raises, so the driver tells a lost input from a failure.
-enum RemoteKind {
-  /// The message lists the lost upstream tasks (`inv0.3 inv0.7`), then `: ` and the cause.
-  static let lostInput = "bigslice.lostInput"
-  /// The message is a `RemoteFailure` in JSON.
-  static let taskFailed = "bigslice.taskFailed"
-  /// The invocation cannot be compiled on the worker (an unknown func, another graph).
-  static let compile = "bigslice.compile"
+/// Why a worker's call failed, as it travels to the driver: the typed detail of the remote
+/// error (`ServiceError.detail`), so the driver tells a lost input from a failure without
+/// reading the message.
+enum WorkerFailure: Codable, Error, Equatable, CustomStringConvertible {
+  /// The task could not read its inputs: the outputs of `upstream` are lost, and are computed
+  /// again with the task. Not the task's fault.
+  case lostInput(upstream: [TaskRef], cause: String)
+  /// The task failed for good in operation `op` of shard `shard` (user code or the data).
+  case taskFailed(op: String, shard: Int, message: String)
+  /// The invocation cannot be compiled on the worker (an unknown func, another task graph).
+  case compile(String)
   /// The task or output asked for is not on this worker.
-  static let missing = "bigslice.missing"
+  case missing(String)
+
+  /// The kind of the remote error that carries it.
+  static let kind = "bigslice.worker"
+
+  var description: String {
+    switch self {
+    case .lostInput(let upstream, let cause):
+      return "lost the outputs of \(upstream.map(\.description).joined(separator: " ")): \(cause)"
+    case .taskFailed(let op, let shard, let message): return "\(op) shard \(shard) failed: \(message)"
+    case .compile(let message): return message
+    case .missing(let message): return message
+    }
+  }
+
+  /// The error a service method throws to send it.
+  var serviceError: ServiceError {
+    // A WorkerFailure always encodes; the message is for people and logs.
+    (try? ServiceError(kind: WorkerFailure.kind, message: description, detail: self))
+      ?? ServiceError(kind: WorkerFailure.kind, message: description)
+  }
 }
 
-/// A task failure on a worker, as it travels to the driver.
-struct RemoteFailure: Codable, Error, CustomStringConvertible {
+/// A task failure on a machine, as the driver reports it: the operation and shard that failed,
+/// the worker's message, and the machine.
+struct RemoteFailure: Error, CustomStringConvertible {
   var op: String
   var shard: Int
   var message: String
-  var machine: String = ""
-  var description: String { machine.isEmpty ? message : "\(message) (on machine \(machine))" }
+  var machine: String
+  var description: String { "\(message) (on machine \(machine))" }
 }

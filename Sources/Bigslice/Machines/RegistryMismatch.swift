@@ -1,9 +1,3 @@
-import Bigmachine
-import Frame
-import NIOCore
-import SliceIO
-import Synchronization
-
 #if canImport(FoundationEssentials)
   import FoundationEssentials
 #else

@@ -1,9 +1,7 @@
 import Bigmachine
-import Dispatch
 import Frame
 import NIOCore
 import SliceIO
-import Synchronization
 
 #if canImport(Glibc)
   import Glibc

@@ -1,8 +1,4 @@
 import Bigmachine
-import Frame
-import NIOCore
-import SliceIO
-import Synchronization
 
 #if canImport(FoundationEssentials)
   import FoundationEssentials

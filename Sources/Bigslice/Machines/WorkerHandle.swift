@@ -1,7 +1,4 @@
 import Bigmachine
-import Frame
-import Logging
-import SliceIO
 import Synchronization
 
 #if canImport(FoundationEssentials)

@@ -1,5 +1,4 @@
 import Bigmachine
-import Frame
 import NIOCore
 import SliceIO
 import Synchronization
@@ -37,7 +36,7 @@ final class WorkerState: @unchecked Sendable {
   var storePath: String? { store?.spillPath }
 
   /// Compiles `invocation` unless it is compiled already.
-  /// - Throws: a `ServiceError` of kind `RemoteKind.compile` naming the problem.
+  /// - Throws: `WorkerFailure.compile` naming the problem.
   func compile(_ invocation: Invocation) throws {
     if state.withLock({ $0.graphs[invocation.index] != nil }) { return }
     do {
@@ -69,7 +68,7 @@ final class WorkerState: @unchecked Sendable {
         throw BigsliceError.invalidArgument("func \(invocation.funcKey): \(ResultOnMachine.message)")
       }
       if let problem = node.problem { throw problem }
-      var compiler = Compiler(invocation: invocation.index, caches: invocation.caches)
+      var compiler = Compiler(invocation: invocation.index, stored: invocation.stored)
       let graph = TaskGraph(roots: compiler.compile(node), invocation: invocation.index)
       guard graph.digest == invocation.digest else {
         let first = zip(graph.digest, invocation.digest).first { $0 != $1 }
@@ -80,7 +79,7 @@ final class WorkerState: @unchecked Sendable {
       }
       state.withLock { $0.graphs[invocation.index] = graph }
     } catch {
-      throw ServiceError(kind: RemoteKind.compile, message: String("\(error)".prefix(1000)))
+      throw WorkerFailure.compile("\(error)").serviceError
     }
   }
 
@@ -117,11 +116,11 @@ final class WorkerState: @unchecked Sendable {
   /// Runs a task and keeps its output.
   func run(_ request: RunRequest) async throws -> RunReply {
     guard let task = task(request.task) else {
-      throw ServiceError(kind: RemoteKind.missing, message: "task \(request.task) is not compiled on this machine")
+      throw WorkerFailure.missing("task \(request.task) is not compiled on this machine").serviceError
     }
     for sample in request.samples {
       guard let upstream = self.task(sample.task) else { continue }
-      let frame = try decodeBlocks(sample.blocks, schema: nil, name: "the key sample of \(sample.task)")
+      let frame = try decodeBlocks(sample.blocks, schema: nil, name: "the output sample of \(sample.task)")
       state.withLock { _ in if upstream.sample == nil { upstream.sample = frame } }
     }
     var locations: [TaskRef: String] = [:]
@@ -163,16 +162,12 @@ final class WorkerState: @unchecked Sendable {
         }
       }.value
     } catch let lost as LostInput {
-      let refs = lost.upstream.map { "\($0.ref)" }.joined(separator: " ")
-      throw ServiceError(kind: RemoteKind.lostInput, message: String("\(refs): \(lost.cause)".prefix(1000)))
+      throw WorkerFailure.lostInput(upstream: lost.upstream.map(\.ref), cause: "\(lost.cause)").serviceError
     } catch {
-      var failure = RemoteFailure(op: task.op, shard: task.shard, message: "\(error)")
       if case .taskFailed(let op, let shard, let cause) = error as? BigsliceError {
-        failure = RemoteFailure(op: op, shard: shard, message: "\(cause)")
+        throw WorkerFailure.taskFailed(op: op, shard: shard, message: "\(cause)").serviceError
       }
-      failure.message = String(failure.message.prefix(600))
-      let json = String(decoding: try JSONEncoder().encode(failure), as: UTF8.self)
-      throw ServiceError(kind: RemoteKind.taskFailed, message: json)
+      throw WorkerFailure.taskFailed(op: task.op, shard: task.shard, message: "\(error)").serviceError
     }
     state.withLock { $0.outputs[task.ref] = output }
     return RunReply(
@@ -187,15 +182,14 @@ final class WorkerState: @unchecked Sendable {
     guard let output = state.withLock({ $0.outputs[request.task] }), request.partition >= 0,
       request.partition < output.count
     else {
-      throw ServiceError(
-        kind: RemoteKind.missing, message: "no output of \(request.task) partition \(request.partition) here")
+      throw WorkerFailure.missing("no output of \(request.task) partition \(request.partition) here").serviceError
     }
     let chunk = 1 << 20
     switch output[request.partition] {
     case .spilled(let file):
       let fd = open(file.path, O_RDONLY | O_CLOEXEC)
       guard fd >= 0 else {
-        throw ServiceError(kind: RemoteKind.missing, message: "cannot open \(file.path): errno \(errno)")
+        throw WorkerFailure.missing("cannot open \(file.path): errno \(errno)").serviceError
       }
       defer { Glibc.close(fd) }
       var at = off_t(request.offset)
@@ -218,7 +212,7 @@ final class WorkerState: @unchecked Sendable {
         at = end
       }
     case .remote:
-      throw ServiceError(kind: RemoteKind.missing, message: "\(request.task) is not stored here")
+      throw WorkerFailure.missing("\(request.task) is not stored here").serviceError
     }
   }
 

@@ -2,7 +2,6 @@ import Bigmachine
 import Foundation
 import NIOCore
 import NIOHTTP1
-import NIOPosix
 
 /// What the debug pages show: the session's recent jobs, its trace and its machines.
 struct DebugPages: Sendable {

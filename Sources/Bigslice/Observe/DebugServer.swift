@@ -1,4 +1,3 @@
-import Bigmachine
 import Foundation
 import NIOCore
 import NIOHTTP1

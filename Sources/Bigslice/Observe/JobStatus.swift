@@ -1,4 +1,3 @@
-import Frame
 import Synchronization
 
 /// The tasks of one operation of a job, counted by state at one moment.

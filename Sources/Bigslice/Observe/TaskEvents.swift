@@ -1,4 +1,3 @@
-import Frame
 import Synchronization
 
 /// Where a task is in its life. A task waits for its inputs, runs, and is then done (its

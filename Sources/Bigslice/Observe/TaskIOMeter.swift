@@ -1,5 +1,4 @@
 import Frame
-import Synchronization
 
 /// A duration in seconds.
 func seconds(_ d: Duration) -> Double {

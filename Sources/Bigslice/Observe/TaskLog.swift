@@ -1,10 +1,4 @@
-import Bigmachine
-import CSupport
-import Dispatch
-import Frame
 import Logging
-import SliceIO
-import Synchronization
 
 /// Logs the task events worth a line: an output lost (it is computed again). A failure is not
 /// logged here: it fails the job, and the caller gets it.

@@ -1,3 +1,4 @@
+import SystemPackage
 import Synchronization
 
 #if canImport(Glibc)
@@ -121,17 +122,7 @@ public final class Tracer: TaskObserver, @unchecked Sendable {
     let temporary = path + ".tmp"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     guard fd >= 0 else { throw traceError(temporary) }
-    var text = json
-    let written = text.withUTF8 { buffer -> Bool in
-      var offset = 0
-      while offset < buffer.count {
-        let n = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { return false }
-        offset += n
-      }
-      return true
-    }
+    let written = (try? FileDescriptor(rawValue: fd).writeAll(json.utf8)) != nil
     guard written, close(fd) == 0 else {
       let error = traceError(temporary)
       unlink(temporary)

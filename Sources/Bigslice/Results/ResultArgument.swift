@@ -1,9 +1,3 @@
-import Bigmachine
-import CSupport
-import Dispatch
-import Frame
-import Logging
-import SliceIO
 import Synchronization
 
 /// A result passed to a func that runs on machines. The driver sends it as a reference to the

@@ -1,9 +1,7 @@
 import Bigmachine
-import CSupport
 import Dispatch
 import Frame
 import Logging
-import SliceIO
 import Synchronization
 
 /// A result's frames, in shard order, read ahead of the caller: the next `window` shards are

@@ -1,10 +1,5 @@
 import Bigmachine
-import CSupport
-import Dispatch
 import Frame
-import Logging
-import SliceIO
-import Synchronization
 
 /// Iterates the rows of a result as typed tuples.
 ///

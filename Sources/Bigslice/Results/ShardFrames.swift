@@ -1,10 +1,7 @@
-import Bigmachine
-import CSupport
 import Dispatch
 import Frame
 import Logging
 import SliceIO
-import Synchronization
 
 /// Reads the frames of one shard of a result, computing it again when its output was
 /// discarded or is lost while it is read (tasks are deterministic: the rows already read are

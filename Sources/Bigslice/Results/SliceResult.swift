@@ -1,10 +1,5 @@
-import Bigmachine
-import CSupport
-import Dispatch
 import Frame
 import Logging
-import SliceIO
-import Synchronization
 
 /// The rows of a computed slice, shard by shard, held in memory.
 ///

@@ -1,5 +1,4 @@
 import Frame
-import SliceIO
 
 /// A batch of typed rows, as a writer or scanner sees it.
 public struct RowBatch<each C> {

@@ -1,5 +1,4 @@
 import Frame
-import SliceIO
 
 /// Appends rows of a typed pack into new columns.
 public final class RowEmitter<each T> {

@@ -1,0 +1,95 @@
+import CSupport
+
+/// Rows put in group order: given each row's group id (dense, below `groups`), where each
+/// group starts and the rows or values in group order, stable within a group. A counting sort
+/// in C, one pass over the ids.
+public enum Grouping {
+  /// The rows of each group: group `g` is `permutation[starts[g] ..< starts[g + 1]]`, in row
+  /// order. `starts` has `groups + 1` entries.
+  /// - Throws: `FrameError.invalidArgument` when an id is `groups` or more.
+  public static func order(groupIDs: [UInt32], groups: Int) throws -> (permutation: [UInt32], starts: [UInt64]) {
+    var starts = [UInt64](repeating: 0, count: groups + 1)
+    var permutation = [UInt32](repeating: 0, count: groupIDs.count)
+    let rc = groupIDs.withUnsafeBufferPointer { g in
+      starts.withUnsafeMutableBufferPointer { s in
+        permutation.withUnsafeMutableBufferPointer { p in
+          bs_partition_permutation(g.baseAddress, g.count, UInt32(groups), s.baseAddress, p.baseAddress)
+        }
+      }
+    }
+    guard rc == 0 else { throw FrameError.invalidArgument("a group id is not below \(groups)") }
+    return (permutation, starts)
+  }
+}
+
+/// The values of one fixed-width column in group order, in one buffer this value owns: the
+/// lists of a cogroup, before they become a column.
+public final class GroupedValues {
+  /// Group `g` holds values `starts[g] ..< starts[g + 1]`.
+  public let starts: [UInt64]
+  private let buffer: UnsafeMutableRawPointer
+  private let bytes: Int
+
+  /// The values of `column` grouped by `groupIDs` (one per row, each below `groups`), or nil
+  /// when the column is not of fixed width.
+  /// - Throws: `FrameError.outOfMemory`; `.invalidArgument` when an id is `groups` or more or
+  ///   the ids are not one per row.
+  public init?(_ column: Column, groupIDs: [UInt32], groups: Int) throws {
+    guard case .scalar(let kind) = column.type, let base = column.rawBase else { return nil }
+    guard groupIDs.count == column.count else {
+      throw FrameError.invalidArgument("\(groupIDs.count) group ids for \(column.count) rows")
+    }
+    let n = column.count
+    bytes = max(n * kind.width, 1)
+    guard let buffer = bs_buffer_alloc(bytes) else { throw FrameError.outOfMemory("\(n) values to group") }
+    self.buffer = buffer
+    var starts = [UInt64](repeating: 0, count: groups + 1)
+    let rc = groupIDs.withUnsafeBufferPointer { g in
+      starts.withUnsafeMutableBufferPointer { s in
+        bs_group_values_fixed(g.baseAddress, n, UInt32(groups), base, kind.width, s.baseAddress, buffer)
+      }
+    }
+    self.starts = starts
+    guard rc == 0 else { throw FrameError.invalidArgument("a group id is not below \(groups)") }
+  }
+
+  deinit { bs_buffer_free(buffer, bytes) }
+
+  /// The groups as a column of packed lists of `E` (offsets into one buffer of values; see
+  /// `Column.packedLists(as:)`), as they are coded.
+  public func packedLists<E: ScalarValue & Codable>(_: E.Type) -> Column {
+    Column.packedLists(E.self, base: UnsafeRawPointer(buffer), starts: starts)
+  }
+
+  /// The groups as a column of arrays of `T`, which must be the column's element type. The
+  /// common element types run code specialised for them: generic code would look up the
+  /// metadata of `[T]` for every group.
+  public func arrays<T>(_: T.Type) throws -> Column {
+    switch T.self {
+    case is Int.Type: return try Column.make(erasing: arrays(of: Int.self))
+    case is Int64.Type: return try Column.make(erasing: arrays(of: Int64.self))
+    case is Int32.Type: return try Column.make(erasing: arrays(of: Int32.self))
+    case is UInt64.Type: return try Column.make(erasing: arrays(of: UInt64.self))
+    case is Double.Type: return try Column.make(erasing: arrays(of: Double.self))
+    case is Float.Type: return try Column.make(erasing: arrays(of: Float.self))
+    default: return try Column.make(erasing: arrays(of: T.self))
+    }
+  }
+
+  private func arrays<T>(of _: T.Type) -> [[T]] {
+    let typed = UnsafeRawPointer(buffer).assumingMemoryBound(to: T.self)
+    return (0..<starts.count - 1).map { g in
+      Array(UnsafeBufferPointer(start: typed + Int(starts[g]), count: Int(starts[g + 1] - starts[g])))
+    }
+  }
+}
+
+/// Cache hints for Swift loops that index a table at random by precomputed ids.
+public enum Prefetch {
+  /// Asks the processor to load the cache line of `array[index]` for writing. `index` must be
+  /// within the array.
+  @inlinable
+  public static func forWriting<T>(_ array: [T], at index: Int) {
+    array.withUnsafeBufferPointer { bs_prefetch_write($0.baseAddress! + index) }
+  }
+}
