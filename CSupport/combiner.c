@@ -4,6 +4,7 @@
 #include "bs_error.h"
 #include "bs_memory.h"
 #include "bs_radix.h"
+#include "internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -39,18 +40,6 @@ typedef struct {
 #endif
 /* gid_plus1 is a u32, and 0 means empty. */
 #define MAX_GROUPS ((size_t)UINT32_MAX - 1)
-
-#if defined(__GNUC__) || defined(__clang__)
-#define BS_NOINLINE __attribute__((noinline))
-#define PREFETCH(p) __builtin_prefetch((p), 1, 3)
-#define LIKELY(x) __builtin_expect(!!(x), 1)
-#define UNLIKELY(x) __builtin_expect(!!(x), 0)
-#else
-#define BS_NOINLINE
-#define PREFETCH(p) ((void)0)
-#define LIKELY(x) (x)
-#define UNLIKELY(x) (x)
-#endif
 
 struct bs_combiner {
   bs_comb_key_kind kind;
@@ -203,8 +192,8 @@ static int grow_table(bs_combiner *c) {
     }
   } else {
     for (size_t g = 0; g < c->groups; g++) {
-      if (LIKELY(g + PREFETCH_AHEAD < c->groups))
-        PREFETCH(&ns[bucket_of(c->hashes[g + PREFETCH_AHEAD], mask)]);
+      if (BS_LIKELY(g + PREFETCH_AHEAD < c->groups))
+        BS_PREFETCH_WRITE(&ns[bucket_of(c->hashes[g + PREFETCH_AHEAD], mask)]);
       uint64_t h = c->hashes[g];
       size_t base = bucket_of(h, mask);
       while (ns[base + BUCKET - 1].gid_plus1 != 0) base = (base + BUCKET) & mask;
@@ -355,8 +344,8 @@ int64_t bs_comb_groups_u64(bs_combiner *c, const uint64_t *keys, const uint64_t 
   const comb_slot *slots = c->slots;
   size_t mask = c->cap - 1;
   for (size_t i = 0; i < n; i++) {
-    if (LIKELY(i + PREFETCH_AHEAD < n))
-      PREFETCH(&slots[bucket_of(hashes[i + PREFETCH_AHEAD], mask)]);
+    if (BS_LIKELY(i + PREFETCH_AHEAD < n))
+      BS_PREFETCH_WRITE(&slots[bucket_of(hashes[i + PREFETCH_AHEAD], mask)]);
     const uint64_t key = keys[i];
     /* Fast path: the key sits in its home bucket. The gid is selected without branches
      * (which slot matches is random, so a branch on it would be mispredicted): at most one
@@ -367,7 +356,7 @@ int64_t bs_comb_groups_u64(bs_combiner *c, const uint64_t *keys, const uint64_t 
                   (b[1].gid_plus1 & (0u - (uint32_t)(b[1].k == key))) |
                   (b[2].gid_plus1 & (0u - (uint32_t)(b[2].k == key))) |
                   (b[3].gid_plus1 & (0u - (uint32_t)(b[3].k == key)));
-    if (LIKELY(g1 != 0)) {
+    if (BS_LIKELY(g1 != 0)) {
       gids[i] = g1 - 1;
       continue;
     }
@@ -439,8 +428,8 @@ int64_t bs_comb_groups_bytes(bs_combiner *c, const int64_t *offsets, const uint8
   const comb_slot *slots = c->slots;
   size_t mask = c->cap - 1;
   for (size_t i = 0; i < n; i++) {
-    if (LIKELY(i + PREFETCH_AHEAD < n))
-      PREFETCH(&slots[bucket_of(hashes[i + PREFETCH_AHEAD], mask)]);
+    if (BS_LIKELY(i + PREFETCH_AHEAD < n))
+      BS_PREFETCH_WRITE(&slots[bucket_of(hashes[i + PREFETCH_AHEAD], mask)]);
     const uint64_t h = hashes[i];
     const size_t len = (size_t)(offsets[i + 1] - offsets[i]);
     const uint8_t *key = len ? bytes + offsets[i] : NULL;
@@ -448,9 +437,9 @@ int64_t bs_comb_groups_bytes(bs_combiner *c, const int64_t *offsets, const uint8
     const uint64_t tag = key_tag(key, len, h);
     const comb_slot *b = &slots[bucket_of(h, mask)];
     unsigned m = bucket_match(b, tag);
-    if (LIKELY(m != 0)) {
+    if (BS_LIKELY(m != 0)) {
       uint32_t g1 = b[first_bit(m)].gid_plus1;
-      if (LIKELY(g1 != 0) && (len <= SHORT_KEY || same_key(c, g1 - 1, key, len))) {
+      if (BS_LIKELY(g1 != 0) && (len <= SHORT_KEY || same_key(c, g1 - 1, key, len))) {
         gids[i] = g1 - 1;
         continue;
       }
@@ -485,14 +474,14 @@ int bs_comb_update_i64(bs_combiner *c, int agg, const uint32_t *gids, const int6
   switch (kind) {
   case BS_AGG_SUM_I64:
     for (; i < m; i++) {
-      PREFETCH(&a[gids[i + PREFETCH_AHEAD]]);
+      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
       a[gids[i]] = (int64_t)((uint64_t)a[gids[i]] + (uint64_t)vals[i]); /* wraps */
     }
     for (; i < n; i++) a[gids[i]] = (int64_t)((uint64_t)a[gids[i]] + (uint64_t)vals[i]);
     break;
   case BS_AGG_MIN_I64:
     for (; i < m; i++) {
-      PREFETCH(&a[gids[i + PREFETCH_AHEAD]]);
+      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
       if (vals[i] < a[gids[i]]) a[gids[i]] = vals[i];
     }
     for (; i < n; i++)
@@ -500,7 +489,7 @@ int bs_comb_update_i64(bs_combiner *c, int agg, const uint32_t *gids, const int6
     break;
   default: /* BS_AGG_MAX_I64 */
     for (; i < m; i++) {
-      PREFETCH(&a[gids[i + PREFETCH_AHEAD]]);
+      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
       if (vals[i] > a[gids[i]]) a[gids[i]] = vals[i];
     }
     for (; i < n; i++)
@@ -525,14 +514,14 @@ int bs_comb_update_f64(bs_combiner *c, int agg, const uint32_t *gids, const doub
   switch (kind) {
   case BS_AGG_SUM_F64:
     for (; i < m; i++) {
-      PREFETCH(&a[gids[i + PREFETCH_AHEAD]]);
+      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
       a[gids[i]] += vals[i];
     }
     for (; i < n; i++) a[gids[i]] += vals[i];
     break;
   case BS_AGG_MIN_F64:
     for (; i < m; i++) {
-      PREFETCH(&a[gids[i + PREFETCH_AHEAD]]);
+      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
       double v = vals[i];
       if (v < a[gids[i]] || v != v) a[gids[i]] = v;
     }
@@ -543,7 +532,7 @@ int bs_comb_update_f64(bs_combiner *c, int agg, const uint32_t *gids, const doub
     break;
   default: /* BS_AGG_MAX_F64 */
     for (; i < m; i++) {
-      PREFETCH(&a[gids[i + PREFETCH_AHEAD]]);
+      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
       double v = vals[i];
       if (v > a[gids[i]] || v != v) a[gids[i]] = v;
     }
@@ -565,7 +554,7 @@ int bs_comb_update_count(bs_combiner *c, int agg, const uint32_t *gids, size_t n
   const size_t m = n > PREFETCH_AHEAD ? n - PREFETCH_AHEAD : 0;
   size_t i = 0;
   for (; i < m; i++) {
-    PREFETCH(&a[gids[i + PREFETCH_AHEAD]]);
+    BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
     a[gids[i]]++;
   }
   for (; i < n; i++) a[gids[i]]++;

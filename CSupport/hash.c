@@ -4,11 +4,13 @@
 
 #include <string.h>
 
+/* The widths of the fixed-width kernels. */
+static int fixed_width_ok(size_t w) { return w == 1 || w == 2 || w == 4 || w == 8 || w == 16; }
+
 /* One loop per width so that XXH3 is inlined with a constant length (the length dispatch
  * inside XXH3 folds away and only the 1-3, 4-8 or 9-16 byte path remains). */
 int bs_hash_fixed(const void *data, size_t width, size_t n, uint64_t seed, uint64_t *out) {
-  if (n == 0) return (width == 1 || width == 2 || width == 4 || width == 8 || width == 16)
-                         ? BS_OK : BS_EINVAL;
+  if (n == 0) return fixed_width_ok(width) ? BS_OK : BS_EINVAL;
   if (data == NULL || out == NULL) return BS_EINVAL;
   const uint8_t *p = (const uint8_t *)data;
   switch (width) {
@@ -113,7 +115,7 @@ int bs_partition_permutation(const uint32_t *part, size_t n, uint32_t nparts, ui
 int bs_group_values_fixed(const uint32_t *gid, size_t n, uint32_t ngroups, const void *src, size_t width,
                           uint64_t *starts, void *dst) {
   if (ngroups == 0 || starts == NULL) return BS_EINVAL;
-  if (!(width == 1 || width == 2 || width == 4 || width == 8 || width == 16)) return BS_EINVAL;
+  if (!fixed_width_ok(width)) return BS_EINVAL;
   if (n > 0 && (gid == NULL || src == NULL || dst == NULL)) return BS_EINVAL;
   memset(starts, 0, ((size_t)ngroups + 1) * sizeof *starts);
   for (size_t i = 0; i < n; i++) {
@@ -141,7 +143,7 @@ int bs_group_values_fixed(const uint32_t *gid, size_t n, uint32_t ngroups, const
 }
 
 int bs_gather_fixed(const void *src, size_t width, const uint32_t *perm, size_t n, void *dst) {
-  if (!(width == 1 || width == 2 || width == 4 || width == 8 || width == 16)) return BS_EINVAL;
+  if (!fixed_width_ok(width)) return BS_EINVAL;
   if (n == 0) return BS_OK;
   if (src == NULL || perm == NULL || dst == NULL) return BS_EINVAL;
   const uint8_t *s = (const uint8_t *)src;

@@ -1,6 +1,7 @@
 /* LSD radix sort with 11-bit digits. See bs_radix.h. */
 #include "bs_radix.h"
 #include "bs_error.h"
+#include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -158,12 +159,6 @@ static void insertion_sort(uint64_t *keys, uint32_t *perm, size_t n) {
     }
   }
 }
-
-#if defined(__GNUC__) || defined(__clang__)
-#define BS_NOINLINE __attribute__((noinline))
-#else
-#define BS_NOINLINE
-#endif
 
 /* Strategy. One read pass computes the histograms of all six digits of a range. A range
  * that is large (more than LSD_MAX keys) and whose highest varying digit spreads it into

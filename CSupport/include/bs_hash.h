@@ -30,7 +30,7 @@ static inline uint64_t bs_hash_one(const void *p, size_t len, uint64_t seed) {
 }
 
 /* A hint to load the cache line at p for writing: for Swift loops that index a table by
- * precomputed ids (the C loops use the builtin directly). */
+ * precomputed ids (the C loops prefetch on their own). */
 static inline void bs_prefetch_write(const void *p) { __builtin_prefetch(p, 1, 3); }
 
 /* out[i] = XXH3-64(bytes of element i, seed) for a fixed-width column.
