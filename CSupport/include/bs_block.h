@@ -94,12 +94,6 @@ int64_t bs_block_peek(const void *src, size_t len, bs_block_info *info);
 int64_t bs_block_decode(bs_block_decoder *d, const void *src, size_t len, void *dst,
                         size_t dst_cap, bs_block_info *info);
 
-/* Byte transposition of n elements of the given width (2, 4, 8 or 16): byte j of element i
- * goes to dst[j * n + i]. Groups the high bytes of small integers so zstd packs them.
- * Returns BS_OK or BS_EINVAL. bs_byte_unshuffle inverts it. src and dst must not overlap. */
-int bs_byte_shuffle(const void *src, size_t width, size_t n, void *dst);
-int bs_byte_unshuffle(const void *src, size_t width, size_t n, void *dst);
-
 /* Baseline for benchmarks: one ZSTD_compress call at level, returning the compressed size or
  * BS_ECOMPRESS; and one ZSTD_decompress. */
 int64_t bs_bench_zstd_compress(const void *src, size_t len, int level, void *dst, size_t cap);
