@@ -3,9 +3,13 @@
 #ifndef BS_ERROR_H
 #define BS_ERROR_H
 
-enum {
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum bs_error {
   BS_OK = 0,
-  BS_EINVAL = -1,          /* an argument is out of its documented range */
+  BS_EINVAL = -1,          /* an argument is out of its documented range, or NULL */
   BS_ENOMEM = -2,          /* an allocation failed */
   BS_ESHORT = -3,          /* block: fewer bytes than the header or the header's lengths need */
   BS_EMAGIC = -4,          /* block: the magic number is wrong (not a block) */
@@ -17,6 +21,16 @@ enum {
   BS_ECHECKSUM = -10,      /* block: the payload checksum does not match */
   BS_EDSTSIZE = -11,       /* the destination buffer is too small */
   BS_ECOMPRESS = -12,      /* block: zstd failed to compress */
-};
+  BS_EUNSUPPORTED = -13,   /* the platform's C library does not offer the operation */
+} bs_error;
 
+/* A static, NUL-terminated description of code: its constant's name, a colon and its
+ * meaning ("BS_ECHECKSUM: the payload checksum does not match"). Any other value, negative
+ * or positive, gives "unknown CSupport error code". Never NULL; the caller does not free
+ * it. */
+const char *bs_error_name(int code);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -154,7 +154,7 @@ import Testing
       return (Int(n), n > 0 ? codec(out) : BS_CODEC_RAW)
     }
     #expect(codecOf(text, room: text.count).1 == BS_CODEC_ZSTD)
-    #expect(codecOf(noise, room: 64).0 == Int(BS_EDSTSIZE))
+    #expect(codecOf(noise, room: 64).0 == Int(BS_EDSTSIZE.rawValue))
     #expect(codecOf(text, room: text.count).1 == BS_CODEC_ZSTD)
   }
 
