@@ -141,10 +141,10 @@ void bs_block_decoder_free(bs_block_decoder *d) {
   free(d);
 }
 
-size_t bs_block_bound(size_t raw_len) {
-  if (raw_len > BS_BLOCK_MAX_RAW) return 0;
+int64_t bs_block_bound(size_t raw_len) {
+  if (raw_len > BS_BLOCK_MAX_RAW) return BS_EINVAL;
   /* ZSTD_COMPRESSBOUND(n) >= n, so this also bounds a block stored raw. */
-  return BS_BLOCK_HEADER_SIZE + ZSTD_COMPRESSBOUND(raw_len);
+  return (int64_t)(BS_BLOCK_HEADER_SIZE + ZSTD_COMPRESSBOUND(raw_len));
 }
 
 static void write_header(uint8_t *h, uint16_t codec, uint64_t rows, uint32_t raw_len,

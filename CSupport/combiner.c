@@ -81,7 +81,7 @@ static int mul_overflows(size_t a, size_t b) { return b != 0 && a > SIZE_MAX / b
 
 /* Moves *p from old_count to new_count elements of size (bs_big_resize), keeping *p on
  * failure. */
-static int resize(void **p, size_t old_count, size_t new_count, size_t size) {
+static bs_error resize(void **p, size_t old_count, size_t new_count, size_t size) {
   if (mul_overflows(new_count, size)) return BS_ENOMEM;
   void *q = bs_big_resize(*p, old_count * size, new_count * size);
   if (q == NULL) return BS_ENOMEM;
@@ -95,7 +95,7 @@ static size_t koff_count(size_t gcap) { return gcap + 1; }
 /* Grows every per-group array to new_gcap entries. Every new array is made before any old
  * one goes, so on failure the combiner is unchanged and valid (each array's size stays what
  * gcap says, which freeing relies on). */
-static int grow_groups(bs_combiner *c, size_t new_gcap) {
+static bs_error grow_groups(bs_combiner *c, size_t new_gcap) {
   const size_t old = c->gcap;
   if (new_gcap == SIZE_MAX || mul_overflows(koff_count(new_gcap), sizeof(int64_t))) return BS_ENOMEM;
   void **arrays[2 + BS_COMB_MAX_AGGS];
@@ -125,7 +125,7 @@ static int grow_groups(bs_combiner *c, size_t new_gcap) {
   return BS_OK;
 }
 
-static int ensure_group_room(bs_combiner *c) {
+static bs_error ensure_group_room(bs_combiner *c) {
   if (c->groups < c->gcap) return BS_OK;
   if (c->groups >= MAX_GROUPS) return BS_ENOMEM;
   size_t n = c->gcap * 2;
@@ -173,7 +173,7 @@ static inline uint64_t key_tag(const uint8_t *key, size_t len, uint64_t h) {
 }
 
 /* Doubles the slot table and reinserts every group from its stored hash. */
-static int grow_table(bs_combiner *c) {
+static bs_error grow_table(bs_combiner *c) {
   if (c->cap > SIZE_MAX / 4 / sizeof(comb_slot)) return BS_ENOMEM;
   const size_t ncap = c->cap * 2, mask = ncap - 1;
   comb_slot *ns = slots_alloc(ncap);
@@ -264,17 +264,18 @@ void bs_comb_free(bs_combiner *c) {
   free(c);
 }
 
-void bs_comb_reset(bs_combiner *c) {
-  if (c == NULL) return;
+bs_error bs_comb_reset(bs_combiner *c) {
+  if (c == NULL) return BS_EINVAL;
   /* The capacity stays: a combiner that spilled once fills up again, and growing it back
    * would rehash and fault in the same memory again. */
   memset(c->slots, 0, slot_bytes(c->cap));
   if (c->kind == BS_COMB_KEY_BYTES) c->koff[0] = 0;
   for (int a = 0; a < c->nagg; a++) agg_init(c->akind[a], c->agg[a], 0, c->groups);
   c->groups = 0;
+  return BS_OK;
 }
 
-int bs_comb_add_agg(bs_combiner *c, bs_agg_kind kind) {
+int64_t bs_comb_add_agg(bs_combiner *c, bs_agg_kind kind) {
   if (c == NULL || c->groups != 0 || c->nagg >= BS_COMB_MAX_AGGS) return BS_EINVAL;
   if (kind < BS_AGG_SUM_I64 || kind > BS_AGG_COUNT) return BS_EINVAL;
   void *arr = bs_big_alloc(c->gcap * 8);
@@ -460,8 +461,8 @@ static int gids_valid(const uint32_t *gids, size_t n, size_t groups) {
   return (size_t)m < groups;
 }
 
-int bs_comb_update_i64(bs_combiner *c, int agg, const uint32_t *gids, const int64_t *vals,
-                       size_t n) {
+bs_error bs_comb_update_i64(bs_combiner *c, int agg, const uint32_t *gids, const int64_t *vals,
+                            size_t n) {
   if (c == NULL || agg < 0 || agg >= c->nagg) return BS_EINVAL;
   bs_agg_kind kind = c->akind[agg];
   if (kind != BS_AGG_SUM_I64 && kind != BS_AGG_MIN_I64 && kind != BS_AGG_MAX_I64)
@@ -501,8 +502,8 @@ int bs_comb_update_i64(bs_combiner *c, int agg, const uint32_t *gids, const int6
 
 /* f64 min/max propagate NaN: a NaN value replaces the group's value, and nothing replaces
  * a NaN (v < NaN and v > NaN are false). Equal values (-0.0 and +0.0) keep the first. */
-int bs_comb_update_f64(bs_combiner *c, int agg, const uint32_t *gids, const double *vals,
-                       size_t n) {
+bs_error bs_comb_update_f64(bs_combiner *c, int agg, const uint32_t *gids, const double *vals,
+                            size_t n) {
   if (c == NULL || agg < 0 || agg >= c->nagg) return BS_EINVAL;
   bs_agg_kind kind = c->akind[agg];
   if (!agg_is_f64(kind)) return BS_EINVAL;
@@ -545,7 +546,7 @@ int bs_comb_update_f64(bs_combiner *c, int agg, const uint32_t *gids, const doub
   return BS_OK;
 }
 
-int bs_comb_update_count(bs_combiner *c, int agg, const uint32_t *gids, size_t n) {
+bs_error bs_comb_update_count(bs_combiner *c, int agg, const uint32_t *gids, size_t n) {
   if (c == NULL || agg < 0 || agg >= c->nagg || c->akind[agg] != BS_AGG_COUNT)
     return BS_EINVAL;
   if (n == 0) return BS_OK;
@@ -561,7 +562,7 @@ int bs_comb_update_count(bs_combiner *c, int agg, const uint32_t *gids, size_t n
   return BS_OK;
 }
 
-size_t bs_comb_groups(const bs_combiner *c) { return c ? c->groups : 0; }
+int64_t bs_comb_groups(const bs_combiner *c) { return c ? (int64_t)c->groups : BS_EINVAL; }
 
 /* Bytes of the per-group arrays at gcap entries. */
 static size_t group_bytes(const bs_combiner *c, size_t gcap) {
@@ -571,8 +572,8 @@ static size_t group_bytes(const bs_combiner *c, size_t gcap) {
   return b + (size_t)c->nagg * bs_big_footprint(gcap * 8);
 }
 
-size_t bs_comb_room(const bs_combiner *c, size_t limit, size_t extra_per_group) {
-  if (c == NULL) return 0;
+int64_t bs_comb_room(const bs_combiner *c, size_t limit, size_t extra_per_group) {
+  if (c == NULL) return BS_EINVAL;
   size_t groups = c->groups, cap = c->cap, gcap = c->gcap, kbcap = c->kbcap;
   /* Bytes mode: new keys are taken to be as long as the ones so far (16 bytes at first). */
   size_t used = c->kind == BS_COMB_KEY_BYTES ? (size_t)c->koff[c->groups] : 0;
@@ -590,7 +591,7 @@ size_t bs_comb_room(const bs_combiner *c, size_t limit, size_t extra_per_group) 
       used += (next - groups) * per_key;
       groups = next;
     }
-    if (room >= ((size_t)1 << 40)) return room;
+    if (room >= ((size_t)1 << 40)) return (int64_t)room;
     size_t table = bs_big_footprint(slot_bytes(cap)), arrays = group_bytes(c, gcap);
     size_t kb = per_key ? bs_big_footprint(kbcap) : 0;
     size_t now = sizeof *c + table + arrays + kb + extra_per_group * gcap;
@@ -609,17 +610,19 @@ size_t bs_comb_room(const bs_combiner *c, size_t limit, size_t extra_per_group) 
       nkbcap = kbcap * 2 > used + per_key ? kbcap * 2 : used + per_key;
       peak += bs_big_footprint(nkbcap);
     }
-    if (peak > limit || ncap > SIZE_MAX / 4 / sizeof(comb_slot) || ngcap > MAX_GROUPS) return room;
+    if (peak > limit || ncap > SIZE_MAX / 4 / sizeof(comb_slot) || ngcap > MAX_GROUPS)
+      return (int64_t)room;
     cap = ncap;
     gcap = ngcap;
     kbcap = nkbcap;
   }
 }
 
-size_t bs_comb_bytes(const bs_combiner *c) {
-  if (c == NULL) return 0;
-  return sizeof *c + bs_big_footprint(slot_bytes(c->cap)) + group_bytes(c, c->gcap) +
-         (c->kind == BS_COMB_KEY_BYTES ? bs_big_footprint(c->kbcap) : 0);
+int64_t bs_comb_bytes(const bs_combiner *c) {
+  if (c == NULL) return BS_EINVAL;
+  size_t b = sizeof *c + bs_big_footprint(slot_bytes(c->cap)) + group_bytes(c, c->gcap) +
+             (c->kind == BS_COMB_KEY_BYTES ? bs_big_footprint(c->kbcap) : 0);
+  return (int64_t)b;
 }
 
 const uint64_t *bs_comb_hashes(const bs_combiner *c) { return c ? c->hashes : NULL; }
@@ -637,14 +640,15 @@ const void *bs_comb_agg_values(const bs_combiner *c, int agg) {
   return c->agg[agg];
 }
 
-int bs_comb_hash_order(const bs_combiner *c, uint32_t *perm, uint64_t *keys_buf,
-                       uint64_t *tmp_keys, uint32_t *tmp_perm) {
+bs_error bs_comb_hash_order(const bs_combiner *c, uint32_t *perm, uint64_t *keys_buf,
+                            uint64_t *tmp_keys, uint32_t *tmp_perm) {
   if (c == NULL) return BS_EINVAL;
   size_t n = c->groups;
   if (n == 0) return BS_OK;
   if (perm == NULL || keys_buf == NULL || tmp_keys == NULL || tmp_perm == NULL)
     return BS_EINVAL;
   memcpy(keys_buf, c->hashes, n * sizeof(uint64_t));
-  bs_iota_u32(perm, n);
+  bs_error e = bs_iota_u32(perm, n);
+  if (e != BS_OK) return e;
   return bs_radix_sort_u64(keys_buf, perm, n, tmp_keys, tmp_perm);
 }

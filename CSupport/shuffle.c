@@ -131,7 +131,7 @@ static size_t unshuffle8_sse2(const uint8_t *s, size_t n, uint8_t *d) {
 
 static int width_ok(size_t w) { return w == 2 || w == 4 || w == 8 || w == 16; }
 
-int bs_byte_shuffle(const void *src, size_t width, size_t n, void *dst) {
+bs_error bs_byte_shuffle(const void *src, size_t width, size_t n, void *dst) {
   if (!width_ok(width)) return BS_EINVAL;
   if (n == 0) return BS_OK;
   if (src == NULL || dst == NULL || n > SIZE_MAX / width) return BS_EINVAL;
@@ -165,7 +165,7 @@ int bs_byte_shuffle(const void *src, size_t width, size_t n, void *dst) {
   return BS_OK;
 }
 
-int bs_byte_unshuffle(const void *src, size_t width, size_t n, void *dst) {
+bs_error bs_byte_unshuffle(const void *src, size_t width, size_t n, void *dst) {
   if (!width_ok(width)) return BS_EINVAL;
   if (n == 0) return BS_OK;
   if (src == NULL || dst == NULL || n > SIZE_MAX / width) return BS_EINVAL;

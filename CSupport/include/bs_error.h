@@ -1,5 +1,17 @@
-/* Error codes shared by every CSupport kernel. Functions return 0 (or a size) on success and
- * one of these negative codes on failure; none of them aborts or prints. */
+/* Error codes shared by every CSupport kernel, and the conventions every header follows.
+ *
+ * Returns. A function that can fail returns one of:
+ *   - a bs_error: BS_OK (0) on success, a negative code on failure (bs_partition_permutation
+ *     and bs_group_values_fixed return theirs as an int);
+ *   - an int64_t size, count or index: >= 0 on success, a negative bs_error on failure;
+ *   - a pointer (a new object or buffer): NULL on failure, as its header says.
+ * A function that cannot fail returns void (the free functions) or its value (a hash).
+ * No function aborts or prints.
+ *
+ * NULL. A pointer to n elements may be NULL when n is 0. Otherwise every header says, for
+ * each pointer parameter, whether NULL is an error (BS_EINVAL, or a NULL result), a no-op
+ * (the free functions, as free(NULL)), or undefined behaviour (the few per-value inline
+ * helpers and benchmark baselines, which check nothing on purpose). */
 #ifndef BS_ERROR_H
 #define BS_ERROR_H
 

@@ -30,10 +30,13 @@ public final class BlockEncoder {
     guard raw.count <= Int(BS_BLOCK_MAX_RAW) else {
       throw SliceIOError.frame(.unsupported("a block of \(raw.count) bytes (the bound is \(BS_BLOCK_MAX_RAW))"))
     }
-    let bound = bs_block_bound(raw.count)
+    let bound = Int(bs_block_bound(raw.count))
     let dst = out.reserve(bound)
     let n = bs_block_encode(context, raw.baseAddress, raw.count, UInt64(rows), Int32(level), dst, bound)
-    guard n >= 0 else { throw SliceIOError.frame(.unsupported("zstd failed to compress a block (code \(n))")) }
+    guard n >= 0 else {
+      let error = String(cString: bs_error_name(Int32(clamping: n)))
+      throw SliceIOError.frame(.unsupported("a block could not be encoded (\(error))"))
+    }
     out.commit(Int(n))
   }
 }

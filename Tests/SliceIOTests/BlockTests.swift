@@ -89,7 +89,7 @@ import Testing
     // Small integers, byte-shuffled: their zero planes are runs.
     let values = (0..<50_000).map { _ in Int64(rng.next() % 1000) }
     var shuffled = [UInt8](repeating: 0, count: values.count * 8)
-    #expect(bs_byte_shuffle(values, 8, values.count, &shuffled) == 0)
+    #expect(bs_byte_shuffle(values, 8, values.count, &shuffled) == BS_OK)
     let block = try encode(shuffled, level: BlockEncoder.fast)
     #expect(codec(block) == BS_CODEC_RUNS)
     #expect(block.count < shuffled.count / 3, "6 of 8 byte planes are zeros")
@@ -212,8 +212,8 @@ import Testing
       let src = (0..<(n * width)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
       var mid = [UInt8](repeating: 0, count: src.count)
       var back = [UInt8](repeating: 0, count: src.count)
-      #expect(bs_byte_shuffle(src, width, n, &mid) == 0)
-      #expect(bs_byte_unshuffle(mid, width, n, &back) == 0)
+      #expect(bs_byte_shuffle(src, width, n, &mid) == BS_OK)
+      #expect(bs_byte_unshuffle(mid, width, n, &back) == BS_OK)
       #expect(back == src)
       #expect(mid[1] == src[width], "byte 0 of element 1 follows byte 0 of element 0")
     }
