@@ -58,6 +58,13 @@ struct bs_combiner {
   void *agg[BS_COMB_MAX_AGGS]; /* int64_t or double arrays of gcap entries */
 };
 
+/* bs_big_footprint as a size_t: SIZE_MAX, a size no limit admits, when it is not
+ * representable. */
+static size_t footprint(size_t bytes) {
+  int64_t f = bs_big_footprint(bytes);
+  return f < 0 ? SIZE_MAX : (size_t)f;
+}
+
 static size_t grow_limit(size_t cap) { return cap / LOAD_DEN * LOAD_NUM; }
 
 static int agg_is_f64(bs_agg_kind k) {
@@ -566,10 +573,10 @@ int64_t bs_comb_groups(const bs_combiner *c) { return c ? (int64_t)c->groups : B
 
 /* Bytes of the per-group arrays at gcap entries. */
 static size_t group_bytes(const bs_combiner *c, size_t gcap) {
-  size_t b = bs_big_footprint(gcap * sizeof(uint64_t));
-  b += c->kind == BS_COMB_KEY_U64 ? bs_big_footprint(gcap * sizeof(uint64_t))
-                                  : bs_big_footprint(koff_count(gcap) * sizeof(int64_t));
-  return b + (size_t)c->nagg * bs_big_footprint(gcap * 8);
+  size_t b = footprint(gcap * sizeof(uint64_t));
+  b += c->kind == BS_COMB_KEY_U64 ? footprint(gcap * sizeof(uint64_t))
+                                  : footprint(koff_count(gcap) * sizeof(int64_t));
+  return b + (size_t)c->nagg * footprint(gcap * 8);
 }
 
 int64_t bs_comb_room(const bs_combiner *c, size_t limit, size_t extra_per_group) {
@@ -592,14 +599,14 @@ int64_t bs_comb_room(const bs_combiner *c, size_t limit, size_t extra_per_group)
       groups = next;
     }
     if (room >= ((size_t)1 << 40)) return (int64_t)room;
-    size_t table = bs_big_footprint(slot_bytes(cap)), arrays = group_bytes(c, gcap);
-    size_t kb = per_key ? bs_big_footprint(kbcap) : 0;
+    size_t table = footprint(slot_bytes(cap)), arrays = group_bytes(c, gcap);
+    size_t kb = per_key ? footprint(kbcap) : 0;
     size_t now = sizeof *c + table + arrays + kb + extra_per_group * gcap;
     /* The growth that comes next holds the old and the new block of what grows. */
     size_t peak = now, ncap = cap, ngcap = gcap, nkbcap = kbcap;
     if (groups >= grow_limit(cap)) {
       ncap = cap * 2;
-      peak += bs_big_footprint(slot_bytes(ncap));
+      peak += footprint(slot_bytes(ncap));
     }
     if (groups >= gcap) {
       ngcap = gcap * 2;
@@ -608,7 +615,7 @@ int64_t bs_comb_room(const bs_combiner *c, size_t limit, size_t extra_per_group)
     }
     if (per_key && used + per_key > kbcap) {
       nkbcap = kbcap * 2 > used + per_key ? kbcap * 2 : used + per_key;
-      peak += bs_big_footprint(nkbcap);
+      peak += footprint(nkbcap);
     }
     if (peak > limit || ncap > SIZE_MAX / 4 / sizeof(comb_slot) || ngcap > MAX_GROUPS)
       return (int64_t)room;
@@ -620,8 +627,8 @@ int64_t bs_comb_room(const bs_combiner *c, size_t limit, size_t extra_per_group)
 
 int64_t bs_comb_bytes(const bs_combiner *c) {
   if (c == NULL) return BS_EINVAL;
-  size_t b = sizeof *c + bs_big_footprint(slot_bytes(c->cap)) + group_bytes(c, c->gcap) +
-             (c->kind == BS_COMB_KEY_BYTES ? bs_big_footprint(c->kbcap) : 0);
+  size_t b = sizeof *c + footprint(slot_bytes(c->cap)) + group_bytes(c, c->gcap) +
+             (c->kind == BS_COMB_KEY_BYTES ? footprint(c->kbcap) : 0);
   return (int64_t)b;
 }
 

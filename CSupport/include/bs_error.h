@@ -11,7 +11,8 @@
  * NULL. A pointer to n elements may be NULL when n is 0. Otherwise every header says, for
  * each pointer parameter, whether NULL is an error (BS_EINVAL, or a NULL result), a no-op
  * (the free functions, as free(NULL)), or undefined behaviour (the few per-value inline
- * helpers and benchmark baselines, which check nothing on purpose). */
+ * helpers and benchmark baselines, which check nothing on purpose). NULL never stands for
+ * a default object. */
 #ifndef BS_ERROR_H
 #define BS_ERROR_H
 
