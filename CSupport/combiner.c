@@ -34,7 +34,8 @@ typedef struct {
 #define MIN_SLOTS ((size_t)16)
 #define MIN_GROUPS ((size_t)8)
 #define MIN_KEY_BYTES ((size_t)256)
-/* Rows ahead whose slot (or aggregate) is prefetched (32 measured best here, 8..64 tried). */
+/* Rows ahead whose slot (or aggregate) is prefetched: far enough ahead for the line to
+ * arrive before its row, near enough that it is still in cache then. */
 #ifndef PREFETCH_AHEAD
 #define PREFETCH_AHEAD 32
 #endif
