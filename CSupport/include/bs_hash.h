@@ -44,9 +44,8 @@ static inline void bs_prefetch_write(const void *p) { __builtin_prefetch(p, 1, 3
 bs_error bs_hash_fixed(const void *data, size_t width, size_t n, uint64_t seed, uint64_t *out);
 
 /* out[i] = XXH3-64(bytes[offsets[i] ..< offsets[i+1]], seed) for an offsets+bytes column.
- * offsets has n+1 entries. The caller guarantees
- * they are non-decreasing and in bounds; a decreasing pair hashes as the empty string.
- * bytes may be NULL when every key is empty. */
+ * offsets has n+1 entries. The caller guarantees they are non-decreasing and in bounds; a
+ * decreasing pair hashes as the empty string. bytes may be NULL when every key is empty. */
 bs_error bs_hash_bytes(const int64_t *offsets, const uint8_t *bytes, size_t n, uint64_t seed,
                        uint64_t *out);
 
@@ -62,8 +61,8 @@ bs_error bs_hash_partition(const uint64_t *h, size_t n, uint32_t nparts, uint32_
 /* A counting sort of row indices by partition id, stable within a partition.
  * starts (never NULL) has nparts+1 entries: rows of partition p are
  * perm[starts[p] ..< starts[p+1]]. Returns BS_OK, or BS_EINVAL if nparts is 0, a part id is
- * >= nparts, n does not fit in uint32, or a pointer is NULL. The bs_error comes as an int:
- * Swift callers compare it with 0. */
+ * >= nparts, n does not fit in uint32, or a pointer is NULL. (The bs_error comes as an int,
+ * which Swift callers compare with 0.) */
 int bs_partition_permutation(const uint32_t *part, size_t n, uint32_t nparts, uint64_t *starts,
                              uint32_t *perm);
 
