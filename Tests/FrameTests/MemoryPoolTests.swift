@@ -81,4 +81,17 @@ import Testing
     #expect(stats(pool).cap == 8 << 20)
     #expect(stats(pool).bytes == 0)
   }
+
+  /// Emptying a pool gives back, and reports, exactly what it held.
+  @Test func emptyingAPoolReportsTheBytesItGaveBack() throws {
+    let pool = try #require(bs_pool_new(64 << 20))
+    defer { _ = bs_pool_destroy(pool) }
+    let blocks = try [5 << 20, 9 << 20].map { ($0, try #require(bs_pool_buffer_alloc(pool, $0))) }
+    for (bytes, p) in blocks { #expect(bs_pool_buffer_free(pool, p, bytes) == BS_OK) }
+    let held = stats(pool).bytes
+    #expect(held == (6 << 20) + (10 << 20), "whole 2 MiB huge pages")
+    #expect(bs_pool_empty(pool) == Int64(held))
+    #expect(stats(pool).bytes == 0)
+    #expect(bs_pool_empty(pool) == 0)
+  }
 }

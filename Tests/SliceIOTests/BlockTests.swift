@@ -218,4 +218,32 @@ import Testing
       #expect(mid[1] == src[width], "byte 0 of element 1 follows byte 0 of element 0")
     }
   }
+
+  @Test func byteShuffleRejectsAnotherWidthAndNullBuffers() {
+    let src = [UInt8](repeating: 1, count: 64)
+    var dst = [UInt8](repeating: 0, count: 64)
+    #expect(bs_byte_shuffle(src, 3, 8, &dst) == BS_EINVAL)
+    #expect(bs_byte_unshuffle(src, 1, 8, &dst) == BS_EINVAL)
+    #expect(bs_byte_shuffle(nil, 8, 8, &dst) == BS_EINVAL)
+    #expect(bs_byte_unshuffle(src, 8, 8, nil) == BS_EINVAL)
+    #expect(bs_byte_shuffle(nil, 8, 0, nil) == BS_OK)
+  }
+
+  /// The bound is a size or BS_EINVAL, never a 0 to mistake for room.
+  @Test func aBlockOverTheRawBoundHasNoBound() {
+    let max = Int(BS_BLOCK_MAX_RAW)
+    #expect(bs_block_bound(max + 1) == Int64(BS_EINVAL.rawValue))
+    #expect(bs_block_bound(max) >= Int64(max) + Int64(BS_BLOCK_HEADER_SIZE))
+    #expect(bs_block_bound(0) >= Int64(BS_BLOCK_HEADER_SIZE))
+  }
+
+  @Test func aNullContextIsAnErrorAndFreesAsANoOp() {
+    let raw = [UInt8](repeating: 7, count: 100)
+    var dst = [UInt8](repeating: 0, count: 4096)
+    let einval = Int64(BS_EINVAL.rawValue)
+    #expect(bs_block_encode(nil, raw, raw.count, 1, 3, &dst, dst.count) == einval)
+    #expect(bs_block_decode(nil, dst, dst.count, nil, 0, nil) == einval)
+    bs_block_encoder_free(nil)
+    bs_block_decoder_free(nil)
+  }
 }
