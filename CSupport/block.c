@@ -3,6 +3,7 @@
 #include "bs_block.h"
 #include "bs_error.h"
 #include "bs_hash.h" /* XXH3, inlined */
+#include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -33,30 +34,6 @@ enum {
 /* A zstd or runs payload ends with the XXH3-64 of the frame or tokens. */
 #define BS_BLOCK_TRAILER 8u
 
-/* Explicit little-endian stores and loads, byte by byte (compilers fold them into single
- * moves on little-endian hosts); no struct punning of unaligned memory. */
-static void put16(uint8_t *p, uint16_t v) {
-  p[0] = (uint8_t)v;
-  p[1] = (uint8_t)(v >> 8);
-}
-static void put32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static uint32_t get32(const uint8_t *p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
-  return v;
-}
-static uint64_t get64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-  return v;
-}
-
 /* The runs codec: tokens, each a u32 little-endian (length << 1 | kind) then, for a run
  * (kind 1), the repeated byte, or for literals (kind 0), length bytes. Lengths are at least
  * 1. Runs shorter than RUN_MIN stay inside literals, so a token costs at most 4 bytes for
@@ -67,7 +44,7 @@ static uint64_t get64(const uint8_t *p) {
 static int put_token(uint8_t *out, size_t cap, size_t *o, uint32_t token, const uint8_t *bytes,
                      size_t n) {
   if (cap - *o < 4 || cap - *o - 4 < n) return 0;
-  put32(out + *o, token);
+  bs_store32le(out + *o, token);
   if (n) memcpy(out + *o + 4, bytes, n);
   *o += 4 + n;
   return 1;
@@ -111,7 +88,7 @@ static int64_t runs_decode(const uint8_t *p, size_t len, uint8_t *dst, size_t ra
   size_t i = 0, o = 0;
   while (i < len) {
     if (len - i < 4) return BS_ELENGTH;
-    uint32_t token = get32(p + i);
+    uint32_t token = bs_load32le(p + i);
     size_t n = token >> 1;
     i += 4;
     if (n == 0 || raw_len - o < n) return BS_ELENGTH;
@@ -164,27 +141,27 @@ void bs_block_decoder_free(bs_block_decoder *d) {
   free(d);
 }
 
-size_t bs_block_bound(size_t raw_len) {
-  if (raw_len > BS_BLOCK_MAX_RAW) return 0;
+int64_t bs_block_bound(size_t raw_len) {
+  if (raw_len > BS_BLOCK_MAX_RAW) return BS_EINVAL;
   /* ZSTD_COMPRESSBOUND(n) >= n, so this also bounds a block stored raw. */
-  return BS_BLOCK_HEADER_SIZE + ZSTD_COMPRESSBOUND(raw_len);
+  return (int64_t)(BS_BLOCK_HEADER_SIZE + ZSTD_COMPRESSBOUND(raw_len));
 }
 
 static void write_header(uint8_t *h, uint16_t codec, uint64_t rows, uint32_t raw_len,
                          uint32_t payload_len, uint64_t raw_sum) {
-  put32(h + H_MAGIC, BS_BLOCK_MAGIC);
-  put16(h + H_VERSION, (uint16_t)BS_BLOCK_VERSION);
-  put16(h + H_CODEC, codec);
-  put64(h + H_ROWS, rows);
-  put32(h + H_RAW_LEN, raw_len);
-  put32(h + H_PAYLOAD_LEN, payload_len);
-  put64(h + H_RAW_SUM, raw_sum);
-  put64(h + H_HEADER_SUM, XXH3_64bits(h, H_CHECKED));
+  bs_store32le(h + H_MAGIC, BS_BLOCK_MAGIC);
+  bs_store16le(h + H_VERSION, (uint16_t)BS_BLOCK_VERSION);
+  bs_store16le(h + H_CODEC, codec);
+  bs_store64le(h + H_ROWS, rows);
+  bs_store32le(h + H_RAW_LEN, raw_len);
+  bs_store32le(h + H_PAYLOAD_LEN, payload_len);
+  bs_store64le(h + H_RAW_SUM, raw_sum);
+  bs_store64le(h + H_HEADER_SUM, XXH3_64bits(h, H_CHECKED));
 }
 
 /* Appends the XXH3-64 trailer to the r coded bytes at payload; returns the payload size. */
 static size_t seal(uint8_t *payload, size_t r) {
-  put64(payload + r, XXH3_64bits(payload, r));
+  bs_store64le(payload + r, XXH3_64bits(payload, r));
   return r + BS_BLOCK_TRAILER;
 }
 
@@ -276,12 +253,12 @@ int64_t bs_block_peek(const void *src, size_t len, bs_block_info *info) {
   if (src == NULL && len > 0) return BS_EINVAL;
   if (len < BS_BLOCK_HEADER_SIZE) return BS_ESHORT;
   const uint8_t *h = (const uint8_t *)src;
-  if (get32(h + H_MAGIC) != BS_BLOCK_MAGIC) return BS_EMAGIC;
-  if (get16(h + H_VERSION) != BS_BLOCK_VERSION) return BS_EVERSION;
-  if (get64(h + H_HEADER_SUM) != XXH3_64bits(h, H_CHECKED)) return BS_EHEADER;
-  uint16_t codec = get16(h + H_CODEC);
+  if (bs_load32le(h + H_MAGIC) != BS_BLOCK_MAGIC) return BS_EMAGIC;
+  if (bs_load16le(h + H_VERSION) != BS_BLOCK_VERSION) return BS_EVERSION;
+  if (bs_load64le(h + H_HEADER_SUM) != XXH3_64bits(h, H_CHECKED)) return BS_EHEADER;
+  uint16_t codec = bs_load16le(h + H_CODEC);
   if (codec != BS_CODEC_RAW && codec != BS_CODEC_ZSTD && codec != BS_CODEC_RUNS) return BS_ECODEC;
-  uint32_t raw_len = get32(h + H_RAW_LEN), payload_len = get32(h + H_PAYLOAD_LEN);
+  uint32_t raw_len = bs_load32le(h + H_RAW_LEN), payload_len = bs_load32le(h + H_PAYLOAD_LEN);
   if (raw_len > BS_BLOCK_MAX_RAW) return BS_ELENGTH;
   if (codec == BS_CODEC_RAW) {
     if (payload_len != raw_len) return BS_ELENGTH;
@@ -291,11 +268,11 @@ int64_t bs_block_peek(const void *src, size_t len, bs_block_info *info) {
     if (payload_len <= BS_BLOCK_TRAILER || payload_len >= raw_len) return BS_ELENGTH;
   }
   if (info != NULL) {
-    info->rows = get64(h + H_ROWS);
+    info->rows = bs_load64le(h + H_ROWS);
     info->raw_len = raw_len;
     info->payload_len = payload_len;
     info->codec = codec;
-    info->raw_checksum = get64(h + H_RAW_SUM);
+    info->raw_checksum = bs_load64le(h + H_RAW_SUM);
   }
   return (int64_t)BS_BLOCK_HEADER_SIZE + (int64_t)payload_len;
 }
@@ -318,7 +295,7 @@ int64_t bs_block_decode(bs_block_decoder *d, const void *src, size_t len, void *
     /* The trailer covers the coded bytes, including the bits zstd itself ignores (reserved
      * and padding bits). */
     size_t flen = hi.payload_len - BS_BLOCK_TRAILER;
-    if (get64(payload + flen) != XXH3_64bits(payload, flen)) return BS_ECHECKSUM;
+    if (bs_load64le(payload + flen) != XXH3_64bits(payload, flen)) return BS_ECHECKSUM;
     if (hi.codec == BS_CODEC_RUNS) {
       int64_t r = runs_decode(payload, flen, (uint8_t *)dst, hi.raw_len);
       if (r < 0) return r;
@@ -333,225 +310,6 @@ int64_t bs_block_decode(bs_block_decoder *d, const void *src, size_t len, void *
   }
   if (info != NULL) *info = hi;
   return (int64_t)hi.raw_len;
-}
-
-/* Byte transposition. The fast path transposes 8x8 byte tiles held in eight u64 (three
- * rounds of masked swaps: 4-byte, 2-byte, then 1-byte blocks), which is its own inverse:
- * x[k] byte j <-> x[j] byte k. Words are read and written as little-endian, so the result
- * does not depend on the host. */
-static inline uint64_t load64le(const uint8_t *p) {
-  uint64_t v;
-  memcpy(&v, p, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-  v = __builtin_bswap64(v);
-#endif
-  return v;
-}
-static inline void store64le(uint8_t *p, uint64_t v) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-  v = __builtin_bswap64(v);
-#endif
-  memcpy(p, &v, 8);
-}
-
-static inline void transpose8(uint64_t x[8]) {
-  for (int k = 0; k < 4; k++) {
-    uint64_t t = ((x[k] >> 32) ^ x[k + 4]) & 0x00000000FFFFFFFFull;
-    x[k] ^= t << 32;
-    x[k + 4] ^= t;
-  }
-  for (int k = 0; k < 8; k += (k & 1) ? 3 : 1) { /* k = 0, 1, 4, 5 */
-    uint64_t t = ((x[k] >> 16) ^ x[k + 2]) & 0x0000FFFF0000FFFFull;
-    x[k] ^= t << 16;
-    x[k + 2] ^= t;
-  }
-  for (int k = 0; k < 8; k += 2) {
-    uint64_t t = ((x[k] >> 8) ^ x[k + 1]) & 0x00FF00FF00FF00FFull;
-    x[k] ^= t << 8;
-    x[k + 1] ^= t;
-  }
-}
-
-/* Shuffle of cnt elements (of a column of n: streams are n bytes apart) of width
- * w = 8 * lanes (lanes = 1 or 2) in tiles of 8 elements: lane l holds bytes 8l..8l+7 of
- * each element. */
-static void shuffle_tiles(const uint8_t *s, size_t w, size_t cnt, size_t n, uint8_t *d,
-                          size_t *done) {
-  size_t i = 0;
-  for (; i + 8 <= cnt; i += 8) {
-    for (size_t l = 0; l < w / 8; l++) {
-      uint64_t x[8];
-      for (size_t k = 0; k < 8; k++) x[k] = load64le(s + (i + k) * w + 8 * l);
-      transpose8(x);
-      for (size_t j = 0; j < 8; j++) store64le(d + (8 * l + j) * n + i, x[j]);
-    }
-  }
-  *done = i;
-}
-
-static void unshuffle_tiles(const uint8_t *s, size_t w, size_t cnt, size_t n, uint8_t *d,
-                            size_t *done) {
-  size_t i = 0;
-  for (; i + 8 <= cnt; i += 8) {
-    for (size_t l = 0; l < w / 8; l++) {
-      uint64_t x[8];
-      for (size_t j = 0; j < 8; j++) x[j] = load64le(s + (8 * l + j) * n + i);
-      transpose8(x);
-      for (size_t k = 0; k < 8; k++) store64le(d + (i + k) * w + 8 * l, x[k]);
-    }
-  }
-  *done = i;
-}
-
-/* Width 4: a 4x4 tile of bytes in four u32, two rounds of masked swaps. */
-static inline void transpose4(uint32_t x[4]) {
-  for (int k = 0; k < 2; k++) {
-    uint32_t t = ((x[k] >> 16) ^ x[k + 2]) & 0x0000FFFFu;
-    x[k] ^= t << 16;
-    x[k + 2] ^= t;
-  }
-  for (int k = 0; k < 4; k += 2) {
-    uint32_t t = ((x[k] >> 8) ^ x[k + 1]) & 0x00FF00FFu;
-    x[k] ^= t << 8;
-    x[k + 1] ^= t;
-  }
-}
-static inline uint32_t load32le(const uint8_t *p) {
-  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-         ((uint32_t)p[3] << 24);
-}
-static inline void store32le(uint8_t *p, uint32_t v) {
-  p[0] = (uint8_t)v;
-  p[1] = (uint8_t)(v >> 8);
-  p[2] = (uint8_t)(v >> 16);
-  p[3] = (uint8_t)(v >> 24);
-}
-
-#if defined(__SSE2__)
-#include <emmintrin.h>
-/* Width 8 with SSE2, 16 elements (128 bytes) per step: a 16x8 byte transpose by three
- * rounds of unpacks. Returns the elements done. */
-static size_t shuffle8_sse2(const uint8_t *s, size_t n, uint8_t *d) {
-  size_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    __m128i a[8], b[8];
-    for (int k = 0; k < 8; k++) {
-      a[k] = _mm_loadu_si128((const __m128i *)(const void *)(s + 8 * i + 16 * k));
-      /* bytes of elements 2k and 2k+1 interleaved: e0b0 e1b0 e0b1 e1b1 ... */
-      b[k] = _mm_unpacklo_epi8(a[k], _mm_shuffle_epi32(a[k], 0x4e));
-    }
-    for (int k = 0; k < 4; k++) {
-      a[2 * k] = _mm_unpacklo_epi16(b[2 * k], b[2 * k + 1]);
-      a[2 * k + 1] = _mm_unpackhi_epi16(b[2 * k], b[2 * k + 1]);
-    }
-    for (int k = 0, l = 0; k < 4; k++, l++) {
-      if (k == 2) l += 2;
-      b[2 * k] = _mm_unpacklo_epi32(a[l], a[l + 2]);
-      b[2 * k + 1] = _mm_unpackhi_epi32(a[l], a[l + 2]);
-    }
-    for (int k = 0; k < 4; k++) {
-      a[2 * k] = _mm_unpacklo_epi64(b[k], b[k + 4]);
-      a[2 * k + 1] = _mm_unpackhi_epi64(b[k], b[k + 4]);
-    }
-    for (size_t j = 0; j < 8; j++) _mm_storeu_si128((__m128i *)(void *)(d + j * n + i), a[j]);
-  }
-  return i;
-}
-
-static size_t unshuffle8_sse2(const uint8_t *s, size_t n, uint8_t *d) {
-  size_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    __m128i a[8], b[8];
-    for (size_t j = 0; j < 8; j++)
-      a[j] = _mm_loadu_si128((const __m128i *)(const void *)(s + j * n + i));
-    for (int j = 0; j < 4; j++) {
-      b[j] = _mm_unpacklo_epi8(a[2 * j], a[2 * j + 1]);
-      b[4 + j] = _mm_unpackhi_epi8(a[2 * j], a[2 * j + 1]);
-    }
-    for (int j = 0; j < 4; j++) {
-      a[j] = _mm_unpacklo_epi16(b[2 * j], b[2 * j + 1]);
-      a[4 + j] = _mm_unpackhi_epi16(b[2 * j], b[2 * j + 1]);
-    }
-    for (int j = 0; j < 4; j++) {
-      b[j] = _mm_unpacklo_epi32(a[2 * j], a[2 * j + 1]);
-      b[4 + j] = _mm_unpackhi_epi32(a[2 * j], a[2 * j + 1]);
-    }
-    static const int order[8] = {0, 4, 2, 6, 1, 5, 3, 7};
-    for (int k = 0; k < 8; k++)
-      _mm_storeu_si128((__m128i *)(void *)(d + 8 * i + 16 * k), b[order[k]]);
-  }
-  return i;
-}
-#endif
-
-static int width_ok(size_t w) { return w == 2 || w == 4 || w == 8 || w == 16; }
-
-int bs_byte_shuffle(const void *src, size_t width, size_t n, void *dst) {
-  if (!width_ok(width)) return BS_EINVAL;
-  if (n == 0) return BS_OK;
-  if (src == NULL || dst == NULL || n > SIZE_MAX / width) return BS_EINVAL;
-  const uint8_t *s = (const uint8_t *)src;
-  uint8_t *d = (uint8_t *)dst;
-  size_t i = 0;
-  if (width == 2) {
-    for (; i < n; i++) {
-      d[i] = s[2 * i];
-      d[n + i] = s[2 * i + 1];
-    }
-    return BS_OK;
-  }
-  if (width == 4) {
-    for (; i + 4 <= n; i += 4) {
-      uint32_t x[4];
-      for (size_t k = 0; k < 4; k++) x[k] = load32le(s + 4 * (i + k));
-      transpose4(x);
-      for (size_t j = 0; j < 4; j++) store32le(d + j * n + i, x[j]);
-    }
-  } else {
-#if defined(__SSE2__)
-    if (width == 8) i = shuffle8_sse2(s, n, d);
-#endif
-    size_t done;
-    shuffle_tiles(s + i * width, width, n - i, n, d + i, &done);
-    i += done;
-  }
-  for (; i < n; i++)
-    for (size_t j = 0; j < width; j++) d[j * n + i] = s[i * width + j];
-  return BS_OK;
-}
-
-int bs_byte_unshuffle(const void *src, size_t width, size_t n, void *dst) {
-  if (!width_ok(width)) return BS_EINVAL;
-  if (n == 0) return BS_OK;
-  if (src == NULL || dst == NULL || n > SIZE_MAX / width) return BS_EINVAL;
-  const uint8_t *s = (const uint8_t *)src;
-  uint8_t *d = (uint8_t *)dst;
-  size_t i = 0;
-  if (width == 2) {
-    for (; i < n; i++) {
-      d[2 * i] = s[i];
-      d[2 * i + 1] = s[n + i];
-    }
-    return BS_OK;
-  }
-  if (width == 4) {
-    for (; i + 4 <= n; i += 4) {
-      uint32_t x[4];
-      for (size_t j = 0; j < 4; j++) x[j] = load32le(s + j * n + i);
-      transpose4(x);
-      for (size_t k = 0; k < 4; k++) store32le(d + 4 * (i + k), x[k]);
-    }
-  } else {
-#if defined(__SSE2__)
-    if (width == 8) i = unshuffle8_sse2(s, n, d);
-#endif
-    size_t done;
-    unshuffle_tiles(s + i, width, n - i, n, d + i * width, &done);
-    i += done;
-  }
-  for (; i < n; i++)
-    for (size_t j = 0; j < width; j++) d[i * width + j] = s[j * n + i];
-  return BS_OK;
 }
 
 int64_t bs_bench_zstd_compress(const void *src, size_t len, int level, void *dst, size_t cap) {

@@ -4,6 +4,7 @@
 #include "bs_error.h"
 #include "bs_memory.h"
 #include "bs_radix.h"
+#include "internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -33,24 +34,13 @@ typedef struct {
 #define MIN_SLOTS ((size_t)16)
 #define MIN_GROUPS ((size_t)8)
 #define MIN_KEY_BYTES ((size_t)256)
-/* Rows ahead whose slot (or aggregate) is prefetched (32 measured best here, 8..64 tried). */
+/* Rows ahead whose slot (or aggregate) is prefetched: far enough ahead for the line to
+ * arrive before its row, near enough that it is still in cache then. */
 #ifndef PREFETCH_AHEAD
 #define PREFETCH_AHEAD 32
 #endif
 /* gid_plus1 is a u32, and 0 means empty. */
 #define MAX_GROUPS ((size_t)UINT32_MAX - 1)
-
-#if defined(__GNUC__) || defined(__clang__)
-#define BS_NOINLINE __attribute__((noinline))
-#define PREFETCH(p) __builtin_prefetch((p), 1, 3)
-#define LIKELY(x) __builtin_expect(!!(x), 1)
-#define UNLIKELY(x) __builtin_expect(!!(x), 0)
-#else
-#define BS_NOINLINE
-#define PREFETCH(p) ((void)0)
-#define LIKELY(x) (x)
-#define UNLIKELY(x) (x)
-#endif
 
 struct bs_combiner {
   bs_comb_key_kind kind;
@@ -68,6 +58,13 @@ struct bs_combiner {
   bs_agg_kind akind[BS_COMB_MAX_AGGS];
   void *agg[BS_COMB_MAX_AGGS]; /* int64_t or double arrays of gcap entries */
 };
+
+/* bs_big_footprint as a size_t: SIZE_MAX, a size no limit admits, when it is not
+ * representable. */
+static size_t footprint(size_t bytes) {
+  int64_t f = bs_big_footprint(bytes);
+  return f < 0 ? SIZE_MAX : (size_t)f;
+}
 
 static size_t grow_limit(size_t cap) { return cap / LOAD_DEN * LOAD_NUM; }
 
@@ -92,7 +89,7 @@ static int mul_overflows(size_t a, size_t b) { return b != 0 && a > SIZE_MAX / b
 
 /* Moves *p from old_count to new_count elements of size (bs_big_resize), keeping *p on
  * failure. */
-static int resize(void **p, size_t old_count, size_t new_count, size_t size) {
+static bs_error resize(void **p, size_t old_count, size_t new_count, size_t size) {
   if (mul_overflows(new_count, size)) return BS_ENOMEM;
   void *q = bs_big_resize(*p, old_count * size, new_count * size);
   if (q == NULL) return BS_ENOMEM;
@@ -106,7 +103,7 @@ static size_t koff_count(size_t gcap) { return gcap + 1; }
 /* Grows every per-group array to new_gcap entries. Every new array is made before any old
  * one goes, so on failure the combiner is unchanged and valid (each array's size stays what
  * gcap says, which freeing relies on). */
-static int grow_groups(bs_combiner *c, size_t new_gcap) {
+static bs_error grow_groups(bs_combiner *c, size_t new_gcap) {
   const size_t old = c->gcap;
   if (new_gcap == SIZE_MAX || mul_overflows(koff_count(new_gcap), sizeof(int64_t))) return BS_ENOMEM;
   void **arrays[2 + BS_COMB_MAX_AGGS];
@@ -136,7 +133,7 @@ static int grow_groups(bs_combiner *c, size_t new_gcap) {
   return BS_OK;
 }
 
-static int ensure_group_room(bs_combiner *c) {
+static bs_error ensure_group_room(bs_combiner *c) {
   if (c->groups < c->gcap) return BS_OK;
   if (c->groups >= MAX_GROUPS) return BS_ENOMEM;
   size_t n = c->gcap * 2;
@@ -184,7 +181,7 @@ static inline uint64_t key_tag(const uint8_t *key, size_t len, uint64_t h) {
 }
 
 /* Doubles the slot table and reinserts every group from its stored hash. */
-static int grow_table(bs_combiner *c) {
+static bs_error grow_table(bs_combiner *c) {
   if (c->cap > SIZE_MAX / 4 / sizeof(comb_slot)) return BS_ENOMEM;
   const size_t ncap = c->cap * 2, mask = ncap - 1;
   comb_slot *ns = slots_alloc(ncap);
@@ -203,8 +200,8 @@ static int grow_table(bs_combiner *c) {
     }
   } else {
     for (size_t g = 0; g < c->groups; g++) {
-      if (LIKELY(g + PREFETCH_AHEAD < c->groups))
-        PREFETCH(&ns[bucket_of(c->hashes[g + PREFETCH_AHEAD], mask)]);
+      if (BS_LIKELY(g + PREFETCH_AHEAD < c->groups))
+        BS_PREFETCH_WRITE(&ns[bucket_of(c->hashes[g + PREFETCH_AHEAD], mask)]);
       uint64_t h = c->hashes[g];
       size_t base = bucket_of(h, mask);
       while (ns[base + BUCKET - 1].gid_plus1 != 0) base = (base + BUCKET) & mask;
@@ -275,17 +272,18 @@ void bs_comb_free(bs_combiner *c) {
   free(c);
 }
 
-void bs_comb_reset(bs_combiner *c) {
-  if (c == NULL) return;
+bs_error bs_comb_reset(bs_combiner *c) {
+  if (c == NULL) return BS_EINVAL;
   /* The capacity stays: a combiner that spilled once fills up again, and growing it back
    * would rehash and fault in the same memory again. */
   memset(c->slots, 0, slot_bytes(c->cap));
   if (c->kind == BS_COMB_KEY_BYTES) c->koff[0] = 0;
   for (int a = 0; a < c->nagg; a++) agg_init(c->akind[a], c->agg[a], 0, c->groups);
   c->groups = 0;
+  return BS_OK;
 }
 
-int bs_comb_add_agg(bs_combiner *c, bs_agg_kind kind) {
+int64_t bs_comb_add_agg(bs_combiner *c, bs_agg_kind kind) {
   if (c == NULL || c->groups != 0 || c->nagg >= BS_COMB_MAX_AGGS) return BS_EINVAL;
   if (kind < BS_AGG_SUM_I64 || kind > BS_AGG_COUNT) return BS_EINVAL;
   void *arr = bs_big_alloc(c->gcap * 8);
@@ -355,8 +353,8 @@ int64_t bs_comb_groups_u64(bs_combiner *c, const uint64_t *keys, const uint64_t 
   const comb_slot *slots = c->slots;
   size_t mask = c->cap - 1;
   for (size_t i = 0; i < n; i++) {
-    if (LIKELY(i + PREFETCH_AHEAD < n))
-      PREFETCH(&slots[bucket_of(hashes[i + PREFETCH_AHEAD], mask)]);
+    if (BS_LIKELY(i + PREFETCH_AHEAD < n))
+      BS_PREFETCH_WRITE(&slots[bucket_of(hashes[i + PREFETCH_AHEAD], mask)]);
     const uint64_t key = keys[i];
     /* Fast path: the key sits in its home bucket. The gid is selected without branches
      * (which slot matches is random, so a branch on it would be mispredicted): at most one
@@ -367,7 +365,7 @@ int64_t bs_comb_groups_u64(bs_combiner *c, const uint64_t *keys, const uint64_t 
                   (b[1].gid_plus1 & (0u - (uint32_t)(b[1].k == key))) |
                   (b[2].gid_plus1 & (0u - (uint32_t)(b[2].k == key))) |
                   (b[3].gid_plus1 & (0u - (uint32_t)(b[3].k == key)));
-    if (LIKELY(g1 != 0)) {
+    if (BS_LIKELY(g1 != 0)) {
       gids[i] = g1 - 1;
       continue;
     }
@@ -439,8 +437,8 @@ int64_t bs_comb_groups_bytes(bs_combiner *c, const int64_t *offsets, const uint8
   const comb_slot *slots = c->slots;
   size_t mask = c->cap - 1;
   for (size_t i = 0; i < n; i++) {
-    if (LIKELY(i + PREFETCH_AHEAD < n))
-      PREFETCH(&slots[bucket_of(hashes[i + PREFETCH_AHEAD], mask)]);
+    if (BS_LIKELY(i + PREFETCH_AHEAD < n))
+      BS_PREFETCH_WRITE(&slots[bucket_of(hashes[i + PREFETCH_AHEAD], mask)]);
     const uint64_t h = hashes[i];
     const size_t len = (size_t)(offsets[i + 1] - offsets[i]);
     const uint8_t *key = len ? bytes + offsets[i] : NULL;
@@ -448,9 +446,9 @@ int64_t bs_comb_groups_bytes(bs_combiner *c, const int64_t *offsets, const uint8
     const uint64_t tag = key_tag(key, len, h);
     const comb_slot *b = &slots[bucket_of(h, mask)];
     unsigned m = bucket_match(b, tag);
-    if (LIKELY(m != 0)) {
+    if (BS_LIKELY(m != 0)) {
       uint32_t g1 = b[first_bit(m)].gid_plus1;
-      if (LIKELY(g1 != 0) && (len <= SHORT_KEY || same_key(c, g1 - 1, key, len))) {
+      if (BS_LIKELY(g1 != 0) && (len <= SHORT_KEY || same_key(c, g1 - 1, key, len))) {
         gids[i] = g1 - 1;
         continue;
       }
@@ -471,8 +469,8 @@ static int gids_valid(const uint32_t *gids, size_t n, size_t groups) {
   return (size_t)m < groups;
 }
 
-int bs_comb_update_i64(bs_combiner *c, int agg, const uint32_t *gids, const int64_t *vals,
-                       size_t n) {
+bs_error bs_comb_update_i64(bs_combiner *c, int agg, const uint32_t *gids, const int64_t *vals,
+                            size_t n) {
   if (c == NULL || agg < 0 || agg >= c->nagg) return BS_EINVAL;
   bs_agg_kind kind = c->akind[agg];
   if (kind != BS_AGG_SUM_I64 && kind != BS_AGG_MIN_I64 && kind != BS_AGG_MAX_I64)
@@ -485,14 +483,14 @@ int bs_comb_update_i64(bs_combiner *c, int agg, const uint32_t *gids, const int6
   switch (kind) {
   case BS_AGG_SUM_I64:
     for (; i < m; i++) {
-      PREFETCH(&a[gids[i + PREFETCH_AHEAD]]);
+      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
       a[gids[i]] = (int64_t)((uint64_t)a[gids[i]] + (uint64_t)vals[i]); /* wraps */
     }
     for (; i < n; i++) a[gids[i]] = (int64_t)((uint64_t)a[gids[i]] + (uint64_t)vals[i]);
     break;
   case BS_AGG_MIN_I64:
     for (; i < m; i++) {
-      PREFETCH(&a[gids[i + PREFETCH_AHEAD]]);
+      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
       if (vals[i] < a[gids[i]]) a[gids[i]] = vals[i];
     }
     for (; i < n; i++)
@@ -500,7 +498,7 @@ int bs_comb_update_i64(bs_combiner *c, int agg, const uint32_t *gids, const int6
     break;
   default: /* BS_AGG_MAX_I64 */
     for (; i < m; i++) {
-      PREFETCH(&a[gids[i + PREFETCH_AHEAD]]);
+      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
       if (vals[i] > a[gids[i]]) a[gids[i]] = vals[i];
     }
     for (; i < n; i++)
@@ -512,8 +510,8 @@ int bs_comb_update_i64(bs_combiner *c, int agg, const uint32_t *gids, const int6
 
 /* f64 min/max propagate NaN: a NaN value replaces the group's value, and nothing replaces
  * a NaN (v < NaN and v > NaN are false). Equal values (-0.0 and +0.0) keep the first. */
-int bs_comb_update_f64(bs_combiner *c, int agg, const uint32_t *gids, const double *vals,
-                       size_t n) {
+bs_error bs_comb_update_f64(bs_combiner *c, int agg, const uint32_t *gids, const double *vals,
+                            size_t n) {
   if (c == NULL || agg < 0 || agg >= c->nagg) return BS_EINVAL;
   bs_agg_kind kind = c->akind[agg];
   if (!agg_is_f64(kind)) return BS_EINVAL;
@@ -525,14 +523,14 @@ int bs_comb_update_f64(bs_combiner *c, int agg, const uint32_t *gids, const doub
   switch (kind) {
   case BS_AGG_SUM_F64:
     for (; i < m; i++) {
-      PREFETCH(&a[gids[i + PREFETCH_AHEAD]]);
+      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
       a[gids[i]] += vals[i];
     }
     for (; i < n; i++) a[gids[i]] += vals[i];
     break;
   case BS_AGG_MIN_F64:
     for (; i < m; i++) {
-      PREFETCH(&a[gids[i + PREFETCH_AHEAD]]);
+      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
       double v = vals[i];
       if (v < a[gids[i]] || v != v) a[gids[i]] = v;
     }
@@ -543,7 +541,7 @@ int bs_comb_update_f64(bs_combiner *c, int agg, const uint32_t *gids, const doub
     break;
   default: /* BS_AGG_MAX_F64 */
     for (; i < m; i++) {
-      PREFETCH(&a[gids[i + PREFETCH_AHEAD]]);
+      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
       double v = vals[i];
       if (v > a[gids[i]] || v != v) a[gids[i]] = v;
     }
@@ -556,7 +554,7 @@ int bs_comb_update_f64(bs_combiner *c, int agg, const uint32_t *gids, const doub
   return BS_OK;
 }
 
-int bs_comb_update_count(bs_combiner *c, int agg, const uint32_t *gids, size_t n) {
+bs_error bs_comb_update_count(bs_combiner *c, int agg, const uint32_t *gids, size_t n) {
   if (c == NULL || agg < 0 || agg >= c->nagg || c->akind[agg] != BS_AGG_COUNT)
     return BS_EINVAL;
   if (n == 0) return BS_OK;
@@ -565,25 +563,25 @@ int bs_comb_update_count(bs_combiner *c, int agg, const uint32_t *gids, size_t n
   const size_t m = n > PREFETCH_AHEAD ? n - PREFETCH_AHEAD : 0;
   size_t i = 0;
   for (; i < m; i++) {
-    PREFETCH(&a[gids[i + PREFETCH_AHEAD]]);
+    BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
     a[gids[i]]++;
   }
   for (; i < n; i++) a[gids[i]]++;
   return BS_OK;
 }
 
-size_t bs_comb_groups(const bs_combiner *c) { return c ? c->groups : 0; }
+int64_t bs_comb_groups(const bs_combiner *c) { return c ? (int64_t)c->groups : BS_EINVAL; }
 
 /* Bytes of the per-group arrays at gcap entries. */
 static size_t group_bytes(const bs_combiner *c, size_t gcap) {
-  size_t b = bs_big_footprint(gcap * sizeof(uint64_t));
-  b += c->kind == BS_COMB_KEY_U64 ? bs_big_footprint(gcap * sizeof(uint64_t))
-                                  : bs_big_footprint(koff_count(gcap) * sizeof(int64_t));
-  return b + (size_t)c->nagg * bs_big_footprint(gcap * 8);
+  size_t b = footprint(gcap * sizeof(uint64_t));
+  b += c->kind == BS_COMB_KEY_U64 ? footprint(gcap * sizeof(uint64_t))
+                                  : footprint(koff_count(gcap) * sizeof(int64_t));
+  return b + (size_t)c->nagg * footprint(gcap * 8);
 }
 
-size_t bs_comb_room(const bs_combiner *c, size_t limit, size_t extra_per_group) {
-  if (c == NULL) return 0;
+int64_t bs_comb_room(const bs_combiner *c, size_t limit, size_t extra_per_group) {
+  if (c == NULL) return BS_EINVAL;
   size_t groups = c->groups, cap = c->cap, gcap = c->gcap, kbcap = c->kbcap;
   /* Bytes mode: new keys are taken to be as long as the ones so far (16 bytes at first). */
   size_t used = c->kind == BS_COMB_KEY_BYTES ? (size_t)c->koff[c->groups] : 0;
@@ -601,15 +599,15 @@ size_t bs_comb_room(const bs_combiner *c, size_t limit, size_t extra_per_group) 
       used += (next - groups) * per_key;
       groups = next;
     }
-    if (room >= ((size_t)1 << 40)) return room;
-    size_t table = bs_big_footprint(slot_bytes(cap)), arrays = group_bytes(c, gcap);
-    size_t kb = per_key ? bs_big_footprint(kbcap) : 0;
+    if (room >= ((size_t)1 << 40)) return (int64_t)room;
+    size_t table = footprint(slot_bytes(cap)), arrays = group_bytes(c, gcap);
+    size_t kb = per_key ? footprint(kbcap) : 0;
     size_t now = sizeof *c + table + arrays + kb + extra_per_group * gcap;
     /* The growth that comes next holds the old and the new block of what grows. */
     size_t peak = now, ncap = cap, ngcap = gcap, nkbcap = kbcap;
     if (groups >= grow_limit(cap)) {
       ncap = cap * 2;
-      peak += bs_big_footprint(slot_bytes(ncap));
+      peak += footprint(slot_bytes(ncap));
     }
     if (groups >= gcap) {
       ngcap = gcap * 2;
@@ -618,19 +616,21 @@ size_t bs_comb_room(const bs_combiner *c, size_t limit, size_t extra_per_group) 
     }
     if (per_key && used + per_key > kbcap) {
       nkbcap = kbcap * 2 > used + per_key ? kbcap * 2 : used + per_key;
-      peak += bs_big_footprint(nkbcap);
+      peak += footprint(nkbcap);
     }
-    if (peak > limit || ncap > SIZE_MAX / 4 / sizeof(comb_slot) || ngcap > MAX_GROUPS) return room;
+    if (peak > limit || ncap > SIZE_MAX / 4 / sizeof(comb_slot) || ngcap > MAX_GROUPS)
+      return (int64_t)room;
     cap = ncap;
     gcap = ngcap;
     kbcap = nkbcap;
   }
 }
 
-size_t bs_comb_bytes(const bs_combiner *c) {
-  if (c == NULL) return 0;
-  return sizeof *c + bs_big_footprint(slot_bytes(c->cap)) + group_bytes(c, c->gcap) +
-         (c->kind == BS_COMB_KEY_BYTES ? bs_big_footprint(c->kbcap) : 0);
+int64_t bs_comb_bytes(const bs_combiner *c) {
+  if (c == NULL) return BS_EINVAL;
+  size_t b = sizeof *c + footprint(slot_bytes(c->cap)) + group_bytes(c, c->gcap) +
+             (c->kind == BS_COMB_KEY_BYTES ? footprint(c->kbcap) : 0);
+  return (int64_t)b;
 }
 
 const uint64_t *bs_comb_hashes(const bs_combiner *c) { return c ? c->hashes : NULL; }
@@ -648,14 +648,15 @@ const void *bs_comb_agg_values(const bs_combiner *c, int agg) {
   return c->agg[agg];
 }
 
-int bs_comb_hash_order(const bs_combiner *c, uint32_t *perm, uint64_t *keys_buf,
-                       uint64_t *tmp_keys, uint32_t *tmp_perm) {
+bs_error bs_comb_hash_order(const bs_combiner *c, uint32_t *perm, uint64_t *keys_buf,
+                            uint64_t *tmp_keys, uint32_t *tmp_perm) {
   if (c == NULL) return BS_EINVAL;
   size_t n = c->groups;
   if (n == 0) return BS_OK;
   if (perm == NULL || keys_buf == NULL || tmp_keys == NULL || tmp_perm == NULL)
     return BS_EINVAL;
   memcpy(keys_buf, c->hashes, n * sizeof(uint64_t));
-  bs_iota_u32(perm, n);
+  bs_error e = bs_iota_u32(perm, n);
+  if (e != BS_OK) return e;
   return bs_radix_sort_u64(keys_buf, perm, n, tmp_keys, tmp_perm);
 }

@@ -4,11 +4,13 @@
 
 #include <string.h>
 
+/* The widths of the fixed-width kernels. */
+static int fixed_width_ok(size_t w) { return w == 1 || w == 2 || w == 4 || w == 8 || w == 16; }
+
 /* One loop per width so that XXH3 is inlined with a constant length (the length dispatch
  * inside XXH3 folds away and only the 1-3, 4-8 or 9-16 byte path remains). */
-int bs_hash_fixed(const void *data, size_t width, size_t n, uint64_t seed, uint64_t *out) {
-  if (n == 0) return (width == 1 || width == 2 || width == 4 || width == 8 || width == 16)
-                         ? BS_OK : BS_EINVAL;
+bs_error bs_hash_fixed(const void *data, size_t width, size_t n, uint64_t seed, uint64_t *out) {
+  if (n == 0) return fixed_width_ok(width) ? BS_OK : BS_EINVAL;
   if (data == NULL || out == NULL) return BS_EINVAL;
   const uint8_t *p = (const uint8_t *)data;
   switch (width) {
@@ -44,9 +46,11 @@ int bs_hash_fixed(const void *data, size_t width, size_t n, uint64_t seed, uint6
   }
 }
 
-void bs_hash_bytes(const int64_t *offsets, const uint8_t *bytes, size_t n, uint64_t seed,
-                   uint64_t *out) {
-  if (n == 0 || offsets == NULL || out == NULL) return;
+bs_error bs_hash_bytes(const int64_t *offsets, const uint8_t *bytes, size_t n, uint64_t seed,
+                       uint64_t *out) {
+  if (n == 0) return BS_OK;
+  if (offsets == NULL || out == NULL) return BS_EINVAL;
+  if (bytes == NULL && offsets[n] != offsets[0]) return BS_EINVAL;
   int64_t prev = offsets[0];
   for (size_t i = 0; i < n; i++) {
     int64_t next = offsets[i + 1];
@@ -56,14 +60,17 @@ void bs_hash_bytes(const int64_t *offsets, const uint8_t *bytes, size_t n, uint6
     out[i] = XXH3_64bits_withSeed(len ? bytes + prev : NULL, len, seed);
     prev = next;
   }
+  return BS_OK;
 }
 
-void bs_hash_combine(uint64_t *acc, const uint64_t *h, size_t n) {
-  if (n == 0 || acc == NULL || h == NULL) return;
+bs_error bs_hash_combine(uint64_t *acc, const uint64_t *h, size_t n) {
+  if (n == 0) return BS_OK;
+  if (acc == NULL || h == NULL) return BS_EINVAL;
   for (size_t i = 0; i < n; i++) {
     uint64_t v = h[i];
     acc[i] = XXH3_64bits_withSeed(&v, 8, acc[i]);
   }
+  return BS_OK;
 }
 
 /* High 64 bits of the 128-bit product h * m. */
@@ -79,7 +86,7 @@ static inline uint64_t mul_hi(uint64_t h, uint64_t m) {
 #endif
 }
 
-int bs_hash_partition(const uint64_t *h, size_t n, uint32_t nparts, uint32_t *part) {
+bs_error bs_hash_partition(const uint64_t *h, size_t n, uint32_t nparts, uint32_t *part) {
   if (nparts == 0) return BS_EINVAL;
   if (n == 0) return BS_OK;
   if (h == NULL || part == NULL) return BS_EINVAL;
@@ -113,7 +120,7 @@ int bs_partition_permutation(const uint32_t *part, size_t n, uint32_t nparts, ui
 int bs_group_values_fixed(const uint32_t *gid, size_t n, uint32_t ngroups, const void *src, size_t width,
                           uint64_t *starts, void *dst) {
   if (ngroups == 0 || starts == NULL) return BS_EINVAL;
-  if (!(width == 1 || width == 2 || width == 4 || width == 8 || width == 16)) return BS_EINVAL;
+  if (!fixed_width_ok(width)) return BS_EINVAL;
   if (n > 0 && (gid == NULL || src == NULL || dst == NULL)) return BS_EINVAL;
   memset(starts, 0, ((size_t)ngroups + 1) * sizeof *starts);
   for (size_t i = 0; i < n; i++) {
@@ -140,8 +147,8 @@ int bs_group_values_fixed(const uint32_t *gid, size_t n, uint32_t ngroups, const
   return BS_OK;
 }
 
-int bs_gather_fixed(const void *src, size_t width, const uint32_t *perm, size_t n, void *dst) {
-  if (!(width == 1 || width == 2 || width == 4 || width == 8 || width == 16)) return BS_EINVAL;
+bs_error bs_gather_fixed(const void *src, size_t width, const uint32_t *perm, size_t n, void *dst) {
+  if (!fixed_width_ok(width)) return BS_EINVAL;
   if (n == 0) return BS_OK;
   if (src == NULL || perm == NULL || dst == NULL) return BS_EINVAL;
   const uint8_t *s = (const uint8_t *)src;
@@ -184,16 +191,17 @@ int64_t bs_gather_bytes_offsets(const int64_t *src_offsets, const uint32_t *perm
   return (int64_t)total;
 }
 
-void bs_gather_bytes(const int64_t *src_offsets, const uint8_t *src_bytes, const uint32_t *perm,
-                     size_t n, const int64_t *dst_offsets, uint8_t *dst_bytes) {
-  if (n == 0 || src_offsets == NULL || src_bytes == NULL || perm == NULL ||
-      dst_offsets == NULL || dst_bytes == NULL)
-    return;
+bs_error bs_gather_bytes(const int64_t *src_offsets, const uint8_t *src_bytes, const uint32_t *perm,
+                         size_t n, const int64_t *dst_offsets, uint8_t *dst_bytes) {
+  if (n == 0) return BS_OK;
+  if (src_offsets == NULL || perm == NULL || dst_offsets == NULL) return BS_EINVAL;
+  if ((src_bytes == NULL || dst_bytes == NULL) && dst_offsets[n] != dst_offsets[0]) return BS_EINVAL;
   for (size_t i = 0; i < n; i++) {
     int64_t d0 = dst_offsets[i], d1 = dst_offsets[i + 1];
     if (d1 <= d0) continue;
     memcpy(dst_bytes + d0, src_bytes + src_offsets[perm[i]], (size_t)(d1 - d0));
   }
+  return BS_OK;
 }
 
 void bs_bench_hash_u64_baseline(const uint64_t *v, size_t n, uint64_t seed, uint64_t *out) {

@@ -9,17 +9,15 @@
 
 #if defined(__GLIBC__)
 #include <malloc.h>
-int bs_release_free_memory(void) {
-  bs_pool_empty(NULL);
-  return malloc_trim(0);
+int64_t bs_release_free_memory(void) {
+  int64_t bytes = bs_pool_empty(bs_pool_process());
+  malloc_trim(0);
+  return bytes;
 }
-int bs_disable_fastbins(void) { return mallopt(M_MXFAST, 0); }
+bs_error bs_disable_fastbins(void) { return mallopt(M_MXFAST, 0) == 1 ? BS_OK : BS_EUNSUPPORTED; }
 #else
-int bs_release_free_memory(void) {
-  bs_pool_empty(NULL);
-  return 0;
-}
-int bs_disable_fastbins(void) { return 0; }
+int64_t bs_release_free_memory(void) { return bs_pool_empty(bs_pool_process()); }
+bs_error bs_disable_fastbins(void) { return BS_EUNSUPPORTED; }
 #endif
 
 /* Blocks from BIG_MIN bytes up are mappings of their own, in whole huge pages. */
@@ -33,12 +31,11 @@ int bs_disable_fastbins(void) { return 0; }
 static size_t round_up(size_t n, size_t to) { return n > SIZE_MAX - (to - 1) ? 0 : (n + to - 1) & ~(to - 1); }
 
 /* The pool of freed mappings. A fresh page costs a fault and the kernel's zeroing of it, and
- * on a virtual machine whose host takes freed memory back, often a fault in the host too:
- * page faults were a quarter to a third of W3's CPU time, in-process and on machines alike
- * (perf). A task's big buffers (a combiner's table, a column of a few million rows) are much
- * the same size as the last task's, so freed ones wait here, still mapped, up to `cap` bytes
- * in all, and at most POOL_SLOTS of them. The process has one (`global`); tests make their
- * own. */
+ * on a virtual machine whose host takes freed memory back, often a fault in the host too,
+ * which makes page faults a large share of a shuffle's CPU time. A task's big buffers (a
+ * combiner's table, a column of a few million rows) are much the same size as the last
+ * task's, so freed ones wait here, still mapped, up to `cap` bytes in all, and at most
+ * POOL_SLOTS of them. The process has one (`process_pool`); tests make their own. */
 #define POOL_SLOTS 64
 struct bs_pool {
   pthread_mutex_t lock;
@@ -49,7 +46,9 @@ struct bs_pool {
   size_t cap;
   uint64_t reused, mapped;
 };
-static bs_pool global = {PTHREAD_MUTEX_INITIALIZER, {0}, {0}, 0, 0, (size_t)512 << 20, 0, 0};
+static bs_pool process_pool = {PTHREAD_MUTEX_INITIALIZER, {0}, {0}, 0, 0, (size_t)512 << 20, 0, 0};
+
+bs_pool *bs_pool_process(void) { return &process_pool; }
 
 bs_pool *bs_pool_new(size_t cap) {
   bs_pool *pool = (bs_pool *)calloc(1, sizeof *pool);
@@ -62,11 +61,13 @@ bs_pool *bs_pool_new(size_t cap) {
   return pool;
 }
 
-void bs_pool_destroy(bs_pool *pool) {
-  if (pool == NULL || pool == &global) return;
+bs_error bs_pool_destroy(bs_pool *pool) {
+  if (pool == NULL) return BS_OK;
+  if (pool == &process_pool) return BS_EINVAL;
   bs_pool_empty(pool);
   pthread_mutex_destroy(&pool->lock);
   free(pool);
+  return BS_OK;
 }
 
 /* Keeps a freed mapping if the pool has room, else gives it back. */
@@ -86,10 +87,9 @@ static void pool_put(bs_pool *pool, void *p, size_t len) {
 /* A mapping of exactly `len` bytes (a multiple of HUGE_PAGE) from the pool, or NULL: the
  * smallest one that is big enough, the rest of it put back as a mapping of its own; else the
  * biggest smaller one, grown by mremap (its pages come along, faulted in, and only the growth
- * faults; a moved one may no longer start on a huge-page boundary). Without the growing, a
- * pool that holds only smaller mappings than a task asks for maps fresh memory every time
- * while it stays full: W3 on 2 machines measured 1.16-1.65x in-process (median 1.38x, 6
- * invocations) without it, 1.16-1.35x (median 1.24x, 4) with it. */
+ * faults; a moved one may not start on a huge-page boundary). Without the growing, a pool
+ * that holds only smaller mappings than a task asks for would map fresh memory every time
+ * while it stays full. */
 static void *pool_take(bs_pool *pool, size_t len) {
   pthread_mutex_lock(&pool->lock);
   size_t best = SIZE_MAX, below = SIZE_MAX;
@@ -136,8 +136,8 @@ static void *pool_take(bs_pool *pool, size_t len) {
   return p;
 }
 
-void bs_pool_lower_cap(bs_pool *pool, size_t bytes) {
-  if (pool == NULL) pool = &global;
+bs_error bs_pool_lower_cap(bs_pool *pool, size_t bytes) {
+  if (pool == NULL) return BS_EINVAL;
   pthread_mutex_lock(&pool->lock);
   int over = 0;
   if (bytes < pool->cap) {
@@ -146,28 +146,30 @@ void bs_pool_lower_cap(bs_pool *pool, size_t bytes) {
   }
   pthread_mutex_unlock(&pool->lock);
   if (over) bs_pool_empty(pool);
+  return BS_OK;
 }
 
-void bs_pool_empty(bs_pool *pool) {
-  if (pool == NULL) pool = &global;
+int64_t bs_pool_empty(bs_pool *pool) {
+  if (pool == NULL) return BS_EINVAL;
   void *p[POOL_SLOTS];
   size_t len[POOL_SLOTS];
   pthread_mutex_lock(&pool->lock);
-  size_t n = pool->count;
+  size_t n = pool->count, bytes = pool->bytes;
   memcpy(p, pool->p, n * sizeof p[0]);
   memcpy(len, pool->len, n * sizeof len[0]);
   pool->count = 0;
   pool->bytes = 0;
   pthread_mutex_unlock(&pool->lock);
   for (size_t i = 0; i < n; i++) munmap(p[i], len[i]);
+  return (int64_t)bytes;
 }
 
-bs_pool_stats bs_pool_read_stats(bs_pool *pool) {
-  if (pool == NULL) pool = &global;
+bs_error bs_pool_read_stats(bs_pool *pool, bs_pool_stats *stats) {
+  if (pool == NULL || stats == NULL) return BS_EINVAL;
   pthread_mutex_lock(&pool->lock);
-  bs_pool_stats s = {pool->bytes, pool->cap, pool->reused, pool->mapped};
+  *stats = (bs_pool_stats){pool->bytes, pool->cap, pool->reused, pool->mapped};
   pthread_mutex_unlock(&pool->lock);
-  return s;
+  return BS_OK;
 }
 
 /* A fresh mapping of `len` bytes (a multiple of HUGE_PAGE), aligned to a huge page. When the
@@ -195,14 +197,13 @@ static void *map_fresh(bs_pool *pool, size_t len) {
   return a;
 }
 
-size_t bs_big_footprint(size_t bytes) {
-  if (bytes < BIG_MIN) return round_up(bytes ? bytes : 1, ALIGN);
-  size_t len = round_up(bytes, HUGE_PAGE);
-  return len ? len : SIZE_MAX;
+int64_t bs_big_footprint(size_t bytes) {
+  size_t len = bytes < BIG_MIN ? round_up(bytes ? bytes : 1, ALIGN) : round_up(bytes, HUGE_PAGE);
+  return len == 0 || len > (size_t)INT64_MAX ? BS_EINVAL : (int64_t)len;
 }
 
 void *bs_pool_buffer_alloc(bs_pool *pool, size_t bytes) {
-  if (pool == NULL) pool = &global;
+  if (pool == NULL) return NULL;
   if (bytes < BIG_MIN) return aligned_alloc(ALIGN, round_up(bytes ? bytes : 1, ALIGN));
   size_t len = round_up(bytes, HUGE_PAGE);
   if (len == 0) return NULL;
@@ -210,19 +211,20 @@ void *bs_pool_buffer_alloc(bs_pool *pool, size_t bytes) {
   return p != NULL ? p : map_fresh(pool, len);
 }
 
-void bs_pool_buffer_free(bs_pool *pool, void *p, size_t bytes) {
-  if (pool == NULL) pool = &global;
-  if (p == NULL) return;
+bs_error bs_pool_buffer_free(bs_pool *pool, void *p, size_t bytes) {
+  if (pool == NULL) return BS_EINVAL;
+  if (p == NULL) return BS_OK;
   if (bytes < BIG_MIN)
     free(p);
   else
     pool_put(pool, p, round_up(bytes, HUGE_PAGE));
+  return BS_OK;
 }
 
 void *bs_pool_big_alloc(bs_pool *pool, size_t bytes) {
-  if (pool == NULL) pool = &global;
+  if (pool == NULL) return NULL;
   if (bytes < BIG_MIN) {
-    size_t len = bs_big_footprint(bytes);
+    size_t len = round_up(bytes ? bytes : 1, ALIGN);
     void *p = aligned_alloc(ALIGN, len);
     if (p != NULL) memset(p, 0, len);
     return p;
@@ -246,15 +248,16 @@ void *bs_pool_big_alloc(bs_pool *pool, size_t bytes) {
   return p;
 }
 
-void *bs_buffer_alloc(size_t bytes) { return bs_pool_buffer_alloc(&global, bytes); }
-void bs_buffer_free(void *p, size_t bytes) { bs_pool_buffer_free(&global, p, bytes); }
-void *bs_big_alloc(size_t bytes) { return bs_pool_big_alloc(&global, bytes); }
-void bs_big_free(void *p, size_t bytes) { bs_pool_buffer_free(&global, p, bytes); }
+void *bs_buffer_alloc(size_t bytes) { return bs_pool_buffer_alloc(&process_pool, bytes); }
+void bs_buffer_free(void *p, size_t bytes) { bs_pool_buffer_free(&process_pool, p, bytes); }
+void *bs_big_alloc(size_t bytes) { return bs_pool_big_alloc(&process_pool, bytes); }
+void bs_big_free(void *p, size_t bytes) { bs_pool_buffer_free(&process_pool, p, bytes); }
 
 void *bs_big_resize(void *p, size_t old_bytes, size_t new_bytes) {
   if (p == NULL) return bs_big_alloc(new_bytes);
-  if (bs_big_footprint(old_bytes) == bs_big_footprint(new_bytes) && (old_bytes < BIG_MIN) == (new_bytes < BIG_MIN))
-    return p;
+  int64_t old_len = bs_big_footprint(old_bytes), new_len = bs_big_footprint(new_bytes);
+  if (new_len < 0) return NULL;
+  if (old_len == new_len && (old_bytes < BIG_MIN) == (new_bytes < BIG_MIN)) return p;
   void *q = bs_big_alloc(new_bytes);
   if (q == NULL) return NULL;
   memcpy(q, p, old_bytes < new_bytes ? old_bytes : new_bytes);

@@ -1,6 +1,7 @@
 /* LSD radix sort with 11-bit digits. See bs_radix.h. */
 #include "bs_radix.h"
 #include "bs_error.h"
+#include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -12,15 +13,11 @@
 /* Below this many keys a stable insertion sort beats clearing 6 * 2048 counters. */
 #define RADIX_SMALL 48
 
-int bs_radix_keys(bs_key_kind kind, const void *src, size_t n, uint64_t *dst) {
-  switch (kind) {
-  case BS_KEY_U8: case BS_KEY_U16: case BS_KEY_U32: case BS_KEY_U64:
-  case BS_KEY_I8: case BS_KEY_I16: case BS_KEY_I32: case BS_KEY_I64:
-  case BS_KEY_F32: case BS_KEY_F64:
-    break;
-  default:
-    return BS_EINVAL;
-  }
+/* Whether kind is one of bs_key_kind's values. */
+static int key_kind_ok(bs_key_kind kind) { return kind >= BS_KEY_U8 && kind <= BS_KEY_F64; }
+
+bs_error bs_radix_keys(bs_key_kind kind, const void *src, size_t n, uint64_t *dst) {
+  if (!key_kind_ok(kind)) return BS_EINVAL;
   if (n == 0) return BS_OK;
   if (src == NULL || dst == NULL) return BS_EINVAL;
   const uint8_t *p = (const uint8_t *)src;
@@ -76,7 +73,8 @@ int bs_radix_keys(bs_key_kind kind, const void *src, size_t n, uint64_t *dst) {
   return BS_OK;
 }
 
-int bs_radix_keys_inverse(bs_key_kind kind, const uint64_t *keys, size_t n, void *dst) {
+bs_error bs_radix_keys_inverse(bs_key_kind kind, const uint64_t *keys, size_t n, void *dst) {
+  if (!key_kind_ok(kind)) return BS_EINVAL;
   if (n == 0) return BS_OK;
   if (keys == NULL || dst == NULL) return BS_EINVAL;
   uint8_t *p = (uint8_t *)dst;
@@ -121,8 +119,11 @@ int bs_radix_keys_inverse(bs_key_kind kind, const uint64_t *keys, size_t n, void
   return BS_OK;
 }
 
-void bs_range_partition_u64(const uint64_t *keys, size_t n, const uint64_t *bounds, size_t m,
-                            uint32_t *out) {
+bs_error bs_range_partition_u64(const uint64_t *keys, size_t n, const uint64_t *bounds, size_t m,
+                                uint32_t *out) {
+  if (m > UINT32_MAX) return BS_EINVAL;
+  if (n == 0) return BS_OK;
+  if (keys == NULL || out == NULL || (bounds == NULL && m > 0)) return BS_EINVAL;
   for (size_t i = 0; i < n; i++) {
     uint64_t k = keys[i];
     /* Invariant: the answer lies in [lo, lo + len]. */
@@ -136,11 +137,15 @@ void bs_range_partition_u64(const uint64_t *keys, size_t n, const uint64_t *boun
     }
     out[i] = (uint32_t)lo;
   }
+  return BS_OK;
 }
 
-void bs_iota_u32(uint32_t *perm, size_t n) {
-  if (perm == NULL) return;
+bs_error bs_iota_u32(uint32_t *perm, size_t n) {
+  if (n > (size_t)UINT32_MAX + 1) return BS_EINVAL;
+  if (n == 0) return BS_OK;
+  if (perm == NULL) return BS_EINVAL;
   for (size_t i = 0; i < n; i++) perm[i] = (uint32_t)i;
+  return BS_OK;
 }
 
 static void insertion_sort(uint64_t *keys, uint32_t *perm, size_t n) {
@@ -158,12 +163,6 @@ static void insertion_sort(uint64_t *keys, uint32_t *perm, size_t n) {
     }
   }
 }
-
-#if defined(__GNUC__) || defined(__clang__)
-#define BS_NOINLINE __attribute__((noinline))
-#else
-#define BS_NOINLINE
-#endif
 
 /* Strategy. One read pass computes the histograms of all six digits of a range. A range
  * that is large (more than LSD_MAX keys) and whose highest varying digit spreads it into
@@ -485,7 +484,7 @@ static BS_NOINLINE void sort_unbuffered(uint64_t *keys, uint32_t *perm, size_t n
   }
 }
 
-int bs_radix_sort_u64(uint64_t *keys, uint32_t *perm, size_t n, uint64_t *tmp_keys,
+bs_error bs_radix_sort_u64(uint64_t *keys, uint32_t *perm, size_t n, uint64_t *tmp_keys,
                       uint32_t *tmp_perm) {
   if (n == 0) return BS_OK;
   if (keys == NULL || tmp_keys == NULL) return BS_EINVAL;

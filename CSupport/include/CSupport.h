@@ -1,4 +1,5 @@
-/* Umbrella header of the C core: hashing, radix sort, the combiner table, blocks and the allocator. */
+/* Umbrella header of the C core: hashing, radix sort, the combiner table, blocks, the byte
+ * shuffle and the allocator. */
 #ifndef CSUPPORT_H
 #define CSUPPORT_H
 #include "bs_error.h"
@@ -6,5 +7,6 @@
 #include "bs_radix.h"
 #include "bs_combiner.h"
 #include "bs_block.h"
+#include "bs_shuffle.h"
 #include "bs_memory.h"
 #endif

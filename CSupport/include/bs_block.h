@@ -32,6 +32,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bs_error.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -51,8 +53,8 @@ typedef struct {
   uint64_t raw_checksum;
 } bs_block_info;
 
-/* A reusable compression / decompression context (wraps ZSTD_CCtx / ZSTD_DCtx). One per
- * thread; NULL on OOM. */
+/* A reusable compression / decompression context (wraps ZSTD_CCtx / ZSTD_DCtx), for one
+ * thread at a time. _new returns NULL on OOM; _free of NULL is a no-op, as for free. */
 typedef struct bs_block_encoder bs_block_encoder;
 typedef struct bs_block_decoder bs_block_decoder;
 bs_block_encoder *bs_block_encoder_new(void);
@@ -60,9 +62,9 @@ void bs_block_encoder_free(bs_block_encoder *e);
 bs_block_decoder *bs_block_decoder_new(void);
 void bs_block_decoder_free(bs_block_decoder *d);
 
-/* Largest encoded size of raw_len bytes: use it to size dst. 0 when raw_len is over
+/* Largest encoded size of raw_len bytes: use it to size dst. BS_EINVAL when raw_len is over
  * BS_BLOCK_MAX_RAW (such input cannot be encoded). */
-size_t bs_block_bound(size_t raw_len);
+int64_t bs_block_bound(size_t raw_len);
 
 /* Encodes raw[0..<raw_len] as one block into dst. level is a zstd level (negative levels are
  * zstd's fast modes), except for two reserved values: BS_BLOCK_LEVEL_RAW stores the bytes
@@ -72,21 +74,23 @@ size_t bs_block_bound(size_t raw_len);
  * then tries again: with this level, a block's coding depends on the blocks the same encoder
  * coded before it (never its bytes once decoded). When the codec does not shrink the bytes,
  * the block is stored raw. Returns the block's total size, or BS_EINVAL (raw_len over the
- * bound, NULL), BS_EDSTSIZE, BS_ECOMPRESS. */
+ * bound; e or dst NULL; raw NULL with raw_len > 0), BS_EDSTSIZE, BS_ECOMPRESS. */
 #define BS_BLOCK_LEVEL_RAW (-1000)
 #define BS_BLOCK_LEVEL_FAST (-1001)
 int64_t bs_block_encode(bs_block_encoder *e, const void *raw, size_t raw_len, uint64_t rows,
                         int level, void *dst, size_t dst_cap);
 
 /* Validates a header (magic, version, header checksum, codec, length bounds) from the first
- * len bytes of src and fills info. Returns the block's total size (header + payload) so a
- * stream reader knows how much to read, or BS_ESHORT (len < header size), BS_EMAGIC,
- * BS_EVERSION, BS_EHEADER, BS_ECODEC, BS_ELENGTH. */
+ * len bytes of src and fills info (unless info is NULL). Returns the block's total size
+ * (header + payload) so a stream reader knows how much to read, or BS_EINVAL (src NULL with
+ * len > 0), BS_ESHORT (len < header size), BS_EMAGIC, BS_EVERSION, BS_EHEADER, BS_ECODEC,
+ * BS_ELENGTH. */
 int64_t bs_block_peek(const void *src, size_t len, bs_block_info *info);
 
 /* Decodes the block at src[0..<len] into dst (capacity dst_cap >= info.raw_len), after
- * every check above, and fills info. Returns the raw length, or any error of bs_block_peek,
- * BS_ESHORT (payload truncated), BS_EDSTSIZE, BS_ECHECKSUM (frame or raw checksum),
+ * every check above, and fills info (unless info is NULL). Returns the raw length, or any
+ * error of bs_block_peek, BS_EINVAL (d NULL; dst NULL for a non-empty block), BS_ESHORT
+ * (payload truncated), BS_EDSTSIZE, BS_ECHECKSUM (frame or raw checksum),
  * BS_ELENGTH (the frame's content size or the decompressed size differs from raw_len),
  * BS_EDECOMPRESS. Bytes after the block (len > its total size) are ignored. Never reads
  * outside src[0..<len] or writes outside dst[0..<dst_cap]; on an error, dst may hold
@@ -94,14 +98,10 @@ int64_t bs_block_peek(const void *src, size_t len, bs_block_info *info);
 int64_t bs_block_decode(bs_block_decoder *d, const void *src, size_t len, void *dst,
                         size_t dst_cap, bs_block_info *info);
 
-/* Byte transposition of n elements of the given width (2, 4, 8 or 16): byte j of element i
- * goes to dst[j * n + i]. Groups the high bytes of small integers so zstd packs them.
- * Returns BS_OK or BS_EINVAL. bs_byte_unshuffle inverts it. src and dst must not overlap. */
-int bs_byte_shuffle(const void *src, size_t width, size_t n, void *dst);
-int bs_byte_unshuffle(const void *src, size_t width, size_t n, void *dst);
-
-/* Baseline for benchmarks: one ZSTD_compress call at level, returning the compressed size or
- * BS_ECOMPRESS; and one ZSTD_decompress. */
+/* Baselines for benchmarks: one ZSTD_compress call at level, returning the compressed size
+ * or BS_ECOMPRESS; and one ZSTD_decompress, returning the decompressed size or
+ * BS_EDECOMPRESS. The pointers go to zstd unchecked: NULL is undefined behaviour unless its
+ * length is 0. */
 int64_t bs_bench_zstd_compress(const void *src, size_t len, int level, void *dst, size_t cap);
 int64_t bs_bench_zstd_decompress(const void *src, size_t len, void *dst, size_t cap);
 

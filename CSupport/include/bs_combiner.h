@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bs_error.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -36,13 +38,19 @@ typedef enum {
 
 typedef struct bs_combiner bs_combiner;
 
+/* A NULL combiner is BS_EINVAL for every function below that returns a bs_error or an
+ * int64_t, and NULL for those that return a pointer; so is a NULL pointer to more than zero
+ * elements. */
+
 /* A new, empty combiner sized for about expected_groups groups. NULL on bad kind or OOM. */
 bs_combiner *bs_comb_new(bs_comb_key_kind kind, size_t expected_groups);
+/* Frees the combiner and everything it holds. NULL is a no-op, as for free. */
 void bs_comb_free(bs_combiner *c);
 
 /* Drops every group, keeping the table's capacity (a combiner that filled once is likely to
- * fill again). Aggregates stay declared. Free the combiner to return its memory. */
-void bs_comb_reset(bs_combiner *c);
+ * fill again). Aggregates stay declared. Free the combiner to return its memory. Returns
+ * BS_OK. */
+bs_error bs_comb_reset(bs_combiner *c);
 
 /* Declares an aggregate and returns its index (>= 0), or BS_EINVAL (bad kind, too many, or
  * groups already exist), or BS_ENOMEM. Sums wrap on i64 overflow (two's complement), as
@@ -50,7 +58,7 @@ void bs_comb_reset(bs_combiner *c);
  * MIN_F64 +inf, MAX_F64 -inf. f64 min/max propagate NaN: a NaN value makes the group's
  * result NaN for good; between -0.0 and +0.0 the first one seen stays. f64 sums add in row
  * order. */
-int bs_comb_add_agg(bs_combiner *c, bs_agg_kind kind);
+int64_t bs_comb_add_agg(bs_combiner *c, bs_agg_kind kind);
 
 /* gids[i] = group id of keys[i], inserting new keys. Returns the number of new groups, or
  * BS_EINVAL (wrong key kind) / BS_ENOMEM (the table could not grow; the groups of rows
@@ -58,33 +66,36 @@ int bs_comb_add_agg(bs_combiner *c, bs_agg_kind kind);
  * which the caller should treat as fatal for this batch). */
 int64_t bs_comb_groups_u64(bs_combiner *c, const uint64_t *keys, const uint64_t *hashes,
                            size_t n, uint32_t *gids);
-/* The same for byte-string keys: key i is bytes[offsets[i] ..< offsets[i+1]]. */
+/* The same for byte-string keys: key i is bytes[offsets[i] ..< offsets[i+1]]. BS_EINVAL,
+ * before any key is inserted, for offsets that are negative or decrease. bytes may be NULL
+ * when every key is empty. */
 int64_t bs_comb_groups_bytes(bs_combiner *c, const int64_t *offsets, const uint8_t *bytes,
                              const uint64_t *hashes, size_t n, uint32_t *gids);
 
 /* Folds vals[i] into aggregate agg of group gids[i]. The aggregate's kind must match the
  * function (i64 or f64 family; count takes no values). Returns BS_OK or BS_EINVAL (also
  * when a gid is >= the number of groups; nothing is updated then). */
-int bs_comb_update_i64(bs_combiner *c, int agg, const uint32_t *gids, const int64_t *vals,
-                       size_t n);
-int bs_comb_update_f64(bs_combiner *c, int agg, const uint32_t *gids, const double *vals,
-                       size_t n);
-int bs_comb_update_count(bs_combiner *c, int agg, const uint32_t *gids, size_t n);
+bs_error bs_comb_update_i64(bs_combiner *c, int agg, const uint32_t *gids, const int64_t *vals,
+                            size_t n);
+bs_error bs_comb_update_f64(bs_combiner *c, int agg, const uint32_t *gids, const double *vals,
+                            size_t n);
+bs_error bs_comb_update_count(bs_combiner *c, int agg, const uint32_t *gids, size_t n);
 
 /* Number of groups, and bytes held (table, keys, hashes and aggregates). */
-size_t bs_comb_groups(const bs_combiner *c);
-size_t bs_comb_bytes(const bs_combiner *c);
+int64_t bs_comb_groups(const bs_combiner *c);
+int64_t bs_comb_bytes(const bs_combiner *c);
 
 /* How many new groups the combiner can take before its memory, counting the old and new
  * blocks held while a structure grows, would exceed limit bytes. extra_per_group is memory
  * the caller keeps per group in arrays that grow as the combiner's do (a closure's
  * accumulators). Inserting at most that many new keys keeps the combiner within the limit;
  * 0 means it is full. */
-size_t bs_comb_room(const bs_combiner *c, size_t limit, size_t extra_per_group);
+int64_t bs_comb_room(const bs_combiner *c, size_t limit, size_t extra_per_group);
 
 /* Per-group arrays, indexed by group id, valid until the next insert, reset or free.
  * keys_u64 is NULL for a byte-string combiner; key_offsets (groups+1 entries) and key_bytes
- * are NULL for a u64 combiner. agg_values points at int64_t or double values by kind. */
+ * are NULL for a u64 combiner. agg_values points at int64_t or double values by kind, or is
+ * NULL for an agg that is not declared. */
 const uint64_t *bs_comb_hashes(const bs_combiner *c);
 const uint64_t *bs_comb_keys_u64(const bs_combiner *c);
 const int64_t *bs_comb_key_offsets(const bs_combiner *c);
@@ -92,9 +103,10 @@ const uint8_t *bs_comb_key_bytes(const bs_combiner *c);
 const void *bs_comb_agg_values(const bs_combiner *c, int agg);
 
 /* perm[0..<groups] = group ids in ascending hash order, ties by group id. Scratch: tmp_keys
- * and tmp_perm hold `groups` entries each, keys_buf holds `groups` u64. */
-int bs_comb_hash_order(const bs_combiner *c, uint32_t *perm, uint64_t *keys_buf,
-                       uint64_t *tmp_keys, uint32_t *tmp_perm);
+ * and tmp_perm hold `groups` entries each, keys_buf holds `groups` u64. Returns BS_OK or
+ * BS_EINVAL. */
+bs_error bs_comb_hash_order(const bs_combiner *c, uint32_t *perm, uint64_t *keys_buf,
+                            uint64_t *tmp_keys, uint32_t *tmp_perm);
 
 #ifdef __cplusplus
 }

@@ -1,11 +1,28 @@
-/* Error codes shared by every CSupport kernel. Functions return 0 (or a size) on success and
- * one of these negative codes on failure; none of them aborts or prints. */
+/* Error codes shared by every CSupport kernel, and the conventions every header follows.
+ *
+ * Returns. A function that can fail returns one of:
+ *   - a bs_error: BS_OK (0) on success, a negative code on failure (bs_partition_permutation
+ *     and bs_group_values_fixed return theirs as an int);
+ *   - an int64_t size, count or index: >= 0 on success, a negative bs_error on failure;
+ *   - a pointer (a new object or buffer): NULL on failure, as its header says.
+ * A function that cannot fail returns void (the free functions) or its value (a hash).
+ * No function aborts or prints.
+ *
+ * NULL. A pointer to n elements may be NULL when n is 0. Otherwise every header says, for
+ * each pointer parameter, whether NULL is an error (BS_EINVAL, or a NULL result), a no-op
+ * (the free functions, as free(NULL)), or undefined behaviour (the few per-value inline
+ * helpers and benchmark baselines, which check nothing on purpose). NULL never stands for
+ * a default object. */
 #ifndef BS_ERROR_H
 #define BS_ERROR_H
 
-enum {
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum bs_error {
   BS_OK = 0,
-  BS_EINVAL = -1,          /* an argument is out of its documented range */
+  BS_EINVAL = -1,          /* an argument is out of its documented range, or NULL */
   BS_ENOMEM = -2,          /* an allocation failed */
   BS_ESHORT = -3,          /* block: fewer bytes than the header or the header's lengths need */
   BS_EMAGIC = -4,          /* block: the magic number is wrong (not a block) */
@@ -17,6 +34,16 @@ enum {
   BS_ECHECKSUM = -10,      /* block: the payload checksum does not match */
   BS_EDSTSIZE = -11,       /* the destination buffer is too small */
   BS_ECOMPRESS = -12,      /* block: zstd failed to compress */
-};
+  BS_EUNSUPPORTED = -13,   /* the platform's C library does not offer the operation */
+} bs_error;
 
+/* A static, NUL-terminated description of code: its constant's name, a colon and its
+ * meaning ("BS_ECHECKSUM: the payload checksum does not match"). Any other value, negative
+ * or positive, gives "unknown CSupport error code". Never NULL; the caller does not free
+ * it. */
+const char *bs_error_name(int code);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

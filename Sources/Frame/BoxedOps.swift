@@ -229,7 +229,7 @@ enum PackedListCoding {
       dst.copyMemory(from: src, byteCount: count)
     } else {
       let rc = inverse ? bs_byte_unshuffle(src, width, count, dst) : bs_byte_shuffle(src, width, count, dst)
-      precondition(rc == 0, "byte transposition of width \(width)")
+      precondition(rc == BS_OK, "byte transposition of width \(width)")
     }
   }
 }

@@ -73,22 +73,23 @@ public final class Combiner {
     default: throw FrameError.unsupported("built-in \(aggregate) over \(valueType) values (use int64 or double)")
     }
     let index = bs_comb_add_agg(handle, kind)
+    if index == Int64(BS_ENOMEM.rawValue) { throw FrameError.outOfMemory("aggregate \(aggregate) of the combiner") }
     guard index >= 0 else { throw FrameError.unsupported("declaring aggregate \(aggregate) after rows were added") }
     aggregates.append((aggregate, aggregate == .count ? .int64 : valueType))
     return Int(index)
   }
 
   /// The number of groups.
-  public var groupCount: Int { bs_comb_groups(handle) }
+  public var groupCount: Int { Int(bs_comb_groups(handle)) }
   /// Bytes of memory held by the table, keys and aggregates (not the per-batch scratch, which
   /// like the batch itself is a frame's worth).
-  public var byteCount: Int { bs_comb_bytes(handle) }
+  public var byteCount: Int { Int(bs_comb_bytes(handle)) }
 
   /// How many new keys the combiner can take before its memory, counting the old and new
   /// blocks held while it grows, would pass `limit` bytes; `extraPerGroup` bytes per group are
   /// the caller's, in arrays that grow as the combiner's do. 0 when it is full.
   public func room(within limit: Int, extraPerGroup: Int = 0) -> Int {
-    bs_comb_room(handle, max(limit, 0), max(extraPerGroup, 0))
+    Int(bs_comb_room(handle, max(limit, 0), max(extraPerGroup, 0)))
   }
 
   /// Maps each key to its group id (dense, in order of first appearance), inserting new keys.
@@ -241,7 +242,7 @@ public final class Combiner {
   }
 
   /// Drops every group, keeping the declared aggregates and the table's capacity.
-  public func reset() { bs_comb_reset(handle) }
+  public func reset() { _ = bs_comb_reset(handle) }
 
   private func keyColumnInGroupOrder(_ groups: Int) -> Column {
     switch keyType {

@@ -61,7 +61,7 @@ extension Frame {
       rows.values.withUnsafeBufferPointer { r in
         bounds.values.withUnsafeBufferPointer { b in
           out.withUnsafeMutableBufferPointer {
-            bs_range_partition_u64(r.baseAddress, count, b.baseAddress, m, $0.baseAddress)
+            _ = bs_range_partition_u64(r.baseAddress, count, b.baseAddress, m, $0.baseAddress)
           }
         }
       }

@@ -96,7 +96,7 @@ extension Frame {
       at += frame.count
     }
     let code = bs_radix_sort_u64(buffers.keys, nil, total, buffers.tmpKeys, nil)
-    precondition(code == 0, "radix sort of \(total) keys failed with code \(code)")
+    precondition(code == BS_OK, "radix sort of \(total) keys: \(String(cString: bs_error_name(code.rawValue)))")
     let storage = ScalarStorage(byteCount: total * kind.width)
     _ = bs_radix_keys_inverse(kind.radixKind, buffers.keys, total, storage.base)
     let column = Column(type: schema.types[0], count: total, offset: 0, storage: .scalar(storage))
@@ -173,7 +173,7 @@ public final class SortBuffers {
   /// Sorts `keys[0..<n]` carrying `perm` along.
   func radixSort(_ n: Int) {
     let code = bs_radix_sort_u64(keys, perm, n, tmpKeys, tmpPerm)
-    precondition(code == 0, "radix sort of \(n) keys failed with code \(code)")
+    precondition(code == BS_OK, "radix sort of \(n) keys: \(String(cString: bs_error_name(code.rawValue)))")
   }
 }
 

@@ -30,10 +30,13 @@ public final class BlockEncoder {
     guard raw.count <= Int(BS_BLOCK_MAX_RAW) else {
       throw SliceIOError.frame(.unsupported("a block of \(raw.count) bytes (the bound is \(BS_BLOCK_MAX_RAW))"))
     }
-    let bound = bs_block_bound(raw.count)
+    let bound = Int(bs_block_bound(raw.count))
     let dst = out.reserve(bound)
     let n = bs_block_encode(context, raw.baseAddress, raw.count, UInt64(rows), Int32(level), dst, bound)
-    guard n >= 0 else { throw SliceIOError.frame(.unsupported("zstd failed to compress a block (code \(n))")) }
+    guard n >= 0 else {
+      let error = String(cString: bs_error_name(Int32(clamping: n)))
+      throw SliceIOError.frame(.unsupported("a block could not be encoded (\(error))"))
+    }
     out.commit(Int(n))
   }
 }
@@ -72,17 +75,19 @@ public final class BlockDecoder {
   }
 }
 
-/// Maps a `bs_block` error code to its meaning.
+/// Maps a `bs_block` error code (a negative result of `bs_block_peek` or `bs_block_decode`)
+/// to its meaning.
 func blockProblem(_ code: Int64, _ index: Int) -> IntegrityProblem {
-  switch Int(code) {
-  case Int(BS_ESHORT): .truncated("the bytes end inside block \(index)")
-  case Int(BS_EMAGIC): .badMagic
-  case Int(BS_EVERSION): .unsupportedVersion
-  case Int(BS_EHEADER): .headerChecksum
-  case Int(BS_ECODEC): .badCodec
-  case Int(BS_ELENGTH), Int(BS_EDSTSIZE): .badLength
-  case Int(BS_EDECOMPRESS): .decompression
-  case Int(BS_ECHECKSUM): .checksum
-  default: .malformedPayload("block error code \(code)")
+  let error = bs_error(rawValue: Int32(clamping: code))
+  switch error {
+  case BS_ESHORT: return .truncated("the bytes end inside block \(index)")
+  case BS_EMAGIC: return .badMagic
+  case BS_EVERSION: return .unsupportedVersion
+  case BS_EHEADER: return .headerChecksum
+  case BS_ECODEC: return .badCodec
+  case BS_ELENGTH, BS_EDSTSIZE: return .badLength
+  case BS_EDECOMPRESS: return .decompression
+  case BS_ECHECKSUM: return .checksum
+  default: return .malformedPayload(String(cString: bs_error_name(error.rawValue)))
   }
 }

@@ -7,11 +7,17 @@ import Testing
 /// from every other live buffer, aligned, and zeroed where zeroing is promised, however blocks
 /// were split, grown and reused; and it keeps to its cap.
 @Suite struct MemoryPoolTests {
+  func stats(_ pool: OpaquePointer) -> bs_pool_stats {
+    var s = bs_pool_stats()
+    #expect(bs_pool_read_stats(pool, &s) == BS_OK)
+    return s
+  }
+
   /// Random sizes around the pool's 4 MiB threshold, allocated, stamped, checked and freed in
   /// random order: a block split or grown wrongly would overlap another and lose its stamp.
   @Test func liveBuffersNeverOverlap() throws {
     let pool = try #require(bs_pool_new(96 << 20))
-    defer { bs_pool_destroy(pool) }
+    defer { _ = bs_pool_destroy(pool) }
     var rng = SplitMix64(seed: 41)
     var live: [(p: UnsafeMutableRawPointer, bytes: Int, stamp: UInt64)] = []
     func check(_ b: (p: UnsafeMutableRawPointer, bytes: Int, stamp: UInt64)) {
@@ -32,32 +38,32 @@ import Testing
       } else {
         let b = live.remove(at: Int.random(in: 0..<live.count, using: &rng))
         check(b)
-        bs_pool_buffer_free(pool, b.p, b.bytes)
+        _ = bs_pool_buffer_free(pool, b.p, b.bytes)
       }
       for b in live { check(b) }
-      #expect(bs_pool_read_stats(pool).bytes <= 96 << 20)
+      #expect(stats(pool).bytes <= 96 << 20)
     }
-    for b in live { bs_pool_buffer_free(pool, b.p, b.bytes) }
-    let stats = bs_pool_read_stats(pool)
-    #expect(stats.reused > 50, "most big buffers come from the pool: \(stats.reused) reused, \(stats.mapped) mapped")
+    for b in live { _ = bs_pool_buffer_free(pool, b.p, b.bytes) }
+    let after = stats(pool)
+    #expect(after.reused > 50, "most big buffers come from the pool: \(after.reused) reused, \(after.mapped) mapped")
   }
 
   /// A table's block is zero even when it is a buffer full of old data, reused whole or as
   /// the front of a bigger one (the rest of which stays in the pool).
   @Test func bigBlocksComeZeroedWhenReused() throws {
     let pool = try #require(bs_pool_new(64 << 20))
-    defer { bs_pool_destroy(pool) }
+    defer { _ = bs_pool_destroy(pool) }
     for (dirtyBytes, bytes) in [(6 << 20, 6 << 20), (24 << 20, 8 << 20), (9 << 20, 5 << 20)] {
       let dirty = try #require(bs_pool_buffer_alloc(pool, dirtyBytes))
       dirty.initializeMemory(as: UInt8.self, repeating: 0xab, count: dirtyBytes)
-      bs_pool_buffer_free(pool, dirty, dirtyBytes)
-      let reused = bs_pool_read_stats(pool).reused
+      _ = bs_pool_buffer_free(pool, dirty, dirtyBytes)
+      let reused = stats(pool).reused
       let table = try #require(bs_pool_big_alloc(pool, bytes))
       #expect(table == dirty, "the freed buffer is reused")
-      #expect(bs_pool_read_stats(pool).reused == reused + 1)
+      #expect(stats(pool).reused == reused + 1)
       #expect(UnsafeRawBufferPointer(start: table, count: bytes).allSatisfy { $0 == 0 })
-      bs_pool_buffer_free(pool, table, bytes)
-      bs_pool_empty(pool)
+      _ = bs_pool_buffer_free(pool, table, bytes)
+      _ = bs_pool_empty(pool)
     }
   }
 
@@ -65,14 +71,27 @@ import Testing
   /// of what is over it, and a higher one is ignored.
   @Test func thePoolKeepsToItsCap() throws {
     let pool = try #require(bs_pool_new(16 << 20))
-    defer { bs_pool_destroy(pool) }
+    defer { _ = bs_pool_destroy(pool) }
     let blocks = try (0..<4).map { _ in try #require(bs_pool_buffer_alloc(pool, 8 << 20)) }
-    for p in blocks { bs_pool_buffer_free(pool, p, 8 << 20) }
-    #expect(bs_pool_read_stats(pool).bytes == 16 << 20)
-    bs_pool_lower_cap(pool, 32 << 20)
-    #expect(bs_pool_read_stats(pool).cap == 16 << 20)
-    bs_pool_lower_cap(pool, 8 << 20)
-    #expect(bs_pool_read_stats(pool).cap == 8 << 20)
-    #expect(bs_pool_read_stats(pool).bytes == 0)
+    for p in blocks { _ = bs_pool_buffer_free(pool, p, 8 << 20) }
+    #expect(stats(pool).bytes == 16 << 20)
+    #expect(bs_pool_lower_cap(pool, 32 << 20) == BS_OK)
+    #expect(stats(pool).cap == 16 << 20)
+    #expect(bs_pool_lower_cap(pool, 8 << 20) == BS_OK)
+    #expect(stats(pool).cap == 8 << 20)
+    #expect(stats(pool).bytes == 0)
+  }
+
+  /// Emptying a pool gives back, and reports, exactly what it held.
+  @Test func emptyingAPoolReportsTheBytesItGaveBack() throws {
+    let pool = try #require(bs_pool_new(64 << 20))
+    defer { _ = bs_pool_destroy(pool) }
+    let blocks = try [5 << 20, 9 << 20].map { ($0, try #require(bs_pool_buffer_alloc(pool, $0))) }
+    for (bytes, p) in blocks { #expect(bs_pool_buffer_free(pool, p, bytes) == BS_OK) }
+    let held = stats(pool).bytes
+    #expect(held == (6 << 20) + (10 << 20), "whole 2 MiB huge pages")
+    #expect(bs_pool_empty(pool) == Int64(held))
+    #expect(stats(pool).bytes == 0)
+    #expect(bs_pool_empty(pool) == 0)
   }
 }

@@ -89,7 +89,7 @@ import Testing
     // Small integers, byte-shuffled: their zero planes are runs.
     let values = (0..<50_000).map { _ in Int64(rng.next() % 1000) }
     var shuffled = [UInt8](repeating: 0, count: values.count * 8)
-    #expect(bs_byte_shuffle(values, 8, values.count, &shuffled) == 0)
+    #expect(bs_byte_shuffle(values, 8, values.count, &shuffled) == BS_OK)
     let block = try encode(shuffled, level: BlockEncoder.fast)
     #expect(codec(block) == BS_CODEC_RUNS)
     #expect(block.count < shuffled.count / 3, "6 of 8 byte planes are zeros")
@@ -154,7 +154,7 @@ import Testing
       return (Int(n), n > 0 ? codec(out) : BS_CODEC_RAW)
     }
     #expect(codecOf(text, room: text.count).1 == BS_CODEC_ZSTD)
-    #expect(codecOf(noise, room: 64).0 == Int(BS_EDSTSIZE))
+    #expect(codecOf(noise, room: 64).0 == Int(BS_EDSTSIZE.rawValue))
     #expect(codecOf(text, room: text.count).1 == BS_CODEC_ZSTD)
   }
 
@@ -212,10 +212,38 @@ import Testing
       let src = (0..<(n * width)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
       var mid = [UInt8](repeating: 0, count: src.count)
       var back = [UInt8](repeating: 0, count: src.count)
-      #expect(bs_byte_shuffle(src, width, n, &mid) == 0)
-      #expect(bs_byte_unshuffle(mid, width, n, &back) == 0)
+      #expect(bs_byte_shuffle(src, width, n, &mid) == BS_OK)
+      #expect(bs_byte_unshuffle(mid, width, n, &back) == BS_OK)
       #expect(back == src)
       #expect(mid[1] == src[width], "byte 0 of element 1 follows byte 0 of element 0")
     }
+  }
+
+  @Test func byteShuffleRejectsAnotherWidthAndNullBuffers() {
+    let src = [UInt8](repeating: 1, count: 64)
+    var dst = [UInt8](repeating: 0, count: 64)
+    #expect(bs_byte_shuffle(src, 3, 8, &dst) == BS_EINVAL)
+    #expect(bs_byte_unshuffle(src, 1, 8, &dst) == BS_EINVAL)
+    #expect(bs_byte_shuffle(nil, 8, 8, &dst) == BS_EINVAL)
+    #expect(bs_byte_unshuffle(src, 8, 8, nil) == BS_EINVAL)
+    #expect(bs_byte_shuffle(nil, 8, 0, nil) == BS_OK)
+  }
+
+  /// The bound is a size or BS_EINVAL, never a 0 to mistake for room.
+  @Test func aBlockOverTheRawBoundHasNoBound() {
+    let max = Int(BS_BLOCK_MAX_RAW)
+    #expect(bs_block_bound(max + 1) == Int64(BS_EINVAL.rawValue))
+    #expect(bs_block_bound(max) >= Int64(max) + Int64(BS_BLOCK_HEADER_SIZE))
+    #expect(bs_block_bound(0) >= Int64(BS_BLOCK_HEADER_SIZE))
+  }
+
+  @Test func aNullContextIsAnErrorAndFreesAsANoOp() {
+    let raw = [UInt8](repeating: 7, count: 100)
+    var dst = [UInt8](repeating: 0, count: 4096)
+    let einval = Int64(BS_EINVAL.rawValue)
+    #expect(bs_block_encode(nil, raw, raw.count, 1, 3, &dst, dst.count) == einval)
+    #expect(bs_block_decode(nil, dst, dst.count, nil, 0, nil) == einval)
+    bs_block_encoder_free(nil)
+    bs_block_decoder_free(nil)
   }
 }
