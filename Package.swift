@@ -47,7 +47,7 @@ let package = Package(
     .target(
       name: "Bigslice",
       dependencies: [
-        "Frame", "SliceIO", "CSupport", "Bigmachine",
+        "Frame", "SliceIO", "Bigmachine",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),

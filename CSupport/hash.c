@@ -97,8 +97,8 @@ bs_error bs_hash_partition(const uint64_t *h, size_t n, uint32_t nparts, uint32_
 
 /* Counting sort without scratch memory: starts[] serves as histogram, then as the scatter
  * cursors (which end up one partition ahead), then is shifted back into place. */
-int bs_partition_permutation(const uint32_t *part, size_t n, uint32_t nparts, uint64_t *starts,
-                             uint32_t *perm) {
+bs_error bs_partition_permutation(const uint32_t *part, size_t n, uint32_t nparts,
+                                  uint64_t *starts, uint32_t *perm) {
   if (nparts == 0 || starts == NULL) return BS_EINVAL;
   if (n > UINT32_MAX) return BS_EINVAL;
   if (n > 0 && (part == NULL || perm == NULL)) return BS_EINVAL;
@@ -117,8 +117,8 @@ int bs_partition_permutation(const uint32_t *part, size_t n, uint32_t nparts, ui
   return BS_OK;
 }
 
-int bs_group_values_fixed(const uint32_t *gid, size_t n, uint32_t ngroups, const void *src, size_t width,
-                          uint64_t *starts, void *dst) {
+bs_error bs_group_values_fixed(const uint32_t *gid, size_t n, uint32_t ngroups, const void *src,
+                               size_t width, uint64_t *starts, void *dst) {
   if (ngroups == 0 || starts == NULL) return BS_EINVAL;
   if (!fixed_width_ok(width)) return BS_EINVAL;
   if (n > 0 && (gid == NULL || src == NULL || dst == NULL)) return BS_EINVAL;

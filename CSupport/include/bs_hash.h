@@ -61,19 +61,17 @@ bs_error bs_hash_partition(const uint64_t *h, size_t n, uint32_t nparts, uint32_
 /* A counting sort of row indices by partition id, stable within a partition.
  * starts (never NULL) has nparts+1 entries: rows of partition p are
  * perm[starts[p] ..< starts[p+1]]. Returns BS_OK, or BS_EINVAL if nparts is 0, a part id is
- * >= nparts, n does not fit in uint32, or a pointer is NULL. (The bs_error comes as an int,
- * which Swift callers compare with 0.) */
-int bs_partition_permutation(const uint32_t *part, size_t n, uint32_t nparts, uint64_t *starts,
-                             uint32_t *perm);
+ * >= nparts, n does not fit in uint32, or a pointer is NULL. */
+bs_error bs_partition_permutation(const uint32_t *part, size_t n, uint32_t nparts,
+                                  uint64_t *starts, uint32_t *perm);
 
 /* A counting sort of a fixed-width column (width 1, 2, 4, 8 or 16) by group id, in one pass
  * over the values: dst receives them in group order, stable within a group, and starts
  * (never NULL, ngroups+1 entries) where each group begins: group g is
  * dst[starts[g] ..< starts[g+1]]. Returns BS_OK, or BS_EINVAL for ngroups 0, a bad width, a
- * group id >= ngroups, or a NULL pointer. The bs_error comes as an int, as for
- * bs_partition_permutation. */
-int bs_group_values_fixed(const uint32_t *gid, size_t n, uint32_t ngroups, const void *src, size_t width,
-                          uint64_t *starts, void *dst);
+ * group id >= ngroups, or a NULL pointer. */
+bs_error bs_group_values_fixed(const uint32_t *gid, size_t n, uint32_t ngroups, const void *src,
+                               size_t width, uint64_t *starts, void *dst);
 
 /* dst[i] = src[perm[i]] for a fixed-width column (width 1, 2, 4, 8 or 16; BS_EINVAL for
  * another). */

@@ -1,5 +1,5 @@
 import Bigmachine
-import CSupport
+import Frame
 import Logging
 import Synchronization
 
@@ -73,7 +73,9 @@ public final class Session: @unchecked Sendable {
   ) {
     if case .machines(let system, _, let procs) = executor, Bigmachine.isWorker {
       let system = MachineExecutor.bigmachineSystem(system, procs: procs)
-      _ = try? ThreadPool.shared.blockingAwait { try await Bigmachine.start(system: system, services: [SliceWorker.self]) }
+      _ = try? ThreadPool.shared.blockingAwait {
+        try await Bigmachine.start(system: system, services: [SliceWorker.self])
+      }
       fatalError("a worker's Bigmachine.start returned")
     }
     Allocator.limitPool(toFit: memoryLimit)
@@ -129,7 +131,7 @@ public final class Session: @unchecked Sendable {
   /// Letting the session go does the same.
   public func shutdown() {
     remote?.shutdown()
-    bs_pool_empty(nil)
+    Memory.emptyPool()
   }
 
   /// Bytes of task output written to spill files so far.
@@ -155,14 +157,15 @@ public final class Session: @unchecked Sendable {
   deinit {
     debugServer?.stop()
     remote?.shutdown()
-    bs_pool_empty(nil)
+    Memory.emptyPool()
   }
 
   /// Runs `f` with `args` and returns its result.
   /// - Throws: `BigsliceError.unregisteredFunc`, `.wrongArguments`, `.unsupportedType`,
   ///   `.invalidArgument` before anything runs; `.taskFailed` naming the operation and shard
   ///   when user code or the data fails.
-  public func run<each A, each C>(_ f: Func<repeat each C>, _ args: repeat each A) throws -> SliceResult<repeat each C> {
+  public func run<each A, each C>(_ f: Func<repeat each C>, _ args: repeat each A) throws -> SliceResult<repeat each C>
+  {
     let (slice, tasks) = try compile(f, repeat each args)
     let counters = Counters()
     try evaluate(tasks, name: slice.name, counters: counters)

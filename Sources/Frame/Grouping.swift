@@ -17,7 +17,7 @@ public enum Grouping {
         }
       }
     }
-    guard rc == 0 else { throw FrameError.invalidArgument("a group id is not below \(groups)") }
+    guard rc == BS_OK else { throw FrameError.invalidArgument("a group id is not below \(groups)") }
     return (permutation, starts)
   }
 }
@@ -50,7 +50,7 @@ public final class GroupedValues {
       }
     }
     self.starts = starts
-    guard rc == 0 else { throw FrameError.invalidArgument("a group id is not below \(groups)") }
+    guard rc == BS_OK else { throw FrameError.invalidArgument("a group id is not below \(groups)") }
   }
 
   deinit { bs_buffer_free(buffer, bytes) }

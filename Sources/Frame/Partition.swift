@@ -25,7 +25,7 @@ extension Frame {
       starts.withUnsafeMutableBufferPointer { s in
         perm.withUnsafeMutableBufferPointer { q in
           let rc = bs_partition_permutation(p.baseAddress, count, UInt32(partitions), s.baseAddress, q.baseAddress)
-          precondition(rc == 0, "partition id out of range")
+          precondition(rc == BS_OK, "partition id out of range")
         }
       }
     }

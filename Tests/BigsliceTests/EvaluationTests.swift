@@ -106,7 +106,8 @@ func removePartitionFiles(_ session: Session) -> Int {
   }
 }
 
-let doubleResult = Func("tests.doubleResult") { (r: SliceResult<Int, Int>) in r.slice.map { (k: Int, v: Int) in (k, v * 2) }
+let doubleResult = Func("tests.doubleResult") { (r: SliceResult<Int, Int>) in
+  r.slice.map { (k: Int, v: Int) in (k, v * 2) }
 }
 let sumResult = Func("tests.sumResult") { (r: SliceResult<Int, Int>, shards: Int) in
   r.slice.map { (k: Int, v: Int) in (k % 7, v) }.reshard(shards).reduce(.sum)

@@ -21,20 +21,22 @@ final class Namespaces {
   /// Why network namespaces cannot be made here (not root, no `ip`, no right to make them), or
   /// nil when they can: found once, by making one and removing it.
   static let unavailable: String? = {
-    switch make(1) {
+    switch make(1, tag: "p") {
     case .success: return nil
     case .failure(let reason): return "network namespaces cannot be made here: \(reason)"
     }
   }()
 
   /// Makes `count` namespaces, or returns why it cannot.
-  static func make(_ count: Int) -> Result<Namespaces, SkipReason> {
+  /// `tag` keeps the names of different sets apart.
+  static func make(_ count: Int, tag suffix: String = "") -> Result<Namespaces, SkipReason> {
     guard getuid() == 0 else { return .failure(SkipReason("not root: network namespaces need root")) }
     guard
       FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip")
         || FileManager.default.isExecutableFile(atPath: "/sbin/ip")
     else { return .failure(SkipReason("no `ip` command (iproute2)")) }
-    let tag = String(getpid() % 100_000)
+    removeStale()
+    let tag = String(getpid() % 100_000) + suffix
     let spaces = Namespaces(
       names: (0..<count).map { "bsn\(tag)-\($0)" }, hostLinks: (0..<count).map { "bsh\(tag)x\($0)" })
     do {
@@ -91,21 +93,42 @@ final class Namespaces {
     }
   }
 
+  /// Removes the namespaces (and with them their links) that a test process which is gone
+  /// left behind, killed before its deinit ran: their addresses would shadow this run's.
+  static func removeStale() {
+    guard let list = try? ip("netns", "list") else { return }
+    for line in list.split(separator: "\n") {
+      let name = String(line.split(separator: " ").first ?? "")
+      guard name.hasPrefix("bsn"), let dash = name.firstIndex(of: "-") else { continue }
+      let tag = name[name.index(name.startIndex, offsetBy: 3)..<dash].prefix { $0.isNumber }
+      guard let pid = Int32(tag), pid != getpid() % 100_000, kill(pid, 0) != 0 else { continue }
+      let host = "bsh" + name.dropFirst(3).replacingOccurrences(of: "-", with: "x")
+      _ = try? ip("link", "del", host)
+      _ = try? ip("netns", "del", name)
+    }
+  }
+
+  /// Runs `ip` with `args` and returns what it printed.
+  /// - Throws: a `SkipReason` with its error output when it fails.
   @discardableResult
   static func ip(_ args: String...) throws -> String {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
     p.arguments = args
+    let out = Pipe()
     let err = Pipe()
+    p.standardOutput = out
     p.standardError = err
     try p.run()
+    let printed = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     p.waitUntilExit()
     let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     guard p.terminationStatus == 0 else {
       throw SkipReason("ip \(args.joined(separator: " ")): \(message.trimmingCharacters(in: .whitespacesAndNewlines))")
     }
-    return message
+    return printed
   }
+
 }
 
 struct SkipReason: Error, CustomStringConvertible {

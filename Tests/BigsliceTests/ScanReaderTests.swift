@@ -40,7 +40,9 @@ func temporaryFile(_ text: String) -> String {
   }
 
   @Test func aMissingFileIsAnErrorNamingIt() async {
-    let error = await #expect(throws: (any Error).self) { try await session.run(scanReader(2, paths: ["/nonexistent/words.txt"])) }
+    let error = await #expect(throws: (any Error).self) {
+      try await session.run(scanReader(2, paths: ["/nonexistent/words.txt"]))
+    }
     #expect("\(error!)".contains("/nonexistent/words.txt"))
   }
 

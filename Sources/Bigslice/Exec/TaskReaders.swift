@@ -46,7 +46,10 @@ final class DependencyReader: Reader {
   private let open: (ShardTask, Int) throws -> any Reader
   private var input: (any Reader)?
 
-  init(_ task: ShardTask, reading upstream: ShardTask, partition: Int, open: @escaping (ShardTask, Int) throws -> any Reader) {
+  init(
+    _ task: ShardTask, reading upstream: ShardTask, partition: Int,
+    open: @escaping (ShardTask, Int) throws -> any Reader
+  ) {
     self.task = task
     self.upstream = upstream
     self.partition = partition

@@ -155,7 +155,7 @@ final class WorkerState: @unchecked Sendable {
         executor.submit {
           do {
             continuation.resume(
-              returning: UncheckedBox(try executor.run(job.task, counters: counters, io: io, open: job.open)))
+              returning: UncheckedBox(try executor.runner.run(job.task, counters: counters, io: io, open: job.open)))
           } catch {
             continuation.resume(throwing: error)
           }

@@ -1,5 +1,5 @@
-import SystemPackage
 import Synchronization
+import SystemPackage
 
 #if canImport(Glibc)
   import Glibc
@@ -60,23 +60,23 @@ public final class Tracer: TaskObserver, @unchecked Sendable {
       case .done, .failed, .waiting:
         guard let open = s.open.removeValue(forKey: key.id) else { return }
         s.busy[open.pid]![open.tid] = false
-        let where_ = #""pid":\#(open.pid),"tid":\#(open.tid)"#
+        let place = #""pid":\#(open.pid),"tid":\#(open.tid)"#
         let task = #""operation":\#(jsonString(key.operation)),"shard":\#(key.shard),"task":\#(key.id)"#
         var args = #"\#(task),"state":"\#(event.state.rawValue)""#
         if event.state == .done { args += #","rows":\#(event.rows),"bytes":\#(event.bytes)"# }
         if let error = event.error { args += #","error":\#(jsonString(error))"# }
         s.events.append(
-          #"{"name":\#(jsonString("\(key.operation):\(key.shard)")),"cat":"task","ph":"X",\#(span(open.start, event.time)),\#(where_),"args":{\#(args)}}"#
+          #"{"name":\#(jsonString("\(key.operation):\(key.shard)")),"cat":"task","ph":"X",\#(span(open.start, event.time)),\#(place),"args":{\#(args)}}"#
         )
         guard let io = event.io else { return }
         if let first = io.firstRead {
           s.events.append(
-            #"{"name":"read","cat":"read","ph":"X",\#(span(first, first + io.readTime)),\#(where_),"args":{\#(task),"rows":\#(io.readRows),"bytes":\#(io.readBytes)}}"#
+            #"{"name":"read","cat":"read","ph":"X",\#(span(first, first + io.readTime)),\#(place),"args":{\#(task),"rows":\#(io.readRows),"bytes":\#(io.readBytes)}}"#
           )
         }
         if io.writeRows > 0 {
           s.events.append(
-            #"{"name":"write","cat":"write","ph":"X",\#(span(event.time - io.writeTime, event.time)),\#(where_),"args":{\#(task),"rows":\#(io.writeRows),"bytes":\#(io.writeBytes)}}"#
+            #"{"name":"write","cat":"write","ph":"X",\#(span(event.time - io.writeTime, event.time)),\#(place),"args":{\#(task),"rows":\#(io.writeRows),"bytes":\#(io.writeBytes)}}"#
           )
         }
       case .lost:
