@@ -66,6 +66,12 @@ public enum BigmachineError: Error, Sendable, Equatable, CustomStringConvertible
     return try? JSONDecoder().decode(type, from: Data(detail.utf8))
   }
 
+  /// `text` from a peer made fit to log and keep, as Bigmachine keeps every message a peer
+  /// sends: at most 1024 Unicode scalars (the last an ellipsis when cut), each control
+  /// character (line breaks and terminal escapes among them) replaced by U+FFFD. For the
+  /// strings of a typed ``detail(as:)``, which arrive as the service wrote them.
+  public static func boundedText(_ text: some StringProtocol) -> String { wireText(text) }
+
   /// The machine address the error concerns.
   public var address: String {
     switch self {

@@ -56,7 +56,8 @@ public final class ThreadPool: TaskExecutor, @unchecked Sendable {
 
   /// The pool shared by the process's own asynchronous plumbing: the services of in-process
   /// machines, reaping child processes, and the Swift tasks that `blockingAwait` waits for.
-  /// Nothing on it blocks for long. Four threads, for the life of the process.
+  /// Work on it may do short synchronous I/O but never waits for other work on it. Four
+  /// threads, for the life of the process.
   public static let shared = ThreadPool(count: 4)
 
   /// Queues `body` to run on one of the threads.
@@ -93,6 +94,7 @@ public final class ThreadPool: TaskExecutor, @unchecked Sendable {
   }
 
   private func work() {
+    pthread_setspecific(ThreadPool.current, Unmanaged.passUnretained(self).toOpaque())
     while true {
       available.wait()
       let next = queue.withLock { q -> Work? in
@@ -119,9 +121,13 @@ public final class ThreadPool: TaskExecutor, @unchecked Sendable {
 
   /// Waits on the calling thread for `body`, run as a Swift task on this pool: the bridge from
   /// synchronous code to asynchronous calls, which never needs a thread of the cooperative
-  /// pool. Do not call it from a thread of this pool.
+  /// pool.
+  /// - Precondition: the calling thread is not one of this pool's, which could wait for itself.
   /// - Throws: what `body` throws.
   public func blockingAwait<T>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+    precondition(
+      pthread_getspecific(ThreadPool.current) != Unmanaged.passUnretained(self).toOpaque(),
+      "blockingAwait on a thread of the pool it waits for")
     let outcome = Outcome<T>()
     let done = DispatchSemaphore(value: 0)
     Task(executorPreference: self) {
@@ -135,6 +141,13 @@ public final class ThreadPool: TaskExecutor, @unchecked Sendable {
     done.wait()
     return try outcome.value!.get()
   }
+
+  /// The pool whose thread this is, for `blockingAwait`'s check.
+  private static let current: pthread_key_t = {
+    var key = pthread_key_t()
+    pthread_key_create(&key, nil)
+    return key
+  }()
 
   /// Runs `body` on a new thread of its own, detached: a caller that must wait for a long time
   /// (a whole job driven from async code) waits there, not on a pool. If no thread can be made,

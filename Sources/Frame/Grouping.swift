@@ -6,8 +6,11 @@ import CSupport
 public enum Grouping {
   /// The rows of each group: group `g` is `permutation[starts[g] ..< starts[g + 1]]`, in row
   /// order. `starts` has `groups + 1` entries.
-  /// - Throws: `FrameError.invalidArgument` when an id is `groups` or more.
+  /// - Throws: `FrameError.invalidArgument` when an id is `groups` or more, or there are 2³²
+  ///   rows or more.
   public static func order(groupIDs: [UInt32], groups: Int) throws -> (permutation: [UInt32], starts: [UInt64]) {
+    try check(groupIDs, groups: groups)
+    if groups == 0 { return ([], [0]) }
     var starts = [UInt64](repeating: 0, count: groups + 1)
     var permutation = [UInt32](repeating: 0, count: groupIDs.count)
     let rc = groupIDs.withUnsafeBufferPointer { g in
@@ -19,6 +22,17 @@ public enum Grouping {
     }
     guard rc == BS_OK else { throw FrameError.invalidArgument("a group id is not below \(groups)") }
     return (permutation, starts)
+  }
+
+  /// Throws what the C kernels would refuse, naming it: more rows than 32-bit ids address,
+  /// or ids with no group to go to.
+  static func check(_ groupIDs: [UInt32], groups: Int) throws {
+    guard groupIDs.count < Int(UInt32.max) else {
+      throw FrameError.invalidArgument("\(groupIDs.count) rows to group, over 2^32")
+    }
+    guard groups > 0 || groupIDs.isEmpty else {
+      throw FrameError.invalidArgument("\(groupIDs.count) rows to put in no groups")
+    }
   }
 }
 
@@ -39,16 +53,20 @@ public final class GroupedValues {
     guard groupIDs.count == column.count else {
       throw FrameError.invalidArgument("\(groupIDs.count) group ids for \(column.count) rows")
     }
+    try Grouping.check(groupIDs, groups: groups)
     let n = column.count
     bytes = max(n * kind.width, 1)
     guard let buffer = bs_buffer_alloc(bytes) else { throw FrameError.outOfMemory("\(n) values to group") }
     self.buffer = buffer
     var starts = [UInt64](repeating: 0, count: groups + 1)
-    let rc = groupIDs.withUnsafeBufferPointer { g in
-      starts.withUnsafeMutableBufferPointer { s in
-        bs_group_values_fixed(g.baseAddress, n, UInt32(groups), base, kind.width, s.baseAddress, buffer)
+    let rc =
+      groups == 0
+      ? BS_OK
+      : groupIDs.withUnsafeBufferPointer { g in
+        starts.withUnsafeMutableBufferPointer { s in
+          bs_group_values_fixed(g.baseAddress, n, UInt32(groups), base, kind.width, s.baseAddress, buffer)
+        }
       }
-    }
     self.starts = starts
     guard rc == BS_OK else { throw FrameError.invalidArgument("a group id is not below \(groups)") }
   }

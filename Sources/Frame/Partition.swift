@@ -61,7 +61,9 @@ extension Frame {
       rows.values.withUnsafeBufferPointer { r in
         bounds.values.withUnsafeBufferPointer { b in
           out.withUnsafeMutableBufferPointer {
-            _ = bs_range_partition_u64(r.baseAddress, count, b.baseAddress, m, $0.baseAddress)
+            let rc = bs_range_partition_u64(r.baseAddress, count, b.baseAddress, m, $0.baseAddress)
+            precondition(
+              rc == BS_OK, "range partitioning refused its arguments: \(String(cString: bs_error_name(rc.rawValue)))")
           }
         }
       }

@@ -86,7 +86,8 @@ func testWorkerBinary() throws -> String {
     }
   }
 
-  /// A worker's failure travels as a typed detail: every lost task arrives, however many.
+  /// A worker's failure travels as a typed detail, however long its list of lost tasks (a
+  /// message was cut at 1000 characters).
   @Test func aWorkersFailureTravelsTypedWithEveryLostTask() async throws {
     let refs = (0..<3000).map { TaskRef(invocation: 2, index: $0) }
     let failures: [WorkerFailure] = [
@@ -101,6 +102,24 @@ func testWorkerBinary() throws -> String {
         detail: sent.detail)
       #expect(received.detail(as: WorkerFailure.self) == failure)
     }
+  }
+
+  /// A worker's words reach the driver bounded and free of control characters, as any text
+  /// from a peer: a user error that prints a whole row, or a terminal escape, stays out.
+  @Test func aWorkersFailureTextIsBoundedAndClean() throws {
+    let sent = WorkerFailure.taskFailed(
+      op: "map@x.swift:3", shard: 1, message: "\u{1B}[2J" + String(repeating: "x", count: 300_000)
+    ).serviceError
+    let received = BigmachineError.remote(
+      address: "m", method: "Bigslice.run", kind: sent.kind, message: sent.message, temporary: false,
+      detail: sent.detail)
+    guard case .taskFailed(_, _, let message)? = received.detail(as: WorkerFailure.self)?.bounded else {
+      Issue.record("no task failure in \(received)")
+      return
+    }
+    #expect(message.unicodeScalars.count == 1024)
+    #expect(message.hasPrefix("\u{FFFD}[2Jxxx") && message.hasSuffix("x\u{2026}"))
+    #expect((sent.detail?.utf8.count ?? .max) < 10_000)
   }
 
   /// A machine builds a result argument only over a run whose columns are the result's.

@@ -129,15 +129,21 @@ private func groupByHash<each V>(
   var k = -1
   func collect<T>(_: T.Type) throws -> Column {
     k += 1
-    defer { gids[k] = [] }
     let column = frames[k].columns[1]
+    // Each input's ids and permutation go as soon as they are used: the lists are built while
+    // every input is still held.
+    var ids: [UInt32] = []
+    swap(&ids, &gids[k])
     // Fixed-width values go straight into group order in one pass, then into one list per group.
-    if let grouped = try GroupedValues(column, groupIDs: gids[k], groups: groups) {
+    if let grouped = try GroupedValues(column, groupIDs: ids, groups: groups) {
+      ids = []
       if packed, let scalar = T.self as? any (ScalarValue & Codable).Type { return packedLists(scalar, grouped) }
       return try grouped.arrays(T.self)
     }
-    let (permutation, starts) = try Grouping.order(groupIDs: gids[k], groups: groups)
+    var (permutation, starts) = try Grouping.order(groupIDs: ids, groups: groups)
+    ids = []
     let values = column.gather(permutation)
+    permutation = []
     let out = ColumnAppender<[T]>(types[k + 1], capacity: groups)
     let getter = ColumnGetter<T>(values)
     withExtendedLifetime(values) {

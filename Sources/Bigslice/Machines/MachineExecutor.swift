@@ -283,7 +283,10 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
     of error: BigmachineError, _ task: ShardTask, _ worker: WorkerHandle, _ observer: (any TaskObserver)?
   ) -> TaskOutcome {
     let machine = worker.machine.address
-    if let failure = error.detail(as: WorkerFailure.self) {
+    if case .remote(_, _, WorkerFailure.kind, let message, _, _) = error {
+      guard let failure = error.detail(as: WorkerFailure.self)?.bounded else {
+        return failed(task, "the worker's failure did not arrive whole: \(message)", machine, observer)
+      }
       switch failure {
       case .lostInput(let refs, _):
         let lost = Set(refs)
@@ -303,7 +306,8 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
       }
     }
     if case .remote(_, _, _, let message, _, _) = error {
-      // Raised by the machine, but not by the worker's service: a failure all the same.
+      // Raised by the machine, but not by the worker's service: a failure all the same (its
+      // message is bounded and clean, as Bigmachine keeps any text from a peer).
       return failed(task, message, machine, observer)
     }
     // The machine died or the connection failed: the task is computed again elsewhere.

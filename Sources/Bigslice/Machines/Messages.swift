@@ -92,11 +92,26 @@ enum WorkerFailure: Codable, Error, Equatable, CustomStringConvertible {
     }
   }
 
-  /// The error a service method throws to send it.
+  /// The error a service method throws to send it, its texts bounded.
   var serviceError: ServiceError {
+    let bounded = self.bounded
     // A WorkerFailure always encodes; the message is for people and logs.
-    (try? ServiceError(kind: WorkerFailure.kind, message: description, detail: self))
-      ?? ServiceError(kind: WorkerFailure.kind, message: description)
+    return (try? ServiceError(kind: WorkerFailure.kind, message: bounded.description, detail: bounded))
+      ?? ServiceError(kind: WorkerFailure.kind, message: bounded.description)
+  }
+
+  /// The same failure with every text bounded and cleaned as any text from a peer is
+  /// (`BigmachineError.boundedText`): what a worker sends, and what the driver keeps of what
+  /// it received.
+  var bounded: WorkerFailure {
+    func text(_ s: String) -> String { BigmachineError.boundedText(s) }
+    switch self {
+    case .lostInput(let upstream, let cause): return .lostInput(upstream: upstream, cause: text(cause))
+    case .taskFailed(let op, let shard, let message):
+      return .taskFailed(op: text(op), shard: shard, message: text(message))
+    case .compile(let message): return .compile(text(message))
+    case .missing(let message): return .missing(text(message))
+    }
   }
 }
 
