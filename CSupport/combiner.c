@@ -469,6 +469,17 @@ static int gids_valid(const uint32_t *gids, size_t n, size_t groups) {
   return (size_t)m < groups;
 }
 
+/* The loop of an update: its body (the statements passed) runs on the rows [i, m) with the
+ * aggregate of the row PREFETCH_AHEAD ahead prefetched, then on the rows [m, n). */
+#define UPDATE_LOOP(...)                               \
+  for (; i < m; i++) {                                 \
+    BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);   \
+    __VA_ARGS__                                        \
+  }                                                    \
+  for (; i < n; i++) {                                 \
+    __VA_ARGS__                                        \
+  }
+
 bs_error bs_comb_update_i64(bs_combiner *c, int agg, const uint32_t *gids, const int64_t *vals,
                             size_t n) {
   if (c == NULL || agg < 0 || agg >= c->nagg) return BS_EINVAL;
@@ -482,27 +493,13 @@ bs_error bs_comb_update_i64(bs_combiner *c, int agg, const uint32_t *gids, const
   size_t i = 0;
   switch (kind) {
   case BS_AGG_SUM_I64:
-    for (; i < m; i++) {
-      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
-      a[gids[i]] = (int64_t)((uint64_t)a[gids[i]] + (uint64_t)vals[i]); /* wraps */
-    }
-    for (; i < n; i++) a[gids[i]] = (int64_t)((uint64_t)a[gids[i]] + (uint64_t)vals[i]);
+    UPDATE_LOOP(a[gids[i]] = (int64_t)((uint64_t)a[gids[i]] + (uint64_t)vals[i]); /* wraps */)
     break;
   case BS_AGG_MIN_I64:
-    for (; i < m; i++) {
-      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
-      if (vals[i] < a[gids[i]]) a[gids[i]] = vals[i];
-    }
-    for (; i < n; i++)
-      if (vals[i] < a[gids[i]]) a[gids[i]] = vals[i];
+    UPDATE_LOOP(if (vals[i] < a[gids[i]]) a[gids[i]] = vals[i];)
     break;
   default: /* BS_AGG_MAX_I64 */
-    for (; i < m; i++) {
-      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
-      if (vals[i] > a[gids[i]]) a[gids[i]] = vals[i];
-    }
-    for (; i < n; i++)
-      if (vals[i] > a[gids[i]]) a[gids[i]] = vals[i];
+    UPDATE_LOOP(if (vals[i] > a[gids[i]]) a[gids[i]] = vals[i];)
     break;
   }
   return BS_OK;
@@ -522,33 +519,13 @@ bs_error bs_comb_update_f64(bs_combiner *c, int agg, const uint32_t *gids, const
   size_t i = 0;
   switch (kind) {
   case BS_AGG_SUM_F64:
-    for (; i < m; i++) {
-      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
-      a[gids[i]] += vals[i];
-    }
-    for (; i < n; i++) a[gids[i]] += vals[i];
+    UPDATE_LOOP(a[gids[i]] += vals[i];)
     break;
   case BS_AGG_MIN_F64:
-    for (; i < m; i++) {
-      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
-      double v = vals[i];
-      if (v < a[gids[i]] || v != v) a[gids[i]] = v;
-    }
-    for (; i < n; i++) {
-      double v = vals[i];
-      if (v < a[gids[i]] || v != v) a[gids[i]] = v;
-    }
+    UPDATE_LOOP(double v = vals[i]; if (v < a[gids[i]] || v != v) a[gids[i]] = v;)
     break;
   default: /* BS_AGG_MAX_F64 */
-    for (; i < m; i++) {
-      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
-      double v = vals[i];
-      if (v > a[gids[i]] || v != v) a[gids[i]] = v;
-    }
-    for (; i < n; i++) {
-      double v = vals[i];
-      if (v > a[gids[i]] || v != v) a[gids[i]] = v;
-    }
+    UPDATE_LOOP(double v = vals[i]; if (v > a[gids[i]] || v != v) a[gids[i]] = v;)
     break;
   }
   return BS_OK;
@@ -562,13 +539,10 @@ bs_error bs_comb_update_count(bs_combiner *c, int agg, const uint32_t *gids, siz
   int64_t *restrict a = (int64_t *)c->agg[agg];
   const size_t m = n > PREFETCH_AHEAD ? n - PREFETCH_AHEAD : 0;
   size_t i = 0;
-  for (; i < m; i++) {
-    BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
-    a[gids[i]]++;
-  }
-  for (; i < n; i++) a[gids[i]]++;
+  UPDATE_LOOP(a[gids[i]]++;)
   return BS_OK;
 }
+#undef UPDATE_LOOP
 
 int64_t bs_comb_groups(const bs_combiner *c) { return c ? (int64_t)c->groups : BS_EINVAL; }
 
