@@ -310,32 +310,57 @@ static inline unsigned bucket_match(const comb_slot *b, uint64_t k) {
          (unsigned)(b[2].k == k) << 2 | (unsigned)(b[3].k == k) << 3;
 }
 
-/* The slow path of one u64 row: a full probe from the key's bucket, inserting the key when
- * it is new (growing the table first when needed). Returns the gid or BS_ENOMEM. Kept out
- * of line so the hot loop stays small. */
-static BS_NOINLINE int64_t find_or_insert_u64(bs_combiner *c, uint64_t key, uint64_t h) {
+/* Bytes mode: equal tags (key_tag) of keys longer than SHORT_KEY are confirmed on the key
+ * bytes. */
+static inline int same_key(const bs_combiner *c, size_t g, const uint8_t *key, size_t len) {
+  size_t a0 = (size_t)c->koff[g], a1 = (size_t)c->koff[g + 1];
+  return a1 - a0 == len && (len == 0 || memcmp(c->kbytes + a0, key, len) == 0);
+}
+
+/* Bytes mode: stores the key of the group about to be made (c->groups). */
+static bs_error append_key(bs_combiner *c, const uint8_t *key, size_t len) {
+  size_t used = (size_t)c->koff[c->groups];
+  if (len > SIZE_MAX - used || used + len > (size_t)INT64_MAX) return BS_ENOMEM;
+  if (used + len > c->kbcap) {
+    size_t ncap = c->kbcap * 2;
+    if (ncap < used + len) ncap = used + len;
+    if (resize((void **)&c->kbytes, c->kbcap, ncap, 1) != BS_OK) return BS_ENOMEM;
+    c->kbcap = ncap;
+  }
+  if (len) memcpy(c->kbytes + used, key, len);
+  c->koff[c->groups + 1] = (int64_t)(used + len);
+  return BS_OK;
+}
+
+/* The slow path of one row: a full probe from the key's bucket, inserting the key when it
+ * is new (growing the table first when needed). k is the slot key: the key itself in u64
+ * mode (key NULL, len 0), else the tag of the len bytes at key. Returns the gid or
+ * BS_ENOMEM. Kept out of line so the hot loops stay small. */
+static BS_NOINLINE int64_t find_or_insert(bs_combiner *c, uint64_t k, const uint8_t *key,
+                                          size_t len, uint64_t h) {
   for (;;) {
     size_t mask = c->cap - 1, base = bucket_of(h, mask);
     for (;;) {
       comb_slot *b = &c->slots[base];
-      unsigned m = bucket_match(b, key);
-      if (m != 0) {
-        /* Occupied slots precede empty ones, so the first match is the key's slot if the
-         * key is in this bucket at all. */
+      /* An empty slot matches k == 0 but holds no group (gid_plus1 == 0). Occupied slots
+       * precede empty ones, so in u64 mode the first occupied match is the key's slot; in
+       * bytes mode a long key's tag may match other keys, which same_key rules out. */
+      for (unsigned m = bucket_match(b, k); m != 0; m &= m - 1) {
         uint32_t g1 = b[first_bit(m)].gid_plus1;
-        if (g1 != 0) return (int64_t)(g1 - 1);
+        if (g1 != 0 && (len <= SHORT_KEY || same_key(c, g1 - 1, key, len))) return (int64_t)(g1 - 1);
       }
       if (b[BUCKET - 1].gid_plus1 == 0) break; /* the key is new */
       base = (base + BUCKET) & mask;
     }
     if (c->groups < c->grow_at) {
       if (ensure_group_room(c) != BS_OK) return BS_ENOMEM;
+      if (c->kind == BS_COMB_KEY_BYTES && append_key(c, key, len) != BS_OK) return BS_ENOMEM;
       comb_slot *b = &c->slots[base];
       comb_slot *s = &b[bucket_fill(b)];
       size_t g = c->groups++;
       c->hashes[g] = h;
-      c->keys[g] = key;
-      s->k = key;
+      if (c->kind == BS_COMB_KEY_U64) c->keys[g] = k;
+      s->k = k;
       s->gid_plus1 = (uint32_t)(g + 1);
       s->hlo = (uint32_t)h;
       return (int64_t)g;
@@ -369,58 +394,13 @@ int64_t bs_comb_groups_u64(bs_combiner *c, const uint64_t *keys, const uint64_t 
       gids[i] = g1 - 1;
       continue;
     }
-    int64_t g = find_or_insert_u64(c, key, hashes[i]);
+    int64_t g = find_or_insert(c, key, NULL, 0, hashes[i]);
     if (g < 0) return g;
     gids[i] = (uint32_t)g;
     slots = c->slots; /* the table may have grown */
     mask = c->cap - 1;
   }
   return (int64_t)(c->groups - before);
-}
-
-/* Bytes mode: equal tags (key_tag) of keys longer than SHORT_KEY are confirmed on the key
- * bytes. */
-static inline int same_key(const bs_combiner *c, size_t g, const uint8_t *key, size_t len) {
-  size_t a0 = (size_t)c->koff[g], a1 = (size_t)c->koff[g + 1];
-  return a1 - a0 == len && (len == 0 || memcmp(c->kbytes + a0, key, len) == 0);
-}
-
-static BS_NOINLINE int64_t find_or_insert_bytes(bs_combiner *c, const uint8_t *key, size_t len,
-                                                uint64_t h, uint64_t tag) {
-  for (;;) {
-    size_t mask = c->cap - 1, base = bucket_of(h, mask);
-    for (;;) {
-      comb_slot *b = &c->slots[base];
-      for (unsigned m = bucket_match(b, tag); m != 0; m &= m - 1) {
-        uint32_t g1 = b[first_bit(m)].gid_plus1;
-        if (g1 != 0 && (len <= SHORT_KEY || same_key(c, g1 - 1, key, len))) return (int64_t)(g1 - 1);
-      }
-      if (b[BUCKET - 1].gid_plus1 == 0) break;
-      base = (base + BUCKET) & mask;
-    }
-    if (c->groups < c->grow_at) {
-      if (ensure_group_room(c) != BS_OK) return BS_ENOMEM;
-      size_t used = (size_t)c->koff[c->groups];
-      if (len > SIZE_MAX - used || used + len > (size_t)INT64_MAX) return BS_ENOMEM;
-      if (used + len > c->kbcap) {
-        size_t ncap = c->kbcap * 2;
-        if (ncap < used + len) ncap = used + len;
-        if (resize((void **)&c->kbytes, c->kbcap, ncap, 1) != BS_OK) return BS_ENOMEM;
-        c->kbcap = ncap;
-      }
-      if (len) memcpy(c->kbytes + used, key, len);
-      comb_slot *b = &c->slots[base];
-      comb_slot *s = &b[bucket_fill(b)];
-      size_t g = c->groups++;
-      c->koff[g + 1] = (int64_t)(used + len);
-      c->hashes[g] = h;
-      s->k = tag;
-      s->gid_plus1 = (uint32_t)(g + 1);
-      s->hlo = (uint32_t)h;
-      return (int64_t)g;
-    }
-    if (grow_table(c) != BS_OK) return BS_ENOMEM;
-  }
 }
 
 int64_t bs_comb_groups_bytes(bs_combiner *c, const int64_t *offsets, const uint8_t *bytes,
@@ -453,7 +433,7 @@ int64_t bs_comb_groups_bytes(bs_combiner *c, const int64_t *offsets, const uint8
         continue;
       }
     }
-    int64_t g = find_or_insert_bytes(c, key, len, h, tag);
+    int64_t g = find_or_insert(c, tag, key, len, h);
     if (g < 0) return g;
     gids[i] = (uint32_t)g;
     slots = c->slots;
