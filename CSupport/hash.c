@@ -91,25 +91,36 @@ bs_error bs_hash_partition(const uint64_t *h, size_t n, uint32_t nparts, uint32_
   return BS_OK;
 }
 
-/* Counting sort without scratch memory: starts[] serves as histogram, then as the scatter
- * cursors (which end up one partition ahead), then is shifted back into place. */
+/* Counting sorts without scratch memory: starts[] serves as histogram, then as the scatter
+ * cursors (which end up one bucket ahead), then is shifted back into place. count_starts
+ * makes the histogram of the n ids (each < k, else BS_EINVAL) and turns it into the first
+ * places: starts[b] = first place of bucket b, starts[k] = n. */
+static inline bs_error count_starts(const uint32_t *id, size_t n, uint32_t k, uint64_t *starts) {
+  memset(starts, 0, ((size_t)k + 1) * sizeof *starts);
+  for (size_t i = 0; i < n; i++) {
+    uint32_t b = id[i];
+    if (b >= k) return BS_EINVAL;
+    starts[b + 1]++;
+  }
+  for (size_t b = 1; b <= k; b++) starts[b] += starts[b - 1];
+  return BS_OK;
+}
+
+/* After the scatter starts[b] = end of bucket b = start of b+1 (starts[k] is still n): shifts
+ * them back to the first places. */
+static inline void unshift_starts(uint64_t *starts, uint32_t k) {
+  for (size_t b = k; b-- > 1;) starts[b] = starts[b - 1];
+  starts[0] = 0;
+}
+
 bs_error bs_partition_permutation(const uint32_t *part, size_t n, uint32_t nparts,
                                   uint64_t *starts, uint32_t *perm) {
   if (nparts == 0 || starts == NULL) return BS_EINVAL;
   if (n > UINT32_MAX) return BS_EINVAL;
   if (n > 0 && (part == NULL || perm == NULL)) return BS_EINVAL;
-  memset(starts, 0, ((size_t)nparts + 1) * sizeof *starts);
-  for (size_t i = 0; i < n; i++) {
-    uint32_t p = part[i];
-    if (p >= nparts) return BS_EINVAL;
-    starts[p + 1]++;
-  }
-  for (size_t p = 1; p <= nparts; p++) starts[p] += starts[p - 1];
-  /* starts[p] = first row of partition p; starts[nparts] = n. */
+  if (count_starts(part, n, nparts, starts) != BS_OK) return BS_EINVAL;
   for (size_t i = 0; i < n; i++) perm[starts[part[i]]++] = (uint32_t)i;
-  /* Now starts[p] = end of partition p = start of p+1 (starts[nparts] is still n). */
-  for (size_t p = nparts; p-- > 1;) starts[p] = starts[p - 1];
-  starts[0] = 0;
+  unshift_starts(starts, nparts);
   return BS_OK;
 }
 
@@ -118,13 +129,7 @@ bs_error bs_group_values_fixed(const uint32_t *gid, size_t n, uint32_t ngroups, 
   if (ngroups == 0 || starts == NULL) return BS_EINVAL;
   if (!fixed_width_ok(width)) return BS_EINVAL;
   if (n > 0 && (gid == NULL || src == NULL || dst == NULL)) return BS_EINVAL;
-  memset(starts, 0, ((size_t)ngroups + 1) * sizeof *starts);
-  for (size_t i = 0; i < n; i++) {
-    uint32_t g = gid[i];
-    if (g >= ngroups) return BS_EINVAL;
-    starts[g + 1]++;
-  }
-  for (size_t g = 1; g <= ngroups; g++) starts[g] += starts[g - 1];
+  if (count_starts(gid, n, ngroups, starts) != BS_OK) return BS_EINVAL;
   const uint8_t *s = (const uint8_t *)src;
   uint8_t *d = (uint8_t *)dst;
   /* One pass moves each value to its group's next place (starts[g] walks to the group's end). */
@@ -138,8 +143,7 @@ bs_error bs_group_values_fixed(const uint32_t *gid, size_t n, uint32_t ngroups, 
   default:
     for (size_t i = 0; i < n; i++) memcpy(d + starts[gid[i]]++ * width, s + i * width, width);
   }
-  for (size_t g = ngroups; g-- > 1;) starts[g] = starts[g - 1];
-  starts[0] = 0;
+  unshift_starts(starts, ngroups);
   return BS_OK;
 }
 
