@@ -310,32 +310,57 @@ static inline unsigned bucket_match(const comb_slot *b, uint64_t k) {
          (unsigned)(b[2].k == k) << 2 | (unsigned)(b[3].k == k) << 3;
 }
 
-/* The slow path of one u64 row: a full probe from the key's bucket, inserting the key when
- * it is new (growing the table first when needed). Returns the gid or BS_ENOMEM. Kept out
- * of line so the hot loop stays small. */
-static BS_NOINLINE int64_t find_or_insert_u64(bs_combiner *c, uint64_t key, uint64_t h) {
+/* Bytes mode: equal tags (key_tag) of keys longer than SHORT_KEY are confirmed on the key
+ * bytes. */
+static inline int same_key(const bs_combiner *c, size_t g, const uint8_t *key, size_t len) {
+  size_t a0 = (size_t)c->koff[g], a1 = (size_t)c->koff[g + 1];
+  return a1 - a0 == len && (len == 0 || memcmp(c->kbytes + a0, key, len) == 0);
+}
+
+/* Bytes mode: stores the key of the group about to be made (c->groups). */
+static bs_error append_key(bs_combiner *c, const uint8_t *key, size_t len) {
+  size_t used = (size_t)c->koff[c->groups];
+  if (len > SIZE_MAX - used || used + len > (size_t)INT64_MAX) return BS_ENOMEM;
+  if (used + len > c->kbcap) {
+    size_t ncap = c->kbcap * 2;
+    if (ncap < used + len) ncap = used + len;
+    if (resize((void **)&c->kbytes, c->kbcap, ncap, 1) != BS_OK) return BS_ENOMEM;
+    c->kbcap = ncap;
+  }
+  if (len) memcpy(c->kbytes + used, key, len);
+  c->koff[c->groups + 1] = (int64_t)(used + len);
+  return BS_OK;
+}
+
+/* The slow path of one row: a full probe from the key's bucket, inserting the key when it
+ * is new (growing the table first when needed). k is the slot key: the key itself in u64
+ * mode (key NULL, len 0), else the tag of the len bytes at key. Returns the gid or
+ * BS_ENOMEM. Kept out of line so the hot loops stay small. */
+static BS_NOINLINE int64_t find_or_insert(bs_combiner *c, uint64_t k, const uint8_t *key,
+                                          size_t len, uint64_t h) {
   for (;;) {
     size_t mask = c->cap - 1, base = bucket_of(h, mask);
     for (;;) {
       comb_slot *b = &c->slots[base];
-      unsigned m = bucket_match(b, key);
-      if (m != 0) {
-        /* Occupied slots precede empty ones, so the first match is the key's slot if the
-         * key is in this bucket at all. */
+      /* An empty slot matches k == 0 but holds no group (gid_plus1 == 0). Occupied slots
+       * precede empty ones, so in u64 mode the first occupied match is the key's slot; in
+       * bytes mode a long key's tag may match other keys, which same_key rules out. */
+      for (unsigned m = bucket_match(b, k); m != 0; m &= m - 1) {
         uint32_t g1 = b[first_bit(m)].gid_plus1;
-        if (g1 != 0) return (int64_t)(g1 - 1);
+        if (g1 != 0 && (len <= SHORT_KEY || same_key(c, g1 - 1, key, len))) return (int64_t)(g1 - 1);
       }
       if (b[BUCKET - 1].gid_plus1 == 0) break; /* the key is new */
       base = (base + BUCKET) & mask;
     }
     if (c->groups < c->grow_at) {
       if (ensure_group_room(c) != BS_OK) return BS_ENOMEM;
+      if (c->kind == BS_COMB_KEY_BYTES && append_key(c, key, len) != BS_OK) return BS_ENOMEM;
       comb_slot *b = &c->slots[base];
       comb_slot *s = &b[bucket_fill(b)];
       size_t g = c->groups++;
       c->hashes[g] = h;
-      c->keys[g] = key;
-      s->k = key;
+      if (c->kind == BS_COMB_KEY_U64) c->keys[g] = k;
+      s->k = k;
       s->gid_plus1 = (uint32_t)(g + 1);
       s->hlo = (uint32_t)h;
       return (int64_t)g;
@@ -369,58 +394,13 @@ int64_t bs_comb_groups_u64(bs_combiner *c, const uint64_t *keys, const uint64_t 
       gids[i] = g1 - 1;
       continue;
     }
-    int64_t g = find_or_insert_u64(c, key, hashes[i]);
+    int64_t g = find_or_insert(c, key, NULL, 0, hashes[i]);
     if (g < 0) return g;
     gids[i] = (uint32_t)g;
     slots = c->slots; /* the table may have grown */
     mask = c->cap - 1;
   }
   return (int64_t)(c->groups - before);
-}
-
-/* Bytes mode: equal tags (key_tag) of keys longer than SHORT_KEY are confirmed on the key
- * bytes. */
-static inline int same_key(const bs_combiner *c, size_t g, const uint8_t *key, size_t len) {
-  size_t a0 = (size_t)c->koff[g], a1 = (size_t)c->koff[g + 1];
-  return a1 - a0 == len && (len == 0 || memcmp(c->kbytes + a0, key, len) == 0);
-}
-
-static BS_NOINLINE int64_t find_or_insert_bytes(bs_combiner *c, const uint8_t *key, size_t len,
-                                                uint64_t h, uint64_t tag) {
-  for (;;) {
-    size_t mask = c->cap - 1, base = bucket_of(h, mask);
-    for (;;) {
-      comb_slot *b = &c->slots[base];
-      for (unsigned m = bucket_match(b, tag); m != 0; m &= m - 1) {
-        uint32_t g1 = b[first_bit(m)].gid_plus1;
-        if (g1 != 0 && (len <= SHORT_KEY || same_key(c, g1 - 1, key, len))) return (int64_t)(g1 - 1);
-      }
-      if (b[BUCKET - 1].gid_plus1 == 0) break;
-      base = (base + BUCKET) & mask;
-    }
-    if (c->groups < c->grow_at) {
-      if (ensure_group_room(c) != BS_OK) return BS_ENOMEM;
-      size_t used = (size_t)c->koff[c->groups];
-      if (len > SIZE_MAX - used || used + len > (size_t)INT64_MAX) return BS_ENOMEM;
-      if (used + len > c->kbcap) {
-        size_t ncap = c->kbcap * 2;
-        if (ncap < used + len) ncap = used + len;
-        if (resize((void **)&c->kbytes, c->kbcap, ncap, 1) != BS_OK) return BS_ENOMEM;
-        c->kbcap = ncap;
-      }
-      if (len) memcpy(c->kbytes + used, key, len);
-      comb_slot *b = &c->slots[base];
-      comb_slot *s = &b[bucket_fill(b)];
-      size_t g = c->groups++;
-      c->koff[g + 1] = (int64_t)(used + len);
-      c->hashes[g] = h;
-      s->k = tag;
-      s->gid_plus1 = (uint32_t)(g + 1);
-      s->hlo = (uint32_t)h;
-      return (int64_t)g;
-    }
-    if (grow_table(c) != BS_OK) return BS_ENOMEM;
-  }
 }
 
 int64_t bs_comb_groups_bytes(bs_combiner *c, const int64_t *offsets, const uint8_t *bytes,
@@ -453,7 +433,7 @@ int64_t bs_comb_groups_bytes(bs_combiner *c, const int64_t *offsets, const uint8
         continue;
       }
     }
-    int64_t g = find_or_insert_bytes(c, key, len, h, tag);
+    int64_t g = find_or_insert(c, tag, key, len, h);
     if (g < 0) return g;
     gids[i] = (uint32_t)g;
     slots = c->slots;
@@ -469,6 +449,17 @@ static int gids_valid(const uint32_t *gids, size_t n, size_t groups) {
   return (size_t)m < groups;
 }
 
+/* The loop of an update: its body (the statements passed) runs on the rows [i, m) with the
+ * aggregate of the row PREFETCH_AHEAD ahead prefetched, then on the rows [m, n). */
+#define UPDATE_LOOP(...)                               \
+  for (; i < m; i++) {                                 \
+    BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);   \
+    __VA_ARGS__                                        \
+  }                                                    \
+  for (; i < n; i++) {                                 \
+    __VA_ARGS__                                        \
+  }
+
 bs_error bs_comb_update_i64(bs_combiner *c, int agg, const uint32_t *gids, const int64_t *vals,
                             size_t n) {
   if (c == NULL || agg < 0 || agg >= c->nagg) return BS_EINVAL;
@@ -482,27 +473,13 @@ bs_error bs_comb_update_i64(bs_combiner *c, int agg, const uint32_t *gids, const
   size_t i = 0;
   switch (kind) {
   case BS_AGG_SUM_I64:
-    for (; i < m; i++) {
-      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
-      a[gids[i]] = (int64_t)((uint64_t)a[gids[i]] + (uint64_t)vals[i]); /* wraps */
-    }
-    for (; i < n; i++) a[gids[i]] = (int64_t)((uint64_t)a[gids[i]] + (uint64_t)vals[i]);
+    UPDATE_LOOP(a[gids[i]] = (int64_t)((uint64_t)a[gids[i]] + (uint64_t)vals[i]); /* wraps */)
     break;
   case BS_AGG_MIN_I64:
-    for (; i < m; i++) {
-      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
-      if (vals[i] < a[gids[i]]) a[gids[i]] = vals[i];
-    }
-    for (; i < n; i++)
-      if (vals[i] < a[gids[i]]) a[gids[i]] = vals[i];
+    UPDATE_LOOP(if (vals[i] < a[gids[i]]) a[gids[i]] = vals[i];)
     break;
   default: /* BS_AGG_MAX_I64 */
-    for (; i < m; i++) {
-      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
-      if (vals[i] > a[gids[i]]) a[gids[i]] = vals[i];
-    }
-    for (; i < n; i++)
-      if (vals[i] > a[gids[i]]) a[gids[i]] = vals[i];
+    UPDATE_LOOP(if (vals[i] > a[gids[i]]) a[gids[i]] = vals[i];)
     break;
   }
   return BS_OK;
@@ -522,33 +499,13 @@ bs_error bs_comb_update_f64(bs_combiner *c, int agg, const uint32_t *gids, const
   size_t i = 0;
   switch (kind) {
   case BS_AGG_SUM_F64:
-    for (; i < m; i++) {
-      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
-      a[gids[i]] += vals[i];
-    }
-    for (; i < n; i++) a[gids[i]] += vals[i];
+    UPDATE_LOOP(a[gids[i]] += vals[i];)
     break;
   case BS_AGG_MIN_F64:
-    for (; i < m; i++) {
-      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
-      double v = vals[i];
-      if (v < a[gids[i]] || v != v) a[gids[i]] = v;
-    }
-    for (; i < n; i++) {
-      double v = vals[i];
-      if (v < a[gids[i]] || v != v) a[gids[i]] = v;
-    }
+    UPDATE_LOOP(double v = vals[i]; if (v < a[gids[i]] || v != v) a[gids[i]] = v;)
     break;
   default: /* BS_AGG_MAX_F64 */
-    for (; i < m; i++) {
-      BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
-      double v = vals[i];
-      if (v > a[gids[i]] || v != v) a[gids[i]] = v;
-    }
-    for (; i < n; i++) {
-      double v = vals[i];
-      if (v > a[gids[i]] || v != v) a[gids[i]] = v;
-    }
+    UPDATE_LOOP(double v = vals[i]; if (v > a[gids[i]] || v != v) a[gids[i]] = v;)
     break;
   }
   return BS_OK;
@@ -562,13 +519,10 @@ bs_error bs_comb_update_count(bs_combiner *c, int agg, const uint32_t *gids, siz
   int64_t *restrict a = (int64_t *)c->agg[agg];
   const size_t m = n > PREFETCH_AHEAD ? n - PREFETCH_AHEAD : 0;
   size_t i = 0;
-  for (; i < m; i++) {
-    BS_PREFETCH_WRITE(&a[gids[i + PREFETCH_AHEAD]]);
-    a[gids[i]]++;
-  }
-  for (; i < n; i++) a[gids[i]]++;
+  UPDATE_LOOP(a[gids[i]]++;)
   return BS_OK;
 }
+#undef UPDATE_LOOP
 
 int64_t bs_comb_groups(const bs_combiner *c) { return c ? (int64_t)c->groups : BS_EINVAL; }
 

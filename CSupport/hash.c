@@ -8,7 +8,14 @@
 static int fixed_width_ok(size_t w) { return w == 1 || w == 2 || w == 4 || w == 8 || w == 16; }
 
 /* One loop per width so that XXH3 is inlined with a constant length (the length dispatch
- * inside XXH3 folds away and only the 1-3, 4-8 or 9-16 byte path remains). */
+ * inside XXH3 folds away and only the 1-3, 4-8 or 9-16 byte path remains). HASH_LOOP hashes
+ * the n values of type T, each copied out of the column first. */
+#define HASH_LOOP(T)                                    \
+  for (size_t i = 0; i < n; i++) {                      \
+    T v;                                                \
+    memcpy(&v, p + sizeof(T) * i, sizeof(T));           \
+    out[i] = XXH3_64bits_withSeed(&v, sizeof(T), seed); \
+  }
 bs_error bs_hash_fixed(const void *data, size_t width, size_t n, uint64_t seed, uint64_t *out) {
   if (n == 0) return fixed_width_ok(width) ? BS_OK : BS_EINVAL;
   if (data == NULL || out == NULL) return BS_EINVAL;
@@ -18,25 +25,13 @@ bs_error bs_hash_fixed(const void *data, size_t width, size_t n, uint64_t seed, 
     for (size_t i = 0; i < n; i++) out[i] = XXH3_64bits_withSeed(p + i, 1, seed);
     return BS_OK;
   case 2:
-    for (size_t i = 0; i < n; i++) {
-      uint16_t v;
-      memcpy(&v, p + 2 * i, 2);
-      out[i] = XXH3_64bits_withSeed(&v, 2, seed);
-    }
+    HASH_LOOP(uint16_t);
     return BS_OK;
   case 4:
-    for (size_t i = 0; i < n; i++) {
-      uint32_t v;
-      memcpy(&v, p + 4 * i, 4);
-      out[i] = XXH3_64bits_withSeed(&v, 4, seed);
-    }
+    HASH_LOOP(uint32_t);
     return BS_OK;
   case 8:
-    for (size_t i = 0; i < n; i++) {
-      uint64_t v;
-      memcpy(&v, p + 8 * i, 8);
-      out[i] = XXH3_64bits_withSeed(&v, 8, seed);
-    }
+    HASH_LOOP(uint64_t);
     return BS_OK;
   case 16:
     for (size_t i = 0; i < n; i++) out[i] = XXH3_64bits_withSeed(p + 16 * i, 16, seed);
@@ -45,6 +40,7 @@ bs_error bs_hash_fixed(const void *data, size_t width, size_t n, uint64_t seed, 
     return BS_EINVAL;
   }
 }
+#undef HASH_LOOP
 
 bs_error bs_hash_bytes(const int64_t *offsets, const uint8_t *bytes, size_t n, uint64_t seed,
                        uint64_t *out) {
@@ -95,25 +91,36 @@ bs_error bs_hash_partition(const uint64_t *h, size_t n, uint32_t nparts, uint32_
   return BS_OK;
 }
 
-/* Counting sort without scratch memory: starts[] serves as histogram, then as the scatter
- * cursors (which end up one partition ahead), then is shifted back into place. */
+/* Counting sorts without scratch memory: starts[] serves as histogram, then as the scatter
+ * cursors (which end up one bucket ahead), then is shifted back into place. count_starts
+ * makes the histogram of the n ids (each < k, else BS_EINVAL) and turns it into the first
+ * places: starts[b] = first place of bucket b, starts[k] = n. */
+static inline bs_error count_starts(const uint32_t *id, size_t n, uint32_t k, uint64_t *starts) {
+  memset(starts, 0, ((size_t)k + 1) * sizeof *starts);
+  for (size_t i = 0; i < n; i++) {
+    uint32_t b = id[i];
+    if (b >= k) return BS_EINVAL;
+    starts[b + 1]++;
+  }
+  for (size_t b = 1; b <= k; b++) starts[b] += starts[b - 1];
+  return BS_OK;
+}
+
+/* After the scatter starts[b] = end of bucket b = start of b+1 (starts[k] is still n): shifts
+ * them back to the first places. */
+static inline void unshift_starts(uint64_t *starts, uint32_t k) {
+  for (size_t b = k; b-- > 1;) starts[b] = starts[b - 1];
+  starts[0] = 0;
+}
+
 bs_error bs_partition_permutation(const uint32_t *part, size_t n, uint32_t nparts,
                                   uint64_t *starts, uint32_t *perm) {
   if (nparts == 0 || starts == NULL) return BS_EINVAL;
   if (n > UINT32_MAX) return BS_EINVAL;
   if (n > 0 && (part == NULL || perm == NULL)) return BS_EINVAL;
-  memset(starts, 0, ((size_t)nparts + 1) * sizeof *starts);
-  for (size_t i = 0; i < n; i++) {
-    uint32_t p = part[i];
-    if (p >= nparts) return BS_EINVAL;
-    starts[p + 1]++;
-  }
-  for (size_t p = 1; p <= nparts; p++) starts[p] += starts[p - 1];
-  /* starts[p] = first row of partition p; starts[nparts] = n. */
+  if (count_starts(part, n, nparts, starts) != BS_OK) return BS_EINVAL;
   for (size_t i = 0; i < n; i++) perm[starts[part[i]]++] = (uint32_t)i;
-  /* Now starts[p] = end of partition p = start of p+1 (starts[nparts] is still n). */
-  for (size_t p = nparts; p-- > 1;) starts[p] = starts[p - 1];
-  starts[0] = 0;
+  unshift_starts(starts, nparts);
   return BS_OK;
 }
 
@@ -122,13 +129,7 @@ bs_error bs_group_values_fixed(const uint32_t *gid, size_t n, uint32_t ngroups, 
   if (ngroups == 0 || starts == NULL) return BS_EINVAL;
   if (!fixed_width_ok(width)) return BS_EINVAL;
   if (n > 0 && (gid == NULL || src == NULL || dst == NULL)) return BS_EINVAL;
-  memset(starts, 0, ((size_t)ngroups + 1) * sizeof *starts);
-  for (size_t i = 0; i < n; i++) {
-    uint32_t g = gid[i];
-    if (g >= ngroups) return BS_EINVAL;
-    starts[g + 1]++;
-  }
-  for (size_t g = 1; g <= ngroups; g++) starts[g] += starts[g - 1];
+  if (count_starts(gid, n, ngroups, starts) != BS_OK) return BS_EINVAL;
   const uint8_t *s = (const uint8_t *)src;
   uint8_t *d = (uint8_t *)dst;
   /* One pass moves each value to its group's next place (starts[g] walks to the group's end). */
@@ -142,8 +143,7 @@ bs_error bs_group_values_fixed(const uint32_t *gid, size_t n, uint32_t ngroups, 
   default:
     for (size_t i = 0; i < n; i++) memcpy(d + starts[gid[i]]++ * width, s + i * width, width);
   }
-  for (size_t g = ngroups; g-- > 1;) starts[g] = starts[g - 1];
-  starts[0] = 0;
+  unshift_starts(starts, ngroups);
   return BS_OK;
 }
 
@@ -153,23 +153,27 @@ bs_error bs_gather_fixed(const void *src, size_t width, const uint32_t *perm, si
   if (src == NULL || perm == NULL || dst == NULL) return BS_EINVAL;
   const uint8_t *s = (const uint8_t *)src;
   uint8_t *d = (uint8_t *)dst;
+  /* One loop per width, so that each copy is a single move of a constant size. */
+#define GATHER_LOOP(W) \
+  for (size_t i = 0; i < n; i++) memcpy(d + (W) * i, s + (W) * (size_t)perm[i], (W))
   switch (width) {
   case 1:
     for (size_t i = 0; i < n; i++) d[i] = s[perm[i]];
     break;
   case 2:
-    for (size_t i = 0; i < n; i++) memcpy(d + 2 * i, s + 2 * (size_t)perm[i], 2);
+    GATHER_LOOP(2);
     break;
   case 4:
-    for (size_t i = 0; i < n; i++) memcpy(d + 4 * i, s + 4 * (size_t)perm[i], 4);
+    GATHER_LOOP(4);
     break;
   case 8:
-    for (size_t i = 0; i < n; i++) memcpy(d + 8 * i, s + 8 * (size_t)perm[i], 8);
+    GATHER_LOOP(8);
     break;
   default:
-    for (size_t i = 0; i < n; i++) memcpy(d + 16 * i, s + 16 * (size_t)perm[i], 16);
+    GATHER_LOOP(16);
     break;
   }
+#undef GATHER_LOOP
   return BS_OK;
 }
 

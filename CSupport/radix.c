@@ -16,59 +16,42 @@
 /* Whether kind is one of bs_key_kind's values. */
 static int key_kind_ok(bs_key_kind kind) { return kind >= BS_KEY_U8 && kind <= BS_KEY_F64; }
 
+/* One loop per key kind, so that each load and store has a constant size. KEYS_LOOP turns
+ * the n values of type T (v) into keys (EXPR); VALUES_LOOP turns the keys (k, cut to T) back
+ * into values of type T (EXPR). */
+#define KEYS_LOOP(T, EXPR)                      \
+  for (size_t i = 0; i < n; i++) {              \
+    T v;                                        \
+    memcpy(&v, p + sizeof(T) * i, sizeof(T));   \
+    dst[i] = (EXPR);                            \
+  }
+#define VALUES_LOOP(T, EXPR)                    \
+  for (size_t i = 0; i < n; i++) {              \
+    const T k = (T)keys[i];                     \
+    T v = (T)(EXPR);                            \
+    memcpy(p + sizeof(T) * i, &v, sizeof(T));   \
+  }
+
 bs_error bs_radix_keys(bs_key_kind kind, const void *src, size_t n, uint64_t *dst) {
   if (!key_kind_ok(kind)) return BS_EINVAL;
   if (n == 0) return BS_OK;
   if (src == NULL || dst == NULL) return BS_EINVAL;
   const uint8_t *p = (const uint8_t *)src;
   switch (kind) {
-  case BS_KEY_U8:
-    for (size_t i = 0; i < n; i++) dst[i] = p[i];
-    break;
-  case BS_KEY_U16:
-    for (size_t i = 0; i < n; i++) { uint16_t v; memcpy(&v, p + 2 * i, 2); dst[i] = v; }
-    break;
-  case BS_KEY_U32:
-    for (size_t i = 0; i < n; i++) { uint32_t v; memcpy(&v, p + 4 * i, 4); dst[i] = v; }
-    break;
-  case BS_KEY_U64:
-    memcpy(dst, p, n * 8);
-    break;
-  case BS_KEY_I8:
-    for (size_t i = 0; i < n; i++) dst[i] = (uint8_t)(p[i] ^ 0x80u);
-    break;
-  case BS_KEY_I16:
-    for (size_t i = 0; i < n; i++) {
-      uint16_t v; memcpy(&v, p + 2 * i, 2); dst[i] = (uint16_t)(v ^ 0x8000u);
-    }
-    break;
-  case BS_KEY_I32:
-    for (size_t i = 0; i < n; i++) {
-      uint32_t v; memcpy(&v, p + 4 * i, 4); dst[i] = v ^ 0x80000000u;
-    }
-    break;
-  case BS_KEY_I64:
-    for (size_t i = 0; i < n; i++) {
-      uint64_t v; memcpy(&v, p + 8 * i, 8); dst[i] = v ^ 0x8000000000000000ull;
-    }
-    break;
-  case BS_KEY_F32:
-    for (size_t i = 0; i < n; i++) {
-      uint32_t v; memcpy(&v, p + 4 * i, 4);
-      /* Sign set: flip every bit; else flip the sign bit only. */
-      uint32_t m = (uint32_t)((int32_t)v >> 31) | 0x80000000u;
-      dst[i] = v ^ m;
-    }
-    break;
+  case BS_KEY_U8: KEYS_LOOP(uint8_t, v); break;
+  case BS_KEY_U16: KEYS_LOOP(uint16_t, v); break;
+  case BS_KEY_U32: KEYS_LOOP(uint32_t, v); break;
+  case BS_KEY_U64: memcpy(dst, p, n * 8); break;
+  case BS_KEY_I8: KEYS_LOOP(uint8_t, (uint8_t)(v ^ 0x80u)); break;
+  case BS_KEY_I16: KEYS_LOOP(uint16_t, (uint16_t)(v ^ 0x8000u)); break;
+  case BS_KEY_I32: KEYS_LOOP(uint32_t, v ^ 0x80000000u); break;
+  case BS_KEY_I64: KEYS_LOOP(uint64_t, v ^ 0x8000000000000000ull); break;
+  /* Sign set: flip every bit; else flip the sign bit only. */
+  case BS_KEY_F32: KEYS_LOOP(uint32_t, v ^ ((uint32_t)((int32_t)v >> 31) | 0x80000000u)); break;
   case BS_KEY_F64:
-    for (size_t i = 0; i < n; i++) {
-      uint64_t v; memcpy(&v, p + 8 * i, 8);
-      uint64_t m = (uint64_t)((int64_t)v >> 63) | 0x8000000000000000ull;
-      dst[i] = v ^ m;
-    }
+    KEYS_LOOP(uint64_t, v ^ ((uint64_t)((int64_t)v >> 63) | 0x8000000000000000ull));
     break;
-  default:
-    return BS_EINVAL;
+  default: return BS_EINVAL;
   }
   return BS_OK;
 }
@@ -79,45 +62,25 @@ bs_error bs_radix_keys_inverse(bs_key_kind kind, const uint64_t *keys, size_t n,
   if (keys == NULL || dst == NULL) return BS_EINVAL;
   uint8_t *p = (uint8_t *)dst;
   switch (kind) {
-  case BS_KEY_U8: for (size_t i = 0; i < n; i++) p[i] = (uint8_t)keys[i]; break;
-  case BS_KEY_U16:
-    for (size_t i = 0; i < n; i++) { uint16_t v = (uint16_t)keys[i]; memcpy(p + 2 * i, &v, 2); }
-    break;
-  case BS_KEY_U32:
-    for (size_t i = 0; i < n; i++) { uint32_t v = (uint32_t)keys[i]; memcpy(p + 4 * i, &v, 4); }
-    break;
+  case BS_KEY_U8: VALUES_LOOP(uint8_t, k); break;
+  case BS_KEY_U16: VALUES_LOOP(uint16_t, k); break;
+  case BS_KEY_U32: VALUES_LOOP(uint32_t, k); break;
   case BS_KEY_U64: memcpy(p, keys, n * 8); break;
-  case BS_KEY_I8: for (size_t i = 0; i < n; i++) p[i] = (uint8_t)(keys[i] ^ 0x80u); break;
-  case BS_KEY_I16:
-    for (size_t i = 0; i < n; i++) { uint16_t v = (uint16_t)(keys[i] ^ 0x8000u); memcpy(p + 2 * i, &v, 2); }
-    break;
-  case BS_KEY_I32:
-    for (size_t i = 0; i < n; i++) {
-      uint32_t v = (uint32_t)(keys[i] ^ 0x80000000u); memcpy(p + 4 * i, &v, 4);
-    }
-    break;
-  case BS_KEY_I64:
-    for (size_t i = 0; i < n; i++) { uint64_t v = keys[i] ^ 0x8000000000000000ull; memcpy(p + 8 * i, &v, 8); }
-    break;
-  case BS_KEY_F32:
-    for (size_t i = 0; i < n; i++) {
-      uint32_t k = (uint32_t)keys[i];
-      /* Top bit set: the value was positive (flip the sign bit back); else flip every bit. */
-      uint32_t v = (k & 0x80000000u) ? (k ^ 0x80000000u) : ~k;
-      memcpy(p + 4 * i, &v, 4);
-    }
-    break;
+  case BS_KEY_I8: VALUES_LOOP(uint8_t, k ^ 0x80u); break;
+  case BS_KEY_I16: VALUES_LOOP(uint16_t, k ^ 0x8000u); break;
+  case BS_KEY_I32: VALUES_LOOP(uint32_t, k ^ 0x80000000u); break;
+  case BS_KEY_I64: VALUES_LOOP(uint64_t, k ^ 0x8000000000000000ull); break;
+  /* Top bit set: the value was positive (flip the sign bit back); else flip every bit. */
+  case BS_KEY_F32: VALUES_LOOP(uint32_t, (k & 0x80000000u) ? (k ^ 0x80000000u) : ~k); break;
   case BS_KEY_F64:
-    for (size_t i = 0; i < n; i++) {
-      uint64_t k = keys[i];
-      uint64_t v = (k & 0x8000000000000000ull) ? (k ^ 0x8000000000000000ull) : ~k;
-      memcpy(p + 8 * i, &v, 8);
-    }
+    VALUES_LOOP(uint64_t, (k & 0x8000000000000000ull) ? (k ^ 0x8000000000000000ull) : ~k);
     break;
   default: return BS_EINVAL;
   }
   return BS_OK;
 }
+#undef KEYS_LOOP
+#undef VALUES_LOOP
 
 bs_error bs_range_partition_u64(const uint64_t *keys, size_t n, const uint64_t *bounds, size_t m,
                                 uint32_t *out) {

@@ -234,24 +234,21 @@ enum RawLoopback {
   }
 
   private static func writeFully(_ fd: Int32, _ bytes: [UInt8], _ count: Int) {
-    var off = 0
-    bytes.withUnsafeBytes { raw in
-      while off < count {
-        let n = write(fd, raw.baseAddress! + off, count - off)
-        precondition(n > 0)
-        off += n
-      }
-    }
+    bytes.withUnsafeBytes { raw in moveFully(count) { write(fd, raw.baseAddress! + $0, count - $0) } }
   }
 
   private static func readFully(_ fd: Int32, _ bytes: inout [UInt8], _ count: Int) {
+    bytes.withUnsafeMutableBytes { raw in moveFully(count) { read(fd, raw.baseAddress! + $0, count - $0) } }
+  }
+
+  /// Calls `step` (a `read` or `write` of the bytes from the offset it is given on, which
+  /// returns how many it moved) until `count` bytes have moved.
+  private static func moveFully(_ count: Int, _ step: (Int) -> Int) {
     var off = 0
-    bytes.withUnsafeMutableBytes { raw in
-      while off < count {
-        let n = read(fd, raw.baseAddress! + off, count - off)
-        precondition(n > 0)
-        off += n
-      }
+    while off < count {
+      let n = step(off)
+      precondition(n > 0)
+      off += n
     }
   }
 }

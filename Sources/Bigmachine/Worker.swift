@@ -58,13 +58,9 @@ enum WorkerEnvironment {
   private static func serveLocal(
     types: ServiceTypes, options: Bigmachine.Options, secret: ClusterSecret, leaseMillis: Int64, maxprocs: Int
   ) async throws -> Never {
-    setvbuf(stdout, nil, _IOLBF, 0)
-    let fingerprint = try await BinaryFingerprint.ofSelf()
-    let runtime = WorkerRuntime(
-      types: types, maxprocs: maxprocs, initialLease: .milliseconds(leaseMillis), log: options.log,
-      terminate: { status, _ in exitWorkerProcess(status) })
-    let config = runtime.peerConfig(
-      secret: secret, binaryFingerprint: fingerprint, applicationFingerprint: options.applicationFingerprint)
+    let config = try await startRuntime(
+      types: types, options: options, secret: secret, leaseMillis: leaseMillis, maxprocs: maxprocs
+    ).config
     let channel = try await listen(host: "127.0.0.1", port: 0, config: config) { _ in }
     writeAll(1, "\(listeningMarker)127.0.0.1:\(channel.localAddress?.port ?? 0)\n")
     // A local worker is its driver's child: when the driver is gone (killed, crashed), the
@@ -111,17 +107,12 @@ extension Bigmachine {
   static func worker(
     driver: String, secret: ClusterSecret, services: ServiceTypes, options: Options, leaseMillis: Int64, maxprocs: Int
   ) async throws -> Never {
-    setvbuf(stdout, nil, _IOLBF, 0)
     guard let colon = driver.lastIndex(of: ":"), let port = Int(driver[driver.index(after: colon)...]) else {
       throw BigmachineError.fatal(address: driver, kind: .configuration, message: "the driver address is not host:port")
     }
     let host = String(driver[..<colon])
-    let fingerprint = try await BinaryFingerprint.ofSelf()
-    let runtime = WorkerRuntime(
-      types: services, maxprocs: maxprocs, initialLease: .milliseconds(leaseMillis), log: options.log,
-      terminate: { status, _ in exitWorkerProcess(status) })
-    let config = runtime.peerConfig(
-      secret: secret, binaryFingerprint: fingerprint, applicationFingerprint: options.applicationFingerprint)
+    let (runtime, config) = try await startRuntime(
+      types: services, options: options, secret: secret, leaseMillis: leaseMillis, maxprocs: maxprocs)
     // Peers stream bulk data from each other directly: listen for them, on every interface,
     // and tell the driver where (the address this host reaches the driver from).
     let listener = try await listen(host: options.peerListenHost, port: 0, config: config) { _ in }
@@ -139,6 +130,22 @@ extension Bigmachine {
     }
     while true { try? await Task.sleep(for: .seconds(3600)) }
   }
+}
+
+/// What a worker process of either system starts with: stdout line-buffered, a runtime that
+/// exits the process when it ends, and the configuration it serves and dials its peers with,
+/// which proves this binary's fingerprint.
+private func startRuntime(
+  types: ServiceTypes, options: Bigmachine.Options, secret: ClusterSecret, leaseMillis: Int64, maxprocs: Int
+) async throws -> (runtime: WorkerRuntime, config: PeerConfig) {
+  setvbuf(stdout, nil, _IOLBF, 0)
+  let fingerprint = try await BinaryFingerprint.ofSelf()
+  let runtime = WorkerRuntime(
+    types: types, maxprocs: maxprocs, initialLease: .milliseconds(leaseMillis), log: options.log,
+    terminate: { status, _ in exitWorkerProcess(status) })
+  let config = runtime.peerConfig(
+    secret: secret, binaryFingerprint: fingerprint, applicationFingerprint: options.applicationFingerprint)
+  return (runtime, config)
 }
 
 /// `host:port`, bracketing an IPv6 host.
