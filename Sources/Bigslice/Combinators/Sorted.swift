@@ -31,13 +31,19 @@ struct RangePartitioning: SampledPartitioning {
   /// Keys sampled per upstream task: enough that every range's bounds are close to even.
   func sampleSize(shards: Int) -> Int { 64 * shards + 256 }
 
-  func partition(samples: [Frame], shards: Int) throws -> @Sendable (Frame) throws -> [UInt32] {
+  func partition(samples: [Frame], shards: Int) throws -> any RowPartitioner {
     guard let first = samples.first else { throw BigsliceError.invalidArgument("no key samples for sorted()") }
     let all = try samples.count == 1 ? first : Frame.concat(samples)
     let ordered = try all.sorted(.keys)
     let picks = (1..<shards).map { UInt32(min($0 * ordered.count / shards, ordered.count - 1)) }
-    let splitters = UncheckedBox(ordered.gather(picks))
-    return { frame in try frame.rangePartitionIDs(splitters: splitters.value) }
+    return Splitters(keys: ordered.gather(picks))
+  }
+
+  /// `shards - 1` key rows, sorted: a row goes to the first range whose splitter is at least
+  /// its key.
+  struct Splitters: RowPartitioner, @unchecked Sendable {
+    let keys: Frame
+    func partitionIDs(_ frame: Frame) throws -> [UInt32] { try frame.rangePartitionIDs(splitters: keys) }
   }
 
   /// An evenly spaced sample of the key columns of a stored output (at most `sampleSize`

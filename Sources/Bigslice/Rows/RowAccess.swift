@@ -1,27 +1,27 @@
-/// Reads values of one column as `T`, by row: the typed row access of the engine's loops
-/// (`Bigslice`'s rows, emitters and results), shared within the package, not public. Built
-/// once per column per frame; the layout switch in `get` is a predictable branch, never a
-/// dynamic cast.
+import Frame
+
+/// Reads values of one column as `T`, by row. Built once per column per frame; the layout
+/// switch in `get` is a predictable branch, never a dynamic cast.
 ///
 /// It holds raw pointers only, so copying it (as generic code does for every row, packs not
 /// being specialised) retains nothing. The column's storage must outlive it: the frame is a
 /// parameter of the function using the getter, or is kept with `withExtendedLifetime`.
 @usableFromInline
-package struct ColumnGetter<T> {
-  @usableFromInline package enum Layout { case scalar, string, bytes, boxed, packedLists }
-  @usableFromInline package let layout: Layout
+struct ColumnGetter<T> {
+  @usableFromInline enum Layout { case scalar, string, bytes, boxed, packedLists }
+  @usableFromInline let layout: Layout
   /// Scalars: the first value. Boxed: the first value, inside the storage's immutable array.
   /// Packed lists: the unretained `PackedListColumn`, whose rows from `offsets`' bit pattern
   /// minus one on are this column's. Kept in these fields on purpose: a getter with a field
   /// more (an object reference, or even an `Int`) makes the caller's specialised scan loop look
   /// up generic metadata on every row.
-  @usableFromInline package let base: UnsafeRawPointer?
+  @usableFromInline let base: UnsafeRawPointer?
   /// Strings and byte arrays: `count + 1` absolute offsets into `bytes`.
-  @usableFromInline package let offsets: UnsafePointer<Int64>?
-  @usableFromInline package let bytes: UnsafePointer<UInt8>?
+  @usableFromInline let offsets: UnsafePointer<Int64>?
+  @usableFromInline let bytes: UnsafePointer<UInt8>?
 
   @usableFromInline
-  package init(_ column: Column) {
+  init(_ column: Column) {
     if let (lists, first) = column.packedLists(as: T.self) {
       layout = .packedLists
       base = UnsafeRawPointer(Unmanaged.passUnretained(lists).toOpaque())
@@ -50,7 +50,7 @@ package struct ColumnGetter<T> {
   }
 
   @inlinable
-  package func get(_ i: Int) -> T {
+  func get(_ i: Int) -> T {
     switch layout {
     case .scalar: return base.unsafelyUnwrapped.load(fromByteOffset: i &* MemoryLayout<T>.stride, as: T.self)
     case .string: return unsafeBitCast(String(decoding: raw(i), as: UTF8.self), to: T.self)
@@ -63,7 +63,7 @@ package struct ColumnGetter<T> {
   }
 
   @inlinable
-  package func raw(_ i: Int) -> UnsafeBufferPointer<UInt8> {
+  func raw(_ i: Int) -> UnsafeBufferPointer<UInt8> {
     let offsets = offsets.unsafelyUnwrapped
     let start = Int(offsets[i])
     return UnsafeBufferPointer(start: bytes.unsafelyUnwrapped + start, count: Int(offsets[i &+ 1]) &- start)
@@ -72,18 +72,18 @@ package struct ColumnGetter<T> {
 
 /// Collects values of type `T` into a new column.
 @usableFromInline
-package final class ColumnAppender<T> {
-  @usableFromInline package let layout: ColumnGetter<T>.Layout
+final class ColumnAppender<T> {
+  @usableFromInline let layout: ColumnGetter<T>.Layout
   /// The scalar buffer and the row count live behind a pointer: the per-row path then
   /// mutates no class property, so it pays no dynamic exclusivity check.
-  @usableFromInline package let state: UnsafeMutablePointer<AppendState>
-  @usableFromInline package var strings: [String] = []
-  @usableFromInline package var byteArrays: [[UInt8]] = []
-  @usableFromInline package var values: [T] = []
+  @usableFromInline let state: UnsafeMutablePointer<AppendState>
+  @usableFromInline var strings: [String] = []
+  @usableFromInline var byteArrays: [[UInt8]] = []
+  @usableFromInline var values: [T] = []
   let type: ColumnType
 
   @usableFromInline
-  package init(_ type: ColumnType, capacity: Int = 1024) {
+  init(_ type: ColumnType, capacity: Int = 1024) {
     self.type = type
     switch type {
     case .scalar: layout = .scalar
@@ -104,10 +104,10 @@ package final class ColumnAppender<T> {
   }
 
   /// Rows appended since the last `finish`.
-  @inlinable package var count: Int { state.pointee.count }
+  @inlinable var count: Int { state.pointee.count }
 
   @inlinable
-  package func append(_ value: T) {
+  func append(_ value: T) {
     let s = state
     switch layout {
     case .scalar:
@@ -121,7 +121,7 @@ package final class ColumnAppender<T> {
   }
 
   @usableFromInline
-  package func grow() {
+  func grow() {
     let s = state
     let capacity = max(s.pointee.capacity * 2, 16)
     let grown = UnsafeMutableRawPointer.allocate(byteCount: capacity * MemoryLayout<T>.stride, alignment: 16)
@@ -132,7 +132,7 @@ package final class ColumnAppender<T> {
   }
 
   /// The column of everything appended; the appender starts over empty.
-  package func finish() throws -> Column {
+  func finish() throws -> Column {
     defer {
       state.pointee.count = 0
       strings = []
@@ -151,13 +151,13 @@ package final class ColumnAppender<T> {
 
 /// The mutable state of a `ColumnAppender`'s scalar path.
 @usableFromInline
-package struct AppendState {
-  @usableFromInline package var base: UnsafeMutableRawPointer
-  @usableFromInline package var capacity: Int
-  @usableFromInline package var count: Int
+struct AppendState {
+  @usableFromInline var base: UnsafeMutableRawPointer
+  @usableFromInline var capacity: Int
+  @usableFromInline var count: Int
 
   @usableFromInline
-  package init(base: UnsafeMutableRawPointer, capacity: Int, count: Int) {
+  init(base: UnsafeMutableRawPointer, capacity: Int, count: Int) {
     self.base = base
     self.capacity = capacity
     self.count = count
