@@ -2,7 +2,7 @@
 /// so a long-lived writer stops allocating once it has seen its largest payload.
 public final class ByteWriter {
   /// The start of the written bytes, valid until the next append.
-  public private(set) var base: UnsafeMutableRawPointer
+  package private(set) var base: UnsafeMutableRawPointer
   /// Bytes written.
   public private(set) var count = 0
   private var capacity: Int
@@ -18,10 +18,10 @@ public final class ByteWriter {
   public func removeAll() { count = 0 }
 
   /// The written bytes, valid until the next append.
-  public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+  package var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 
   /// Makes room for `n` more bytes and returns where they go; `commit(n)` then counts them.
-  public func reserve(_ n: Int) -> UnsafeMutableRawPointer {
+  package func reserve(_ n: Int) -> UnsafeMutableRawPointer {
     if count + n > capacity {
       let newCapacity = max(capacity * 2, count + n)
       let grown = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 16)
@@ -39,7 +39,7 @@ public final class ByteWriter {
     count += n
   }
 
-  public func append(_ raw: UnsafeRawBufferPointer) {
+  package func append(_ raw: UnsafeRawBufferPointer) {
     guard raw.count > 0 else { return }
     reserve(raw.count).copyMemory(from: raw.baseAddress!, byteCount: raw.count)
     count += raw.count
@@ -58,11 +58,11 @@ public final class ByteWriter {
 /// A cursor over bytes that an untrusted source produced. Every read checks the bounds first
 /// and throws `FrameError.corrupt` with what was being read, never reads past the end.
 public struct ByteReader {
-  public let bytes: UnsafeRawBufferPointer
+  package let bytes: UnsafeRawBufferPointer
   /// The next byte to read.
   public private(set) var position = 0
 
-  public init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+  package init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
   public var remaining: Int { bytes.count - position }
 
@@ -83,7 +83,7 @@ public struct ByteReader {
   }
 
   /// Returns the next `n` bytes and moves past them.
-  public mutating func take(_ n: Int, _ what: @autoclosure () -> String) throws -> UnsafeRawBufferPointer {
+  package mutating func take(_ n: Int, _ what: @autoclosure () -> String) throws -> UnsafeRawBufferPointer {
     guard n >= 0, remaining >= n else { throw FrameError.corrupt("\(what()): needs \(n) bytes, \(remaining) left") }
     let slice = UnsafeRawBufferPointer(rebasing: bytes[position..<(position + n)])
     position += n

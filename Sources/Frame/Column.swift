@@ -226,7 +226,7 @@ extension ColumnType {
 public struct ScalarView<T: ScalarValue>: RandomAccessCollection, @unchecked Sendable {
   @usableFromInline let owner: ScalarStorage
   /// The first value. Valid while this view is alive.
-  public let base: UnsafePointer<T>
+  @usableFromInline package let base: UnsafePointer<T>
   public let count: Int
 
   @inlinable
@@ -255,9 +255,9 @@ public struct ScalarView<T: ScalarValue>: RandomAccessCollection, @unchecked Sen
 public struct BytesView: @unchecked Sendable {
   @usableFromInline let owner: BytesStorage
   /// `count + 1` absolute offsets into `bytes`.
-  public let offsets: UnsafePointer<Int64>
+  @usableFromInline package let offsets: UnsafePointer<Int64>
   /// The bytes of the whole storage.
-  public let bytes: UnsafePointer<UInt8>
+  @usableFromInline package let bytes: UnsafePointer<UInt8>
   public let count: Int
 
   @inlinable
@@ -270,7 +270,7 @@ public struct BytesView: @unchecked Sendable {
 
   /// The bytes of row `i`, valid while this view is alive.
   @inlinable
-  public func raw(at i: Int) -> UnsafeBufferPointer<UInt8> {
+  package func raw(at i: Int) -> UnsafeBufferPointer<UInt8> {
     precondition(i >= 0 && i < count, "row out of range")
     let start = Int(offsets[i])
     return UnsafeBufferPointer(start: bytes + start, count: Int(offsets[i + 1]) - start)
@@ -352,7 +352,7 @@ public struct BytesColumnBuilder: ~Copyable {
   }
 
   /// Appends one row holding `raw`.
-  public mutating func append(bytes raw: UnsafeRawBufferPointer) {
+  package mutating func append(bytes raw: UnsafeRawBufferPointer) {
     reserve(rows: 1, bytes: raw.count)
     let used = byteCount
     if raw.count > 0 {

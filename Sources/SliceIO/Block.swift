@@ -26,7 +26,7 @@ public final class BlockEncoder {
 
   /// Appends `raw` as one block holding `rows` rows to `out`.
   /// - Throws: `SliceIOError.frame(.unsupported)` when `raw` is over the 1 GiB block bound.
-  public func encode(_ raw: UnsafeRawBufferPointer, rows: Int, into out: ByteWriter) throws {
+  package func encode(_ raw: UnsafeRawBufferPointer, rows: Int, into out: ByteWriter) throws {
     guard raw.count <= Int(BS_BLOCK_MAX_RAW) else {
       throw SliceIOError.frame(.unsupported("a block of \(raw.count) bytes (the bound is \(BS_BLOCK_MAX_RAW))"))
     }
@@ -56,7 +56,7 @@ public final class BlockDecoder {
   /// Decodes the block in `block` (which must hold exactly one whole block) after checking
   /// every length and both checksums. The returned bytes are valid until the next call.
   /// - Throws: `SliceIOError.integrity` naming `source`, `index` and the failed check.
-  public func decode(_ block: UnsafeRawBufferPointer, source: String, index: Int) throws -> (
+  package func decode(_ block: UnsafeRawBufferPointer, source: String, index: Int) throws -> (
     raw: UnsafeRawBufferPointer, rows: UInt64
   ) {
     var info = bs_block_info()

@@ -63,7 +63,7 @@ public final class BlockStreamReader {
 
   /// The next whole block, or nil when the source ends exactly at a block boundary.
   /// - Throws: `SliceIOError.integrity` for a bad header or a block cut short.
-  public func next() throws -> UnsafeRawBufferPointer? {
+  package func next() throws -> UnsafeRawBufferPointer? {
     let header = Int(BS_BLOCK_HEADER_SIZE)
     try fill(header)
     if end - start == 0 { return nil }

@@ -136,7 +136,7 @@ public final class FrameDecoder {
   /// Decodes the block in `block` (exactly one block), which is block `index` of `source`.
   /// - Throws: `SliceIOError.integrity` for damaged bytes or a malformed frame,
   ///   `SliceIOError.schemaMismatch` for a frame of other types.
-  public func decode(_ block: UnsafeRawBufferPointer, source: String, index: Int) throws -> StreamBlock {
+  package func decode(_ block: UnsafeRawBufferPointer, source: String, index: Int) throws -> StreamBlock {
     let (raw, rows) = try blocks.decode(block, source: source, index: index)
     var reader = ByteReader(raw)
     do {
