@@ -19,15 +19,12 @@ extension Frame {
   public func partition(ids: [UInt32], into partitions: Int) -> [Frame] {
     precondition(ids.count == count, "\(ids.count) partition ids for \(count) rows")
     if partitions == 1 { return [self] }
-    var starts = [UInt64](repeating: 0, count: partitions + 1)
-    var perm = [UInt32](repeating: 0, count: count)
-    ids.withUnsafeBufferPointer { p in
-      starts.withUnsafeMutableBufferPointer { s in
-        perm.withUnsafeMutableBufferPointer { q in
-          let rc = bs_partition_permutation(p.baseAddress, count, UInt32(partitions), s.baseAddress, q.baseAddress)
-          precondition(rc == BS_OK, "partition id out of range")
-        }
-      }
+    let perm: [UInt32]
+    let starts: [UInt64]
+    do {
+      (perm, starts) = try Grouping.order(groupIDs: ids, groups: partitions)
+    } catch {
+      preconditionFailure("partitioning \(count) rows into \(partitions): \(error)")
     }
     let grouped = gather(perm)
     return (0..<partitions).map { p in grouped.slice(Int(starts[p])..<Int(starts[p + 1])) }
