@@ -248,6 +248,13 @@ public final class BlockFileReader: Reader {
     self.owner = owner
   }
 
+  /// Reads the blocks of `stream`, expecting frames of `schema` (nil: any).
+  init(stream: BlockStreamReader, schema: Schema?) {
+    self.stream = stream
+    decoder = FrameDecoder(schema: schema)
+    owner = nil
+  }
+
   public func read() throws -> Frame? {
     if done { return nil }
     let name = stream.source.name

@@ -114,10 +114,10 @@ import Workloads
 
   /// The machine holding the last shard of `result` (the shard read last).
   func holderOfLastShard<each C>(_ result: SliceResult<repeat each C>, in session: Session) throws -> Machine {
-    guard case .remote(let partition)? = result.tasks.last?.output?.first else {
+    guard case .remote(let output)? = result.tasks.last?.output?.storage else {
       throw BigsliceError.invalidArgument("the last shard is not stored on a machine")
     }
-    let address = partition.output.worker.address
+    let address = output.worker.address
     let machine = try #require(session.machines.first { $0.address == address })
     // A pid of 0 would signal this whole process group.
     try #require(machine.processID > 0)

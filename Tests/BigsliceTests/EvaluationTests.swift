@@ -16,13 +16,13 @@ final class Concurrency: Sendable {
   var most: Int { state.withLock { $0.most } }
 }
 
-/// Removes every shuffle partition file of a session's spill directory.
+/// Removes every task output file of a session's spill directory.
 func removePartitionFiles(_ session: Session) -> Int {
   guard let dir = session.spillPath, let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else {
     return 0
   }
   var removed = 0
-  for name in names where name.hasPrefix("partition") {
+  for name in names where name.hasPrefix("output") {
     if unlink("\(dir)/\(name)") == 0 { removed += 1 }
   }
   return removed

@@ -48,7 +48,7 @@ struct RangePartitioning: SampledPartitioning {
 
   /// An evenly spaced sample of the key columns of a stored output (at most `sampleSize`
   /// rows), read frame by frame.
-  func sample(_ stored: StoredPartition, schema: Schema, shards: Int) throws -> Frame {
+  func sample(_ stored: TaskOutput, schema: Schema, shards: Int) throws -> Frame {
     let size = sampleSize(shards: shards)
     let total = stored.rows
     let keys = Schema(Array(schema.types.prefix(max(schema.prefix, 1))), prefix: max(schema.prefix, 1))
@@ -56,7 +56,7 @@ struct RangePartitioning: SampledPartitioning {
     let step = max(1, total / size)
     var picked: [Frame] = []
     var base = 0
-    let reader = try stored.reader()
+    let reader = stored.reader(0) ?? FrameReader([])
     while let frame = try reader.read() {
       // Rows at global positions step/2, step/2 + step, …
       let first = ((base + step - step / 2 - 1) / step) * step + step / 2 - base

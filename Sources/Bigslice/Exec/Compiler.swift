@@ -67,8 +67,9 @@ struct Compiler {
     if tasks.contains(where: { !$0.readsStored }) {
       for dep in bottom.deps {
         let upstream = compileUpstream(dep, into: bottom)
+        let shared = dep.shuffle ? TaskDependency(upstream, shuffle: true) : nil
         for task in tasks where !task.readsStored {
-          task.deps.append((dep.shuffle ? upstream : [upstream[task.shard]], dep.shuffle))
+          task.deps.append(shared ?? TaskDependency([upstream[task.shard]], shuffle: false))
         }
       }
     }
@@ -104,10 +105,11 @@ struct Compiler {
     let node = SliceNode(
       op: "split", location: reader.location, schema: dep.node.schema, shards: dep.node.shards, deps: []
     ) { _, deps, _ in deps[0] }
+    let samples = TaskDependency(upstream, shuffle: true)
     return upstream.map { source in
       source.sampledFor = split
       let task = makeTask([node], shard: source.shard)
-      task.deps = [([source], false), (upstream, true)]
+      task.deps = [TaskDependency([source], shuffle: false), samples]
       task.partitions = reader.shards
       task.partitioner = .split(split)
       return task
@@ -119,7 +121,7 @@ struct Compiler {
       // A result's tasks are shared; its shuffle reads pass-through copies of them.
       return results.map { result in
         let task = makeTask([node], shard: result.shard)
-        task.deps = [([result], false)]
+        task.deps = [TaskDependency([result], shuffle: false)]
         return task
       }
     }

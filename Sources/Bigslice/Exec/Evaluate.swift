@@ -3,8 +3,8 @@ import Synchronization
 
 /// How a task run ended.
 enum TaskOutcome: @unchecked Sendable {
-  /// Computed: the task's output partitions.
-  case done([StoredPartition])
+  /// Computed: the task's output.
+  case done(TaskOutput)
   /// Not computed, and not the task's fault: an input was lost (the upstream tasks in it are
   /// computed again), or the machine running it was.
   case lost(LostInput)
@@ -67,9 +67,11 @@ func evaluate(
       upstream.output = nil
       observer?.record(upstream, .lost)
     }
-    for upstream in lost.task.deps.flatMap(\.tasks) where upstream.output?.allSatisfy(\.isAvailable) == false {
-      upstream.output = nil
-      observer?.record(upstream, .lost)
+    for dep in lost.task.deps {
+      for upstream in dep.tasks where upstream.output?.isAvailable == false {
+        upstream.output = nil
+        observer?.record(upstream, .lost)
+      }
     }
     let id = ObjectIdentifier(lost.task)
     losses[id, default: 0] += 1
@@ -85,15 +87,28 @@ let defaultMaxConsecutiveLost = 5
 
 extension ShardTask {
   /// Whether the task's output is there to read: computed, and not released or lost since.
-  var isComputed: Bool { output?.allSatisfy(\.isAvailable) ?? false }
+  /// Known in memory: a file that vanished is found when it is read.
+  var isComputed: Bool { output?.isAvailable ?? false }
 }
 
-/// The tasks that still need computing, with their dependency counts.
+/// The tasks that still need computing, and how they wait for each other.
+///
+/// Tasks wait on dependencies, not on each upstream task: every task reading one shuffle
+/// shares its `TaskDependency`, so a shuffle of `n` tasks into `n` costs `O(n)` here, not
+/// `O(n²)`. A dependency is done when its last planned task is; a task is ready when its last
+/// pending dependency is done.
 private struct Plan {
+  /// Per planned task: its dependencies still pending.
   var waiting: [ObjectIdentifier: Int] = [:]
-  var dependents: [ObjectIdentifier: [ShardTask]] = [:]
-  /// For each planned task, how many planned tasks read its output.
-  var readers: [ObjectIdentifier: Int] = [:]
+  /// Per planned dependency: its planned tasks not yet done, and the planned tasks reading it
+  /// not yet done.
+  var pending: [ObjectIdentifier: Int] = [:]
+  var readersLeft: [ObjectIdentifier: Int] = [:]
+  /// Per planned dependency: the planned tasks that read it.
+  var readers: [ObjectIdentifier: [ShardTask]] = [:]
+  /// Per planned task: the planned dependencies it is in, and how many of them are still read.
+  var memberOf: [ObjectIdentifier: [TaskDependency]] = [:]
+  var stillRead: [ObjectIdentifier: Int] = [:]
   /// Every planned task by identity.
   var tasks: [ObjectIdentifier: ShardTask] = [:]
   var ready: [ShardTask] = []
@@ -101,29 +116,75 @@ private struct Plan {
   var vanished: [ShardTask] = []
   var remaining: Int { waiting.count }
 
-  /// Walks down from `roots`, stopping at tasks whose output is present.
+  /// Walks down from `roots`, stopping at tasks whose output is present; each dependency is
+  /// walked once, however many tasks read it.
   init(_ roots: [ShardTask]) {
-    var all: [ObjectIdentifier: ShardTask] = [:]
     var stack = roots.filter { !$0.isComputed }
+    var walked: Set<ObjectIdentifier> = []
+    var planned: [TaskDependency] = []
     while let task = stack.popLast() {
-      guard all[ObjectIdentifier(task)] == nil else { continue }
-      all[ObjectIdentifier(task)] = task
+      guard tasks[ObjectIdentifier(task)] == nil else { continue }
+      tasks[ObjectIdentifier(task)] = task
       if task.output != nil { vanished.append(task) }
-      for dep in task.deps { stack.append(contentsOf: dep.tasks.filter { !$0.isComputed }) }
-    }
-    for task in all.values {
-      let upstream = Set(
-        task.deps.flatMap(\.tasks).filter { all[ObjectIdentifier($0)] != nil }.map(ObjectIdentifier.init))
-      waiting[ObjectIdentifier(task)] = upstream.count
-      for u in upstream { dependents[u, default: []].append(task) }
-      if upstream.isEmpty { ready.append(task) }
-    }
-    for task in all.values {
-      for dep in Set(task.deps.flatMap(\.tasks).map(ObjectIdentifier.init)) where all[dep] != nil {
-        readers[dep, default: 0] += 1
+      for dep in task.deps where walked.insert(ObjectIdentifier(dep)).inserted {
+        let missing = dep.tasks.filter { !$0.isComputed }
+        if missing.isEmpty { continue }
+        planned.append(dep)
+        stack.append(contentsOf: missing)
       }
     }
-    tasks = all
+    for dep in planned {
+      let id = ObjectIdentifier(dep)
+      var count = 0
+      var seen: Set<ObjectIdentifier> = []
+      for upstream in dep.tasks where tasks[ObjectIdentifier(upstream)] != nil {
+        guard seen.insert(ObjectIdentifier(upstream)).inserted else { continue }
+        count += 1
+        memberOf[ObjectIdentifier(upstream), default: []].append(dep)
+        stillRead[ObjectIdentifier(upstream), default: 0] += 1
+      }
+      pending[id] = count
+    }
+    for task in tasks.values {
+      var count = 0
+      for dep in task.deps where pending[ObjectIdentifier(dep)] != nil {
+        count += 1
+        readers[ObjectIdentifier(dep), default: []].append(task)
+        readersLeft[ObjectIdentifier(dep), default: 0] += 1
+      }
+      waiting[ObjectIdentifier(task)] = count
+      if count == 0 { ready.append(task) }
+    }
+  }
+
+  /// Marks `task` done: returns the tasks it made ready, and releases the outputs no planned
+  /// task reads any more (those not pinned as a result's).
+  mutating func done(_ task: ShardTask) {
+    let id = ObjectIdentifier(task)
+    waiting[id] = nil
+    for dep in memberOf[id] ?? [] {
+      let depID = ObjectIdentifier(dep)
+      pending[depID]! -= 1
+      guard pending[depID] == 0 else { continue }
+      for reader in readers[depID] ?? [] {
+        let readerID = ObjectIdentifier(reader)
+        waiting[readerID]! -= 1
+        if waiting[readerID] == 0 { ready.append(reader) }
+      }
+    }
+    for dep in task.deps {
+      let depID = ObjectIdentifier(dep)
+      guard let left = readersLeft[depID] else { continue }
+      readersLeft[depID] = left - 1
+      guard left == 1 else { continue }
+      var seen: Set<ObjectIdentifier> = []
+      for upstream in dep.tasks where seen.insert(ObjectIdentifier(upstream)).inserted {
+        let upstreamID = ObjectIdentifier(upstream)
+        guard let reads = stillRead[upstreamID] else { continue }
+        stillRead[upstreamID] = reads - 1
+        if reads == 1, !upstream.pinned { upstream.output = nil }
+      }
+    }
   }
 }
 
@@ -183,18 +244,8 @@ private func execute(
     for task in done {
       running -= 1
       guard task.output != nil else { continue }
-      plan.waiting[ObjectIdentifier(task)] = nil
       taskDone(task)
-      for next in plan.dependents[ObjectIdentifier(task)] ?? [] {
-        plan.waiting[ObjectIdentifier(next)]! -= 1
-        if plan.waiting[ObjectIdentifier(next)] == 0 { plan.ready.append(next) }
-      }
-      // Release inputs that no planned task reads any more.
-      for upstream in Set(task.deps.flatMap(\.tasks).map(ObjectIdentifier.init)) {
-        guard let left = plan.readers[upstream] else { continue }
-        plan.readers[upstream] = left - 1
-        if left == 1, let done = plan.tasks[upstream], !done.pinned { done.output = nil }
-      }
+      plan.done(task)
     }
   }
   if let failure { throw failure }

@@ -1,114 +1,125 @@
 import Frame
 import SliceIO
 
-#if canImport(Glibc)
-  import Glibc
-#endif
-
-/// Takes one task's output as it is produced, frame by frame and partition by partition.
+/// Takes one task's output as it is produced, frame by frame, each frame put in partition
+/// order as it comes (one counting sort), so the output is a few large frames however many
+/// partitions it has.
 ///
 /// Frames stay in memory while the store's budget can be charged for them. The first frame
-/// that does not fit turns the sink to disk: every partition held so far goes to its spill
-/// file (giving its memory back) and the rest of the output follows it there, in blocks of
-/// at least `blockBytes`. A pinned output (a result the user reads) is held whatever the
-/// budget says, and charged to it so that other outputs spill sooner.
+/// that does not fit turns the sink to disk: from then on frames gather in a run buffer of at
+/// most `runBytes`, and each full buffer goes to a run file, its partitions as sections in
+/// order. At the end the runs are merged, section by section and without decoding, into one
+/// `ShuffleFile`: a task makes one output file whatever its partition count. A pinned output
+/// (a result the user reads) is held whatever the budget says, and charged to it so that
+/// other outputs spill sooner.
 final class OutputSink {
   private let store: OutputStore
   private let schema: Schema
   private let pinned: Bool
-  private var held: [[Frame]]
-  private var heldBytes: [Int]
-  private var writers: [SpillWriter?]
-  /// Frames waiting to be written together as one block, per partition (on disk only).
-  private var pending: [[Frame]]
-  private var pendingBytes: [Int]
+  private let partitions: Int
+  /// Frames in partition order, with where each partition starts: held in memory (charged
+  /// to the budget), or gathering for the next run once on disk (not charged).
+  private var chunks: [(frame: Frame, index: PartitionIndex?)] = []
+  private var chunkBytes = 0
   private var onDisk = false
-  /// One encoder for every partition file of the task.
+  private var runs: [ShuffleFile] = []
+  /// One encoder for every file of the task.
   private lazy var encoder = FrameEncoder(options: store.codec)
-  /// Frames smaller than this are gathered before they go to a spill file.
-  static let blockBytes = 256 << 10
+  /// Bytes a run gathers before it goes to disk: a quarter of the task's working share,
+  /// between 1 and 64 MiB.
+  private let runBytes: Int
 
   init(store: OutputStore, schema: Schema, partitions: Int, pinned: Bool) {
     self.store = store
     self.schema = schema
     self.pinned = pinned
-    held = Array(repeating: [], count: partitions)
-    heldBytes = Array(repeating: 0, count: partitions)
-    writers = Array(repeating: nil, count: partitions)
-    pending = Array(repeating: [], count: partitions)
-    pendingBytes = Array(repeating: 0, count: partitions)
+    self.partitions = partitions
+    runBytes = min(max(store.workingLimit / 4, 1 << 20), 64 << 20)
   }
 
   /// Budget charged for frames held in memory, given back if the sink goes unfinished.
-  deinit { store.budget.release(heldBytes.reduce(0, +)) }
+  deinit { if !onDisk { store.budget.release(chunkBytes) } }
 
-  /// Adds `frame` to partition `p`.
-  /// - Throws: `SliceIOError.io` when a spill file cannot be written.
-  func write(_ frame: Frame, to p: Int) throws {
+  /// Adds the rows of `frame`, row `i` to partition `ids[i]` (nil: all to partition 0).
+  /// - Throws: `FrameError.invalidArgument` for an id not below the partition count;
+  ///   `SliceIOError.io` when a file cannot be written.
+  func write(_ frame: Frame, ids: [UInt32]?) throws {
     guard frame.count > 0 else { return }
     let started = ContinuousClock.now
     defer { TaskContext.current?.io.wrote(frame, since: started) }
-    let bytes = frame.byteCount
+    let chunk: (frame: Frame, index: PartitionIndex?)
+    if let ids, partitions > 1 {
+      let (permutation, starts) = try Grouping.order(groupIDs: ids, groups: partitions)
+      chunk = (frame.gather(permutation), PartitionIndex(starts: starts))
+    } else {
+      chunk = (frame, nil)
+    }
+    let bytes = chunk.frame.byteCount
     if !onDisk {
       if pinned {
         store.budget.forceCharge(bytes)
       } else if !store.budget.charge(bytes) {
-        try moveToDisk()
-        return try append(frame, bytes: bytes, to: p)
-      }
-      held[p].append(frame)
-      heldBytes[p] += bytes
-      return
-    }
-    try append(frame, bytes: bytes, to: p)
-  }
-
-  /// The stored partitions.
-  func finish() throws -> [StoredPartition] {
-    var out: [StoredPartition] = []
-    for p in held.indices {
-      try flush(p)
-      if let writer = writers[p] {
-        let file = try writer.finish()
-        store.spilled(file)
-        out.append(.spilled(file))
-      } else {
-        // Each partition gives its bytes back to the budget when it goes.
-        out.append(.memory(HeldFrames(held[p], bytes: heldBytes[p], budget: store.budget)))
-        heldBytes[p] = 0
+        // Everything held so far becomes the first run's; its memory goes back.
+        onDisk = true
+        store.budget.release(chunkBytes)
       }
     }
-    writers = []
-    return out
+    chunks.append(chunk)
+    chunkBytes += bytes
+    if onDisk && chunkBytes >= runBytes { runs.append(try writeRun(asRun: true)) }
   }
 
-  /// Writes every held partition to its spill file and releases its memory.
-  private func moveToDisk() throws {
-    onDisk = true
-    for p in held.indices {
-      let frames = held[p]
-      held[p] = []
-      for frame in frames { try append(frame, bytes: frame.byteCount, to: p) }
-      store.budget.release(heldBytes[p])
-      heldBytes[p] = 0
+  /// The output.
+  func finish() throws -> TaskOutput {
+    let rows = chunks.reduce(0) { $0 + $1.frame.count }
+    guard onDisk else {
+      let held = HeldFrames(chunks, bytes: chunkBytes, budget: store.budget)
+      let bytes = chunkBytes
+      chunks = []
+      chunkBytes = 0
+      return TaskOutput(.memory(held), partitions: partitions, rows: rows, bytes: bytes)
     }
-  }
-
-  private func append(_ frame: Frame, bytes: Int, to p: Int) throws {
-    pending[p].append(frame)
-    pendingBytes[p] += bytes
-    if pendingBytes[p] >= OutputSink.blockBytes { try flush(p) }
-  }
-
-  private func flush(_ p: Int) throws {
-    guard !pending[p].isEmpty else { return }
-    if writers[p] == nil {
-      writers[p] = try SpillWriter(
-        directory: try store.spillDirectory(), schema: schema, prefix: "partition", encoder: encoder)
+    let file: ShuffleFile
+    if runs.isEmpty {
+      file = try writeRun(asRun: false)
+    } else {
+      if !chunks.isEmpty { runs.append(try writeRun(asRun: true)) }
+      let writer = try ShuffleFileWriter(
+        directory: try store.spillDirectory(), schema: schema, partitions: partitions, prefix: "output",
+        encoder: encoder)
+      for p in 0..<partitions {
+        for run in runs { try writer.copy(p, of: run) }
+      }
+      file = try writer.finish()
+      store.spilled(bytes: file.bytes)
+      runs = []
     }
-    let frames = pending[p]
-    pending[p] = []
-    pendingBytes[p] = 0
-    try writers[p]!.write(frames.count == 1 ? frames[0] : try Frame.concat(frames))
+    return TaskOutput(.file(file), partitions: partitions, rows: file.rows, bytes: file.bytes)
+  }
+
+  /// Writes the chunks gathered so far to a new file, partition by partition, and forgets them.
+  private func writeRun(asRun: Bool) throws -> ShuffleFile {
+    let writer = try ShuffleFileWriter(
+      directory: try store.spillDirectory(), schema: schema, partitions: partitions,
+      prefix: asRun ? "run" : "output", encoder: encoder)
+    if partitions == 1 {
+      for chunk in chunks { try writer.write(chunk.frame, to: 0) }
+    } else {
+      var parts: [Frame] = []
+      for p in 0..<partitions {
+        parts.removeAll(keepingCapacity: true)
+        for chunk in chunks {
+          let range = chunk.index!.range(p)
+          if !range.isEmpty { parts.append(chunk.frame.slice(range)) }
+        }
+        if parts.isEmpty { continue }
+        try writer.write(parts.count == 1 ? parts[0] : try Frame.concat(parts), to: p)
+      }
+    }
+    chunks = []
+    chunkBytes = 0
+    let file = try writer.finish(asRun: asRun)
+    store.spilled(bytes: file.bytes)
+    return file
   }
 }

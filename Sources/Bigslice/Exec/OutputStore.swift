@@ -31,7 +31,7 @@ final class OutputStore: @unchecked Sendable {
   let workingLimit: Int
 
   /// A store under `memoryLimit` for `procs` tasks at once. With `outputsOnDisk`, every
-  /// non-empty output partition goes to a file of its own under a directory named
+  /// task's output goes to a file of its own under a directory named
   /// `prefix-XXXXXX` (a machine's store), compressed as `codec` says; else outputs stay in
   /// memory while the budget allows.
   init(
@@ -63,7 +63,10 @@ final class OutputStore: @unchecked Sendable {
   var isLimited: Bool { workingLimit != Int.max }
 
   /// Counts bytes written to a spill file.
-  func spilled(_ file: SpillFile) { spilledBytes.withLock { $0 += file.bytes } }
+  func spilled(_ file: SpillFile) { spilled(bytes: file.bytes) }
+
+  /// Counts `bytes` written to spill or output files.
+  func spilled(bytes: Int) { spilledBytes.withLock { $0 += bytes } }
 
   func spillDirectory() throws -> SpillDirectory {
     try directory.withLock { dir in

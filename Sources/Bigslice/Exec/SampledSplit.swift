@@ -7,7 +7,7 @@ import Synchronization
 /// runtime only carries the samples (between machines too) and calls these two methods.
 protocol SampledPartitioning: Sendable {
   /// The sample of one upstream output, for a shuffle into `shards` shards.
-  func sample(_ output: StoredPartition, schema: Schema, shards: Int) throws -> Frame
+  func sample(_ output: TaskOutput, schema: Schema, shards: Int) throws -> Frame
   /// The partition of each row of a frame, given the samples of every upstream task (those
   /// with no rows left out).
   func partition(samples: [Frame], shards: Int) throws -> any RowPartitioner
@@ -36,7 +36,7 @@ final class SampledSplit: @unchecked Sendable {
   }
 
   /// The sample of `output`, an upstream task's.
-  func sample(_ output: StoredPartition, schema: Schema) throws -> Frame {
+  func sample(_ output: TaskOutput, schema: Schema) throws -> Frame {
     try partitioning.sample(output, schema: schema, shards: shards)
   }
 

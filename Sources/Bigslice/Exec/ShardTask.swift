@@ -13,12 +13,12 @@ final class ShardTask: @unchecked Sendable {
   let shard: Int
   /// For each dependency of `chain.last`: the upstream tasks and whether this is a shuffle
   /// (read partition `shard` of every upstream task) or narrow (read its only partition).
-  var deps: [(tasks: [ShardTask], shuffle: Bool)] = []
+  var deps: [TaskDependency] = []
   var partitions = 1
   var partitioner: Partitioner = .hash
   /// Applied map-side to this task's output: the combining of the node that reads it.
   var combining: Combining?
-  var output: [StoredPartition]? = nil
+  var output: TaskOutput? = nil
   /// The task is a root of a `Result`: its output stays in memory until the result is
   /// discarded, and is never released as an interior output of another job.
   var pinned = false
@@ -59,4 +59,18 @@ struct TaskRef: Hashable, Codable, Sendable, CustomStringConvertible {
   var invocation: Int
   var index: Int
   var description: String { "inv\(invocation).\(index)" }
+}
+
+/// One dependency of a task: the upstream tasks it reads, and whether it reads partition
+/// `shard` of each (a shuffle) or the only partition of one (narrow). Every task reading the
+/// same shuffle shares one dependency, so a graph of `n × n` edges takes `O(n)` memory and
+/// the evaluator walks each dependency once.
+final class TaskDependency: @unchecked Sendable {
+  let tasks: [ShardTask]
+  let shuffle: Bool
+
+  init(_ tasks: [ShardTask], shuffle: Bool) {
+    self.tasks = tasks
+    self.shuffle = shuffle
+  }
 }

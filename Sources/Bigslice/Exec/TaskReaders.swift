@@ -1,6 +1,10 @@
 import Frame
 import SliceIO
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// Passes frames through, wrapping an error from a user closure or the data in
 /// `BigsliceError.taskFailed` with the operation that raised it (the innermost one).
 final class NamedReader: Reader {
@@ -37,48 +41,172 @@ struct LostInput: Error, @unchecked Sendable {
   let cause: Error
 }
 
+/// Opens partition `p` of an upstream task's output; nil when the partition is known empty.
+/// A worker opens its own store's files, or streams them from the peer holding them.
+typealias PartitionOpener = (_ upstream: ShardTask, _ partition: Int) throws -> (any Reader)?
+
+/// Opens the output `upstream` holds in this process.
+/// - Throws: `BigsliceError.outputMissing` when it holds none (released, or never computed).
+func openHeld(_ upstream: ShardTask, _ partition: Int) throws -> (any Reader)? {
+  guard let output = upstream.output else {
+    throw BigsliceError.outputMissing(op: upstream.op, shard: upstream.shard)
+  }
+  return output.reader(partition)
+}
+
+/// What reading `upstream`'s output for `task` failed with, as the task should throw it: a
+/// lost input (the upstream task is computed again), unless the process ran out of something
+/// (descriptors, disk, memory), which computing again would not fix.
+func inputError(_ error: Error, task: ShardTask, upstream: ShardTask) -> Error {
+  if error is LostInput { return error }
+  if case .io(_, _, let code) = error as? SliceIOError, exhausted.contains(code) { return error }
+  return LostInput(task: task, upstream: [upstream], cause: error)
+}
+
+/// The errnos of a process or disk out of room.
+private let exhausted: Set<Int32> = [EMFILE, ENFILE, ENOSPC, EDQUOT, ENOMEM]
+
 /// Reads one partition of an upstream task's output, opening it on the first read. Any
-/// failure to open or read it means the input is lost (`LostInput`).
+/// failure to open or read it means the input is lost (`LostInput`), unless the process is
+/// out of descriptors, disk or memory.
 final class DependencyReader: Reader {
   private let task: ShardTask
   private let upstream: ShardTask
   private let partition: Int
-  private let open: (ShardTask, Int) throws -> any Reader
+  private let open: PartitionOpener
   private var input: (any Reader)?
+  private var done = false
 
-  init(
-    _ task: ShardTask, reading upstream: ShardTask, partition: Int,
-    open: @escaping (ShardTask, Int) throws -> any Reader
-  ) {
+  init(_ task: ShardTask, reading upstream: ShardTask, partition: Int, open: @escaping PartitionOpener) {
     self.task = task
     self.upstream = upstream
     self.partition = partition
     self.open = open
   }
 
-  /// Opens the output `upstream` holds.
-  static func openHeld(_ upstream: ShardTask, _ partition: Int) throws -> any Reader {
-    guard let output = upstream.output else {
-      throw BigsliceError.outputMissing(op: upstream.op, shard: upstream.shard)
+  func read() throws -> Frame? {
+    if done { return nil }
+    let started = ContinuousClock.now
+    do {
+      if input == nil {
+        guard let opened = try open(upstream, partition) else {
+          done = true
+          return nil
+        }
+        input = opened
+      }
+      let frame = try input!.read()
+      TaskContext.current?.io.read(frame, since: started)
+      if frame == nil {
+        done = true
+        input = nil
+      }
+      return frame
+    } catch {
+      throw inputError(error, task: task, upstream: upstream)
     }
-    return try output[partition].reader()
+  }
+}
+
+/// Reads partition `partition` of every upstream task of a shuffle, in upstream order, without
+/// opening the partitions known empty. One upstream partition is open at a time, and it lets
+/// go of its descriptor and buffers at its end, so a task holds a bounded number of
+/// descriptors whatever the shard count. Small pieces (a many-way shuffle cuts each upstream
+/// output into a few rows per partition) are gathered into frames of about
+/// `Frame.defaultRows` rows, so what reads them pays per frame, not per piece.
+final class ShuffleReader: Reader {
+  private let task: ShardTask
+  private let upstream: [ShardTask]
+  private let partition: Int
+  /// nil: the outputs held in this process, whose frames are taken without a reader.
+  private let open: PartitionOpener?
+  private var next = 0
+  private var current: (any Reader)?
+  private var currentTask: ShardTask?
+  private var held: [Frame] = []
+  private var heldNext = 0
+  /// A large frame met while gathering small ones, handed out next.
+  private var stashed: Frame?
+
+  init(_ task: ShardTask, reading upstream: [ShardTask], partition: Int, open: PartitionOpener?) {
+    self.task = task
+    self.upstream = upstream
+    self.partition = partition
+    self.open = open
   }
 
   func read() throws -> Frame? {
-    let started = ContinuousClock.now
-    let frame = try readInput()
-    TaskContext.current?.io.read(frame, since: started)
-    return frame
+    let target = Frame.defaultRows
+    var pieces: [Frame] = []
+    var rows = 0
+    if let frame = stashed {
+      stashed = nil
+      if frame.count >= target { return frame }
+      pieces.append(frame)
+      rows = frame.count
+    }
+    while rows < target, let frame = try nextPiece() {
+      if frame.count >= target, !pieces.isEmpty {
+        stashed = frame
+        break
+      }
+      pieces.append(frame)
+      rows += frame.count
+    }
+    if pieces.count <= 1 { return pieces.first }
+    do {
+      return try Frame.concat(pieces)
+    } catch let error as FrameError {
+      throw SliceIOError.frame(error)
+    }
   }
 
-  private func readInput() throws -> Frame? {
-    do {
-      if input == nil { input = try open(upstream, partition) }
-      return try input!.read()
-    } catch let error as LostInput {
-      throw error
-    } catch {
-      throw LostInput(task: task, upstream: [upstream], cause: error)
+  /// The next non-empty frame of the next upstream partition.
+  private func nextPiece() throws -> Frame? {
+    while true {
+      if heldNext < held.count {
+        heldNext += 1
+        return held[heldNext - 1]
+      }
+      if let reader = current, let source = currentTask {
+        let started = ContinuousClock.now
+        let frame: Frame?
+        do {
+          frame = try reader.read()
+        } catch {
+          throw inputError(error, task: task, upstream: source)
+        }
+        if let frame {
+          TaskContext.current?.io.read(frame, since: started)
+          if frame.count > 0 { return frame }
+          continue
+        }
+        current = nil
+        currentTask = nil
+      }
+      guard next < upstream.count else { return nil }
+      let source = upstream[next]
+      next += 1
+      do {
+        if let open {
+          current = try open(source, partition)
+          currentTask = current == nil ? nil : source
+        } else {
+          guard let output = source.output else {
+            throw BigsliceError.outputMissing(op: source.op, shard: source.shard)
+          }
+          if case .memory(let frames) = output.storage {
+            held = frames.frames(partition)
+            heldNext = 0
+            for frame in held { TaskContext.current?.io.read(frame, since: .now) }
+            continue
+          }
+          current = output.reader(partition)
+          currentTask = current == nil ? nil : source
+        }
+      } catch {
+        throw inputError(error, task: task, upstream: source)
+      }
     }
   }
 }

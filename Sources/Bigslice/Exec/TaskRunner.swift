@@ -11,26 +11,22 @@ struct TaskRunner {
   /// Computes one task: reads its dependencies, runs its pipeline, partitions (and combines)
   /// the output.
   ///
-  /// `open` opens partition `p` of an upstream task's output; by default, the output the task
-  /// holds (a worker opens its own store's files, or streams them from the peer holding them).
+  /// `open` opens partition `p` of an upstream task's output; nil: the output the task holds
+  /// (a worker opens its own store's files, or streams them from the peer holding them).
   func run(
-    _ task: ShardTask, counters: Counters, io: TaskIOMeter = TaskIOMeter(),
-    open: @escaping (ShardTask, Int) throws -> any Reader = DependencyReader.openHeld
-  ) throws -> [StoredPartition] {
+    _ task: ShardTask, counters: Counters, io: TaskIOMeter = TaskIOMeter(), open: PartitionOpener? = nil
+  ) throws -> TaskOutput {
     let context = TaskContext(shard: task.shard, counters: counters, store: store, io: io)
     context.rowsOnlyEncoded = store.outputsOnDisk && task.chain.count == 1 && !task.readsStored
     return try context.with { try run(task, context: context, open: open) }
   }
 
-  private func run(
-    _ task: ShardTask, context: TaskContext, open: @escaping (ShardTask, Int) throws -> any Reader
-  ) throws -> [StoredPartition] {
+  private func run(_ task: ShardTask, context: TaskContext, open: PartitionOpener?) throws -> TaskOutput {
     let bottom = task.chain.last!
     var inputs: [any Reader] = []
     for (i, dep) in task.deps.enumerated() {
       if dep.shuffle {
-        let partitions = ConcatReader(
-          dep.tasks.map { DependencyReader(task, reading: $0, partition: task.shard, open: open) })
+        let partitions = ShuffleReader(task, reading: dep.tasks, partition: task.shard, open: open)
         if let combining = bottom.combining, i == 0 {
           let buffer = try CombineBuffer(combining, schema: bottom.deps[i].node.schema, store: store)
           while let frame = try partitions.read() { try buffer.add(frame) }
@@ -39,7 +35,7 @@ struct TaskRunner {
           inputs.append(partitions)
         }
       } else {
-        inputs.append(DependencyReader(task, reading: dep.tasks[0], partition: 0, open: open))
+        inputs.append(DependencyReader(task, reading: dep.tasks[0], partition: 0, open: open ?? openHeld))
       }
     }
     var reader: any Reader
@@ -77,25 +73,28 @@ struct TaskRunner {
 
   /// Reads the task's output, combining map-side first, and cuts it into partitions as it
   /// streams by, into a sink that holds them in memory or spills them.
-  private func partition(_ reader: any Reader, _ task: ShardTask) throws -> [StoredPartition] {
+  private func partition(_ reader: any Reader, _ task: ShardTask) throws -> TaskOutput {
     let schema = task.chain[0].schema
     let sink = OutputSink(store: store, schema: schema, partitions: task.partitions, pinned: task.pinned)
     let emit = { (frame: Frame) throws in
       guard frame.count > 0 else { return }
-      guard task.partitions > 1 else { return try sink.write(frame, to: 0) }
-      let parts: [Frame]
+      guard task.partitions > 1 else { return try sink.write(frame, ids: nil) }
+      let ids: [UInt32]
       switch task.partitioner {
       case .hash:
-        let hashes = try frame.hashKeys(seed: 0)
-        parts = hashes.withUnsafeBufferPointer { frame.partition(hashes: $0.baseAddress!, into: task.partitions) }
+        ids = Frame.partitionIDs(hashes: try frame.hashKeys(seed: 0), partitions: task.partitions)
       case .custom(let f):
-        parts = frame.partition(ids: try f(frame, task.partitions), into: task.partitions)
+        ids = try f(frame, task.partitions)
+        guard ids.count == frame.count else {
+          throw BigsliceError.invalidArgument(
+            "a partitioner returned \(ids.count) partition ids for a frame of \(frame.count) rows")
+        }
       case .split(let split):
-        parts = frame.partition(ids: try split.partitionIDs(frame), into: task.partitions)
+        ids = try split.partitionIDs(frame)
       case .sampled:
         preconditionFailure("a sampled shuffle is compiled into splits")
       }
-      for (p, part) in parts.enumerated() { try sink.write(part, to: p) }
+      try sink.write(frame, ids: ids)
     }
     if let combining = task.combining {
       // Map-side combining, as the rows stream by: memory grows with distinct keys, not rows,
@@ -108,7 +107,7 @@ struct TaskRunner {
       while let frame = try reader.read() { try emit(frame) }
     }
     let output = try sink.finish()
-    if let split = task.sampledFor { task.sample = try split.sample(output[0], schema: schema) }
+    if let split = task.sampledFor { task.sample = try split.sample(output, schema: schema) }
     return output
   }
 }

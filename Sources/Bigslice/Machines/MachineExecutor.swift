@@ -221,16 +221,28 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
     observer?.record(task, .running, machine: machine)
     do {
       try await compile(task.ref.invocation, on: worker)
+      // Where each upstream output is, and which of the partitions read hold no rows.
       var inputs: [InputLocation] = []
-      var seen = Set<TaskRef>()
-      for upstream in task.deps.flatMap(\.tasks) where seen.insert(upstream.ref).inserted {
-        guard case .remote(let remote)? = upstream.output?.first else {
-          return .lost(
-            LostInput(
-              task: task, upstream: [upstream],
-              cause: BigsliceError.outputMissing(op: upstream.op, shard: upstream.shard)))
+      var slot: [TaskRef: Int] = [:]
+      for dep in task.deps {
+        let p = dep.shuffle ? task.shard : 0
+        for upstream in dep.tasks {
+          guard case .remote(let remote)? = upstream.output?.storage else {
+            return .lost(
+              LostInput(
+                task: task, upstream: [upstream],
+                cause: BigsliceError.outputMissing(op: upstream.op, shard: upstream.shard)))
+          }
+          let i: Int
+          if let known = slot[upstream.ref] {
+            i = known
+          } else {
+            i = inputs.count
+            slot[upstream.ref] = i
+            inputs.append(InputLocation(task: upstream.ref, machine: remote.worker.address))
+          }
+          if p < remote.partitionBytes.count, remote.partitionBytes[p] == 0 { inputs[i].empty.append(p) }
         }
-        inputs.append(InputLocation(task: upstream.ref, machine: remote.output.worker.address))
       }
       var samples: [OutputSample] = []
       if case .split(let split) = task.partitioner {
@@ -244,17 +256,15 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
       let reply = try await worker.machine.call(
         "Bigslice.run", RunRequest(task: task.ref, machine: machine, inputs: inputs, samples: samples),
         returning: RunReply.self)
-      let output = RemoteOutput(worker: worker, task: task.ref)
-      let schema = task.chain[0].schema
-      let partitions = zip(reply.rows, reply.bytes).enumerated().map { p, sizes in
-        StoredPartition.remote(
-          RemotePartition(output: output, partition: p, schema: schema, rows: sizes.0, bytes: sizes.1))
-      }
-      guard partitions.count == task.partitions else {
+      guard reply.partitionBytes.count == task.partitions else {
         return .failed(
           BigsliceError.machinesUnavailable(
-            "machine \(machine) returned \(partitions.count) partitions of \(task.name), not \(task.partitions)"))
+            "machine \(machine) returned \(reply.partitionBytes.count) partitions of \(task.name), not \(task.partitions)"
+          ))
       }
+      let remote = RemoteOutput(
+        worker: worker, task: task.ref, schema: task.chain[0].schema, partitionBytes: reply.partitionBytes)
+      let output = TaskOutput(.remote(remote), partitions: task.partitions, rows: reply.rows, bytes: reply.bytes)
       if let sample = reply.sample {
         task.sample = try decodeBlocks(sample, schema: nil, name: "the output sample of \(task.ref)")
       }
@@ -267,8 +277,8 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
       io.readTime = .seconds(reply.readSeconds)
       io.writeTime = .seconds(reply.writeSeconds)
       io.firstRead = reply.firstReadAfter.map { called + .seconds($0) }
-      observer?.record(task, .done, output: partitions, io: io, machine: machine)
-      return .done(partitions)
+      observer?.record(task, .done, output: output, io: io, machine: machine)
+      return .done(output)
     } catch let error as BigmachineError {
       return outcome(of: error, task, worker, observer)
     } catch {
@@ -290,7 +300,11 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
       switch failure {
       case .lostInput(let refs, _):
         let lost = Set(refs)
-        let upstream = task.deps.flatMap(\.tasks).filter { lost.contains($0.ref) }
+        var upstream: [ShardTask] = []
+        var seen = Set<TaskRef>()
+        for dep in task.deps {
+          upstream += dep.tasks.filter { lost.contains($0.ref) && seen.insert($0.ref).inserted }
+        }
         observer?.record(task, .waiting, machine: machine)
         return .lost(
           LostInput(

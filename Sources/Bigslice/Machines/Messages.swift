@@ -27,6 +27,9 @@ struct Invocation: Codable, Sendable {
 struct InputLocation: Codable, Sendable {
   var task: TaskRef
   var machine: String
+  /// The partitions of its output the task reads that hold no rows: the worker need not ask
+  /// for them.
+  var empty: [Int] = []
 }
 
 /// The sample of an upstream task's output for a sampled shuffle (encoded frame blocks).
@@ -44,8 +47,10 @@ struct RunRequest: Codable, Sendable {
 }
 
 struct RunReply: Codable, Sendable {
-  var rows: [Int]
-  var bytes: [Int]
+  /// The rows and bytes of the whole output, and the bytes of each partition (0: empty).
+  var rows: Int
+  var bytes: Int
+  var partitionBytes: [Int]
   var counters: [String: Int]
   var sample: [UInt8]?
   var readRows: Int

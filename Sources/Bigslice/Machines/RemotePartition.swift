@@ -86,34 +86,31 @@ protocol OutputHolder: AnyObject, Sendable {
   func discard(_ tasks: [TaskRef])
 }
 
-/// One task's output in a machine's store. Deleted there when the driver lets it go.
+/// One task's output in a machine's store, with the bytes of each partition. Deleted there
+/// when the driver lets it go.
 final class RemoteOutput: @unchecked Sendable {
   let worker: any OutputHolder
   let task: TaskRef
+  let schema: Schema
+  let partitionBytes: [Int]
 
-  init(worker: any OutputHolder, task: TaskRef) {
+  init(worker: any OutputHolder, task: TaskRef, schema: Schema, partitionBytes: [Int]) {
     self.worker = worker
     self.task = task
+    self.schema = schema
+    self.partitionBytes = partitionBytes
   }
 
   deinit { worker.discard([task]) }
-}
 
-/// One partition of a task's output in a machine's store.
-struct RemotePartition: @unchecked Sendable {
-  let output: RemoteOutput
-  let partition: Int
-  let schema: Schema
-  let rows: Int
-  let bytes: Int
-
-  /// Streams the partition's blocks from the machine, checking each.
-  func reader() -> any Reader {
-    let output = self.output
-    let partition = self.partition
-    let source = RemoteSource(name: "\(output.task) partition \(partition) on \(output.worker.address)") { offset in
-      try await output.worker.read(output.task, partition: partition, offset: offset)
+  /// Streams partition `p`'s blocks from the machine, checking each; nil when it has no rows.
+  func reader(_ p: Int) -> (any Reader)? {
+    guard partitionBytes[p] > 0 else { return nil }
+    let task = self.task
+    let worker = self.worker
+    let source = RemoteSource(name: "\(task) partition \(p) on \(worker.address)") { offset in
+      try await worker.read(task, partition: p, offset: offset)
     }
-    return BlockFileReader(source: source, schema: schema, owner: output)
+    return BlockFileReader(source: source, schema: schema, owner: self)
   }
 }

@@ -20,10 +20,12 @@ struct TaskGraph {
     self.roots = roots
     var all: [TaskRef: ShardTask] = [:]
     var stack = roots
+    // A shuffle's dependency is shared by every task reading it: walk it once.
+    var walked = Set<ObjectIdentifier>()
     while let task = stack.popLast() {
       guard all[task.ref] == nil else { continue }
       all[task.ref] = task
-      for dep in task.deps { stack.append(contentsOf: dep.tasks) }
+      for dep in task.deps where walked.insert(ObjectIdentifier(dep)).inserted { stack.append(contentsOf: dep.tasks) }
       if case .split(let split) = task.partitioner { stack.append(contentsOf: split.upstream) }
     }
     tasks = all

@@ -17,7 +17,7 @@ import Synchronization
 final class WorkerState: @unchecked Sendable {
   private struct State {
     var graphs: [Int: TaskGraph] = [:]
-    var outputs: [TaskRef: [StoredPartition]] = [:]
+    var outputs: [TaskRef: TaskOutput] = [:]
   }
   private let state = Mutex(State())
   private var executor: LocalExecutor!
@@ -124,18 +124,23 @@ final class WorkerState: @unchecked Sendable {
       state.withLock { _ in if upstream.sample == nil { upstream.sample = frame } }
     }
     var locations: [TaskRef: String] = [:]
-    for input in request.inputs { locations[input.task] = input.machine }
+    var empty: Set<TaskPartition> = []
+    for input in request.inputs {
+      locations[input.task] = input.machine
+      for p in input.empty { empty.insert(TaskPartition(task: input.task, partition: p)) }
+    }
     let me = request.machine
     let peers = self.peers
-    let open: (ShardTask, Int) throws -> any Reader = { [self] upstream, partition in
+    let open: PartitionOpener = { [self] upstream, partition in
       guard let at = locations[upstream.ref] else {
         throw BigsliceError.outputMissing(op: upstream.op, shard: upstream.shard)
       }
+      if empty.contains(TaskPartition(task: upstream.ref, partition: partition)) { return nil }
       if at == me {
-        guard let output = state.withLock({ $0.outputs[upstream.ref] }), partition < output.count else {
+        guard let output = state.withLock({ $0.outputs[upstream.ref] }), partition < output.partitions else {
           throw BigsliceError.outputMissing(op: upstream.op, shard: upstream.shard)
         }
-        return try output[partition].reader()
+        return output.reader(partition)
       }
       let ref = upstream.ref
       let source = RemoteSource(name: "\(ref) partition \(partition) on \(at)") { offset in
@@ -148,10 +153,10 @@ final class WorkerState: @unchecked Sendable {
     let executor = self.executor!
     let job = TaskJob(task: task, open: open)
     let started = ContinuousClock.now
-    let output: [StoredPartition]
+    let output: TaskOutput
     do {
       output = try await withCheckedThrowingContinuation {
-        (continuation: CheckedContinuation<UncheckedBox<[StoredPartition]>, Error>) in
+        (continuation: CheckedContinuation<UncheckedBox<TaskOutput>, Error>) in
         executor.submit {
           do {
             continuation.resume(
@@ -171,7 +176,7 @@ final class WorkerState: @unchecked Sendable {
     }
     state.withLock { $0.outputs[task.ref] = output }
     return RunReply(
-      rows: output.map(\.rows), bytes: output.map(\.byteCount), counters: counters.snapshot,
+      rows: output.rows, bytes: output.bytes, partitionBytes: output.partitionBytes, counters: counters.snapshot,
       sample: try task.sample.map { try encodeBlocks([$0]) }, readRows: io.io.readRows, readBytes: io.io.readBytes,
       writeRows: io.io.writeRows, writeBytes: io.io.writeBytes, readSeconds: seconds(io.io.readTime),
       writeSeconds: seconds(io.io.writeTime), firstReadAfter: io.io.firstRead.map { seconds($0 - started) })
@@ -180,31 +185,37 @@ final class WorkerState: @unchecked Sendable {
   /// Streams a stored partition from byte `offset` on.
   func read(_ request: ReadRequest, to writer: StreamWriter) async throws {
     guard let output = state.withLock({ $0.outputs[request.task] }), request.partition >= 0,
-      request.partition < output.count
+      request.partition < output.partitions
     else {
       throw WorkerFailure.missing("no output of \(request.task) partition \(request.partition) here").serviceError
     }
     let chunk = 1 << 20
-    switch output[request.partition] {
-    case .spilled(let file):
+    switch output.storage {
+    case .file(let file):
+      let section = file.range(request.partition)
       let fd = open(file.path, O_RDONLY | O_CLOEXEC)
       guard fd >= 0 else {
         throw WorkerFailure.missing("cannot open \(file.path): errno \(errno)").serviceError
       }
       defer { Glibc.close(fd) }
-      var at = off_t(request.offset)
-      while true {
-        var buffer = ByteBufferAllocator().buffer(capacity: chunk)
-        let n = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: chunk) { raw in
-          max(0, pread(fd, raw.baseAddress!, chunk, at))
+      var at = section.lowerBound + min(max(request.offset, 0), section.count)
+      if section.isEmpty {
+        // Said as a stream of no blocks, so the reader can tell it from a cut one.
+        return try await writer.write(try encodeBlocks([]))
+      }
+      while at < section.upperBound {
+        let want = min(chunk, section.upperBound - at)
+        var buffer = ByteBufferAllocator().buffer(capacity: want)
+        let n = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: want) { raw in
+          max(0, pread(fd, raw.baseAddress!, want, off_t(at)))
         }
         if n == 0 { break }
-        at += off_t(n)
+        at += n
         try await writer.write(buffer)
       }
       withExtendedLifetime(file) {}
-    case .memory(let held):
-      let bytes = try encodeBlocks(held.frames)
+    case .memory:
+      let bytes = try encodeBlocks(output.frames(request.partition))
       var at = min(request.offset, bytes.count)
       while at < bytes.count {
         let end = min(at + chunk, bytes.count)
@@ -241,9 +252,15 @@ final class WorkerState: @unchecked Sendable {
 /// "Have operand with incompatible ownership" in SILGenCleanup.)
 private final class TaskJob: @unchecked Sendable {
   let task: ShardTask
-  let open: (ShardTask, Int) throws -> any Reader
-  init(task: ShardTask, open: @escaping (ShardTask, Int) throws -> any Reader) {
+  let open: PartitionOpener
+  init(task: ShardTask, open: @escaping PartitionOpener) {
     self.task = task
     self.open = open
   }
+}
+
+/// One partition of a task's output.
+private struct TaskPartition: Hashable {
+  var task: TaskRef
+  var partition: Int
 }

@@ -108,15 +108,11 @@ struct TaskObservers: TaskObserver {
 extension TaskObserver {
   /// Reports that `task` entered `state`; for `.done`, with the rows and bytes of its output.
   func record(
-    _ task: ShardTask, _ state: TaskState, output: [StoredPartition]? = nil, io: TaskIO? = nil, error: Error? = nil,
+    _ task: ShardTask, _ state: TaskState, output: TaskOutput? = nil, io: TaskIO? = nil, error: Error? = nil,
     progress: TaskProgress? = nil, machine: String = "local"
   ) {
-    var rows = 0
-    var bytes = 0
-    for partition in output ?? [] {
-      rows += partition.rows
-      bytes += partition.byteCount
-    }
+    let rows = output?.rows ?? 0
+    let bytes = output?.bytes ?? 0
     // The graph's edges go with the planning of a task: one name per dependency, not per
     // upstream task.
     let inputs = state == .waiting ? task.deps.compactMap { $0.tasks.first?.operation } : []

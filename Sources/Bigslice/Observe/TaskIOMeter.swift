@@ -30,14 +30,3 @@ final class TaskIOMeter: @unchecked Sendable {
     io.writeBytes += frame.byteCount
   }
 }
-
-extension StoredPartition {
-  /// Bytes of the partition: of its frames in memory, or of its spill file on disk.
-  var byteCount: Int {
-    switch self {
-    case .memory(let held): return held.frames.reduce(0) { $0 + $1.byteCount }
-    case .spilled(let file): return file.bytes
-    case .remote(let remote): return remote.bytes
-    }
-  }
-}

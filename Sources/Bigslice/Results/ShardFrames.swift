@@ -49,7 +49,7 @@ final class ShardFrames: @unchecked Sendable {
             }
             return output
           }
-          reader = try output[0].reader()
+          reader = output.reader(0) ?? FrameReader([])
           skip = delivered
         }
         guard var frame = try reader!.read() else {

@@ -104,7 +104,7 @@ public struct SliceResult<each C>: Sequence, @unchecked Sendable {
     if tasks.contains(where: { !$0.isComputed }) {
       do { try reload() } catch { preconditionFailure("cannot compute the result again: \(error)") }
     }
-    return tasks.reduce(0) { $0 + ($1.output?.first?.rows ?? 0) }
+    return tasks.reduce(0) { $0 + ($1.output?.rows ?? 0) }
   }
 
   /// Iterates the rows, shard by shard, reading each shard's frames as it goes: on machines,

@@ -1,0 +1,269 @@
+import Frame
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// One task's output cut into partitions, in one file: partition `p` is a block stream, ending
+/// in its end marker, at bytes `range(p)`; an empty partition has no bytes at all. Sections
+/// are in partition order, as in Spark's sort-based shuffle, so a shuffle of `n` map tasks
+/// makes `n` files whatever the partition count. The file is removed when the last reference
+/// goes.
+public final class ShuffleFile: @unchecked Sendable {
+  public let path: String
+  public let schema: Schema
+  /// The number of partitions.
+  public let partitions: Int
+  /// Rows and bytes in the whole file.
+  public let rows: Int
+  public let bytes: Int
+  /// Section `p` is `offsets[p] ..< offsets[p + 1]`.
+  private let offsets: [UInt64]
+  /// For a run that will be merged: where each section's end marker starts, and its rows and
+  /// blocks (the merge copies the blocks and writes one end marker for them all).
+  fileprivate let runDetail: RunDetail?
+  private let directory: SpillDirectory
+
+  fileprivate struct RunDetail {
+    var dataEnds: [UInt64]
+    var rows: [Int]
+    var blocks: [Int]
+  }
+
+  fileprivate init(
+    path: String, directory: SpillDirectory, schema: Schema, offsets: [UInt64], rows: Int, runDetail: RunDetail?
+  ) {
+    self.path = path
+    self.directory = directory
+    self.schema = schema
+    self.offsets = offsets
+    partitions = offsets.count - 1
+    self.rows = rows
+    bytes = Int(offsets.last!)
+    self.runDetail = runDetail
+  }
+
+  deinit { unlink(path) }
+
+  /// The bytes of partition `p`'s section.
+  public func range(_ p: Int) -> Range<Int> { Int(offsets[p])..<Int(offsets[p + 1]) }
+
+  /// A reader of partition `p`'s frames. It opens the file on its first read, and lets go of
+  /// the descriptor and its buffer at the end of the section; it keeps the file alive while
+  /// it reads.
+  public func reader(_ p: Int) -> any Reader {
+    let range = self.range(p)
+    if range.isEmpty { return FrameReader([]) }
+    return SectionReader(path: path, range: range, schema: schema, owner: self)
+  }
+}
+
+/// Reads one section of a file as a block stream, opening the file on the first read and
+/// closing it (and freeing the read-ahead buffer, no larger than the section) at the end.
+public final class SectionReader: Reader {
+  private let path: String
+  private let range: Range<Int>
+  private let schema: Schema?
+  private var owner: AnyObject?
+  private var reader: BlockFileReader?
+  private var done = false
+
+  /// Reads bytes `range` of the file at `path`; `owner` is kept alive until the end.
+  public init(path: String, range: Range<Int>, schema: Schema?, owner: AnyObject?) {
+    self.path = path
+    self.range = range
+    self.schema = schema
+    self.owner = owner
+  }
+
+  public func read() throws -> Frame? {
+    if done { return nil }
+    if reader == nil {
+      let source = try FileRangeSource(path: path, range: range)
+      let readAhead = min(range.count, 1 << 20)
+      reader = BlockFileReader(stream: BlockStreamReader(source, readAhead: readAhead), schema: schema)
+    }
+    if let frame = try reader!.read() { return frame }
+    done = true
+    reader = nil
+    owner = nil
+    return nil
+  }
+}
+
+/// Reads bytes `range` of a file with `pread`. Closes the descriptor on deinit.
+final class FileRangeSource: ByteSource {
+  let name: String
+  private let fd: Int32
+  private var at: Int
+  private let end: Int
+
+  /// Opens `path` for reading.
+  /// - Throws: `SliceIOError.io`.
+  init(path: String, range: Range<Int>) throws {
+    name = "\(path) bytes \(range.lowerBound)..<\(range.upperBound)"
+    fd = open(path, O_RDONLY | O_CLOEXEC)
+    if fd < 0 { throw SliceIOError.io(path: path, operation: "open", errno: errno) }
+    at = range.lowerBound
+    end = range.upperBound
+  }
+
+  deinit { close(fd) }
+
+  func read(into buffer: UnsafeMutableRawPointer, count: Int) throws -> Int {
+    let want = min(count, end - at)
+    if want <= 0 { return 0 }
+    while true {
+      let n = pread(fd, buffer, want, off_t(at))
+      if n >= 0 {
+        at += n
+        return n
+      }
+      if errno == EINTR { continue }
+      throw SliceIOError.io(path: name, operation: "read", errno: errno)
+    }
+  }
+}
+
+/// Writes a `ShuffleFile`: frames go to their partition's section, in partition order, and a
+/// section is a block stream with its own end marker. Finished runs can be merged into one
+/// file by copying their blocks, without decoding them.
+///
+/// The file is removed if the writer goes away before `finish()`.
+public final class ShuffleFileWriter {
+  private let directory: SpillDirectory
+  private let schema: Schema
+  private let path: String
+  private var fd: Int32
+  private let encoder: FrameEncoder
+  private let buffer = ByteWriter(capacity: 1 << 16)
+  private var offsets: [UInt64]
+  private var detail: ShuffleFile.RunDetail
+  /// The partition being written, and the bytes of the file so far (buffered ones too).
+  private var current = 0
+  private var size = 0
+  private var totalRows = 0
+
+  /// A new file in `directory` for frames of `schema` cut into `partitions` sections. Writers
+  /// used by one thread can share an `encoder`.
+  /// - Throws: `SliceIOError.io`.
+  public init(
+    directory: SpillDirectory, schema: Schema, partitions: Int, prefix: String = "shuffle",
+    encoder: FrameEncoder? = nil, options: CodecOptions = .default
+  ) throws {
+    precondition(partitions >= 1, "a shuffle file of \(partitions) partitions")
+    self.directory = directory
+    self.schema = schema
+    (path, fd) = try directory.createFile(prefix: prefix)
+    self.encoder = encoder ?? FrameEncoder(options: options)
+    offsets = [UInt64](repeating: 0, count: partitions + 1)
+    detail = ShuffleFile.RunDetail(
+      dataEnds: [UInt64](repeating: 0, count: partitions), rows: [Int](repeating: 0, count: partitions),
+      blocks: [Int](repeating: 0, count: partitions))
+  }
+
+  /// Closes and removes an unfinished file.
+  deinit {
+    if fd >= 0 {
+      close(fd)
+      unlink(path)
+    }
+  }
+
+  /// Appends `frame` to partition `p`, which is the partition last written or a later one.
+  /// - Throws: `SliceIOError.schemaMismatch`, `SliceIOError.io` (`ENOSPC` when the disk is
+  ///   full).
+  public func write(_ frame: Frame, to p: Int) throws {
+    guard frame.schema.types == schema.types else {
+      throw SliceIOError.schemaMismatch(
+        source: path, block: 0, expected: schema.description, found: frame.schema.description)
+    }
+    guard frame.count > 0 else { return }
+    try moveTo(p)
+    try encoder.encodeBlocks(frame, into: buffer) { n in
+      detail.rows[p] += n
+      detail.blocks[p] += 1
+      totalRows += n
+      if buffer.count >= BlockFileSink.flushBytes { try flush() }
+    }
+  }
+
+  /// Appends the blocks of `run`'s partition `p` to partition `p`, copying their bytes.
+  /// - Precondition: `run` was finished with `asRun`, with this file's partition count.
+  /// - Throws: `SliceIOError.io`.
+  public func copy(_ p: Int, of run: ShuffleFile) throws {
+    guard let source = run.runDetail else { preconditionFailure("copying from a shuffle file that is not a run") }
+    precondition(run.partitions == offsets.count - 1, "merging runs of other partition counts")
+    let start = Int(run.range(p).lowerBound)
+    let count = Int(source.dataEnds[p]) - start
+    guard count > 0 else { return }
+    try moveTo(p)
+    let input = open(run.path, O_RDONLY | O_CLOEXEC)
+    guard input >= 0 else { throw SliceIOError.io(path: run.path, operation: "open", errno: errno) }
+    defer { close(input) }
+    var done = 0
+    while done < count {
+      let want = min(count - done, 1 << 20)
+      let into = buffer.reserve(want)
+      let n = pread(input, into, want, off_t(start + done))
+      if n < 0 {
+        if errno == EINTR { continue }
+        throw SliceIOError.io(path: run.path, operation: "read", errno: errno)
+      }
+      if n == 0 {
+        throw SliceIOError.integrity(
+          source: run.path, block: 0, problem: .truncated("the run ends inside partition \(p)'s section"))
+      }
+      buffer.commit(n)
+      done += n
+      if buffer.count >= BlockFileSink.flushBytes { try flush() }
+    }
+    detail.rows[p] += source.rows[p]
+    detail.blocks[p] += source.blocks[p]
+    totalRows += source.rows[p]
+  }
+
+  /// Ends the last section, closes the file and hands it to a `ShuffleFile`. With `asRun`, the
+  /// file keeps what a merge needs (`copy`).
+  /// - Throws: `SliceIOError.io`; the file is removed then.
+  public func finish(asRun: Bool = false) throws -> ShuffleFile {
+    precondition(fd >= 0, "finish twice")
+    try moveTo(offsets.count - 1)
+    try flush()
+    let closed = close(fd)
+    fd = -1
+    if closed != 0 {
+      let code = errno
+      unlink(path)
+      throw SliceIOError.io(path: path, operation: "close", errno: code)
+    }
+    return ShuffleFile(
+      path: path, directory: directory, schema: schema, offsets: offsets, rows: totalRows,
+      runDetail: asRun ? detail : nil)
+  }
+
+  /// Ends the sections before partition `p` (the one in progress gets its end marker) and
+  /// makes `p` current.
+  private func moveTo(_ p: Int) throws {
+    precondition(p >= current, "partition \(p) written after partition \(current)")
+    while current < p {
+      if detail.blocks[current] > 0 {
+        detail.dataEnds[current] = UInt64(size + buffer.count)
+        try encoder.encodeEnd(rows: detail.rows[current], blocks: detail.blocks[current], into: buffer)
+      } else {
+        detail.dataEnds[current] = UInt64(size + buffer.count)
+      }
+      current += 1
+      offsets[current] = UInt64(size + buffer.count)
+    }
+  }
+
+  private func flush() throws {
+    guard buffer.count > 0 else { return }
+    try writeAll(fd: fd, buffer.bytes, path: path)
+    size += buffer.count
+    buffer.removeAll()
+  }
+}

@@ -1,0 +1,94 @@
+import Frame
+import SliceIO
+import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+@Suite struct ShuffleFileTests {
+  /// Random frames cut into `partitions` pieces each, some partitions left empty.
+  func pieces(partitions: Int, runs: Int, seed: UInt64) throws -> [[Frame]] {
+    var generator = SplitMix64(seed: seed)
+    return try (0..<runs).map { run in
+      try (0..<partitions).map { p in
+        let rows = Int.random(in: 0..<4, using: &generator) == 0 ? 0 : Int.random(in: 1...300, using: &generator)
+        return try randomFrame(rows: rows, seed: seed &+ UInt64(run * 1000 + p))
+      }
+    }
+  }
+
+  @Test(arguments: [1, 2, 7, 64])
+  func eachPartitionReadsBackWhatWasWrittenToIt(partitions: Int) throws {
+    let dir = try SpillDirectory()
+    let parts = try pieces(partitions: partitions, runs: 1, seed: UInt64(partitions))[0]
+    let writer = try ShuffleFileWriter(
+      directory: dir, schema: parts[0].schema, partitions: partitions,
+      options: CodecOptions(level: 3, transform: .none, targetBlockBytes: 2048))
+    for (p, frame) in parts.enumerated() { try writer.write(frame, to: p) }
+    let file = try writer.finish()
+    #expect(file.rows == parts.reduce(0) { $0 + $1.count })
+    for (p, frame) in parts.enumerated() {
+      #expect(file.range(p).isEmpty == (frame.count == 0), "partition \(p)")
+      #expect(rows(try readAll(file.reader(p))) == rows([frame]), "partition \(p)")
+    }
+  }
+
+  @Test func runsMergeIntoOneFileByCopyingBlocks() throws {
+    let dir = try SpillDirectory()
+    let partitions = 9
+    let runs = try pieces(partitions: partitions, runs: 3, seed: 5)
+    let schema = runs[0][0].schema
+    let files = try runs.map { run in
+      let writer = try ShuffleFileWriter(directory: dir, schema: schema, partitions: partitions)
+      for (p, frame) in run.enumerated() { try writer.write(frame, to: p) }
+      return try writer.finish(asRun: true)
+    }
+    let merged = try ShuffleFileWriter(directory: dir, schema: schema, partitions: partitions)
+    for p in 0..<partitions {
+      for file in files { try merged.copy(p, of: file) }
+    }
+    let file = try merged.finish()
+    for p in 0..<partitions {
+      // The merged section ends in one end marker counting every run's rows.
+      #expect(rows(try readAll(file.reader(p))) == rows(runs.map { $0[p] }), "partition \(p)")
+    }
+    #expect(file.rows == runs.joined().reduce(0) { $0 + $1.count })
+  }
+
+  @Test func aSectionReaderClosesItsDescriptorAtTheEnd() throws {
+    let dir = try SpillDirectory()
+    let frame = try randomFrame(rows: 100, seed: 3)
+    let writer = try ShuffleFileWriter(directory: dir, schema: frame.schema, partitions: 2)
+    try writer.write(frame, to: 1)
+    let file = try writer.finish()
+    let reader = file.reader(1)
+    let before = openDescriptors()
+    #expect(try reader.read()?.count == 100)
+    #expect(openDescriptors() == before + 1)
+    #expect(try reader.read() == nil)
+    #expect(openDescriptors() == before)
+  }
+
+  @Test func aCutSectionIsAnIntegrityError() throws {
+    let dir = try SpillDirectory()
+    let frame = try randomFrame(rows: 500, seed: 4)
+    let writer = try ShuffleFileWriter(directory: dir, schema: frame.schema, partitions: 3)
+    try writer.write(frame, to: 0)
+    try writer.write(frame, to: 2)
+    let file = try writer.finish()
+    // Partition 0's end marker is gone: the file is cut inside it.
+    #expect(truncate(file.path, off_t(file.range(0).upperBound - 3)) == 0)
+    #expect(throws: SliceIOError.self) { try readAll(file.reader(0)) }
+    #expect(throws: SliceIOError.self) { try readAll(file.reader(2)) }
+  }
+}
+
+/// Descriptors this process has open.
+func openDescriptors() -> Int {
+  guard let dir = opendir("/proc/self/fd") else { return -1 }
+  defer { closedir(dir) }
+  var n = 0
+  while readdir(dir) != nil { n += 1 }
+  return n
+}
