@@ -21,6 +21,7 @@ struct JobBenchmarks {
     if only.isEmpty || only.contains("W3") { try w3() }
     if only.isEmpty || only.contains("W5") { try w5() }
     if only.contains("W4") { try w4() }
+    if only.contains("scale") { try ScaleBenchmarks(rows: rows, repeats: repeats, report: report).run() }
   }
 
   /// W4: W1's shape at 300M rows and 30M keys under a 2 GiB memory limit, which covers task

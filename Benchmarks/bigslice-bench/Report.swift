@@ -13,6 +13,11 @@ struct Measurement {
   var baselineSeconds: Double
   /// Extra columns for the table (throughput, compression ratio, …).
   var notes: String = ""
+  /// The peak RSS to report; nil for this process's so far (a benchmark run in a child
+  /// process reports the child's).
+  var peakRSSBytes: Int? = nil
+  /// Further fields of the JSON object, each value already JSON text.
+  var fields: [(name: String, json: String)] = []
 
   /// Above 1 when we are faster than the baseline.
   var ratio: Double { baselineSeconds / seconds }
@@ -51,10 +56,12 @@ struct Reporter {
   func emit(_ m: Measurement) {
     if json {
       let name = m.bench.replacingOccurrences(of: "\"", with: "'")
-      print(
+      var line =
         "{\"bench\": \"\(name)\", \"rows\": \(m.rows), \"seconds\": \(fmt(m.seconds, 4)), \"baseline\": \"\(m.baseline)\", "
-          + "\"baseline_seconds\": \(fmt(m.baselineSeconds, 4)), \"ratio\": \(fmt(m.ratio, 3)), \"peak_rss_bytes\": \(peakRSS())}"
-      )
+        + "\"baseline_seconds\": \(fmt(m.baselineSeconds, 4)), \"ratio\": \(fmt(m.ratio, 3)), "
+        + "\"peak_rss_bytes\": \(m.peakRSSBytes ?? peakRSS())"
+      for field in m.fields { line += ", \"\(field.name)\": \(field.json)" }
+      print(line + "}")
     } else {
       let rate = Double(m.rows) / m.seconds / 1e6
       let baseRate = Double(m.rows) / m.baselineSeconds / 1e6

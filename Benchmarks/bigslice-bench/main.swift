@@ -13,9 +13,20 @@ Workloads.register()
 let bigmachine = try await Bigmachine.start(
   system: LocalSystem(), services: [BenchService.self] + Session.machineServices)
 
+// A run of `jobs --only scale`, in a child process of its own: it prints one JSON line.
+if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == ScaleRun.command {
+  do {
+    try ScaleRun.main(arguments: Array(CommandLine.arguments.dropFirst(2)))
+    exit(0)
+  } catch {
+    FileHandleStderr.write("bigslice-bench \(ScaleRun.command): \(error)\n")
+    exit(1)
+  }
+}
+
 let usage = """
   usage: bigslice-bench kernels [--rows N] [--repeat R] [--only hash,radix,combiner,blocks] [--json]
-         bigslice-bench jobs [--rows N] [--repeat R] [--only W1,W3] [--peers] [--machines M] [--json]
+         bigslice-bench jobs [--rows N] [--repeat R] [--only W1,W3,scale] [--peers] [--machines M] [--json]
          bigslice-bench rpc [--rows N] [--bytes B] [--repeat R] [--json]
 
     kernels   the C kernels through their Swift wrappers (hash, radix sort, combiner, blocks),
@@ -25,6 +36,10 @@ let usage = """
               (pip install -r Benchmarks/peers/requirements.txt) and checksums are compared;
               with --machines M, W1 and W3 run on M local worker processes (2 procs in
               all) next to the in-process executor, measured in the same invocation.
+              W4 and scale (long) run only when --only names them. scale: W4's shuffle of 2M and
+              20M rows (--rows: that size only) over 200000 keys on 64, 256, 1024 and 4096
+              shards, in memory and under a 20 MB memory limit, each run a child process:
+              wall time, files created, peak descriptors and peak RSS, against 64 shards.
     rpc       Bigmachine between this driver and local worker processes: small-call round trips
               (1 and 64 in flight) and streams each way, each next to raw loopback TCP
               between two threads measured in the same run.
@@ -32,7 +47,7 @@ let usage = """
               calls per rpc measurement (default 20000)
     --bytes   bytes per rpc stream measurement (default 1073741824)
     --repeat  runs per measurement; the median is reported (default 3)
-    --only    run only these kernels (comma-separated)
+    --only    run only these kernels or jobs (comma-separated)
     --json    one JSON object per line: bench, rows, seconds, baseline, baseline_seconds,
               ratio (baseline/ours, above 1 when faster), peak_rss_bytes
   """
