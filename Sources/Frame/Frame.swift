@@ -76,6 +76,19 @@ public struct Frame: Sendable {
     return Frame(unchecked: columns, count: frames.reduce(0) { $0 + $1.count }, prefix: first.prefix)
   }
 
+  /// One frame holding rows `rows` of each frame in order, copied without slicing each first.
+  /// - Throws: `FrameError.typeMismatch` when the schemas differ.
+  public static func concat(ranges pieces: [(frame: Frame, rows: Range<Int>)]) throws -> Frame {
+    guard let first = pieces.first?.frame else { throw FrameError.unsupported("concatenating no frames") }
+    for (f, _) in pieces where f.columns.count != first.columns.count {
+      throw FrameError.typeMismatch(expected: first.schema.description, found: f.schema.description)
+    }
+    let columns = try (0..<first.columns.count).map { i in
+      try Column.concat(ranges: pieces.map { ($0.frame.columns[i], $0.rows) })
+    }
+    return Frame(unchecked: columns, count: pieces.reduce(0) { $0 + $1.rows.count }, prefix: first.prefix)
+  }
+
   /// The seeded hash of each row's key: the hash of the single key column, or the combined
   /// hashes of several. Equal keys hash equal on every machine.
   package func hashKeys(seed: UInt64, into out: UnsafeMutablePointer<UInt64>) throws {

@@ -117,44 +117,54 @@ extension Column {
   /// One column holding the rows of `columns` in order. All must have the same type.
   /// - Throws: `FrameError.typeMismatch` when they do not; `FrameError.unregisteredType`.
   public static func concat(_ columns: [Column]) throws -> Column {
-    guard let first = columns.first else { throw FrameError.unsupported("concatenating no columns") }
-    for c in columns where c.type != first.type {
-      throw FrameError.typeMismatch(expected: first.type.description, found: c.type.description)
+    if columns.count == 1 { return columns[0] }
+    return try concat(ranges: columns.map { ($0, 0..<$0.count) })
+  }
+
+  /// One column holding rows `range` of each column in order, copied without slicing each
+  /// first (a shuffle gathers thousands of small pieces). All must have the same type.
+  /// - Throws: `FrameError.typeMismatch` when they do not; `FrameError.unregisteredType`.
+  public static func concat(ranges pieces: [(column: Column, rows: Range<Int>)]) throws -> Column {
+    guard let first = pieces.first?.column else { throw FrameError.unsupported("concatenating no columns") }
+    for (c, range) in pieces {
+      guard c.type == first.type else {
+        throw FrameError.typeMismatch(expected: first.type.description, found: c.type.description)
+      }
+      precondition(range.lowerBound >= 0 && range.upperBound <= c.count, "rows \(range) out of 0..<\(c.count)")
     }
-    if columns.count == 1 { return first }
-    let rows = columns.reduce(0) { $0 + $1.count }
+    let rows = pieces.reduce(0) { $0 + $1.rows.count }
     switch first.type {
     case .scalar(let kind):
       let out = ScalarStorage(byteCount: rows * kind.width)
       var at = out.base
-      for c in columns {
+      for (c, range) in pieces {
         guard case .scalar(let s) = c.storage else { continue }
-        let n = c.count * kind.width
-        at.copyMemory(from: s.base + c.offset * kind.width, byteCount: n)
+        let n = range.count * kind.width
+        at.copyMemory(from: s.base + (c.offset + range.lowerBound) * kind.width, byteCount: n)
         at += n
       }
       return Column(type: first.type, count: rows, offset: 0, storage: .scalar(out))
     case .string, .bytes:
-      let total = columns.reduce(0) { acc, c in
-        let v = c.variableWidth
-        return acc + Int(v.offsets[c.count] - v.offsets[0])
+      let total = pieces.reduce(0) { acc, piece in
+        let v = piece.column.variableWidth
+        return acc + Int(v.offsets[piece.rows.upperBound] - v.offsets[piece.rows.lowerBound])
       }
       let out = BytesStorage(rows: rows, byteCount: total)
       var row = 0
       var byte: Int64 = 0
       out.offsets[0] = 0
-      for c in columns {
+      for (c, range) in pieces {
         let v = c.variableWidth
-        let start = v.offsets[0]
-        let n = Int(v.offsets[c.count] - start)
+        let start = v.offsets[range.lowerBound]
+        let n = Int(v.offsets[range.upperBound] - start)
         if n > 0 { (out.bytes + Int(byte)).update(from: v.bytes + Int(start), count: n) }
-        for i in 0..<c.count { out.offsets[row + i + 1] = v.offsets[i + 1] - start + byte }
-        row += c.count
+        for i in 0..<range.count { out.offsets[row + i + 1] = v.offsets[range.lowerBound + i + 1] - start + byte }
+        row += range.count
         byte += Int64(n)
       }
       return Column(type: first.type, count: rows, offset: 0, storage: .bytes(out))
     case .boxed(let name):
-      return try BoxedOps.lookup(name).concat(columns)
+      return try BoxedOps.lookup(name).concat(pieces.map { $0.rows.count == $0.column.count ? $0.column : $0.column.slice($0.rows) })
     }
   }
 }

@@ -123,10 +123,12 @@ final class ShuffleReader: Reader {
   private var next = 0
   private var current: (any Reader)?
   private var currentTask: ShardTask?
-  private var held: [Frame] = []
+  /// The chunks of the held output being read, and the next one.
+  private var held: [(frame: Frame, index: PartitionIndex?)] = []
   private var heldNext = 0
-  /// A large frame met while gathering small ones, handed out next.
+  /// A large piece met while gathering small ones, handed out next.
   private var stashed: Frame?
+  private var pieces: [(frame: Frame, rows: Range<Int>)] = []
 
   init(_ task: ShardTask, reading upstream: [ShardTask], partition: Int, open: PartitionOpener?) {
     self.task = task
@@ -137,36 +139,43 @@ final class ShuffleReader: Reader {
 
   func read() throws -> Frame? {
     let target = Frame.defaultRows
-    var pieces: [Frame] = []
+    pieces.removeAll(keepingCapacity: true)
     var rows = 0
     if let frame = stashed {
       stashed = nil
       if frame.count >= target { return frame }
-      pieces.append(frame)
+      pieces.append((frame, 0..<frame.count))
       rows = frame.count
     }
-    while rows < target, let frame = try nextPiece() {
-      if frame.count >= target, !pieces.isEmpty {
-        stashed = frame
+    while rows < target, let piece = try nextPiece() {
+      if piece.rows.count >= target, !pieces.isEmpty {
+        stashed = piece.frame.slice(piece.rows)
         break
       }
-      pieces.append(frame)
-      rows += frame.count
+      pieces.append(piece)
+      rows += piece.rows.count
     }
-    if pieces.count <= 1 { return pieces.first }
+    if pieces.count <= 1 {
+      guard let (frame, range) = pieces.first else { return nil }
+      return range.count == frame.count ? frame : frame.slice(range)
+    }
     do {
-      return try Frame.concat(pieces)
+      return try Frame.concat(ranges: pieces)
     } catch let error as FrameError {
       throw SliceIOError.frame(error)
     }
   }
 
-  /// The next non-empty frame of the next upstream partition.
-  private func nextPiece() throws -> Frame? {
+  /// The rows of the next non-empty piece of the next upstream partition.
+  private func nextPiece() throws -> (frame: Frame, rows: Range<Int>)? {
     while true {
-      if heldNext < held.count {
+      while heldNext < held.count {
+        let (frame, index) = held[heldNext]
         heldNext += 1
-        return held[heldNext - 1]
+        let range = index?.range(partition) ?? (partition == 0 ? 0..<frame.count : 0..<0)
+        if range.isEmpty { continue }
+        TaskContext.current?.io.read(rows: range.count, bytes: frame.byteCount * range.count / max(frame.count, 1))
+        return (frame, range)
       }
       if let reader = current, let source = currentTask {
         let started = ContinuousClock.now
@@ -178,7 +187,7 @@ final class ShuffleReader: Reader {
         }
         if let frame {
           TaskContext.current?.io.read(frame, since: started)
-          if frame.count > 0 { return frame }
+          if frame.count > 0 { return (frame, 0..<frame.count) }
           continue
         }
         current = nil
@@ -196,9 +205,8 @@ final class ShuffleReader: Reader {
             throw BigsliceError.outputMissing(op: source.op, shard: source.shard)
           }
           if case .memory(let frames) = output.storage {
-            held = frames.frames(partition)
+            held = frames.chunks
             heldNext = 0
-            for frame in held { TaskContext.current?.io.read(frame, since: .now) }
             continue
           }
           current = output.reader(partition)

@@ -22,6 +22,13 @@ final class TaskIOMeter: @unchecked Sendable {
     io.readBytes += frame.byteCount
   }
 
+  /// Counts `rows` of about `bytes` taken from an output held in memory (no time spent).
+  func read(rows: Int, bytes: Int) {
+    if io.firstRead == nil { io.firstRead = .now }
+    io.readRows += rows
+    io.readBytes += bytes
+  }
+
   /// Counts `frame` written to the task's output by a write that started at `start`.
   func wrote(_ frame: Frame, since start: ContinuousClock.Instant) {
     io.writeTime += ContinuousClock.now - start
