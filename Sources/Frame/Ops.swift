@@ -164,7 +164,8 @@ extension Column {
       }
       return Column(type: first.type, count: rows, offset: 0, storage: .bytes(out))
     case .boxed(let name):
-      return try BoxedOps.lookup(name).concat(pieces.map { $0.rows.count == $0.column.count ? $0.column : $0.column.slice($0.rows) })
+      let columns = pieces.map { $0.rows.count == $0.column.count ? $0.column : $0.column.slice($0.rows) }
+      return try BoxedOps.lookup(name).concat(columns)
     }
   }
 }
