@@ -195,6 +195,9 @@ static size_t runs_payload(const void *raw, size_t raw_len, uint8_t *payload, si
 #define FAST_REST 32u
 #define FAST_ZSTD_LEVEL (-1)
 #define FAST_ZSTD_MIN 1024u
+/* Below this, zstd's frame header and the trailer cost about what it could save, and a call
+ * costs more than the copy: a many-way shuffle writes millions of such tiny sections. */
+#define ZSTD_MIN 128u
 
 int64_t bs_block_encode(bs_block_encoder *e, const void *raw, size_t raw_len, uint64_t rows,
                         int level, void *dst, size_t dst_cap) {
@@ -232,7 +235,7 @@ int64_t bs_block_encode(bs_block_encoder *e, const void *raw, size_t raw_len, ui
         }
       }
     }
-  } else if (level != BS_BLOCK_LEVEL_RAW) {
+  } else if (level != BS_BLOCK_LEVEL_RAW && raw_len >= ZSTD_MIN) {
     int64_t z = zstd_payload(e, raw, raw_len, level, payload, room, most);
     if (z < 0) return z;
     if (z > 0) {

@@ -1,6 +1,12 @@
 import CSupport
 import Frame
 
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// Compresses raw bytes into blocks (see `bs_block.h` for the format). Holds a reusable zstd
 /// context: one encoder per thread.
 public final class BlockEncoder {
@@ -72,6 +78,38 @@ public final class BlockDecoder {
 
   private func problem(_ code: Int64, _ index: Int) -> IntegrityProblem {
     blockProblem(code, index)
+  }
+
+  /// The calling thread's decoder, made on its first use and freed with the thread. For
+  /// decoders that use the bytes before they return: a reader that opens thousands of small
+  /// streams (a shuffle's sections) would otherwise make and free a zstd context for each.
+  static var current: BlockDecoder { perThread.value }
+
+  private static let perThread = PerThread { BlockDecoder() }
+}
+
+/// One object per thread, made on the thread's first use and released when the thread ends.
+final class PerThread<T: AnyObject>: @unchecked Sendable {
+  private var key = pthread_key_t()
+  private let make: () -> T
+
+  init(_ make: @escaping () -> T) {
+    self.make = make
+    let made = pthread_key_create(&key) { held in
+      guard let held else { return }
+      Unmanaged<AnyObject>.fromOpaque(held).release()
+    }
+    precondition(made == 0, "pthread_key_create failed: \(made)")
+  }
+
+  /// The calling thread's object.
+  var value: T {
+    if let held = pthread_getspecific(key) {
+      return Unmanaged<AnyObject>.fromOpaque(held).takeUnretainedValue() as! T
+    }
+    let made = make()
+    pthread_setspecific(key, Unmanaged<AnyObject>.passRetained(made).toOpaque())
+    return made
   }
 }
 

@@ -52,14 +52,27 @@ public final class BlockStreamReader {
   private var start = 0
   private var end = 0
   private var atEOF = false
+  /// False when the bytes are borrowed (`init(borrowing:name:)`).
+  private let owned: Bool
 
   public init(_ source: any ByteSource, readAhead: Int = 1 << 20) {
     self.source = source
     capacity = max(readAhead, Int(BS_BLOCK_HEADER_SIZE))
     buffer = .allocate(byteCount: capacity, alignment: 16)
+    owned = true
   }
 
-  deinit { buffer.deallocate() }
+  /// Splits `bytes`, which must stay valid while this reads them, named `name` in errors.
+  init(borrowing bytes: UnsafeRawBufferPointer, name: String) {
+    source = NamedSource(name: name)
+    buffer = UnsafeMutableRawPointer(mutating: bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 16)!)
+    capacity = bytes.count
+    end = bytes.count
+    atEOF = true
+    owned = false
+  }
+
+  deinit { if owned { buffer.deallocate() } }
 
   /// The next whole block, or nil when the source ends exactly at a block boundary.
   /// - Throws: `SliceIOError.integrity` for a bad header or a block cut short.
@@ -113,6 +126,13 @@ public final class BlockStreamReader {
       end += got
     }
   }
+}
+
+/// A source with a name and no bytes: the name of borrowed bytes.
+private final class NamedSource: ByteSource {
+  let name: String
+  init(name: String) { self.name = name }
+  func read(into buffer: UnsafeMutableRawPointer, count: Int) throws -> Int { 0 }
 }
 
 /// Writes bytes to a file descriptor, all of them, retrying short writes.

@@ -129,7 +129,6 @@ public final class FrameEncoder {
 public final class FrameDecoder {
   /// The schema every frame must have; nil accepts any.
   public let schema: Schema?
-  private let blocks = BlockDecoder()
 
   public init(schema: Schema?) { self.schema = schema }
 
@@ -137,7 +136,8 @@ public final class FrameDecoder {
   /// - Throws: `SliceIOError.integrity` for damaged bytes or a malformed frame,
   ///   `SliceIOError.schemaMismatch` for a frame of other types.
   package func decode(_ block: UnsafeRawBufferPointer, source: String, index: Int) throws -> StreamBlock {
-    let (raw, rows) = try blocks.decode(block, source: source, index: index)
+    // The thread's block decoder: its bytes are used up before this returns.
+    let (raw, rows) = try BlockDecoder.current.decode(block, source: source, index: index)
     var reader = ByteReader(raw)
     do {
       let kind = try reader.read(UInt8.self, "payload kind")

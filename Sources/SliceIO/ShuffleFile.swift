@@ -56,7 +56,7 @@ public final class ShuffleFile: @unchecked Sendable {
   public func reader(_ p: Int) -> any Reader {
     let range = self.range(p)
     if range.isEmpty { return FrameReader([]) }
-    return SectionReader(path: path, range: range, schema: schema, owner: self)
+    return SectionReader(path: path, range: range, schema: schema, owner: self, directory: directory)
   }
 }
 
@@ -67,44 +67,99 @@ public final class SectionReader: Reader {
   private let range: Range<Int>
   private let schema: Schema?
   private var owner: AnyObject?
+  private let directory: SpillDirectory?
   private var reader: BlockFileReader?
+  private var decoded: [Frame]?
+  private var decodedNext = 0
   private var done = false
 
-  /// Reads bytes `range` of the file at `path`; `owner` is kept alive until the end.
-  public init(path: String, range: Range<Int>, schema: Schema?, owner: AnyObject?) {
+  /// Reads bytes `range` of the file at `path`; `owner` is kept alive until the end. A file in
+  /// `directory` is opened relative to it.
+  public convenience init(path: String, range: Range<Int>, schema: Schema?, owner: AnyObject?) {
+    self.init(path: path, range: range, schema: schema, owner: owner, directory: nil)
+  }
+
+  init(path: String, range: Range<Int>, schema: Schema?, owner: AnyObject?, directory: SpillDirectory?) {
     self.path = path
     self.range = range
     self.schema = schema
     self.owner = owner
+    self.directory = directory
   }
 
   public func read() throws -> Frame? {
     if done { return nil }
-    if reader == nil {
-      let source = try FileRangeSource(path: path, range: range)
-      let readAhead = min(range.count, 1 << 20)
-      reader = BlockFileReader(stream: BlockStreamReader(source, readAhead: readAhead), schema: schema)
+    if reader == nil && decoded == nil {
+      let source = try FileRangeSource(path: path, range: range, in: directory)
+      if range.count <= SectionReader.wholeBytes {
+        decoded = try decodeWhole(source)
+        decodedNext = 0
+      } else {
+        reader = BlockFileReader(stream: BlockStreamReader(source, readAhead: 1 << 20), schema: schema)
+      }
     }
-    if let frame = try reader!.read() { return frame }
+    if let decoded {
+      if decodedNext < decoded.count {
+        decodedNext += 1
+        return decoded[decodedNext - 1]
+      }
+    } else if let frame = try reader!.read() {
+      return frame
+    }
     done = true
     reader = nil
+    decoded = nil
     owner = nil
     return nil
   }
+
+  /// Sections up to this size are read in one call into the thread's scratch buffer and
+  /// decoded at once; larger ones stream through a read-ahead buffer.
+  static let wholeBytes = 1 << 20
+
+  /// The frames of the whole section, read with one call into the thread's scratch buffer
+  /// (a shuffle reads thousands of small sections: no buffer is made or freed for each).
+  private func decodeWhole(_ source: FileRangeSource) throws -> [Frame] {
+    let scratch = SectionReader.scratch.value
+    scratch.removeAll()
+    let into = scratch.reserve(range.count)
+    var got = 0
+    while got < range.count {
+      let n = try source.read(into: into + got, count: range.count - got)
+      if n == 0 { break }
+      got += n
+    }
+    scratch.commit(got)
+    let stream = BlockStreamReader(borrowing: scratch.bytes, name: source.name)
+    let reader = BlockFileReader(stream: stream, schema: schema)
+    var frames: [Frame] = []
+    while let frame = try reader.read() { frames.append(frame) }
+    return frames
+  }
+
+  private static let scratch = PerThread { ByteWriter(capacity: 1 << 16) }
 }
 
 /// Reads bytes `range` of a file with `pread`. Closes the descriptor on deinit.
 final class FileRangeSource: ByteSource {
-  let name: String
+  /// The file and the bytes read, for errors.
+  var name: String { "\(path) bytes \(start)..<\(end)" }
+  private let path: String
+  private let start: Int
   private let fd: Int32
   private var at: Int
   private let end: Int
 
-  /// Opens `path` for reading.
+  /// Opens `path` for reading; relative to `directory` when it is in it.
   /// - Throws: `SliceIOError.io`.
-  init(path: String, range: Range<Int>) throws {
-    name = "\(path) bytes \(range.lowerBound)..<\(range.upperBound)"
-    fd = open(path, O_RDONLY | O_CLOEXEC)
+  init(path: String, range: Range<Int>, in directory: SpillDirectory? = nil) throws {
+    self.path = path
+    start = range.lowerBound
+    if let directory, directory.fd >= 0, path.hasPrefix(directory.path + "/") {
+      fd = openat(directory.fd, String(path.dropFirst(directory.path.utf8.count + 1)), O_RDONLY | O_CLOEXEC)
+    } else {
+      fd = open(path, O_RDONLY | O_CLOEXEC)
+    }
     if fd < 0 { throw SliceIOError.io(path: path, operation: "open", errno: errno) }
     at = range.lowerBound
     end = range.upperBound

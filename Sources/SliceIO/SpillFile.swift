@@ -12,6 +12,9 @@ import Frame
 public final class SpillDirectory: @unchecked Sendable {
   /// The directory's path.
   public let path: String
+  /// The directory, open: files in it are opened relative to it, one name to look up rather
+  /// than a whole path (a shuffle opens thousands of sections).
+  let fd: Int32
 
   /// Creates a new directory under `parent` (default: `$TMPDIR`, else `/tmp`).
   /// - Throws: `SliceIOError.io` when it cannot be created (missing or unwritable parent).
@@ -21,9 +24,13 @@ public final class SpillDirectory: @unchecked Sendable {
     let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
     guard made != nil else { throw SliceIOError.io(path: base, operation: "mkdtemp", errno: errno) }
     path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
   }
 
-  deinit { remove() }
+  deinit {
+    remove()
+    if fd >= 0 { close(fd) }
+  }
 
   /// Removes the directory and every file in it now (files still open stay readable until
   /// closed). Removing it again does nothing.

@@ -95,6 +95,14 @@ import Testing
     #expect(block.count < shuffled.count / 3, "6 of 8 byte planes are zeros")
   }
 
+  /// zstd levels store blocks under 128 bytes raw, however well they would compress (a
+  /// many-way shuffle writes millions of such sections), and compress from 128 bytes on.
+  @Test func zstdLevelsStoreTinyBlocksRaw() throws {
+    #expect(codec(try encode([UInt8](repeating: 0, count: 127), level: 3)) == BS_CODEC_RAW)
+    #expect(codec(try encode([UInt8](repeating: 0, count: 128), level: 3)) == BS_CODEC_ZSTD)
+    #expect(codec(try encode([UInt8](repeating: 0, count: 127), level: -1)) == BS_CODEC_RAW)
+  }
+
   /// The fast level tries zstd on what runs cannot shrink (text), keeps it while it pays,
   /// and after it fails to (random bytes) leaves it alone for the next 32 such blocks.
   @Test func fastLevelTriesZstdOnlyWhileItPays() throws {
