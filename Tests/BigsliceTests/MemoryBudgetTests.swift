@@ -10,10 +10,17 @@ func bigsliceBinary() throws -> String {
   return path
 }
 
-/// Runs `bigslice demo shuffle` with `arguments` and returns its key=value report.
-func shuffleDemo(_ arguments: [String]) throws -> [String: Int] {
-  let result = try run(try bigsliceBinary(), ["demo", "shuffle", "--procs", "2"] + arguments, errors: false)
-  try #require(result.status == 0, "bigslice demo shuffle \(arguments) exited \(result.status)")
+/// Runs `bigslice demo shuffle` with `arguments` and returns its key=value report; with
+/// `descriptors`, under that limit on open files (`ulimit -n`).
+func shuffleDemo(_ arguments: [String], descriptors: Int? = nil) throws -> [String: Int] {
+  let command = [try bigsliceBinary(), "demo", "shuffle", "--procs", "2"] + arguments
+  let result =
+    if let descriptors {
+      try run("/bin/sh", ["-c", "ulimit -n \(descriptors) && exec \"$@\"", "sh"] + command)
+    } else {
+      try run(command[0], Array(command.dropFirst()), errors: false)
+    }
+  try #require(result.status == 0, "bigslice demo shuffle \(arguments) exited \(result.status): \(result.err.suffix(2000))")
   var report: [String: Int] = [:]
   for pair in result.out.split(whereSeparator: \.isWhitespace) {
     let parts = pair.split(separator: "=", maxSplits: 1)

@@ -68,7 +68,7 @@ final class LocalExecutor: ExecutorBackend, @unchecked Sendable {
       observer?.record(task, .done, output: output, io: io.io)
       // Under a memory limit, hand the task's freed working memory back to the system:
       // glibc keeps freed blocks in its arenas, and the resident set would hold them.
-      if store.isLimited { Memory.releaseFreeMemory() }
+      if store.isLimited { releaseFreeMemory() }
       counters.merge(taskCounters)
       return .done(output)
     } catch let error as LostInput {
@@ -81,6 +81,23 @@ final class LocalExecutor: ExecutorBackend, @unchecked Sendable {
       return .failed(wrapped)
     }
   }
+
+  /// Gives freed memory back to the system, at most once every `releaseInterval`: a trim walks
+  /// every arena and advises the kernel page range by page range, which for thousands of
+  /// small tasks cost more than the tasks (a 2,000-shard shuffle made a million `madvise`
+  /// calls).
+  private func releaseFreeMemory() {
+    let now = ContinuousClock.now
+    let due = lastRelease.withLock { last in
+      guard now - last >= LocalExecutor.releaseInterval else { return false }
+      last = now
+      return true
+    }
+    if due { Memory.releaseFreeMemory() }
+  }
+
+  private let lastRelease = Mutex(ContinuousClock.now - LocalExecutor.releaseInterval)
+  static let releaseInterval = Duration.milliseconds(50)
 
   /// Runs `body` on one of the executor's threads.
   func submit(_ body: @escaping @Sendable () -> Void) { threads.submit(body) }

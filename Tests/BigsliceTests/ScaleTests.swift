@@ -1,0 +1,35 @@
+import Foundation
+import SliceIO
+import Testing
+
+@testable import Bigslice
+
+/// Shuffles of thousands of shards: one output file per map task, bounded descriptors.
+@Suite(.engine) struct ScaleTests {
+  /// 2,000 shards, every output on disk (a 1-byte limit), in a process allowed 256 open files:
+  /// a file per (task, partition), or a reader per upstream task held open, would run out.
+  /// The answer equals the 8-shard run's in memory.
+  @Test func aSpilledReduceOfTwoThousandShardsRunsUnderALowDescriptorLimit() throws {
+    let shape = ["--rows", "100000", "--keys", "3000", "--no-status"]
+    let reference = try shuffleDemo(shape + ["--shards", "8"])
+    let wide = try shuffleDemo(shape + ["--shards", "2000", "--memory-limit", "1"], descriptors: 256)
+    for key in ["rows", "groups", "sum", "keysum"] {
+      #expect(wide[key] != nil && wide[key] == reference[key], "\(key): \(wide) against \(reference)")
+    }
+    #expect((wide["spilled"] ?? 0) > 0, "nothing spilled under a 1-byte limit")
+  }
+
+  /// A file that cannot be opened because the process is out of descriptors (or the disk is
+  /// full) is an error that says so; a file that vanished is a lost input, computed again.
+  @Test func runningOutOfDescriptorsIsAnErrorNotALostInput() {
+    let task = ShardTask(chain: [], shard: 0)
+    let upstream = ShardTask(chain: [], shard: 1)
+    for code in [EMFILE, ENFILE, ENOSPC] {
+      let error = inputError(SliceIOError.io(path: "/x", operation: "open", errno: code), task: task, upstream: upstream)
+      #expect(!(error is LostInput), "errno \(code)")
+      #expect("\(error)".contains("/x"))
+    }
+    let vanished = inputError(SliceIOError.io(path: "/x", operation: "open", errno: ENOENT), task: task, upstream: upstream)
+    #expect((vanished as? LostInput)?.upstream.first === upstream)
+  }
+}
