@@ -20,7 +20,8 @@ func shuffleDemo(_ arguments: [String], descriptors: Int? = nil) throws -> [Stri
     } else {
       try run(command[0], Array(command.dropFirst()), errors: false)
     }
-  try #require(result.status == 0, "bigslice demo shuffle \(arguments) exited \(result.status): \(result.err.suffix(2000))")
+  try #require(
+    result.status == 0, "bigslice demo shuffle \(arguments) exited \(result.status): \(result.err.suffix(2000))")
   var report: [String: Int] = [:]
   for pair in result.out.split(whereSeparator: \.isWhitespace) {
     let parts = pair.split(separator: "=", maxSplits: 1)

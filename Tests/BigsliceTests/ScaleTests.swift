@@ -25,11 +25,13 @@ import Testing
     let task = ShardTask(chain: [], shard: 0)
     let upstream = ShardTask(chain: [], shard: 1)
     for code in [EMFILE, ENFILE, ENOSPC] {
-      let error = inputError(SliceIOError.io(path: "/x", operation: "open", errno: code), task: task, upstream: upstream)
+      let error = inputError(
+        SliceIOError.io(path: "/x", operation: "open", errno: code), task: task, upstream: upstream)
       #expect(!(error is LostInput), "errno \(code)")
       #expect("\(error)".contains("/x"))
     }
-    let vanished = inputError(SliceIOError.io(path: "/x", operation: "open", errno: ENOENT), task: task, upstream: upstream)
+    let vanished = inputError(
+      SliceIOError.io(path: "/x", operation: "open", errno: ENOENT), task: task, upstream: upstream)
     #expect((vanished as? LostInput)?.upstream.first === upstream)
   }
 }
