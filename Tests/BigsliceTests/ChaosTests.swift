@@ -42,10 +42,16 @@ import Workloads
   }()
 
   /// A fresh session of three worker processes, two procs each.
-  func processes() throws -> Session {
+  /// A session on 3 worker processes; their stores go under `stores` when given.
+  func processes(stores: String? = nil) throws -> Session {
     TestFuncs.register()
     let system = LocalSystem(executable: try testWorkerBinary(), maxprocs: 2)
-    return Session(executor: .machines(system: .system(system), count: 3, procs: 2))
+    return Session(executor: .machines(system: .system(system), count: 3, procs: 2), spillDirectory: stores)
+  }
+
+  /// The machines' store directories under `parent`.
+  func stores(in parent: String) throws -> [String] {
+    try FileManager.default.contentsOfDirectory(atPath: parent).filter { $0.hasPrefix("bigslice-store-") }
   }
 
   /// A file name no worker has made yet: the chaos funcs kill the first worker to make it.
@@ -88,9 +94,15 @@ import Workloads
       "\(count) rows of \(expected), \(duplicated) duplicated, \(wrong) wrong")
   }
 
+  /// A worker killed mid-shuffle (SIGKILL: it cleans nothing up) is replaced, and its
+  /// replacement removes the dead worker's store before it starts; the others remove theirs
+  /// when the session shuts down.
   @Test(arguments: [ChaosPoint.map, .reduce])
   func aReduceSurvivesAWorkerKilled(in point: ChaosPoint) async throws {
-    let session = try processes()
+    let parent = FileManager.default.temporaryDirectory.appendingPathComponent("bigslice-stores-\(UUID())").path
+    try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: parent) }
+    let session = try processes(stores: parent)
     defer { session.shutdown() }
     let marker = marker()
     defer { try? FileManager.default.removeItem(atPath: marker) }
@@ -98,6 +110,11 @@ import Workloads
     #expect(FileManager.default.fileExists(atPath: marker), "no worker was killed")
     checkReduce(result)
     #expect(session.machines.count == 3, "the killed machine is replaced")
+    let live = try stores(in: parent)
+    #expect(live.count == 3, "one store per live machine: \(live)")
+    session.shutdown()
+    let left = try stores(in: parent)
+    #expect(left.isEmpty, "stores left after shutdown: \(left)")
   }
 
   @Test(arguments: [ChaosPoint.map, .reduce])
@@ -161,10 +178,10 @@ import Workloads
     let jobs = session.jobs.count
     let holder = try holderOfLastShard(result, in: session)
     let store = try await holder.call("Bigslice.storePath", true, returning: String.self)
-    let files = try FileManager.default.contentsOfDirectory(atPath: store)
-    #expect(!files.isEmpty, "no files in \(store)")
+    let files = try FileManager.default.contentsOfDirectory(atPath: store).filter { $0.hasPrefix("output") }
+    #expect(!files.isEmpty, "no output files in \(store)")
     for name in files {
-      // Flip a byte in the middle of each stored partition: inside a compressed block.
+      // Flip a byte in the middle of each task's output file: inside a compressed block.
       let handle = try #require(FileHandle(forUpdatingAtPath: store + "/" + name))
       let size = try handle.seekToEnd()
       try handle.seek(toOffset: size / 2)

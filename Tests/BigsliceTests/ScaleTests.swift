@@ -34,4 +34,23 @@ import Testing
       SliceIOError.io(path: "/x", operation: "open", errno: ENOENT), task: task, upstream: upstream)
     #expect((vanished as? LostInput)?.upstream.first === upstream)
   }
+
+  /// A store whose lock is held stays; one whose owner is gone (its lock free) goes; one
+  /// just made, not locked yet, stays.
+  @Test func onlyTheStoresOfDeadWorkersAreRemoved() throws {
+    let parent = FileManager.default.temporaryDirectory.appendingPathComponent("bigslice-locks-\(UUID())").path
+    defer { try? FileManager.default.removeItem(atPath: parent) }
+    for name in ["live", "dead", "young"] {
+      try FileManager.default.createDirectory(
+        atPath: "\(parent)/bigslice-store-\(name)", withIntermediateDirectories: true)
+    }
+    let live = try StoreLock(directory: "\(parent)/bigslice-store-live")
+    FileManager.default.createFile(atPath: "\(parent)/bigslice-store-dead/.lock", contents: nil)
+    FileManager.default.createFile(atPath: "\(parent)/bigslice-store-dead/output-1", contents: Data([1, 2]))
+    let removed = StoreLock.removeAbandoned(in: parent)
+    #expect(removed == ["\(parent)/bigslice-store-dead"])
+    let left = try FileManager.default.contentsOfDirectory(atPath: parent).sorted()
+    #expect(left == ["bigslice-store-live", "bigslice-store-young"])
+    withExtendedLifetime(live) {}
+  }
 }

@@ -33,7 +33,7 @@ struct SliceWorker: Service {
   func setUp(_ worker: WorkerContext) async throws {
     let mismatch = RegistryMismatch(driver: funcs, worker: FuncRegistry.fingerprint)
     if !mismatch.differing.isEmpty { throw mismatch }
-    state.configure(self, peers: worker.peers)
+    try state.configure(self, peers: worker.peers)
   }
 
   static let methods: [String: ServiceMethod<SliceWorker>] = [

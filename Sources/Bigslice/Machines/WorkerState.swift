@@ -23,12 +23,20 @@ final class WorkerState: @unchecked Sendable {
   private var executor: LocalExecutor!
   private var store: OutputStore!
   private var peers: Peers?
+  private var lock: StoreLock?
 
-  func configure(_ service: SliceWorker, peers: Peers?) {
+  /// Sets the machine up: removes the stores of dead workers beside its own, then makes and
+  /// locks its own.
+  /// - Throws: `SliceIOError.io` or `BigsliceError.invalidArgument` when the store cannot be
+  ///   made.
+  func configure(_ service: SliceWorker, peers: Peers?) throws {
     Allocator.limitPool(toFit: service.memoryLimit)
+    let parent = service.storeParent ?? (getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp")
+    _ = StoreLock.removeAbandoned(in: parent)
     store = OutputStore(
-      memoryLimit: service.memoryLimit, spillParent: service.storeParent, procs: service.procs, outputsOnDisk: true,
-      codec: .fast, prefix: "bigslice-store")
+      memoryLimit: service.memoryLimit, spillParent: parent, procs: service.procs, outputsOnDisk: true,
+      codec: .fast, prefix: StoreLock.prefix)
+    lock = try StoreLock(directory: try store.spillDirectory().path)
     executor = LocalExecutor(procs: service.procs, store: store)
     self.peers = peers
   }
