@@ -1,4 +1,5 @@
 import Foundation
+import Frame
 import SliceIO
 import Testing
 
@@ -52,5 +53,26 @@ import Testing
     let left = try FileManager.default.contentsOfDirectory(atPath: parent).sorted()
     #expect(left == ["bigslice-store-live", "bigslice-store-young"])
     withExtendedLifetime(live) {}
+  }
+
+  /// A task computed again on the same machine replaces its output there; the first
+  /// attempt's discard, arriving late, leaves the second attempt's output alone, and a read
+  /// naming the first attempt finds nothing rather than the second's bytes.
+  @Test func aLateDiscardOfAnEarlierAttemptLeavesTheNewOutput() {
+    let worker = WorkerState()
+    let task = TaskRef(invocation: 1, index: 3)
+    func output() -> TaskOutput {
+      TaskOutput(.memory(HeldFrames([Frame](), bytes: 0, budget: nil)), partitions: 1, rows: 0, bytes: 0)
+    }
+    let first = OutputRef(task: task, attempt: 7)
+    let second = OutputRef(task: task, attempt: 9)
+    let made = output()
+    worker.keep(output(), as: first)
+    worker.keep(made, as: second)
+    worker.discard([first])
+    #expect(worker.output(second) === made)
+    #expect(worker.output(first) == nil)
+    worker.discard([second])
+    #expect(worker.output(second) == nil)
   }
 }

@@ -50,6 +50,8 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
   private let ready = Mutex(false)
   /// The latest memory, disk and load of each running machine (see `pollStats`).
   private let latestStats = Mutex<[String: DebugTasks.Machine]>([:])
+  /// Runs made so far: each run's output is named by its attempt number.
+  private let attempts = Atomic<Int>(0)
 
   init(system: MachineSystem, count: Int, procs: Int, memoryLimit: Int?, storeParent: String?, logger: Logger) {
     self.count = max(1, count)
@@ -239,7 +241,8 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
           } else {
             i = inputs.count
             slot[upstream.ref] = i
-            inputs.append(InputLocation(task: upstream.ref, machine: remote.worker.address))
+            inputs.append(
+              InputLocation(task: upstream.ref, attempt: remote.ref.attempt, machine: remote.worker.address))
           }
           if p < remote.partitionBytes.count, remote.partitionBytes[p] == 0 { inputs[i].empty.append(p) }
         }
@@ -253,8 +256,10 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
         }
       }
       let called = ContinuousClock.now
+      let attempt = attempts.add(1, ordering: .relaxed).newValue
       let reply = try await worker.machine.call(
-        "Bigslice.run", RunRequest(task: task.ref, machine: machine, inputs: inputs, samples: samples),
+        "Bigslice.run",
+        RunRequest(task: task.ref, attempt: attempt, machine: machine, inputs: inputs, samples: samples),
         returning: RunReply.self)
       guard reply.partitionBytes.count == task.partitions else {
         return .failed(
@@ -263,7 +268,8 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
           ))
       }
       let remote = RemoteOutput(
-        worker: worker, task: task.ref, schema: task.chain[0].schema, partitionBytes: reply.partitionBytes)
+        worker: worker, ref: OutputRef(task: task.ref, attempt: attempt), schema: task.chain[0].schema,
+        partitionBytes: reply.partitionBytes)
       let output = TaskOutput(.remote(remote), partitions: task.partitions, rows: reply.rows, bytes: reply.bytes)
       if let sample = reply.sample {
         task.sample = try decodeBlocks(sample, schema: nil, name: "the output sample of \(task.ref)")

@@ -26,6 +26,7 @@ struct Invocation: Codable, Sendable {
 /// Where a task's input is: which machine holds the output of `task`.
 struct InputLocation: Codable, Sendable {
   var task: TaskRef
+  var attempt: Int
   var machine: String
   /// The partitions of its output the task reads that hold no rows: the worker need not ask
   /// for them.
@@ -38,8 +39,18 @@ struct OutputSample: Codable, Sendable {
   var blocks: [UInt8]
 }
 
+/// One attempt's output of a task: a task computed again on the same machine makes another
+/// output, and a late discard or read of the first attempt's never touches it.
+struct OutputRef: Hashable, Codable, Sendable, CustomStringConvertible {
+  var task: TaskRef
+  var attempt: Int
+  var description: String { "\(task) attempt \(attempt)" }
+}
+
 struct RunRequest: Codable, Sendable {
   var task: TaskRef
+  /// Names this run's output: unique among the session's runs.
+  var attempt: Int
   /// The address of the machine that runs it (its own name in `inputs`).
   var machine: String
   var inputs: [InputLocation]
@@ -65,7 +76,7 @@ struct RunReply: Codable, Sendable {
 }
 
 struct ReadRequest: Codable, Sendable {
-  var task: TaskRef
+  var output: OutputRef
   var partition: Int
   var offset: Int
 }

@@ -80,36 +80,36 @@ protocol OutputHolder: AnyObject, Sendable {
   var address: String { get }
   /// False once the machine stopped: its outputs are lost.
   var isAlive: Bool { get }
-  /// Streams partition `partition` of `task`'s output from byte `offset` on.
-  func read(_ task: TaskRef, partition: Int, offset: Int) async throws -> ByteStream
-  /// Deletes the outputs of `tasks` (nothing is waited for).
-  func discard(_ tasks: [TaskRef])
+  /// Streams partition `partition` of `output` from byte `offset` on.
+  func read(_ output: OutputRef, partition: Int, offset: Int) async throws -> ByteStream
+  /// Deletes `outputs` (nothing is waited for).
+  func discard(_ outputs: [OutputRef])
 }
 
 /// One task's output in a machine's store, with the bytes of each partition. Deleted there
 /// when the driver lets it go.
 final class RemoteOutput: @unchecked Sendable {
   let worker: any OutputHolder
-  let task: TaskRef
+  let ref: OutputRef
   let schema: Schema
   let partitionBytes: [Int]
 
-  init(worker: any OutputHolder, task: TaskRef, schema: Schema, partitionBytes: [Int]) {
+  init(worker: any OutputHolder, ref: OutputRef, schema: Schema, partitionBytes: [Int]) {
     self.worker = worker
-    self.task = task
+    self.ref = ref
     self.schema = schema
     self.partitionBytes = partitionBytes
   }
 
-  deinit { worker.discard([task]) }
+  deinit { worker.discard([ref]) }
 
   /// Streams partition `p`'s blocks from the machine, checking each; nil when it has no rows.
   func reader(_ p: Int) -> (any Reader)? {
     guard partitionBytes[p] > 0 else { return nil }
-    let task = self.task
+    let ref = self.ref
     let worker = self.worker
-    let source = RemoteSource(name: "\(task) partition \(p) on \(worker.address)") { offset in
-      try await worker.read(task, partition: p, offset: offset)
+    let source = RemoteSource(name: "\(ref.task) partition \(p) on \(worker.address)") { offset in
+      try await worker.read(ref, partition: p, offset: offset)
     }
     return BlockFileReader(source: source, schema: schema, owner: self)
   }

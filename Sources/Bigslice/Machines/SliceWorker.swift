@@ -44,8 +44,8 @@ struct SliceWorker: Service {
     "run": .unary { (worker, request: RunRequest, _) in try await worker.state.run(request) },
     "read": .streaming { (worker, request: ReadRequest, _, writer) in try await worker.state.read(request, to: writer)
     },
-    "discard": .unary { (worker, tasks: [TaskRef], _) in
-      worker.state.discard(tasks)
+    "discard": .unary { (worker, outputs: [OutputRef], _) in
+      worker.state.discard(outputs)
       return true
     },
     "close": .unary { (worker, _: Bool, _) in

@@ -20,7 +20,7 @@ final class WorkerHandle: OutputHolder, @unchecked Sendable {
     var probationUntil: ContinuousClock.Instant?
     var ran = false
     /// Outputs to delete, sent in one call (see `discard`).
-    var discards: [TaskRef] = []
+    var discards: [OutputRef] = []
   }
   private let state = Mutex(State())
 
@@ -70,17 +70,17 @@ final class WorkerHandle: OutputHolder, @unchecked Sendable {
     }
   }
 
-  func read(_ task: TaskRef, partition: Int, offset: Int) async throws -> ByteStream {
-    try await machine.stream("Bigslice.read", ReadRequest(task: task, partition: partition, offset: offset))
+  func read(_ output: OutputRef, partition: Int, offset: Int) async throws -> ByteStream {
+    try await machine.stream("Bigslice.read", ReadRequest(output: output, partition: partition, offset: offset))
   }
 
   /// Queues `tasks` for deletion. Outputs are let go one at a time (each `RemoteOutput` as it
   /// is freed: a finished job frees thousands at once), so they are sent in batches: the
   /// first of a batch waits `discardDelay` for the others, and one call carries them all.
-  func discard(_ tasks: [TaskRef]) {
-    guard machine.state == .running, !tasks.isEmpty else { return }
+  func discard(_ outputs: [OutputRef]) {
+    guard machine.state == .running, !outputs.isEmpty else { return }
     let first = state.withLock { s in
-      defer { s.discards.append(contentsOf: tasks) }
+      defer { s.discards.append(contentsOf: outputs) }
       return s.discards.isEmpty
     }
     guard first else { return }

@@ -17,7 +17,8 @@ import Synchronization
 final class WorkerState: @unchecked Sendable {
   private struct State {
     var graphs: [Int: TaskGraph] = [:]
-    var outputs: [TaskRef: TaskOutput] = [:]
+    /// Each task's latest output, with the attempt that made it.
+    var outputs: [TaskRef: (attempt: Int, output: TaskOutput)] = [:]
   }
   private let state = Mutex(State())
   private var executor: LocalExecutor!
@@ -131,28 +132,28 @@ final class WorkerState: @unchecked Sendable {
       let frame = try decodeBlocks(sample.blocks, schema: nil, name: "the output sample of \(sample.task)")
       state.withLock { _ in if upstream.sample == nil { upstream.sample = frame } }
     }
-    var locations: [TaskRef: String] = [:]
+    var locations: [TaskRef: (machine: String, attempt: Int)] = [:]
     var empty: Set<TaskPartition> = []
     for input in request.inputs {
-      locations[input.task] = input.machine
+      locations[input.task] = (input.machine, input.attempt)
       for p in input.empty { empty.insert(TaskPartition(task: input.task, partition: p)) }
     }
     let me = request.machine
     let peers = self.peers
     let open: PartitionOpener = { [self] upstream, partition in
-      guard let at = locations[upstream.ref] else {
+      guard let (at, attempt) = locations[upstream.ref] else {
         throw BigsliceError.outputMissing(op: upstream.op, shard: upstream.shard)
       }
       if empty.contains(TaskPartition(task: upstream.ref, partition: partition)) { return nil }
+      let ref = OutputRef(task: upstream.ref, attempt: attempt)
       if at == me {
-        guard let output = state.withLock({ $0.outputs[upstream.ref] }), partition < output.partitions else {
+        guard let output = self.output(ref), partition < output.partitions else {
           throw BigsliceError.outputMissing(op: upstream.op, shard: upstream.shard)
         }
         return output.reader(partition)
       }
-      let ref = upstream.ref
-      let source = RemoteSource(name: "\(ref) partition \(partition) on \(at)") { offset in
-        try await peers!.stream(at, "Bigslice.read", ReadRequest(task: ref, partition: partition, offset: offset))
+      let source = RemoteSource(name: "\(ref.task) partition \(partition) on \(at)") { offset in
+        try await peers!.stream(at, "Bigslice.read", ReadRequest(output: ref, partition: partition, offset: offset))
       }
       return BlockFileReader(source: source, schema: upstream.chain[0].schema)
     }
@@ -182,7 +183,7 @@ final class WorkerState: @unchecked Sendable {
       }
       throw WorkerFailure.taskFailed(op: task.op, shard: task.shard, message: "\(error)").serviceError
     }
-    state.withLock { $0.outputs[task.ref] = output }
+    keep(output, as: OutputRef(task: task.ref, attempt: request.attempt))
     return RunReply(
       rows: output.rows, bytes: output.bytes, partitionBytes: output.partitionBytes, counters: counters.snapshot,
       sample: try task.sample.map { try encodeBlocks([$0]) }, readRows: io.io.readRows, readBytes: io.io.readBytes,
@@ -192,10 +193,8 @@ final class WorkerState: @unchecked Sendable {
 
   /// Streams a stored partition from byte `offset` on.
   func read(_ request: ReadRequest, to writer: StreamWriter) async throws {
-    guard let output = state.withLock({ $0.outputs[request.task] }), request.partition >= 0,
-      request.partition < output.partitions
-    else {
-      throw WorkerFailure.missing("no output of \(request.task) partition \(request.partition) here").serviceError
+    guard let output = output(request.output), request.partition >= 0, request.partition < output.partitions else {
+      throw WorkerFailure.missing("no output of \(request.output) partition \(request.partition) here").serviceError
     }
     let chunk = 1 << 20
     switch output.storage {
@@ -231,13 +230,34 @@ final class WorkerState: @unchecked Sendable {
         at = end
       }
     case .remote:
-      throw WorkerFailure.missing("\(request.task) is not stored here").serviceError
+      throw WorkerFailure.missing("\(request.output) is not stored here").serviceError
     }
   }
 
-  func discard(_ tasks: [TaskRef]) {
-    // The files go when the last reader lets them go.
-    let dropped = state.withLock { s in tasks.compactMap { s.outputs.removeValue(forKey: $0) } }
+  /// Keeps `output` as `ref`'s, in place of an earlier attempt's.
+  func keep(_ output: TaskOutput, as ref: OutputRef) {
+    let replaced = state.withLock { s in
+      defer { s.outputs[ref.task] = (ref.attempt, output) }
+      return s.outputs[ref.task]
+    }
+    _ = replaced  // Its files go outside the lock, when the last reader lets them go.
+  }
+
+  /// The output `ref` names, if it is the one kept.
+  func output(_ ref: OutputRef) -> TaskOutput? {
+    state.withLock { s in s.outputs[ref.task].flatMap { $0.attempt == ref.attempt ? $0.output : nil } }
+  }
+
+  /// Drops `outputs`; an output of another attempt of the same task stays.
+  func discard(_ outputs: [OutputRef]) {
+    // The files go when the last reader lets them go, outside the lock.
+    let dropped = state.withLock { s in
+      outputs.compactMap { ref -> TaskOutput? in
+        guard let kept = s.outputs[ref.task], kept.attempt == ref.attempt else { return nil }
+        s.outputs[ref.task] = nil
+        return kept.output
+      }
+    }
     _ = dropped
   }
 
