@@ -75,4 +75,23 @@ import Testing
     worker.discard([second])
     #expect(worker.output(second) == nil)
   }
+
+  /// Many shards of string keys under a limit that keeps some outputs in memory and spills
+  /// the rest: a reduce reads held and spilled upstream outputs alike, and regrouping a
+  /// reshuffle counts every row once. Checked against a dictionary.
+  @Test(arguments: [nil, 400_000, 1])
+  func manyShardsOfStringKeysMatchANaiveReduce(limit: Int?) async throws {
+    var rng = SplitMix64(seed: 77)
+    let keys = (0..<40_000).map { _ in "k\(Int.random(in: 0..<3_000, using: &rng))" }
+    let values = (0..<40_000).map { _ in Int.random(in: 0..<100, using: &rng) }
+    var expected: [String: Int] = [:]
+    for (k, v) in zip(keys, values) { expected[k, default: 0] += v }
+    let session = Session(executor: .local(procs: 2), memoryLimit: limit)
+    let sums = try await session.run(const(300, keys, values).reduce(.sum).reshuffle())
+    var got: [String: Int] = [:]
+    for (k, v) in sums { got[k, default: 0] += v }
+    #expect(got == expected)
+    #expect(sums.count == expected.count)
+    if limit == 1 { #expect(session.spilledBytes > 0) }
+  }
 }

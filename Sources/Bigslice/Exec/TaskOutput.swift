@@ -7,12 +7,36 @@ final class HeldFrames: @unchecked Sendable {
   let chunks: [(frame: Frame, index: PartitionIndex?)]
   let bytes: Int
   private let budget: MemoryBudget?
+  /// The chunks as raw pointers, valid while this lives (empty when a column is boxed): what
+  /// a shuffle's read copies row ranges from without a reference count per range.
+  let raw: UnsafeMutableBufferPointer<RawChunk>
+
+  /// A chunk's values and partition starts as raw pointers.
+  struct RawChunk {
+    let frame: RawFrame
+    let index: PartitionIndex.Raw?
+
+    /// The rows of partition `p`.
+    func range(_ p: Int) -> Range<Int> { index?.range(p) ?? (p == 0 ? 0..<frame.count : 0..<0) }
+  }
 
   /// Chunks whose `bytes` were charged to `budget` (nil: not charged).
   init(_ chunks: [(frame: Frame, index: PartitionIndex?)], bytes: Int, budget: MemoryBudget?) {
     self.chunks = chunks
     self.bytes = bytes
     self.budget = budget
+    rowCount = chunks.reduce(0) { $0 + $1.frame.count }
+    var raw: [RawChunk] = []
+    for chunk in chunks {
+      guard let frame = RawFrame(chunk.frame) else {
+        for made in raw { made.frame.deallocate() }
+        raw = []
+        break
+      }
+      raw.append(RawChunk(frame: frame, index: chunk.index?.raw))
+    }
+    self.raw = .allocate(capacity: raw.count)
+    _ = self.raw.initialize(from: raw)
   }
 
   /// Frames of one partition each, charged to `budget`.
@@ -20,7 +44,17 @@ final class HeldFrames: @unchecked Sendable {
     self.init(frames.map { ($0, nil) }, bytes: bytes, budget: budget)
   }
 
-  deinit { budget?.release(bytes) }
+  deinit {
+    for chunk in raw { chunk.frame.deallocate() }
+    raw.deallocate()
+    budget?.release(bytes)
+  }
+
+  /// Whether every chunk has raw pointers (no column is boxed).
+  var isRaw: Bool { raw.count == chunks.count }
+
+  /// The rows of every chunk.
+  let rowCount: Int
 
   /// The rows of partition `p`: zero-copy slices of the chunks.
   func frames(_ p: Int) -> [Frame] {
@@ -40,11 +74,33 @@ final class HeldFrames: @unchecked Sendable {
 /// Where each partition's rows are in a frame whose rows are in partition order: dense (one
 /// start per partition) when most partitions have rows, else only the partitions that do,
 /// so a small frame cut many ways costs its rows, not the partition count.
-struct PartitionIndex: Sendable {
+final class PartitionIndex: @unchecked Sendable {
   /// Dense: partition `p` is `starts[p] ..< starts[p + 1]`. Sparse: `ids` are the non-empty
   /// partitions in order, and `ids[i]` is `starts[i] ..< starts[i + 1]`.
-  private let starts: [UInt32]
-  private let ids: [UInt32]?
+  private let starts: UnsafeMutableBufferPointer<UInt32>
+  private let ids: UnsafeMutableBufferPointer<UInt32>?
+
+  /// The index as raw pointers, valid while it lives.
+  struct Raw {
+    let starts: UnsafePointer<UInt32>
+    let ids: UnsafePointer<UInt32>?
+    let idCount: Int
+
+    /// The rows of partition `p`.
+    func range(_ p: Int) -> Range<Int> {
+      guard let ids else { return Int(starts[p])..<Int(starts[p + 1]) }
+      var lo = 0
+      var hi = idCount
+      while lo < hi {
+        let mid = (lo + hi) >> 1
+        if Int(ids[mid]) < p { lo = mid + 1 } else { hi = mid }
+      }
+      guard lo < idCount, Int(ids[lo]) == p else { return 0..<0 }
+      return Int(starts[lo])..<Int(starts[lo + 1])
+    }
+  }
+
+  let raw: Raw
 
   /// From the `partitions + 1` starts of a counting sort.
   init(starts all: [UInt64]) {
@@ -52,35 +108,33 @@ struct PartitionIndex: Sendable {
     var nonEmpty = 0
     for p in 0..<partitions where all[p + 1] > all[p] { nonEmpty += 1 }
     if nonEmpty * 2 >= partitions {
-      starts = all.map { UInt32($0) }
+      starts = .allocate(capacity: all.count)
+      for (i, start) in all.enumerated() { starts[i] = UInt32(start) }
       ids = nil
-      return
+    } else {
+      let ids = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: max(nonEmpty, 1))
+      starts = .allocate(capacity: nonEmpty + 1)
+      var i = 0
+      for p in 0..<partitions where all[p + 1] > all[p] {
+        ids[i] = UInt32(p)
+        starts[i] = UInt32(all[p])
+        i += 1
+      }
+      starts[nonEmpty] = UInt32(all[partitions])
+      self.ids = ids
     }
-    var ids: [UInt32] = []
-    var starts: [UInt32] = []
-    ids.reserveCapacity(nonEmpty)
-    starts.reserveCapacity(nonEmpty + 1)
-    for p in 0..<partitions where all[p + 1] > all[p] {
-      ids.append(UInt32(p))
-      starts.append(UInt32(all[p]))
-    }
-    starts.append(UInt32(all[partitions]))
-    self.ids = ids
-    self.starts = starts
+    raw = Raw(
+      starts: UnsafePointer(starts.baseAddress!), ids: ids.map { UnsafePointer($0.baseAddress!) },
+      idCount: ids == nil ? 0 : nonEmpty)
+  }
+
+  deinit {
+    starts.deallocate()
+    ids?.deallocate()
   }
 
   /// The rows of partition `p`.
-  func range(_ p: Int) -> Range<Int> {
-    guard let ids else { return Int(starts[p])..<Int(starts[p + 1]) }
-    var lo = 0
-    var hi = ids.count
-    while lo < hi {
-      let mid = (lo + hi) >> 1
-      if Int(ids[mid]) < p { lo = mid + 1 } else { hi = mid }
-    }
-    guard lo < ids.count, Int(ids[lo]) == p else { return 0..<0 }
-    return Int(starts[lo])..<Int(starts[lo + 1])
-  }
+  func range(_ p: Int) -> Range<Int> { raw.range(p) }
 }
 
 /// A task's output, cut into the partitions of the shuffle that reads it (one partition when

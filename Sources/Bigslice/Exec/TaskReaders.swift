@@ -118,43 +118,58 @@ final class ShuffleReader: Reader {
   private let task: ShardTask
   private let upstream: [ShardTask]
   private let partition: Int
+  private let schema: Schema
   /// nil: the outputs held in this process, whose frames are taken without a reader.
   private let open: PartitionOpener?
   private var next = 0
   private var current: (any Reader)?
   private var currentTask: ShardTask?
-  /// The chunks of the held output being read, and the next one.
+  /// The chunks of a held output whose columns are boxed, being read, and the next one.
   private var held: [(frame: Frame, index: PartitionIndex?)] = []
   private var heldNext = 0
   /// A large piece met while gathering small ones, handed out next.
   private var stashed: Frame?
+  /// Pieces gathered for the next frame: frames, and row ranges of held outputs copied from
+  /// their raw pointers (the outputs kept alive in `alive` meanwhile).
   private var pieces: [(frame: Frame, rows: Range<Int>)] = []
+  private var rawPieces: [(frame: RawFrame, rows: Range<Int>)] = []
+  private var alive: [HeldFrames] = []
+  private var rows = 0
 
   init(_ task: ShardTask, reading upstream: [ShardTask], partition: Int, open: PartitionOpener?) {
     self.task = task
     self.upstream = upstream
     self.partition = partition
     self.open = open
+    schema = upstream.first?.chain.first?.schema ?? Schema([])
   }
 
   func read() throws -> Frame? {
     let target = Frame.defaultRows
     pieces.removeAll(keepingCapacity: true)
-    var rows = 0
+    rows = 0
     if let frame = stashed {
       stashed = nil
       if frame.count >= target { return frame }
       pieces.append((frame, 0..<frame.count))
       rows = frame.count
     }
-    while rows < target, let piece = try nextPiece() {
-      if piece.rows.count >= target, !pieces.isEmpty {
+    while rows < target {
+      if open == nil, gatherHeld(until: target) { continue }
+      guard let piece = try nextPiece() else { break }
+      if piece.rows.count >= target, rows > 0 {
         stashed = piece.frame.slice(piece.rows)
         break
       }
+      flushRaw()
       pieces.append(piece)
       rows += piece.rows.count
     }
+    if pieces.isEmpty, !rawPieces.isEmpty {
+      defer { clearRaw() }
+      return RawFrame.concat(rawPieces, schema: schema)
+    }
+    flushRaw()
     if pieces.count <= 1 {
       guard let (frame, range) = pieces.first else { return nil }
       return range.count == frame.count ? frame : frame.slice(range)
@@ -164,6 +179,45 @@ final class ShuffleReader: Reader {
     } catch let error as FrameError {
       throw SliceIOError.frame(error)
     }
+  }
+
+  /// Takes the rows of the next upstream outputs while they are held in memory with raw
+  /// pointers, until `target` rows are gathered; false when the next output is not such.
+  private func gatherHeld(until target: Int) -> Bool {
+    guard heldNext >= held.count, current == nil, next < upstream.count,
+      case .memory(let frames)? = upstream[next].output?.storage, frames.isRaw
+    else { return false }
+    while rows < target, next < upstream.count, case .memory(let frames)? = upstream[next].output?.storage,
+      frames.isRaw
+    {
+      next += 1
+      var taken = 0
+      for chunk in frames.raw {
+        let range = chunk.range(partition)
+        if range.isEmpty { continue }
+        rawPieces.append((chunk.frame, range))
+        taken += range.count
+      }
+      if taken > 0 {
+        alive.append(frames)
+        rows += taken
+        TaskContext.current?.io.read(rows: taken, bytes: taken * frames.bytes / max(frames.rowCount, 1))
+      }
+    }
+    return true
+  }
+
+  /// Copies the raw pieces gathered so far into a frame piece.
+  private func flushRaw() {
+    guard !rawPieces.isEmpty else { return }
+    let frame = RawFrame.concat(rawPieces, schema: schema)
+    pieces.append((frame, 0..<frame.count))
+    clearRaw()
+  }
+
+  private func clearRaw() {
+    rawPieces.removeAll(keepingCapacity: true)
+    alive.removeAll(keepingCapacity: true)
   }
 
   /// The rows of the next non-empty piece of the next upstream partition.
