@@ -135,6 +135,9 @@ final class ShuffleReader: Reader {
   private var rawPieces: [(frame: RawFrame, rows: Range<Int>)] = []
   private var alive: [HeldFrames] = []
   private var rows = 0
+  /// The held output whose chunks are being gathered, and its next chunk.
+  private var rawOutput: HeldFrames?
+  private var rawNext = 0
 
   init(_ task: ShardTask, reading upstream: [ShardTask], partition: Int, open: PartitionOpener?) {
     self.task = task
@@ -146,19 +149,29 @@ final class ShuffleReader: Reader {
 
   func read() throws -> Frame? {
     let target = Frame.defaultRows
-    pieces.removeAll(keepingCapacity: true)
-    rows = 0
     if let frame = stashed {
       stashed = nil
-      if frame.count >= target { return frame }
-      pieces.append((frame, 0..<frame.count))
-      rows = frame.count
+      return frame
     }
-    while rows < target {
-      if open == nil, gatherHeld(until: target) { continue }
+    pieces.removeAll(keepingCapacity: true)
+    rows = 0
+    gathering: while rows < target {
+      if open == nil {
+        switch gatherHeld(until: target) {
+        case .full: continue
+        case .large(let frame):
+          if rows == 0 { return frame }
+          stashed = frame
+          break gathering
+        case .notHeld: break
+        }
+      }
       guard let piece = try nextPiece() else { break }
-      if piece.rows.count >= target, rows > 0 {
-        stashed = piece.frame.slice(piece.rows)
+      if piece.rows.count >= ShuffleReader.largeRows {
+        // Large enough to go on its own, without a copy.
+        let frame = piece.rows.count == piece.frame.count ? piece.frame : piece.frame.slice(piece.rows)
+        if rows == 0 { return frame }
+        stashed = frame
         break
       }
       flushRaw()
@@ -181,30 +194,50 @@ final class ShuffleReader: Reader {
     }
   }
 
+  /// Pieces of at least this many rows are handed out as they are, not copied into a frame
+  /// with others.
+  static let largeRows = Frame.defaultRows / 8
+
+  private enum Gathered {
+    /// `target` rows are gathered.
+    case full
+    /// A piece large enough to hand out on its own.
+    case large(Frame)
+    /// The next upstream output is not held in memory with raw pointers.
+    case notHeld
+  }
+
   /// Takes the rows of the next upstream outputs while they are held in memory with raw
-  /// pointers, until `target` rows are gathered; false when the next output is not such.
-  private func gatherHeld(until target: Int) -> Bool {
-    guard heldNext >= held.count, current == nil, next < upstream.count,
-      case .memory(let frames)? = upstream[next].output?.storage, frames.isRaw
-    else { return false }
-    while rows < target, next < upstream.count, case .memory(let frames)? = upstream[next].output?.storage,
-      frames.isRaw
-    {
-      next += 1
-      var taken = 0
-      for chunk in frames.raw {
+  /// pointers, until `target` rows are gathered or a large piece comes.
+  private func gatherHeld(until target: Int) -> Gathered {
+    while rows < target {
+      guard let output = rawOutput else {
+        guard heldNext >= held.count, current == nil, next < upstream.count,
+          case .memory(let frames)? = upstream[next].output?.storage, frames.isRaw
+        else { return .notHeld }
+        next += 1
+        rawOutput = frames
+        rawNext = 0
+        continue
+      }
+      let raw = output.raw
+      while rawNext < raw.count, rows < target {
+        let chunk = raw[rawNext]
+        rawNext += 1
         let range = chunk.range(partition)
         if range.isEmpty { continue }
+        TaskContext.current?.io.read(rows: range.count, bytes: range.count * output.bytes / max(output.rowCount, 1))
+        if range.count >= ShuffleReader.largeRows {
+          let frame = output.chunks[rawNext - 1].frame
+          return .large(range.count == frame.count ? frame : frame.slice(range))
+        }
+        if alive.last !== output { alive.append(output) }
         rawPieces.append((chunk.frame, range))
-        taken += range.count
+        rows += range.count
       }
-      if taken > 0 {
-        alive.append(frames)
-        rows += taken
-        TaskContext.current?.io.read(rows: taken, bytes: taken * frames.bytes / max(frames.rowCount, 1))
-      }
+      if rawNext >= raw.count { rawOutput = nil }
     }
-    return true
+    return .full
   }
 
   /// Copies the raw pieces gathered so far into a frame piece.
