@@ -7,7 +7,7 @@ import SliceIO
 ///
 /// Frames stay in memory while the store's budget can be charged for them. The first frame
 /// that does not fit turns the sink to disk: from then on frames gather in a run buffer of at
-/// most `runBytes`, and each full buffer goes to a run file, its partitions as sections in
+/// most the store's `runBytes`, and each full buffer goes to a run file, its partitions as sections in
 /// order. At the end the runs are merged, section by section and without decoding, into one
 /// `ShuffleFile`: a task makes one output file whatever its partition count. A pinned output
 /// (a result the user reads) is held whatever the budget says, and charged to it so that
@@ -25,16 +25,12 @@ final class OutputSink {
   private var runs: [ShuffleFile] = []
   /// One encoder for every file of the task.
   private lazy var encoder = FrameEncoder(options: store.codec)
-  /// Bytes a run gathers before it goes to disk: a quarter of the task's working share,
-  /// between 1 and 64 MiB.
-  private let runBytes: Int
 
   init(store: OutputStore, schema: Schema, partitions: Int, pinned: Bool) {
     self.store = store
     self.schema = schema
     self.pinned = pinned
     self.partitions = partitions
-    runBytes = min(max(store.workingLimit / 4, 1 << 20), 64 << 20)
   }
 
   /// Budget charged for frames held in memory, given back if the sink goes unfinished.
@@ -66,7 +62,7 @@ final class OutputSink {
     }
     chunks.append(chunk)
     chunkBytes += bytes
-    if onDisk && chunkBytes >= runBytes { runs.append(try writeRun(asRun: true)) }
+    if onDisk && chunkBytes >= store.runBytes { runs.append(try writeRun(asRun: true)) }
   }
 
   /// The output.

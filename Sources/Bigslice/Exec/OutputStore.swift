@@ -29,6 +29,9 @@ final class OutputStore: @unchecked Sendable {
   /// before it spills: half the memory limit split between the `procs` tasks that run at
   /// once, and at least 256 KiB (a combiner starts at about 56 KiB and needs room to grow). The other half holds task outputs.
   let workingLimit: Int
+  /// Bytes of output a task gathers in memory before it writes them as a run, once its output
+  /// goes to disk: a quarter of its working share, between 1 and 64 MiB.
+  let runBytes: Int
 
   /// A store under `memoryLimit` for `procs` tasks at once. With `outputsOnDisk`, every
   /// task's output goes to a file of its own under a directory named
@@ -45,13 +48,21 @@ final class OutputStore: @unchecked Sendable {
     guard let memoryLimit else {
       budget = MemoryBudget(limit: outputsOnDisk ? 0 : Int.max)
       workingLimit = Int.max
+      runBytes = 64 << 20
       return
     }
     workingLimit = max(memoryLimit / (2 * max(procs, 1)), 256 << 10)
-    budget = MemoryBudget(limit: outputsOnDisk ? 0 : max(memoryLimit - workingLimit * max(procs, 1), 0))
+    runBytes = min(max(workingLimit / 4, 1 << 20), 64 << 20)
+    // Each running task also holds its output's run buffer and its input's read buffers.
+    let perTask = workingLimit + runBytes + OutputStore.readBuffers
+    budget = MemoryBudget(limit: outputsOnDisk ? 0 : max(memoryLimit - perTask * max(procs, 1), 0))
   }
 
   private let prefix: String
+
+  /// The read buffers a running task may hold: a streamed section's read-ahead and the
+  /// thread's scratch for small sections.
+  static let readBuffers = 2 << 20
 
   /// Removes the spill directory and everything in it (a machine's store at shutdown). Files
   /// still referenced are gone from disk; reading them fails as a lost input.
