@@ -38,6 +38,25 @@ func testWorkerBinary() throws -> String {
     }
   }
 
+  /// A machine is told where each upstream output is once, not once per task that reads
+  /// it: a 64-shard shuffle on 2 machines sends about 64 locations to each, not 64 × 64.
+  @Test func eachUpstreamLocationIsSentToAMachineOnce() async throws {
+    TestFuncs.register()
+    let (k, v) = randomPairs(20_000, keys: 500, seed: 13)
+    let session = Session(executor: .machines(system: .inProcess, count: 2, procs: 2))
+    defer { session.shutdown() }
+    let shards = 64
+    let result = try await session.run(TestFuncs.reduceSum, shards, k, v)
+    var sums: [Int: Int] = [:]
+    for (key, value) in zip(k, v) { sums[key, default: 0] += value }
+    #expect(Dictionary(uniqueKeysWithValues: Array(result)) == sums)
+    let handles = try #require(session.remote?.handles)
+    let sent = handles.reduce(0) { $0 + $1.sentLocations.load(ordering: .relaxed) }
+    // Each machine may hear of each of the 64 map outputs once, and again from concurrent
+    // runs before the first is confirmed: far below one per (reduce task, map output).
+    #expect(sent > 0 && sent <= 2 * shards * 2, "\(sent) locations sent")
+  }
+
   /// Outputs the driver lets go are deleted from the machine's store, in batched calls: the
   /// shuffle's map outputs when the job is done, the result's when it is discarded.
   @Test func outputsLetGoAreDeletedInBatches() async throws {

@@ -223,9 +223,13 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
     observer?.record(task, .running, machine: machine)
     do {
       try await compile(task.ref.invocation, on: worker)
-      // Where each upstream output is, and which of the partitions read hold no rows.
+      // Where each upstream output is (what the machine does not know yet), and which of the
+      // partitions read hold no rows.
+      let known = worker.known
       var inputs: [InputLocation] = []
-      var slot: [TaskRef: Int] = [:]
+      var sent = Set<TaskRef>()
+      var empty: [UInt8] = []
+      var bit = 0
       for dep in task.deps {
         let p = dep.shuffle ? task.shard : 0
         for upstream in dep.tasks {
@@ -235,21 +239,16 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
                 task: task, upstream: [upstream],
                 cause: BigsliceError.outputMissing(op: upstream.op, shard: upstream.shard)))
           }
-          let i: Int
-          if let known = slot[upstream.ref] {
-            i = known
-          } else {
-            i = inputs.count
-            slot[upstream.ref] = i
-            inputs.append(
-              InputLocation(task: upstream.ref, attempt: remote.ref.attempt, machine: remote.worker.address))
-          }
-          if p < remote.partitionBytes.count, remote.partitionBytes[p] == 0 { inputs[i].empty.append(p) }
+          let location = InputLocation(task: upstream.ref, attempt: remote.ref.attempt, machine: remote.worker.address)
+          if known.locations[upstream.ref] != location, sent.insert(upstream.ref).inserted { inputs.append(location) }
+          if bit % 8 == 0 { empty.append(0) }
+          if p < remote.partitionBytes.count, remote.partitionBytes[p] == 0 { empty[bit / 8] |= 1 << (bit % 8) }
+          bit += 1
         }
       }
       var samples: [OutputSample] = []
       if case .split(let split) = task.partitioner {
-        for upstream in split.upstream {
+        for upstream in split.upstream where !known.samples.contains(upstream.ref) {
           if let sample = upstream.sample {
             samples.append(OutputSample(task: upstream.ref, blocks: try encodeBlocks([sample])))
           }
@@ -259,8 +258,11 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
       let attempt = attempts.add(1, ordering: .relaxed).newValue
       let reply = try await worker.machine.call(
         "Bigslice.run",
-        RunRequest(task: task.ref, attempt: attempt, machine: machine, inputs: inputs, samples: samples),
+        RunRequest(
+          task: task.ref, attempt: attempt, machine: machine, inputs: inputs, empty: empty, samples: samples),
         returning: RunReply.self)
+      worker.sentLocations.add(inputs.count, ordering: .relaxed)
+      worker.confirm(inputs, samples: samples.map(\.task))
       guard reply.partitionBytes.count == task.partitions else {
         return .failed(
           BigsliceError.machinesUnavailable(

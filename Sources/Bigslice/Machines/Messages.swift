@@ -24,13 +24,10 @@ struct Invocation: Codable, Sendable {
 }
 
 /// Where a task's input is: which machine holds the output of `task`.
-struct InputLocation: Codable, Sendable {
+struct InputLocation: Codable, Sendable, Equatable {
   var task: TaskRef
   var attempt: Int
   var machine: String
-  /// The partitions of its output the task reads that hold no rows: the worker need not ask
-  /// for them.
-  var empty: [Int] = []
 }
 
 /// The sample of an upstream task's output for a sampled shuffle (encoded frame blocks).
@@ -53,7 +50,14 @@ struct RunRequest: Codable, Sendable {
   var attempt: Int
   /// The address of the machine that runs it (its own name in `inputs`).
   var machine: String
+  /// Where the task's upstream outputs are, less those the machine was told already: a
+  /// machine keeps what it is told, so a shuffle of n tasks into n sends each location to
+  /// each machine once, not n times.
   var inputs: [InputLocation]
+  /// A bit per upstream task, in the order of the task's dependencies: set when the
+  /// partition the task reads of that output holds no rows (the machine does not ask for it).
+  var empty: [UInt8]
+  /// The samples of a sampled shuffle's upstream outputs the machine does not hold yet.
   var samples: [OutputSample]
 }
 

@@ -21,6 +21,10 @@ final class WorkerHandle: OutputHolder, @unchecked Sendable {
     var ran = false
     /// Outputs to delete, sent in one call (see `discard`).
     var discards: [OutputRef] = []
+    /// The upstream locations and samples the machine confirmed it holds (a run that carried
+    /// them finished).
+    var locations: [TaskRef: InputLocation] = [:]
+    var samples: Set<TaskRef> = []
   }
   private let state = Mutex(State())
 
@@ -45,6 +49,23 @@ final class WorkerHandle: OutputHolder, @unchecked Sendable {
   }
 
   func release(_ need: Int) { state.withLock { $0.used -= need } }
+
+  /// The locations and samples the machine holds.
+  var known: (locations: [TaskRef: InputLocation], samples: Set<TaskRef>) {
+    state.withLock { ($0.locations, $0.samples) }
+  }
+
+  /// Upstream locations sent to the machine in run requests (for tests).
+  let sentLocations = Atomic<Int>(0)
+
+  /// Records that the machine holds `locations` and `samples` (a run carrying them finished).
+  func confirm(_ locations: [InputLocation], samples: [TaskRef]) {
+    guard !locations.isEmpty || !samples.isEmpty else { return }
+    state.withLock { s in
+      for location in locations { s.locations[location.task] = location }
+      s.samples.formUnion(samples)
+    }
+  }
 
   func onProbation(_ now: ContinuousClock.Instant) -> Bool {
     state.withLock { s in s.probationUntil.map { now < $0 } ?? false }

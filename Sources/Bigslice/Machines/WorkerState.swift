@@ -17,6 +17,8 @@ import Synchronization
 final class WorkerState: @unchecked Sendable {
   private struct State {
     var graphs: [Int: TaskGraph] = [:]
+    /// Where each upstream output is, as the driver said (it says each once).
+    var locations: [TaskRef: InputLocation] = [:]
     /// Each task's latest output, with the attempt that made it.
     var outputs: [TaskRef: (attempt: Int, output: TaskOutput)] = [:]
   }
@@ -132,20 +134,28 @@ final class WorkerState: @unchecked Sendable {
       let frame = try decodeBlocks(sample.blocks, schema: nil, name: "the output sample of \(sample.task)")
       state.withLock { _ in if upstream.sample == nil { upstream.sample = frame } }
     }
-    var locations: [TaskRef: (machine: String, attempt: Int)] = [:]
-    var empty: Set<TaskPartition> = []
-    for input in request.inputs {
-      locations[input.task] = (input.machine, input.attempt)
-      for p in input.empty { empty.insert(TaskPartition(task: input.task, partition: p)) }
+    let locations = state.withLock { s in
+      for input in request.inputs { s.locations[input.task] = input }
+      return s.locations
+    }
+    // The upstream outputs whose partition this task reads hold no rows.
+    var empty: Set<TaskRef> = []
+    var bit = 0
+    for dep in task.deps {
+      for upstream in dep.tasks {
+        if bit / 8 < request.empty.count, request.empty[bit / 8] & (1 << (bit % 8)) != 0 { empty.insert(upstream.ref) }
+        bit += 1
+      }
     }
     let me = request.machine
     let peers = self.peers
     let open: PartitionOpener = { [self] upstream, partition in
-      guard let (at, attempt) = locations[upstream.ref] else {
+      guard let location = locations[upstream.ref] else {
         throw BigsliceError.outputMissing(op: upstream.op, shard: upstream.shard)
       }
-      if empty.contains(TaskPartition(task: upstream.ref, partition: partition)) { return nil }
-      let ref = OutputRef(task: upstream.ref, attempt: attempt)
+      if empty.contains(upstream.ref) { return nil }
+      let at = location.machine
+      let ref = OutputRef(task: upstream.ref, attempt: location.attempt)
       if at == me {
         guard let output = self.output(ref), partition < output.partitions else {
           throw BigsliceError.outputMissing(op: upstream.op, shard: upstream.shard)
@@ -285,10 +295,4 @@ private final class TaskJob: @unchecked Sendable {
     self.task = task
     self.open = open
   }
-}
-
-/// One partition of a task's output.
-private struct TaskPartition: Hashable {
-  var task: TaskRef
-  var partition: Int
 }
