@@ -104,7 +104,8 @@ let package = Package(
     .testTarget(
       name: "BigsliceTests",
       dependencies: [
-        "Bigslice", "Frame", "SliceIO", "bigslice", "Bigmachine", "BigsliceTestFuncs", "bigslice-testworker",
+        "Bigslice", "Frame", "SliceIO", "bigslice", "Bigmachine", "BigmachineTestSupport", "BigsliceTestFuncs",
+        "bigslice-testworker",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "InMemoryLogging", package: "swift-log"),
       ]

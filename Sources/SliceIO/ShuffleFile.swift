@@ -190,16 +190,15 @@ final class FileRangeSource: ByteSource {
 public final class ShuffleFileWriter {
   private let directory: SpillDirectory
   private let schema: Schema
-  private let path: String
-  private var fd: Int32
+  private let file: FileOutput
+  private var path: String { file.path }
   private let encoder: FrameEncoder
-  private let buffer = ByteWriter(capacity: 1 << 16)
   private var offsets: [UInt64]
   private var detail: ShuffleFile.RunDetail
-  /// The partition being written, and the bytes of the file so far (buffered ones too).
+  /// The partition being written.
   private var current = 0
-  private var size = 0
   private var totalRows = 0
+  private var finished = false
 
   /// A new file in `directory` for frames of `schema` cut into `partitions` sections. Writers
   /// used by one thread can share an `encoder`.
@@ -211,20 +210,13 @@ public final class ShuffleFileWriter {
     precondition(partitions >= 1, "a shuffle file of \(partitions) partitions")
     self.directory = directory
     self.schema = schema
-    (path, fd) = try directory.createFile(prefix: prefix)
+    let (path, fd) = try directory.createFile(prefix: prefix)
+    file = FileOutput(path: path, fd: fd)
     self.encoder = encoder ?? FrameEncoder(options: options)
     offsets = [UInt64](repeating: 0, count: partitions + 1)
     detail = ShuffleFile.RunDetail(
       dataEnds: [UInt64](repeating: 0, count: partitions), rows: [Int](repeating: 0, count: partitions),
       blocks: [Int](repeating: 0, count: partitions))
-  }
-
-  /// Closes and removes an unfinished file.
-  deinit {
-    if fd >= 0 {
-      close(fd)
-      unlink(path)
-    }
   }
 
   /// Appends `frame` to partition `p`, which is the partition last written or a later one.
@@ -237,11 +229,11 @@ public final class ShuffleFileWriter {
     }
     guard frame.count > 0 else { return }
     try moveTo(p)
-    try encoder.encodeBlocks(frame, into: buffer) { n in
+    try encoder.encodeBlocks(frame, into: file.buffer) { n in
       detail.rows[p] += n
       detail.blocks[p] += 1
       totalRows += n
-      if buffer.count >= BlockFileSink.flushBytes { try flush() }
+      try file.flushIfFull()
     }
   }
 
@@ -261,7 +253,7 @@ public final class ShuffleFileWriter {
     var done = 0
     while done < count {
       let want = min(count - done, 1 << 20)
-      let into = buffer.reserve(want)
+      let into = file.buffer.reserve(want)
       let n = pread(input, into, want, off_t(start + done))
       if n < 0 {
         if errno == EINTR { continue }
@@ -271,9 +263,9 @@ public final class ShuffleFileWriter {
         throw SliceIOError.integrity(
           source: run.path, block: 0, problem: .truncated("the run ends inside partition \(p)'s section"))
       }
-      buffer.commit(n)
+      file.buffer.commit(n)
       done += n
-      if buffer.count >= BlockFileSink.flushBytes { try flush() }
+      try file.flushIfFull()
     }
     detail.rows[p] += source.rows[p]
     detail.blocks[p] += source.blocks[p]
@@ -284,16 +276,10 @@ public final class ShuffleFileWriter {
   /// file keeps what a merge needs (`copy`).
   /// - Throws: `SliceIOError.io`; the file is removed then.
   public func finish(asRun: Bool = false) throws -> ShuffleFile {
-    precondition(fd >= 0, "finish twice")
+    precondition(!finished, "finish twice")
+    finished = true
     try moveTo(offsets.count - 1)
-    try flush()
-    let closed = close(fd)
-    fd = -1
-    if closed != 0 {
-      let code = errno
-      unlink(path)
-      throw SliceIOError.io(path: path, operation: "close", errno: code)
-    }
+    try file.finish()
     return ShuffleFile(
       path: path, directory: directory, schema: schema, offsets: offsets, rows: totalRows,
       runDetail: asRun ? detail : nil)
@@ -304,21 +290,12 @@ public final class ShuffleFileWriter {
   private func moveTo(_ p: Int) throws {
     precondition(p >= current, "partition \(p) written after partition \(current)")
     while current < p {
+      detail.dataEnds[current] = UInt64(file.size)
       if detail.blocks[current] > 0 {
-        detail.dataEnds[current] = UInt64(size + buffer.count)
-        try encoder.encodeEnd(rows: detail.rows[current], blocks: detail.blocks[current], into: buffer)
-      } else {
-        detail.dataEnds[current] = UInt64(size + buffer.count)
+        try encoder.encodeEnd(rows: detail.rows[current], blocks: detail.blocks[current], into: file.buffer)
       }
       current += 1
-      offsets[current] = UInt64(size + buffer.count)
+      offsets[current] = UInt64(file.size)
     }
-  }
-
-  private func flush() throws {
-    guard buffer.count > 0 else { return }
-    try writeAll(fd: fd, buffer.bytes, path: path)
-    size += buffer.count
-    buffer.removeAll()
   }
 }

@@ -34,18 +34,7 @@ public final class SpillDirectory: @unchecked Sendable {
 
   /// Removes the directory and every file in it now (files still open stay readable until
   /// closed). Removing it again does nothing.
-  public func remove() {
-    if let dir = opendir(path) {
-      while let entry = readdir(dir) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-          String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
-        }
-        if name != "." && name != ".." { unlink("\(path)/\(name)") }
-      }
-      closedir(dir)
-    }
-    rmdir(path)
-  }
+  public func remove() { removeDirectory(path) }
 
   /// A new empty file in the directory, opened for writing. Returns its path and descriptor.
   func createFile(prefix: String) throws -> (path: String, fd: Int32) {
@@ -57,29 +46,26 @@ public final class SpillDirectory: @unchecked Sendable {
   }
 }
 
-/// Encodes frames as a stream of blocks ending in an end marker, into an open file. The one
-/// writer behind spill files and cache files.
-final class BlockFileSink {
-  let schema: Schema
+/// A new file written through a buffer that goes out in large chunks. It is removed if it
+/// goes away before `finish()`, or if closing it fails: the writer behind spill, cache and
+/// shuffle files.
+final class FileOutput {
   let path: String
-  private(set) var fd: Int32
-  private let encoder: FrameEncoder
-  private let buffer = ByteWriter(capacity: 1 << 16)
+  private var fd: Int32
+  /// Bytes waiting to go to the file.
+  let buffer = ByteWriter(capacity: 1 << 16)
   /// Bytes gathered before they go to the file: small, as a task may write many files at
   /// once (a partition or bucket each).
   static let flushBytes = 256 << 10
-  private(set) var rows = 0
-  private(set) var blocks = 0
-  private(set) var bytesWritten = 0
+  /// Bytes written to the file so far.
+  private(set) var written = 0
 
-  init(path: String, fd: Int32, schema: Schema, options: CodecOptions, encoder: FrameEncoder?) {
+  /// Takes over `fd`, open for writing on `path`.
+  init(path: String, fd: Int32) {
     self.path = path
     self.fd = fd
-    self.schema = schema
-    self.encoder = encoder ?? FrameEncoder(options: options)
   }
 
-  /// Closes and removes an unfinished file.
   deinit {
     if fd >= 0 {
       close(fd)
@@ -87,25 +73,28 @@ final class BlockFileSink {
     }
   }
 
-  func write(_ frame: Frame) throws {
-    precondition(fd >= 0, "write after finish")
-    guard frame.schema.types == schema.types else {
-      throw SliceIOError.schemaMismatch(
-        source: path, block: blocks, expected: schema.description, found: frame.schema.description)
-    }
-    guard frame.count > 0 else { return }
-    try encoder.encodeBlocks(frame, into: buffer) { n in
-      rows += n
-      blocks += 1
-      if buffer.count >= BlockFileSink.flushBytes { try flush() }
-    }
+  /// The file's size once the buffer is written.
+  var size: Int { written + buffer.count }
+
+  /// Writes the buffer out when it holds `flushBytes` or more.
+  func flushIfFull() throws {
+    if buffer.count >= FileOutput.flushBytes { try flush() }
   }
 
-  /// Writes the end marker and closes the file (after `fsync` when `sync`); on failure the
-  /// file is removed.
+  /// Writes the buffer out.
+  /// - Throws: `SliceIOError.io` (`ENOSPC` when the disk is full).
+  func flush() throws {
+    precondition(fd >= 0, "write after close")
+    guard buffer.count > 0 else { return }
+    try writeAll(fd: fd, buffer.bytes, path: path)
+    written += buffer.count
+    buffer.removeAll()
+  }
+
+  /// Writes the buffer out and closes the file (after `fsync` when `sync`).
+  /// - Throws: `SliceIOError.io`; the file is removed then.
   func finish(sync: Bool = false) throws {
-    precondition(fd >= 0, "finish twice")
-    try encoder.encodeEnd(rows: rows, blocks: blocks, into: buffer)
+    precondition(fd >= 0, "finished twice")
     try flush()
     if sync, fsync(fd) != 0 { throw SliceIOError.io(path: path, operation: "fsync", errno: errno) }
     let closed = close(fd)
@@ -116,11 +105,62 @@ final class BlockFileSink {
       throw SliceIOError.io(path: path, operation: "close", errno: code)
     }
   }
+}
 
-  private func flush() throws {
-    try writeAll(fd: fd, buffer.bytes, path: path)
-    bytesWritten += buffer.count
-    buffer.removeAll()
+/// The names in directory `path` (without `.` and `..`); empty when it cannot be read.
+public func directoryEntries(_ path: String) -> [String] {
+  guard let dir = opendir(path) else { return [] }
+  defer { closedir(dir) }
+  var names: [String] = []
+  while let entry = readdir(dir) {
+    let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+    if name != "." && name != ".." { names.append(name) }
+  }
+  return names
+}
+
+/// Removes directory `path` and the files in it (it must hold no directories). Removing one
+/// that is gone does nothing.
+public func removeDirectory(_ path: String) {
+  for name in directoryEntries(path) { unlink("\(path)/\(name)") }
+  rmdir(path)
+}
+
+/// Encodes frames as a stream of blocks ending in an end marker, into a new file. The one
+/// writer behind spill files and cache files.
+final class BlockFileSink {
+  let schema: Schema
+  private let file: FileOutput
+  private let encoder: FrameEncoder
+  private(set) var rows = 0
+  private(set) var blocks = 0
+  var path: String { file.path }
+  var bytesWritten: Int { file.written }
+
+  init(path: String, fd: Int32, schema: Schema, options: CodecOptions, encoder: FrameEncoder?) {
+    file = FileOutput(path: path, fd: fd)
+    self.schema = schema
+    self.encoder = encoder ?? FrameEncoder(options: options)
+  }
+
+  func write(_ frame: Frame) throws {
+    guard frame.schema.types == schema.types else {
+      throw SliceIOError.schemaMismatch(
+        source: path, block: blocks, expected: schema.description, found: frame.schema.description)
+    }
+    guard frame.count > 0 else { return }
+    try encoder.encodeBlocks(frame, into: file.buffer) { n in
+      rows += n
+      blocks += 1
+      try file.flushIfFull()
+    }
+  }
+
+  /// Writes the end marker and closes the file (after `fsync` when `sync`); on failure the
+  /// file is removed.
+  func finish(sync: Bool = false) throws {
+    try encoder.encodeEnd(rows: rows, blocks: blocks, into: file.buffer)
+    try file.finish(sync: sync)
   }
 }
 

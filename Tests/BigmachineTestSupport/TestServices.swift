@@ -248,3 +248,24 @@ func writeAll(_ fd: Int32, _ text: String) {
     }
   }
 }
+
+/// A blocking TCP socket connected to `port` on 127.0.0.1, for tests that speak to a server
+/// from outside NIO; -1 (with `errno` set) when it cannot be made or connected.
+public func connectLoopback(port: Int) -> Int32 {
+  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+  guard fd >= 0 else { return -1 }
+  var address = sockaddr_in()
+  address.sin_family = sa_family_t(AF_INET)
+  address.sin_port = in_port_t(UInt16(port).bigEndian)
+  address.sin_addr.s_addr = inet_addr("127.0.0.1")
+  let connected = withUnsafePointer(to: &address) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+  }
+  guard connected == 0 else {
+    let code = errno
+    close(fd)
+    errno = code
+    return -1
+  }
+  return fd
+}

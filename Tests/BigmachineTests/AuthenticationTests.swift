@@ -24,17 +24,9 @@ func serverCloses(port: Int, after bytes: [UInt8], within seconds: Int64 = 30) a
 
 /// `serverCloses` on the calling thread.
 private func blockingServerCloses(port: Int, after bytes: [UInt8], within seconds: Int64) throws -> Bool {
-  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-  guard fd >= 0 else { throw SocketFailure(call: "socket", errno: errno) }
+  let fd = connectLoopback(port: port)
+  guard fd >= 0 else { throw SocketFailure(call: "connect", errno: errno) }
   defer { close(fd) }
-  var address = sockaddr_in()
-  address.sin_family = sa_family_t(AF_INET)
-  address.sin_port = in_port_t(UInt16(port).bigEndian)
-  address.sin_addr.s_addr = inet_addr("127.0.0.1")
-  let connected = withUnsafePointer(to: &address) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-  }
-  guard connected == 0 else { throw SocketFailure(call: "connect", errno: errno) }
   var sent = 0
   while sent < bytes.count {
     let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }

@@ -1,3 +1,4 @@
+import BigmachineTestSupport
 import BigsliceTestFuncs
 import Dispatch
 import Foundation
@@ -23,19 +24,11 @@ struct HTTPClientError: Error {
 func httpGet(_ url: String, _ path: String) throws -> HTTPReply {
   let parts = try #require(URL(string: url))
   let port = try #require(parts.port)
-  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-  try #require(fd >= 0)
+  let fd = connectLoopback(port: port)
+  guard fd >= 0 else { throw HTTPClientError(message: "cannot connect to \(url)") }
   defer { close(fd) }
   var timeout = timeval(tv_sec: 10, tv_usec: 0)
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-  var address = sockaddr_in()
-  address.sin_family = sa_family_t(AF_INET)
-  address.sin_port = in_port_t(UInt16(port).bigEndian)
-  address.sin_addr.s_addr = inet_addr("127.0.0.1")
-  let connected = withUnsafePointer(to: &address) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-  }
-  guard connected == 0 else { throw HTTPClientError(message: "cannot connect to \(url)") }
   var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n\r\n"
   request.withUTF8 { _ = send(fd, $0.baseAddress, $0.count, 0) }
   var data = [UInt8]()

@@ -1,3 +1,4 @@
+import BigsliceTestFuncs
 import Foundation
 import Frame
 import SliceIO
@@ -93,5 +94,26 @@ import Testing
     #expect(got == expected)
     #expect(sums.count == expected.count)
     if limit == 1 { #expect(session.spilledBytes > 0) }
+  }
+
+  /// Many shards of the keys users bring: a struct key reduced by a closure, and a key of
+  /// two columns regrouped, held and all spilled, against a dictionary and the input rows.
+  @Test(arguments: [nil, 1])
+  func manyShardsOfStructAndTwoColumnKeys(limit: Int?) async throws {
+    var rng = SplitMix64(seed: 91)
+    let n = 20_000
+    let pairs = (0..<n).map { _ in Pair(a: Int.random(in: 0..<400, using: &rng), b: "p\(rng.next() % 3)") }
+    let values = (0..<n).map { _ in Int.random(in: 0..<50, using: &rng) }
+    var expected: [Pair: Int] = [:]
+    for (k, v) in zip(pairs, values) { expected[k, default: 0] += v }
+    let session = Session(executor: .local(procs: 2), memoryLimit: limit)
+    let sums = try await session.run(const(500, pairs, values).reduce { $0 + $1 })
+    #expect(Dictionary(uniqueKeysWithValues: Array(sums)) == expected)
+
+    let a = pairs.map(\.a)
+    let b = pairs.map(\.b)
+    let regrouped = try await session.run(const(500, a, b, values).prefixed(2).reshuffle())
+    let rows = Array(regrouped).map { "\($0.0) \($0.1) \($0.2)" }.sorted()
+    #expect(rows == zip(zip(a, b), values).map { "\($0.0.0) \($0.0.1) \($0.1)" }.sorted())
   }
 }

@@ -96,11 +96,8 @@ import Testing
 
 /// Descriptors this process has open on `path` (other tests' descriptors come and go).
 func descriptors(on path: String) -> Int {
-  guard let dir = opendir("/proc/self/fd") else { return -1 }
-  defer { closedir(dir) }
   var n = 0
-  while let entry = readdir(dir) {
-    let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+  for name in directoryEntries("/proc/self/fd") {
     var target = [CChar](repeating: 0, count: 4096)
     let length = readlink("/proc/self/fd/\(name)", &target, target.count - 1)
     if length > 0, String(cString: target) == path { n += 1 }

@@ -1,3 +1,4 @@
+import SliceIO
 import Synchronization
 
 #if canImport(Glibc)
@@ -37,17 +38,8 @@ final class StoreLock: @unchecked Sendable {
 
   /// Removes the stores under `parent` whose process is gone; returns their paths.
   static func removeAbandoned(in parent: String) -> [String] {
-    guard let dir = opendir(parent) else { return [] }
-    var names: [String] = []
-    while let entry = readdir(dir) {
-      let name = withUnsafeBytes(of: entry.pointee.d_name) {
-        String(cString: $0.bindMemory(to: CChar.self).baseAddress!)
-      }
-      if name.hasPrefix(prefix + "-") { names.append(name) }
-    }
-    closedir(dir)
     var removed: [String] = []
-    for name in names {
+    for name in directoryEntries(parent) where name.hasPrefix(prefix + "-") {
       let path = "\(parent)/\(name)"
       let lock = open("\(path)/\(lockName)", O_RDWR | O_CLOEXEC)
       if lock < 0 {
@@ -58,31 +50,17 @@ final class StoreLock: @unchecked Sendable {
         defer { close(lock) }
         guard flock(lock, LOCK_EX | LOCK_NB) == 0 else { continue }
       }
-      removeTree(path)
+      removeDirectory(path)
       removed.append(path)
     }
     return removed
-  }
-
-  /// Removes a store: its files (it holds no directories), then itself.
-  static func removeTree(_ path: String) {
-    if let dir = opendir(path) {
-      while let entry = readdir(dir) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) {
-          String(cString: $0.bindMemory(to: CChar.self).baseAddress!)
-        }
-        if name != "." && name != ".." { unlink("\(path)/\(name)") }
-      }
-      closedir(dir)
-    }
-    rmdir(path)
   }
 
   /// Stores to remove when the process exits.
   private static let atExit = Mutex<[String]>([])
   private static let registered: Void = {
     atexit {
-      for path in StoreLock.atExit.withLock({ $0 }) { StoreLock.removeTree(path) }
+      for path in StoreLock.atExit.withLock({ $0 }) { removeDirectory(path) }
     }
   }()
 }
