@@ -127,6 +127,7 @@ private struct Plan {
       tasks[ObjectIdentifier(task)] = task
       if task.output != nil { vanished.append(task) }
       for dep in task.deps where walked.insert(ObjectIdentifier(dep)).inserted {
+        dep.dropHeldTable()
         let missing = dep.tasks.filter { !$0.isComputed }
         if missing.isEmpty { continue }
         planned.append(dep)
@@ -177,6 +178,7 @@ private struct Plan {
       guard let left = readersLeft[depID] else { continue }
       readersLeft[depID] = left - 1
       guard left == 1 else { continue }
+      dep.dropHeldTable()
       var seen: Set<ObjectIdentifier> = []
       for upstream in dep.tasks where seen.insert(ObjectIdentifier(upstream)).inserted {
         let upstreamID = ObjectIdentifier(upstream)

@@ -68,9 +68,26 @@ struct TaskRef: Hashable, Codable, Sendable, CustomStringConvertible {
 final class TaskDependency: @unchecked Sendable {
   let tasks: [ShardTask]
   let shuffle: Bool
+  /// The outputs of `tasks` as one table, while a round of the evaluator reads them.
+  private let table = Mutex<HeldTable.State>(.unbuilt)
 
   init(_ tasks: [ShardTask], shuffle: Bool) {
     self.tasks = tasks
     self.shuffle = shuffle
   }
+
+  /// The outputs of `tasks` as one table of raw chunks, when every one is held in memory with
+  /// raw pointers: built by the first reader that asks, shared by the rest. A reader calls
+  /// this only once every upstream task is done, and the evaluator drops the table before the
+  /// outputs can change (when it releases them, and when a round starts).
+  func heldTable() -> HeldTable? {
+    table.withLock { state in
+      if case .unbuilt = state { state = HeldTable(tasks).map { .built($0) } ?? .unavailable }
+      if case .built(let table) = state { return table }
+      return nil
+    }
+  }
+
+  /// Forgets the table (and the references it holds to the outputs).
+  func dropHeldTable() { table.withLock { $0 = .unbuilt } }
 }

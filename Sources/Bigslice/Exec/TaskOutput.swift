@@ -71,6 +71,53 @@ final class HeldFrames: @unchecked Sendable {
   }
 }
 
+/// The held outputs of a shuffle's upstream tasks as one array of raw chunks in upstream order,
+/// so that each reading task finds its rows in every upstream output by walking one array,
+/// not by following each upstream task to its output, storage and chunks (cache misses that
+/// cost more than the rows when a many-way shuffle leaves about a row per task and partition).
+/// It keeps the outputs alive.
+final class HeldTable: @unchecked Sendable {
+  enum State {
+    case unbuilt
+    case built(HeldTable)
+    /// Some upstream output is on disk, elsewhere or boxed.
+    case unavailable
+  }
+
+  /// A chunk, and the bytes and rows of the output it belongs to (for the input meter).
+  struct Entry {
+    let chunk: HeldFrames.RawChunk
+    let outputBytes: Int
+    let outputRows: Int
+  }
+
+  let entries: UnsafeMutableBufferPointer<Entry>
+  /// The frame of each entry (a large range is handed out as a slice of it).
+  let frames: [Frame]
+  private let outputs: [HeldFrames]
+
+  /// nil unless every task's output is held in memory with raw pointers.
+  init?(_ tasks: [ShardTask]) {
+    var outputs: [HeldFrames] = []
+    var entries: [Entry] = []
+    var frames: [Frame] = []
+    for task in tasks {
+      guard case .memory(let held)? = task.output?.storage, held.isRaw else { return nil }
+      outputs.append(held)
+      for (i, chunk) in held.raw.enumerated() {
+        entries.append(Entry(chunk: chunk, outputBytes: held.bytes, outputRows: held.rowCount))
+        frames.append(held.chunks[i].frame)
+      }
+    }
+    self.outputs = outputs
+    self.frames = frames
+    self.entries = .allocate(capacity: entries.count)
+    _ = self.entries.initialize(from: entries)
+  }
+
+  deinit { entries.deallocate() }
+}
+
 /// Where each partition's rows are in a frame whose rows are in partition order: dense (one
 /// start per partition) when most partitions have rows, else only the partitions that do,
 /// so a small frame cut many ways costs its rows, not the partition count.

@@ -138,13 +138,20 @@ final class ShuffleReader: Reader {
   /// The held output whose chunks are being gathered, and its next chunk.
   private var rawOutput: HeldFrames?
   private var rawNext = 0
+  /// Every upstream output as one table, when all are held with raw pointers, and its next entry.
+  private let table: HeldTable?
+  private var tableNext = 0
 
-  init(_ task: ShardTask, reading upstream: [ShardTask], partition: Int, open: PartitionOpener?) {
+  /// Reads partition `partition` of `dependency`'s tasks, once they are all done.
+  init(_ task: ShardTask, reading dependency: TaskDependency, partition: Int, open: PartitionOpener?) {
     self.task = task
-    self.upstream = upstream
+    upstream = dependency.tasks
     self.partition = partition
     self.open = open
     schema = upstream.first?.chain.first?.schema ?? Schema([])
+    table = open == nil ? dependency.heldTable() : nil
+    // The table stands for every upstream output.
+    if table != nil { next = upstream.count }
   }
 
   func read() throws -> Frame? {
@@ -210,6 +217,7 @@ final class ShuffleReader: Reader {
   /// Takes the rows of the next upstream outputs while they are held in memory with raw
   /// pointers, until `target` rows are gathered or a large piece comes.
   private func gatherHeld(until target: Int) -> Gathered {
+    if let table { return gather(table, until: target) }
     while rows < target {
       guard let output = rawOutput else {
         guard heldNext >= held.count, current == nil, next < upstream.count,
@@ -238,6 +246,29 @@ final class ShuffleReader: Reader {
       if rawNext >= raw.count { rawOutput = nil }
     }
     return .full
+  }
+
+  /// `gatherHeld` from the table of every upstream output: `.notHeld` once it is all read.
+  private func gather(_ table: HeldTable, until target: Int) -> Gathered {
+    let entries = table.entries
+    var taken = 0
+    var bytes = 0
+    defer { if taken > 0 { TaskContext.current?.io.read(rows: taken, bytes: bytes) } }
+    while rows < target, tableNext < entries.count {
+      let entry = entries[tableNext]
+      tableNext += 1
+      let range = entry.chunk.range(partition)
+      if range.isEmpty { continue }
+      taken += range.count
+      bytes += range.count * entry.outputBytes / max(entry.outputRows, 1)
+      if range.count >= ShuffleReader.largeRows {
+        let frame = table.frames[tableNext - 1]
+        return .large(range.count == frame.count ? frame : frame.slice(range))
+      }
+      rawPieces.append((entry.chunk.frame, range))
+      rows += range.count
+    }
+    return rows >= target ? .full : .notHeld
   }
 
   /// Copies the raw pieces gathered so far into a frame piece.
