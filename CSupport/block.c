@@ -195,9 +195,11 @@ static size_t runs_payload(const void *raw, size_t raw_len, uint8_t *payload, si
 #define FAST_REST 32u
 #define FAST_ZSTD_LEVEL (-1)
 #define FAST_ZSTD_MIN 1024u
-/* Below this, zstd's frame header and the trailer cost about what it could save, and a call
- * costs more than the copy: a many-way shuffle writes millions of such tiny sections. */
-#define ZSTD_MIN 128u
+/* zstd levels: a block under ZSTD_MIN bytes takes runs, and zstd as well only when it is at
+ * least FAST_ZSTD_MIN bytes and runs leave over 3/4 of it (text, say); zstd is then kept when
+ * it is smaller than runs. A zstd call on a small block costs more than runs and, on the
+ * byte-shuffled numbers of a many-way shuffle's millions of small sections, saves no more. */
+#define ZSTD_MIN 4096u
 
 int64_t bs_block_encode(bs_block_encoder *e, const void *raw, size_t raw_len, uint64_t rows,
                         int level, void *dst, size_t dst_cap) {
@@ -235,12 +237,22 @@ int64_t bs_block_encode(bs_block_encoder *e, const void *raw, size_t raw_len, ui
         }
       }
     }
-  } else if (level != BS_BLOCK_LEVEL_RAW && raw_len >= ZSTD_MIN) {
-    int64_t z = zstd_payload(e, raw, raw_len, level, payload, room, most);
-    if (z < 0) return z;
-    if (z > 0) {
-      codec = BS_CODEC_ZSTD;
-      plen = (size_t)z;
+  } else if (level != BS_BLOCK_LEVEL_RAW) {
+    if (raw_len < ZSTD_MIN) {
+      plen = runs_payload(raw, raw_len, payload, room, most);
+      if (plen > 0) codec = BS_CODEC_RUNS;
+    }
+    size_t coded = plen > 0 ? plen : raw_len;
+    if (raw_len >= ZSTD_MIN || (raw_len >= FAST_ZSTD_MIN && coded * 4 > raw_len * 3)) {
+      int64_t z = zstd_payload(e, raw, raw_len, level, payload, room, coded > 0 ? coded - 1 : 0);
+      if (z < 0) return z;
+      if (z > 0) {
+        codec = BS_CODEC_ZSTD;
+        plen = (size_t)z;
+      } else if (codec == BS_CODEC_RUNS) {
+        /* zstd wrote over the runs payload. */
+        plen = runs_payload(raw, raw_len, payload, room, most);
+      }
     }
   }
   if (codec == BS_CODEC_RAW) {

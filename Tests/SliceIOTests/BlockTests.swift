@@ -95,12 +95,34 @@ import Testing
     #expect(block.count < shuffled.count / 3, "6 of 8 byte planes are zeros")
   }
 
-  /// zstd levels store blocks under 128 bytes raw, however well they would compress (a
-  /// many-way shuffle writes millions of such sections), and compress from 128 bytes on.
-  @Test func zstdLevelsStoreTinyBlocksRaw() throws {
-    #expect(codec(try encode([UInt8](repeating: 0, count: 127), level: 3)) == BS_CODEC_RAW)
-    #expect(codec(try encode([UInt8](repeating: 0, count: 128), level: 3)) == BS_CODEC_ZSTD)
-    #expect(codec(try encode([UInt8](repeating: 0, count: 127), level: -1)) == BS_CODEC_RAW)
+  /// zstd levels code blocks under 4 KiB with runs (a many-way shuffle writes millions of
+  /// such sections, where a zstd call costs more than it saves), try zstd on those of 1 KiB
+  /// or more that runs cannot shrink by a quarter (text), and use zstd from 4 KiB on. Each
+  /// block decodes to its bytes.
+  @Test func zstdLevelsCodeSmallBlocksWithRuns() throws {
+    var rng = SplitMix64(seed: 5)
+    let words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+    let text = Array((0..<4000).map { _ in words[Int(rng.next() % 8)] }.joined(separator: " ").utf8)
+    let noise = (0..<8192).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+    let decoder = BlockDecoder()
+    func codecOf(_ raw: [UInt8], level: Int32 = 3) throws -> bs_codec {
+      let block = try encode(raw, level: level)
+      let same = try block.withUnsafeBytes { try decoder.decode($0, source: "zstd", index: 0).raw.elementsEqual(raw) }
+      #expect(same, "the block decodes to its bytes")
+      return codec(block)
+    }
+    #expect(try codecOf([UInt8](repeating: 0, count: 127)) == BS_CODEC_RUNS)
+    #expect(try codecOf([UInt8](repeating: 0, count: 4095)) == BS_CODEC_RUNS)
+    #expect(try codecOf([UInt8](repeating: 0, count: 4096)) == BS_CODEC_ZSTD)
+    #expect(try codecOf([UInt8](repeating: 0, count: 127), level: -1) == BS_CODEC_RUNS)
+    // Below 1 KiB nothing shrinks noise or short text: raw.
+    #expect(try codecOf(Array(noise[..<17])) == BS_CODEC_RAW)
+    #expect(try codecOf(Array(text[..<1000])) == BS_CODEC_RAW)
+    // Text of 1-4 KiB: runs leave it whole, zstd shrinks it.
+    #expect(try codecOf(Array(text[..<3000])) == BS_CODEC_ZSTD)
+    // Noise stays raw at any size.
+    #expect(try codecOf(Array(noise[..<3000])) == BS_CODEC_RAW)
+    #expect(try codecOf(noise) == BS_CODEC_RAW)
   }
 
   /// The fast level tries zstd on what runs cannot shrink (text), keeps it while it pays,
