@@ -47,6 +47,12 @@ public final class ShuffleFile: @unchecked Sendable {
 
   deinit { unlink(path) }
 
+  /// Whether the file is still on disk.
+  public var exists: Bool {
+    if let name = directory.name(of: path) { return faccessat(directory.fd, name, F_OK, 0) == 0 }
+    return access(path, F_OK) == 0
+  }
+
   /// The bytes of partition `p`'s section.
   public func range(_ p: Int) -> Range<Int> { Int(offsets[p])..<Int(offsets[p + 1]) }
 
@@ -57,6 +63,61 @@ public final class ShuffleFile: @unchecked Sendable {
     let range = self.range(p)
     if range.isEmpty { return FrameReader([]) }
     return SectionReader(path: path, range: range, schema: schema, owner: self, directory: directory)
+  }
+}
+
+extension ShuffleFile {
+  /// Sections `partitions`, which lie side by side in the file, read with one call: the
+  /// reading tasks of a many-way shuffle share one read of their neighbouring sections.
+  /// - Throws: `SliceIOError.io` when the file cannot be opened or read, `.integrity` when
+  ///   it ends before the sections do.
+  public func readSections(_ partitions: Range<Int>) throws -> SectionBlock {
+    let bytes = range(partitions.lowerBound).lowerBound..<range(partitions.upperBound - 1).upperBound
+    let source = try FileRangeSource(path: path, range: bytes, in: directory)
+    let block = SectionBlock(file: self, partitions: partitions, start: bytes.lowerBound, count: bytes.count)
+    let got = try source.readFully(into: block.bytes.baseAddress!, count: bytes.count)
+    guard got == bytes.count else {
+      throw SliceIOError.integrity(
+        source: source.name, block: 0, problem: .truncated("the file ends \(bytes.count - got) bytes early"))
+    }
+    return block
+  }
+}
+
+/// Neighbouring sections of a `ShuffleFile`, read at once; each decodes from memory. Keeps the
+/// file alive.
+public final class SectionBlock: @unchecked Sendable {
+  private let file: ShuffleFile
+  /// The partitions whose sections these are.
+  public let partitions: Range<Int>
+  /// Where the bytes start in the file.
+  private let start: Int
+  fileprivate let bytes: UnsafeMutableRawBufferPointer
+
+  fileprivate init(file: ShuffleFile, partitions: Range<Int>, start: Int, count: Int) {
+    self.file = file
+    self.partitions = partitions
+    self.start = start
+    bytes = .allocate(byteCount: max(count, 1), alignment: 16)
+  }
+
+  deinit { bytes.deallocate() }
+
+  /// The bytes held.
+  public var byteCount: Int { file.range(partitions.upperBound - 1).upperBound - start }
+
+  /// Whether partition `p` has rows.
+  public func isEmpty(_ p: Int) -> Bool { file.range(p).isEmpty }
+
+  /// The frames of partition `p` (one of `partitions`); none when it is empty.
+  /// - Throws: `SliceIOError.integrity` when its blocks are damaged.
+  public func frames(_ p: Int) throws -> [Frame] {
+    precondition(partitions.contains(p), "partition \(p) is not in the block's \(partitions)")
+    let section = file.range(p)
+    if section.isEmpty { return [] }
+    let bytes = UnsafeRawBufferPointer(
+      rebasing: self.bytes[(section.lowerBound - start)..<(section.upperBound - start)])
+    return try SectionReader.decode(bytes, path: file.path, section: section, schema: file.schema)
   }
 }
 
@@ -122,22 +183,39 @@ public final class SectionReader: Reader {
   private func decodeWhole(_ source: FileRangeSource) throws -> [Frame] {
     let scratch = SectionReader.scratch.value
     scratch.removeAll()
-    let into = scratch.reserve(range.count)
-    var got = 0
-    while got < range.count {
-      let n = try source.read(into: into + got, count: range.count - got)
-      if n == 0 { break }
-      got += n
-    }
+    let got = try source.readFully(into: scratch.reserve(range.count), count: range.count)
     scratch.commit(got)
-    let stream = BlockStreamReader(borrowing: scratch.bytes, name: source.name)
-    let reader = BlockFileReader(stream: stream, schema: schema)
-    var frames: [Frame] = []
-    while let frame = try reader.read() { frames.append(frame) }
-    return frames
+    return try SectionReader.decode(scratch.bytes, path: path, section: range, schema: schema)
+  }
+
+  /// The frames of the block stream `bytes`, bytes `section` of the file at `path`. Errors
+  /// name the section; the name is made only for one (a shuffle decodes millions).
+  static func decode(
+    _ bytes: UnsafeRawBufferPointer, path: String, section: Range<Int>, schema: Schema?
+  ) throws -> [Frame] {
+    do {
+      let reader = BlockFileReader(stream: BlockStreamReader(borrowing: bytes, name: path), schema: schema)
+      var frames: [Frame] = []
+      while let frame = try reader.read() { frames.append(frame) }
+      return frames
+    } catch SliceIOError.integrity(_, let block, let problem) {
+      throw SliceIOError.integrity(source: "\(path) bytes \(section)", block: block, problem: problem)
+    } catch SliceIOError.schemaMismatch(_, let block, let expected, let found) {
+      throw SliceIOError.schemaMismatch(
+        source: "\(path) bytes \(section)", block: block, expected: expected, found: found)
+    }
   }
 
   private static let scratch = PerThread { ByteWriter(capacity: 1 << 16) }
+}
+
+extension SpillDirectory {
+  /// The name of `path` relative to the directory's descriptor; nil when it is not in the
+  /// directory or the directory has no descriptor.
+  func name(of path: String) -> String? {
+    guard fd >= 0, path.hasPrefix(self.path + "/") else { return nil }
+    return String(path.dropFirst(self.path.utf8.count + 1))
+  }
 }
 
 /// Reads bytes `range` of a file with `pread`. Closes the descriptor on deinit.
@@ -155,8 +233,8 @@ final class FileRangeSource: ByteSource {
   init(path: String, range: Range<Int>, in directory: SpillDirectory? = nil) throws {
     self.path = path
     start = range.lowerBound
-    if let directory, directory.fd >= 0, path.hasPrefix(directory.path + "/") {
-      fd = openat(directory.fd, String(path.dropFirst(directory.path.utf8.count + 1)), O_RDONLY | O_CLOEXEC)
+    if let directory, let name = directory.name(of: path) {
+      fd = openat(directory.fd, name, O_RDONLY | O_CLOEXEC)
     } else {
       fd = open(path, O_RDONLY | O_CLOEXEC)
     }
@@ -166,6 +244,17 @@ final class FileRangeSource: ByteSource {
   }
 
   deinit { close(fd) }
+
+  /// Reads until `count` bytes are in or the range ends; returns the bytes read.
+  func readFully(into buffer: UnsafeMutableRawPointer, count: Int) throws -> Int {
+    var got = 0
+    while got < count {
+      let n = try read(into: buffer + got, count: count - got)
+      if n == 0 { break }
+      got += n
+    }
+    return got
+  }
 
   func read(into buffer: UnsafeMutableRawPointer, count: Int) throws -> Int {
     let want = min(count, end - at)

@@ -2,6 +2,7 @@ import BigsliceTestFuncs
 import Foundation
 import Frame
 import SliceIO
+import Synchronization
 import Testing
 
 @testable import Bigslice
@@ -115,5 +116,79 @@ import Testing
     let regrouped = try await session.run(const(500, a, b, values).prefixed(2).reshuffle())
     let rows = Array(regrouped).map { "\($0.0) \($0.1) \($0.2)" }.sorted()
     #expect(rows == zip(zip(a, b), values).map { "\($0.0.0) \($0.0.1) \($0.1)" }.sorted())
+  }
+
+  /// Under a limit that spills every output but leaves room for the section cache, the tasks
+  /// reading a shuffle share reads of neighbouring sections (blocks of up to 64 partitions,
+  /// the last one partial at 200 shards): the reduce matches a dictionary.
+  @Test(arguments: [3, 64, 200])
+  func aReduceReadThroughTheSectionCacheMatchesANaiveReduce(shards: Int) async throws {
+    var rng = SplitMix64(seed: UInt64(shards))
+    let keys = (0..<60_000).map { _ in Int.random(in: 0..<5_000, using: &rng) }
+    let values = (0..<60_000).map { _ in Int.random(in: 0..<100, using: &rng) }
+    var expected: [Int: Int] = [:]
+    for (k, v) in zip(keys, values) { expected[k, default: 0] += v }
+    let session = Session(executor: .local(procs: 2), memoryLimit: 8 << 20)
+    let sums = try await session.run(const(shards, keys, values).reduce(.sum))
+    #expect(Dictionary(uniqueKeysWithValues: Array(sums)) == expected)
+    #expect(session.spilledBytes > 0)
+  }
+
+  /// Output files deleted once the first reading task has started, with the section cache in
+  /// use (200 shards: blocks of at most 64 partitions, so later tasks read files the cache
+  /// never held): the reads that find them gone are lost inputs, the upstream tasks are
+  /// computed again, and the answer is right.
+  @Test func filesDeletedWhileTheSectionCacheIsInUseAreComputedAgain() async throws {
+    let session = Session(executor: .local(procs: 2), memoryLimit: 8 << 20)
+    let removed = Counter()
+    let left = Mutex(1)
+    let n = 40_000
+    let slice = const(200, Array(0..<n), Array(repeating: 1, count: n))
+      .reshuffle()
+      .map { (k: Int, v: Int) -> (Int, Int) in
+        let delete = left.withLock { left -> Bool in
+          defer { left = 0 }
+          return left > 0
+        }
+        if delete { removed.add(removePartitionFiles(session)) }
+        return (k % 100, v)
+      }
+      .reduce(.sum)
+    let sums = Dictionary(uniqueKeysWithValues: Array(try await session.run(slice)))
+    #expect(removed.value > 0)
+    #expect(sums == Dictionary(uniqueKeysWithValues: (0..<100).map { ($0, n / 100) }))
+  }
+
+  /// The section cache gives each partition of each upstream file the frames of its section,
+  /// read in the order tasks run (both ends of a block at once, as two procs do), keeps no
+  /// more than its limit, and holds nothing once every partition is taken.
+  @Test(arguments: [1_000, 20_000, 1 << 20])
+  func theSectionCacheGivesEachSectionOnceAndKeepsToItsLimit(limit: Int) throws {
+    let dir = try SpillDirectory()
+    let partitions = 50
+    var rng = SplitMix64(seed: UInt64(limit))
+    let files = try (0..<6).map { _ -> (ShuffleFile, [[Int]]) in
+      let writer = try ShuffleFileWriter(
+        directory: dir, schema: Schema([.scalar(.int64)]), partitions: partitions)
+      var written: [[Int]] = []
+      for p in 0..<partitions {
+        let values = (0..<Int.random(in: 0..<4, using: &rng)).map { _ in Int.random(in: 0..<1000, using: &rng) }
+        written.append(values)
+        if !values.isEmpty { try writer.write(try Frame([Column(values.map { Int64($0) })]), to: p) }
+      }
+      return (try writer.finish(), written)
+    }
+    let cache = SectionCache(limit: limit, upstreams: files.count)
+    for pair in stride(from: 0, to: partitions, by: 2) {
+      for (u, (file, written)) in files.enumerated() {
+        for p in [pair, pair + 1] where !file.range(p).isEmpty {
+          let frames = try cache.frames(file, upstream: u, partition: p)
+          let got = frames.flatMap { $0.columns[0].scalars(Int64.self).map { Int($0) } }
+          #expect(got == written[p], "upstream \(u) partition \(p)")
+          #expect(cache.bytes <= limit)
+        }
+      }
+    }
+    #expect(cache.bytes == 0)
   }
 }

@@ -34,6 +34,30 @@ import Testing
     }
   }
 
+  /// Neighbouring sections read at once decode to what each partition's own reader gives,
+  /// for blocks of every span (a last block cut short, empty partitions inside); a file cut
+  /// short is an error naming it.
+  @Test func neighbouringSectionsReadAtOnceDecodeAsTheirOwnReaders() throws {
+    let dir = try SpillDirectory()
+    let partitions = 23
+    let parts = try pieces(partitions: partitions, runs: 1, seed: 17)[0]
+    let writer = try ShuffleFileWriter(directory: dir, schema: parts[0].schema, partitions: partitions)
+    for (p, frame) in parts.enumerated() { try writer.write(frame, to: p) }
+    let file = try writer.finish()
+    for span in [1, 2, 5, 23] {
+      for first in stride(from: 0, to: partitions, by: span) {
+        let block = try file.readSections(first..<min(first + span, partitions))
+        for p in block.partitions {
+          #expect(block.isEmpty(p) == (parts[p].count == 0))
+          #expect(rows(try block.frames(p)) == rows(try readAll(file.reader(p))), "span \(span), partition \(p)")
+        }
+      }
+    }
+    #expect(truncate(file.path, off_t(file.bytes / 2)) == 0)
+    let error = #expect(throws: SliceIOError.self) { try file.readSections(0..<partitions) }
+    #expect("\(error!)".contains(file.path))
+  }
+
   @Test func runsMergeIntoOneFileByCopyingBlocks() throws {
     let dir = try SpillDirectory()
     let partitions = 9

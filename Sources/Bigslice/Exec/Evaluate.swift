@@ -68,7 +68,7 @@ func evaluate(
       observer?.record(upstream, .lost)
     }
     for dep in lost.task.deps {
-      for upstream in dep.tasks where upstream.output?.isAvailable == false {
+      for upstream in dep.tasks where upstream.output?.isStillThere == false {
         upstream.output = nil
         observer?.record(upstream, .lost)
       }
@@ -127,7 +127,7 @@ private struct Plan {
       tasks[ObjectIdentifier(task)] = task
       if task.output != nil { vanished.append(task) }
       for dep in task.deps where walked.insert(ObjectIdentifier(dep)).inserted {
-        dep.dropHeldTable()
+        dep.dropShared()
         let missing = dep.tasks.filter { !$0.isComputed }
         if missing.isEmpty { continue }
         planned.append(dep)
@@ -146,7 +146,10 @@ private struct Plan {
       }
       pending[id] = count
     }
-    for task in tasks.values {
+    // Ready tasks are taken from the end: in descending shard order here, they run in
+    // ascending order, so the tasks reading a shuffle read neighbouring sections of each
+    // upstream file close together in time (`SectionCache`).
+    for task in tasks.values.sorted(by: { $0.shard > $1.shard }) {
       var count = 0
       for dep in task.deps where pending[ObjectIdentifier(dep)] != nil {
         count += 1
@@ -178,7 +181,7 @@ private struct Plan {
       guard let left = readersLeft[depID] else { continue }
       readersLeft[depID] = left - 1
       guard left == 1 else { continue }
-      dep.dropHeldTable()
+      dep.dropShared()
       var seen: Set<ObjectIdentifier> = []
       for upstream in dep.tasks where seen.insert(ObjectIdentifier(upstream)).inserted {
         let upstreamID = ObjectIdentifier(upstream)

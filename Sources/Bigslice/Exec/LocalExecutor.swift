@@ -1,5 +1,4 @@
 import Bigmachine
-
 import Frame
 import SliceIO
 import Synchronization

@@ -32,6 +32,8 @@ final class OutputStore: @unchecked Sendable {
   /// Bytes of output a task gathers in memory before it writes them as a run, once its output
   /// goes to disk: a quarter of its working share, between 1 and 64 MiB.
   let runBytes: Int
+  /// The most bytes a shuffle's section cache holds.
+  let sectionCacheBytes: Int
 
   /// A store under `memoryLimit` for `procs` tasks at once. With `outputsOnDisk`, every
   /// task's output goes to a file of its own under a directory named
@@ -49,13 +51,17 @@ final class OutputStore: @unchecked Sendable {
       budget = MemoryBudget(limit: outputsOnDisk ? 0 : Int.max)
       workingLimit = Int.max
       runBytes = 64 << 20
+      sectionCacheBytes = 64 << 20
       return
     }
     workingLimit = max(memoryLimit / (2 * max(procs, 1)), 256 << 10)
     runBytes = min(max(workingLimit / 4, 1 << 20), 64 << 20)
-    // Each running task also holds its output's run buffer and its input's read buffers.
+    sectionCacheBytes = min(OutputStore.sectionCacheShare * max(procs, 1), memoryLimit / 4)
+    // Each running task also holds its output's run buffer and its input's read buffers, and
+    // the tasks reading a shuffle share a section cache.
     let perTask = workingLimit + runBytes + OutputStore.readBuffers
-    budget = MemoryBudget(limit: outputsOnDisk ? 0 : max(memoryLimit - perTask * max(procs, 1), 0))
+    budget = MemoryBudget(
+      limit: outputsOnDisk ? 0 : max(memoryLimit - perTask * max(procs, 1) - sectionCacheBytes, 0))
   }
 
   private let prefix: String
@@ -63,6 +69,10 @@ final class OutputStore: @unchecked Sendable {
   /// The read buffers a running task may hold: a streamed section's read-ahead and the
   /// thread's scratch for small sections.
   static let readBuffers = 2 << 20
+
+  /// The bytes of upstream file sections that each running task adds to a shuffle's section
+  /// cache (`SectionCache`), which takes at most a quarter of the memory limit.
+  static let sectionCacheShare = 2 << 20
 
   /// Removes the spill directory and everything in it (a machine's store at shutdown). Files
   /// still referenced are gone from disk; reading them fails as a lost input.

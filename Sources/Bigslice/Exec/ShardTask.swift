@@ -68,8 +68,13 @@ struct TaskRef: Hashable, Codable, Sendable, CustomStringConvertible {
 final class TaskDependency: @unchecked Sendable {
   let tasks: [ShardTask]
   let shuffle: Bool
-  /// The outputs of `tasks` as one table, while a round of the evaluator reads them.
-  private let table = Mutex<HeldTable.State>(.unbuilt)
+  /// What the tasks reading this dependency share while a round of the evaluator reads it.
+  private struct Shared {
+    var table: HeldTable.State = .unbuilt
+    var sections: SectionCache?
+  }
+
+  private let shared = Mutex(Shared())
 
   init(_ tasks: [ShardTask], shuffle: Bool) {
     self.tasks = tasks
@@ -81,13 +86,24 @@ final class TaskDependency: @unchecked Sendable {
   /// this only once every upstream task is done, and the evaluator drops the table before the
   /// outputs can change (when it releases them, and when a round starts).
   func heldTable() -> HeldTable? {
-    table.withLock { state in
-      if case .unbuilt = state { state = HeldTable(tasks).map { .built($0) } ?? .unavailable }
-      if case .built(let table) = state { return table }
+    shared.withLock { shared in
+      if case .unbuilt = shared.table { shared.table = HeldTable(tasks).map { .built($0) } ?? .unavailable }
+      if case .built(let table) = shared.table { return table }
       return nil
     }
   }
 
-  /// Forgets the table (and the references it holds to the outputs).
-  func dropHeldTable() { table.withLock { $0 = .unbuilt } }
+  /// The cache of the upstream files' sections that the reading tasks share, of at most
+  /// `limit` bytes; dropped with the table.
+  func sectionCache(limit: Int) -> SectionCache {
+    shared.withLock { shared in
+      if let cache = shared.sections { return cache }
+      let cache = SectionCache(limit: limit, upstreams: tasks.count)
+      shared.sections = cache
+      return cache
+    }
+  }
+
+  /// Forgets the table and the section cache (and the references they hold to the outputs).
+  func dropShared() { shared.withLock { $0 = Shared() } }
 }

@@ -237,6 +237,13 @@ final class TaskOutput: @unchecked Sendable {
     return true
   }
 
+  /// `isAvailable`, and for an output on disk, whether its file is still there: one system
+  /// call, asked only once some input was found lost.
+  var isStillThere: Bool {
+    if case .file(let file) = storage { return file.exists }
+    return isAvailable
+  }
+
   /// The frames of partition `p` held in memory; empty for an output on disk.
   func frames(_ p: Int) -> [Frame] {
     if case .memory(let held) = storage { return held.frames(p) }

@@ -142,8 +142,14 @@ final class ShuffleReader: Reader {
   private let table: HeldTable?
   private var tableNext = 0
 
-  /// Reads partition `partition` of `dependency`'s tasks, once they are all done.
-  init(_ task: ShardTask, reading dependency: TaskDependency, partition: Int, open: PartitionOpener?) {
+  /// The files of upstream outputs on disk, read through the cache the reading tasks share.
+  private let sections: SectionCache?
+
+  /// Reads partition `partition` of `dependency`'s tasks, once they are all done; `store` is
+  /// the one their outputs are in when they are in this process (`open` nil).
+  init(
+    _ task: ShardTask, reading dependency: TaskDependency, partition: Int, open: PartitionOpener?, store: OutputStore
+  ) {
     self.task = task
     upstream = dependency.tasks
     self.partition = partition
@@ -152,6 +158,7 @@ final class ShuffleReader: Reader {
     table = open == nil ? dependency.heldTable() : nil
     // The table stands for every upstream output.
     if table != nil { next = upstream.count }
+    sections = open == nil && table == nil ? dependency.sectionCache(limit: store.sectionCacheBytes) : nil
   }
 
   func read() throws -> Frame? {
@@ -325,6 +332,12 @@ final class ShuffleReader: Reader {
           if case .memory(let frames) = output.storage {
             held = frames.chunks
             heldNext = 0
+            continue
+          }
+          if case .file(let file) = output.storage, let sections {
+            if file.range(partition).isEmpty { continue }
+            current = FrameReader(try sections.frames(file, upstream: next - 1, partition: partition))
+            currentTask = source
             continue
           }
           current = output.reader(partition)

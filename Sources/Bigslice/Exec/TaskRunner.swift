@@ -26,7 +26,7 @@ struct TaskRunner {
     var inputs: [any Reader] = []
     for (i, dep) in task.deps.enumerated() {
       if dep.shuffle {
-        let partitions = ShuffleReader(task, reading: dep, partition: task.shard, open: open)
+        let partitions = ShuffleReader(task, reading: dep, partition: task.shard, open: open, store: store)
         if let combining = bottom.combining, i == 0 {
           let buffer = try CombineBuffer(combining, schema: bottom.deps[i].node.schema, store: store)
           while let frame = try partitions.read() { try buffer.add(frame) }

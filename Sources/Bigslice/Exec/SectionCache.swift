@@ -1,0 +1,86 @@
+import Frame
+import SliceIO
+import Synchronization
+
+/// Sections of a shuffle's upstream output files, read a block of neighbouring partitions at a
+/// time and kept until each of those partitions' tasks has taken its own. Under a memory limit
+/// a many-way shuffle reads about a row per upstream file and partition, and reading each
+/// section alone (an open, a read and a close) cost more than its rows.
+///
+/// Tasks reading a shuffle run in partition order, so a block's other partitions are read soon
+/// after it. The blocks kept take at most `limit` bytes; a block that does not fit is read and
+/// used by its task alone.
+final class SectionCache: @unchecked Sendable {
+  private struct Entry {
+    let block: SectionBlock
+    /// The block's partitions with rows whose tasks have not taken their section yet.
+    var left: Int
+  }
+
+  private struct State {
+    var entries: [Int: Entry] = [:]
+    var bytes = 0
+    /// Partitions per block; 0 until the first file sets it.
+    var span = 0
+  }
+
+  private let limit: Int
+  private let upstreams: Int
+  private let state = Mutex(State())
+
+  /// A cache of at most `limit` bytes for the files of `upstreams` tasks.
+  init(limit: Int, upstreams: Int) {
+    self.limit = limit
+    self.upstreams = upstreams
+  }
+
+  /// The bytes of the blocks kept.
+  var bytes: Int { state.withLock { $0.bytes } }
+
+  /// The most partitions a block spans.
+  static let maxSpan = 64
+
+  /// The frames of partition `p` of `file`, the output of the shuffle's upstream task number
+  /// `upstream`. The partition must have rows.
+  /// - Throws: what reading or decoding the file throws.
+  func frames(_ file: ShuffleFile, upstream: Int, partition p: Int) throws -> [Frame] {
+    let span = state.withLock { s in
+      if s.span == 0 {
+        // Two blocks of every file may be held at once (tasks straddle a block's end).
+        let section = max(file.bytes / max(file.partitions, 1), 1)
+        s.span = min(max(limit / (2 * max(upstreams, 1) * section), 1), SectionCache.maxSpan)
+      }
+      return s.span
+    }
+    if span == 1 { return try file.readSections(p..<(p + 1)).frames(p) }
+    let blocks = (file.partitions + span - 1) / span
+    let key = upstream * blocks + p / span
+    if let block = state.withLock({ take(key, from: &$0) }) { return try block.frames(p) }
+    let first = p / span * span
+    let block = try file.readSections(first..<min(first + span, file.partitions))
+    let left = block.partitions.filter { $0 != p && !block.isEmpty($0) }.count
+    state.withLock { s in
+      if s.entries[key] != nil {
+        // Another task read the same block meanwhile and kept it: this partition is taken.
+        _ = take(key, from: &s)
+      } else if left > 0, s.bytes + block.byteCount <= limit {
+        s.entries[key] = Entry(block: block, left: left)
+        s.bytes += block.byteCount
+      }
+    }
+    return try block.frames(p)
+  }
+
+  /// The block `key`, with one more of its partitions taken (it goes once all are).
+  private func take(_ key: Int, from s: inout State) -> SectionBlock? {
+    guard var entry = s.entries[key] else { return nil }
+    entry.left -= 1
+    if entry.left == 0 {
+      s.entries[key] = nil
+      s.bytes -= entry.block.byteCount
+    } else {
+      s.entries[key] = entry
+    }
+    return entry.block
+  }
+}
