@@ -146,10 +146,7 @@ private struct Plan {
       }
       pending[id] = count
     }
-    // Ready tasks are taken from the end: in descending shard order here, they run in
-    // ascending order, so the tasks reading a shuffle read neighbouring sections of each
-    // upstream file close together in time (`SectionCache`).
-    for task in tasks.values.sorted(by: { $0.shard > $1.shard }) {
+    for task in tasks.values {
       var count = 0
       for dep in task.deps where pending[ObjectIdentifier(dep)] != nil {
         count += 1
@@ -170,7 +167,15 @@ private struct Plan {
       let depID = ObjectIdentifier(dep)
       pending[depID]! -= 1
       guard pending[depID] == 0 else { continue }
-      for reader in readers[depID] ?? [] {
+      var made = readers[depID] ?? []
+      if dep.shuffle, dep.tasks.contains(where: { $0.output?.isOnDisk == true }) {
+        // Ready tasks are taken from the end: in descending shard order here, they run in
+        // ascending order, so they read neighbouring sections of each upstream file close
+        // together in time (`SectionCache`). Only then: in memory, the plan's order measured
+        // faster than shard order.
+        made.sort { $0.shard > $1.shard }
+      }
+      for reader in made {
         let readerID = ObjectIdentifier(reader)
         waiting[readerID]! -= 1
         if waiting[readerID] == 0 { ready.append(reader) }

@@ -237,6 +237,12 @@ final class TaskOutput: @unchecked Sendable {
     return true
   }
 
+  /// Whether the output is a file in this process.
+  var isOnDisk: Bool {
+    if case .file = storage { return true }
+    return false
+  }
+
   /// `isAvailable`, and for an output on disk, whether its file is still there: one system
   /// call, asked only once some input was found lost.
   var isStillThere: Bool {
