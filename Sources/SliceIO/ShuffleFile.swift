@@ -20,7 +20,7 @@ public final class ShuffleFile: @unchecked Sendable {
   public let rows: Int
   public let bytes: Int
   /// Section `p` is `offsets[p] ..< offsets[p + 1]`.
-  private let offsets: [UInt64]
+  private let offsets: SectionOffsets
   /// For a run that will be merged: where each section's end marker starts, and its rows and
   /// blocks (the merge copies the blocks and writes one end marker for them all).
   fileprivate let runDetail: RunDetail?
@@ -38,7 +38,7 @@ public final class ShuffleFile: @unchecked Sendable {
     self.path = path
     self.directory = directory
     self.schema = schema
-    self.offsets = offsets
+    self.offsets = SectionOffsets(offsets)
     partitions = offsets.count - 1
     self.rows = rows
     bytes = Int(offsets.last!)
@@ -54,7 +54,7 @@ public final class ShuffleFile: @unchecked Sendable {
   }
 
   /// The bytes of partition `p`'s section.
-  public func range(_ p: Int) -> Range<Int> { Int(offsets[p])..<Int(offsets[p + 1]) }
+  public func range(_ p: Int) -> Range<Int> { offsets[p]..<offsets[p + 1] }
 
   /// A reader of partition `p`'s frames. It opens the file on its first read, and lets go of
   /// the descriptor and its buffer at the end of the section; it keeps the file alive while
@@ -63,6 +63,28 @@ public final class ShuffleFile: @unchecked Sendable {
     let range = self.range(p)
     if range.isEmpty { return FrameReader([]) }
     return SectionReader(path: path, range: range, schema: schema, owner: self, directory: directory)
+  }
+}
+
+/// Where each section of a file starts, and where the last ends: 4 bytes a partition while the
+/// file is under 4 GiB (a job of thousands of tasks and partitions holds millions of them).
+private enum SectionOffsets {
+  case narrow([UInt32])
+  case wide([UInt64])
+
+  init(_ offsets: [UInt64]) {
+    if let last = offsets.last, last <= UInt64(UInt32.max) {
+      self = .narrow(offsets.map { UInt32($0) })
+    } else {
+      self = .wide(offsets)
+    }
+  }
+
+  subscript(i: Int) -> Int {
+    switch self {
+    case .narrow(let offsets): return Int(offsets[i])
+    case .wide(let offsets): return Int(offsets[i])
+    }
   }
 }
 
