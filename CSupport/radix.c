@@ -447,11 +447,27 @@ static BS_NOINLINE void sort_unbuffered(uint64_t *keys, uint32_t *perm, size_t n
   }
 }
 
-bs_error bs_radix_sort_u64(uint64_t *keys, uint32_t *perm, size_t n, uint64_t *tmp_keys,
-                      uint32_t *tmp_perm) {
+/* The argument checks both sorts share. */
+static bs_error sort_args(const uint64_t *keys, const uint32_t *perm, size_t n, const uint64_t *tmp_keys,
+                          const uint32_t *tmp_perm) {
   if (n == 0) return BS_OK;
   if (keys == NULL || tmp_keys == NULL) return BS_EINVAL;
   if (perm != NULL && (tmp_perm == NULL || n > UINT32_MAX)) return BS_EINVAL;
+  return BS_OK;
+}
+
+bs_error bs_radix_sort_u64_unbuffered(uint64_t *keys, uint32_t *perm, size_t n, uint64_t *tmp_keys,
+                                      uint32_t *tmp_perm) {
+  bs_error e = sort_args(keys, perm, n, tmp_keys, tmp_perm);
+  if (e != BS_OK || n == 0) return e;
+  sort_unbuffered(keys, perm, n, tmp_keys, tmp_perm);
+  return BS_OK;
+}
+
+bs_error bs_radix_sort_u64(uint64_t *keys, uint32_t *perm, size_t n, uint64_t *tmp_keys,
+                      uint32_t *tmp_perm) {
+  bs_error e = sort_args(keys, perm, n, tmp_keys, tmp_perm);
+  if (e != BS_OK || n == 0) return e;
   if (n <= RADIX_SMALL) {
     insertion_sort(keys, perm, n);
     return BS_OK;

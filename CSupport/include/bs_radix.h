@@ -56,6 +56,11 @@ bs_error bs_range_partition_u64(const uint64_t *keys, size_t n, const uint64_t *
 bs_error bs_radix_sort_u64(uint64_t *keys, uint32_t *perm, size_t n, uint64_t *tmp_keys,
                            uint32_t *tmp_perm);
 
+/* bs_radix_sort_u64 as it sorts when its scratch cannot be allocated: plain LSD passes,
+ * same arguments, same result, no allocation. For tests of that path. */
+bs_error bs_radix_sort_u64_unbuffered(uint64_t *keys, uint32_t *perm, size_t n, uint64_t *tmp_keys,
+                                      uint32_t *tmp_perm);
+
 /* perm[i] = i. BS_EINVAL when n is over 2^32 (an index would not fit). */
 bs_error bs_iota_u32(uint32_t *perm, size_t n);
 

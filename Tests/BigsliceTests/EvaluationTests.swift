@@ -68,9 +68,13 @@ func removePartitionFiles(_ session: Session) -> Int {
 
   /// Two shuffles; the middle stage deletes the first stage's spilled partitions the first
   /// `times` times it runs (all of them: every call when `times` is nil).
-  func losingJob(_ session: Session, times: Int?, removed: Counter) -> Slice<Int, Int> {
+  func losingJob(_ session: Session, times: Int?, removed: Counter, computed: Counter = Counter()) -> Slice<Int, Int> {
     let left = Mutex(times ?? Int.max)
     return const(4, Array(0..<2000), Array(repeating: 1, count: 2000))
+      .map { (k: Int, v: Int) -> (Int, Int) in
+        computed.add(1)
+        return (k, v)
+      }
       .reshuffle()
       .map { (k: Int, v: Int) -> (Int, Int) in
         let delete = left.withLock {
@@ -90,9 +94,12 @@ func removePartitionFiles(_ session: Session) -> Int {
   @Test func lostShufflePartitionsAreRecomputed() async throws {
     let session = Session(executor: .local(procs: 2), memoryLimit: 1)
     let removed = Counter()
-    let result = try await session.run(losingJob(session, times: 1, removed: removed))
+    let computed = Counter()
+    let result = try await session.run(losingJob(session, times: 1, removed: removed, computed: computed))
     let sums = Dictionary(uniqueKeysWithValues: Array(result))
     #expect(removed.value > 0)
+    // The upstream tasks whose files were removed ran again: more rows than the input's.
+    #expect(computed.value > 2000, "\(computed.value) rows computed upstream")
     #expect(sums == Dictionary(uniqueKeysWithValues: (0..<100).map { ($0, 20) }))
   }
 

@@ -1,3 +1,4 @@
+import CSupport
 import Frame
 import Testing
 
@@ -35,6 +36,84 @@ func referencePermutation<T>(_ values: [T], _ less: (T, T) -> Bool) -> [UInt32] 
     try check((0..<5000).map { _ in Int64(bitPattern: rng.next()) }, <)
     try check((0..<5000).map { _ in rng.next() }, <)
     try check((0..<3000).map { _ in Bool.random(using: &rng) }, { !$0 && $1 })
+  }
+
+  /// `n` bit patterns `width` bits wide whose top 8 bits take a few values, skewed: one value
+  /// holds 47% of the keys (and fixes the 12 bits below its top too, so its bucket is split
+  /// again), one 43%, one a single key, the rest share what is left; lower bits are random.
+  /// Sorts of more than 131,072 such keys split by their top varying digit first (the radix
+  /// sort's MSD step), leaving empty and one-key buckets.
+  func skewed(_ n: Int, width: Int, tops: [UInt64], _ rng: inout SplitMix64) -> [UInt64] {
+    let low = width >= 32 ? width - 20 : width - 8
+    let lowMask: UInt64 = low >= 64 ? ~0 : (1 << UInt64(low)) - 1
+    return (0..<n).map { i in
+      let r = Int.random(in: 0..<100, using: &rng)
+      let top = i == n / 2 ? tops[2] : r < 47 ? tops[0] : r < 90 ? tops[1] : tops[3 + r % (tops.count - 3)]
+      var v = top << UInt64(width - 8) | rng.next() & lowMask
+      if top == tops[0], width >= 32 {
+        v = v & ~(UInt64(0xFFF) << UInt64(low)) | UInt64([0x000, 0x001, 0x3FF][r % 3]) << UInt64(low)
+      }
+      return v
+    }
+  }
+
+  @Test func largeSkewedSortsGoThroughTheMSDSplitForEveryKind() throws {
+    var rng = SplitMix64(seed: 31)
+    let n = 150_000
+    let tops: [UInt64] = [0x3F, 0xC0, 0x41, 0x40, 0xBF]
+    try check(skewed(n, width: 64, tops: tops, &rng), <)
+    try check(skewed(n, width: 64, tops: tops, &rng).map { Int64(bitPattern: $0) }, <)
+    try check(skewed(n, width: 32, tops: tops, &rng).map { UInt32($0) }, <)
+    try check(skewed(n, width: 32, tops: tops, &rng).map { Int32(bitPattern: UInt32($0)) }, <)
+    try check(skewed(n, width: 16, tops: tops, &rng).map { UInt16($0) }, <)
+    try check(skewed(n, width: 16, tops: tops, &rng).map { Int16(bitPattern: UInt16($0)) }, <)
+    try check(skewed(n, width: 64, tops: tops, &rng).map { Double(bitPattern: $0) }, <)
+    try check(skewed(n, width: 32, tops: tops, &rng).map { Float(bitPattern: UInt32($0)) }, <)
+    // 600,000 keys: the heavy bucket alone is over 131,072 keys and is split again.
+    try check(skewed(600_000, width: 64, tops: tops, &rng), <)
+    // Strings: the radix key is the first eight bytes, big-endian, so a few first letters
+    // make the top digit few-valued; longer strings tie-break past the prefix.
+    let letters = Array("abcdefghijklmnopqrstuvwxyz".utf8)
+    let strings = (0..<150_000).map { i -> String in
+      let r = Int.random(in: 0..<100, using: &rng)
+      let first: UInt8 =
+        i == 7 ? UInt8(ascii: "m") : r < 60 ? UInt8(ascii: "a") : r < 95 ? UInt8(ascii: "q") : UInt8(ascii: "z")
+      let rest = (0..<Int.random(in: 0..<12, using: &rng)).map { _ in letters[Int(rng.next() % 26)] }
+      return String(decoding: [first] + rest, as: UTF8.self)
+    }
+    let frame = try Frame([Column(strings: strings)])
+    #expect(
+      try frame.sortPermutation(.keys) == referencePermutation(strings) { $0.utf8.lexicographicallyPrecedes($1.utf8) })
+  }
+
+  /// The sort that runs when its scratch cannot be allocated gives the stable order, with and
+  /// without a permutation, on keys that need every pass, few distinct keys (stability) and
+  /// keys equal in some digits.
+  @Test func theUnbufferedFallbackSortsAsTheRadixSortDoes() throws {
+    var rng = SplitMix64(seed: 41)
+    let inputs: [[UInt64]] = [
+      (0..<100_000).map { _ in rng.next() },
+      (0..<50_000).map { _ in rng.next() % 7 },
+      (0..<60_000).map { _ in rng.next() & 0xFF00_0000_00FF_0000 },
+      skewed(200_000, width: 64, tops: [0x3F, 0xC0, 0x41, 0x40, 0xBF], &rng),
+      [5, 3],
+    ]
+    for keys in inputs {
+      let reference = referencePermutation(keys, <)
+      var sorted = keys
+      var perm = [UInt32](repeating: 0, count: keys.count)
+      var tmpKeys = [UInt64](repeating: 0, count: keys.count)
+      var tmpPerm = [UInt32](repeating: 0, count: keys.count)
+      #expect(bs_iota_u32(&perm, keys.count) == BS_OK)
+      #expect(bs_radix_sort_u64_unbuffered(&sorted, &perm, keys.count, &tmpKeys, &tmpPerm) == BS_OK)
+      #expect(perm == reference, "\(keys.count) keys")
+      #expect(sorted == reference.map { keys[Int($0)] })
+      var alone = keys
+      #expect(bs_radix_sort_u64_unbuffered(&alone, nil, keys.count, &tmpKeys, nil) == BS_OK)
+      #expect(alone == sorted)
+    }
+    var none: [UInt64] = [1]
+    #expect(bs_radix_sort_u64_unbuffered(&none, nil, 1, nil, nil) == BS_EINVAL)
   }
 
   @Test func floatsSortInIEEETotalOrder() throws {

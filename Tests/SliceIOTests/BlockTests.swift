@@ -61,6 +61,34 @@ import Testing
     }
   }
 
+  /// A block whose header, payload and trailer are all valid but whose raw checksum is not
+  /// the decoded bytes': only the check of the decoded bytes can refuse it (a decoder bug, or
+  /// a forged block with a valid payload checksum), for each codec.
+  @Test func aWrongRawChecksumIsRefusedAfterDecodingForEveryCodec() throws {
+    var rng = SplitMix64(seed: 23)
+    let words = ["alpha", "beta", "gamma", "delta"]
+    let text = Array((0..<3000).map { _ in words[Int(rng.next() % 4)] }.joined(separator: " ").utf8)
+    let cases: [(String, [UInt8], Int32, bs_codec)] = [
+      ("raw", (0..<5000).map { _ in UInt8(truncatingIfNeeded: rng.next()) }, 1, BS_CODEC_RAW),
+      ("runs", [UInt8](repeating: 9, count: 3000), 1, BS_CODEC_RUNS),
+      ("zstd", text, 3, BS_CODEC_ZSTD),
+    ]
+    let decoder = BlockDecoder()
+    for (name, raw, level, expected) in cases {
+      var block = try encode(raw, level: level)
+      #expect(codec(block) == expected, "\(name)")
+      let good = try block.withUnsafeBytes { try decoder.decode($0, source: name, index: 0).raw.elementsEqual(raw) }
+      #expect(good, "\(name)")
+      // Another raw checksum, and a header checksum that covers it.
+      block[24] ^= 1
+      let headerSum = block.withUnsafeBytes { bs_hash_one($0.baseAddress, 32, 0) }
+      for i in 0..<8 { block[32 + i] = UInt8(truncatingIfNeeded: headerSum >> (8 * UInt64(i))) }
+      #expect(throws: SliceIOError.integrity(source: name, block: 0, problem: .checksum), "\(name)") {
+        try block.withUnsafeBytes { _ = try decoder.decode($0, source: name, index: 0) }
+      }
+    }
+  }
+
   /// The codec a block's header names.
   func codec(_ block: [UInt8]) -> bs_codec { bs_codec(UInt32(block[6]) | UInt32(block[7]) << 8) }
 
