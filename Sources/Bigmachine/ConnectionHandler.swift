@@ -212,11 +212,14 @@ func configure(
   return ready.futureResult
 }
 
-/// Dials `host:port` and authenticates. Throws a network error if the dial fails, or the
-/// handshake's fatal error.
-func dial(host: String, port: Int, config: PeerConfig, label: String) async throws -> Connection {
+/// Dials `host:port` from an event loop of `group` and authenticates. Throws a network error
+/// if the dial fails, or the handshake's fatal error.
+func dial(
+  host: String, port: Int, config: PeerConfig, label: String,
+  group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+) async throws -> Connection {
   let box = NIOLockedValueBoxFuture()
-  let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+  let bootstrap = ClientBootstrap(group: group)
     .channelOption(.socketOption(.so_reuseaddr), value: 1)
     .channelOption(.tcpOption(.tcp_nodelay), value: 1)
     .channelOption(
@@ -245,13 +248,14 @@ final class NIOLockedValueBoxFuture: @unchecked Sendable {
   func get() -> EventLoopFuture<Connection> { lock.withLock { future! } }
 }
 
-/// Listens on `host:port` (port 0 picks one); every accepted channel that authenticates is
-/// passed to `accepted`. Returns the server channel (its local address tells the port).
+/// Listens on `host:port` (port 0 picks one) on the event loops of `group`; every accepted
+/// channel that authenticates is passed to `accepted`. Returns the server channel (its local
+/// address tells the port).
 func listen(
-  host: String, port: Int, config: PeerConfig,
+  host: String, port: Int, config: PeerConfig, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
   accepted: @escaping @Sendable (Connection) -> Void
 ) async throws -> any Channel {
-  let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+  let bootstrap = ServerBootstrap(group: group)
     .serverChannelOption(.backlog, value: 256)
     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
     .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)

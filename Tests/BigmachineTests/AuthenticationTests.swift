@@ -147,14 +147,18 @@ func frameBytes(_ kind: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
   }
 
   @Test func aPeerThatNeverFinishesTheHandshakeIsDropped() async throws {
-    // A listener of its own: only the silent peer connects to it, so the log line it waits
-    // for cannot be another connection's (a driver's own handshake timing out on a loaded
-    // machine says the same words).
+    // A listener of its own, on an event loop of its own: only the silent peer connects to
+    // it, so the log line it waits for cannot be another connection's (a driver's own
+    // handshake timing out on a loaded machine says the same words), and its timer does not
+    // wait behind the rest of the suite (in two full CI runs at the suite's start, a close on
+    // the shared loops took over 10 s, and this peer's drop over 60 s).
     let lines = LogLines()
     let config = PeerConfig(
       secret: .random(), binaryFingerprint: "x", applicationFingerprint: "", methods: nil, onKeepalive: nil,
       log: lines.log, handshakeTimeout: .seconds(2))
-    let listener = try await listen(host: "127.0.0.1", port: 0, config: config) { _ in }
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    defer { group.shutdownGracefully { _ in } }
+    let listener = try await listen(host: "127.0.0.1", port: 0, config: config, group: group) { _ in }
     let port = try #require(listener.localAddress?.port)
     // Connects and says nothing: no hello, no proof. The server must drop it, saying why.
     let (closed, localPort) = try await onOwnThread { try blockingServerCloses(port: port, after: [], within: 60) }
@@ -164,7 +168,7 @@ func frameBytes(_ kind: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
         lines.all.contains { $0.contains("127.0.0.1:\(localPort): handshake not finished within") }
       })
     // It still serves a peer that finishes the handshake.
-    let connection = try await dial(host: "127.0.0.1", port: port, config: config, label: "listener")
+    let connection = try await dial(host: "127.0.0.1", port: port, config: config, label: "listener", group: group)
     connection.close(.fatal(address: "listener", kind: .machineStopped, message: "test over"))
     try await listener.close()
   }
