@@ -5,6 +5,33 @@ import NIOPosix
   @preconcurrency import Glibc
 #endif
 
+/// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later), which Swift's Glibc
+/// module does not declare; nil in an older C library.
+nonisolated(unsafe) private let addCloseFrom:
+  (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np")
+    else { return nil }
+    return unsafeBitCast(
+      symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+  }()
+
+/// Marks every open descriptor above standard error close-on-exec, so that a process started
+/// afterwards (with `Foundation.Process`, say) holds none of this process's sockets: SwiftNIO
+/// opens them without close-on-exec, and a socket a child holds stays open when this process
+/// closes it, so its peer never sees the close. Bigmachine's own workers are started with
+/// nothing inherited; call this before starting other processes (a socket opened by another
+/// thread in the meantime is not covered).
+public func markOpenDescriptorsCloseOnExec() {
+  guard let dir = opendir("/proc/self/fd") else { return }
+  defer { closedir(dir) }
+  while let entry = readdir(dir) {
+    let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    guard let fd = Int32(name), fd > 2 else { continue }
+    let flags = fcntl(fd, F_GETFD)
+    if flags >= 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
+  }
+}
+
 /// A child process with its stdout and stderr on pipes. Spawned with `posix_spawn` (no fork
 /// of a threaded process); reaped on NIO's blocking-I/O pool, never on a Swift task thread.
 final class ChildProcess: @unchecked Sendable {
@@ -24,8 +51,7 @@ final class ChildProcess: @unchecked Sendable {
   /// stdin is /dev/null; no other descriptor of this process leaks into the child. Throws a
   /// fatal `startFailed` error if it cannot.
   static func spawn(executable: String, arguments: [String], environment: [String: String]) throws -> ChildProcess {
-    // One spawn at a time, so that no child inherits another's pipe ends in the moment
-    // before they are marked close-on-exec (NIO's own sockets are opened close-on-exec).
+    // One spawn at a time: each child's pipe ends are made and handed over whole.
     try spawnLock.withLock { try spawnLocked(executable: executable, arguments: arguments, environment: environment) }
   }
 
@@ -57,6 +83,14 @@ final class ChildProcess: @unchecked Sendable {
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_adddup2(&actions, out[1], 1)
     posix_spawn_file_actions_adddup2(&actions, err[1], 2)
+    // Nothing else of this process goes to the child: SwiftNIO opens its sockets without
+    // close-on-exec, and a socket a child holds stays open when this process closes it (its
+    // peer never sees the close).
+    if let addCloseFrom {
+      _ = addCloseFrom(&actions, 3)
+    } else {
+      markOpenDescriptorsCloseOnExec()
+    }
 
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)

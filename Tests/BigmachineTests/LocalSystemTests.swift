@@ -165,6 +165,31 @@ func readLine(from fd: Int32, startingWith prefix: String) async throws -> Strin
     await b.shutdown()
   }
 
+  /// A child gets its standard input, output and error and nothing else of this process. A
+  /// socket open here without close-on-exec (as all of SwiftNIO's are) would otherwise stay
+  /// open in the child, and closing it here would not close the connection.
+  @Test func aChildInheritsNoDescriptorButItsStandardOnes() async throws {
+    let socketFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    try #require(socketFD >= 0)
+    defer { close(socketFD) }
+    let child = try ChildProcess.spawn(
+      executable: "/bin/sh", arguments: ["-c", "ls -l /proc/$$/fd; echo done"], environment: ["PATH": "/usr/bin:/bin"])
+    var output: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+      let n = read(child.stdout, &buffer, buffer.count)
+      if n <= 0 { break }
+      output += buffer[..<n]
+    }
+    close(child.stdout)
+    close(child.stderr)
+    _ = await child.reap()
+    let listing = String(decoding: output, as: UTF8.self)
+    #expect(listing.hasSuffix("done\n"), "\(listing)")
+    #expect(listing.contains("0 -> /dev/null"), "\(listing)")
+    #expect(!listing.contains("socket:"), "the child holds a socket of its parent: \(listing)")
+  }
+
   @Test func workersExitWhenTheirDriverDies() async throws {
     let lease: Int64 = 1000
     let driver = try ChildProcess.spawn(

@@ -1,3 +1,4 @@
+import Bigmachine
 import Foundation
 import Testing
 
@@ -18,6 +19,8 @@ func run(_ executable: String, _ arguments: [String], errors: Bool = true) throw
   let err = Pipe()
   process.standardOutput = out
   if errors { process.standardError = err } else { process.standardError = FileHandle.nullDevice }
+  // The child must not hold this process's sockets (the suite's machines' connections).
+  markOpenDescriptorsCloseOnExec()
   try process.run()
   let outData = out.fileHandleForReading.readDataToEndOfFile()
   let errData = errors ? err.fileHandleForReading.readDataToEndOfFile() : Data()

@@ -68,6 +68,7 @@ final class Namespaces {
 
   /// Starts `bigslice worker --join` in namespace `i`.
   func startWorker(_ i: Int, binary: String, driverPort: Int, secretFile: String) throws {
+    markOpenDescriptorsCloseOnExec()
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
     p.arguments = [
@@ -112,6 +113,7 @@ final class Namespaces {
   /// - Throws: a `SkipReason` with its error output when it fails.
   @discardableResult
   static func ip(_ args: String...) throws -> String {
+    markOpenDescriptorsCloseOnExec()
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
     p.arguments = args
