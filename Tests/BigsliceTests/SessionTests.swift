@@ -17,6 +17,16 @@ let sumByKey = Func("tests.sumByKey") { (n: Int, shards: Int) in
 let duplicateA = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
 let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
 
+/// Nothing Bigslice exports shadows the standard library: in a file that imports it,
+/// `Result` and `Task` are Swift's, unqualified (this file would not compile otherwise).
+@Test func theStandardLibrarysResultAndTaskNeedNoQualifier() async throws {
+  let ok: Result<Int, any Error> = .success(3)
+  let failed: Result<Int, any Error> = .failure(CancellationError())
+  #expect(try ok.get() == 3)
+  #expect(throws: CancellationError.self) { try failed.get() }
+  #expect(await Task { 4 }.value == 4)
+}
+
 @Suite(.engine) struct SessionTests {
   let session = Session(executor: .local(procs: 2))
 
