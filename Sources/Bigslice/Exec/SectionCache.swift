@@ -40,8 +40,14 @@ final class SectionCache: @unchecked Sendable {
   /// The most partitions a block spans.
   static let maxSpan = 64
 
+  /// The largest section read whole into memory; a larger one streams (`ShuffleFile.reader`).
+  static let largestSection = 1 << 20
+
+  /// Blocks up to this size are read however many upstream files share the cache.
+  static let smallestShare = 64 << 10
+
   /// The frames of partition `p` of `file`, the output of the shuffle's upstream task number
-  /// `upstream`. The partition must have rows.
+  /// `upstream`. The partition must have rows, and at most `largestSection` bytes.
   /// - Throws: what reading or decoding the file throws.
   func frames(_ file: ShuffleFile, upstream: Int, partition p: Int) throws -> [Frame] {
     let span = state.withLock { s in
@@ -52,12 +58,18 @@ final class SectionCache: @unchecked Sendable {
       }
       return s.span
     }
-    if span == 1 { return try file.readSections(p..<(p + 1)).frames(p) }
+    let first = p / span * span
+    let end = min(first + span, file.partitions)
+    // A block of one partition, or one that a skewed partition makes larger than a share of
+    // the cache, is not read: the task reads its own section alone.
+    let blockBytes = file.range(end - 1).upperBound - file.range(first).lowerBound
+    if span == 1 || blockBytes > max(limit / max(upstreams, 1), SectionCache.smallestShare) {
+      return try file.readSections(p..<(p + 1)).frames(p)
+    }
     let blocks = (file.partitions + span - 1) / span
     let key = upstream * blocks + p / span
     if let block = state.withLock({ take(key, from: &$0) }) { return try block.frames(p) }
-    let first = p / span * span
-    let block = try file.readSections(first..<min(first + span, file.partitions))
+    let block = try file.readSections(first..<end)
     let left = block.partitions.filter { $0 != p && !block.isEmpty($0) }.count
     state.withLock { s in
       if s.entries[key] != nil {

@@ -334,7 +334,9 @@ final class ShuffleReader: Reader {
             heldNext = 0
             continue
           }
-          if case .file(let file) = output.storage, let sections {
+          if case .file(let file) = output.storage, let sections,
+            file.range(partition).count <= SectionCache.largestSection
+          {
             if file.range(partition).isEmpty { continue }
             current = FrameReader(try sections.frames(file, upstream: next - 1, partition: partition))
             currentTask = source
