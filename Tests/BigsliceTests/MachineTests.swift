@@ -38,18 +38,32 @@ func testWorkerBinary() throws -> String {
     }
   }
 
-  /// A machine is told where each upstream output is once, not once per task that reads
-  /// it: a 64-shard shuffle on 2 machines sends about 64 locations to each, not 64 × 64.
-  @Test func eachUpstreamLocationIsSentToAMachineOnce() async throws {
+  /// A session of `count` in-process machines and the result of its reduce of 20,000 random
+  /// pairs over `shards` shards, checked against a dictionary. The caller shuts it down (unless
+  /// the run throws).
+  func reduceOnMachines(count: Int, shards: Int, seed: UInt64) async throws -> (Session, SliceResult<Int, Int>) {
     TestFuncs.register()
-    let (k, v) = randomPairs(20_000, keys: 500, seed: 13)
-    let session = Session(executor: .machines(system: .inProcess, count: 2, procs: 2))
-    defer { session.shutdown() }
-    let shards = 64
-    let result = try await session.run(TestFuncs.reduceSum, shards, k, v)
+    let (k, v) = randomPairs(20_000, keys: 500, seed: seed)
+    let session = Session(executor: .machines(system: .inProcess, count: count, procs: 2))
+    let result: SliceResult<Int, Int>
+    do {
+      result = try await session.run(TestFuncs.reduceSum, shards, k, v)
+    } catch {
+      session.shutdown()
+      throw error
+    }
     var sums: [Int: Int] = [:]
     for (key, value) in zip(k, v) { sums[key, default: 0] += value }
     #expect(Dictionary(uniqueKeysWithValues: Array(result)) == sums)
+    return (session, result)
+  }
+
+  /// A machine is told where each upstream output is once, not once per task that reads
+  /// it: a 64-shard shuffle on 2 machines sends about 64 locations to each, not 64 × 64.
+  @Test func eachUpstreamLocationIsSentToAMachineOnce() async throws {
+    let shards = 64
+    let (session, _) = try await reduceOnMachines(count: 2, shards: shards, seed: 13)
+    defer { session.shutdown() }
     let handles = try #require(session.remote?.handles)
     let sent = handles.reduce(0) { $0 + $1.sentLocations.load(ordering: .relaxed) }
     // Each machine may hear of each of the 64 map outputs once, and again from concurrent
@@ -60,12 +74,9 @@ func testWorkerBinary() throws -> String {
   /// Outputs the driver lets go are deleted from the machine's store, in batched calls: the
   /// shuffle's map outputs when the job is done, the result's when it is discarded.
   @Test func outputsLetGoAreDeletedInBatches() async throws {
-    TestFuncs.register()
-    let (k, v) = randomPairs(20_000, keys: 500, seed: 12)
-    let session = Session(executor: .machines(system: .inProcess, count: 1, procs: 2))
-    defer { session.shutdown() }
     let shards = 8
-    let result = try await session.run(TestFuncs.reduceSum, shards, k, v)
+    let (session, result) = try await reduceOnMachines(count: 1, shards: shards, seed: 12)
+    defer { session.shutdown() }
     let machine = try #require(session.machines.first)
     let store = try await machine.call("Bigslice.storePath", true, returning: String.self)
     func files() throws -> Int {
