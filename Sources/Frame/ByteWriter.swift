@@ -58,20 +58,24 @@ public final class ByteWriter {
 /// A cursor over bytes that an untrusted source produced. Every read checks the bounds first
 /// and throws `FrameError.corrupt` with what was being read, never reads past the end.
 public struct ByteReader {
-  package let bytes: UnsafeRawBufferPointer
-  /// The next byte to read.
-  public private(set) var position = 0
+  @usableFromInline package let bytes: UnsafeRawBufferPointer
+  @usableFromInline var next = 0
 
   package init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
-  public var remaining: Int { bytes.count - position }
+  /// The next byte to read.
+  public var position: Int { next }
 
-  /// Reads a little-endian fixed-width integer.
+  @inlinable public var remaining: Int { bytes.count - next }
+
+  /// Reads a little-endian fixed-width integer. Inlinable, so a decoder in another module
+  /// reads at the width it names, not through generic metadata per field.
+  @inlinable
   public mutating func read<T: FixedWidthInteger>(_: T.Type, _ what: @autoclosure () -> String) throws -> T {
     let size = MemoryLayout<T>.size
     guard remaining >= size else { throw FrameError.corrupt("\(what()): needs \(size) bytes, \(remaining) left") }
-    let value = bytes.loadUnaligned(fromByteOffset: position, as: T.self)
-    position += size
+    let value = bytes.loadUnaligned(fromByteOffset: next, as: T.self)
+    next += size
     return T(littleEndian: value)
   }
 
@@ -85,8 +89,8 @@ public struct ByteReader {
   /// Returns the next `n` bytes and moves past them.
   package mutating func take(_ n: Int, _ what: @autoclosure () -> String) throws -> UnsafeRawBufferPointer {
     guard n >= 0, remaining >= n else { throw FrameError.corrupt("\(what()): needs \(n) bytes, \(remaining) left") }
-    let slice = UnsafeRawBufferPointer(rebasing: bytes[position..<(position + n)])
-    position += n
+    let slice = UnsafeRawBufferPointer(rebasing: bytes[next..<(next + n)])
+    next += n
     return slice
   }
 }

@@ -6,11 +6,16 @@ import Frame
   import Darwin
 #endif
 
-/// One task's output cut into partitions, in one file: partition `p` is a block stream, ending
-/// in its end marker, at bytes `range(p)`; an empty partition has no bytes at all. Sections
-/// are in partition order, as in Spark's sort-based shuffle, so a shuffle of `n` map tasks
-/// makes `n` files whatever the partition count. The file is removed when the last reference
-/// goes.
+/// One task's output cut into partitions, in one file, as Spark's sort-based shuffle does: a
+/// shuffle of `n` map tasks makes `n` files whatever the partition count. The file is a run of
+/// sections, each a block stream ending in its end marker, at bytes `range(p)`:
+/// - a partition of some size has a section of its own; an empty one has no bytes at all;
+/// - small partitions side by side share a packed section (`ShuffleFileWriter`'s `packBytes`):
+///   one frame of their rows in partition order, and `rowsInSection(p)` says where each
+///   partition's rows are in it. A many-way shuffle leaves a few rows per task and partition,
+///   and a section each cost more in framing, encoding and decoding than its rows.
+///
+/// The file is removed when the last reference goes.
 public final class ShuffleFile: @unchecked Sendable {
   public let path: String
   public let schema: Schema
@@ -19,10 +24,12 @@ public final class ShuffleFile: @unchecked Sendable {
   /// Rows and bytes in the whole file.
   public let rows: Int
   public let bytes: Int
-  /// Section `p` is `offsets[p] ..< offsets[p + 1]`.
+  /// Section `s` is `offsets[s] ..< offsets[s + 1]`.
   private let offsets: SectionOffsets
-  /// For a run that will be merged: where each section's end marker starts, and its rows and
-  /// blocks (the merge copies the blocks and writes one end marker for them all).
+  /// nil when every section holds one partition (section `s` is partition `s`'s).
+  private let packing: Packing?
+  /// For a run that will be merged: where each partition's section's end marker starts, and
+  /// its rows and blocks (the merge copies the blocks and writes one end marker for them all).
   fileprivate let runDetail: RunDetail?
   private let directory: SpillDirectory
 
@@ -32,14 +39,41 @@ public final class ShuffleFile: @unchecked Sendable {
     var blocks: [Int]
   }
 
+  /// Which partitions each section holds, and where their rows are.
+  fileprivate final class Packing {
+    /// Section `s` holds partitions `first[s] ..< first[s + 1]`.
+    let first: [UInt32]
+    /// Partition `p`'s rows are the file's rows `rows[p] ..< rows[p + 1]`, counted in
+    /// partition order.
+    let rows: SectionOffsets
+
+    init(first: [UInt32], rows: [UInt64]) {
+      self.first = first
+      self.rows = SectionOffsets(rows)
+    }
+
+    func section(of p: Int) -> Int {
+      // The last section whose first partition is at most p.
+      var lo = 0
+      var hi = first.count - 1
+      while hi - lo > 1 {
+        let mid = (lo + hi) >> 1
+        if Int(first[mid]) <= p { lo = mid } else { hi = mid }
+      }
+      return lo
+    }
+  }
+
   fileprivate init(
-    path: String, directory: SpillDirectory, schema: Schema, offsets: [UInt64], rows: Int, runDetail: RunDetail?
+    path: String, directory: SpillDirectory, schema: Schema, offsets: [UInt64], packing: Packing?, partitions: Int,
+    rows: Int, runDetail: RunDetail?
   ) {
     self.path = path
     self.directory = directory
     self.schema = schema
     self.offsets = SectionOffsets(offsets)
-    partitions = offsets.count - 1
+    self.packing = packing
+    self.partitions = partitions
     self.rows = rows
     bytes = Int(offsets.last!)
     self.runDetail = runDetail
@@ -53,21 +87,106 @@ public final class ShuffleFile: @unchecked Sendable {
     return access(path, F_OK) == 0
   }
 
-  /// The bytes of partition `p`'s section.
-  public func range(_ p: Int) -> Range<Int> { offsets[p]..<offsets[p + 1] }
+  /// The section holding partition `p`.
+  public func section(of p: Int) -> Int { packing?.section(of: p) ?? p }
+
+  /// The partitions section `s` holds.
+  public func partitions(inSection s: Int) -> Range<Int> {
+    guard let packing else { return s..<(s + 1) }
+    return Int(packing.first[s])..<Int(packing.first[s + 1])
+  }
+
+  /// The bytes of section `s`.
+  public func sectionRange(_ s: Int) -> Range<Int> { offsets[s]..<offsets[s + 1] }
+
+  /// The bytes of the section holding partition `p` (shared with its neighbours when packed).
+  public func range(_ p: Int) -> Range<Int> { sectionRange(section(of: p)) }
+
+  /// The rows of section `s`; nil when the file is not packed (its sections do not count them).
+  public func sectionRows(_ s: Int) -> Int? {
+    guard let packing else { return nil }
+    let all = partitions(inSection: s)
+    return packing.rows[all.upperBound] - packing.rows[all.lowerBound]
+  }
+
+  /// Whether partition `p` has no rows.
+  public func isEmpty(_ p: Int) -> Bool {
+    guard let packing else { return range(p).isEmpty }
+    return packing.rows[p] == packing.rows[p + 1]
+  }
+
+  /// Where partition `p`'s rows are in the frame of its section, when it shares the section
+  /// with other partitions; nil when the section is its own.
+  public func rowsInSection(_ p: Int) -> Range<Int>? { place(p).rows }
+
+  /// Where a partition is.
+  public struct Place {
+    /// The section holding it.
+    public let section: Int
+    /// Its rows in the frame of its section when the section is packed with other
+    /// partitions; nil when the section is its own.
+    public let rows: Range<Int>?
+    public let isEmpty: Bool
+  }
+
+  /// Where partition `p` is: one search of the sections, for readers that need all of it.
+  public func place(_ p: Int) -> Place {
+    guard let packing else { return Place(section: p, rows: nil, isEmpty: range(p).isEmpty) }
+    let s = packing.section(of: p)
+    let first = Int(packing.first[s])
+    let start = packing.rows[p]
+    let end = packing.rows[p + 1]
+    guard Int(packing.first[s + 1]) - first > 1 else { return Place(section: s, rows: nil, isEmpty: start == end) }
+    let base = packing.rows[first]
+    return Place(section: s, rows: (start - base)..<(end - base), isEmpty: start == end)
+  }
+
+  /// The bytes partition `p` takes: its section's, or its share of a packed section's by rows
+  /// (at least 1 when it has rows). 0 means it has no rows.
+  public func partitionBytes(_ p: Int) -> Int {
+    guard let packing, let local = rowsInSection(p) else { return range(p).count }
+    if local.isEmpty { return 0 }
+    let s = packing.section(of: p)
+    return max(1, sectionRange(s).count * local.count / max(sectionRows(s) ?? 1, 1))
+  }
 
   /// A reader of partition `p`'s frames. It opens the file on its first read, and lets go of
   /// the descriptor and its buffer at the end of the section; it keeps the file alive while
   /// it reads.
   public func reader(_ p: Int) -> any Reader {
-    let range = self.range(p)
-    if range.isEmpty { return FrameReader([]) }
-    return SectionReader(path: path, range: range, schema: schema, owner: self, directory: directory)
+    if isEmpty(p) { return FrameReader([]) }
+    if rowsInSection(p) != nil { return PackedPartitionReader(file: self, partition: p) }
+    return SectionReader(path: path, range: range(p), schema: schema, owner: self, directory: directory)
+  }
+
+  /// The rows of partition `p`, read whole (a packed section is small).
+  /// - Throws: what reading or decoding the file throws.
+  public func frames(_ p: Int) throws -> [Frame] {
+    if isEmpty(p) { return [] }
+    return try readSections(p..<(p + 1)).frames(p)
   }
 }
 
-/// Where each section of a file starts, and where the last ends: 4 bytes a partition while the
-/// file is under 4 GiB (a job of thousands of tasks and partitions holds millions of them).
+/// A partition of a packed section, read on the first `read`.
+private final class PackedPartitionReader: Reader {
+  private var file: ShuffleFile?
+  private let partition: Int
+
+  init(file: ShuffleFile, partition: Int) {
+    self.file = file
+    self.partition = partition
+  }
+
+  func read() throws -> Frame? {
+    guard let file else { return nil }
+    self.file = nil
+    return try file.frames(partition).first
+  }
+}
+
+/// Where each section of a file starts, and where the last ends (or each partition's rows): 4
+/// bytes each while they are under 4 Gi (a job of thousands of tasks and partitions holds
+/// millions of them).
 private enum SectionOffsets {
   case narrow([UInt32])
   case wide([UInt64])
@@ -128,15 +247,42 @@ public final class SectionBlock: @unchecked Sendable {
   /// The bytes held.
   public var byteCount: Int { file.range(partitions.upperBound - 1).upperBound - start }
 
-  /// Whether partition `p` has rows.
-  public func isEmpty(_ p: Int) -> Bool { file.range(p).isEmpty }
+  /// Whether partition `p` has no rows.
+  public func isEmpty(_ p: Int) -> Bool { file.isEmpty(p) }
 
-  /// The frames of partition `p` (one of `partitions`); none when it is empty.
+  /// The frames of partition `p` (one of `partitions`); none when it is empty. A partition of a
+  /// packed section is a slice of the section's frame, decoded for this call.
   /// - Throws: `SliceIOError.integrity` when its blocks are damaged.
   public func frames(_ p: Int) throws -> [Frame] {
     precondition(partitions.contains(p), "partition \(p) is not in the block's \(partitions)")
-    let section = file.range(p)
-    if section.isEmpty { return [] }
+    if file.isEmpty(p) { return [] }
+    guard let local = file.rowsInSection(p) else { return try decode(file.range(p)) }
+    return [try sectionFrame(file.section(of: p)).slice(local)]
+  }
+
+  /// The rows of section `s` (one of those held) as one frame: for a packed section, its
+  /// partitions' rows in partition order.
+  /// - Throws: `SliceIOError.integrity` when its blocks are damaged or hold other than the
+  ///   rows the file wrote there.
+  public func sectionFrame(_ s: Int) throws -> Frame {
+    let range = file.sectionRange(s)
+    let frames = try decode(range)
+    let frame: Frame
+    do {
+      frame = frames.count == 1 ? frames[0] : try Frame.concat(frames)
+    } catch let error as FrameError {
+      throw SliceIOError.frame(error)
+    }
+    if let expected = file.sectionRows(s), frame.count != expected {
+      throw SliceIOError.integrity(
+        source: "\(file.path) bytes \(range)", block: 0,
+        problem: .truncated("the section holds \(frame.count) rows, not the \(expected) written"))
+    }
+    return frame
+  }
+
+  private func decode(_ section: Range<Int>) throws -> [Frame] {
+    precondition(section.lowerBound >= start && section.upperBound <= start + byteCount, "section outside the block")
     let bytes = UnsafeRawBufferPointer(
       rebasing: self.bytes[(section.lowerBound - start)..<(section.upperBound - start)])
     return try SectionReader.decode(bytes, path: file.path, section: section, schema: file.schema)
@@ -294,8 +440,11 @@ final class FileRangeSource: ByteSource {
 }
 
 /// Writes a `ShuffleFile`: frames go to their partition's section, in partition order, and a
-/// section is a block stream with its own end marker. Finished runs can be merged into one
-/// file by copying their blocks, without decoding them.
+/// section is a block stream with its own end marker. With `packBytes`, a partition whose
+/// first frame is smaller starts or joins a packed section, which ends with the first
+/// partition after which it holds `packBytes` or more; a larger partition has a section of its
+/// own. Finished runs can be merged into one file by copying their sections' blocks without
+/// decoding them; a packed section's rows are decoded and written again.
 ///
 /// The file is removed if the writer goes away before `finish()`.
 public final class ShuffleFileWriter {
@@ -304,27 +453,53 @@ public final class ShuffleFileWriter {
   private let file: FileOutput
   private var path: String { file.path }
   private let encoder: FrameEncoder
-  private var offsets: [UInt64]
+  private let partitions: Int
+  private let packBytes: Int
+  /// Where each section starts (the file's size follows the last once it ends).
+  private var offsets: [UInt64] = [0]
+  /// Each section's first partition (the partition after the last follows once it ends).
+  private var firsts: [UInt32] = [0]
+  /// The rows written before each partition.
+  private var rowsBefore: [UInt64]
   private var detail: ShuffleFile.RunDetail
-  /// The partition being written.
+  /// The partition being written, and where its rows go.
   private var current = 0
+  private var mode = Mode.noRows
+  /// Whether the section in progress is packed, and the frames gathered for it (those of the
+  /// current partition from `currentFrom` on).
+  private var packing = false
+  private var pending: [Frame] = []
+  private var pendingBytes = 0
+  private var currentFrom = 0
   private var totalRows = 0
   private var finished = false
+  /// The packed section of each run being merged last decoded, for its next partitions.
+  private var decoded: [ObjectIdentifier: (section: Int, frame: Frame)] = [:]
 
-  /// A new file in `directory` for frames of `schema` cut into `partitions` sections. Writers
-  /// used by one thread can share an `encoder`.
+  private enum Mode {
+    case noRows
+    /// The current partition's blocks go to a section of its own.
+    case own
+    /// Its rows gather in the packed section in progress.
+    case packed
+  }
+
+  /// A new file in `directory` for frames of `schema` cut into `partitions` sections, packing
+  /// partitions under `packBytes` (0: never). Writers used by one thread can share an `encoder`.
   /// - Throws: `SliceIOError.io`.
   public init(
     directory: SpillDirectory, schema: Schema, partitions: Int, prefix: String = "shuffle",
-    encoder: FrameEncoder? = nil, options: CodecOptions = .default
+    encoder: FrameEncoder? = nil, options: CodecOptions = .default, packBytes: Int = 0
   ) throws {
     precondition(partitions >= 1, "a shuffle file of \(partitions) partitions")
     self.directory = directory
     self.schema = schema
+    self.partitions = partitions
+    self.packBytes = partitions > 1 ? max(packBytes, 0) : 0
     let (path, fd) = try directory.createFile(prefix: prefix)
     file = FileOutput(path: path, fd: fd)
     self.encoder = encoder ?? FrameEncoder(options: options)
-    offsets = [UInt64](repeating: 0, count: partitions + 1)
+    rowsBefore = [UInt64](repeating: 0, count: partitions + 1)
     detail = ShuffleFile.RunDetail(
       dataEnds: [UInt64](repeating: 0, count: partitions), rows: [Int](repeating: 0, count: partitions),
       blocks: [Int](repeating: 0, count: partitions))
@@ -340,24 +515,55 @@ public final class ShuffleFileWriter {
     }
     guard frame.count > 0 else { return }
     try moveTo(p)
-    try encoder.encodeBlocks(frame, into: file.buffer) { n in
-      detail.rows[p] += n
-      detail.blocks[p] += 1
-      totalRows += n
-      try file.flushIfFull()
+    let small = frame.byteCount < packBytes
+    switch mode {
+    case .noRows:
+      if small {
+        packing = true
+        currentFrom = pending.count
+        mode = .packed
+      } else {
+        try becomeOwn()
+      }
+    case .packed where !small: try becomeOwn()
+    case .packed, .own: break
     }
+    totalRows += frame.count
+    if mode == .packed {
+      pending.append(frame)
+      pendingBytes += frame.byteCount
+      return
+    }
+    try encodeOwn(frame)
   }
 
-  /// Appends the blocks of `run`'s partition `p` to partition `p`, copying their bytes.
+  /// Appends the rows of `run`'s partition `p` to partition `p`: the blocks of a section of
+  /// its own are copied as bytes.
   /// - Precondition: `run` was finished with `asRun`, with this file's partition count.
-  /// - Throws: `SliceIOError.io`.
+  /// - Throws: `SliceIOError.io`, or what decoding a packed section throws.
   public func copy(_ p: Int, of run: ShuffleFile) throws {
     guard let source = run.runDetail else { preconditionFailure("copying from a shuffle file that is not a run") }
-    precondition(run.partitions == offsets.count - 1, "merging runs of other partition counts")
+    precondition(run.partitions == partitions, "merging runs of other partition counts")
+    if run.isEmpty(p) { return }
+    if source.blocks[p] == 0 {
+      // Its rows are in a packed section (perhaps alone).
+      let place = run.place(p)
+      let s = place.section
+      let key = ObjectIdentifier(run)
+      let frame: Frame
+      if let last = decoded[key], last.section == s {
+        frame = last.frame
+      } else {
+        frame = try run.readSections(p..<(p + 1)).sectionFrame(s)
+        decoded[key] = (s, frame)
+      }
+      return try write(place.rows.map { frame.slice($0) } ?? frame, to: p)
+    }
+    try moveTo(p)
+    if mode != .own { try becomeOwn() }
     let start = Int(run.range(p).lowerBound)
     let count = Int(source.dataEnds[p]) - start
     guard count > 0 else { return }
-    try moveTo(p)
     let input = open(run.path, O_RDONLY | O_CLOEXEC)
     guard input >= 0 else { throw SliceIOError.io(path: run.path, operation: "open", errno: errno) }
     defer { close(input) }
@@ -389,24 +595,93 @@ public final class ShuffleFileWriter {
   public func finish(asRun: Bool = false) throws -> ShuffleFile {
     precondition(!finished, "finish twice")
     finished = true
-    try moveTo(offsets.count - 1)
+    try moveTo(partitions - 1)
+    try endPartition()
+    if Int(firsts.last!) < partitions { try endSection(at: partitions) }
     try file.finish()
+    decoded = [:]
+    let packed = firsts.count - 1 == partitions ? nil : ShuffleFile.Packing(first: firsts, rows: rowsBefore)
     return ShuffleFile(
-      path: path, directory: directory, schema: schema, offsets: offsets, rows: totalRows,
-      runDetail: asRun ? detail : nil)
+      path: path, directory: directory, schema: schema, offsets: offsets, packing: packed, partitions: partitions,
+      rows: totalRows, runDetail: asRun ? detail : nil)
   }
 
-  /// Ends the sections before partition `p` (the one in progress gets its end marker) and
-  /// makes `p` current.
+  /// Ends the partitions before `p` and makes `p` current.
   private func moveTo(_ p: Int) throws {
     precondition(p >= current, "partition \(p) written after partition \(current)")
     while current < p {
-      detail.dataEnds[current] = UInt64(file.size)
-      if detail.blocks[current] > 0 {
-        try encoder.encodeEnd(rows: detail.rows[current], blocks: detail.blocks[current], into: file.buffer)
-      }
+      try endPartition()
       current += 1
-      offsets[current] = UInt64(file.size)
+      mode = .noRows
     }
+  }
+
+  /// Ends the current partition: its own section ends; a packed section ends once it holds
+  /// `packBytes`; an empty partition has an empty section of its own, or is in the packed one.
+  private func endPartition() throws {
+    rowsBefore[current + 1] = UInt64(totalRows)
+    switch mode {
+    case .own: try endSection(at: current + 1)
+    case .packed: if pendingBytes >= packBytes { try endSection(at: current + 1) }
+    case .noRows:
+      if packBytes == 0 {
+        try endSection(at: current + 1)
+      } else {
+        packing = true
+      }
+    }
+  }
+
+  /// Gives the current partition a section of its own: the packed section in progress ends
+  /// before it, and its rows gathered there so far are its section's first.
+  private func becomeOwn() throws {
+    var mine: [Frame] = []
+    if mode == .packed {
+      mine = Array(pending[currentFrom...])
+      pending.removeSubrange(currentFrom...)
+      pendingBytes -= mine.reduce(0) { $0 + $1.byteCount }
+    }
+    if packing { try endSection(at: current) }
+    mode = .own
+    for frame in mine { try encodeOwn(frame) }
+  }
+
+  private func encodeOwn(_ frame: Frame) throws {
+    let p = current
+    try encoder.encodeBlocks(frame, into: file.buffer) { n in
+      detail.rows[p] += n
+      detail.blocks[p] += 1
+      try file.flushIfFull()
+    }
+  }
+
+  /// Ends the section in progress before partition `next`: a packed one is written now as one
+  /// frame; an own one gets its end marker.
+  private func endSection(at next: Int) throws {
+    if packing {
+      if !pending.isEmpty {
+        let frame: Frame
+        do {
+          frame = pending.count == 1 ? pending[0] : try Frame.concat(pending)
+        } catch let error as FrameError {
+          throw SliceIOError.frame(error)
+        }
+        var blocks = 0
+        try encoder.encodeBlocks(frame, into: file.buffer) { _ in
+          blocks += 1
+          try file.flushIfFull()
+        }
+        try encoder.encodeEnd(rows: frame.count, blocks: blocks, into: file.buffer)
+        pending.removeAll(keepingCapacity: true)
+        pendingBytes = 0
+        currentFrom = 0
+      }
+      packing = false
+    } else if mode == .own, detail.blocks[current] > 0 {
+      detail.dataEnds[current] = UInt64(file.size)
+      try encoder.encodeEnd(rows: detail.rows[current], blocks: detail.blocks[current], into: file.buffer)
+    }
+    offsets.append(UInt64(file.size))
+    firsts.append(UInt32(next))
   }
 }

@@ -170,14 +170,14 @@ import Testing
   /// read in the order tasks run (both ends of a block at once, as two procs do), a skewed
   /// partition's included, keeps no more than its limit, and holds nothing once every
   /// partition is taken.
-  @Test(arguments: [1_000, 20_000, 1 << 20])
-  func theSectionCacheGivesEachSectionOnceAndKeepsToItsLimit(limit: Int) throws {
+  @Test(arguments: [1_000, 20_000, 1 << 20], [0, 100])
+  func theSectionCacheGivesEachSectionOnceAndKeepsToItsLimit(limit: Int, packBytes: Int) throws {
     let dir = try SpillDirectory()
     let partitions = 50
     var rng = SplitMix64(seed: UInt64(limit))
     let files = try (0..<6).map { _ -> (ShuffleFile, [[Int]]) in
       let writer = try ShuffleFileWriter(
-        directory: dir, schema: Schema([.scalar(.int64)]), partitions: partitions)
+        directory: dir, schema: Schema([.scalar(.int64)]), partitions: partitions, packBytes: packBytes)
       var written: [[Int]] = []
       for p in 0..<partitions {
         // Partition 7 is skewed: its section alone outweighs a block's share of the cache.
@@ -191,7 +191,7 @@ import Testing
     let cache = SectionCache(limit: limit, upstreams: files.count)
     for pair in stride(from: 0, to: partitions, by: 2) {
       for (u, (file, written)) in files.enumerated() {
-        for p in [pair, pair + 1] where !file.range(p).isEmpty {
+        for p in [pair, pair + 1] where !file.isEmpty(p) {
           let frames = try cache.frames(file, upstream: u, partition: p)
           let got = frames.flatMap { $0.columns[0].scalars(Int64.self).map { Int($0) } }
           #expect(got == written[p], "upstream \(u) partition \(p)")
@@ -200,5 +200,6 @@ import Testing
       }
     }
     #expect(cache.bytes == 0)
+    if packBytes > 0 { #expect((0..<partitions).contains { files[0].0.rowsInSection($0) != nil }, "nothing packed") }
   }
 }

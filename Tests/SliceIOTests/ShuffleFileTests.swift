@@ -58,28 +58,6 @@ import Testing
     #expect("\(error!)".contains(file.path))
   }
 
-  @Test func runsMergeIntoOneFileByCopyingBlocks() throws {
-    let dir = try SpillDirectory()
-    let partitions = 9
-    let runs = try pieces(partitions: partitions, runs: 3, seed: 5)
-    let schema = runs[0][0].schema
-    let files = try runs.map { run in
-      let writer = try ShuffleFileWriter(directory: dir, schema: schema, partitions: partitions)
-      for (p, frame) in run.enumerated() { try writer.write(frame, to: p) }
-      return try writer.finish(asRun: true)
-    }
-    let merged = try ShuffleFileWriter(directory: dir, schema: schema, partitions: partitions)
-    for p in 0..<partitions {
-      for file in files { try merged.copy(p, of: file) }
-    }
-    let file = try merged.finish()
-    for p in 0..<partitions {
-      // The merged section ends in one end marker counting every run's rows.
-      #expect(rows(try readAll(file.reader(p))) == rows(runs.map { $0[p] }), "partition \(p)")
-    }
-    #expect(file.rows == runs.joined().reduce(0) { $0 + $1.count })
-  }
-
   /// A small section is read in one call and let go at once; a large one streams, holding
   /// its descriptor until its end, and then lets go too.
   @Test func aSectionReaderClosesItsDescriptorAtTheEnd() throws {
@@ -102,6 +80,93 @@ import Testing
     #expect(descriptors(on: file.path) == 1)
     while try second.read() != nil {}
     #expect(descriptors(on: file.path) == 0)
+  }
+
+  /// Partitions of random sizes (empty, a few rows, thousands; some written in two frames, a
+  /// small one then a large one) packed under every `packBytes`: each reads back its own rows
+  /// through its reader, `frames`, and blocks of neighbouring sections; it has bytes exactly
+  /// when it has rows; small partitions share sections when packing is on and never when off.
+  @Test(arguments: [0, 300, 4096, 64 << 10])
+  func packedPartitionsReadBackTheirOwnRows(packBytes: Int) throws {
+    let dir = try SpillDirectory()
+    let partitions = 97
+    var rng = SplitMix64(seed: UInt64(packBytes) &+ 1)
+    var written: [[Frame]] = []
+    for p in 0..<partitions {
+      let shape = Int.random(in: 0..<10, using: &rng)
+      let sizes =
+        shape < 3 ? [] : shape < 8 ? [Int.random(in: 1...40, using: &rng)] : shape == 8 ? [1_200] : [3, 1_500]
+      written.append(try sizes.enumerated().map { try randomFrame(rows: $1, seed: UInt64(p * 10 + $0)) })
+    }
+    let schema = try randomFrame(rows: 1, seed: 0).schema
+    let writer = try ShuffleFileWriter(
+      directory: dir, schema: schema, partitions: partitions, encoder: nil,
+      options: CodecOptions(level: 1, transform: .none, targetBlockBytes: 2048), packBytes: packBytes)
+    for (p, frames) in written.enumerated() {
+      for frame in frames { try writer.write(frame, to: p) }
+    }
+    let file = try writer.finish()
+    #expect(file.rows == written.joined().reduce(0) { $0 + $1.count })
+    var shared = 0
+    for (p, frames) in written.enumerated() {
+      let expected = rows(frames)
+      #expect(file.isEmpty(p) == expected.isEmpty, "partition \(p)")
+      #expect((file.partitionBytes(p) > 0) == !expected.isEmpty, "partition \(p)")
+      #expect(rows(try readAll(file.reader(p))) == expected, "partition \(p)")
+      #expect(rows(try file.frames(p)) == expected, "partition \(p)")
+      if file.rowsInSection(p) != nil { shared += 1 }
+    }
+    for span in [1, 7] {
+      for first in stride(from: 0, to: partitions, by: span) {
+        let block = try file.readSections(first..<min(first + span, partitions))
+        for p in block.partitions {
+          #expect(rows(try block.frames(p)) == rows(written[p]), "span \(span), partition \(p)")
+        }
+      }
+    }
+    #expect((shared > 0) == (packBytes > 0), "\(shared) partitions share sections")
+    // A packed partition of a file cut short is an error naming the file.
+    if let p = (0..<partitions).last(where: { file.rowsInSection($0).map { !$0.isEmpty } ?? false }) {
+      #expect(truncate(file.path, off_t(file.range(p).lowerBound + 1)) == 0)
+      let error = #expect(throws: SliceIOError.self) { try file.frames(p) }
+      #expect("\(error!)".contains(file.path))
+    }
+  }
+
+  /// Runs merge into one file: a partition's own sections are copied as blocks, and the
+  /// merged section ends in one end marker counting every run's rows. Runs packed under one
+  /// `packBytes` merge into a file packed under another: a run's packed partition is decoded
+  /// and written again; a partition small in one run and large in the next leaves the packed
+  /// section for one of its own.
+  @Test(arguments: [(0, 0), (0, 500), (500, 0), (500, 500), (200, 1 << 16)])
+  func runsMergeIntoOneFile(runPack: Int, mergedPack: Int) throws {
+    let dir = try SpillDirectory()
+    let partitions = 41
+    var rng = SplitMix64(seed: UInt64(runPack &* 31 &+ mergedPack))
+    let schema = try randomFrame(rows: 1, seed: 0).schema
+    var runs: [[Frame]] = []
+    for run in 0..<3 {
+      runs.append(
+        try (0..<partitions).map { p in
+          let shape = Int.random(in: 0..<6, using: &rng)
+          let count = shape < 2 ? 0 : shape < 5 ? Int.random(in: 1...20, using: &rng) : 800
+          return try randomFrame(rows: count, seed: UInt64(run * 1000 + p))
+        })
+    }
+    let files = try runs.map { run in
+      let writer = try ShuffleFileWriter(directory: dir, schema: schema, partitions: partitions, packBytes: runPack)
+      for (p, frame) in run.enumerated() { try writer.write(frame, to: p) }
+      return try writer.finish(asRun: true)
+    }
+    let merged = try ShuffleFileWriter(directory: dir, schema: schema, partitions: partitions, packBytes: mergedPack)
+    for p in 0..<partitions {
+      for file in files { try merged.copy(p, of: file) }
+    }
+    let file = try merged.finish()
+    for p in 0..<partitions {
+      #expect(rows(try readAll(file.reader(p))) == rows(runs.map { $0[p] }), "partition \(p)")
+    }
+    #expect(file.rows == runs.joined().reduce(0) { $0 + $1.count })
   }
 
   @Test func aCutSectionIsAnIntegrityError() throws {

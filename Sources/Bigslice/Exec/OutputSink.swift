@@ -82,7 +82,7 @@ final class OutputSink {
       if !chunks.isEmpty { runs.append(try writeRun(asRun: true)) }
       let writer = try ShuffleFileWriter(
         directory: try store.spillDirectory(), schema: schema, partitions: partitions, prefix: "output",
-        encoder: encoder)
+        encoder: encoder, packBytes: store.packBytes(partitions: partitions))
       for p in 0..<partitions {
         for run in runs { try writer.copy(p, of: run) }
       }
@@ -97,7 +97,7 @@ final class OutputSink {
   private func writeRun(asRun: Bool) throws -> ShuffleFile {
     let writer = try ShuffleFileWriter(
       directory: try store.spillDirectory(), schema: schema, partitions: partitions,
-      prefix: asRun ? "run" : "output", encoder: encoder)
+      prefix: asRun ? "run" : "output", encoder: encoder, packBytes: store.packBytes(partitions: partitions))
     if partitions == 1 {
       for chunk in chunks { try writer.write(chunk.frame, to: 0) }
     } else {

@@ -66,6 +66,18 @@ final class OutputStore: @unchecked Sendable {
 
   private let prefix: String
 
+  /// Partitions whose rows take fewer bytes share packed sections in a task's output file of
+  /// `partitions` (none when there is one): small enough that the section cache holds a few
+  /// packed sections of every upstream file when a shuffle has about as many upstream tasks
+  /// as partitions, from 1 to 64 KiB.
+  func packBytes(partitions: Int) -> Int {
+    guard partitions > 1 else { return 0 }
+    return min(max(sectionCacheBytes / (OutputStore.packedSectionsKept * partitions), 1 << 10), 64 << 10)
+  }
+
+  /// The packed sections of each upstream file that `packBytes` leaves room for in the cache.
+  static let packedSectionsKept = 4
+
   /// The read buffers a running task may hold: a streamed section's read-ahead and the
   /// thread's scratch for small sections.
   static let readBuffers = 2 << 20

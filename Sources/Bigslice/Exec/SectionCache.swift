@@ -8,17 +8,23 @@ import Synchronization
 /// section alone (an open, a read and a close) cost more than its rows.
 ///
 /// Tasks reading a shuffle run in partition order, so a block's other partitions are read soon
-/// after it. The blocks kept take at most `limit` bytes; a block that does not fit is read and
-/// used by its task alone.
+/// after it. A packed section (partitions too small for sections of their own) is kept decoded,
+/// so that each of its partitions' tasks takes its rows as a slice. What is kept takes at most
+/// `limit` bytes; a block or section that does not fit is read and used by its task alone.
 final class SectionCache: @unchecked Sendable {
-  private struct Entry {
-    let block: SectionBlock
-    /// The block's partitions with rows whose tasks have not taken their section yet.
+  /// A block or a packed section kept, its bytes, and how many of its partitions with rows
+  /// have tasks that have not taken them yet.
+  private struct Kept<Value> {
+    let value: Value
+    let bytes: Int
     var left: Int
   }
 
   private struct State {
-    var entries: [Int: Entry] = [:]
+    /// Blocks of sections of their own, by upstream and block.
+    var blocks: [Int: Kept<SectionBlock>] = [:]
+    /// Packed sections, decoded, by upstream and section.
+    var sections: [Int: Kept<Frame>] = [:]
     var bytes = 0
     /// Partitions per block; 0 until the first file sets it.
     var span = 0
@@ -50,6 +56,25 @@ final class SectionCache: @unchecked Sendable {
   /// `upstream`. The partition must have rows, and at most `largestSection` bytes.
   /// - Throws: what reading or decoding the file throws.
   func frames(_ file: ShuffleFile, upstream: Int, partition p: Int) throws -> [Frame] {
+    try pieces(file, at: file.place(p), upstream: upstream, partition: p).map { piece in
+      piece.rows.count == piece.frame.count ? piece.frame : piece.frame.slice(piece.rows)
+    }
+  }
+
+  /// The rows of partition `p` of `file` (at `place`), as rows of frames: a packed section's
+  /// frame is shared by its partitions' tasks.
+  func pieces(
+    _ file: ShuffleFile, at place: ShuffleFile.Place, upstream: Int, partition p: Int
+  ) throws -> [(frame: Frame, rows: Range<Int>)] {
+    if place.isEmpty { return [] }
+    if let rows = place.rows {
+      return [(try packed(file, section: place.section, upstream: upstream, partition: p), rows)]
+    }
+    return try ownSection(file, upstream: upstream, partition: p).map { ($0, 0..<$0.count) }
+  }
+
+  /// The frames of partition `p`'s own section.
+  private func ownSection(_ file: ShuffleFile, upstream: Int, partition p: Int) throws -> [Frame] {
     let span = state.withLock { s in
       if s.span == 0 {
         // Two blocks of every file may be held at once (tasks straddle a block's end).
@@ -68,31 +93,52 @@ final class SectionCache: @unchecked Sendable {
     }
     let blocks = (file.partitions + span - 1) / span
     let key = upstream * blocks + p / span
-    if let block = state.withLock({ take(key, from: &$0) }) { return try block.frames(p) }
+    if let block = state.withLock({ SectionCache.take(key, in: \.blocks, from: &$0) }) { return try block.frames(p) }
     let block = try file.readSections(first..<end)
-    let left = block.partitions.filter { $0 != p && !block.isEmpty($0) }.count
-    state.withLock { s in
-      if s.entries[key] != nil {
-        // Another task read the same block meanwhile and kept it: this partition is taken.
-        _ = take(key, from: &s)
-      } else if left > 0, s.bytes + block.byteCount <= limit {
-        s.entries[key] = Entry(block: block, left: left)
-        s.bytes += block.byteCount
-      }
-    }
+    // Partitions in packed sections take their rows from those.
+    let left = block.partitions.filter { $0 != p && !block.isEmpty($0) && file.rowsInSection($0) == nil }.count
+    keep(block, bytes: block.byteCount, left: left, as: key, in: \.blocks)
     return try block.frames(p)
   }
 
-  /// The block `key`, with one more of its partitions taken (it goes once all are).
-  private func take(_ key: Int, from s: inout State) -> SectionBlock? {
-    guard var entry = s.entries[key] else { return nil }
-    entry.left -= 1
-    if entry.left == 0 {
-      s.entries[key] = nil
-      s.bytes -= entry.block.byteCount
-    } else {
-      s.entries[key] = entry
+  /// The frame of the packed section `s` of `file`, which holds partition `p`.
+  private func packed(_ file: ShuffleFile, section s: Int, upstream: Int, partition p: Int) throws -> Frame {
+    let key = upstream * file.partitions + s
+    if let kept = state.withLock({ SectionCache.take(key, in: \.sections, from: &$0) }) { return kept }
+    let frame = try file.readSections(p..<(p + 1)).sectionFrame(s)
+    let left = file.partitions(inSection: s).filter { $0 != p && !file.isEmpty($0) }.count
+    keep(frame, bytes: frame.byteCount, left: left, as: key, in: \.sections)
+    return frame
+  }
+
+  /// Keeps `value`, just read for one of its partitions, for its `left` other partitions with
+  /// rows if it fits. When another task read and kept it meanwhile, this partition is taken
+  /// from that one.
+  private func keep<Value: Sendable>(
+    _ value: Value, bytes: Int, left: Int, as key: Int, in kind: WritableKeyPath<State, [Int: Kept<Value>]> & Sendable
+  ) {
+    state.withLock { s in
+      if s[keyPath: kind][key] != nil {
+        _ = SectionCache.take(key, in: kind, from: &s)
+      } else if left > 0, s.bytes + bytes <= limit {
+        s[keyPath: kind][key] = Kept(value: value, bytes: bytes, left: left)
+        s.bytes += bytes
+      }
     }
-    return entry.block
+  }
+
+  /// What `key` names, with one more of its partitions taken (it goes once all are).
+  private static func take<Value>(
+    _ key: Int, in kind: WritableKeyPath<State, [Int: Kept<Value>]> & Sendable, from s: inout State
+  ) -> Value? {
+    guard var kept = s[keyPath: kind][key] else { return nil }
+    kept.left -= 1
+    if kept.left == 0 {
+      s[keyPath: kind][key] = nil
+      s.bytes -= kept.bytes
+    } else {
+      s[keyPath: kind][key] = kept
+    }
+    return kept.value
   }
 }

@@ -217,7 +217,7 @@ final class TaskOutput: @unchecked Sendable {
     case .memory(let held):
       let frames = held.frames(p)
       return frames.isEmpty ? nil : FrameReader(frames)
-    case .file(let file): return file.range(p).isEmpty ? nil : file.reader(p)
+    case .file(let file): return file.isEmpty(p) ? nil : file.reader(p)
     case .remote(let remote): return remote.reader(p)
     }
   }
@@ -226,7 +226,7 @@ final class TaskOutput: @unchecked Sendable {
   var partitionBytes: [Int] {
     switch storage {
     case .memory(let held): return (0..<partitions).map { held.frames($0).reduce(0) { $0 + $1.byteCount } }
-    case .file(let file): return (0..<partitions).map { file.range($0).count }
+    case .file(let file): return (0..<partitions).map { file.partitionBytes($0) }
     case .remote(let remote): return remote.partitionBytes
     }
   }

@@ -142,6 +142,10 @@ final class ShuffleReader: Reader {
   private let table: HeldTable?
   private var tableNext = 0
 
+  /// Rows of an upstream file's partition taken from the section cache, and the next.
+  private var queued: [(frame: Frame, rows: Range<Int>)] = []
+  private var queuedNext = 0
+
   /// The files of upstream outputs on disk, read through the cache the reading tasks share.
   private let sections: SectionCache?
 
@@ -294,6 +298,13 @@ final class ShuffleReader: Reader {
   /// The rows of the next non-empty piece of the next upstream partition.
   private func nextPiece() throws -> (frame: Frame, rows: Range<Int>)? {
     while true {
+      if queuedNext < queued.count {
+        let piece = queued[queuedNext]
+        queuedNext += 1
+        let (frame, range) = piece
+        TaskContext.current?.io.read(rows: range.count, bytes: frame.byteCount * range.count / max(frame.count, 1))
+        return piece
+      }
       while heldNext < held.count {
         let (frame, index) = held[heldNext]
         heldNext += 1
@@ -334,13 +345,14 @@ final class ShuffleReader: Reader {
             heldNext = 0
             continue
           }
-          if case .file(let file) = output.storage, let sections,
-            file.range(partition).count <= SectionCache.largestSection
-          {
-            if file.range(partition).isEmpty { continue }
-            current = FrameReader(try sections.frames(file, upstream: next - 1, partition: partition))
-            currentTask = source
-            continue
+          if case .file(let file) = output.storage, let sections {
+            let place = file.place(partition)
+            if place.isEmpty { continue }
+            if place.rows != nil || file.sectionRange(place.section).count <= SectionCache.largestSection {
+              queued = try sections.pieces(file, at: place, upstream: next - 1, partition: partition)
+              queuedNext = 0
+              continue
+            }
           }
           current = output.reader(partition)
           currentTask = current == nil ? nil : source

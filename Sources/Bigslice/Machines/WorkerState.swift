@@ -208,6 +208,9 @@ final class WorkerState: @unchecked Sendable {
     }
     let chunk = 1 << 20
     switch output.storage {
+    case .file(let file) where file.rowsInSection(request.partition) != nil:
+      // A partition of a packed section goes as its own rows.
+      try await send(try encodeBlocks(file.frames(request.partition)), from: request.offset, to: writer)
     case .file(let file):
       let section = file.range(request.partition)
       let fd = open(file.path, O_RDONLY | O_CLOEXEC)
@@ -232,15 +235,20 @@ final class WorkerState: @unchecked Sendable {
       }
       withExtendedLifetime(file) {}
     case .memory:
-      let bytes = try encodeBlocks(output.frames(request.partition))
-      var at = min(request.offset, bytes.count)
-      while at < bytes.count {
-        let end = min(at + chunk, bytes.count)
-        try await writer.write(Array(bytes[at..<end]))
-        at = end
-      }
+      try await send(try encodeBlocks(output.frames(request.partition)), from: request.offset, to: writer)
     case .remote:
       throw WorkerFailure.missing("\(request.output) is not stored here").serviceError
+    }
+  }
+
+  /// Streams `bytes` from `offset` on, a chunk at a time.
+  private func send(_ bytes: [UInt8], from offset: Int, to writer: StreamWriter) async throws {
+    let chunk = 1 << 20
+    var at = min(max(offset, 0), bytes.count)
+    while at < bytes.count {
+      let end = min(at + chunk, bytes.count)
+      try await writer.write(Array(bytes[at..<end]))
+      at = end
     }
   }
 
