@@ -67,13 +67,17 @@ final class OutputStore: @unchecked Sendable {
   private let prefix: String
 
   /// Partitions whose rows take fewer bytes share packed sections in a task's output file of
-  /// `partitions` (none when there is one): small enough that the section cache holds a few
-  /// packed sections of every upstream file when a shuffle has about as many upstream tasks
-  /// as partitions, from 1 to 64 KiB.
+  /// `partitions`: small enough that the section cache holds a few packed sections of every
+  /// upstream file when a shuffle has about as many upstream tasks as partitions, at most
+  /// 64 KiB. 0 (no packing) for one partition, or when the cache has no room for sections of
+  /// `smallestPack` bytes: each task would decode its neighbours' rows with its own.
   func packBytes(partitions: Int) -> Int {
-    guard partitions > 1 else { return 0 }
-    return min(max(sectionCacheBytes / (OutputStore.packedSectionsKept * partitions), 1 << 10), 64 << 10)
+    let share = sectionCacheBytes / (OutputStore.packedSectionsKept * max(partitions, 1))
+    return partitions < 2 || share < OutputStore.smallestPack ? 0 : min(share, 64 << 10)
   }
+
+  /// The smallest packed section worth making (a section's framing takes about 100 bytes).
+  static let smallestPack = 128
 
   /// The packed sections of each upstream file that `packBytes` leaves room for in the cache.
   static let packedSectionsKept = 4
