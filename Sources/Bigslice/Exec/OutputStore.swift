@@ -80,7 +80,7 @@ final class OutputStore: @unchecked Sendable {
   static let smallestPack = 128
 
   /// The packed sections of each upstream file that `packBytes` leaves room for in the cache.
-  static let packedSectionsKept = 4
+  static let packedSectionsKept = 2
 
   /// The read buffers a running task may hold: a streamed section's read-ahead and the
   /// thread's scratch for small sections.
