@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 
 #if defined(__GLIBC__)
@@ -263,4 +264,64 @@ void *bs_big_resize(void *p, size_t old_bytes, size_t new_bytes) {
   memcpy(q, p, old_bytes < new_bytes ? old_bytes : new_bytes);
   bs_big_free(p, old_bytes);
   return q;
+}
+
+/* Long-lived buffers (a task's output held in memory until its readers are done). Left in
+ * the heap among a task's short-lived buffers, those of a few KiB to a few hundred KiB pin the
+ * holes the short-lived ones leave: a many-way shuffle's thousands of held outputs made the
+ * process's RSS about twice their size. So they are carved one after another from chunks of
+ * their own (big buffers from the pool), a chunk per thread at a time, and a chunk goes back
+ * to the pool once every buffer carved from it is freed. Each buffer starts with the address
+ * of its chunk; a chunk counts its live buffers, and one more while a thread still carves
+ * from it. */
+#define LASTING_MIN ((size_t)8 << 10)
+#define LASTING_MAX ((size_t)1 << 20)
+#define CHUNK ((size_t)4 << 20)
+
+struct lasting_chunk {
+  _Atomic size_t live;
+};
+#define CHUNK_HEAD ALIGN /* the chunk's count, in a cache line of its own */
+#define BUFFER_HEAD ALIGN /* each buffer's chunk address, keeping the buffer aligned */
+
+static __thread struct lasting_chunk *carving;
+static __thread size_t carved;
+static pthread_key_t carving_key;
+static pthread_once_t carving_once = PTHREAD_ONCE_INIT;
+
+static void chunk_release(struct lasting_chunk *chunk) {
+  if (atomic_fetch_sub(&chunk->live, 1) == 1) bs_big_free(chunk, CHUNK);
+}
+
+/* A thread that ends lets go of the chunk it was carving. */
+static void carving_end(void *chunk) {
+  if (chunk != NULL) chunk_release((struct lasting_chunk *)chunk);
+}
+
+static void carving_init(void) { pthread_key_create(&carving_key, carving_end); }
+
+void *bs_lasting_alloc(size_t bytes) {
+  if (bytes < LASTING_MIN || bytes >= LASTING_MAX) return bs_buffer_alloc(bytes);
+  size_t len = BUFFER_HEAD + round_up(bytes, ALIGN);
+  if (carving == NULL || carved + len > CHUNK) {
+    struct lasting_chunk *chunk = (struct lasting_chunk *)bs_big_alloc(CHUNK);
+    if (chunk == NULL) return bs_buffer_alloc(bytes);
+    atomic_init(&chunk->live, 1);
+    pthread_once(&carving_once, carving_init);
+    if (carving != NULL) chunk_release(carving);
+    carving = chunk;
+    carved = CHUNK_HEAD;
+    pthread_setspecific(carving_key, chunk);
+  }
+  uint8_t *at = (uint8_t *)carving + carved;
+  carved += len;
+  atomic_fetch_add(&carving->live, 1);
+  *(struct lasting_chunk **)at = carving;
+  return at + BUFFER_HEAD;
+}
+
+void bs_lasting_free(void *p, size_t bytes) {
+  if (p == NULL) return;
+  if (bytes < LASTING_MIN || bytes >= LASTING_MAX) return bs_buffer_free(p, bytes);
+  chunk_release(*(struct lasting_chunk **)((uint8_t *)p - BUFFER_HEAD));
 }

@@ -5,15 +5,21 @@ import CSupport
 final class ScalarStorage: @unchecked Sendable {
   @usableFromInline let base: UnsafeMutableRawPointer
   let byteCount: Int
+  private let lasting: Bool
 
-  init(byteCount: Int) {
+  /// A buffer of `byteCount` bytes; `lasting` for data that outlives its task (`bs_lasting_alloc`).
+  init(byteCount: Int, lasting: Bool = false) {
     self.byteCount = byteCount
+    self.lasting = lasting
     // Big columns come from the pool of freed mappings, already faulted in.
-    guard let p = bs_buffer_alloc(byteCount) else { fatalError("out of memory for a column of \(byteCount) bytes") }
+    let p = lasting ? bs_lasting_alloc(byteCount) : bs_buffer_alloc(byteCount)
+    guard let p else { fatalError("out of memory for a column of \(byteCount) bytes") }
     base = p
   }
 
-  deinit { bs_buffer_free(base, byteCount) }
+  deinit {
+    if lasting { bs_lasting_free(base, byteCount) } else { bs_buffer_free(base, byteCount) }
+  }
 }
 
 /// Owns the offsets and bytes of a variable-width column. `offsets` has `rows + 1` entries,

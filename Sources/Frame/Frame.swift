@@ -55,13 +55,15 @@ public struct Frame: Sendable {
   }
 
   /// A new frame with rows `self[perm[0]], self[perm[1]], …`.
-  package func gather(_ perm: UnsafeBufferPointer<UInt32>) -> Frame {
-    Frame(unchecked: columns.map { $0.gather(perm) }, count: perm.count, prefix: prefix)
+  package func gather(_ perm: UnsafeBufferPointer<UInt32>, lasting: Bool = false) -> Frame {
+    Frame(unchecked: columns.map { $0.gather(perm, lasting: lasting) }, count: perm.count, prefix: prefix)
   }
 
-  /// A new frame with rows `self[perm[0]], self[perm[1]], …`.
-  public func gather(_ perm: [UInt32]) -> Frame {
-    perm.withUnsafeBufferPointer { gather($0) }
+  /// A new frame with rows `self[perm[0]], self[perm[1]], …`; with `lasting`, its fixed-width
+  /// columns are allocated for data that outlives the task making it (an output held in
+  /// memory), outside the heap its short-lived buffers come from.
+  public func gather(_ perm: [UInt32], lasting: Bool = false) -> Frame {
+    perm.withUnsafeBufferPointer { gather($0, lasting: lasting) }
   }
 
   /// One frame holding the rows of `frames` in order.

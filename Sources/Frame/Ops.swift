@@ -87,11 +87,11 @@ extension Column {
   }
 
   /// A new column with rows `self[perm[0]], self[perm[1]], …`. Every index must be < count.
-  package func gather(_ perm: UnsafeBufferPointer<UInt32>) -> Column {
+  package func gather(_ perm: UnsafeBufferPointer<UInt32>, lasting: Bool = false) -> Column {
     switch storage {
     case .scalar(let s):
       let width = type.scalarWidth!
-      let out = ScalarStorage(byteCount: perm.count * width)
+      let out = ScalarStorage(byteCount: perm.count * width, lasting: lasting)
       _ = bs_gather_fixed(s.base + offset * width, width, perm.baseAddress, perm.count, out.base)
       return Column(type: type, count: perm.count, offset: 0, storage: .scalar(out))
     case .bytes(let s):

@@ -76,4 +76,48 @@ import Testing
       #expect(bs_disable_fastbins() == BS_OK)
     }
   #endif
+
+  /// Buffers for data that outlives its task, of sizes on both sides of the carved range
+  /// (8 KiB to 1 MiB), made on two threads and freed in a shuffled order from the other one:
+  /// each is 64-byte aligned, none overlaps another (each keeps the bytes written to it while
+  /// the others are written and freed), and so are those made after the frees.
+  @Test func lastingBuffersKeepTheirBytesWhateverThreadFreesTheOthers() async throws {
+    struct Buffer: @unchecked Sendable {
+      let base: UnsafeMutableRawPointer
+      let bytes: Int
+      let fill: UInt8
+    }
+    func make(_ count: Int, seed: UInt64) -> [Buffer] {
+      var rng = SplitMix64(seed: seed)
+      return (0..<count).map { i in
+        let bytes = [
+          Int.random(in: (1 << 10)..<(8 << 10), using: &rng), Int.random(in: (8 << 10)..<(1 << 20), using: &rng),
+          Int.random(in: (1 << 20)..<(3 << 20), using: &rng),
+        ][i % 7 == 0 ? 2 : i % 3 == 0 ? 0 : 1]
+        let base = bs_lasting_alloc(bytes)!
+        let fill = UInt8(truncatingIfNeeded: seed &+ UInt64(i))
+        base.initializeMemory(as: UInt8.self, repeating: fill, count: bytes)
+        return Buffer(base: base, bytes: bytes, fill: fill)
+      }
+    }
+    // Every 61st byte and the last: a buffer overlapping another (of 1 KiB at least) shows.
+    func intact(_ buffer: Buffer) -> Bool {
+      let bytes = UnsafeRawBufferPointer(start: buffer.base, count: buffer.bytes)
+      let probes = stride(from: 0, to: bytes.count, by: 61).map { $0 } + [bytes.count - 1]
+      return Int(bitPattern: buffer.base) % 64 == 0 && probes.allSatisfy { bytes[$0] == buffer.fill }
+    }
+    async let first = Task.detached { make(300, seed: 1) }.value
+    async let second = Task.detached { make(300, seed: 2) }.value
+    var buffers = await first + second
+    var rng = SplitMix64(seed: 3)
+    buffers.shuffle(using: &rng)
+    let (freed, kept) = (Array(buffers[..<300]), Array(buffers[300...]))
+    await Task.detached {
+      for buffer in freed { bs_lasting_free(buffer.base, buffer.bytes) }
+    }.value
+    let later = make(300, seed: 4)
+    let all = kept + later
+    #expect(all.allSatisfy(intact))
+    for buffer in all { bs_lasting_free(buffer.base, buffer.bytes) }
+  }
 }

@@ -46,7 +46,7 @@ final class OutputSink {
     let chunk: (frame: Frame, index: PartitionIndex?)
     if let ids, partitions > 1 {
       let (permutation, starts) = try Grouping.order(groupIDs: ids, groups: partitions)
-      chunk = (frame.gather(permutation), PartitionIndex(starts: starts))
+      chunk = (frame.gather(permutation, lasting: !onDisk), PartitionIndex(starts: starts))
     } else {
       chunk = (frame, nil)
     }

@@ -1,3 +1,4 @@
+import CSupport
 import Frame
 import SliceIO
 
@@ -123,9 +124,10 @@ final class HeldTable: @unchecked Sendable {
 /// so a small frame cut many ways costs its rows, not the partition count.
 final class PartitionIndex: @unchecked Sendable {
   /// Dense: partition `p` is `starts[p] ..< starts[p + 1]`. Sparse: `ids` are the non-empty
-  /// partitions in order, and `ids[i]` is `starts[i] ..< starts[i + 1]`.
-  private let starts: UnsafeMutableBufferPointer<UInt32>
-  private let ids: UnsafeMutableBufferPointer<UInt32>?
+  /// partitions in order, and `ids[i]` is `starts[i] ..< starts[i + 1]`. Both in one buffer
+  /// for data that outlives its task (`bs_lasting_alloc`): a many-way shuffle holds thousands.
+  private let storage: UnsafeMutableRawPointer
+  private let storageBytes: Int
 
   /// The index as raw pointers, valid while it lives.
   struct Raw {
@@ -154,13 +156,19 @@ final class PartitionIndex: @unchecked Sendable {
     let partitions = all.count - 1
     var nonEmpty = 0
     for p in 0..<partitions where all[p + 1] > all[p] { nonEmpty += 1 }
-    if nonEmpty * 2 >= partitions {
-      starts = .allocate(capacity: all.count)
+    let dense = nonEmpty * 2 >= partitions
+    let count = dense ? all.count : 2 * nonEmpty + 1
+    storageBytes = count * MemoryLayout<UInt32>.stride
+    guard let buffer = bs_lasting_alloc(storageBytes) else {
+      fatalError("out of memory for a partition index of \(storageBytes) bytes")
+    }
+    storage = buffer
+    let starts = buffer.bindMemory(to: UInt32.self, capacity: count)
+    if dense {
       for (i, start) in all.enumerated() { starts[i] = UInt32(start) }
-      ids = nil
+      raw = Raw(starts: UnsafePointer(starts), ids: nil, idCount: 0)
     } else {
-      let ids = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: max(nonEmpty, 1))
-      starts = .allocate(capacity: nonEmpty + 1)
+      let ids = starts + nonEmpty + 1
       var i = 0
       for p in 0..<partitions where all[p + 1] > all[p] {
         ids[i] = UInt32(p)
@@ -168,17 +176,11 @@ final class PartitionIndex: @unchecked Sendable {
         i += 1
       }
       starts[nonEmpty] = UInt32(all[partitions])
-      self.ids = ids
+      raw = Raw(starts: UnsafePointer(starts), ids: UnsafePointer(ids), idCount: nonEmpty)
     }
-    raw = Raw(
-      starts: UnsafePointer(starts.baseAddress!), ids: ids.map { UnsafePointer($0.baseAddress!) },
-      idCount: ids == nil ? 0 : nonEmpty)
   }
 
-  deinit {
-    starts.deallocate()
-    ids?.deallocate()
-  }
+  deinit { bs_lasting_free(storage, storageBytes) }
 
   /// The rows of partition `p`.
   func range(_ p: Int) -> Range<Int> { raw.range(p) }
