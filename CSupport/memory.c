@@ -270,12 +270,12 @@ void *bs_big_resize(void *p, size_t old_bytes, size_t new_bytes) {
  * the heap among a task's short-lived buffers, those of a few KiB to a few hundred KiB pin the
  * holes the short-lived ones leave: a many-way shuffle's thousands of held outputs made the
  * process's RSS about twice their size. So they are carved one after another from chunks of
- * their own (big buffers from the pool), a chunk per thread at a time, and a chunk goes back
- * to the pool once every buffer carved from it is freed. Each buffer starts with the address
- * of its chunk; a chunk counts its live buffers, and one more while a thread still carves
- * from it. */
+ * their own (big buffers from the pool), one chunk at a time for the whole process (a chunk
+ * per thread left too much of each unused), and a chunk goes back to the pool once every
+ * buffer carved from it is freed. Each buffer starts with the address of its chunk; a chunk
+ * counts its live buffers, and one more while it is the one being carved. */
 #define LASTING_MIN ((size_t)8 << 10)
-#define LASTING_MAX ((size_t)1 << 20)
+#define LASTING_MAX ((size_t)256 << 10)
 #define CHUNK ((size_t)4 << 20)
 
 struct lasting_chunk {
@@ -284,39 +284,36 @@ struct lasting_chunk {
 #define CHUNK_HEAD ALIGN /* the chunk's count, in a cache line of its own */
 #define BUFFER_HEAD ALIGN /* each buffer's chunk address, keeping the buffer aligned */
 
-static __thread struct lasting_chunk *carving;
-static __thread size_t carved;
-static pthread_key_t carving_key;
-static pthread_once_t carving_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t carving_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct lasting_chunk *carving;
+static size_t carved;
 
 static void chunk_release(struct lasting_chunk *chunk) {
   if (atomic_fetch_sub(&chunk->live, 1) == 1) bs_big_free(chunk, CHUNK);
 }
 
-/* A thread that ends lets go of the chunk it was carving. */
-static void carving_end(void *chunk) {
-  if (chunk != NULL) chunk_release((struct lasting_chunk *)chunk);
-}
-
-static void carving_init(void) { pthread_key_create(&carving_key, carving_end); }
-
 void *bs_lasting_alloc(size_t bytes) {
   if (bytes < LASTING_MIN || bytes >= LASTING_MAX) return bs_buffer_alloc(bytes);
   size_t len = BUFFER_HEAD + round_up(bytes, ALIGN);
+  struct lasting_chunk *full = NULL;
+  pthread_mutex_lock(&carving_lock);
   if (carving == NULL || carved + len > CHUNK) {
     struct lasting_chunk *chunk = (struct lasting_chunk *)bs_big_alloc(CHUNK);
-    if (chunk == NULL) return bs_buffer_alloc(bytes);
+    if (chunk == NULL) {
+      pthread_mutex_unlock(&carving_lock);
+      return NULL;
+    }
     atomic_init(&chunk->live, 1);
-    pthread_once(&carving_once, carving_init);
-    if (carving != NULL) chunk_release(carving);
+    full = carving;
     carving = chunk;
     carved = CHUNK_HEAD;
-    pthread_setspecific(carving_key, chunk);
   }
   uint8_t *at = (uint8_t *)carving + carved;
   carved += len;
   atomic_fetch_add(&carving->live, 1);
   *(struct lasting_chunk **)at = carving;
+  pthread_mutex_unlock(&carving_lock);
+  if (full != NULL) chunk_release(full);
   return at + BUFFER_HEAD;
 }
 

@@ -44,9 +44,9 @@ void *bs_buffer_alloc(size_t bytes);
 void bs_buffer_free(void *p, size_t bytes);
 
 /* A buffer like bs_buffer_alloc's for data that outlives the task making it (an output held
- * in memory), uninitialised and 64-byte aligned: from 8 KiB to 1 MiB carved from chunks kept
- * apart from the heap's short-lived buffers, else a bs_buffer_alloc buffer. Any thread may
- * free it, with bs_lasting_free and the same size. */
+ * in memory), uninitialised and 64-byte aligned, or NULL when out of memory: from 8 KiB to
+ * 256 KiB carved from chunks kept apart from the heap's short-lived buffers, else a
+ * bs_buffer_alloc buffer. Any thread may free it, with bs_lasting_free and the same size. */
 void *bs_lasting_alloc(size_t bytes);
 void bs_lasting_free(void *p, size_t bytes);
 

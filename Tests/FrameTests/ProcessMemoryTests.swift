@@ -78,7 +78,7 @@ import Testing
   #endif
 
   /// Buffers for data that outlives its task, of sizes on both sides of the carved range
-  /// (8 KiB to 1 MiB), made on two threads and freed in a shuffled order from the other one:
+  /// (8 KiB to 256 KiB), made on two threads and freed in a shuffled order from the other one:
   /// each is 64-byte aligned, none overlaps another (each keeps the bytes written to it while
   /// the others are written and freed), and so are those made after the frees.
   @Test func lastingBuffersKeepTheirBytesWhateverThreadFreesTheOthers() async throws {
@@ -91,8 +91,8 @@ import Testing
       var rng = SplitMix64(seed: seed)
       return (0..<count).map { i in
         let bytes = [
-          Int.random(in: (1 << 10)..<(8 << 10), using: &rng), Int.random(in: (8 << 10)..<(1 << 20), using: &rng),
-          Int.random(in: (1 << 20)..<(3 << 20), using: &rng),
+          Int.random(in: (1 << 10)..<(8 << 10), using: &rng), Int.random(in: (8 << 10)..<(256 << 10), using: &rng),
+          Int.random(in: (256 << 10)..<(3 << 20), using: &rng),
         ][i % 7 == 0 ? 2 : i % 3 == 0 ? 0 : 1]
         let base = bs_lasting_alloc(bytes)!
         let fill = UInt8(truncatingIfNeeded: seed &+ UInt64(i))
