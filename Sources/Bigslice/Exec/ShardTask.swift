@@ -87,7 +87,9 @@ final class TaskDependency: @unchecked Sendable {
   /// outputs can change (when it releases them, and when a round starts).
   func heldTable() -> HeldTable? {
     shared.withLock { shared in
-      if case .unbuilt = shared.table { shared.table = HeldTable(tasks).map { .built($0) } ?? .unavailable }
+      if case .unbuilt = shared.table {
+        shared.table = HeldTable(tasks, partitions: tasks.first?.partitions ?? 1).map { .built($0) } ?? .unavailable
+      }
       if case .built(let table) = shared.table { return table }
       return nil
     }

@@ -73,9 +73,10 @@ final class HeldFrames: @unchecked Sendable {
 }
 
 /// The held outputs of a shuffle's upstream tasks as one array of raw chunks in upstream order,
-/// so that each reading task finds its rows in every upstream output by walking one array,
-/// not by following each upstream task to its output, storage and chunks (cache misses that
-/// cost more than the rows when a many-way shuffle leaves about a row per task and partition).
+/// so that each reading task finds its rows in every upstream output by walking one array, not
+/// by following each upstream task to its output, storage and chunks. When most chunks hold no
+/// rows of most partitions (a many-way shuffle over few rows), each partition also has a list
+/// of the pieces of chunks holding its rows, and its task walks that instead of every chunk.
 /// It keeps the outputs alive.
 final class HeldTable: @unchecked Sendable {
   enum State {
@@ -92,18 +93,36 @@ final class HeldTable: @unchecked Sendable {
     let outputRows: Int
   }
 
+  /// Rows `start ..< end` of entry `entry`'s chunk.
+  struct Piece {
+    let entry: UInt32
+    let start: UInt32
+    let end: UInt32
+  }
+
   let entries: UnsafeMutableBufferPointer<Entry>
   /// The frame of each entry (a large range is handed out as a slice of it).
   let frames: [Frame]
   private let outputs: [HeldFrames]
+  /// Partition `p`'s pieces are `pieces[pieceStarts[p] ..< pieceStarts[p + 1]]`, in upstream
+  /// order; nil unless the table is sparse.
+  private let pieceStarts: UnsafeMutableBufferPointer<Int>?
+  private let pieces: UnsafeMutableBufferPointer<Piece>?
 
-  /// nil unless every task's output is held in memory with raw pointers.
-  init?(_ tasks: [ShardTask]) {
+  /// The table lists each partition's pieces when fewer than this share of (chunk, partition)
+  /// pairs hold rows: 12 bytes a piece then cost less than a walk over every chunk.
+  static let sparseShare = 0.25
+
+  /// nil unless every task's output is held in memory with raw pointers, in `partitions`
+  /// partitions.
+  init?(_ tasks: [ShardTask], partitions: Int) {
     var outputs: [HeldFrames] = []
     var entries: [Entry] = []
     var frames: [Frame] = []
     for task in tasks {
-      guard case .memory(let held)? = task.output?.storage, held.isRaw else { return nil }
+      guard case .memory(let held)? = task.output?.storage, held.isRaw, task.output?.partitions == partitions else {
+        return nil
+      }
       outputs.append(held)
       for (i, chunk) in held.raw.enumerated() {
         entries.append(Entry(chunk: chunk, outputBytes: held.bytes, outputRows: held.rowCount))
@@ -114,9 +133,59 @@ final class HeldTable: @unchecked Sendable {
     self.frames = frames
     self.entries = .allocate(capacity: entries.count)
     _ = self.entries.initialize(from: entries)
+    // Count each partition's pieces, then place them.
+    let starts = UnsafeMutableBufferPointer<Int>.allocate(capacity: partitions + 1)
+    starts.initialize(repeating: 0)
+    for entry in entries {
+      HeldTable.forEachPiece(of: entry.chunk, partitions: partitions) { p, _ in starts[p + 1] += 1 }
+    }
+    for p in 0..<partitions { starts[p + 1] += starts[p] }
+    guard Double(starts[partitions]) < HeldTable.sparseShare * Double(entries.count) * Double(partitions) else {
+      starts.deallocate()
+      pieceStarts = nil
+      pieces = nil
+      return
+    }
+    let pieces = UnsafeMutableBufferPointer<Piece>.allocate(capacity: max(starts[partitions], 1))
+    var next = Array(starts[0..<partitions])
+    for (i, entry) in entries.enumerated() {
+      HeldTable.forEachPiece(of: entry.chunk, partitions: partitions) { p, rows in
+        pieces[next[p]] = Piece(entry: UInt32(i), start: UInt32(rows.lowerBound), end: UInt32(rows.upperBound))
+        next[p] += 1
+      }
+    }
+    pieceStarts = starts
+    self.pieces = pieces
   }
 
-  deinit { entries.deallocate() }
+  deinit {
+    entries.deallocate()
+    pieceStarts?.deallocate()
+    pieces?.deallocate()
+  }
+
+  /// The pieces holding partition `p`'s rows, in upstream order; nil unless the table is sparse.
+  func pieces(of p: Int) -> UnsafeBufferPointer<Piece>? {
+    guard let pieces, let pieceStarts else { return nil }
+    return UnsafeBufferPointer(rebasing: pieces[pieceStarts[p]..<pieceStarts[p + 1]])
+  }
+
+  /// Calls `body` with each partition of `chunk` that has rows, and its rows.
+  private static func forEachPiece(
+    of chunk: HeldFrames.RawChunk, partitions: Int, _ body: (Int, Range<Int>) -> Void
+  ) {
+    guard let index = chunk.index else {
+      if chunk.frame.count > 0 { body(0, 0..<chunk.frame.count) }
+      return
+    }
+    if let ids = index.ids {
+      for i in 0..<index.idCount { body(Int(ids[i]), Int(index.starts[i])..<Int(index.starts[i + 1])) }
+      return
+    }
+    for p in 0..<partitions where index.starts[p + 1] > index.starts[p] {
+      body(p, Int(index.starts[p])..<Int(index.starts[p + 1]))
+    }
+  }
 }
 
 /// Where each partition's rows are in a frame whose rows are in partition order: dense (one

@@ -262,18 +262,29 @@ final class ShuffleReader: Reader {
   /// `gatherHeld` from the table of every upstream output: `.notHeld` once it is all read.
   private func gather(_ table: HeldTable, until target: Int) -> Gathered {
     let entries = table.entries
+    let pieces = table.pieces(of: partition)
+    let count = pieces?.count ?? entries.count
     var taken = 0
     var bytes = 0
     defer { if taken > 0 { TaskContext.current?.io.read(rows: taken, bytes: bytes) } }
-    while rows < target, tableNext < entries.count {
-      let entry = entries[tableNext]
+    while rows < target, tableNext < count {
+      let i: Int
+      let range: Range<Int>
+      if let pieces {
+        let piece = pieces[tableNext]
+        i = Int(piece.entry)
+        range = Int(piece.start)..<Int(piece.end)
+      } else {
+        i = tableNext
+        range = entries[i].chunk.range(partition)
+      }
       tableNext += 1
-      let range = entry.chunk.range(partition)
       if range.isEmpty { continue }
+      let entry = entries[i]
       taken += range.count
       bytes += range.count * entry.outputBytes / max(entry.outputRows, 1)
       if range.count >= ShuffleReader.largeRows {
-        let frame = table.frames[tableNext - 1]
+        let frame = table.frames[i]
         return .large(range.count == frame.count ? frame : frame.slice(range))
       }
       rawPieces.append((entry.chunk.frame, range))
