@@ -25,7 +25,7 @@ public final class ShuffleFile: @unchecked Sendable {
   public let rows: Int
   public let bytes: Int
   /// Section `s` is `offsets[s] ..< offsets[s + 1]`.
-  private let offsets: SectionOffsets
+  private let offsets: CompactOffsets
   /// nil when every section holds one partition (section `s` is partition `s`'s).
   private let packing: Packing?
   /// For a run that will be merged: where each partition's section's end marker starts, and
@@ -45,11 +45,11 @@ public final class ShuffleFile: @unchecked Sendable {
     let first: [UInt32]
     /// Partition `p`'s rows are the file's rows `rows[p] ..< rows[p + 1]`, counted in
     /// partition order.
-    let rows: SectionOffsets
+    let rows: CompactOffsets
 
     init(first: [UInt32], rows: [UInt64]) {
       self.first = first
-      self.rows = SectionOffsets(rows)
+      self.rows = CompactOffsets(rows)
     }
 
     func section(of p: Int) -> Int {
@@ -71,7 +71,7 @@ public final class ShuffleFile: @unchecked Sendable {
     self.path = path
     self.directory = directory
     self.schema = schema
-    self.offsets = SectionOffsets(offsets)
+    self.offsets = CompactOffsets(offsets)
     self.packing = packing
     self.partitions = partitions
     self.rows = rows
@@ -144,10 +144,10 @@ public final class ShuffleFile: @unchecked Sendable {
   /// The bytes partition `p` takes: its section's, or its share of a packed section's by rows
   /// (at least 1 when it has rows). 0 means it has no rows.
   public func partitionBytes(_ p: Int) -> Int {
-    guard let packing, let local = rowsInSection(p) else { return range(p).count }
+    let place = place(p)
+    guard let local = place.rows else { return sectionRange(place.section).count }
     if local.isEmpty { return 0 }
-    let s = packing.section(of: p)
-    return max(1, sectionRange(s).count * local.count / max(sectionRows(s) ?? 1, 1))
+    return max(1, sectionRange(place.section).count * local.count / max(sectionRows(place.section) ?? 1, 1))
   }
 
   /// A reader of partition `p`'s frames. It opens the file on its first read, and lets go of
@@ -184,10 +184,10 @@ private final class PackedPartitionReader: Reader {
   }
 }
 
-/// Where each section of a file starts, and where the last ends (or each partition's rows): 4
-/// bytes each while they are under 4 Gi (a job of thousands of tasks and partitions holds
-/// millions of them).
-private enum SectionOffsets {
+/// Non-decreasing offsets (where each section of a file starts and the last ends, or where each
+/// partition's rows start): 4 bytes each while they are under 4 Gi (a job of thousands of
+/// tasks and partitions holds millions of them).
+private enum CompactOffsets {
   case narrow([UInt32])
   case wide([UInt64])
 

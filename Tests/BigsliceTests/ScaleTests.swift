@@ -192,8 +192,10 @@ import Testing
     for pair in stride(from: 0, to: partitions, by: 2) {
       for (u, (file, written)) in files.enumerated() {
         for p in [pair, pair + 1] where !file.isEmpty(p) {
-          let frames = try cache.frames(file, upstream: u, partition: p)
-          let got = frames.flatMap { $0.columns[0].scalars(Int64.self).map { Int($0) } }
+          let pieces = try cache.pieces(file, at: file.place(p), upstream: u, partition: p)
+          let got = pieces.flatMap { piece in
+            piece.frame.slice(piece.rows).columns[0].scalars(Int64.self).map { Int($0) }
+          }
           #expect(got == written[p], "upstream \(u) partition \(p)")
           #expect(cache.bytes <= limit)
         }

@@ -52,17 +52,10 @@ final class SectionCache: @unchecked Sendable {
   /// Blocks up to this size are read however many upstream files share the cache.
   static let smallestShare = 64 << 10
 
-  /// The frames of partition `p` of `file`, the output of the shuffle's upstream task number
-  /// `upstream`. The partition must have rows, and at most `largestSection` bytes.
+  /// The rows of partition `p` of `file` (at `place`), the output of the shuffle's upstream
+  /// task number `upstream`, as rows of frames: a packed section's frame is shared by its
+  /// partitions' tasks. A section of its own holds at most `largestSection` bytes.
   /// - Throws: what reading or decoding the file throws.
-  func frames(_ file: ShuffleFile, upstream: Int, partition p: Int) throws -> [Frame] {
-    try pieces(file, at: file.place(p), upstream: upstream, partition: p).map { piece in
-      piece.rows.count == piece.frame.count ? piece.frame : piece.frame.slice(piece.rows)
-    }
-  }
-
-  /// The rows of partition `p` of `file` (at `place`), as rows of frames: a packed section's
-  /// frame is shared by its partitions' tasks.
   func pieces(
     _ file: ShuffleFile, at place: ShuffleFile.Place, upstream: Int, partition p: Int
   ) throws -> [(frame: Frame, rows: Range<Int>)] {

@@ -206,7 +206,6 @@ final class WorkerState: @unchecked Sendable {
     guard let output = output(request.output), request.partition >= 0, request.partition < output.partitions else {
       throw WorkerFailure.missing("no output of \(request.output) partition \(request.partition) here").serviceError
     }
-    let chunk = 1 << 20
     switch output.storage {
     case .file(let file) where file.rowsInSection(request.partition) != nil:
       // A partition of a packed section goes as its own rows.
@@ -224,7 +223,7 @@ final class WorkerState: @unchecked Sendable {
         return try await writer.write(try encodeBlocks([]))
       }
       while at < section.upperBound {
-        let want = min(chunk, section.upperBound - at)
+        let want = min(WorkerState.readChunk, section.upperBound - at)
         var buffer = ByteBufferAllocator().buffer(capacity: want)
         let n = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: want) { raw in
           max(0, pread(fd, raw.baseAddress!, want, off_t(at)))
@@ -241,12 +240,14 @@ final class WorkerState: @unchecked Sendable {
     }
   }
 
+  /// The most bytes a read sends in one message.
+  static let readChunk = 1 << 20
+
   /// Streams `bytes` from `offset` on, a chunk at a time.
   private func send(_ bytes: [UInt8], from offset: Int, to writer: StreamWriter) async throws {
-    let chunk = 1 << 20
     var at = min(max(offset, 0), bytes.count)
     while at < bytes.count {
-      let end = min(at + chunk, bytes.count)
+      let end = min(at + WorkerState.readChunk, bytes.count)
       try await writer.write(Array(bytes[at..<end]))
       at = end
     }
