@@ -237,8 +237,10 @@ func readLine(from fd: Int32, startingWith prefix: String) async throws -> Strin
       return
     }
     #expect(message.contains("the scratch database is unreachable"))
-    // A real worker process, and still no slower than a healthy one starts.
-    #expect(failSeconds <= okSeconds + 2, "failed after \(failSeconds) s, a healthy machine started in \(okSeconds) s")
+    // A real worker process, and no slower than a healthy one starts (within a quarter and 2 s,
+    // which a loaded machine takes up: both took 24-26 s once), far from the 60 s start timeout.
+    #expect(
+      failSeconds <= okSeconds * 1.25 + 2, "failed after \(failSeconds) s, a healthy machine started in \(okSeconds) s")
     await b.shutdown()
   }
 
