@@ -82,6 +82,25 @@ struct JobBenchmarks {
       let (seconds, checksum) = try timeW1(session, f, rows: n)
       try compare(label, "W1", rows: n, seconds: seconds, checksum: checksum)
     }
+    let (seconds, checksum) = try timeW1TwoColumns(rows: n)
+    try compare("W1 two-column key", "W1x2", rows: n, seconds: seconds, checksum: checksum)
+  }
+
+  /// The median time of W1 keyed on two columns, and W1's checksum of its rows (the key put
+  /// back together from its columns).
+  func timeW1TwoColumns(rows n: Int) throws -> (Double, String) {
+    var checksum = ""
+    let seconds = try median(repeats) {
+      let result = try session.run(Workloads.w1TwoColumns, n, min(n, 1_000_000), shards)
+      var sum: UInt64 = 0
+      var groups = 0
+      for (high, low, value) in result {
+        sum &+= UInt64(bitPattern: Int64(high << 10 | low)) &* UInt64(bitPattern: Int64(value))
+        groups += 1
+      }
+      checksum = "groups=\(groups) keysum=\(sum)"
+    }
+    return (seconds, checksum)
   }
 
   /// The median time of W1 (by `f`) on `session`, and its checksum.

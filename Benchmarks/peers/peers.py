@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Peer benchmarks W1-W5 (shared/BENCHMARKS.md) on DuckDB or Polars, 2 threads.
 
-usage: peers.py --engine duckdb|polars --workload W1..W5 [--rows N] [--keys K] [--repeat R]
+usage: peers.py --engine duckdb|polars --workload W1|W1x2|W2..W5 [--rows N] [--keys K] [--repeat R]
                 [--json] [--text-file PATH] [--verify] [--mode MODE] [--tmp-dir DIR]
                 [--duckdb-input table|arrays]
 
---rows   W1 100M, W2 100M, W3 20M (each side), W4 300M, W5 100M (words)
+W1x2 is W1 with the key stored as two columns (key >> 10, key & 1023), grouped on both.
+
+--rows   W1 and W1x2 100M, W2 100M, W3 20M (each side), W4 300M, W5 100M (words)
 --keys   W1 1M, W3 5M, W4 30M
 --mode   W3: cogroup (Σ|A_k|·|B_k| from two group counts) | join (count(*) of the join);
              default the faster one measured here: join for DuckDB, cogroup for Polars
@@ -27,7 +29,8 @@ the time spent in the generator. peak_rss_bytes is getrusage ru_maxrss of this p
 whole life, the input data included; gen_rss_bytes is the same taken just before the first query.
 
 Checksums (the Swift side prints the same strings):
-  W1, W4  "groups=G keysum=S"       G groups; S = Σ key·sum mod 2**64, decimal
+  W1, W1x2, W4  "groups=G keysum=S"  G groups; S = Σ key·sum mod 2**64, decimal (W1x2: the key
+                                    put back together from its two columns)
   W2      "count=N sorted=true xor=X"  X = XOR of sorted[0], sorted[1e6], ... decimal
   W3      "count=C"                 rows of a ⋈ b
   W5      "distinct=D top=w:c,w:c,..."  10 most frequent, count descending, then word ascending
@@ -50,9 +53,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gen  # noqa: E402
 
 THREADS = 2
-DEFAULT_ROWS = {"W1": 100_000_000, "W2": 100_000_000, "W3": 20_000_000,
+DEFAULT_ROWS = {"W1": 100_000_000, "W1x2": 100_000_000, "W2": 100_000_000, "W3": 20_000_000,
                 "W4": 300_000_000, "W5": 100_000_000}
-DEFAULT_KEYS = {"W1": 1_000_000, "W3": 5_000_000, "W4": 30_000_000}
+DEFAULT_KEYS = {"W1": 1_000_000, "W1x2": 1_000_000, "W3": 5_000_000, "W4": 30_000_000}
 SEED_B = 2 ** 50
 M64 = 2 ** 64
 
@@ -169,6 +172,17 @@ def duckdb_setup(a, state):
             g, s = con.execute(KV_SQL).fetchall()[0]
             return kv_checksum(g, s)
         return run
+    if wl == "W1x2":
+        con = duckdb_connect()
+        duckdb_load(con, a, state, "t", ({"hi": k >> 10, "lo": k & 1023, "value": v}
+                                         for k, v in gen.kv_chunks(n, 0, K)))
+        sql = ("SELECT count(*)::BIGINT, (sum((hi * 1024 + lo)::HUGEINT * s) % 18446744073709551616)::UBIGINT "
+               "FROM (SELECT hi, lo, sum(value) AS s FROM t GROUP BY hi, lo)")
+
+        def run():
+            g, s = con.execute(sql).fetchall()[0]
+            return kv_checksum(g, s)
+        return run
     if wl == "W2":
         con = duckdb_connect()
         duckdb_load(con, a, state, "t", ({"k": k} for k in gen.w2_chunks(n)))
@@ -250,6 +264,18 @@ def polars_setup(a, state):
 
         def run():
             r = kv_query(df.lazy()).collect()
+            return kv_checksum(r["g"][0], r["ks"][0])
+        return run
+    if wl == "W1x2":
+        key, value = gen.kv_table(n, 0, K)
+        df = pl.DataFrame({"hi": key >> 10, "lo": key & 1023, "value": value})
+        del key, value
+
+        def run():
+            r = (df.lazy().group_by(["hi", "lo"]).agg(pl.col("value").sum().alias("s"))
+                 .select(pl.len().alias("g"),
+                         ((pl.col("hi") * 1024 + pl.col("lo")).cast(pl.UInt64)
+                          * pl.col("s").cast(pl.UInt64)).sum().alias("ks"))).collect()
             return kv_checksum(r["g"][0], r["ks"][0])
         return run
     if wl == "W2":
@@ -338,7 +364,7 @@ def polars_setup(a, state):
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--engine", required=True, choices=["duckdb", "polars"])
-    p.add_argument("--workload", required=True, choices=["W1", "W2", "W3", "W4", "W5"])
+    p.add_argument("--workload", required=True, choices=["W1", "W1x2", "W2", "W3", "W4", "W5"])
     p.add_argument("--rows", type=int)
     p.add_argument("--keys", type=int)
     p.add_argument("--repeat", type=int, default=3)
@@ -419,7 +445,7 @@ def main() -> int:
     if a.verify:
         t = time.perf_counter()
         wl = a.workload
-        ref = (ref_kv(a.rows, 0, a.keys) if wl in ("W1", "W4") else ref_w2(a.rows) if wl == "W2"
+        ref = (ref_kv(a.rows, 0, a.keys) if wl in ("W1", "W1x2", "W4") else ref_w2(a.rows) if wl == "W2"
                else ref_w3(a.rows, a.keys) if wl == "W3" else ref_w5(a.text_file))
         rec["verified"] = ref == checksums[0]
         print(f"# numpy reference: {ref} ({time.perf_counter() - t:.2f} s)", file=sys.stderr)

@@ -1,5 +1,5 @@
 /* Umbrella header of the C core: hashing, radix sort, the combiner table, blocks, the byte
- * shuffle and the allocator. */
+ * shuffle, the allocator and key rows. */
 #ifndef CSUPPORT_H
 #define CSUPPORT_H
 #include "bs_error.h"
@@ -9,4 +9,5 @@
 #include "bs_block.h"
 #include "bs_shuffle.h"
 #include "bs_memory.h"
+#include "bs_keyrow.h"
 #endif

@@ -29,7 +29,7 @@ typedef enum bs_error {
   BS_EVERSION = -5,        /* block: a version this code does not read */
   BS_EHEADER = -6,         /* block: the header checksum does not match the header */
   BS_ECODEC = -7,          /* block: unknown codec, or reserved bits set */
-  BS_ELENGTH = -8,         /* block: a length is over its bound or inconsistent */
+  BS_ELENGTH = -8,         /* block or key row: a length is over its bound or inconsistent */
   BS_EDECOMPRESS = -9,     /* block: zstd rejected the payload */
   BS_ECHECKSUM = -10,      /* block: the payload checksum does not match */
   BS_EDSTSIZE = -11,       /* the destination buffer is too small */

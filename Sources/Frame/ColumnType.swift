@@ -57,6 +57,12 @@ public enum ColumnType: Hashable, Sendable, Codable, CustomStringConvertible {
     }
   }
 
+  /// True for a boxed column: one the C kernels cannot hash, compare or group.
+  public var isBoxed: Bool {
+    if case .boxed = self { return true }
+    return false
+  }
+
   /// True for columns stored as offsets plus bytes.
   public var isVariableWidth: Bool {
     switch self {

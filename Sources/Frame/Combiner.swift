@@ -2,7 +2,8 @@ import CSupport
 
 /// A hash table that groups rows by key and combines their values, column-at-a-time, in C.
 ///
-/// Keys are one column: a scalar (grouped by its bits) or a string / byte array. Two modes:
+/// Keys are one or more columns of scalars (grouped by their bits), strings or byte arrays; a
+/// key of several columns is held as one packed or encoded key (`KeyRows`). Two modes:
 /// - built-in aggregates (`sum`, `min`, `max` over `Int64` or `Double` columns, and `count`),
 ///   folded in C with no closure per row;
 /// - group ids (`groupIDs`), with which the caller combines any other value type itself.
@@ -16,32 +17,46 @@ public final class Combiner {
     case sum, min, max, count
   }
 
-  /// The type of the key column.
-  public let keyType: ColumnType
+  /// The types of the key columns.
+  public let keyTypes: [ColumnType]
+  /// The type of the first key column.
+  public var keyType: ColumnType { keyTypes[0] }
   /// The declared aggregates with their value types (`count` has `.int64`).
   public private(set) var aggregates: [(aggregate: Aggregate, valueType: ScalarKind)] = []
   private let handle: OpaquePointer
   private let keyWidth: Int?
+  private let rows: KeyRows
+  private var encoded = KeyRows.Rows()
   private var scratchKeys: UnsafeMutablePointer<UInt64>?
   private var scratchCapacity = 0
   private var batchHashes: UnsafeMutablePointer<UInt64>?
   private var batchGIDs: UnsafeMutablePointer<UInt32>?
   private var batchCapacity = 0
 
-  /// A combiner for keys of `keyType`, sized for about `expectedGroups` groups.
+  /// A combiner for keys of one column of `keyType`, sized for about `expectedGroups` groups.
   /// - Throws: `FrameError.unsupported` for boxed keys; `FrameError.outOfMemory`.
-  public init(keyType: ColumnType, expectedGroups: Int = 1024) throws {
-    self.keyType = keyType
+  public convenience init(keyType: ColumnType, expectedGroups: Int = 1024) throws {
+    try self.init(keyTypes: [keyType], expectedGroups: expectedGroups)
+  }
+
+  /// A combiner for keys of the columns `keyTypes` (at least one), sized for about
+  /// `expectedGroups` groups.
+  /// - Throws: `FrameError.unsupported` for boxed keys; `FrameError.outOfMemory`.
+  public init(keyTypes: [ColumnType], expectedGroups: Int = 1024) throws {
+    guard !keyTypes.isEmpty else { throw FrameError.invalidArgument("a combiner key of no columns") }
+    self.keyTypes = keyTypes
+    rows = try KeyRows(keyTypes)
     let kind: bs_comb_key_kind
-    switch keyType {
-    case .scalar(let k):
+    switch (rows.form, keyTypes[0]) {
+    case (.single, .scalar(let k)):
       kind = BS_COMB_KEY_U64
       keyWidth = k.width
-    case .string, .bytes:
+    case (.packed, _):
+      kind = BS_COMB_KEY_U64
+      keyWidth = 8
+    default:
       kind = BS_COMB_KEY_BYTES
       keyWidth = nil
-    case .boxed(let name):
-      throw FrameError.unsupported("combiner keys of boxed type \(name); group them with a Swift dictionary")
     }
     guard let h = bs_comb_new(kind, expectedGroups) else {
       throw FrameError.outOfMemory("combiner table for \(expectedGroups) groups")
@@ -99,9 +114,43 @@ public final class Combiner {
   package func groupIDs(keys: Column, hashes: UnsafePointer<UInt64>, into gids: UnsafeMutablePointer<UInt32>) throws
     -> Int
   {
-    guard keys.type == keyType else {
-      throw FrameError.typeMismatch(expected: keyType.description, found: keys.type.description)
+    try groupIDs(keys: [keys], hashes: hashes, into: gids)
+  }
+
+  /// Maps each key of the columns `keys` to its group id, as `groupIDs(keys:hashes:into:)`;
+  /// `hashes` are the rows' key hashes (`Frame.hashKeys`).
+  @discardableResult
+  package func groupIDs(keys: [Column], hashes: UnsafePointer<UInt64>, into gids: UnsafeMutablePointer<UInt32>) throws
+    -> Int
+  {
+    guard keys.map(\.type) == keyTypes else {
+      throw FrameError.typeMismatch(
+        expected: keyTypes.map(\.description).joined(separator: ", "),
+        found: keys.map(\.type.description).joined(separator: ", "))
     }
+    let n = keys[0].count
+    for (i, k) in keys.enumerated() where k.count != n {
+      throw FrameError.lengthMismatch(column: i, expected: n, found: k.count)
+    }
+    let result: Int64
+    switch rows.form {
+    case .packed:
+      let packed = scratch(n)
+      rows.pack(keys, into: packed)
+      result = bs_comb_groups_u64(handle, packed, hashes, n, gids)
+    case .rows:
+      try rows.encode(keys, into: &encoded)
+      result = bs_comb_groups_bytes(handle, encoded.offsets, encoded.bytes, hashes, n, gids)
+    case .single:
+      result = try groupIDs(single: keys[0], hashes: hashes, into: gids)
+    }
+    if result < 0 { throw FrameError.outOfMemory("combiner table growing past \(groupCount) groups") }
+    return Int(result)
+  }
+
+  private func groupIDs(single keys: Column, hashes: UnsafePointer<UInt64>, into gids: UnsafeMutablePointer<UInt32>)
+    throws -> Int64
+  {
     let n = keys.count
     let result: Int64
     switch keys.storage {
@@ -124,8 +173,7 @@ public final class Combiner {
     case .boxed:
       throw FrameError.unsupported("boxed combiner keys")
     }
-    if result < 0 { throw FrameError.outOfMemory("combiner table growing past \(groupCount) groups") }
-    return Int(result)
+    return result
   }
 
   /// Folds `values` (an `.int64` or `.double` column; any column for `count`) into aggregate
@@ -156,7 +204,13 @@ public final class Combiner {
   /// Hashes `keys` with `seed` and maps each to its group id, inserting new keys. The ids live
   /// in the combiner's scratch buffer, valid until its next `groupIDs(keys:seed:)` or `add`.
   package func groupIDs(keys: Column, seed: UInt64) throws -> UnsafeBufferPointer<UInt32> {
-    let n = keys.count
+    try groupIDs(keys: [keys], seed: seed)
+  }
+
+  /// Hashes the key columns `keys` with `seed` as `Frame.hashKeys` does and maps each row to
+  /// its group id, as `groupIDs(keys:seed:)`.
+  package func groupIDs(keys: [Column], seed: UInt64) throws -> UnsafeBufferPointer<UInt32> {
+    let n = keys.first?.count ?? 0
     if n > batchCapacity {
       batchHashes?.deallocate()
       batchGIDs?.deallocate()
@@ -167,7 +221,7 @@ public final class Combiner {
     guard n > 0, let hashes = batchHashes, let gids = batchGIDs else {
       return UnsafeBufferPointer(start: nil, count: 0)
     }
-    try keys.hash(seed: seed, into: hashes)
+    try Column.hashRows(keys, count: n, seed: seed, into: hashes)
     try groupIDs(keys: keys, hashes: hashes, into: gids)
     return UnsafeBufferPointer(start: gids, count: n)
   }
@@ -175,31 +229,37 @@ public final class Combiner {
   /// Groups a whole frame: hashes `keys` with `seed`, then folds each aggregate's value column.
   /// `values[i]` feeds aggregate `i`. The convenience path for built-in reductions.
   public func add(keys: Column, values: [Column], seed: UInt64) throws {
-    let n = keys.count
+    try add(keys: [keys], values: values, seed: seed)
+  }
+
+  /// `add(keys:values:seed:)` for a key of several columns.
+  public func add(keys: [Column], values: [Column], seed: UInt64) throws {
+    let n = keys.first?.count ?? 0
     for (i, v) in values.enumerated() where v.count != n {
-      throw FrameError.lengthMismatch(column: i + 1, expected: n, found: v.count)
+      throw FrameError.lengthMismatch(column: i + keys.count, expected: n, found: v.count)
     }
     let gids = try groupIDs(keys: keys, seed: seed)
     guard let base = gids.baseAddress else { return }
     for (i, v) in values.enumerated() { try update(i, values: v, gids: base) }
   }
 
-  /// Every group as a frame `[key, aggregate 0, aggregate 1, …]` (prefix 1) in no particular
-  /// order (the order keys first arrived in), then empties the combiner: the cheap drain for
-  /// output that stays in memory. Cost: one copy of keys and aggregates, no sort.
+  /// Every group as a frame `[key columns, aggregate 0, aggregate 1, …]` (its prefix the key
+  /// columns) in no particular order (the order keys first arrived in), then empties the
+  /// combiner: the cheap drain for output that stays in memory. Cost: one copy of keys and
+  /// aggregates, no sort.
   public func drainUnordered() throws -> Frame {
     let groups = groupCount
-    var columns = [keyColumnInGroupOrder(groups)]
+    var columns = try keyColumnsInGroupOrder(groups)
     for (i, (_, valueType)) in aggregates.enumerated() {
       let values = bs_comb_agg_values(handle, Int32(i))!
       columns.append(try Column.copyScalars(.scalar(valueType), from: values, count: groups))
     }
-    let frame = Frame(unchecked: columns, count: groups, prefix: 1)
+    let frame = Frame(unchecked: columns, count: groups, prefix: keyTypes.count)
     reset()
     return frame
   }
 
-  /// Every group as a frame `[key, aggregate 0, aggregate 1, …]` (prefix 1) sorted by
+  /// Every group as a frame `[key columns, aggregate 0, aggregate 1, …]` sorted by
   /// (hash, key), with the hashes in the same order; then empties the combiner. The order is
   /// the one `SortOrder.hash` gives, so drained runs merge directly.
   public func drain() throws -> (frame: Frame, hashes: [UInt64]) {
@@ -218,31 +278,40 @@ public final class Combiner {
       }
     }
     // `sortedHashes` holds the hashes in sorted order (the radix sort sorted them in place).
-    let keys = keyColumnInGroupOrder(groups)
+    let keys = Frame(unchecked: try keyColumnsInGroupOrder(groups), count: groups, prefix: keyTypes.count)
     var start = 0
     while start < groups {
       var end = start + 1
       while end < groups && sortedHashes[end] == sortedHashes[start] { end += 1 }
       if end - start > 1 {
         perm[start..<end].sort { a, b in
-          let c = keys.compare(Int(a), keys, Int(b))
+          let c = keys.compareKeys(Int(a), keys, Int(b))
           return c != 0 ? c < 0 : a < b
         }
       }
       start = end
     }
-    var columns = [keys.gather(perm)]
+    var columns = keys.columns.map { $0.gather(perm) }
     for (i, (_, valueType)) in aggregates.enumerated() {
       let values = bs_comb_agg_values(handle, Int32(i))!
       columns.append(Column.gatherScalar(kind: valueType, from: values, perm: perm))
     }
-    let frame = Frame(unchecked: columns, count: groups, prefix: 1)
+    let frame = Frame(unchecked: columns, count: groups, prefix: keyTypes.count)
     reset()
     return (frame, sortedHashes)
   }
 
   /// Drops every group, keeping the declared aggregates and the table's capacity.
   public func reset() { _ = bs_comb_reset(handle) }
+
+  private func keyColumnsInGroupOrder(_ groups: Int) throws -> [Column] {
+    switch rows.form {
+    case .single: return [keyColumnInGroupOrder(groups)]
+    case .packed: return rows.unpack(bs_comb_keys_u64(handle)!, count: groups)
+    case .rows:
+      return try rows.decode(offsets: bs_comb_key_offsets(handle)!, bytes: bs_comb_key_bytes(handle), count: groups)
+    }
+  }
 
   private func keyColumnInGroupOrder(_ groups: Int) -> Column {
     switch keyType {

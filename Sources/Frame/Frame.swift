@@ -94,16 +94,7 @@ public struct Frame: Sendable {
   /// The seeded hash of each row's key: the hash of the single key column, or the combined
   /// hashes of several. Equal keys hash equal on every machine.
   package func hashKeys(seed: UInt64, into out: UnsafeMutablePointer<UInt64>) throws {
-    let keys = keyColumns
-    try keys.first?.hash(seed: seed, into: out)
-    if keys.count > 1 {
-      let scratch = UnsafeMutablePointer<UInt64>.allocate(capacity: max(count, 1))
-      defer { scratch.deallocate() }
-      for c in keys.dropFirst() {
-        try c.hash(seed: seed, into: scratch)
-        bs_hash_combine(out, scratch, count)
-      }
-    }
+    try Column.hashRows(keyColumns, count: count, seed: seed, into: out)
   }
 
   /// The seeded hash of each row's key, as an array.
@@ -136,5 +127,24 @@ public struct Frame: Sendable {
   /// Every row as type-erased values. Slow: for tests and printing.
   public var anyRows: [[AnyHashable]] {
     (0..<count).map { r in columns.map { $0.anyValue(at: r) } }
+  }
+}
+
+extension Column {
+  /// The seeded hash of each row of the key columns `columns` (`count` rows each): the hash of
+  /// a single column, or the combined hashes of several. Equal keys hash equal on every
+  /// machine.
+  package static func hashRows(
+    _ columns: some Collection<Column>, count: Int, seed: UInt64, into out: UnsafeMutablePointer<UInt64>
+  ) throws {
+    try columns.first?.hash(seed: seed, into: out)
+    if columns.count > 1 {
+      let scratch = UnsafeMutablePointer<UInt64>.allocate(capacity: max(count, 1))
+      defer { scratch.deallocate() }
+      for c in columns.dropFirst() {
+        try c.hash(seed: seed, into: scratch)
+        bs_hash_combine(out, scratch, count)
+      }
+    }
   }
 }

@@ -6,7 +6,7 @@ import Frame
 public enum Workloads {
   /// Registers every workload func (and the word count's): a program that runs them on
   /// machines calls this before its first session, in the driver and the workers alike.
-  public static func register() { _ = [w1, w1Closure, w2, w3, w4, WordCount.job] as [AnyObject] }
+  public static func register() { _ = [w1, w1Closure, w1TwoColumns, w2, w3, w4, WordCount.job] as [AnyObject] }
 
   /// Rows `[shard * rows / shards, (shard + 1) * rows / shards)` of the (key, value) table
   /// with `seed` and `keys` distinct keys.
@@ -37,6 +37,21 @@ public enum Workloads {
 
   public static let w1Closure = Func("bench.W1.closure") { (rows: Int, keys: Int, shards: Int) in
     table(rows: rows, keys: keys, seed: 0, shards: shards).reduce { $0 &+ $1 }
+  }
+
+  /// W1 with its key split into two columns, `(key / 1024, key % 1024)`, grouped on both.
+  public static let w1TwoColumns = Func("bench.W1.twoColumns") { (rows: Int, keys: Int, shards: Int) in
+    readerFunc(shards, initial: { shard in shard * rows / shards }) {
+      (shard: Int, next: inout Int, out: RowEmitter<Int, Int, Int>) in
+      let end = (shard + 1) * rows / shards
+      let stop = min(next + Frame.defaultRows, end)
+      while next < stop {
+        let (key, value) = row(next, keys: keys, seed: 0)
+        out.emit(key >> 10, key & 1023, value)
+        next += 1
+      }
+      return next < end
+    }.prefixed(2).reduce(.sum)
   }
 
   public static let w4 = Func("bench.W4") { (rows: Int, keys: Int, shards: Int) in

@@ -19,6 +19,7 @@ public enum TestFuncs {
   /// Registers every func (Swift globals are made lazily: touching them registers them).
   public static func register() {
     ChaosFuncs.register()
+    WideKeyFuncs.register()
     _ =
       [
         constPairs, mapFilterFlatMap, head, reduceClosure, reduceSum, reduceMax, countWords, reduceBoxed, reshuffle,

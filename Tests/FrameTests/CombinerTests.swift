@@ -1,3 +1,4 @@
+import CSupport
 import Frame
 import Testing
 
@@ -212,5 +213,112 @@ import Testing
     }
     #expect(try combined(true) == combined(false))
     #expect(try combined(false).count == 900)
+  }
+}
+
+/// Keys of several columns: packed into one word when they fit, else held as one byte string
+/// per row, and given back as the columns they came from.
+@Suite struct WideKeyCombinerTests {
+  /// Key shapes: two small integers (packed into a word), a byte and a string, two 64-bit
+  /// integers (wider than a word), and a string between a double and a bool.
+  static let shapes: [[ColumnType]] = [
+    [.scalar(.int32), .scalar(.int16)],
+    [.scalar(.uint8), .string],
+    [.scalar(.int64), .scalar(.int64)],
+    [.scalar(.double), .string, .scalar(.bool)],
+  ]
+
+  private static func column(_ type: ColumnType, _ values: [Int]) -> Column {
+    switch type {
+    case .scalar(.int32): Column(values.map { Int32($0) - 3 })
+    case .scalar(.int16): Column(values.map { Int16($0) })
+    case .scalar(.uint8): Column(values.map { UInt8($0) })
+    case .scalar(.double): Column(values.map { Double($0) / 2 })
+    case .scalar(.bool): Column(values.map { $0 % 2 == 0 })
+    case .string: Column(strings: values.map { $0 == 0 ? "" : String(repeating: "é", count: $0) })
+    default: Column(values.map { Int64($0) * 1_000_003 - 77 })
+    }
+  }
+
+  @Test(arguments: shapes)
+  func aKeyOfSeveralColumnsGroupsAsItsTuple(types: [ColumnType]) throws {
+    var rng = SplitMix64(seed: UInt64(types.count * 17))
+    let combiner = try Combiner(keyTypes: types, expectedGroups: 4)
+    try combiner.addAggregate(.sum)
+    try combiner.addAggregate(.count)
+    var reference: [[AnyHashable]: (sum: Int64, count: Int64)] = [:]
+    for _ in 0..<4 {
+      let n = Int.random(in: 0...5_000, using: &rng)
+      let raw = types.map { _ in (0..<n).map { _ in Int.random(in: 0..<9, using: &rng) } }
+      let values = (0..<n).map { _ in Int64.random(in: -1000...1000, using: &rng) }
+      let keys = zip(types, raw).map { Self.column($0, $1) }
+      try combiner.add(keys: keys, values: [Column(values), Column(values)], seed: 5)
+      for i in 0..<n {
+        let key = keys.map { $0.anyValue(at: i) }
+        let r = reference[key] ?? (0, 0)
+        reference[key] = (r.sum + values[i], r.count + 1)
+      }
+    }
+    #expect(combiner.groupCount == reference.count)
+    let (frame, hashes) = try combiner.drain()
+    #expect(frame.prefix == types.count)
+    #expect(frame.schema.types == types + [.scalar(.int64), .scalar(.int64)])
+    #expect(hashes == (try frame.hashKeys(seed: 5)))
+    // Equal hashes are ordered by key, so drained runs merge.
+    for i in 1..<max(frame.count, 1) where hashes[i] == hashes[i - 1] {
+      #expect(frame.compareKeys(i - 1, frame, i) < 0)
+    }
+    let expected = Set(reference.map { "\($0.key + [AnyHashable($0.value.sum), AnyHashable($0.value.count)])" })
+    let found = Set(frame.anyRows.map { "\($0)" })
+    #expect(found.subtracting(expected).isEmpty && expected.subtracting(found).isEmpty)
+  }
+
+  @Test func keyColumnsOfTheWrongTypesOrLengthsAreRefused() throws {
+    let combiner = try Combiner(keyTypes: [.scalar(.int64), .string])
+    try combiner.addAggregate(.count)
+    #expect(throws: FrameError.self) {
+      try combiner.add(keys: [Column([Int64(1)]), Column([Int64(2)])], values: [Column([Int64(1)])], seed: 0)
+    }
+    #expect(throws: FrameError.self) {
+      try combiner.add(keys: [Column([Int64(1), 2]), Column(strings: ["a"])], values: [Column([Int64(1)])], seed: 0)
+    }
+    #expect(throws: FrameError.self) { try Combiner(keyTypes: []) }
+    #expect(combiner.groupCount == 0)
+  }
+}
+
+/// The key-row decoder checks every row's layout before it copies a byte.
+@Suite struct KeyRowTests {
+  /// Rows of (Int64, string): 8 bytes, a 4-byte length, then the string's bytes.
+  private static func row(_ x: Int64, _ s: String) -> [UInt8] {
+    withUnsafeBytes(of: x.littleEndian, Array.init) + withUnsafeBytes(of: UInt32(s.utf8.count).littleEndian, Array.init)
+      + Array(s.utf8)
+  }
+
+  private static func measure(_ rows: [[UInt8]]) -> bs_error {
+    var offsets: [Int64] = [0]
+    for r in rows { offsets.append(offsets.last! + Int64(r.count)) }
+    let bytes = rows.flatMap { $0 }
+    var totals: [Int64] = [0, 0]
+    return bs_keyrow_measure(offsets, bytes, rows.count, [8, 0], 2, &totals)
+  }
+
+  @Test func wellFormedRowsMeasureTheirStrings() {
+    var offsets: [Int64] = [0]
+    let rows = [Self.row(1, "ab"), Self.row(-2, ""), Self.row(3, "xyz")]
+    for r in rows { offsets.append(offsets.last! + Int64(r.count)) }
+    var totals: [Int64] = [9, 9]
+    #expect(bs_keyrow_measure(offsets, rows.flatMap { $0 }, 3, [8, 0], 2, &totals) == BS_OK)
+    #expect(totals == [0, 5])
+  }
+
+  @Test func aShortALongOrAnOverrunningRowIsALengthError() {
+    let good = Self.row(1, "ab")
+    #expect(Self.measure([Array(good.dropLast())]) == BS_ELENGTH)
+    #expect(Self.measure([good + [0]]) == BS_ELENGTH)
+    var overrun = good
+    overrun[8] = 200  // a length past the row's end
+    #expect(Self.measure([overrun]) == BS_ELENGTH)
+    #expect(Self.measure([Array(good.prefix(10))]) == BS_ELENGTH)  // half a length
   }
 }

@@ -6,6 +6,10 @@ import SliceIO
 /// The result has as many shards as the largest input, and its rows come in no particular
 /// order. Each input is shuffled by key.
 ///
+/// Each input is a key and one value column; the overloads below take keys of two and three
+/// columns (inputs made with `prefixed(2)` or `prefixed(3)`). An input with several values
+/// carries them in one column of a struct or tuple-like type.
+///
 /// Within a shard the groups are found by hashing: one table maps every input's keys to dense
 /// group ids, then each input's values are put in group order by a counting sort, all
 /// column-at-a-time. When the inputs outgrow the task's share of the memory limit, every input
@@ -15,31 +19,122 @@ import SliceIO
 public func cogroup<K, each V>(
   _ slices: repeat Slice<K, each V>, file: StaticString = #fileID, line: UInt = #line
 ) -> Slice<K, repeat [each V]> {
-  var deps: [Dependency] = []
-  var shards = 1
+  var nodes: [SliceNode] = []
+  for slice in repeat each slices { nodes.append(slice.node) }
+  let (types, problem) = columnTypes(K.self, repeat [each V].self)
+  return Slice(cogroupNode(nodes, keys: 1, types: types, problem, file, line, repeat (each V).self))
+}
+
+/// `cogroup` of inputs keyed on their first two columns (`prefixed(2)`): one row per key
+/// `(K1, K2)`, then each input's values as an array.
+public func cogroup<K1, K2, each V>(
+  _ slices: repeat Slice<K1, K2, each V>, file: StaticString = #fileID, line: UInt = #line
+) -> Slice<K1, K2, repeat [each V]> {
+  var nodes: [SliceNode] = []
+  for slice in repeat each slices { nodes.append(slice.node) }
+  let (types, problem) = columnTypes(K1.self, K2.self, repeat [each V].self)
+  return Slice(cogroupNode(nodes, keys: 2, types: types, problem, file, line, repeat (each V).self))
+}
+
+/// `cogroup` of inputs keyed on their first three columns (`prefixed(3)`).
+public func cogroup<K1, K2, K3, each V>(
+  _ slices: repeat Slice<K1, K2, K3, each V>, file: StaticString = #fileID, line: UInt = #line
+) -> Slice<K1, K2, K3, repeat [each V]> {
+  var nodes: [SliceNode] = []
+  for slice in repeat each slices { nodes.append(slice.node) }
+  let (types, problem) = columnTypes(K1.self, K2.self, K3.self, repeat [each V].self)
+  return Slice(cogroupNode(nodes, keys: 3, types: types, problem, file, line, repeat (each V).self))
+}
+
+// Two and three inputs, typed one by one: Swift infers these where the variadic forms above
+// leave it stuck (a func body returning a cogroup with no declared type, or a `map` after one).
+
+/// `cogroup` of two inputs keyed on one column.
+public func cogroup<K, A, B>(
+  _ a: Slice<K, A>, _ b: Slice<K, B>, file: StaticString = #fileID, line: UInt = #line
+) -> Slice<K, [A], [B]> {
+  let (types, problem) = columnTypes(K.self, [A].self, [B].self)
+  return Slice(cogroupNode([a.node, b.node], keys: 1, types: types, problem, file, line, A.self, B.self))
+}
+
+/// `cogroup` of three inputs keyed on one column.
+public func cogroup<K, A, B, C>(
+  _ a: Slice<K, A>, _ b: Slice<K, B>, _ c: Slice<K, C>, file: StaticString = #fileID, line: UInt = #line
+) -> Slice<K, [A], [B], [C]> {
+  let (types, problem) = columnTypes(K.self, [A].self, [B].self, [C].self)
+  return Slice(
+    cogroupNode([a.node, b.node, c.node], keys: 1, types: types, problem, file, line, A.self, B.self, C.self))
+}
+
+/// `cogroup` of two inputs keyed on two columns.
+public func cogroup<K1, K2, A, B>(
+  _ a: Slice<K1, K2, A>, _ b: Slice<K1, K2, B>, file: StaticString = #fileID, line: UInt = #line
+) -> Slice<K1, K2, [A], [B]> {
+  let (types, problem) = columnTypes(K1.self, K2.self, [A].self, [B].self)
+  return Slice(cogroupNode([a.node, b.node], keys: 2, types: types, problem, file, line, A.self, B.self))
+}
+
+/// `cogroup` of three inputs keyed on two columns.
+public func cogroup<K1, K2, A, B, C>(
+  _ a: Slice<K1, K2, A>, _ b: Slice<K1, K2, B>, _ c: Slice<K1, K2, C>, file: StaticString = #fileID,
+  line: UInt = #line
+) -> Slice<K1, K2, [A], [B], [C]> {
+  let (types, problem) = columnTypes(K1.self, K2.self, [A].self, [B].self, [C].self)
+  return Slice(
+    cogroupNode([a.node, b.node, c.node], keys: 2, types: types, problem, file, line, A.self, B.self, C.self))
+}
+
+/// `cogroup` of two inputs keyed on three columns.
+public func cogroup<K1, K2, K3, A, B>(
+  _ a: Slice<K1, K2, K3, A>, _ b: Slice<K1, K2, K3, B>, file: StaticString = #fileID, line: UInt = #line
+) -> Slice<K1, K2, K3, [A], [B]> {
+  let (types, problem) = columnTypes(K1.self, K2.self, K3.self, [A].self, [B].self)
+  return Slice(cogroupNode([a.node, b.node], keys: 3, types: types, problem, file, line, A.self, B.self))
+}
+
+/// `cogroup` of three inputs keyed on three columns.
+public func cogroup<K1, K2, K3, A, B, C>(
+  _ a: Slice<K1, K2, K3, A>, _ b: Slice<K1, K2, K3, B>, _ c: Slice<K1, K2, K3, C>,
+  file: StaticString = #fileID, line: UInt = #line
+) -> Slice<K1, K2, K3, [A], [B], [C]> {
+  let (types, problem) = columnTypes(K1.self, K2.self, K3.self, [A].self, [B].self, [C].self)
+  return Slice(
+    cogroupNode([a.node, b.node, c.node], keys: 3, types: types, problem, file, line, A.self, B.self, C.self))
+}
+
+/// The node of a cogroup of `inputs` keyed on their first `keys` columns, each with one value
+/// column of the pack's type; `types` are the output's columns.
+private func cogroupNode<each V>(
+  _ inputs: [SliceNode], keys: Int, types: [ColumnType], _ typeProblem: BigsliceError?, _ file: StaticString,
+  _ line: UInt, _: repeat (each V).Type
+) -> SliceNode {
   var problem: BigsliceError?
-  for slice in repeat each slices {
-    deps.append(Dependency(node: slice.node, shuffle: true, partitioner: .hash))
-    shards = max(shards, slice.shards)
-    if slice.schema.prefix != 1 { problem = .invalidArgument("cogroup inputs must have a one-column key") }
+  for (i, input) in inputs.enumerated() where input.schema.prefix != keys {
+    problem =
+      problem
+      ?? .invalidArgument(
+        "cogroup keys on every column of its inputs but the last (\(keys) here), and input \(i + 1) has key prefix "
+          + "\(input.schema.prefix): call prefixed(\(keys)) on it, or carry several values in one column")
   }
-  let (types, typeProblem) = columnTypes(K.self, repeat [each V].self)
-  let inputSchemas = deps.map(\.node.schema)
-  let node = SliceNode(
-    op: "cogroup", location: location(file, line), schema: Schema(types), shards: shards, deps: deps,
-    problem: problem ?? typeProblem
+  let deps = inputs.map { Dependency(node: $0, shuffle: true, partitioner: .hash) }
+  let inputSchemas = inputs.map(\.schema)
+  let boxedKey = types[..<keys].contains(where: \.isBoxed)
+  return SliceNode(
+    op: "cogroup", location: location(file, line), schema: Schema(types, prefix: keys),
+    shards: inputs.map(\.shards).max() ?? 1, deps: deps, problem: problem ?? typeProblem
   ) { _, readers, context in
     let build = { (inputs: [[Frame]]) throws -> Frame? in
       let frames = try inputs.enumerated().map { i, frames in
         frames.isEmpty ? try Frame.empty(inputSchemas[i]) : frames.count == 1 ? frames[0] : try Frame.concat(frames)
       }
       guard frames.contains(where: { $0.count > 0 }) else { return nil }
-      if case .boxed = types[0] {
-        let sorted = try frames.map { try $0.sorted(.hash(seed: combineSeed)) }
+      if boxedKey {
+        let sorted = try frames.map { try Frame($0.columns, prefix: keys).sorted(.hash(seed: combineSeed)) }
         return try mergeGroups(
-          sorted, try sorted.map { try $0.hashKeys(seed: combineSeed) }, types: types, repeat (each V).self)
+          sorted, try sorted.map { try $0.hashKeys(seed: combineSeed) }, keys: keys, types: types,
+          repeat (each V).self)
       }
-      return try groupByHash(frames, types: types, packed: context.rowsOnlyEncoded, repeat (each V).self)
+      return try groupByHash(frames, keys: keys, types: types, packed: context.rowsOnlyEncoded, repeat (each V).self)
     }
     var inner: (any Reader)?
     return FunctionReader {
@@ -49,7 +144,6 @@ public func cogroup<K, each V>(
       return try inner!.read()
     }
   }
-  return Slice<K, repeat [each V]>(node)
 }
 
 /// The inputs of one cogroup task (or of one of its buckets): held in memory while they are
@@ -118,18 +212,20 @@ final class CogroupInputs {
 /// each input's values are gathered into group order by a counting sort on the ids. With
 /// `packed`, lists of scalars stay packed (offsets into one buffer), as they will be coded.
 private func groupByHash<each V>(
-  _ frames: [Frame], types: [ColumnType], packed: Bool, _: repeat (each V).Type
+  _ frames: [Frame], keys: Int, types: [ColumnType], packed: Bool, _: repeat (each V).Type
 ) throws -> Frame {
   let rows = frames.reduce(0) { $0 + $1.count }
-  let combiner = try Combiner(keyType: types[0], expectedGroups: max(1024, rows / 4))
+  let combiner = try Combiner(keyTypes: Array(types[..<keys]), expectedGroups: max(1024, rows / 4))
   var gids: [[UInt32]] = []
-  for frame in frames { gids.append(Array(try combiner.groupIDs(keys: frame.columns[0], seed: combineSeed))) }
+  for frame in frames {
+    gids.append(Array(try combiner.groupIDs(keys: Array(frame.columns[..<keys]), seed: combineSeed)))
+  }
   let groups = combiner.groupCount
-  let keys = try combiner.drainUnordered().columns[0]
+  let keyColumns = try combiner.drainUnordered().columns
   var k = -1
   func collect<T>(_: T.Type) throws -> Column {
     k += 1
-    let column = frames[k].columns[1]
+    let column = frames[k].columns[keys]
     // Each input's ids and permutation go as soon as they are used: the lists are built while
     // every input is still held.
     var ids: [UInt32] = []
@@ -144,16 +240,16 @@ private func groupByHash<each V>(
     ids = []
     let values = column.gather(permutation)
     permutation = []
-    let out = ColumnAppender<[T]>(types[k + 1], capacity: groups)
+    let out = ColumnAppender<[T]>(types[keys + k], capacity: groups)
     let getter = ColumnGetter<T>(values)
     withExtendedLifetime(values) {
       for g in 0..<groups { out.append((Int(starts[g])..<Int(starts[g + 1])).map { getter.get($0) }) }
     }
     return try out.finish()
   }
-  var columns = [keys]
+  var columns = keyColumns
   for column in repeat try collect((each V).self) { columns.append(column) }
-  return try Frame(columns, prefix: 1)
+  return try Frame(columns, prefix: keys)
 }
 
 private func packedLists<S: ScalarValue & Codable>(_: S.Type, _ grouped: GroupedValues) -> Column {
@@ -162,21 +258,21 @@ private func packedLists<S: ScalarValue & Codable>(_: S.Type, _ grouped: Grouped
 
 /// Walks inputs sorted by (hash, key) in step, emitting one row per key.
 private func mergeGroups<each V>(
-  _ frames: [Frame], _ hashes: [[UInt64]], types: [ColumnType], _: repeat (each V).Type
+  _ frames: [Frame], _ hashes: [[UInt64]], keys: Int, types: [ColumnType], _: repeat (each V).Type
 ) throws -> Frame {
   var k = -1
   func getter<T>(_: T.Type) -> ColumnGetter<T> {
     k += 1
-    return ColumnGetter<T>(frames[k].columns[1])
+    return ColumnGetter<T>(frames[k].columns[keys])
   }
   let values = (repeat getter((each V).self))
-  k = 0
+  k = keys - 1
   func appender<T>(_: T.Type) -> ColumnAppender<[T]> {
     k += 1
     return ColumnAppender<[T]>(types[k])
   }
   let groups = (repeat appender((each V).self))
-  let keyFrames = try frames.map { try Frame([$0.columns[0]]) }
+  let keyFrames = try frames.map { try Frame(Array($0.columns[..<keys]), prefix: keys) }
   var keyChunks: [UInt32] = []
   var keyRows: [UInt32] = []
   var position = [Int](repeating: 0, count: frames.count)
@@ -216,7 +312,7 @@ private func mergeGroups<each V>(
     }
   }
   repeat collect(each values, each groups)
-  var columns = [try Frame.interleave(keyFrames, chunkIndices: keyChunks, rows: keyRows).columns[0]]
+  var columns = try Frame.interleave(keyFrames, chunkIndices: keyChunks, rows: keyRows).columns
   for group in repeat each groups { columns.append(try group.finish()) }
-  return try Frame(columns, prefix: 1)
+  return try Frame(columns, prefix: keys)
 }

@@ -1,14 +1,16 @@
 import Frame
 
-/// Sorts a (key, value) frame by (hash, key) — stably, so each key's values keep their order —
-/// and folds the values of each key: `first` starts an accumulator from a key's first value,
-/// `next` folds in each later one. Returns one row per key: (key, accumulator of `valueType`).
+/// Sorts a (key columns, value) frame by (hash, key) — stably, so each key's values keep their
+/// order — and folds the values of each key: `first` starts an accumulator from a key's first
+/// value, `next` folds in each later one. The key is the frame's prefix. Returns one row per
+/// key: (key columns, accumulator of `valueType`).
 func foldKeyRuns<V, A>(
   _ frame: Frame, valueType: ColumnType, first: (V) -> A, next: (A, V) -> A
 ) throws -> Frame {
+  let keys = frame.prefix
   let sorted = try frame.sorted(.hash(seed: combineSeed))
   let hashes = try sorted.hashKeys(seed: combineSeed)
-  let values = ColumnGetter<V>(sorted.columns[1])
+  let values = ColumnGetter<V>(sorted.columns[keys])
   let out = ColumnAppender<A>(valueType, capacity: sorted.count)
   var starts: [UInt32] = []
   var i = 0
@@ -24,7 +26,7 @@ func foldKeyRuns<V, A>(
     out.append(acc)
     i = j
   }
-  return try Frame([sorted.columns[0].gather(starts), out.finish()], prefix: 1)
+  return try Frame(sorted.columns[..<keys].map { $0.gather(starts) } + [out.finish()], prefix: keys)
 }
 
 /// Folds values per key with a user closure: the C combiner maps each key to a dense group id,
@@ -34,18 +36,21 @@ final class ClosureAccumulator<V>: KeyedAccumulator {
   private let f: (V, V) -> V
   private let valueType: ColumnType
   private let combiner: Combiner?
+  private let keys: Int
   private var accumulators: [V] = []
   private var pending: [Frame] = []
   private var pendingRows = 0
   private var combinedRows = 0
 
-  init(keyType: ColumnType, valueType: ColumnType, _ f: @escaping (V, V) -> V) throws {
+  /// Keys of the columns `keyTypes`, then one value column of `valueType`.
+  init(keyTypes: [ColumnType], valueType: ColumnType, _ f: @escaping (V, V) -> V) throws {
     self.f = f
     self.valueType = valueType
-    if case .boxed = keyType {
+    keys = keyTypes.count
+    if keyTypes.contains(where: \.isBoxed) {
       combiner = nil
     } else {
-      combiner = try Combiner(keyType: keyType)
+      combiner = try Combiner(keyTypes: keyTypes)
     }
   }
 
@@ -53,8 +58,8 @@ final class ClosureAccumulator<V>: KeyedAccumulator {
     guard frame.count > 0 else { return }
     guard let combiner else { return try addSorted(frame) }
     let n = frame.count
-    let g = try combiner.groupIDs(keys: frame.columns[0], seed: combineSeed)
-    let values = ColumnGetter<V>(frame.columns[1])
+    let g = try combiner.groupIDs(keys: Array(frame.columns[..<keys]), seed: combineSeed)
+    let values = ColumnGetter<V>(frame.columns[keys])
     let ahead = 16
     for i in 0..<n {
       let group = Int(g[i])
@@ -83,10 +88,10 @@ final class ClosureAccumulator<V>: KeyedAccumulator {
       return pending.first
     }
     guard combiner.groupCount > 0 else { return nil }
-    let keys = try combiner.drainUnordered().columns[0]
+    let keyColumns = try combiner.drainUnordered().columns
     let values = try Column.make(erasing: accumulators)
     accumulators = []
-    return try Frame([keys, values], prefix: 1)
+    return try Frame(keyColumns + [values], prefix: keys)
   }
 
   var byteCount: Int {
@@ -122,21 +127,22 @@ final class ClosureAccumulator<V>: KeyedAccumulator {
 /// Generic code whose type is known only at run time pays a metadata lookup and a value-witness
 /// call per value, a large share of a closure `reduce`'s time. Behind a non-generic shell
 /// the concrete type is visible, so the whole per-row loop is specialised.
-func makeAccumulator<V>(keyType: ColumnType, valueType: ColumnType, _ f: @escaping (V, V) -> V) throws
+func makeAccumulator<V>(keyTypes: [ColumnType], valueType: ColumnType, _ f: @escaping (V, V) -> V) throws
   -> any KeyedAccumulator
 {
   switch V.self {
   case is Int.Type:
     return try IntAccumulator(
-      ClosureAccumulator(keyType: keyType, valueType: valueType, unsafeBitCast(f, to: ((Int, Int) -> Int).self)))
+      ClosureAccumulator(keyTypes: keyTypes, valueType: valueType, unsafeBitCast(f, to: ((Int, Int) -> Int).self)))
   case is Double.Type:
     return try DoubleAccumulator(
       ClosureAccumulator(
-        keyType: keyType, valueType: valueType, unsafeBitCast(f, to: ((Double, Double) -> Double).self)))
+        keyTypes: keyTypes, valueType: valueType, unsafeBitCast(f, to: ((Double, Double) -> Double).self)))
   case is Int64.Type:
     return try Int64Accumulator(
-      ClosureAccumulator(keyType: keyType, valueType: valueType, unsafeBitCast(f, to: ((Int64, Int64) -> Int64).self)))
-  default: return try ClosureAccumulator<V>(keyType: keyType, valueType: valueType, f)
+      ClosureAccumulator(keyTypes: keyTypes, valueType: valueType, unsafeBitCast(f, to: ((Int64, Int64) -> Int64).self))
+    )
+  default: return try ClosureAccumulator<V>(keyTypes: keyTypes, valueType: valueType, f)
   }
 }
 

@@ -40,7 +40,8 @@ final class CombineBuffer {
     _ combining: Combining, schema: Schema, store: OutputStore? = nil, overflow: ((Frame) throws -> Void)? = nil
   ) throws {
     try self.init(
-      accumulator: try combining.accumulator(keyType: schema.types[0]), schema: schema, store: store,
+      accumulator: try combining.accumulator(keyTypes: Array(schema.types[..<schema.prefix])), schema: schema,
+      store: store,
       overflow: overflow, level: 0)
   }
 
@@ -58,6 +59,8 @@ final class CombineBuffer {
 
   func add(_ frame: Frame) throws {
     guard frame.count > 0 else { return }
+    // Rows keep their key as the schema says, whatever prefix a reader gave their frame.
+    let frame = frame.prefix == schema.prefix ? frame : try Frame(frame.columns, prefix: schema.prefix)
     guard let accumulator else { return try overflow!(frame) }
     // The limit a drain's copy leaves for the table itself.
     let tableLimit = limit == Int.max ? limit : limit - limit / 4

@@ -1,10 +1,10 @@
 import Frame
 
 extension Combining {
-  /// A fresh accumulator for keys of `keyType`.
-  func accumulator(keyType: ColumnType) throws -> any KeyedAccumulator {
+  /// A fresh accumulator for keys of the columns `keyTypes`.
+  func accumulator(keyTypes: [ColumnType]) throws -> any KeyedAccumulator {
     switch self {
-    case .builtIn(let aggregate, let kind): return try BuiltInAccumulator(keyType: keyType, aggregate, kind)
+    case .builtIn(let aggregate, let kinds): return try BuiltInAccumulator(keyTypes: keyTypes, aggregate, kinds)
     case .closure(let make): return try make()
     }
   }
@@ -12,14 +12,15 @@ extension Combining {
 
 /// How the shuffle into a node combines rows with equal keys, map-side and reduce-side.
 enum Combining: @unchecked Sendable {
-  /// Built-in aggregates over `Int64` / `Double` value columns, in C.
-  case builtIn(Combiner.Aggregate, ScalarKind)
+  /// A built-in aggregate over each value column (`Int64` or `Double`, one kind per column),
+  /// in C.
+  case builtIn(Combiner.Aggregate, [ScalarKind])
   /// A user closure over one value column, folded per key by an accumulator that the
   /// factory makes for each task (and again for each reading shard).
   case closure(@Sendable () throws -> any KeyedAccumulator)
 }
 
-/// Folds (key, value) rows into one row per key, frame by frame.
+/// Folds (key columns, value columns) rows into one row per key, frame by frame.
 protocol KeyedAccumulator: AnyObject {
   func add(_ frame: Frame) throws
   /// One row per key, or nil when nothing was added; the accumulator is then empty again and
