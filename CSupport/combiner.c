@@ -39,6 +39,10 @@ typedef struct {
 #ifndef PREFETCH_AHEAD
 #define PREFETCH_AHEAD 32
 #endif
+/* Fixed mode: rows ahead whose candidate key is prefetched, once their slot has arrived. */
+#ifndef KEY_AHEAD
+#define KEY_AHEAD 12
+#endif
 /* gid_plus1 is a u32, and 0 means empty. */
 #define MAX_GROUPS ((size_t)UINT32_MAX - 1)
 
@@ -51,6 +55,8 @@ struct bs_combiner {
   size_t gcap; /* capacity of every per-group array */
   uint64_t *hashes;
   uint64_t *keys;    /* u64 mode */
+  uint8_t *kfixed;   /* fixed mode: gcap keys of kwidth bytes */
+  size_t kwidth;     /* fixed mode: bytes per key */
   int64_t *koff;     /* bytes mode: gcap + 1 entries */
   uint8_t *kbytes;   /* bytes mode: key bytes */
   size_t kbcap;      /* bytes mode: capacity of kbytes */
@@ -105,7 +111,9 @@ static size_t koff_count(size_t gcap) { return gcap + 1; }
  * gcap says, which freeing relies on). */
 static bs_error grow_groups(bs_combiner *c, size_t new_gcap) {
   const size_t old = c->gcap;
-  if (new_gcap == SIZE_MAX || mul_overflows(koff_count(new_gcap), sizeof(int64_t))) return BS_ENOMEM;
+  if (new_gcap == SIZE_MAX || mul_overflows(koff_count(new_gcap), sizeof(int64_t)) ||
+      mul_overflows(new_gcap, c->kwidth))
+    return BS_ENOMEM;
   void **arrays[2 + BS_COMB_MAX_AGGS];
   size_t old_bytes[2 + BS_COMB_MAX_AGGS], new_bytes[2 + BS_COMB_MAX_AGGS];
   void *fresh[2 + BS_COMB_MAX_AGGS];
@@ -113,6 +121,8 @@ static bs_error grow_groups(bs_combiner *c, size_t new_gcap) {
   arrays[n] = (void **)&c->hashes, old_bytes[n] = old * 8, new_bytes[n++] = new_gcap * 8;
   if (c->kind == BS_COMB_KEY_U64)
     arrays[n] = (void **)&c->keys, old_bytes[n] = old * 8, new_bytes[n++] = new_gcap * 8;
+  else if (c->kind == BS_COMB_KEY_FIXED)
+    arrays[n] = (void **)&c->kfixed, old_bytes[n] = old * c->kwidth, new_bytes[n++] = new_gcap * c->kwidth;
   else
     arrays[n] = (void **)&c->koff, old_bytes[n] = koff_count(old) * 8, new_bytes[n++] = koff_count(new_gcap) * 8;
   for (int a = 0; a < c->nagg; a++) arrays[n] = &c->agg[a], old_bytes[n] = old * 8, new_bytes[n++] = new_gcap * 8;
@@ -180,6 +190,9 @@ static inline uint64_t key_tag(const uint8_t *key, size_t len, uint64_t h) {
   return t;
 }
 
+/* Fixed mode: every key's tag is its hash, confirmed on the key's bytes. */
+static inline uint64_t fixed_tag(uint64_t h) { return h; }
+
 /* Doubles the slot table and reinserts every group from its stored hash. */
 static bs_error grow_table(bs_combiner *c) {
   if (c->cap > SIZE_MAX / 4 / sizeof(comb_slot)) return BS_ENOMEM;
@@ -206,9 +219,9 @@ static bs_error grow_table(bs_combiner *c) {
       size_t base = bucket_of(h, mask);
       while (ns[base + BUCKET - 1].gid_plus1 != 0) base = (base + BUCKET) & mask;
       comb_slot *s = &ns[base + bucket_fill(&ns[base])];
-      s->k = c->kind == BS_COMB_KEY_U64
-                 ? c->keys[g]
-                 : key_tag(c->kbytes + c->koff[g], (size_t)(c->koff[g + 1] - c->koff[g]), h);
+      s->k = c->kind == BS_COMB_KEY_U64     ? c->keys[g]
+             : c->kind == BS_COMB_KEY_FIXED ? fixed_tag(h)
+                                            : key_tag(c->kbytes + c->koff[g], (size_t)(c->koff[g + 1] - c->koff[g]), h);
       s->gid_plus1 = (uint32_t)(g + 1);
       s->hlo = (uint32_t)h;
     }
@@ -226,13 +239,14 @@ static size_t pow2_at_least(size_t x) {
   return p;
 }
 
-bs_combiner *bs_comb_new(bs_comb_key_kind kind, size_t expected_groups) {
-  if (kind != BS_COMB_KEY_U64 && kind != BS_COMB_KEY_BYTES) return NULL;
+/* A new combiner of kind (with key_width bytes per key in fixed mode). */
+static bs_combiner *comb_new(bs_comb_key_kind kind, size_t key_width, size_t expected_groups) {
   /* Keep absurd hints from asking for absurd memory up front. */
   if (expected_groups > ((size_t)1 << 32)) expected_groups = (size_t)1 << 32;
   bs_combiner *c = (bs_combiner *)calloc(1, sizeof *c);
   if (c == NULL) return NULL;
   c->kind = kind;
+  c->kwidth = key_width;
   size_t gcap = expected_groups < MIN_GROUPS ? MIN_GROUPS : expected_groups;
   if (gcap > MAX_GROUPS) gcap = MAX_GROUPS;
   size_t cap = pow2_at_least(gcap / LOAD_NUM * LOAD_DEN); /* holds gcap groups */
@@ -248,6 +262,9 @@ bs_combiner *bs_comb_new(bs_comb_key_kind kind, size_t expected_groups) {
   if (kind == BS_COMB_KEY_U64) {
     c->keys = (uint64_t *)bs_big_alloc(gcap * sizeof(uint64_t));
     ok = ok && c->keys != NULL;
+  } else if (kind == BS_COMB_KEY_FIXED) {
+    c->kfixed = (uint8_t *)bs_big_alloc(gcap * key_width);
+    ok = ok && c->kfixed != NULL;
   } else {
     c->koff = (int64_t *)bs_big_alloc(koff_count(gcap) * sizeof(int64_t));
     c->kbcap = MIN_KEY_BYTES;
@@ -261,11 +278,22 @@ bs_combiner *bs_comb_new(bs_comb_key_kind kind, size_t expected_groups) {
   return c;
 }
 
+bs_combiner *bs_comb_new(bs_comb_key_kind kind, size_t expected_groups) {
+  if (kind != BS_COMB_KEY_U64 && kind != BS_COMB_KEY_BYTES) return NULL;
+  return comb_new(kind, 0, expected_groups);
+}
+
+bs_combiner *bs_comb_new_fixed(size_t key_width, size_t expected_groups) {
+  if (key_width == 0 || key_width > BS_COMB_MAX_FIXED_KEY) return NULL;
+  return comb_new(BS_COMB_KEY_FIXED, key_width, expected_groups);
+}
+
 void bs_comb_free(bs_combiner *c) {
   if (c == NULL) return;
   bs_big_free(c->slots, slot_bytes(c->cap));
   bs_big_free(c->hashes, c->gcap * sizeof(uint64_t));
   bs_big_free(c->keys, c->gcap * sizeof(uint64_t));
+  bs_big_free(c->kfixed, c->gcap * c->kwidth);
   bs_big_free(c->koff, koff_count(c->gcap) * sizeof(int64_t));
   bs_big_free(c->kbytes, c->kbcap);
   for (int a = 0; a < c->nagg; a++) bs_big_free(c->agg[a], c->gcap * 8);
@@ -317,6 +345,25 @@ static inline int same_key(const bs_combiner *c, size_t g, const uint8_t *key, s
   return a1 - a0 == len && (len == 0 || memcmp(c->kbytes + a0, key, len) == 0);
 }
 
+/* Fixed mode: whether group g's key is the kwidth bytes at key. Keys of 16 bytes, the
+ * commonest (two 64-bit columns), compare as two words. */
+static inline int same_fixed(const bs_combiner *c, size_t g, const uint8_t *key) {
+  const uint8_t *k = c->kfixed + g * c->kwidth;
+  if (c->kwidth == 16) {
+    uint64_t a0, a1, b0, b1;
+    memcpy(&a0, k, 8), memcpy(&a1, k + 8, 8), memcpy(&b0, key, 8), memcpy(&b1, key + 8, 8);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+  }
+  return memcmp(k, key, c->kwidth) == 0;
+}
+
+/* Whether the group g, whose slot's tag matched, holds the key (len bytes at key): always in
+ * u64 mode and for short byte strings, whose tags are the keys themselves. */
+static inline int key_matches(const bs_combiner *c, size_t g, const uint8_t *key, size_t len) {
+  if (c->kind == BS_COMB_KEY_FIXED) return same_fixed(c, g, key);
+  return len <= SHORT_KEY || same_key(c, g, key, len);
+}
+
 /* Bytes mode: stores the key of the group about to be made (c->groups). */
 static bs_error append_key(bs_combiner *c, const uint8_t *key, size_t len) {
   size_t used = (size_t)c->koff[c->groups];
@@ -334,7 +381,8 @@ static bs_error append_key(bs_combiner *c, const uint8_t *key, size_t len) {
 
 /* The slow path of one row: a full probe from the key's bucket, inserting the key when it
  * is new (growing the table first when needed). k is the slot key: the key itself in u64
- * mode (key NULL, len 0), else the tag of the len bytes at key. Returns the gid or
+ * mode (key NULL, len 0), else the tag of the len bytes at key (fixed mode: len is the key
+ * width). Returns the gid or
  * BS_ENOMEM. Kept out of line so the hot loops stay small. */
 static BS_NOINLINE int64_t find_or_insert(bs_combiner *c, uint64_t k, const uint8_t *key,
                                           size_t len, uint64_t h) {
@@ -347,7 +395,7 @@ static BS_NOINLINE int64_t find_or_insert(bs_combiner *c, uint64_t k, const uint
        * bytes mode a long key's tag may match other keys, which same_key rules out. */
       for (unsigned m = bucket_match(b, k); m != 0; m &= m - 1) {
         uint32_t g1 = b[first_bit(m)].gid_plus1;
-        if (g1 != 0 && (len <= SHORT_KEY || same_key(c, g1 - 1, key, len))) return (int64_t)(g1 - 1);
+        if (g1 != 0 && key_matches(c, g1 - 1, key, len)) return (int64_t)(g1 - 1);
       }
       if (b[BUCKET - 1].gid_plus1 == 0) break; /* the key is new */
       base = (base + BUCKET) & mask;
@@ -360,6 +408,7 @@ static BS_NOINLINE int64_t find_or_insert(bs_combiner *c, uint64_t k, const uint
       size_t g = c->groups++;
       c->hashes[g] = h;
       if (c->kind == BS_COMB_KEY_U64) c->keys[g] = k;
+      if (c->kind == BS_COMB_KEY_FIXED) memcpy(c->kfixed + g * c->kwidth, key, c->kwidth);
       s->k = k;
       s->gid_plus1 = (uint32_t)(g + 1);
       s->hlo = (uint32_t)h;
@@ -434,6 +483,47 @@ int64_t bs_comb_groups_bytes(bs_combiner *c, const int64_t *offsets, const uint8
       }
     }
     int64_t g = find_or_insert(c, tag, key, len, h);
+    if (g < 0) return g;
+    gids[i] = (uint32_t)g;
+    slots = c->slots;
+    mask = c->cap - 1;
+  }
+  return (int64_t)(c->groups - before);
+}
+
+int64_t bs_comb_groups_fixed(bs_combiner *c, const uint8_t *keys, const uint64_t *hashes,
+                             size_t n, uint32_t *gids) {
+  if (c == NULL || c->kind != BS_COMB_KEY_FIXED) return BS_EINVAL;
+  if (n == 0) return 0;
+  if (keys == NULL || hashes == NULL || gids == NULL) return BS_EINVAL;
+  const size_t before = c->groups, w = c->kwidth;
+  const comb_slot *slots = c->slots;
+  size_t mask = c->cap - 1;
+  for (size_t i = 0; i < n; i++) {
+    if (BS_LIKELY(i + PREFETCH_AHEAD < n))
+      BS_PREFETCH_WRITE(&slots[bucket_of(hashes[i + PREFETCH_AHEAD], mask)]);
+    /* A second stage: the slot of a nearer row has arrived by now, so the key its tag points
+     * at (the one that row will be compared with) can be fetched before the row needs it. */
+    if (BS_LIKELY(i + KEY_AHEAD < n)) {
+      const uint64_t ha = hashes[i + KEY_AHEAD];
+      const comb_slot *ba = &slots[bucket_of(ha, mask)];
+      unsigned ma = bucket_match(ba, fixed_tag(ha));
+      if (ma != 0 && ba[first_bit(ma)].gid_plus1 != 0)
+        BS_PREFETCH_READ(c->kfixed + (size_t)(ba[first_bit(ma)].gid_plus1 - 1) * w);
+    }
+    const uint64_t h = hashes[i];
+    const uint8_t *key = keys + i * w;
+    /* Fast path: the first slot with the key's tag in the home bucket holds the key. */
+    const comb_slot *b = &slots[bucket_of(h, mask)];
+    unsigned m = bucket_match(b, fixed_tag(h));
+    if (BS_LIKELY(m != 0)) {
+      uint32_t g1 = b[first_bit(m)].gid_plus1;
+      if (BS_LIKELY(g1 != 0) && same_fixed(c, g1 - 1, key)) {
+        gids[i] = g1 - 1;
+        continue;
+      }
+    }
+    int64_t g = find_or_insert(c, fixed_tag(h), key, w, h);
     if (g < 0) return g;
     gids[i] = (uint32_t)g;
     slots = c->slots;
@@ -529,8 +619,9 @@ int64_t bs_comb_groups(const bs_combiner *c) { return c ? (int64_t)c->groups : B
 /* Bytes of the per-group arrays at gcap entries. */
 static size_t group_bytes(const bs_combiner *c, size_t gcap) {
   size_t b = footprint(gcap * sizeof(uint64_t));
-  b += c->kind == BS_COMB_KEY_U64 ? footprint(gcap * sizeof(uint64_t))
-                                  : footprint(koff_count(gcap) * sizeof(int64_t));
+  b += c->kind == BS_COMB_KEY_U64     ? footprint(gcap * sizeof(uint64_t))
+       : c->kind == BS_COMB_KEY_FIXED ? footprint(gcap * c->kwidth)
+                                      : footprint(koff_count(gcap) * sizeof(int64_t));
   return b + (size_t)c->nagg * footprint(gcap * 8);
 }
 
@@ -590,6 +681,9 @@ int64_t bs_comb_bytes(const bs_combiner *c) {
 const uint64_t *bs_comb_hashes(const bs_combiner *c) { return c ? c->hashes : NULL; }
 const uint64_t *bs_comb_keys_u64(const bs_combiner *c) {
   return c && c->kind == BS_COMB_KEY_U64 ? c->keys : NULL;
+}
+const uint8_t *bs_comb_keys_fixed(const bs_combiner *c) {
+  return c && c->kind == BS_COMB_KEY_FIXED ? c->kfixed : NULL;
 }
 const int64_t *bs_comb_key_offsets(const bs_combiner *c) {
   return c && c->kind == BS_COMB_KEY_BYTES ? c->koff : NULL;

@@ -15,11 +15,14 @@
 #define BS_UNLIKELY(x) __builtin_expect(!!(x), 0)
 /* Loads the cache line at p for writing, to stay in cache (a table slot about to be used). */
 #define BS_PREFETCH_WRITE(p) __builtin_prefetch((p), 1, 3)
+/* Loads the cache line at p for reading, to stay in cache (a key about to be compared). */
+#define BS_PREFETCH_READ(p) __builtin_prefetch((p), 0, 3)
 #else
 #define BS_NOINLINE
 #define BS_LIKELY(x) (x)
 #define BS_UNLIKELY(x) (x)
 #define BS_PREFETCH_WRITE(p) ((void)0)
+#define BS_PREFETCH_READ(p) ((void)0)
 #endif
 
 /* Little-endian loads and stores of unaligned memory, so the formats do not depend on the

@@ -84,12 +84,7 @@ bs_error bs_keyrow_encode(const bs_key_column *cols, size_t ncols, size_t n, int
   if (all_fixed) {
     /* Every row is as wide: column by column, each value to its place in every row. */
     for (size_t i = 0; i <= n; i++) offsets[i] = (int64_t)(i * fixed);
-    size_t at = 0;
-    for (size_t c = 0; c < ncols; c++) {
-      copy_strided(bytes + at, fixed, cols[c].values, cols[c].width, cols[c].width, n);
-      at += cols[c].width;
-    }
-    return BS_OK;
+    return bs_keyrow_pack_fixed(cols, ncols, n, bytes);
   }
   int64_t pos = 0;
   offsets[0] = 0;
@@ -108,6 +103,43 @@ bs_error bs_keyrow_encode(const bs_key_column *cols, size_t ncols, size_t n, int
       }
     }
     offsets[i + 1] = pos;
+  }
+  return BS_OK;
+}
+
+bs_error bs_keyrow_pack_fixed(const bs_key_column *cols, size_t ncols, size_t n, uint8_t *rows) {
+  size_t fixed;
+  int all_fixed;
+  bs_error e = check_columns(cols, ncols, n, &fixed, &all_fixed);
+  if (e != BS_OK) return e;
+  if (!all_fixed || (n > 0 && rows == NULL)) return BS_EINVAL;
+  size_t at = 0;
+  for (size_t c = 0; c < ncols; c++) {
+    copy_strided(rows + at, fixed, cols[c].values, cols[c].width, cols[c].width, n);
+    at += cols[c].width;
+  }
+  return BS_OK;
+}
+
+/* Checks fixed-width output columns for n values; *fixed = the sum of their widths. */
+static bs_error check_fixed_outputs(const bs_key_output *cols, size_t ncols, size_t n, size_t *fixed) {
+  if (cols == NULL || ncols == 0) return BS_EINVAL;
+  *fixed = 0;
+  for (size_t c = 0; c < ncols; c++) {
+    if (!valid_width(cols[c].width) || (n > 0 && cols[c].values == NULL)) return BS_EINVAL;
+    *fixed += cols[c].width;
+  }
+  return BS_OK;
+}
+
+bs_error bs_keyrow_unpack_fixed(const uint8_t *rows, size_t n, const bs_key_output *cols,
+                                size_t ncols) {
+  size_t fixed;
+  if (check_fixed_outputs(cols, ncols, n, &fixed) != BS_OK || (n > 0 && rows == NULL)) return BS_EINVAL;
+  size_t at = 0;
+  for (size_t c = 0; c < ncols; c++) {
+    copy_strided(cols[c].values, cols[c].width, rows + at, fixed, cols[c].width, n);
+    at += cols[c].width;
   }
   return BS_OK;
 }
@@ -143,13 +175,9 @@ bs_error bs_keyrow_pack_u64(const bs_key_column *cols, size_t ncols, size_t n, u
 
 bs_error bs_keyrow_unpack_u64(const uint64_t *keys, size_t n, const bs_key_output *cols,
                               size_t ncols) {
-  if (cols == NULL || ncols == 0 || (n > 0 && keys == NULL)) return BS_EINVAL;
-  size_t total = 0;
-  for (size_t c = 0; c < ncols; c++) {
-    if (!valid_width(cols[c].width) || (n > 0 && cols[c].values == NULL)) return BS_EINVAL;
-    total += cols[c].width;
-  }
-  if (total > 8) return BS_EINVAL;
+  size_t total;
+  if (check_fixed_outputs(cols, ncols, n, &total) != BS_OK || total > 8 || (n > 0 && keys == NULL))
+    return BS_EINVAL;
   unsigned shift = 0;
   for (size_t c = 0; c < ncols; c++) {
     uint8_t *v = cols[c].values;
@@ -210,11 +238,9 @@ bs_error bs_keyrow_decode(const int64_t *offsets, const uint8_t *bytes, size_t n
   size_t widths[64];
   int64_t totals[64];
   int all_fixed = 1;
-  size_t fixed = 0;
   for (size_t c = 0; c < ncols; c++) {
     widths[c] = cols[c].width;
     all_fixed &= cols[c].width != 0;
-    fixed += cols[c].width;
   }
   bs_error e = bs_keyrow_measure(offsets, bytes, n, widths, ncols, totals);
   if (e != BS_OK) return e;
@@ -223,15 +249,8 @@ bs_error bs_keyrow_decode(const int64_t *offsets, const uint8_t *bytes, size_t n
     if (widths[c] == 0 && (cols[c].offsets == NULL || (uint64_t)totals[c] > cols[c].capacity))
       return BS_EINVAL;
   }
-  if (all_fixed && n > 0 && offsets[n] - offsets[0] == (int64_t)(fixed * n)) {
-    /* measure found every row exactly `fixed` bytes wide. */
-    size_t at = 0;
-    for (size_t c = 0; c < ncols; c++) {
-      copy_strided(cols[c].values, widths[c], bytes + offsets[0] + at, fixed, widths[c], n);
-      at += widths[c];
-    }
-    return BS_OK;
-  }
+  /* measure found every row of fixed columns exactly `fixed` bytes wide. */
+  if (all_fixed && n > 0) return bs_keyrow_unpack_fixed(bytes + offsets[0], n, cols, ncols);
   for (size_t c = 0; c < ncols; c++)
     if (widths[c] == 0) cols[c].offsets[0] = 0;
   for (size_t i = 0; i < n; i++) {

@@ -2,8 +2,8 @@
  * maps keys to dense group ids 0, 1, 2, … in order of first appearance, with built-in
  * aggregates over those ids.
  *
- * Keys are either u64 (any fixed-width key up to 8 bytes, widened by the caller) or byte
- * strings. The caller passes each key's hash (bs_hash_*), so a column is hashed once and the
+ * Keys are u64 (any fixed-width key up to 8 bytes, widened by the caller), fixed-width
+ * keys of more bytes (several key columns side by side, bs_keyrow.h), or byte strings. The caller passes each key's hash (bs_hash_*), so a column is hashed once and the
  * same hash serves partitioning and combining; tests can force collisions this way.
  *
  * Group-id mode: bs_comb_groups_* fills gids, and the caller combines any value type
@@ -25,7 +25,10 @@
 extern "C" {
 #endif
 
-typedef enum { BS_COMB_KEY_U64 = 1, BS_COMB_KEY_BYTES = 2 } bs_comb_key_kind;
+typedef enum { BS_COMB_KEY_U64 = 1, BS_COMB_KEY_BYTES = 2, BS_COMB_KEY_FIXED = 3 } bs_comb_key_kind;
+
+/* The widest key of a fixed-width combiner, in bytes. */
+#define BS_COMB_MAX_FIXED_KEY 64
 
 typedef enum {
   BS_AGG_SUM_I64 = 1, BS_AGG_MIN_I64, BS_AGG_MAX_I64,
@@ -42,8 +45,12 @@ typedef struct bs_combiner bs_combiner;
  * int64_t, and NULL for those that return a pointer; so is a NULL pointer to more than zero
  * elements. */
 
-/* A new, empty combiner sized for about expected_groups groups. NULL on bad kind or OOM. */
+/* A new, empty combiner sized for about expected_groups groups. NULL on bad kind or OOM.
+ * kind is BS_COMB_KEY_U64 or BS_COMB_KEY_BYTES; bs_comb_new_fixed makes the third kind. */
 bs_combiner *bs_comb_new(bs_comb_key_kind kind, size_t expected_groups);
+/* A new combiner of keys of key_width bytes each (1 ... BS_COMB_MAX_FIXED_KEY), compared as
+ * bytes. NULL on a bad width or OOM. */
+bs_combiner *bs_comb_new_fixed(size_t key_width, size_t expected_groups);
 /* Frees the combiner and everything it holds. NULL is a no-op, as for free. */
 void bs_comb_free(bs_combiner *c);
 
@@ -72,6 +79,11 @@ int64_t bs_comb_groups_u64(bs_combiner *c, const uint64_t *keys, const uint64_t 
 int64_t bs_comb_groups_bytes(bs_combiner *c, const int64_t *offsets, const uint8_t *bytes,
                              const uint64_t *hashes, size_t n, uint32_t *gids);
 
+/* The same for fixed-width keys: key i is keys[i * width ..< (i + 1) * width], width the
+ * combiner's key width. */
+int64_t bs_comb_groups_fixed(bs_combiner *c, const uint8_t *keys, const uint64_t *hashes,
+                             size_t n, uint32_t *gids);
+
 /* Folds vals[i] into aggregate agg of group gids[i]. The aggregate's kind must match the
  * function (i64 or f64 family; count takes no values). Returns BS_OK or BS_EINVAL (also
  * when a gid is >= the number of groups; nothing is updated then). */
@@ -93,11 +105,13 @@ int64_t bs_comb_bytes(const bs_combiner *c);
 int64_t bs_comb_room(const bs_combiner *c, size_t limit, size_t extra_per_group);
 
 /* Per-group arrays, indexed by group id, valid until the next insert, reset or free.
- * keys_u64 is NULL for a byte-string combiner; key_offsets (groups+1 entries) and key_bytes
- * are NULL for a u64 combiner. agg_values points at int64_t or double values by kind, or is
+ * keys_u64 is NULL but for a u64 combiner, keys_fixed (groups keys of the key width) but for
+ * a fixed-width one, and key_offsets (groups+1 entries) and key_bytes but for a byte-string
+ * one. agg_values points at int64_t or double values by kind, or is
  * NULL for an agg that is not declared. */
 const uint64_t *bs_comb_hashes(const bs_combiner *c);
 const uint64_t *bs_comb_keys_u64(const bs_combiner *c);
+const uint8_t *bs_comb_keys_fixed(const bs_combiner *c);
 const int64_t *bs_comb_key_offsets(const bs_combiner *c);
 const uint8_t *bs_comb_key_bytes(const bs_combiner *c);
 const void *bs_comb_agg_values(const bs_combiner *c, int agg);

@@ -1,15 +1,17 @@
 /* Key rows: the key columns of a row written side by side as one key, so that a key of
  * several columns is grouped by the combiner like a key of one.
  *
- * Two forms:
+ * Three forms:
  * - packed: fixed-width columns whose widths sum to at most 8 bytes, in one u64 per row,
  *   column 0 in the lowest bytes (the combiner's u64 mode);
+ * - fixed: wider fixed-width columns as rows of the sum of their widths, their values side
+ *   by side as stored (the combiner's fixed mode);
  * - rows: any fixed-width and byte-string columns as one byte string per row (its bytes
  *   mode). A fixed-width value is its width's bytes as stored; a byte string is its length
  *   as a little-endian u32, then its bytes. Equal keys have equal rows and unequal keys
  *   unequal rows, so rows compare as the keys do for equality (not for order).
  *
- * Decoding reverses either form into columns. bs_keyrow_measure checks every row's layout
+ * Decoding reverses each form into columns. bs_keyrow_measure checks every row's layout
  * before bs_keyrow_decode trusts it. */
 #ifndef BS_KEYROW_H
 #define BS_KEYROW_H
@@ -46,6 +48,14 @@ int64_t bs_keyrow_size(const bs_key_column *cols, size_t ncols, size_t n);
  * bytes holds bs_keyrow_size bytes. BS_EINVAL as for bs_keyrow_size, before writing. */
 bs_error bs_keyrow_encode(const bs_key_column *cols, size_t ncols, size_t n, int64_t *offsets,
                           uint8_t *bytes);
+
+/* Writes n keys of fixed-width columns as rows of the sum of their widths: row i at
+ * rows + i * width, column 0 first. */
+bs_error bs_keyrow_pack_fixed(const bs_key_column *cols, size_t ncols, size_t n, uint8_t *rows);
+
+/* Splits n rows written by bs_keyrow_pack_fixed back into the columns. */
+bs_error bs_keyrow_unpack_fixed(const uint8_t *rows, size_t n, const bs_key_output *cols,
+                                size_t ncols);
 
 /* Packs n keys of fixed-width columns (widths summing to at most 8) into keys[i]. */
 bs_error bs_keyrow_pack_u64(const bs_key_column *cols, size_t ncols, size_t n, uint64_t *keys);

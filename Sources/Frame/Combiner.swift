@@ -46,19 +46,22 @@ public final class Combiner {
     guard !keyTypes.isEmpty else { throw FrameError.invalidArgument("a combiner key of no columns") }
     self.keyTypes = keyTypes
     rows = try KeyRows(keyTypes)
-    let kind: bs_comb_key_kind
+    let made: OpaquePointer?
     switch (rows.form, keyTypes[0]) {
     case (.single, .scalar(let k)):
-      kind = BS_COMB_KEY_U64
+      made = bs_comb_new(BS_COMB_KEY_U64, expectedGroups)
       keyWidth = k.width
     case (.packed, _):
-      kind = BS_COMB_KEY_U64
+      made = bs_comb_new(BS_COMB_KEY_U64, expectedGroups)
       keyWidth = 8
+    case (.fixed(let width), _):
+      made = bs_comb_new_fixed(width, expectedGroups)
+      keyWidth = width
     default:
-      kind = BS_COMB_KEY_BYTES
+      made = bs_comb_new(BS_COMB_KEY_BYTES, expectedGroups)
       keyWidth = nil
     }
-    guard let h = bs_comb_new(kind, expectedGroups) else {
+    guard let h = made else {
       throw FrameError.outOfMemory("combiner table for \(expectedGroups) groups")
     }
     handle = h
@@ -138,6 +141,9 @@ public final class Combiner {
       let packed = scratch(n)
       rows.pack(keys, into: packed)
       result = bs_comb_groups_u64(handle, packed, hashes, n, gids)
+    case .fixed:
+      rows.packFixed(keys, into: &encoded)
+      result = bs_comb_groups_fixed(handle, encoded.bytes, hashes, n, gids)
     case .rows:
       try rows.encode(keys, into: &encoded)
       result = bs_comb_groups_bytes(handle, encoded.offsets, encoded.bytes, hashes, n, gids)
@@ -308,6 +314,7 @@ public final class Combiner {
     switch rows.form {
     case .single: return [keyColumnInGroupOrder(groups)]
     case .packed: return rows.unpack(bs_comb_keys_u64(handle)!, count: groups)
+    case .fixed: return rows.unpack(fixed: bs_comb_keys_fixed(handle)!, count: groups)
     case .rows:
       return try rows.decode(offsets: bs_comb_key_offsets(handle)!, bytes: bs_comb_key_bytes(handle), count: groups)
     }

@@ -1,10 +1,15 @@
 import CSupport
 
 /// How a combiner holds a key of several columns as one table key (`bs_keyrow.h`): packed
-/// into one `UInt64` when every column is fixed-width and they fit in 8 bytes, else as one
-/// byte string per row. A one-column key is held as itself.
+/// into one `UInt64` when every column is fixed-width and they fit in 8 bytes, side by side in
+/// a fixed-width key when they are all fixed-width but wider, else as one byte string per row.
+/// A one-column key is held as itself.
 struct KeyRows {
-  enum Form { case single, packed, rows }
+  enum Form: Equatable {
+    case single, packed, rows
+    /// Fixed-width keys of this many bytes.
+    case fixed(Int)
+  }
 
   let types: [ColumnType]
   let form: Form
@@ -22,6 +27,8 @@ struct KeyRows {
       form = .single
     } else if !widths.contains(0) && widths.reduce(0, +) <= 8 {
       form = .packed
+    } else if !widths.contains(0) && widths.reduce(0, +) <= Int(BS_COMB_MAX_FIXED_KEY) {
+      form = .fixed(widths.reduce(0, +))
     } else {
       form = .rows
     }
@@ -51,6 +58,16 @@ struct KeyRows {
     precondition(rc == BS_OK, "packing key columns checked by the combiner")
   }
 
+  /// The fixed-width keys of `columns` (form `.fixed`), in `scratch.bytes`.
+  func packFixed(_ columns: [Column], into scratch: inout Rows) {
+    guard case .fixed(let width) = form else { preconditionFailure("packFixed of a key of form \(form)") }
+    let n = columns[0].count
+    scratch.reserve(rows: 0, bytes: n * width)
+    let views = Self.views(columns)
+    let rc = withExtendedLifetime(columns) { bs_keyrow_pack_fixed(views, views.count, n, scratch.bytes) }
+    precondition(rc == BS_OK, "packing key columns checked by the combiner")
+  }
+
   /// The byte-string rows of `columns` (form `.rows`), in `scratch`.
   func encode(_ columns: [Column], into scratch: inout Rows) throws {
     let n = columns[0].count
@@ -64,12 +81,20 @@ struct KeyRows {
 
   /// The key columns of `count` packed keys.
   func unpack(_ keys: UnsafePointer<UInt64>, count: Int) -> [Column] {
+    unpackScalars(count) { bs_keyrow_unpack_u64(keys, count, $0, $0.count) }
+  }
+
+  /// The key columns of `count` fixed-width keys.
+  func unpack(fixed keys: UnsafePointer<UInt8>, count: Int) -> [Column] {
+    unpackScalars(count) { bs_keyrow_unpack_fixed(keys, count, $0, $0.count) }
+  }
+
+  private func unpackScalars(_ count: Int, _ unpack: ([bs_key_output]) -> bs_error) -> [Column] {
     let storages = widths.map { ScalarStorage(byteCount: count * $0) }
     let outputs = zip(storages, widths).map { s, w in
       bs_key_output(values: s.base.assumingMemoryBound(to: UInt8.self), offsets: nil, width: w, capacity: 0)
     }
-    let rc = bs_keyrow_unpack_u64(keys, count, outputs, outputs.count)
-    precondition(rc == BS_OK, "unpacking keys of checked widths")
+    precondition(unpack(outputs) == BS_OK, "unpacking keys of checked widths")
     return zip(types, storages).map { Column(type: $0, count: count, offset: 0, storage: .scalar($1)) }
   }
 

@@ -226,11 +226,13 @@ import Testing
     [.scalar(.uint8), .string],
     [.scalar(.int64), .scalar(.int64)],
     [.scalar(.double), .string, .scalar(.bool)],
+    [.scalar(.int64), .scalar(.int32), .scalar(.bool)],
   ]
 
   private static func column(_ type: ColumnType, _ values: [Int]) -> Column {
     switch type {
     case .scalar(.int32): Column(values.map { Int32($0) - 3 })
+    case .scalar(.int64): Column(values.map { Int64($0) * 1_000_003 - 77 })
     case .scalar(.int16): Column(values.map { Int16($0) })
     case .scalar(.uint8): Column(values.map { UInt8($0) })
     case .scalar(.double): Column(values.map { Double($0) / 2 })
@@ -271,6 +273,43 @@ import Testing
     let expected = Set(reference.map { "\($0.key + [AnyHashable($0.value.sum), AnyHashable($0.value.count)])" })
     let found = Set(frame.anyRows.map { "\($0)" })
     #expect(found.subtracting(expected).isEmpty && expected.subtracting(found).isEmpty)
+  }
+
+  /// With only 16 distinct hashes nearly every probe meets another key of an equal hash, so
+  /// every key is told apart by its bytes: 16-byte keys (compared as two words), 13-byte keys
+  /// and byte-string rows.
+  @Test(arguments: [
+    [ColumnType.scalar(.int64), .scalar(.int64)], [.scalar(.int64), .scalar(.int32), .scalar(.bool)],
+    [.scalar(.int64), .string],
+  ])
+  func keysOfEqualHashesGetDenseIdsByTheirBytes(types: [ColumnType]) throws {
+    var rng = SplitMix64(seed: 9)
+    let combiner = try Combiner(keyTypes: types, expectedGroups: 2)
+    var firstSeen: [[AnyHashable]: UInt32] = [:]
+    for _ in 0..<4 {
+      let raw = types.map { _ in (0..<3000).map { _ in Int.random(in: 0..<40, using: &rng) } }
+      let keys = zip(types, raw).map { Self.column($0, $1) }
+      // A function of the key: the first two columns map their raw values one to one.
+      let hashes = (0..<3000).map { i in UInt64((raw[0][i] &+ raw[1][i]) & 0xF) }
+      var gids = [UInt32](repeating: 0, count: hashes.count)
+      try hashes.withUnsafeBufferPointer { h in
+        try gids.withUnsafeMutableBufferPointer { g in
+          _ = try combiner.groupIDs(keys: keys, hashes: h.baseAddress!, into: g.baseAddress!)
+        }
+      }
+      for (i, g) in gids.enumerated() {
+        let key = keys.map { $0.anyValue(at: i) }
+        if let expected = firstSeen[key] {
+          #expect(g == expected)
+        } else {
+          #expect(g == UInt32(firstSeen.count), "new keys get the next dense id")
+          firstSeen[key] = g
+        }
+      }
+    }
+    #expect(combiner.groupCount == firstSeen.count)
+    let drained = try combiner.drainUnordered()
+    #expect(Set(drained.anyRows.map { Array($0[..<types.count]) }) == Set(firstSeen.keys))
   }
 
   @Test func keyColumnsOfTheWrongTypesOrLengthsAreRefused() throws {
