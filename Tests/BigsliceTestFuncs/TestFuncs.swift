@@ -23,7 +23,8 @@ public enum TestFuncs {
     _ =
       [
         constPairs, mapFilterFlatMap, head, reduceClosure, reduceSum, reduceMax, countWords, reduceBoxed, reshuffle,
-        reshard, repartition, readerFunc, split, cogroup2, cogroup3, foldLists, writerFunc, distinct, sorted, failing,
+        reshard, repartition, readerFunc, split, fields, cogroup2, cogroup3, foldLists, writerFunc, distinct, sorted,
+        failing,
         resultRegrouped, resultsJoined, resultRowsInBody,
       ] as [AnyObject]
   }
@@ -96,6 +97,8 @@ public enum TestFuncs {
   public static let split = Func("test.split") { (shards: Int, lines: [String], separator: String) in
     const(shards, lines).split(separator: separator.unicodeScalars.first!)
   }
+  /// Words split at ASCII whitespace.
+  public static let fields = Func("test.fields") { (shards: Int, lines: [String]) in const(shards, lines).split() }
   public static let cogroup2 = Func("test.cogroup2") {
     (shards: Int, ka: [Int], va: [Int], kb: [Int], vb: [String]) -> Slice<Int, [Int], [String]> in
     Bigslice.cogroup(const(shards, ka, va), const(max(1, shards / 2), kb, vb))

@@ -199,6 +199,26 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     #expect(Array(commas).sorted() == ["a", "b", "c"])
     await #expect(throws: BigsliceError.self) { try await session.run(TestFuncs.split, 1, ["a"], "é") }
   }
+
+  /// `split()` cuts at runs of ASCII whitespace as Go's `strings.Fields` does: tabs, CRLF
+  /// line ends, vertical tabs, form feeds and runs of spaces, at either end too; a no-break
+  /// space (not ASCII) stays inside its word.
+  @Test(arguments: setups, [1, 7])
+  func splitCutsAtASCIIWhitespaceAsStringsFieldsDoes(setup: Setup, shards: Int) async throws {
+    var rng = SplitMix64(seed: UInt64(shards) + 100)
+    let pieces = ["a", "bb", "ünï", "日本", " ", "\t", "\r\n", "\u{0B}", "\u{0C}", "  \t ", "x\u{A0}y", ""]
+    let lines = (0..<3000).map { _ in
+      (0..<Int.random(in: 0..<10, using: &rng)).map { _ in pieces.randomElement(using: &rng)! }.joined()
+    }
+    let ascii: Set<UInt8> = [9, 10, 11, 12, 13, 32]
+    let expected = lines.flatMap { line in
+      line.utf8.split(whereSeparator: { ascii.contains($0) }).map { String(decoding: $0, as: UTF8.self) }
+    }
+    let words = try await session(setup).run(TestFuncs.fields, shards, lines)
+    #expect(Array(words).sorted() == expected.sorted())
+    #expect(expected.contains("x\u{A0}y"))
+    #expect(!expected.contains { $0.utf8.contains(where: ascii.contains) })
+  }
 }
 
 @Suite(.engine) struct GroupingTests {
