@@ -20,6 +20,7 @@ struct JobBenchmarks {
     if only.isEmpty || only.contains("W2") { try w2() }
     if only.isEmpty || only.contains("W3") { try w3() }
     if only.isEmpty || only.contains("W5") { try w5() }
+    if only.isEmpty || only.contains("W7") { try w7() }
     if only.contains("W4") { try w4() }
     if only.contains("scale") { try ScaleBenchmarks(rows: rows, repeats: repeats, report: report).run() }
   }
@@ -84,6 +85,56 @@ struct JobBenchmarks {
     }
     let (seconds, checksum) = try timeW1TwoColumns(rows: n)
     try compare("W1 two-column key", "W1x2", rows: n, seconds: seconds, checksum: checksum)
+  }
+
+  /// W7: W1's rows through three user closures and a built-in sum, against the same
+  /// generator and closures in a plain Swift loop on 2 threads, summing into an array per
+  /// thread.
+  func w7() throws {
+    let n = rows ?? 100_000_000
+    let keys = min(n, 1_000_000)
+    var checksum = ""
+    let seconds = try median(repeats) {
+      let result = try session.run(Workloads.w7, n, keys, shards)
+      // Sums of halves are exact in a Double, so twice each is an exact integer.
+      var sum = 0
+      var groups = 0
+      for (key, value) in result {
+        sum &+= key &* Int(value * 2)
+        groups += 1
+      }
+      checksum = "groups=\(groups) keysum=\(sum)"
+    }
+    var loopChecksum = ""
+    let loop = median(repeats) {
+      let halves = [0, 1].map { half in
+        Thread.run {
+          var sums = [Double](repeating: 0, count: 1000)
+          for i in (half * n / 2)..<((half + 1) * n / 2) {
+            let (key, value) = Workloads.row(i, keys: keys, seed: 0)
+            let (k, v) = Workloads.W7.first(key, value)
+            guard Workloads.W7.keep(k, v) else { continue }
+            let (k2, x) = Workloads.W7.second(k, v)
+            sums[k2] += x
+          }
+          return sums
+        }
+      }
+      let sums = halves.map { $0.join() }
+      var sum = 0
+      var groups = 0
+      for k in 0..<1000 where sums[0][k] != 0 || sums[1][k] != 0 {
+        sum &+= k &* Int((sums[0][k] + sums[1][k]) * 2)
+        groups += 1
+      }
+      loopChecksum = "groups=\(groups) keysum=\(sum)"
+    }
+    let agree =
+      checksum == loopChecksum ? "checksums agree" : "CHECKSUM MISMATCH: ours \(checksum), loop \(loopChecksum)"
+    report.emit(
+      Measurement(
+        bench: "W7 closures map → filter → map, sum", rows: n, seconds: seconds, baseline: "plain loop, 2 threads",
+        baselineSeconds: loop, notes: agree))
   }
 
   /// The median time of W1 keyed on two columns, and W1's checksum of its rows (the key put
@@ -246,4 +297,27 @@ struct JobBenchmarks {
 final class ScanTimes {
   var times: [Double] = []
   var median: Double { times.isEmpty ? 0 : times.sorted()[times.count / 2] }
+}
+
+/// A value computed on a thread of its own, waited for with `join`.
+final class Joined<T>: @unchecked Sendable {
+  private var value: T?
+  private let done = DispatchSemaphore(value: 0)
+
+  init(_ body: @escaping @Sendable () -> T) {
+    Thread {
+      self.value = body()
+      self.done.signal()
+    }.start()
+  }
+
+  func join() -> T {
+    done.wait()
+    return value!
+  }
+}
+
+extension Thread {
+  /// Runs `body` on a new thread.
+  static func run<T>(_ body: @escaping @Sendable () -> T) -> Joined<T> { Joined(body) }
 }

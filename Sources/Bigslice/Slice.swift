@@ -7,9 +7,9 @@ import SliceIO
 /// The first `prefix` columns (default 1) form the key that `reduce`, `cogroup` and the
 /// shuffles group and partition by.
 public struct Slice<each C>: @unchecked Sendable {
-  let node: SliceNode
+  @usableFromInline let node: SliceNode
 
-  init(_ node: SliceNode) { self.node = node }
+  @usableFromInline init(_ node: SliceNode) { self.node = node }
 
   /// The number of shards.
   public var shards: Int { node.shards }
@@ -26,12 +26,20 @@ extension Slice {
     _ op: String, schema: Schema, problem: BigsliceError? = nil, file: StaticString, line: UInt,
     _ reader: @escaping @Sendable (_ shard: Int, _ input: any Reader) throws -> any Reader
   ) -> Slice<repeat each O> {
-    Slice<repeat each O>(
-      SliceNode(
-        op: op, location: location(file, line), schema: schema, shards: shards,
-        deps: [Dependency(node: node, shuffle: false, partitioner: .hash)], problem: problem
-      ) { shard, deps, _ in try reader(shard, deps[0]) })
+    Slice<repeat each O>(narrowNode(node, op, schema: schema, problem: problem, file: file, line: line, reader))
   }
+}
+
+/// The node of a narrow combinator over `input`, pipelined into the same task: `reader` gets
+/// the shard and `input`'s reader of it.
+func narrowNode(
+  _ input: SliceNode, _ op: String, schema: Schema, problem: BigsliceError?, file: StaticString, line: UInt,
+  _ reader: @escaping @Sendable (_ shard: Int, _ input: any Reader) throws -> any Reader
+) -> SliceNode {
+  SliceNode(
+    op: op, location: location(file, line), schema: schema, shards: input.shards,
+    deps: [Dependency(node: input, shuffle: false, partitioner: .hash)], problem: problem
+  ) { shard, deps, _ in try reader(shard, deps[0]) }
 }
 
 extension Slice {
@@ -54,6 +62,7 @@ extension Slice {
 }
 
 /// The column types of a pack of Swift types, or the problem with the first that has none.
+@usableFromInline
 func columnTypes<each T>(_ types: repeat (each T).Type) -> ([ColumnType], BigsliceError?) {
   var out: [ColumnType] = []
   var problem: BigsliceError?
@@ -61,7 +70,12 @@ func columnTypes<each T>(_ types: repeat (each T).Type) -> ([ColumnType], Bigsli
     do {
       out.append(try Column.columnType(for: type))
     } catch {
-      problem = problem ?? .unsupportedType("\(type): \(error)")
+      let name = "\(type)"
+      let tuple =
+        name.hasPrefix("(") && name.contains(",")
+        ? " (a tuple as one column: a map returns at most four columns as a tuple from one to three, so return "
+          + "a struct, or map in two steps)" : ""
+      problem = problem ?? .unsupportedType("\(type): \(error)\(tuple)")
       out.append(.scalar(.uint8))
     }
   }

@@ -6,7 +6,9 @@ import Frame
 public enum Workloads {
   /// Registers every workload func (and the word count's): a program that runs them on
   /// machines calls this before its first session, in the driver and the workers alike.
-  public static func register() { _ = [w1, w1Closure, w1TwoColumns, w2, w3, w4, WordCount.job] as [AnyObject] }
+  public static func register() {
+    _ = [w1, w1Closure, w1TwoColumns, w2, w3, w4, w7, WordCount.job] as [AnyObject]
+  }
 
   /// Rows `[shard * rows / shards, (shard + 1) * rows / shards)` of the (key, value) table
   /// with `seed` and `keys` distinct keys.
@@ -52,6 +54,24 @@ public enum Workloads {
       }
       return next < end
     }.prefixed(2).reduce(.sum)
+  }
+
+  /// W7's closures: W1's rows mapped to a key of 1000 groups and a scaled value, those whose
+  /// value is a multiple of 7 dropped, the rest mapped to a `Double`. The benchmark runs them
+  /// through the engine and in a plain loop.
+  public enum W7 {
+    @inlinable public static func first(_ key: Int, _ value: Int) -> (Int, Int) { (key % 1000, value &* 3 &+ 1) }
+    @inlinable public static func keep(_ key: Int, _ value: Int) -> Bool { value % 7 != 0 }
+    @inlinable public static func second(_ key: Int, _ value: Int) -> (Int, Double) { (key, Double(value) * 0.5) }
+  }
+
+  /// W7: W1's rows through `map` → `filter` → `map` closures, then the built-in sum per key.
+  public static let w7 = Func("bench.W7") { (rows: Int, keys: Int, shards: Int) in
+    table(rows: rows, keys: keys, seed: 0, shards: shards)
+      .map { (key: Int, value: Int) in W7.first(key, value) }
+      .filter { (key: Int, value: Int) in W7.keep(key, value) }
+      .map { (key: Int, value: Int) in W7.second(key, value) }
+      .reduce(.sum)
   }
 
   public static let w4 = Func("bench.W4") { (rows: Int, keys: Int, shards: Int) in

@@ -22,7 +22,8 @@ public enum TestFuncs {
     WideKeyFuncs.register()
     _ =
       [
-        constPairs, mapFilterFlatMap, head, reduceClosure, reduceSum, reduceMax, countWords, reduceBoxed, reshuffle,
+        constPairs, mapFilterFlatMap, rowShapes, head, reduceClosure, reduceSum, reduceMax, countWords, reduceBoxed,
+        reshuffle,
         reshard, repartition, readerFunc, split, fields, cogroup2, cogroup3, foldLists, writerFunc, distinct, sorted,
         failing,
         resultRegrouped, resultsJoined, resultRowsInBody,
@@ -55,6 +56,23 @@ public enum TestFuncs {
       (out: RowEmitter<String, Int>, key: String, doubled: Int, _: Double) in
       for i in 0..<(abs(doubled) % 3) { out.emit(key, i) }
     }
+  }
+
+  /// Rows through the typed map, filter and flatMap overloads (one to three columns in and
+  /// out, with no type annotations on the result or type tokens) and the variadic map (four
+  /// columns): every kind of column, strings, doubles, bools and arrays among them.
+  public static let rowShapes = Func("test.rowShapes") { (shards: Int, words: [String], numbers: [Int]) in
+    let halves = const(shards, words, numbers)
+      .map { (word: String, n: Int) in (word, n, Double(n) / 2) }
+      .filter { (word: String, n: Int, _: Double) in n % 5 != 0 || word.isEmpty }
+    let four = halves.map { (word: String, n: Int, half: Double) in (word.count, [n, n * 2], half > 10, word + "!") }
+    let three = four.map { (length: Int, pair: [Int], big: Bool, loud: String) in (loud, pair[1] + length, big) }
+    let pairs = three.flatMap { (out: RowEmitter<String, Int>, loud: String, value: Int, big: Bool) in
+      for i in 0..<(big ? 2 : 1) { out.emit(loud, value + i) }
+    }
+    return pairs.filter { (_: String, value: Int) in value % 7 != 3 }
+      .flatMap { (out: RowEmitter<String>, loud: String, value: Int) in out.emit("\(loud)\(value)") }
+      .map { (text: String) in text.uppercased() }
   }
 
   public static let head = Func("test.head") { (shards: Int, values: [Int], n: Int) in const(shards, values).head(n) }

@@ -160,6 +160,35 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     }
   }
 
+  @Test(arguments: setups, [1, 7])
+  func typedAndVariadicRowCombinatorsEqualTheNaiveModel(setup: Setup, shards: Int) async throws {
+    var rng = SplitMix64(seed: UInt64(shards) + 7)
+    let pieces = ["", "a", "bé", "longer words"]
+    let words = (0..<2000).map { _ in pieces.randomElement(using: &rng)! }
+    let numbers = (0..<2000).map { _ in Int.random(in: -50...50, using: &rng) }
+    var expected: [String] = []
+    for (word, n) in zip(words, numbers) where n % 5 != 0 || word.isEmpty {
+      let half = Double(n) / 2
+      let (length, pair, big, loud) = (word.count, [n, n * 2], half > 10, word + "!")
+      let value = pair[1] + length
+      for i in 0..<(big ? 2 : 1) where (value + i) % 7 != 3 { expected.append("\(loud)\(value + i)".uppercased()) }
+    }
+    let result = try await session(setup).run(TestFuncs.rowShapes, shards, words, numbers)
+    #expect(Array(result).sorted() == expected.sorted())
+  }
+
+  /// A map from one to three columns returns at most four as a tuple; a fifth makes the whole
+  /// tuple one column, which is an error that says what to write instead.
+  @Test func aMapToFiveColumnsFromOneIsAClearError() async throws {
+    let five = const(1, [1, 2]).map { (x: Int) in (x, x, x, x, x) }
+    do {
+      _ = try await Session(executor: .local(procs: 2)).run(five)
+      Issue.record("a tuple of five values ran as one column")
+    } catch {
+      #expect("\(error)".contains("return a struct, or map in two steps"), "\(error)")
+    }
+  }
+
   @Test(arguments: setups, shardCounts)
   func repartitionSendsRowsWhereTheUserSays(setup: Setup, shards: Int) async throws {
     let session = try session(setup)

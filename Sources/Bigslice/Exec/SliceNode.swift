@@ -30,6 +30,7 @@ struct Dependency: Sendable {
 
 /// The untyped graph node behind every `Slice`: its schema, shards, inputs, and a reader for
 /// each shard given readers of its inputs.
+@usableFromInline
 final class SliceNode: @unchecked Sendable {
   let op: String
   let location: String

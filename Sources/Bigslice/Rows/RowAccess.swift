@@ -49,8 +49,16 @@ struct ColumnGetter<T> {
     }
   }
 
-  @inlinable
+  /// Row `i`'s value. Scalars, the common case, take one load inlined into the caller's loop;
+  /// the other layouts go through `getOther`, out of line.
+  @inlinable @inline(__always)
   func get(_ i: Int) -> T {
+    if layout == .scalar { return base.unsafelyUnwrapped.load(fromByteOffset: i &* MemoryLayout<T>.stride, as: T.self) }
+    return getOther(i)
+  }
+
+  @usableFromInline @inline(never)
+  func getOther(_ i: Int) -> T {
     switch layout {
     case .scalar: return base.unsafelyUnwrapped.load(fromByteOffset: i &* MemoryLayout<T>.stride, as: T.self)
     case .string: return unsafeBitCast(String(decoding: raw(i), as: UTF8.self), to: T.self)
@@ -106,8 +114,21 @@ final class ColumnAppender<T> {
   /// Rows appended since the last `finish`.
   @inlinable var count: Int { state.pointee.count }
 
-  @inlinable
+  /// Appends a value. Scalars, the common case, take a store inlined into the caller's loop;
+  /// the other layouts go through `appendOther`, out of line.
+  @inlinable @inline(__always)
   func append(_ value: T) {
+    let s = state
+    if layout == .scalar && s.pointee.count != s.pointee.capacity {
+      s.pointee.base.storeBytes(of: value, toByteOffset: s.pointee.count &* MemoryLayout<T>.stride, as: T.self)
+      s.pointee.count &+= 1
+      return
+    }
+    appendOther(value)
+  }
+
+  @usableFromInline @inline(never)
+  func appendOther(_ value: T) {
     let s = state
     switch layout {
     case .scalar:

@@ -12,6 +12,7 @@ public final class RowEmitter<each T>: RowEmitterProtocol {
 
   deinit { emitted.deallocate() }
 
+  @usableFromInline
   init(types: [ColumnType], prefix: Int) {
     emitted.initialize(to: 0)
     self.types = types
@@ -24,6 +25,15 @@ public final class RowEmitter<each T>: RowEmitterProtocol {
     appenders = (repeat make((each T).self))
   }
 
+  /// Emits one row: the variadic `emit`'s body, a method of the class so that it reaches the
+  /// appenders through `self` with no lookup of the emitter's generic type.
+  @usableFromInline
+  func emitRow(_ values: repeat each T) {
+    repeat (each appenders).append(each values)
+    emitted.pointee &+= 1
+  }
+
+  @usableFromInline
   func frame() throws -> Frame {
     defer { emitted.pointee = 0 }
     var columns: [Column] = []
@@ -41,8 +51,7 @@ extension RowEmitterProtocol {
   /// Emits one row.
   @inlinable
   public func emit<each T>(_ values: repeat each T) where Self == RowEmitter<repeat each T> {
-    repeat (each self.appenders).append(each values)
-    self.emitted.pointee &+= 1
+    (self as RowEmitter<repeat each T>).emitRow(repeat each values)
   }
 
   /// Emits one row of one column.
