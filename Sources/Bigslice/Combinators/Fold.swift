@@ -90,12 +90,19 @@ final class StreamingFold<V, A> {
   func add(_ frame: Frame) throws {
     let gids = try combiner.groupIDs(keys: Array(frame.columns[..<keys]), seed: combineSeed)
     let values = ColumnGetter<V>(frame.columns[keys])
-    for i in 0..<gids.count {
-      let group = Int(gids[i])
-      if group == accumulators.count {
-        accumulators.append(f(initial, values.get(i)))
-      } else {
-        accumulators[group] = f(accumulators[group], values.get(i))
+    // A local, uniquely held array: no class property access or retain per row.
+    var accumulators: [A] = []
+    swap(&accumulators, &self.accumulators)
+    defer { swap(&accumulators, &self.accumulators) }
+    let (f, initial) = (self.f, self.initial)
+    withExtendedLifetime(frame) {
+      for i in 0..<gids.count {
+        let group = Int(gids[i])
+        if group == accumulators.count {
+          accumulators.append(f(initial, values.get(i)))
+        } else {
+          accumulators[group] = f(accumulators[group], values.get(i))
+        }
       }
     }
   }

@@ -60,19 +60,25 @@ final class ClosureAccumulator<V>: KeyedAccumulator {
     let n = frame.count
     let g = try combiner.groupIDs(keys: Array(frame.columns[..<keys]), seed: combineSeed)
     let values = ColumnGetter<V>(frame.columns[keys])
+    // The loop works on a local array, uniquely held: no class property access, exclusivity
+    // check or retain per row.
+    var accumulators: [V] = []
+    swap(&accumulators, &self.accumulators)
+    defer { swap(&accumulators, &self.accumulators) }
     let ahead = 16
-    for i in 0..<n {
-      let group = Int(g[i])
-      if i + ahead < n {
-        // The accumulators are indexed at random: fetch the line of a later row now.
-        let later = Int(g[i + ahead])
-        if later < accumulators.count {
-          Prefetch.forWriting(accumulators, at: later)
+    let f = self.f
+    withExtendedLifetime(frame) {
+      for i in 0..<n {
+        let group = Int(g[i])
+        if group == accumulators.count {
+          accumulators.append(values.get(i))
+          continue
         }
-      }
-      if group == accumulators.count {
-        accumulators.append(values.get(i))
-      } else {
+        if i + ahead < n {
+          // The accumulators are indexed at random: fetch the line of a later row now.
+          let later = Int(g[i + ahead])
+          if later < accumulators.count { Prefetch.forWriting(accumulators, at: later) }
+        }
         accumulators[group] = f(accumulators[group], values.get(i))
       }
     }
