@@ -39,11 +39,13 @@ extension SliceProtocol {
     let (types, problem) = columnTypes(O.self)
     return Slice<O>(
       rowwiseNode(self.node, "map", schema: Schema(types), problem: problem, file: file, line: line) { frame in
-        let out = RowEmitter<O>(types: types, prefix: 1)
+        let w0 = ColumnWriter<O>(types[0], count: frame.count)
+        var i = 0
         try forEachRow(frame) { (a: A) in
-          out.emit(try f(a))
+          w0.set(i, try f(a))
+          i &+= 1
         }
-        return try out.frame()
+        return try Frame([w0.finish()], prefix: 1)
       })
   }
 
@@ -55,12 +57,16 @@ extension SliceProtocol {
     let (types, problem) = columnTypes(O1.self, O2.self)
     return Slice<O1, O2>(
       rowwiseNode(self.node, "map", schema: Schema(types), problem: problem, file: file, line: line) { frame in
-        let out = RowEmitter<O1, O2>(types: types, prefix: 1)
+        let w0 = ColumnWriter<O1>(types[0], count: frame.count)
+        let w1 = ColumnWriter<O2>(types[1], count: frame.count)
+        var i = 0
         try forEachRow(frame) { (a: A) in
           let (v0, v1) = try f(a)
-          out.emit(v0, v1)
+          w0.set(i, v0)
+          w1.set(i, v1)
+          i &+= 1
         }
-        return try out.frame()
+        return try Frame([w0.finish(), w1.finish()], prefix: 1)
       })
   }
 
@@ -72,112 +78,18 @@ extension SliceProtocol {
     let (types, problem) = columnTypes(O1.self, O2.self, O3.self)
     return Slice<O1, O2, O3>(
       rowwiseNode(self.node, "map", schema: Schema(types), problem: problem, file: file, line: line) { frame in
-        let out = RowEmitter<O1, O2, O3>(types: types, prefix: 1)
+        let w0 = ColumnWriter<O1>(types[0], count: frame.count)
+        let w1 = ColumnWriter<O2>(types[1], count: frame.count)
+        let w2 = ColumnWriter<O3>(types[2], count: frame.count)
+        var i = 0
         try forEachRow(frame) { (a: A) in
           let (v0, v1, v2) = try f(a)
-          out.emit(v0, v1, v2)
+          w0.set(i, v0)
+          w1.set(i, v1)
+          w2.set(i, v2)
+          i &+= 1
         }
-        return try out.frame()
-      })
-  }
-
-  /// `map` of a slice of two columns to one column, specialised for their types.
-  @inlinable
-  public func map<A, B, O>(
-    file: StaticString = #fileID, line: UInt = #line, _ f: @escaping @Sendable (A, B) throws -> O
-  ) -> Slice<O> where Self == Slice<A, B> {
-    let (types, problem) = columnTypes(O.self)
-    return Slice<O>(
-      rowwiseNode(self.node, "map", schema: Schema(types), problem: problem, file: file, line: line) { frame in
-        let out = RowEmitter<O>(types: types, prefix: 1)
-        try forEachRow(frame) { (a: A, b: B) in
-          out.emit(try f(a, b))
-        }
-        return try out.frame()
-      })
-  }
-
-  /// `map` of a slice of two columns to two columns, specialised for their types.
-  @inlinable
-  public func map<A, B, O1, O2>(
-    file: StaticString = #fileID, line: UInt = #line, _ f: @escaping @Sendable (A, B) throws -> (O1, O2)
-  ) -> Slice<O1, O2> where Self == Slice<A, B> {
-    let (types, problem) = columnTypes(O1.self, O2.self)
-    return Slice<O1, O2>(
-      rowwiseNode(self.node, "map", schema: Schema(types), problem: problem, file: file, line: line) { frame in
-        let out = RowEmitter<O1, O2>(types: types, prefix: 1)
-        try forEachRow(frame) { (a: A, b: B) in
-          let (v0, v1) = try f(a, b)
-          out.emit(v0, v1)
-        }
-        return try out.frame()
-      })
-  }
-
-  /// `map` of a slice of two columns to three columns, specialised for their types.
-  @inlinable
-  public func map<A, B, O1, O2, O3>(
-    file: StaticString = #fileID, line: UInt = #line, _ f: @escaping @Sendable (A, B) throws -> (O1, O2, O3)
-  ) -> Slice<O1, O2, O3> where Self == Slice<A, B> {
-    let (types, problem) = columnTypes(O1.self, O2.self, O3.self)
-    return Slice<O1, O2, O3>(
-      rowwiseNode(self.node, "map", schema: Schema(types), problem: problem, file: file, line: line) { frame in
-        let out = RowEmitter<O1, O2, O3>(types: types, prefix: 1)
-        try forEachRow(frame) { (a: A, b: B) in
-          let (v0, v1, v2) = try f(a, b)
-          out.emit(v0, v1, v2)
-        }
-        return try out.frame()
-      })
-  }
-
-  /// `map` of a slice of three columns to one column, specialised for their types.
-  @inlinable
-  public func map<A, B, C, O>(
-    file: StaticString = #fileID, line: UInt = #line, _ f: @escaping @Sendable (A, B, C) throws -> O
-  ) -> Slice<O> where Self == Slice<A, B, C> {
-    let (types, problem) = columnTypes(O.self)
-    return Slice<O>(
-      rowwiseNode(self.node, "map", schema: Schema(types), problem: problem, file: file, line: line) { frame in
-        let out = RowEmitter<O>(types: types, prefix: 1)
-        try forEachRow(frame) { (a: A, b: B, c: C) in
-          out.emit(try f(a, b, c))
-        }
-        return try out.frame()
-      })
-  }
-
-  /// `map` of a slice of three columns to two columns, specialised for their types.
-  @inlinable
-  public func map<A, B, C, O1, O2>(
-    file: StaticString = #fileID, line: UInt = #line, _ f: @escaping @Sendable (A, B, C) throws -> (O1, O2)
-  ) -> Slice<O1, O2> where Self == Slice<A, B, C> {
-    let (types, problem) = columnTypes(O1.self, O2.self)
-    return Slice<O1, O2>(
-      rowwiseNode(self.node, "map", schema: Schema(types), problem: problem, file: file, line: line) { frame in
-        let out = RowEmitter<O1, O2>(types: types, prefix: 1)
-        try forEachRow(frame) { (a: A, b: B, c: C) in
-          let (v0, v1) = try f(a, b, c)
-          out.emit(v0, v1)
-        }
-        return try out.frame()
-      })
-  }
-
-  /// `map` of a slice of three columns to three columns, specialised for their types.
-  @inlinable
-  public func map<A, B, C, O1, O2, O3>(
-    file: StaticString = #fileID, line: UInt = #line, _ f: @escaping @Sendable (A, B, C) throws -> (O1, O2, O3)
-  ) -> Slice<O1, O2, O3> where Self == Slice<A, B, C> {
-    let (types, problem) = columnTypes(O1.self, O2.self, O3.self)
-    return Slice<O1, O2, O3>(
-      rowwiseNode(self.node, "map", schema: Schema(types), problem: problem, file: file, line: line) { frame in
-        let out = RowEmitter<O1, O2, O3>(types: types, prefix: 1)
-        try forEachRow(frame) { (a: A, b: B, c: C) in
-          let (v0, v1, v2) = try f(a, b, c)
-          out.emit(v0, v1, v2)
-        }
-        return try out.frame()
+        return try Frame([w0.finish(), w1.finish(), w2.finish()], prefix: 1)
       })
   }
 
@@ -189,12 +101,82 @@ extension SliceProtocol {
     let (types, problem) = columnTypes(O1.self, O2.self, O3.self, O4.self)
     return Slice<O1, O2, O3, O4>(
       rowwiseNode(self.node, "map", schema: Schema(types), problem: problem, file: file, line: line) { frame in
-        let out = RowEmitter<O1, O2, O3, O4>(types: types, prefix: 1)
+        let w0 = ColumnWriter<O1>(types[0], count: frame.count)
+        let w1 = ColumnWriter<O2>(types[1], count: frame.count)
+        let w2 = ColumnWriter<O3>(types[2], count: frame.count)
+        let w3 = ColumnWriter<O4>(types[3], count: frame.count)
+        var i = 0
         try forEachRow(frame) { (a: A) in
           let (v0, v1, v2, v3) = try f(a)
-          out.emit(v0, v1, v2, v3)
+          w0.set(i, v0)
+          w1.set(i, v1)
+          w2.set(i, v2)
+          w3.set(i, v3)
+          i &+= 1
         }
-        return try out.frame()
+        return try Frame([w0.finish(), w1.finish(), w2.finish(), w3.finish()], prefix: 1)
+      })
+  }
+
+  /// `map` of a slice of two columns to one column, specialised for their types.
+  @inlinable
+  public func map<A, B, O>(
+    file: StaticString = #fileID, line: UInt = #line, _ f: @escaping @Sendable (A, B) throws -> O
+  ) -> Slice<O> where Self == Slice<A, B> {
+    let (types, problem) = columnTypes(O.self)
+    return Slice<O>(
+      rowwiseNode(self.node, "map", schema: Schema(types), problem: problem, file: file, line: line) { frame in
+        let w0 = ColumnWriter<O>(types[0], count: frame.count)
+        var i = 0
+        try forEachRow(frame) { (a: A, b: B) in
+          w0.set(i, try f(a, b))
+          i &+= 1
+        }
+        return try Frame([w0.finish()], prefix: 1)
+      })
+  }
+
+  /// `map` of a slice of two columns to two columns, specialised for their types.
+  @inlinable
+  public func map<A, B, O1, O2>(
+    file: StaticString = #fileID, line: UInt = #line, _ f: @escaping @Sendable (A, B) throws -> (O1, O2)
+  ) -> Slice<O1, O2> where Self == Slice<A, B> {
+    let (types, problem) = columnTypes(O1.self, O2.self)
+    return Slice<O1, O2>(
+      rowwiseNode(self.node, "map", schema: Schema(types), problem: problem, file: file, line: line) { frame in
+        let w0 = ColumnWriter<O1>(types[0], count: frame.count)
+        let w1 = ColumnWriter<O2>(types[1], count: frame.count)
+        var i = 0
+        try forEachRow(frame) { (a: A, b: B) in
+          let (v0, v1) = try f(a, b)
+          w0.set(i, v0)
+          w1.set(i, v1)
+          i &+= 1
+        }
+        return try Frame([w0.finish(), w1.finish()], prefix: 1)
+      })
+  }
+
+  /// `map` of a slice of two columns to three columns, specialised for their types.
+  @inlinable
+  public func map<A, B, O1, O2, O3>(
+    file: StaticString = #fileID, line: UInt = #line, _ f: @escaping @Sendable (A, B) throws -> (O1, O2, O3)
+  ) -> Slice<O1, O2, O3> where Self == Slice<A, B> {
+    let (types, problem) = columnTypes(O1.self, O2.self, O3.self)
+    return Slice<O1, O2, O3>(
+      rowwiseNode(self.node, "map", schema: Schema(types), problem: problem, file: file, line: line) { frame in
+        let w0 = ColumnWriter<O1>(types[0], count: frame.count)
+        let w1 = ColumnWriter<O2>(types[1], count: frame.count)
+        let w2 = ColumnWriter<O3>(types[2], count: frame.count)
+        var i = 0
+        try forEachRow(frame) { (a: A, b: B) in
+          let (v0, v1, v2) = try f(a, b)
+          w0.set(i, v0)
+          w1.set(i, v1)
+          w2.set(i, v2)
+          i &+= 1
+        }
+        return try Frame([w0.finish(), w1.finish(), w2.finish()], prefix: 1)
       })
   }
 
@@ -206,12 +188,82 @@ extension SliceProtocol {
     let (types, problem) = columnTypes(O1.self, O2.self, O3.self, O4.self)
     return Slice<O1, O2, O3, O4>(
       rowwiseNode(self.node, "map", schema: Schema(types), problem: problem, file: file, line: line) { frame in
-        let out = RowEmitter<O1, O2, O3, O4>(types: types, prefix: 1)
+        let w0 = ColumnWriter<O1>(types[0], count: frame.count)
+        let w1 = ColumnWriter<O2>(types[1], count: frame.count)
+        let w2 = ColumnWriter<O3>(types[2], count: frame.count)
+        let w3 = ColumnWriter<O4>(types[3], count: frame.count)
+        var i = 0
         try forEachRow(frame) { (a: A, b: B) in
           let (v0, v1, v2, v3) = try f(a, b)
-          out.emit(v0, v1, v2, v3)
+          w0.set(i, v0)
+          w1.set(i, v1)
+          w2.set(i, v2)
+          w3.set(i, v3)
+          i &+= 1
         }
-        return try out.frame()
+        return try Frame([w0.finish(), w1.finish(), w2.finish(), w3.finish()], prefix: 1)
+      })
+  }
+
+  /// `map` of a slice of three columns to one column, specialised for their types.
+  @inlinable
+  public func map<A, B, C, O>(
+    file: StaticString = #fileID, line: UInt = #line, _ f: @escaping @Sendable (A, B, C) throws -> O
+  ) -> Slice<O> where Self == Slice<A, B, C> {
+    let (types, problem) = columnTypes(O.self)
+    return Slice<O>(
+      rowwiseNode(self.node, "map", schema: Schema(types), problem: problem, file: file, line: line) { frame in
+        let w0 = ColumnWriter<O>(types[0], count: frame.count)
+        var i = 0
+        try forEachRow(frame) { (a: A, b: B, c: C) in
+          w0.set(i, try f(a, b, c))
+          i &+= 1
+        }
+        return try Frame([w0.finish()], prefix: 1)
+      })
+  }
+
+  /// `map` of a slice of three columns to two columns, specialised for their types.
+  @inlinable
+  public func map<A, B, C, O1, O2>(
+    file: StaticString = #fileID, line: UInt = #line, _ f: @escaping @Sendable (A, B, C) throws -> (O1, O2)
+  ) -> Slice<O1, O2> where Self == Slice<A, B, C> {
+    let (types, problem) = columnTypes(O1.self, O2.self)
+    return Slice<O1, O2>(
+      rowwiseNode(self.node, "map", schema: Schema(types), problem: problem, file: file, line: line) { frame in
+        let w0 = ColumnWriter<O1>(types[0], count: frame.count)
+        let w1 = ColumnWriter<O2>(types[1], count: frame.count)
+        var i = 0
+        try forEachRow(frame) { (a: A, b: B, c: C) in
+          let (v0, v1) = try f(a, b, c)
+          w0.set(i, v0)
+          w1.set(i, v1)
+          i &+= 1
+        }
+        return try Frame([w0.finish(), w1.finish()], prefix: 1)
+      })
+  }
+
+  /// `map` of a slice of three columns to three columns, specialised for their types.
+  @inlinable
+  public func map<A, B, C, O1, O2, O3>(
+    file: StaticString = #fileID, line: UInt = #line, _ f: @escaping @Sendable (A, B, C) throws -> (O1, O2, O3)
+  ) -> Slice<O1, O2, O3> where Self == Slice<A, B, C> {
+    let (types, problem) = columnTypes(O1.self, O2.self, O3.self)
+    return Slice<O1, O2, O3>(
+      rowwiseNode(self.node, "map", schema: Schema(types), problem: problem, file: file, line: line) { frame in
+        let w0 = ColumnWriter<O1>(types[0], count: frame.count)
+        let w1 = ColumnWriter<O2>(types[1], count: frame.count)
+        let w2 = ColumnWriter<O3>(types[2], count: frame.count)
+        var i = 0
+        try forEachRow(frame) { (a: A, b: B, c: C) in
+          let (v0, v1, v2) = try f(a, b, c)
+          w0.set(i, v0)
+          w1.set(i, v1)
+          w2.set(i, v2)
+          i &+= 1
+        }
+        return try Frame([w0.finish(), w1.finish(), w2.finish()], prefix: 1)
       })
   }
 
@@ -223,12 +275,20 @@ extension SliceProtocol {
     let (types, problem) = columnTypes(O1.self, O2.self, O3.self, O4.self)
     return Slice<O1, O2, O3, O4>(
       rowwiseNode(self.node, "map", schema: Schema(types), problem: problem, file: file, line: line) { frame in
-        let out = RowEmitter<O1, O2, O3, O4>(types: types, prefix: 1)
+        let w0 = ColumnWriter<O1>(types[0], count: frame.count)
+        let w1 = ColumnWriter<O2>(types[1], count: frame.count)
+        let w2 = ColumnWriter<O3>(types[2], count: frame.count)
+        let w3 = ColumnWriter<O4>(types[3], count: frame.count)
+        var i = 0
         try forEachRow(frame) { (a: A, b: B, c: C) in
           let (v0, v1, v2, v3) = try f(a, b, c)
-          out.emit(v0, v1, v2, v3)
+          w0.set(i, v0)
+          w1.set(i, v1)
+          w2.set(i, v2)
+          w3.set(i, v3)
+          i &+= 1
         }
-        return try out.frame()
+        return try Frame([w0.finish(), w1.finish(), w2.finish(), w3.finish()], prefix: 1)
       })
   }
 }

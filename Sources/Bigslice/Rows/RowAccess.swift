@@ -170,6 +170,50 @@ final class ColumnAppender<T> {
   }
 }
 
+/// Writes one value per row of an input frame into a new column: the output of a `map`, whose
+/// rows are as many as its input's. A scalar goes straight to its row's slot, with no count or
+/// capacity to check and update per row; other layouts go through an appender, in row order.
+@usableFromInline
+final class ColumnWriter<T> {
+  @usableFromInline let base: UnsafeMutableRawPointer?
+  @usableFromInline let others: ColumnAppender<T>?
+  let type: ColumnType
+  let count: Int
+
+  /// A writer of `count` values of `type`.
+  @usableFromInline
+  init(_ type: ColumnType, count: Int) {
+    self.type = type
+    self.count = count
+    if case .scalar = type {
+      base = .allocate(byteCount: max(count * MemoryLayout<T>.stride, 1), alignment: 16)
+      others = nil
+    } else {
+      base = nil
+      others = ColumnAppender<T>(type, capacity: count)
+    }
+  }
+
+  deinit { base?.deallocate() }
+
+  /// Sets row `i`, which must be below `count`; rows of other layouts must come in order.
+  @inlinable @inline(__always)
+  func set(_ i: Int, _ value: T) {
+    if let base {
+      base.storeBytes(of: value, toByteOffset: i &* MemoryLayout<T>.stride, as: T.self)
+    } else {
+      others.unsafelyUnwrapped.append(value)
+    }
+  }
+
+  /// The column of the `count` values set.
+  @usableFromInline
+  func finish() throws -> Column {
+    if let base { return try Column.copyScalars(type, from: UnsafeRawPointer(base), count: count) }
+    return try others.unsafelyUnwrapped.finish()
+  }
+}
+
 /// The mutable state of a `ColumnAppender`'s scalar path.
 @usableFromInline
 struct AppendState {
