@@ -56,11 +56,25 @@ static bs_error check_columns(const bs_key_column *cols, size_t ncols, size_t n,
   return BS_OK;
 }
 
-int64_t bs_keyrow_size(const bs_key_column *cols, size_t ncols, size_t n) {
+/* Rows of fixed-width columns, checked: column by column, each value to its place in every
+ * row of `fixed` bytes. */
+static void pack_rows(const bs_key_column *cols, size_t ncols, size_t n, size_t fixed, uint8_t *rows) {
+  size_t at = 0;
+  for (size_t c = 0; c < ncols; c++) {
+    copy_strided(rows + at, fixed, cols[c].values, cols[c].width, cols[c].width, n);
+    at += cols[c].width;
+  }
+}
+
+/* bs_keyrow_size, also giving check_columns' results to a caller that goes on to encode. */
+static int64_t rows_size(const bs_key_column *cols, size_t ncols, size_t n, size_t *fixed_out,
+                         int *all_fixed_out) {
   size_t fixed;
   int all_fixed;
   bs_error e = check_columns(cols, ncols, n, &fixed, &all_fixed);
   if (e != BS_OK) return e;
+  *fixed_out = fixed;
+  *all_fixed_out = all_fixed;
   if (n > (size_t)INT64_MAX / (fixed + 4 * ncols)) return BS_EINVAL;
   uint64_t total = (uint64_t)fixed * n;
   for (size_t c = 0; c < ncols; c++) {
@@ -73,18 +87,23 @@ int64_t bs_keyrow_size(const bs_key_column *cols, size_t ncols, size_t n) {
   return (int64_t)total;
 }
 
-bs_error bs_keyrow_encode(const bs_key_column *cols, size_t ncols, size_t n, int64_t *offsets,
-                          uint8_t *bytes) {
-  int64_t size = bs_keyrow_size(cols, ncols, n);
-  if (size < 0) return (bs_error)size;
-  if (offsets == NULL || (size > 0 && bytes == NULL)) return BS_EINVAL;
+int64_t bs_keyrow_size(const bs_key_column *cols, size_t ncols, size_t n) {
   size_t fixed;
   int all_fixed;
-  (void)check_columns(cols, ncols, n, &fixed, &all_fixed);
+  return rows_size(cols, ncols, n, &fixed, &all_fixed);
+}
+
+bs_error bs_keyrow_encode(const bs_key_column *cols, size_t ncols, size_t n, int64_t *offsets,
+                          uint8_t *bytes) {
+  size_t fixed;
+  int all_fixed;
+  int64_t size = rows_size(cols, ncols, n, &fixed, &all_fixed);
+  if (size < 0) return (bs_error)size;
+  if (offsets == NULL || (size > 0 && bytes == NULL)) return BS_EINVAL;
   if (all_fixed) {
-    /* Every row is as wide: column by column, each value to its place in every row. */
     for (size_t i = 0; i <= n; i++) offsets[i] = (int64_t)(i * fixed);
-    return bs_keyrow_pack_fixed(cols, ncols, n, bytes);
+    pack_rows(cols, ncols, n, fixed, bytes);
+    return BS_OK;
   }
   int64_t pos = 0;
   offsets[0] = 0;
@@ -113,11 +132,7 @@ bs_error bs_keyrow_pack_fixed(const bs_key_column *cols, size_t ncols, size_t n,
   bs_error e = check_columns(cols, ncols, n, &fixed, &all_fixed);
   if (e != BS_OK) return e;
   if (!all_fixed || (n > 0 && rows == NULL)) return BS_EINVAL;
-  size_t at = 0;
-  for (size_t c = 0; c < ncols; c++) {
-    copy_strided(rows + at, fixed, cols[c].values, cols[c].width, cols[c].width, n);
-    at += cols[c].width;
-  }
+  pack_rows(cols, ncols, n, fixed, rows);
   return BS_OK;
 }
 

@@ -107,20 +107,22 @@ struct JobBenchmarks {
     }
     var loopChecksum = ""
     let loop = median(repeats) {
-      let halves = [0, 1].map { half in
-        Thread.run {
-          var sums = [Double](repeating: 0, count: 1000)
+      // One half of the rows per thread, each summing into its own array.
+      var sums = [[Double]](repeating: [], count: 2)
+      sums.withUnsafeMutableBufferPointer { out in
+        nonisolated(unsafe) let out = out
+        DispatchQueue.concurrentPerform(iterations: 2) { half in
+          var local = [Double](repeating: 0, count: 1000)
           for i in (half * n / 2)..<((half + 1) * n / 2) {
             let (key, value) = Workloads.row(i, keys: keys, seed: 0)
             let (k, v) = Workloads.W7.first(key, value)
             guard Workloads.W7.keep(k, v) else { continue }
             let (k2, x) = Workloads.W7.second(k, v)
-            sums[k2] += x
+            local[k2] += x
           }
-          return sums
+          out[half] = local
         }
       }
-      let sums = halves.map { $0.join() }
       var sum = 0
       var groups = 0
       for k in 0..<1000 where sums[0][k] != 0 || sums[1][k] != 0 {
@@ -297,27 +299,4 @@ struct JobBenchmarks {
 final class ScanTimes {
   var times: [Double] = []
   var median: Double { times.isEmpty ? 0 : times.sorted()[times.count / 2] }
-}
-
-/// A value computed on a thread of its own, waited for with `join`.
-final class Joined<T>: @unchecked Sendable {
-  private var value: T?
-  private let done = DispatchSemaphore(value: 0)
-
-  init(_ body: @escaping @Sendable () -> T) {
-    Thread {
-      self.value = body()
-      self.done.signal()
-    }.start()
-  }
-
-  func join() -> T {
-    done.wait()
-    return value!
-  }
-}
-
-extension Thread {
-  /// Runs `body` on a new thread.
-  static func run<T>(_ body: @escaping @Sendable () -> T) -> Joined<T> { Joined(body) }
 }

@@ -60,6 +60,11 @@ struct Reporter {
         "{\"bench\": \"\(name)\", \"rows\": \(m.rows), \"seconds\": \(fmt(m.seconds, 4)), \"baseline\": \"\(m.baseline)\", "
         + "\"baseline_seconds\": \(fmt(m.baselineSeconds, 4)), \"ratio\": \(fmt(m.ratio, 3)), "
         + "\"peak_rss_bytes\": \(m.peakRSSBytes ?? peakRSS())"
+      if !m.notes.isEmpty {
+        // The notes say whether checksums agree: a JSON run must show it too.
+        let notes = m.notes.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+        line += ", \"notes\": \"\(notes)\""
+      }
       for field in m.fields { line += ", \"\(field.name)\": \(field.json)" }
       print(line + "}")
     } else {

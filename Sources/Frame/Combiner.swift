@@ -24,6 +24,7 @@ public final class Combiner {
   /// The declared aggregates with their value types (`count` has `.int64`).
   public private(set) var aggregates: [(aggregate: Aggregate, valueType: ScalarKind)] = []
   private let handle: OpaquePointer
+  /// The width of a one-column scalar key, which is widened to 64 bits; nil otherwise.
   private let keyWidth: Int?
   private let rows: KeyRows
   private var encoded = KeyRows.Rows()
@@ -53,10 +54,10 @@ public final class Combiner {
       keyWidth = k.width
     case (.packed, _):
       made = bs_comb_new(BS_COMB_KEY_U64, expectedGroups)
-      keyWidth = 8
+      keyWidth = nil
     case (.fixed(let width), _):
       made = bs_comb_new_fixed(width, expectedGroups)
-      keyWidth = width
+      keyWidth = nil
     default:
       made = bs_comb_new(BS_COMB_KEY_BYTES, expectedGroups)
       keyWidth = nil

@@ -25,13 +25,6 @@ private struct WideRows {
   mutating func keyReals() -> [Double] { (0..<n).map { _ in Self.reals.randomElement(using: &rng)! } }
 }
 
-/// The rows of a result as strings, sorted: an order-free comparison with a model.
-private func sortedRows<each C>(_ result: SliceResult<repeat each C>) -> [String] {
-  result.frames.flatMap(\.anyRows).map { "\($0)" }.sorted()
-}
-
-private func sortedRows(_ rows: [[AnyHashable]]) -> [String] { rows.map { "\($0)" }.sorted() }
-
 /// Keys of two and three columns after `prefixed(p)`, and built-in reduces over several value
 /// columns, against a naive model, on every engine, with and without a limit that spills
 /// everything.
@@ -50,7 +43,7 @@ private func sortedRows(_ rows: [[AnyHashable]]) -> [String] { rows.map { "\($0)
       let s = sumModel[[a[i], b[i], c[i]], default: (0, 0)]
       sumModel[[a[i], b[i], c[i]]] = (s.0 &+ x[i], s.1 + y[i])
     }
-    #expect(sortedRows(sums) == sortedRows(sumModel.map { $0.key + [$0.value.0, $0.value.1] }))
+    #expect(multiset(sums) == multiset(sumModel.map { $0.key + [$0.value.0, $0.value.1] }))
 
     let (k, d, z) = (r.ints(0..<40), r.keyReals(), r.ints(-5..<5))
     let maxima = try await session.run(WideKeyFuncs.maxTwoKeysThreeValues, shards, k, d, x, y, z)
@@ -59,7 +52,7 @@ private func sortedRows(_ rows: [[AnyHashable]]) -> [String] { rows.map { "\($0)
       let m = maxModel[[k[i], d[i]], default: (.min, -.infinity, .min)]
       maxModel[[k[i], d[i]]] = (max(m.0, x[i]), max(m.1, y[i]), max(m.2, z[i]))
     }
-    #expect(sortedRows(maxima) == sortedRows(maxModel.map { $0.key + [$0.value.0, $0.value.1, $0.value.2] }))
+    #expect(multiset(maxima) == multiset(maxModel.map { $0.key + [$0.value.0, $0.value.1, $0.value.2] }))
 
     let minima = try await session.run(WideKeyFuncs.minOneKeyThreeValues, shards, k, x, y, z)
     var minModel: [Int: (Int, Double, Int)] = [:]
@@ -67,7 +60,7 @@ private func sortedRows(_ rows: [[AnyHashable]]) -> [String] { rows.map { "\($0)
       let m = minModel[k[i], default: (.max, .infinity, .max)]
       minModel[k[i]] = (min(m.0, x[i]), min(m.1, y[i]), min(m.2, z[i]))
     }
-    #expect(sortedRows(minima) == sortedRows(minModel.map { [$0.key, $0.value.0, $0.value.1, $0.value.2] }))
+    #expect(multiset(minima) == multiset(minModel.map { [$0.key, $0.value.0, $0.value.1, $0.value.2] }))
   }
 
   @Test(arguments: setups, shards)
@@ -78,7 +71,7 @@ private func sortedRows(_ rows: [[AnyHashable]]) -> [String] { rows.map { "\($0)
     let two = try await session.run(WideKeyFuncs.closureTwoKeys, shards, a, b, v)
     var twoModel: [[AnyHashable]: Int] = [:]
     for i in 0..<a.count { twoModel[[a[i], b[i]], default: 0] &+= v[i] }
-    #expect(sortedRows(two) == sortedRows(twoModel.map { $0.key + [$0.value] }))
+    #expect(multiset(two) == multiset(twoModel.map { $0.key + [$0.value] }))
 
     let (flags, words, texts) = (
       r.bools(), r.strings(), r.strings().map { "\($0)\(Int.random(in: 0..<9, using: &r.rng))" }
@@ -89,13 +82,13 @@ private func sortedRows(_ rows: [[AnyHashable]]) -> [String] { rows.map { "\($0)
       let key: [AnyHashable] = [flags[i], words[i], a[i]]
       threeModel[key] = max(threeModel[key] ?? texts[i], texts[i])
     }
-    #expect(sortedRows(three) == sortedRows(threeModel.map { $0.key + [$0.value] }))
+    #expect(multiset(three) == multiset(threeModel.map { $0.key + [$0.value] }))
 
     // A boxed column in the key: grouped by sorting instead of the C table.
     let boxed = try await session.run(WideKeyFuncs.closureBoxedAndIntKey, shards, a.map { $0 % 7 }, b, a, v)
     var boxedModel: [[AnyHashable]: Int] = [:]
     for i in 0..<a.count { boxedModel[[Pair(a: a[i] % 7, b: b[i]), a[i]], default: 0] &+= v[i] }
-    #expect(sortedRows(boxed) == sortedRows(boxedModel.map { $0.key + [$0.value] }))
+    #expect(multiset(boxed) == multiset(boxedModel.map { $0.key + [$0.value] }))
   }
 
   @Test(arguments: setups, shards)
@@ -106,7 +99,7 @@ private func sortedRows(_ rows: [[AnyHashable]]) -> [String] { rows.map { "\($0)
     let result = try await session.run(WideKeyFuncs.foldTwoKeys, shards, a, b, v)
     var model: [[AnyHashable]: [Int]] = [:]
     for i in 0..<a.count { model[[a[i], b[i]], default: []].append(v[i]) }
-    #expect(sortedRows(result) == sortedRows(model.map { $0.key + [$0.value] }))
+    #expect(multiset(result) == multiset(model.map { $0.key + [$0.value] }))
   }
 
   @Test(arguments: setups, shards)
@@ -157,11 +150,11 @@ private func sortedRows(_ rows: [[AnyHashable]]) -> [String] { rows.map { "\($0)
 
     let distinct = try await session.run(WideKeyFuncs.distinctTwoKeys, shards, a, b, c)
     #expect(distinct.schema.prefix == 2)
-    #expect(sortedRows(distinct) == Set(rows.map { "\($0)" }).sorted())
+    #expect(multiset(distinct) == Set(rows.map { "\($0)" }).sorted())
 
     let words = r.strings()
     let reshuffled = try await session.run(WideKeyFuncs.reshuffleTwoKeys, shards, words, a, c)
-    #expect(sortedRows(reshuffled) == sortedRows((0..<a.count).map { [words[$0], a[$0], c[$0]] }))
+    #expect(multiset(reshuffled) == multiset((0..<a.count).map { [words[$0], a[$0], c[$0]] }))
     var shardOf: [[AnyHashable]: Int] = [:]
     for shard in 0..<reshuffled.shards {
       for row in reshuffled.frames(shard: shard).flatMap(\.anyRows) {
@@ -175,7 +168,7 @@ private func sortedRows(_ rows: [[AnyHashable]]) -> [String] { rows.map { "\($0)
     if shards > 1 { #expect(Set(shardOf.filter { "\($0.key[1])" == "0" }.values).count > 1) }
 
     let sorted = try await session.run(WideKeyFuncs.sortedTwoKeys, shards, a, b, c)
-    #expect(sortedRows(sorted) == sortedRows(rows))
+    #expect(multiset(sorted) == multiset(rows))
     let keys = (0..<sorted.shards).flatMap { shard in
       sorted.frames(shard: shard).flatMap(\.anyRows).map { (Int($0[0].base as! Int64), $0[1].base as! String) }
     }
