@@ -85,6 +85,12 @@ struct JobBenchmarks {
     }
     let (seconds, checksum) = try timeW1TwoColumns(rows: n)
     try compare("W1 two-column key", "W1x2", rows: n, seconds: seconds, checksum: checksum)
+    let (structSeconds, structChecksum) = try timeW1StructKey(Workloads.w1StructKey, rows: n) { $0.high << 10 | $0.low }
+    try compare("W1 struct key", "W1x2", rows: n, seconds: structSeconds, checksum: structChecksum)
+    let (codableSeconds, codableChecksum) = try timeW1StructKey(Workloads.w1CodableKey, rows: n) {
+      $0.high << 10 | $0.low
+    }
+    try compare("W1 Codable struct key", "W1x2", rows: n, seconds: codableSeconds, checksum: codableChecksum)
   }
 
   /// W7: W1's rows through three user closures and a built-in sum, against the same
@@ -149,6 +155,23 @@ struct JobBenchmarks {
       var groups = 0
       for (high, low, value) in result {
         sum &+= UInt64(bitPattern: Int64(high << 10 | low)) &* UInt64(bitPattern: Int64(value))
+        groups += 1
+      }
+      checksum = "groups=\(groups) keysum=\(sum)"
+    }
+    return (seconds, checksum)
+  }
+
+  /// The median time of W1 keyed on a struct (by `f`), and W1's checksum of its rows (`key`
+  /// puts W1's key back together).
+  func timeW1StructKey<K>(_ f: Func<K, Int>, rows n: Int, key: (K) -> Int) throws -> (Double, String) {
+    var checksum = ""
+    let seconds = try median(repeats) {
+      let result = try session.run(f, n, min(n, 1_000_000), shards)
+      var sum: UInt64 = 0
+      var groups = 0
+      for (k, value) in result {
+        sum &+= UInt64(bitPattern: Int64(key(k))) &* UInt64(bitPattern: Int64(value))
         groups += 1
       }
       checksum = "groups=\(groups) keysum=\(sum)"

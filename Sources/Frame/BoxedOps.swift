@@ -30,12 +30,27 @@ public enum BoxedOps {
     hash: (@Sendable (T, UInt64) -> UInt64)? = nil,
     compare: (@Sendable (T, T) -> Int)? = nil
   ) -> String {
+    insert(T.self, name: name, hash: hash, compare: compare, explicit: true)
+  }
+
+  @discardableResult
+  private static func insert<T: Codable & Hashable & Sendable>(
+    _: T.Type, name: String?, hash: (@Sendable (T, UInt64) -> UInt64)?, compare: (@Sendable (T, T) -> Int)?,
+    explicit: Bool
+  ) -> String {
     let ops = BoxedTypeOps<T>(name: name ?? String(reflecting: T.self), hash: hash, compare: compare)
     registry.withLock {
       $0.byName[ops.name] = ops
       $0.byType[ObjectIdentifier(T.self)] = ops
+      if explicit { $0.explicit.insert(ObjectIdentifier(T.self)) }
     }
     return ops.name
+  }
+
+  /// Whether `T` was registered by `register`, which stores it boxed even when it could be a
+  /// record.
+  static func isRegistered<T>(_: T.Type) -> Bool {
+    registry.withLock { $0.explicit.contains(ObjectIdentifier(T.self)) }
   }
 
   /// The ops registered under `name`.
@@ -47,13 +62,14 @@ public enum BoxedOps {
 
   static func opsOrRegisterDefault<T: Codable & Hashable & Sendable>(_ type: T.Type) -> BoxedTypeOps<T> {
     if let ops = registry.withLock({ $0.byType[ObjectIdentifier(T.self)] }) as? BoxedTypeOps<T> { return ops }
-    register(T.self)
+    insert(T.self, name: nil, hash: nil, compare: nil, explicit: false)
     return registry.withLock { $0.byType[ObjectIdentifier(T.self)] } as! BoxedTypeOps<T>
   }
 
   private struct Tables: ~Copyable {
     var byName: [String: any AnyBoxedTypeOps] = [:]
     var byType: [ObjectIdentifier: any AnyBoxedTypeOps] = [:]
+    var explicit: Set<ObjectIdentifier> = []
   }
   private static let registry = Mutex(Tables())
 }
@@ -190,12 +206,22 @@ enum ColumnBridge {
     if T.self == String.self { return Column(strings: unsafeBitCast(values, to: [String].self)) }
     if T.self == [UInt8].self { return Column(byteArrays: unsafeBitCast(values, to: [[UInt8]].self)) }
     if let scalar = T.self as? any ScalarValue.Type { return makeScalar(scalar, values) }
-    if let boxed = T.self as? any (Codable & Hashable & Sendable).Type { return makeBoxed(boxed, values) }
+    if let record = T.self as? any ColumnRecord.Type { return try makeRecord(record, values) }
+    if let boxed = T.self as? any (Codable & Hashable & Sendable).Type {
+      let records = try values.withUnsafeBufferPointer { buffer in
+        try Column.codableRecords(boxed, at: buffer.baseAddress, count: buffer.count)
+      }
+      return records ?? makeBoxed(boxed, values)
+    }
     return nil
   }
 
   private static func makeScalar<S: ScalarValue>(_: S.Type, _ values: Any) -> Column {
     Column(values as! [S])
+  }
+
+  private static func makeRecord<R: ColumnRecord>(_: R.Type, _ values: Any) throws -> Column {
+    try Column(records: values as! [R])
   }
 
   private static func makeBoxed<B: Codable & Hashable & Sendable>(_: B.Type, _ values: Any) -> Column {

@@ -1,4 +1,5 @@
 import CSupport
+import Synchronization
 
 /// Owns the contiguous buffer of a fixed-width column. Immutable once built.
 @usableFromInline
@@ -59,6 +60,37 @@ final class BoxedStorage<T: Codable & Hashable & Sendable>: @unchecked Sendable 
   init(_ values: [T]) { self.values = values }
 }
 
+/// Holds the field columns of a record column, all of one length, and the rows as Swift
+/// values once something has read them so (`Column.recordValues`).
+@usableFromInline
+final class RecordStorage: @unchecked Sendable {
+  let fields: [Column]
+  let rows: Int
+  private let materialized = Mutex<AnyObject?>(nil)
+
+  init(fields: [Column], rows: Int) {
+    self.fields = fields
+    self.rows = rows
+  }
+
+  /// The rows as `[T]`, built by `make` the first time and kept.
+  func values<T>(_ make: () throws -> [T]) rethrows -> [T] {
+    if let kept = materialized.withLock({ $0 }) as? RecordValues<T> { return kept.values }
+    let made = RecordValues(try make())
+    let kept = materialized.withLock { slot -> AnyObject in
+      if let kept = slot { return kept }
+      slot = made
+      return made
+    }
+    return (kept as? RecordValues<T>)?.values ?? made.values
+  }
+}
+
+private final class RecordValues<T>: @unchecked Sendable {
+  let values: [T]
+  init(_ values: [T]) { self.values = values }
+}
+
 /// A typed, immutable column of values.
 ///
 /// A column is a view (`offset`, `count`) into storage it shares, so slicing is free and
@@ -71,6 +103,7 @@ public struct Column: @unchecked Sendable {
     case scalar(ScalarStorage)
     case bytes(BytesStorage)
     case boxed(AnyObject)
+    case record(RecordStorage)
   }
 
   /// The type of every value in the column.
@@ -148,7 +181,56 @@ public struct Column: @unchecked Sendable {
       return Column(type: type, count: 0, offset: 0, storage: .bytes(storage))
     case .boxed(let name):
       return try BoxedOps.lookup(name).makeColumn(decoding: [])
+    case .record(let record):
+      return try Column(record: record, fields: record.fields.map { try Column.empty($0) }, count: 0)
     }
+  }
+
+  /// A record column of `type` whose field `i` is `fields[i]`, each of `count` rows.
+  /// - Throws: `FrameError.typeMismatch` or `FrameError.lengthMismatch` when the fields do not
+  ///   match the record's.
+  package init(record type: RecordType, fields: [Column], count: Int) throws {
+    guard fields.map(\.type) == type.fields else {
+      throw FrameError.typeMismatch(
+        expected: type.description, found: "fields " + fields.map(\.type.description).joined(separator: ", "))
+    }
+    for (i, f) in fields.enumerated() where f.count != count {
+      throw FrameError.lengthMismatch(column: i, expected: count, found: f.count)
+    }
+    self.init(
+      type: .record(type), count: count, offset: 0, storage: .record(RecordStorage(fields: fields, rows: count)))
+  }
+
+  /// The field columns of a record column (this view's rows of each); nil for other columns.
+  package var fields: [Column]? {
+    guard case .record(let s) = storage else { return nil }
+    if offset == 0 && count == s.rows { return s.fields }
+    return s.fields.map { $0.slice(offset..<(offset + count)) }
+  }
+
+  /// The columns this column is stored as: its fields' leaves for a record, else itself.
+  package var leaves: [Column] {
+    guard let fields else { return [self] }
+    return fields.flatMap(\.leaves)
+  }
+
+  /// The column of `type` stored as the leaf columns taken from `leaves` (see `leaves`),
+  /// which advances past them.
+  package static func assemble(_ type: ColumnType, from leaves: inout ArraySlice<Column>) throws -> Column {
+    guard case .record(let record) = type else {
+      guard let leaf = leaves.popFirst() else { throw FrameError.invalidArgument("too few columns for \(type)") }
+      return leaf
+    }
+    let fields = try record.fields.map { try assemble($0, from: &leaves) }
+    return try Column(record: record, fields: fields, count: fields.first?.count ?? 0)
+  }
+
+  /// Columns of `types` from the leaf columns `leaves` (as `Frame.leaves` gives them).
+  package static func assemble(_ types: [ColumnType], from leaves: [Column]) throws -> [Column] {
+    var rest = leaves[...]
+    let columns = try types.map { try assemble($0, from: &rest) }
+    guard rest.isEmpty else { throw FrameError.invalidArgument("\(rest.count) columns left over for \(types)") }
+    return columns
   }
 
   // MARK: Views
@@ -205,6 +287,8 @@ public struct Column: @unchecked Sendable {
     case .boxed:
       guard case .boxed(let s) = storage else { preconditionFailure("boxed column without boxed storage") }
       return (s as! any AnyBoxedStorage).anyValue(at: offset + i)
+    case .record:
+      return AnyHashable((fields ?? []).map { $0.anyValue(at: i) })
     }
   }
 
@@ -215,6 +299,7 @@ public struct Column: @unchecked Sendable {
     case .bytes(let s):
       return Int(s.offsets[offset + count] - s.offsets[offset]) + 8 * (count + 1)
     case .boxed(let s): return (s as! any AnyBoxedStorage).estimatedBytes(offset: offset, count: count)
+    case .record: return (fields ?? []).reduce(0) { $0 + $1.byteCount }
     }
   }
 }

@@ -2,16 +2,37 @@
 /// slice layer, whose row types are parameter packs.
 extension Column {
   /// The column type that holds values of `T`: its native layout for `ColumnValue` types, a
-  /// boxed column (registered with default ops) for other `Codable & Hashable` types.
+  /// record for other `Codable & Hashable` types whose coding a column can hold (see
+  /// `ColumnRecord`), a boxed column (registered with default ops) for the rest and for types
+  /// registered with `BoxedOps`.
   /// - Throws: `FrameError.unsupported` for any other type.
   public static func columnType<T>(for _: T.Type) throws -> ColumnType {
     if let native = T.self as? any ColumnValue.Type { return native.columnType }
-    if let boxed = T.self as? any (Codable & Hashable & Sendable).Type { return boxedType(boxed) }
+    if let codable = T.self as? any (Codable & Hashable & Sendable).Type { return codableType(codable) }
     throw FrameError.unsupported("column values of type \(T.self): it must be Codable, Hashable and Sendable")
   }
 
-  private static func boxedType<B: Codable & Hashable & Sendable>(_: B.Type) -> ColumnType {
-    .boxed(BoxedOps.opsOrRegisterDefault(B.self).name)
+  /// The column type of a `Codable` type: its record layout when it has one and is not
+  /// registered with `BoxedOps`, else boxed.
+  static func codableType<B: Codable & Hashable & Sendable>(_: B.Type) -> ColumnType {
+    if let native = B.self as? any ColumnValue.Type { return native.columnType }
+    if let layout = codableLayout(B.self) { return .record(layout.type) }
+    return .boxed(BoxedOps.opsOrRegisterDefault(B.self).name)
+  }
+
+  /// The record layout `B` is stored in, unless it is registered boxed.
+  static func codableLayout<B: Codable & Hashable & Sendable>(_: B.Type) -> CodableLayout? {
+    BoxedOps.isRegistered(B.self) ? nil : CodableLayout.of(B.self)
+  }
+
+  /// A record column of the `count` values of `B` at `base`, built through their `Codable`
+  /// conformance; nil when `B` is stored boxed.
+  static func codableRecords<B: Codable & Hashable & Sendable>(_: B.Type, at base: UnsafeRawPointer?, count: Int)
+    throws -> Column?
+  {
+    guard let layout = codableLayout(B.self) else { return nil }
+    guard let base, count > 0 else { return try Column.empty(.record(layout.type)) }
+    return try layout.column(B.self, at: base.assumingMemoryBound(to: B.self), count: count)
   }
 
   /// A column of `values` in the layout that suits `T`, for a `T` known only generically.

@@ -16,7 +16,8 @@ extension Column {
   /// - scalar: `u8 transform`, then `count × width` bytes (transposed if shuffled);
   /// - string / bytes: `u8 transform`, `u64 total bytes`, `count × u32` lengths (transposed
   ///   if shuffled), then the bytes;
-  /// - boxed: `u64 length`, then the registered ops' encoding.
+  /// - boxed: `u64 length`, then the registered ops' encoding;
+  /// - record: each field's encoding in turn.
   /// The row count and type are not written: the frame codec carries them.
   public func encode(into out: ByteWriter, transform: ColumnTransform) throws {
     switch storage {
@@ -54,6 +55,8 @@ extension Column {
       let encoded = try BoxedOps.lookup(name).encode(self)
       out.append(UInt64(encoded.count))
       out.append(encoded)
+    case .record:
+      for field in fields ?? [] { try field.encode(into: out, transform: transform) }
     }
   }
 
@@ -123,6 +126,9 @@ extension Column {
         throw FrameError.corrupt("boxed column of \(name) holds \(column.count) rows, expected \(count)")
       }
       return column
+    case .record(let record):
+      let fields = try record.fields.map { try decode($0, count: count, from: &reader) }
+      return try Column(record: record, fields: fields, count: count)
     }
   }
 }

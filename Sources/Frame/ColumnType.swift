@@ -47,6 +47,9 @@ public enum ColumnType: Hashable, Sendable, Codable, CustomStringConvertible {
   /// Any other `Codable & Hashable` type, held boxed in a Swift array. The name is the one the
   /// type was registered under (see `BoxedOps`).
   case boxed(String)
+  /// A user type stored as one column per field (`ColumnRecord`): the kernels hash, compare,
+  /// sort and code its fields column by column.
+  case record(RecordType)
 
   public var description: String {
     switch self {
@@ -54,13 +57,31 @@ public enum ColumnType: Hashable, Sendable, Codable, CustomStringConvertible {
     case .string: "string"
     case .bytes: "bytes"
     case .boxed(let name): "boxed(\(name))"
+    case .record(let record): record.description
     }
   }
 
-  /// True for a boxed column: one the C kernels cannot hash, compare or group.
+  /// True for a boxed column, or a record with a boxed field: one the C kernels cannot hash,
+  /// compare or group.
   public var isBoxed: Bool {
-    if case .boxed = self { return true }
-    return false
+    switch self {
+    case .boxed: true
+    case .record(let record): record.fields.contains(where: \.isBoxed)
+    default: false
+    }
+  }
+
+  /// The field types of a record; nil for other types.
+  public var fields: [ColumnType]? {
+    if case .record(let record) = self { return record.fields }
+    return nil
+  }
+
+  /// The types of the columns this type is stored as, records expanded field by field in
+  /// order: itself for any other type.
+  public var leafTypes: [ColumnType] {
+    guard case .record(let record) = self else { return [self] }
+    return record.fields.flatMap(\.leafTypes)
   }
 
   /// True for columns stored as offsets plus bytes.
@@ -69,6 +90,24 @@ public enum ColumnType: Hashable, Sendable, Codable, CustomStringConvertible {
     case .string, .bytes: true
     default: false
     }
+  }
+}
+
+/// The layout of a record column: the type's name and one column type per field, in the
+/// order its `ColumnRecord.columns` lists them.
+public struct RecordType: Hashable, Sendable, Codable, CustomStringConvertible {
+  /// The Swift type's full name: records of different types never mix, whatever their fields.
+  public var name: String
+  /// One type per field.
+  public var fields: [ColumnType]
+
+  public init(name: String, fields: [ColumnType]) {
+    self.name = name
+    self.fields = fields
+  }
+
+  public var description: String {
+    "\(name)(" + fields.map(\.description).joined(separator: ", ") + ")"
   }
 }
 

@@ -27,6 +27,8 @@ public final class Combiner {
   /// The width of a one-column scalar key, which is widened to 64 bits; nil otherwise.
   private let keyWidth: Int?
   private let rows: KeyRows
+  /// Whether a key column is a record, held as its leaves.
+  private let hasRecordKey: Bool
   private var encoded = KeyRows.Rows()
   private var scratchKeys: UnsafeMutablePointer<UInt64>?
   private var scratchCapacity = 0
@@ -46,9 +48,11 @@ public final class Combiner {
   public init(keyTypes: [ColumnType], expectedGroups: Int = 1024) throws {
     guard !keyTypes.isEmpty else { throw FrameError.invalidArgument("a combiner key of no columns") }
     self.keyTypes = keyTypes
-    rows = try KeyRows(keyTypes)
+    hasRecordKey = keyTypes.contains { $0.fields != nil }
+    // A record key is held as its leaf columns.
+    rows = try KeyRows(keyTypes.flatMap(\.leafTypes))
     let made: OpaquePointer?
-    switch (rows.form, keyTypes[0]) {
+    switch (rows.form, rows.types.first ?? keyTypes[0]) {
     case (.single, .scalar(let k)):
       made = bs_comb_new(BS_COMB_KEY_U64, expectedGroups)
       keyWidth = k.width
@@ -136,6 +140,7 @@ public final class Combiner {
     for (i, k) in keys.enumerated() where k.count != n {
       throw FrameError.lengthMismatch(column: i, expected: n, found: k.count)
     }
+    let keys = hasRecordKey ? keys.flatMap(\.leaves) : keys
     let result: Int64
     switch rows.form {
     case .packed:
@@ -177,7 +182,7 @@ public final class Combiner {
       }
     case .bytes(let s):
       result = bs_comb_groups_bytes(handle, s.offsets + keys.offset, s.bytes, hashes, n, gids)
-    case .boxed:
+    case .boxed, .record:
       throw FrameError.unsupported("boxed combiner keys")
     }
     return result
@@ -312,16 +317,19 @@ public final class Combiner {
   public func reset() { _ = bs_comb_reset(handle) }
 
   private func keyColumnsInGroupOrder(_ groups: Int) throws -> [Column] {
+    let leaves: [Column]
     switch rows.form {
-    case .single: return [keyColumnInGroupOrder(groups)]
-    case .packed: return rows.unpack(bs_comb_keys_u64(handle)!, count: groups)
-    case .fixed: return rows.unpack(fixed: bs_comb_keys_fixed(handle)!, count: groups)
+    case .single: leaves = [keyColumnInGroupOrder(groups)]
+    case .packed: leaves = rows.unpack(bs_comb_keys_u64(handle)!, count: groups)
+    case .fixed: leaves = rows.unpack(fixed: bs_comb_keys_fixed(handle)!, count: groups)
     case .rows:
-      return try rows.decode(offsets: bs_comb_key_offsets(handle)!, bytes: bs_comb_key_bytes(handle), count: groups)
+      leaves = try rows.decode(offsets: bs_comb_key_offsets(handle)!, bytes: bs_comb_key_bytes(handle), count: groups)
     }
+    return hasRecordKey ? try Column.assemble(keyTypes, from: leaves) : leaves
   }
 
   private func keyColumnInGroupOrder(_ groups: Int) -> Column {
+    let keyType = rows.types[0]
     switch keyType {
     case .scalar(let kind):
       let keys = bs_comb_keys_u64(handle)!

@@ -46,6 +46,12 @@ public struct Frame: Sendable {
   /// The key columns (the first `prefix`; all columns when `prefix` is 0).
   public var keyColumns: ArraySlice<Column> { prefix == 0 ? columns[...] : columns[..<prefix] }
 
+  /// The columns this frame is stored as, records expanded into their fields' leaves.
+  package var leaves: [Column] { columns.flatMap(\.leaves) }
+
+  /// The key columns as leaves (see `leaves`).
+  package var keyLeaves: [Column] { keyColumns.flatMap(\.leaves) }
+
   /// Bytes of memory the rows occupy: what a buffer of this frame charges to a budget.
   public var byteCount: Int { columns.reduce(0) { $0 + $1.byteCount } }
 
@@ -137,6 +143,10 @@ extension Column {
   package static func hashRows(
     _ columns: some Collection<Column>, count: Int, seed: UInt64, into out: UnsafeMutablePointer<UInt64>
   ) throws {
+    if columns.contains(where: { $0.fields != nil }) {
+      // Records hash as their leaves, so a key hashes the same before and after flattening.
+      return try hashRows(columns.flatMap(\.leaves), count: count, seed: seed, into: out)
+    }
     try columns.first?.hash(seed: seed, into: out)
     if columns.count > 1 {
       let scratch = UnsafeMutablePointer<UInt64>.allocate(capacity: max(count, 1))

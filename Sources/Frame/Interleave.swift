@@ -54,6 +54,11 @@ extension Column {
       withExtendedLifetime(views) {}
       let out = BytesStorage(offsets: offsets, rows: n, bytes: bytes, byteCount: total)
       return Column(type: type, count: n, offset: 0, storage: .bytes(out))
+    case .record(let record):
+      let fields = try record.fields.indices.map { f in
+        try Column.interleave(chunks.map { $0.fields![f] }, chunkIndices: chunkIndices, rows: rows)
+      }
+      return try Column(record: record, fields: fields, count: n)
     case .boxed:
       // Boxed columns concatenate the chunks and gather: the escape hatch, not the fast path.
       let all = try Column.concat(chunks)

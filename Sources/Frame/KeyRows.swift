@@ -18,8 +18,8 @@ struct KeyRows {
   /// - Throws: `FrameError.unsupported` for a boxed column, which has no bytes to compare.
   init(_ types: [ColumnType]) throws {
     precondition(!types.isEmpty, "a key has at least one column")
-    for case .boxed(let name) in types {
-      throw FrameError.unsupported("combiner keys of boxed type \(name); group them by sorting")
+    for type in types where type.isBoxed || type.fields != nil {
+      throw FrameError.unsupported("combiner keys of type \(type); group them by sorting")
     }
     self.types = types
     widths = types.map { $0.scalarWidth ?? 0 }
@@ -45,8 +45,8 @@ struct KeyRows {
           width: width)
       case .bytes(let s):
         return bs_key_column(values: UnsafePointer(s.bytes), offsets: UnsafePointer(s.offsets) + c.offset, width: 0)
-      case .boxed:
-        preconditionFailure("boxed key column in KeyRows")
+      case .boxed, .record:
+        preconditionFailure("a \(c.type) key column in KeyRows")
       }
     }
   }

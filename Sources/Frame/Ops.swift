@@ -21,6 +21,10 @@ extension Column {
     case .boxed:
       guard case .boxed(let name) = type else { preconditionFailure("boxed storage without boxed type") }
       try BoxedOps.lookup(name).hash(self, seed: seed, into: out)
+    case .record:
+      // Hashed as its leaves, the way a key of those columns is: a record key flattened for
+      // the combiner hashes as the record does.
+      try Column.hashRows(leaves, count: count, seed: seed, into: out)
     }
   }
 
@@ -38,6 +42,14 @@ extension Column {
       return variableWidth.compare(i, other.variableWidth, j)
     case .boxed(let name):
       return (try? BoxedOps.lookup(name).compare(self, i, other, j)) ?? 0
+    case .record:
+      // Field by field, in the order the record lists them.
+      guard let mine = fields, let theirs = other.fields else { return 0 }
+      for (a, b) in zip(mine, theirs) {
+        let r = a.compare(i, b, j)
+        if r != 0 { return r }
+      }
+      return 0
     }
   }
 
@@ -52,6 +64,9 @@ extension Column {
       return a.count == b.count && (a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0)
     case .boxed(let name):
       return (try? BoxedOps.lookup(name).equal(self, i, other, j)) ?? false
+    case .record:
+      guard let mine = fields, let theirs = other.fields else { return false }
+      return zip(mine, theirs).allSatisfy { a, b in a.equal(i, b, j) }
     }
   }
 
@@ -106,6 +121,10 @@ extension Column {
         preconditionFailure("boxed column of an unregistered type")
       }
       return ops.gather(self, perm)
+    case .record:
+      let gathered = (fields ?? []).map { $0.gather(perm, lasting: lasting) }
+      let storage = RecordStorage(fields: gathered, rows: perm.count)
+      return Column(type: type, count: perm.count, offset: 0, storage: .record(storage))
     }
   }
 
@@ -166,6 +185,11 @@ extension Column {
     case .boxed(let name):
       let columns = pieces.map { $0.rows.count == $0.column.count ? $0.column : $0.column.slice($0.rows) }
       return try BoxedOps.lookup(name).concat(columns)
+    case .record(let record):
+      let fields = try record.fields.indices.map { f in
+        try Column.concat(ranges: pieces.map { ($0.column.fields![f], $0.rows) })
+      }
+      return try Column(record: record, fields: fields, count: rows)
     }
   }
 }

@@ -16,10 +16,11 @@ public struct RawFrame: @unchecked Sendable {
   /// The frame's rows.
   public let count: Int
 
-  /// The raw columns of `frame`; nil when a column is boxed (its values are objects).
+  /// The raw columns of `frame`, records as their leaves; nil when a column is boxed (its
+  /// values are objects).
   public init?(_ frame: Frame) {
     var raw: [RawColumn] = []
-    for column in frame.columns {
+    for column in frame.leaves {
       switch (column.type, column.storage) {
       case (.scalar(let kind), .scalar(let s)):
         raw.append(.scalar(base: UnsafeRawPointer(s.base) + column.offset * kind.width, width: kind.width))
@@ -40,10 +41,10 @@ public struct RawFrame: @unchecked Sendable {
 
   /// One frame of `schema` holding rows `rows` of each piece in order. Every piece must come
   /// from a frame of `schema`'s types.
-  public static func concat(_ pieces: [(frame: RawFrame, rows: Range<Int>)], schema: Schema) -> Frame {
+  public static func concat(_ pieces: [(frame: RawFrame, rows: Range<Int>)], schema: Schema) throws -> Frame {
     let rows = pieces.reduce(0) { $0 + $1.rows.count }
     var out: [Column] = []
-    for (c, type) in schema.types.enumerated() {
+    for (c, type) in schema.types.flatMap(\.leafTypes).enumerated() {
       switch type {
       case .scalar(let kind):
         let storage = ScalarStorage(byteCount: rows * kind.width)
@@ -81,10 +82,11 @@ public struct RawFrame: @unchecked Sendable {
           byte += Int64(n)
         }
         out.append(Column(type: type, count: rows, offset: 0, storage: .bytes(storage)))
-      case .boxed:
-        preconditionFailure("a raw frame has no boxed columns")
+      case .boxed, .record:
+        preconditionFailure("a raw frame has no boxed columns, and records as their leaves")
       }
     }
-    return Frame(unchecked: out, count: rows, prefix: schema.prefix)
+    let columns = try Column.assemble(schema.types, from: out)
+    return Frame(unchecked: columns, count: rows, prefix: schema.prefix)
   }
 }

@@ -44,7 +44,7 @@ extension Frame {
     let result = UnsafeBufferPointer(start: perm, count: n)
     guard n > 1 else { return result }
 
-    let keys = keyColumns
+    let keys = keyLeaves
     if order == .keys, keys.allSatisfy({ $0.type.scalarWidth != nil }) {
       for (k, column) in keys.enumerated().reversed() {
         if k == keys.count - 1 {
@@ -110,7 +110,7 @@ extension Frame {
       try hashKeys(seed: seed, into: out)
       return false
     case .keys:
-      let keys = keyColumns
+      let keys = keyLeaves
       guard let first = keys.first else {
         out.initialize(repeating: 0, count: count)
         return true
@@ -180,7 +180,8 @@ public final class SortBuffers {
 extension Column {
   /// Per-row u64s whose unsigned order agrees with `compare`: the exact order-preserving
   /// transform for scalars, the first 8 bytes big-endian (zero padded) for strings and byte
-  /// arrays, and 0 for boxed values (every comparison then goes to the full key).
+  /// arrays, its first leaf's for a record, and 0 for boxed values (every comparison then goes
+  /// to the full key).
   func writeOrderPrefixes(into out: UnsafeMutablePointer<UInt64>) {
     switch storage {
     case .scalar(let s):
@@ -197,6 +198,13 @@ extension Column {
       }
     case .boxed:
       out.initialize(repeating: 0, count: count)
+    case .record:
+      // The first field leads the order.
+      guard let first = leaves.first else {
+        out.initialize(repeating: 0, count: count)
+        return
+      }
+      first.writeOrderPrefixes(into: out)
     }
   }
 }

@@ -118,10 +118,19 @@ public final class FrameEncoder {
     case .bytes: payload.append(UInt8(3))
     case .boxed(let name):
       payload.append(UInt8(4))
-      let utf8 = Array(name.utf8.prefix(Int(UInt16.max)))
-      payload.append(UInt16(utf8.count))
-      payload.append(utf8)
+      appendName(name)
+    case .record(let record):
+      payload.append(UInt8(5))
+      appendName(record.name)
+      payload.append(UInt16(record.fields.count))
+      for field in record.fields { encodeType(field) }
     }
+  }
+
+  private func appendName(_ name: String) {
+    let utf8 = Array(name.utf8.prefix(Int(UInt16.max)))
+    payload.append(UInt16(utf8.count))
+    payload.append(utf8)
   }
 }
 
@@ -178,7 +187,10 @@ public final class FrameDecoder {
     }
   }
 
-  private func decodeType(_ reader: inout ByteReader) throws -> ColumnType {
+  /// Records nest at most this deep in a block's types.
+  private static let recordDepth = 16
+
+  private func decodeType(_ reader: inout ByteReader, depth: Int = 0) throws -> ColumnType {
     let tag = try reader.read(UInt8.self, "column type tag")
     switch tag {
     case 1:
@@ -191,6 +203,16 @@ public final class FrameDecoder {
       let n = Int(try reader.read(UInt16.self, "boxed type name length"))
       let name = try reader.take(n, "boxed type name")
       return .boxed(String(decoding: name, as: UTF8.self))
+    case 5:
+      guard depth < Self.recordDepth else { throw FrameError.corrupt("records nested deeper than \(Self.recordDepth)") }
+      let n = Int(try reader.read(UInt16.self, "record type name length"))
+      let name = String(decoding: try reader.take(n, "record type name"), as: UTF8.self)
+      let count = Int(try reader.read(UInt16.self, "record field count"))
+      // Every field's type takes at least a byte.
+      guard count <= reader.remaining else { throw FrameError.corrupt("a record of \(count) fields") }
+      var fields: [ColumnType] = []
+      for _ in 0..<count { fields.append(try decodeType(&reader, depth: depth + 1)) }
+      return .record(RecordType(name: name, fields: fields))
     default:
       throw FrameError.corrupt("unknown column type tag \(tag)")
     }

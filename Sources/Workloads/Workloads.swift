@@ -7,7 +7,7 @@ public enum Workloads {
   /// Registers every workload func (and the word count's): a program that runs them on
   /// machines calls this before its first session, in the driver and the workers alike.
   public static func register() {
-    _ = [w1, w1Closure, w1TwoColumns, w2, w3, w4, w7, WordCount.job] as [AnyObject]
+    _ = [w1, w1Closure, w1TwoColumns, w1StructKey, w1CodableKey, w2, w3, w4, w7, WordCount.job] as [AnyObject]
   }
 
   /// Rows `[shard * rows / shards, (shard + 1) * rows / shards)` of the (key, value) table
@@ -54,6 +54,55 @@ public enum Workloads {
       }
       return next < end
     }.prefixed(2).reduce(.sum)
+  }
+
+  /// W1's key as a user struct of two Ints, stored as two columns.
+  public struct Key: ColumnRecord {
+    public var high: Int
+    public var low: Int
+    public static let columns = RecordColumns(Key.init(high:low:), \.high, \.low)
+    public init(high: Int, low: Int) {
+      self.high = high
+      self.low = low
+    }
+  }
+
+  /// W1 keyed on a struct, `Key(high: key / 1024, low: key % 1024)`: the two-column key as a
+  /// user writes it.
+  public static let w1StructKey = Func("bench.W1.structKey") { (rows: Int, keys: Int, shards: Int) in
+    table(rows: rows, keys: keys, shards: shards) { Key(high: $0 >> 10, low: $0 & 1023) }.reduce(.sum)
+  }
+
+  /// W1's (key, value) table with the key made a `K` by `key`.
+  static func table<K: Hashable & Sendable>(
+    rows: Int, keys: Int, shards: Int, _ key: @escaping @Sendable (Int) -> K
+  ) -> Slice<K, Int> {
+    readerFunc(shards, initial: { shard in shard * rows / shards }) {
+      (shard: Int, next: inout Int, out: RowEmitter<K, Int>) in
+      let end = (shard + 1) * rows / shards
+      let stop = min(next + Frame.defaultRows, end)
+      while next < stop {
+        let (k, value) = row(next, keys: keys, seed: 0)
+        out.emit(key(k), value)
+        next += 1
+      }
+      return next < end
+    }
+  }
+
+  /// W1's key as a plain `Codable` struct of two Ints: a record found by probing its decoding.
+  public struct CodableKey: Codable, Hashable, Sendable {
+    public var high: Int
+    public var low: Int
+    public init(high: Int, low: Int) {
+      self.high = high
+      self.low = low
+    }
+  }
+
+  /// W1 keyed on a plain `Codable` struct, with no `ColumnRecord` conformance.
+  public static let w1CodableKey = Func("bench.W1.codableKey") { (rows: Int, keys: Int, shards: Int) in
+    table(rows: rows, keys: keys, shards: shards) { CodableKey(high: $0 >> 10, low: $0 & 1023) }.reduce(.sum)
   }
 
   /// W7's closures: W1's rows mapped to a key of 1000 groups and a scaled value, those whose

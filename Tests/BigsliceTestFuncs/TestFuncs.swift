@@ -1,7 +1,8 @@
 import Bigslice
 import Frame
 
-/// A boxed key type: Codable and hashable, stored as a boxed column.
+/// A boxed key type: Codable and hashable, and registered with `BoxedOps` (`TestFuncs.register`),
+/// so stored as a boxed column instead of a record.
 public struct Pair: Codable, Hashable, Sendable {
   public var a: Int
   public var b: String
@@ -18,8 +19,10 @@ public struct Pair: Codable, Hashable, Sendable {
 public enum TestFuncs {
   /// Registers every func (Swift globals are made lazily: touching them registers them).
   public static func register() {
+    BoxedOps.register(Pair.self)
     ChaosFuncs.register()
     WideKeyFuncs.register()
+    RecordFuncs.register()
     _ =
       [
         constPairs, mapFilterFlatMap, rowShapes, head, reduceClosure, reduceSum, reduceMax, countWords, reduceBoxed,

@@ -63,6 +63,17 @@ import Testing
       let largest = const(2, ["a"], [1], [2]).prefixed(2).reduce { max($0, $1) }
       let g = Func("z") { (s: Int, a: [String], b: [Int], c: [Int]) in const(s, a, b, c).prefixed(2).fold(0) { $0 + $1 } }
       let pairs = cogroup(a.map { k, v in (k, k, v) }.prefixed(2), a.map { k, v in (k, k, "\\(v)") }.prefixed(2))
+      // a struct key stored as columns, declared as the README shows, with nothing but Bigslice
+      struct Cell: ColumnRecord {
+        var row: Int
+        var column: Int
+        static let columns = RecordColumns(Cell.init(row:column:), \\.row, \\.column)
+      }
+      let cells = a.map { k, v in (Cell(row: k, column: v), 1) }.reduce(.sum)
+      // a plain Codable struct key, and opting a type out into boxed storage
+      struct Visit: Codable, Hashable, Sendable { var user: String; var day: Int }
+      let visits = b.map { k, s in (Visit(user: s, day: k), 1.5) }.reduce { $0 + $1 }
+      BoxedOps.register(Visit.self)
       """
     let (status, output) = try Self.typecheck(source)
     #expect(status == 0, "\(output)")

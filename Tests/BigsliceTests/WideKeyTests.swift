@@ -5,7 +5,7 @@ import Testing
 
 /// Random columns with few distinct values, so that keys of several columns collide often.
 /// Strings run from empty to longer than the combiner's 7-byte inline keys.
-private struct WideRows {
+struct WideRows {
   static let words = ["", "a", "b", "ab", "a\u{0}b", "longer than seven", "longer than eight", "é"]
   static let reals = [-1.5, 0, 0.25, 2, 1e9]
 

@@ -6,6 +6,12 @@ struct Point: Codable, Hashable, Sendable {
   var label: String
 }
 
+/// A `Point` stored boxed, by registration.
+struct BoxedPoint: Codable, Hashable, Sendable {
+  var x: Int
+  var label: String
+}
+
 @Suite struct ColumnTests {
   @Test func scalarColumnsHoldTheirValuesAndSliceWithoutCopying() {
     let column = Column([Int64(5), -3, 7, 0])
@@ -32,12 +38,19 @@ struct Point: Codable, Hashable, Sendable {
     #expect(try Column.make([Float(1)]).type == .scalar(.float))
     #expect(try Column.make(["a"]).type == .string)
     #expect(try Column.make([[UInt8(1)]]).type == .bytes)
-    let points = try Column.make([Point(x: 1, label: "a"), Point(x: 2, label: "b")])
-    guard case .boxed = points.type else {
-      Issue.record("expected a boxed column, got \(points.type)")
+    // A Codable struct of columns is a record; registered with BoxedOps, it is boxed.
+    let values = [Point(x: 1, label: "a"), Point(x: 2, label: "b")]
+    let points = try Column.make(values)
+    #expect(
+      points.type == .record(RecordType(name: String(reflecting: Point.self), fields: [.scalar(.int64), .string])))
+    #expect(try points.values(as: Point.self) == values)
+    BoxedOps.register(BoxedPoint.self)
+    let boxed = try Column.make(values.map { BoxedPoint(x: $0.x, label: $0.label) })
+    guard case .boxed = boxed.type else {
+      Issue.record("expected a boxed column, got \(boxed.type)")
       return
     }
-    #expect(Array(points.boxed(Point.self)) == [Point(x: 1, label: "a"), Point(x: 2, label: "b")])
+    #expect(Array(boxed.boxed(BoxedPoint.self)).map(\.x) == [1, 2])
   }
 
   @Test func concatAndGatherKeepEveryRowOfEveryKind() throws {

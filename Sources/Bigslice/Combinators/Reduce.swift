@@ -64,29 +64,25 @@ private func builtInReduce(
   _ input: SliceNode, _ aggregate: Combiner.Aggregate, file: StaticString, line: UInt
 ) -> SliceNode {
   let schema = input.schema
-  var kinds: [ScalarKind] = []
+  let values = Array(schema.types[schema.prefix...])
   var problem: BigsliceError?
   if aggregate == .count {
     problem = .invalidArgument("built-in reduce(.count): use count() on the keys instead")
   }
-  for type in schema.types[schema.prefix...] {
-    switch type {
-    case .scalar(.int64): kinds.append(.int64)
-    case .scalar(.double): kinds.append(.double)
-    default:
-      problem =
-        problem
-        ?? .invalidArgument("built-in reduce(.\(aggregate)) needs Int, Int64 or Double values, not \(type)")
-    }
+  for type in values where !type.leafTypes.allSatisfy({ $0 == .scalar(.int64) || $0 == .scalar(.double) }) {
+    problem =
+      problem
+      ?? .invalidArgument(
+        "built-in reduce(.\(aggregate)) needs Int, Int64 or Double values (or records of them), not \(type)")
   }
-  if kinds.isEmpty && problem == nil {
+  if values.flatMap(\.leafTypes).isEmpty && problem == nil {
     problem = .invalidArgument("built-in reduce(.\(aggregate)) of a slice with no value column after its key")
   }
   if let name = schema.types[..<schema.prefix].first(where: \.isBoxed) {
     problem = problem ?? .unsupportedType("built-in reduce keys of boxed type \(name); use reduce with a closure")
   }
   return combinedNode(
-    input, op: "reduce", combining: .builtIn(aggregate, problem == nil ? kinds : []), file: file, line: line,
+    input, op: "reduce", combining: .builtIn(aggregate, problem == nil ? values : []), file: file, line: line,
     problem: problem)
 }
 

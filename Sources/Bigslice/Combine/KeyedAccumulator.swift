@@ -4,7 +4,8 @@ extension Combining {
   /// A fresh accumulator for keys of the columns `keyTypes`.
   func accumulator(keyTypes: [ColumnType]) throws -> any KeyedAccumulator {
     switch self {
-    case .builtIn(let aggregate, let kinds): return try BuiltInAccumulator(keyTypes: keyTypes, aggregate, kinds)
+    case .builtIn(let aggregate, let valueTypes):
+      return try BuiltInAccumulator(keyTypes: keyTypes, aggregate, valueTypes: valueTypes)
     case .closure(let make): return try make()
     }
   }
@@ -12,9 +13,9 @@ extension Combining {
 
 /// How the shuffle into a node combines rows with equal keys, map-side and reduce-side.
 enum Combining: @unchecked Sendable {
-  /// A built-in aggregate over each value column (`Int64` or `Double`, one kind per column),
-  /// in C.
-  case builtIn(Combiner.Aggregate, [ScalarKind])
+  /// A built-in aggregate over each value column (`Int64` or `Double`, or records of them,
+  /// aggregated field by field), in C.
+  case builtIn(Combiner.Aggregate, [ColumnType])
   /// A user closure over one value column, folded per key by an accumulator that the
   /// factory makes for each task (and again for each reading shard).
   case closure(@Sendable () throws -> any KeyedAccumulator)

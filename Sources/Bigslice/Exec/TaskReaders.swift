@@ -192,15 +192,15 @@ final class ShuffleReader: Reader {
         stashed = frame
         break
       }
-      flushRaw()
+      try flushRaw()
       pieces.append(piece)
       rows += piece.rows.count
     }
     if pieces.isEmpty, !rawPieces.isEmpty {
       defer { clearRaw() }
-      return RawFrame.concat(rawPieces, schema: schema)
+      return try RawFrame.concat(rawPieces, schema: schema)
     }
-    flushRaw()
+    try flushRaw()
     if pieces.count <= 1 {
       guard let (frame, range) = pieces.first else { return nil }
       return range.count == frame.count ? frame : frame.slice(range)
@@ -294,9 +294,9 @@ final class ShuffleReader: Reader {
   }
 
   /// Copies the raw pieces gathered so far into a frame piece.
-  private func flushRaw() {
+  private func flushRaw() throws {
     guard !rawPieces.isEmpty else { return }
-    let frame = RawFrame.concat(rawPieces, schema: schema)
+    let frame = try RawFrame.concat(rawPieces, schema: schema)
     pieces.append((frame, 0..<frame.count))
     clearRaw()
   }

@@ -8,7 +8,7 @@ import Frame
 /// parameter of the function using the getter, or is kept with `withExtendedLifetime`.
 @usableFromInline
 struct ColumnGetter<T> {
-  @usableFromInline enum Layout { case scalar, string, bytes, boxed, packedLists }
+  @usableFromInline enum Layout { case scalar, string, bytes, boxed, packedLists, record }
   @usableFromInline let layout: Layout
   /// Scalars: the first value. Boxed: the first value, inside the storage's immutable array.
   /// Packed lists: the unretained `PackedListColumn`, whose rows from `offsets`' bit pattern
@@ -46,6 +46,12 @@ struct ColumnGetter<T> {
       base = column.boxedValues(T.self).withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress) }
       offsets = nil
       bytes = nil
+    case .record:
+      // The rows built as values once, and kept by the column's storage.
+      layout = .boxed
+      base = column.recordBase(T.self)
+      offsets = nil
+      bytes = nil
     }
   }
 
@@ -63,7 +69,7 @@ struct ColumnGetter<T> {
     case .scalar: return base.unsafelyUnwrapped.load(fromByteOffset: i &* MemoryLayout<T>.stride, as: T.self)
     case .string: return unsafeBitCast(String(decoding: raw(i), as: UTF8.self), to: T.self)
     case .bytes: return unsafeBitCast(Array(raw(i)), to: T.self)
-    case .boxed: return base.unsafelyUnwrapped.assumingMemoryBound(to: T.self)[i]
+    case .boxed, .record: return base.unsafelyUnwrapped.assumingMemoryBound(to: T.self)[i]
     case .packedLists:
       let lists = Unmanaged<PackedListColumn>.fromOpaque(base.unsafelyUnwrapped).takeUnretainedValue()
       return lists.row(Int(bitPattern: offsets) &- 1 &+ i, as: T.self)
@@ -98,8 +104,9 @@ final class ColumnAppender<T> {
     case .string: layout = .string
     case .bytes: layout = .bytes
     case .boxed: layout = .boxed
+    case .record: layout = .record
     }
-    let slots = layout == .scalar ? max(capacity, 16) : 0
+    let slots = layout == .scalar || layout == .record ? max(capacity, 16) : 0
     state = .allocate(capacity: 1)
     state.initialize(
       to: AppendState(
@@ -107,6 +114,7 @@ final class ColumnAppender<T> {
   }
 
   deinit {
+    if layout == .record { state.pointee.base.assumingMemoryBound(to: T.self).deinitialize(count: count) }
     state.pointee.base.deallocate()
     state.deallocate()
   }
@@ -124,6 +132,12 @@ final class ColumnAppender<T> {
       s.pointee.count &+= 1
       return
     }
+    if layout == .record && s.pointee.count != s.pointee.capacity {
+      // Records are split into their field columns straight from this buffer at `finish`.
+      (s.pointee.base + s.pointee.count &* MemoryLayout<T>.stride).initializeMemory(as: T.self, to: value)
+      s.pointee.count &+= 1
+      return
+    }
     appendOther(value)
   }
 
@@ -134,6 +148,9 @@ final class ColumnAppender<T> {
     case .scalar:
       if s.pointee.count == s.pointee.capacity { grow() }
       s.pointee.base.storeBytes(of: value, toByteOffset: s.pointee.count &* MemoryLayout<T>.stride, as: T.self)
+    case .record:
+      if s.pointee.count == s.pointee.capacity { grow() }
+      (s.pointee.base + s.pointee.count &* MemoryLayout<T>.stride).initializeMemory(as: T.self, to: value)
     case .string: strings.append(unsafeBitCast(value, to: String.self))
     case .bytes: byteArrays.append(unsafeBitCast(value, to: [UInt8].self))
     case .boxed, .packedLists: values.append(value)
@@ -145,8 +162,14 @@ final class ColumnAppender<T> {
   func grow() {
     let s = state
     let capacity = max(s.pointee.capacity * 2, 16)
-    let grown = UnsafeMutableRawPointer.allocate(byteCount: capacity * MemoryLayout<T>.stride, alignment: 16)
-    grown.copyMemory(from: s.pointee.base, byteCount: s.pointee.count * MemoryLayout<T>.stride)
+    let grown = UnsafeMutableRawPointer.allocate(
+      byteCount: capacity * MemoryLayout<T>.stride, alignment: max(16, MemoryLayout<T>.alignment))
+    if layout == .record {
+      grown.moveInitializeMemory(
+        as: T.self, from: s.pointee.base.assumingMemoryBound(to: T.self), count: s.pointee.count)
+    } else {
+      grown.copyMemory(from: s.pointee.base, byteCount: s.pointee.count * MemoryLayout<T>.stride)
+    }
     s.pointee.base.deallocate()
     s.pointee.base = grown
     s.pointee.capacity = capacity
@@ -155,6 +178,7 @@ final class ColumnAppender<T> {
   /// The column of everything appended; the appender starts over empty.
   func finish() throws -> Column {
     defer {
+      if layout == .record { state.pointee.base.assumingMemoryBound(to: T.self).deinitialize(count: count) }
       state.pointee.count = 0
       strings = []
       byteArrays = []
@@ -163,6 +187,8 @@ final class ColumnAppender<T> {
     switch layout {
     case .scalar:
       return try Column.copyScalars(type, from: UnsafeRawPointer(state.pointee.base), count: count)
+    case .record:
+      return try Column.records(T.self, at: UnsafeRawPointer(state.pointee.base), count: count)
     case .string: return Column(strings: strings)
     case .bytes: return Column(byteArrays: byteArrays)
     case .boxed, .packedLists: return try Column.make(erasing: values)
