@@ -233,6 +233,18 @@ struct Inconsistent: Codable, Hashable, Sendable {
   }
 }
 
+/// Leaves out a field for some values: the other fields' columns would shift.
+struct Skipping: Codable, Hashable, Sendable {
+  var a: Int
+  var b: Int
+  enum CodingKeys: String, CodingKey { case a, b }
+  func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    if a >= 0 { try c.encode(a, forKey: .a) }
+    try c.encode(b, forKey: .b)
+  }
+}
+
 @Suite struct CodableRecordTests {
   static func visits(_ n: Int, seed: UInt64) -> [Visit] {
     var rng = SplitMix64(seed: seed)
@@ -288,5 +300,8 @@ struct Inconsistent: Codable, Hashable, Sendable {
       try Column.make([Inconsistent(a: 1), Inconsistent(a: 2)]).values(as: Inconsistent.self).map(\.a) == [1, 2])
     let error = #expect(throws: FrameError.self) { try Column.make([Inconsistent(a: 1), Inconsistent(a: -1)]) }
     #expect("\(error.map { "\($0)" } ?? "")".contains("ColumnRecord"))
+    #expect(try Column.make([Skipping(a: 1, b: 2)]).values(as: Skipping.self) == [Skipping(a: 1, b: 2)])
+    let skipped = #expect(throws: FrameError.self) { try Column.make([Skipping(a: 1, b: 2), Skipping(a: -1, b: 3)]) }
+    #expect("\(skipped.map { "\($0)" } ?? "")".contains("no value"))
   }
 }
