@@ -81,6 +81,13 @@ struct Interval: ColumnRecord {
     let record = try Frame([column]).hashKeys(seed: 9)
     let leaves = try Frame(column.leaves, prefix: 2).hashKeys(seed: 9)
     #expect(record == leaves)
+    var direct = [UInt64](repeating: 0, count: column.count)
+    try direct.withUnsafeMutableBufferPointer { try column.hash(seed: 9, into: $0.baseAddress!) }
+    #expect(direct == leaves)
+    // After another key column too: a record hashes as its leaves wherever it stands.
+    let tags = Column(strings: values.map(\.tag))
+    let behind = try Frame([tags, column], prefix: 2).hashKeys(seed: 9)
+    #expect(behind == (try Frame([tags] + column.leaves, prefix: 3).hashKeys(seed: 9)))
     // Equal records hash equal; distinct ones (here) do not collide.
     var byValue: [Tagged: UInt64] = [:]
     for (v, h) in zip(values, record) { #expect(byValue.updateValue(h, forKey: v) ?? h == h) }
