@@ -41,12 +41,13 @@ import Workloads
     return out
   }()
 
-  /// A fresh session of three worker processes, two procs each.
-  /// A session on 3 worker processes; their stores go under `stores` when given.
-  func processes(stores: String? = nil) throws -> Session {
+  /// A session on 3 worker processes, two procs each; their stores go under `stores` when
+  /// given, and its trace to `trace`.
+  func processes(stores: String? = nil, trace: String? = nil) throws -> Session {
     TestFuncs.register()
     let system = LocalSystem(executable: try testWorkerBinary(), maxprocs: 2)
-    return Session(executor: .machines(system: .system(system), count: 3, procs: 2), spillDirectory: stores)
+    return Session(
+      executor: .machines(system: .system(system), count: 3, procs: 2), spillDirectory: stores, tracePath: trace)
   }
 
   /// The machines' store directories under `parent`.
@@ -167,6 +168,31 @@ import Workloads
     kill(victim.processID, SIGKILL)
     checkCogroup(result)
     #expect(session.jobs.count > jobs, "the lost shards are computed again")
+  }
+
+  /// Outputs held by a machine that stopped between two jobs are planned again with the
+  /// second job, before the tasks reading them start: no reading task runs only to find its
+  /// input gone.
+  @Test func outputsOnAStoppedMachineAreComputedAgainBeforeTheirReadersStart() async throws {
+    let trace = temporaryTracePath()
+    defer { try? FileManager.default.removeItem(atPath: trace) }
+    let session = try processes(trace: trace)
+    defer { session.shutdown() }
+    let result = try await session.run(ChaosFuncs.reduce, Self.rows, Self.keys, Self.shards, ChaosPoint.none, "")
+    let victim = try holderOfLastShard(result, in: session)
+    kill(victim.processID, SIGKILL)
+    let noticed = ContinuousClock.now
+    while result.tasks.allSatisfy(\.isComputed) {
+      try #require(ContinuousClock.now - noticed < .seconds(30), "the driver never noticed the machine stop")
+      try await Task.sleep(for: .milliseconds(20))
+    }
+    let regrouped = try await session.run(TestFuncs.resultRegrouped, result, 7, 2)
+    var model: [Int: Int] = [:]
+    for (key, sum) in Self.reduceReference.enumerated() { if let sum { model[key % 7, default: 0] += sum * 2 } }
+    #expect(Dictionary(Array(regrouped), uniquingKeysWith: { a, _ in a }) == model)
+    let summary = try TraceSummary(path: trace)
+    let interrupted = summary.operations.filter { $0.interrupted > 0 }.map(\.name)
+    #expect(interrupted.isEmpty, "tasks started on inputs already lost: \(interrupted)")
   }
 
   /// A damaged partition in a worker's store fails its block checksum when read; the task
