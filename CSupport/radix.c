@@ -65,7 +65,7 @@ bs_error bs_radix_keys_inverse(bs_key_kind kind, const uint64_t *keys, size_t n,
   case BS_KEY_U8: VALUES_LOOP(uint8_t, k); break;
   case BS_KEY_U16: VALUES_LOOP(uint16_t, k); break;
   case BS_KEY_U32: VALUES_LOOP(uint32_t, k); break;
-  case BS_KEY_U64: memcpy(p, keys, n * 8); break;
+  case BS_KEY_U64: if ((const void *)p != (const void *)keys) memcpy(p, keys, n * 8); break;
   case BS_KEY_I8: VALUES_LOOP(uint8_t, k ^ 0x80u); break;
   case BS_KEY_I16: VALUES_LOOP(uint16_t, k ^ 0x8000u); break;
   case BS_KEY_I32: VALUES_LOOP(uint32_t, k ^ 0x80000000u); break;

@@ -31,7 +31,8 @@ typedef enum {
 bs_error bs_radix_keys(bs_key_kind kind, const void *src, size_t n, uint64_t *dst);
 
 /* The inverse of bs_radix_keys: dst[i] = the value of `kind` whose transform is keys[i].
- * dst holds n values of the kind's width. BS_EINVAL for an unknown kind. */
+ * dst holds n values of the kind's width; it may be keys itself (values are written in order,
+ * each no wider than its key). BS_EINVAL for an unknown kind. */
 bs_error bs_radix_keys_inverse(bs_key_kind kind, const uint64_t *keys, size_t n, void *dst);
 
 /* For range partitioning: out[i] = the number of bounds[0..<m] (ascending) that are <= keys[i],

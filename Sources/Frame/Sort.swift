@@ -80,8 +80,8 @@ extension Frame {
   ///
   /// A frame that is a single scalar key column, the common case of sorting keys, takes a
   /// faster path: the keys are transformed straight from every frame into the sort buffer,
-  /// sorted without a permutation, and transformed back into the new column, so there is
-  /// neither a concatenation nor a gather. Other frames are concatenated and sorted by
+  /// sorted without a permutation, and transformed back in place, so there is neither a
+  /// concatenation nor a gather. Other frames are concatenated and sorted by
   /// permutation.
   public static func sorted(_ frames: [Frame], schema: Schema, buffers: SortBuffers = SortBuffers()) throws -> Frame {
     let total = frames.reduce(0) { $0 + $1.count }
@@ -89,16 +89,23 @@ extension Frame {
     guard schema.types.count == 1, schema.prefix == 1, case .scalar(let kind) = schema.types[0] else {
       return try (frames.count == 1 ? frames[0] : Frame.concat(frames)).sorted(.keys, buffers: buffers)
     }
-    buffers.reserve(total)
+    // The keys are sorted in the new column's own buffer and turned back into values there,
+    // so the column is the only buffer that outlives the sort; the scratch half goes back to
+    // the pool of big buffers, already faulted in, where the next sort's column finds it.
+    let storage = ScalarStorage(byteCount: total * 8)
+    let keys = storage.base.assumingMemoryBound(to: UInt64.self)
     var at = 0
     for frame in frames {
-      frame.columns[0].writeOrderPrefixes(into: buffers.keys + at)
+      frame.columns[0].writeOrderPrefixes(into: keys + at)
       at += frame.count
     }
-    let code = bs_radix_sort_u64(buffers.keys, nil, total, buffers.tmpKeys, nil)
+    guard let scratch = bs_buffer_alloc(total * 8) else {
+      throw FrameError.outOfMemory("sort scratch for \(total) keys")
+    }
+    defer { bs_buffer_free(scratch, total * 8) }
+    let code = bs_radix_sort_u64(keys, nil, total, scratch.assumingMemoryBound(to: UInt64.self), nil)
     precondition(code == BS_OK, "radix sort of \(total) keys: \(String(cString: bs_error_name(code.rawValue)))")
-    let storage = ScalarStorage(byteCount: total * kind.width)
-    _ = bs_radix_keys_inverse(kind.radixKind, buffers.keys, total, storage.base)
+    _ = bs_radix_keys_inverse(kind.radixKind, keys, total, storage.base)
     let column = Column(type: schema.types[0], count: total, offset: 0, storage: .scalar(storage))
     return Frame(unchecked: [column], count: total, prefix: 1)
   }
