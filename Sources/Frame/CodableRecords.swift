@@ -16,10 +16,14 @@ final class CodableLayout: @unchecked Sendable {
   /// The leaves in depth-first order: one column each.
   let leaves: [LayoutLeaf]
 
+  /// The layout as flat tables, which the coders index with no reference counting per row.
+  let tables: LayoutTables
+
   private init(type: RecordType, root: LayoutNode, leaves: [LayoutLeaf]) {
     self.type = type
     self.root = root
     self.leaves = leaves
+    tables = LayoutTables(root, leaves: leaves)
   }
 
   /// The layout of `T`, found on first use and kept; nil when `T` has none.
@@ -55,9 +59,11 @@ final class CodableLayout: @unchecked Sendable {
   /// - Throws: `FrameError.unsupported` when a value codes otherwise than the layout says.
   func column<T: Encodable>(_: T.Type, at base: UnsafePointer<T>, count: Int) throws -> Column {
     let writer = LayoutWriter(self, rows: count)
-    for i in 0..<count {
-      try base[i].encode(to: RowEncoder(writer: writer, node: root))
-      try writer.endRow(i, of: T.self)
+    try withExtendedLifetime(writer) {
+      for i in 0..<count {
+        try base[i].encode(to: RowEncoder(writer: writer, node: 0))
+        try writer.endRow(i, of: T.self)
+      }
     }
     return try writer.finish(count)
   }
@@ -70,9 +76,11 @@ final class CodableLayout: @unchecked Sendable {
     let reader = LayoutReader(self, column)
     var out: [T] = []
     out.reserveCapacity(column.count)
-    for i in 0..<column.count {
-      reader.row = i
-      out.append(try T(from: RowDecoder(reader: reader, node: root)))
+    try withExtendedLifetime(reader) {
+      for i in 0..<column.count {
+        reader.row = i
+        out.append(try T(from: RowDecoder(reader: reader, node: 0)))
+      }
     }
     return out
   }
@@ -100,12 +108,95 @@ indirect enum LayoutNode {
       return .leaf(leaf, index: leaves.count - 1)
     }
   }
+}
 
-  /// The field of a keyed node coded under `key`.
-  func field(_ key: String) -> LayoutNode? {
-    guard case .keyed(_, let fields) = self else { return nil }
-    for f in fields where f.key == key { return f.node }
-    return nil
+/// A layout's nodes, fields and leaves in flat tables, allocated once per layout (layouts are
+/// kept for the process). Node 0 is the root; a keyed node's fields are `fieldCount[n]` entries
+/// from `firstField[n]`, a leaf node's `leaf[n]` is its leaf index (else -1).
+struct LayoutTables: @unchecked Sendable {
+  /// A leaf's kind: a `ScalarKind` raw value, or one of these.
+  static let string: UInt8 = 100
+  static let bytes: UInt8 = 101
+  static let column: UInt8 = 102
+
+  let firstField: UnsafeMutablePointer<Int32>
+  let fieldCount: UnsafeMutablePointer<Int32>
+  let leaf: UnsafeMutablePointer<Int32>
+  let keys: UnsafeMutablePointer<String>
+  let child: UnsafeMutablePointer<Int32>
+  let kinds: UnsafeMutablePointer<UInt8>
+  let leafCount: Int
+
+  init(_ root: LayoutNode, leaves: [LayoutLeaf]) {
+    var first: [Int32] = []
+    var count: [Int32] = []
+    var leafOf: [Int32] = []
+    var keys: [String] = []
+    var child: [Int32] = []
+    // Breadth-first per keyed node, so that each node's fields are contiguous.
+    var queue: [LayoutNode] = [root]
+    var next = 0
+    while next < queue.count {
+      let node = queue[next]
+      next += 1
+      switch node {
+      case .leaf(_, let index):
+        first.append(-1)
+        count.append(0)
+        leafOf.append(Int32(index))
+      case .keyed(_, let fields):
+        first.append(Int32(keys.count))
+        count.append(Int32(fields.count))
+        leafOf.append(-1)
+        for f in fields {
+          keys.append(f.key)
+          child.append(Int32(queue.count))
+          queue.append(f.node)
+        }
+      }
+    }
+    func copy<T>(_ values: [T]) -> UnsafeMutablePointer<T> {
+      let p = UnsafeMutablePointer<T>.allocate(capacity: max(values.count, 1))
+      _ = UnsafeMutableBufferPointer(start: p, count: values.count).initialize(from: values)
+      return p
+    }
+    firstField = copy(first)
+    fieldCount = copy(count)
+    leaf = copy(leafOf)
+    self.keys = copy(keys)
+    self.child = copy(child)
+    kinds = copy(
+      leaves.map { leaf -> UInt8 in
+        switch leaf {
+        case .scalar(let kind): kind.rawValue
+        case .string: Self.string
+        case .bytes: Self.bytes
+        case .column: Self.column
+        }
+      })
+    leafCount = leaves.count
+  }
+
+  /// The field of keyed node `node` coded under `key`, or -1; `next` is the field expected
+  /// next (values code their fields in order), advanced on a hit.
+  @inline(__always)
+  func field(_ node: Int32, _ key: String, next: inout Int32) -> Int32 {
+    guard node >= 0 else { return -1 }
+    let first = Int(firstField[Int(node)])
+    let n = fieldCount[Int(node)]
+    guard first >= 0 else { return -1 }
+    if next < n && keys[first + Int(next)] == key {
+      next += 1
+      return child[first + Int(next) - 1]
+    }
+    for j in 0..<Int(n) where keys[first + j] == key { return child[first + j] }
+    return -1
+  }
+
+  /// The leaf of `node`, or -1 when it is none (or `node` is -1).
+  @inline(__always)
+  func leafOf(_ node: Int32) -> Int {
+    node >= 0 ? Int(leaf[Int(node)]) : -1
   }
 }
 
@@ -331,10 +422,17 @@ private struct ProbeSingle: SingleValueDecodingContainer {
 
 // MARK: Writing
 
-/// Builds the leaf columns of a layout from encoded values, a row at a time.
+/// Builds the leaf columns of a layout from encoded values, a row at a time. The per-row path
+/// reads only the layout's flat tables and this writer's buffers, through pointers.
 private final class LayoutWriter {
   let layout: CodableLayout
-  private var scalars: [ScalarSink?]
+  let t: LayoutTables
+  /// Per leaf: values written, and for scalars the buffer, its capacity in values and the
+  /// width of one.
+  private let counts: UnsafeMutablePointer<Int>
+  private let bases: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+  private let capacities: UnsafeMutablePointer<Int>
+  private let widths: UnsafeMutablePointer<Int>
   private var strings: [StringSink?]
   private var sinks: [(any ValueSink)?]
   /// What went wrong in a method of `Encoder` that cannot throw.
@@ -342,9 +440,23 @@ private final class LayoutWriter {
 
   init(_ layout: CodableLayout, rows: Int) {
     self.layout = layout
-    scalars = layout.leaves.map { leaf in
-      if case .scalar(let kind) = leaf { return ScalarSink(kind, rows: rows) }
-      return nil
+    t = layout.tables
+    let n = max(t.leafCount, 1)
+    counts = .allocate(capacity: n)
+    counts.initialize(repeating: 0, count: n)
+    bases = .allocate(capacity: n)
+    bases.initialize(repeating: nil, count: n)
+    capacities = .allocate(capacity: n)
+    capacities.initialize(repeating: 0, count: n)
+    widths = .allocate(capacity: n)
+    widths.initialize(repeating: 0, count: n)
+    let rows = max(rows, 1)
+    for (i, leaf) in layout.leaves.enumerated() {
+      if case .scalar(let kind) = leaf {
+        widths[i] = kind.width
+        capacities[i] = rows
+        bases[i] = .allocate(byteCount: rows * kind.width, alignment: 16)
+      }
     }
     strings = layout.leaves.map { leaf in
       switch leaf {
@@ -359,53 +471,87 @@ private final class LayoutWriter {
     }
   }
 
+  deinit {
+    for i in 0..<t.leafCount { bases[i]?.deallocate() }
+    counts.deallocate()
+    bases.deallocate()
+    capacities.deallocate()
+    widths.deallocate()
+  }
+
   func fail(_ why: String) { if failure == nil { failure = why } }
 
   /// Checks that row `row` gave every leaf one value.
   func endRow<T>(_ row: Int, of _: T.Type) throws {
-    var problem = failure
-    if problem == nil {
-      for i in layout.leaves.indices where count(i) != row + 1 {
-        problem = count(i) <= row ? "no value for its column \(i)" : "two values for its column \(i)"
+    if failure == nil {
+      for i in 0..<t.leafCount where counts[i] != row + 1 {
+        fail(counts[i] <= row ? "no value for its column \(i)" : "two values for its column \(i)")
         break
       }
     }
-    guard let problem else { return }
+    guard let problem = failure else { return }
     throw FrameError.unsupported(
       "\(T.self) encoded unlike the layout its decoding gave (\(problem)): conform it to ColumnRecord, "
         + "or register it with BoxedOps to store it boxed")
   }
 
-  private func count(_ i: Int) -> Int { scalars[i]?.count ?? strings[i]?.count ?? sinks[i]?.count ?? 0 }
-
-  func put<S: ScalarValue>(_ value: S, _ node: LayoutNode?) {
-    guard case .leaf(.scalar(let kind), let i)? = node, kind == S.scalarKind, let sink = scalars[i] else {
-      return fail("a \(S.self) where the layout has \(node.map { "\($0.columnType)" } ?? "no field")")
-    }
-    sink.append(value)
+  private func mismatch(_ what: String, _ node: Int32) {
+    let leaf = t.leafOf(node)
+    fail("\(what) where the layout has \(leaf >= 0 ? "\(layout.leaves[leaf].columnType)" : "a structure or no field")")
   }
 
-  func put(string value: String, _ node: LayoutNode?) {
-    guard case .leaf(.string, let i)? = node, let sink = strings[i] else {
-      return fail("a String where the layout has \(node.map { "\($0.columnType)" } ?? "no field")")
+  @inline(__always)
+  func put<S: ScalarValue>(_ value: S, _ node: Int32) {
+    let leaf = t.leafOf(node)
+    guard leaf >= 0, t.kinds[leaf] == S.scalarKind.rawValue else { return mismatch("a \(S.self)", node) }
+    if counts[leaf] == capacities[leaf] { grow(leaf) }
+    bases[leaf].unsafelyUnwrapped.storeBytes(of: value, toByteOffset: counts[leaf] &* widths[leaf], as: S.self)
+    counts[leaf] &+= 1
+  }
+
+  private func grow(_ leaf: Int) {
+    let capacity = max(2 * capacities[leaf], 16)
+    let grown = UnsafeMutableRawPointer.allocate(byteCount: capacity * widths[leaf], alignment: 16)
+    if let old = bases[leaf] {
+      grown.copyMemory(from: old, byteCount: counts[leaf] * widths[leaf])
+      old.deallocate()
+    }
+    bases[leaf] = grown
+    capacities[leaf] = capacity
+  }
+
+  func put(string value: String, _ node: Int32) {
+    let leaf = t.leafOf(node)
+    guard leaf >= 0, t.kinds[leaf] == LayoutTables.string, let sink = strings[leaf] else {
+      return mismatch("a String", node)
     }
     sink.append(value)
+    counts[leaf] &+= 1
   }
 
   /// Encodes `value` as `node`.
-  func encode<T: Encodable>(_ value: T, _ node: LayoutNode?) throws {
-    guard let node else { return fail("a field the layout does not have") }
-    switch node {
-    case .leaf(.string, _):
-      if let s = value as? String { return put(string: s, node) }
-    case .leaf(.bytes, let i):
-      if let b = value as? [UInt8], let sink = strings[i] { return sink.append(bytes: b) }
-    case .leaf(.scalar, _):
-      if let s = value as? any ScalarValue { return put(s, node) }
-    case .leaf(.column, let i):
-      if let sink = sinks[i] { return try sink.append(value) }
-    case .keyed:
-      break
+  func encode<T: Encodable>(_ value: T, _ node: Int32) throws {
+    guard node >= 0 else { return fail("a field the layout does not have") }
+    let leaf = t.leafOf(node)
+    if leaf >= 0 {
+      switch t.kinds[leaf] {
+      case LayoutTables.string:
+        if let s = value as? String { return put(string: s, node) }
+      case LayoutTables.bytes:
+        if let b = value as? [UInt8], let sink = strings[leaf] {
+          sink.append(bytes: b)
+          counts[leaf] &+= 1
+          return
+        }
+      case LayoutTables.column:
+        if let sink = sinks[leaf] {
+          try sink.append(value)
+          counts[leaf] &+= 1
+          return
+        }
+      default:
+        if let s = value as? any ScalarValue { return put(s, node) }
+      }
     }
     // A type coding itself as one of these, or a nested structure.
     try value.encode(to: RowEncoder(writer: self, node: node))
@@ -413,9 +559,9 @@ private final class LayoutWriter {
 
   func finish(_ rows: Int) throws -> Column {
     var columns: [Column] = []
-    for i in layout.leaves.indices {
-      if let s = scalars[i] {
-        columns.append(try s.finish())
+    for i in 0..<t.leafCount {
+      if let base = bases[i] {
+        columns.append(try Column.copyScalars(layout.leaves[i].columnType, from: base, count: counts[i]))
       } else if let s = strings[i] {
         columns.append(s.finish())
       } else if let s = sinks[i] {
@@ -437,59 +583,25 @@ private final class LayoutWriter {
   }
 }
 
-/// Fixed-width values of one kind, appended one at a time.
-private final class ScalarSink {
-  let kind: ScalarKind
-  private var base: UnsafeMutableRawPointer
-  private var capacity: Int
-  private(set) var count = 0
-
-  init(_ kind: ScalarKind, rows: Int) {
-    self.kind = kind
-    capacity = max(rows, 1)
-    base = .allocate(byteCount: capacity * kind.width, alignment: 16)
-  }
-
-  deinit { base.deallocate() }
-
-  func append<S: ScalarValue>(_ value: S) {
-    if count == capacity {
-      let grown = UnsafeMutableRawPointer.allocate(byteCount: 2 * capacity * kind.width, alignment: 16)
-      grown.copyMemory(from: base, byteCount: count * kind.width)
-      base.deallocate()
-      base = grown
-      capacity *= 2
-    }
-    base.storeBytes(of: value, toByteOffset: count * kind.width, as: S.self)
-    count += 1
-  }
-
-  func finish() throws -> Column { try Column.copyScalars(.scalar(kind), from: base, count: count) }
-}
-
 /// Strings or byte arrays, appended one at a time.
 private final class StringSink {
   private var builder: BytesColumnBuilder?
 
   init(_ type: ColumnType, rows: Int) { builder = BytesColumnBuilder(type: type, rows: rows) }
 
-  var count: Int { builder?.count ?? 0 }
   func append(_ value: String) { builder?.append(value) }
   func append(bytes: [UInt8]) { bytes.withUnsafeBytes { builder?.append(bytes: $0) } }
-  func finish() -> Column {
-    let column = builder.take()!.finish()
-    return column
-  }
+  func finish() -> Column { builder.take()!.finish() }
 }
 
 private struct RowEncoder: Encoder {
-  let writer: LayoutWriter
-  let node: LayoutNode
+  unowned(unsafe) let writer: LayoutWriter
+  let node: Int32
   var codingPath: [any CodingKey] { [] }
   var userInfo: [CodingUserInfoKey: Any] { [:] }
 
   func container<Key: CodingKey>(keyedBy _: Key.Type) -> KeyedEncodingContainer<Key> {
-    if case .leaf = node { writer.fail("a structure where the layout has \(node.columnType)") }
+    if writer.t.leafOf(node) >= 0 { writer.fail("a structure where the layout has a value") }
     return KeyedEncodingContainer(RowKeyed<Key>(writer: writer, node: node))
   }
 
@@ -502,39 +614,42 @@ private struct RowEncoder: Encoder {
 }
 
 private struct RowKeyed<Key: CodingKey>: KeyedEncodingContainerProtocol {
-  let writer: LayoutWriter
-  let node: LayoutNode
+  unowned(unsafe) let writer: LayoutWriter
+  let node: Int32
+  /// The field expected next.
+  var next: Int32 = 0
   var codingPath: [any CodingKey] { [] }
 
+  init(writer: LayoutWriter, node: Int32) {
+    self.writer = writer
+    self.node = node
+  }
+
+  private mutating func field(_ key: Key) -> Int32 { writer.t.field(node, key.stringValue, next: &next) }
+
   mutating func encodeNil(forKey key: Key) throws { writer.fail("nil for \(key.stringValue)") }
-  mutating func encode(_ value: Bool, forKey key: Key) throws { writer.put(value, node.field(key.stringValue)) }
-  mutating func encode(_ value: String, forKey key: Key) throws {
-    writer.put(string: value, node.field(key.stringValue))
-  }
-  mutating func encode(_ value: Double, forKey key: Key) throws { writer.put(value, node.field(key.stringValue)) }
-  mutating func encode(_ value: Float, forKey key: Key) throws { writer.put(value, node.field(key.stringValue)) }
-  mutating func encode(_ value: Int, forKey key: Key) throws { writer.put(value, node.field(key.stringValue)) }
-  mutating func encode(_ value: Int8, forKey key: Key) throws { writer.put(value, node.field(key.stringValue)) }
-  mutating func encode(_ value: Int16, forKey key: Key) throws { writer.put(value, node.field(key.stringValue)) }
-  mutating func encode(_ value: Int32, forKey key: Key) throws { writer.put(value, node.field(key.stringValue)) }
-  mutating func encode(_ value: Int64, forKey key: Key) throws { writer.put(value, node.field(key.stringValue)) }
-  mutating func encode(_ value: UInt, forKey key: Key) throws { writer.put(value, node.field(key.stringValue)) }
-  mutating func encode(_ value: UInt8, forKey key: Key) throws { writer.put(value, node.field(key.stringValue)) }
-  mutating func encode(_ value: UInt16, forKey key: Key) throws { writer.put(value, node.field(key.stringValue)) }
-  mutating func encode(_ value: UInt32, forKey key: Key) throws { writer.put(value, node.field(key.stringValue)) }
-  mutating func encode(_ value: UInt64, forKey key: Key) throws { writer.put(value, node.field(key.stringValue)) }
-  mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
-    try writer.encode(value, node.field(key.stringValue))
-  }
+  mutating func encode(_ value: Bool, forKey key: Key) throws { writer.put(value, field(key)) }
+  mutating func encode(_ value: String, forKey key: Key) throws { writer.put(string: value, field(key)) }
+  mutating func encode(_ value: Double, forKey key: Key) throws { writer.put(value, field(key)) }
+  mutating func encode(_ value: Float, forKey key: Key) throws { writer.put(value, field(key)) }
+  mutating func encode(_ value: Int, forKey key: Key) throws { writer.put(value, field(key)) }
+  mutating func encode(_ value: Int8, forKey key: Key) throws { writer.put(value, field(key)) }
+  mutating func encode(_ value: Int16, forKey key: Key) throws { writer.put(value, field(key)) }
+  mutating func encode(_ value: Int32, forKey key: Key) throws { writer.put(value, field(key)) }
+  mutating func encode(_ value: Int64, forKey key: Key) throws { writer.put(value, field(key)) }
+  mutating func encode(_ value: UInt, forKey key: Key) throws { writer.put(value, field(key)) }
+  mutating func encode(_ value: UInt8, forKey key: Key) throws { writer.put(value, field(key)) }
+  mutating func encode(_ value: UInt16, forKey key: Key) throws { writer.put(value, field(key)) }
+  mutating func encode(_ value: UInt32, forKey key: Key) throws { writer.put(value, field(key)) }
+  mutating func encode(_ value: UInt64, forKey key: Key) throws { writer.put(value, field(key)) }
+  mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws { try writer.encode(value, field(key)) }
 
   mutating func nestedContainer<NestedKey: CodingKey>(keyedBy _: NestedKey.Type, forKey key: Key)
     -> KeyedEncodingContainer<NestedKey>
   {
-    guard let field = node.field(key.stringValue) else {
-      writer.fail("a field \(key.stringValue) the layout does not have")
-      return KeyedEncodingContainer(RowKeyed<NestedKey>(writer: writer, node: .keyed(name: "", fields: [])))
-    }
-    return KeyedEncodingContainer(RowKeyed<NestedKey>(writer: writer, node: field))
+    let child = field(key)
+    if child < 0 { writer.fail("a field \(key.stringValue) the layout does not have") }
+    return KeyedEncodingContainer(RowKeyed<NestedKey>(writer: writer, node: child))
   }
 
   mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer {
@@ -544,15 +659,15 @@ private struct RowKeyed<Key: CodingKey>: KeyedEncodingContainerProtocol {
 
   mutating func superEncoder() -> any Encoder {
     writer.fail("a superclass")
-    return RowEncoder(writer: writer, node: .keyed(name: "", fields: []))
+    return RowEncoder(writer: writer, node: -1)
   }
 
   mutating func superEncoder(forKey _: Key) -> any Encoder { superEncoder() }
 }
 
 private struct RowSingle: SingleValueEncodingContainer {
-  let writer: LayoutWriter
-  let node: LayoutNode
+  unowned(unsafe) let writer: LayoutWriter
+  let node: Int32
   var codingPath: [any CodingKey] { [] }
 
   mutating func encodeNil() throws { writer.fail("nil") }
@@ -574,29 +689,51 @@ private struct RowSingle: SingleValueEncodingContainer {
 }
 
 private struct FailingUnkeyed: UnkeyedEncodingContainer {
-  let writer: LayoutWriter
+  unowned(unsafe) let writer: LayoutWriter
   var codingPath: [any CodingKey] { [] }
   var count: Int { 0 }
   mutating func encodeNil() throws { writer.fail("an array") }
   mutating func encode<T: Encodable>(_: T) throws { writer.fail("an array") }
   mutating func nestedContainer<NestedKey: CodingKey>(keyedBy _: NestedKey.Type) -> KeyedEncodingContainer<NestedKey> {
-    KeyedEncodingContainer(RowKeyed<NestedKey>(writer: writer, node: .keyed(name: "", fields: [])))
+    KeyedEncodingContainer(RowKeyed<NestedKey>(writer: writer, node: -1))
   }
   mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer { self }
-  mutating func superEncoder() -> any Encoder { RowEncoder(writer: writer, node: .keyed(name: "", fields: [])) }
+  mutating func superEncoder() -> any Encoder { RowEncoder(writer: writer, node: -1) }
 }
 
 // MARK: Reading
 
-/// Reads the leaf columns of a record column of a layout, at one row at a time.
+/// Reads the leaf columns of a record column of a layout, one row at a time, through the
+/// layout's flat tables and pointers to the leaves' values.
 private final class LayoutReader {
   var row = 0
+  let layout: CodableLayout
+  let t: LayoutTables
   private var leaves: [Column] = []
+  /// Per leaf: a scalar leaf's first value, and its width.
+  private let bases: UnsafeMutablePointer<UnsafeRawPointer?>
+  private let widths: UnsafeMutablePointer<Int>
   /// The values of `.column` leaves, made on first use.
   private var values: [Int: AnyObject] = [:]
 
   init(_ layout: CodableLayout, _ column: Column) {
+    self.layout = layout
+    t = layout.tables
+    let n = max(t.leafCount, 1)
+    bases = .allocate(capacity: n)
+    bases.initialize(repeating: nil, count: n)
+    widths = .allocate(capacity: n)
+    widths.initialize(repeating: 0, count: n)
     collect(layout.root, column)
+    for (i, leaf) in leaves.enumerated() {
+      bases[i] = leaf.rawBase
+      widths[i] = leaf.type.scalarWidth ?? 0
+    }
+  }
+
+  deinit {
+    bases.deallocate()
+    widths.deallocate()
   }
 
   private func collect(_ node: LayoutNode, _ column: Column) {
@@ -608,43 +745,53 @@ private final class LayoutReader {
     }
   }
 
-  private func mismatch<T>(_: T.Type, _ node: LayoutNode?) -> DecodingError {
-    .typeMismatch(
-      T.self,
-      DecodingError.Context(
-        codingPath: [], debugDescription: "the record column has \(node.map { "\($0.columnType)" } ?? "no field")"))
+  private func mismatch<T>(_: T.Type, _ node: Int32) -> DecodingError {
+    let leaf = t.leafOf(node)
+    let has = leaf >= 0 ? "\(layout.leaves[leaf].columnType)" : "a structure or no field"
+    return .typeMismatch(
+      T.self, DecodingError.Context(codingPath: [], debugDescription: "the record column has \(has)"))
   }
 
-  func scalar<S: ScalarValue>(_: S.Type, _ node: LayoutNode?) throws -> S {
-    guard case .leaf(.scalar(let kind), let i)? = node, kind == S.scalarKind, let base = leaves[i].rawBase else {
+  @inline(__always)
+  func scalar<S: ScalarValue>(_: S.Type, _ node: Int32) throws -> S {
+    let leaf = t.leafOf(node)
+    guard leaf >= 0, t.kinds[leaf] == S.scalarKind.rawValue, let base = bases[leaf] else {
       throw mismatch(S.self, node)
     }
-    return base.loadUnaligned(fromByteOffset: row * kind.width, as: S.self)
+    return base.loadUnaligned(fromByteOffset: row &* widths[leaf], as: S.self)
   }
 
-  func string(_ node: LayoutNode?) throws -> String {
-    guard case .leaf(.string, let i)? = node else { throw mismatch(String.self, node) }
-    return leaves[i].variableWidth.string(at: row)
+  func string(_ node: Int32) throws -> String {
+    let leaf = t.leafOf(node)
+    guard leaf >= 0, t.kinds[leaf] == LayoutTables.string else { throw mismatch(String.self, node) }
+    return leaves[leaf].variableWidth.string(at: row)
   }
 
-  func decode<T: Decodable>(_: T.Type, _ node: LayoutNode?) throws -> T {
-    guard let node else { throw mismatch(T.self, node) }
-    switch node {
-    case .leaf(.string, _):
-      if T.self == String.self { return try string(node) as! T }
-    case .leaf(.bytes, let i):
-      if T.self == [UInt8].self { return leaves[i].variableWidth.bytes(at: row) as! T }
-    case .leaf(.scalar, _):
-      if let scalar = T.self as? any ScalarValue.Type { return try self.scalar(scalar, node) as! T }
-    case .leaf(.column, let i):
-      if let kept = values[i] as? Kept<T> { return kept.values[row] }
-      if values[i] == nil {
-        let kept = Kept(try leaves[i].recordValues(T.self))
-        values[i] = kept
-        return kept.values[row]
+  /// The field of keyed node `node` coded under `key`, or -1.
+  func field(_ node: Int32, _ key: String) -> Int32 {
+    var next: Int32 = 0
+    return t.field(node, key, next: &next)
+  }
+
+  func decode<T: Decodable>(_: T.Type, _ node: Int32) throws -> T {
+    guard node >= 0 else { throw mismatch(T.self, node) }
+    let leaf = t.leafOf(node)
+    if leaf >= 0 {
+      switch t.kinds[leaf] {
+      case LayoutTables.string:
+        if T.self == String.self { return try string(node) as! T }
+      case LayoutTables.bytes:
+        if T.self == [UInt8].self { return leaves[leaf].variableWidth.bytes(at: row) as! T }
+      case LayoutTables.column:
+        if let kept = values[leaf] as? Kept<T> { return kept.values[row] }
+        if values[leaf] == nil {
+          let kept = Kept(try leaves[leaf].recordValues(T.self))
+          values[leaf] = kept
+          return kept.values[row]
+        }
+      default:
+        if let scalar = T.self as? any ScalarValue.Type { return try self.scalar(scalar, node) as! T }
       }
-    case .keyed:
-      break
     }
     return try T(from: RowDecoder(reader: self, node: node))
   }
@@ -656,15 +803,15 @@ private final class LayoutReader {
 }
 
 private struct RowDecoder: Decoder {
-  let reader: LayoutReader
-  let node: LayoutNode
+  unowned(unsafe) let reader: LayoutReader
+  let node: Int32
   var codingPath: [any CodingKey] { [] }
   var userInfo: [CodingUserInfoKey: Any] { [:] }
 
   func container<Key: CodingKey>(keyedBy _: Key.Type) throws -> KeyedDecodingContainer<Key> {
-    guard case .keyed = node else {
+    guard node >= 0, reader.t.leafOf(node) < 0 else {
       throw DecodingError.typeMismatch(
-        Key.self, DecodingError.Context(codingPath: [], debugDescription: "the record column has \(node.columnType)"))
+        Key.self, DecodingError.Context(codingPath: [], debugDescription: "the record column has no structure here"))
     }
     return KeyedDecodingContainer(RowKeyedDecoder<Key>(reader: reader, node: node))
   }
@@ -680,65 +827,43 @@ private struct RowDecoder: Decoder {
 }
 
 private struct RowKeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
-  let reader: LayoutReader
-  let node: LayoutNode
+  unowned(unsafe) let reader: LayoutReader
+  let node: Int32
   var codingPath: [any CodingKey] { [] }
   var allKeys: [Key] {
-    guard case .keyed(_, let fields) = node else { return [] }
-    return fields.compactMap { Key(stringValue: $0.key) }
+    let t = reader.t
+    let first = Int(t.firstField[Int(node)])
+    return (0..<Int(t.fieldCount[Int(node)])).compactMap { Key(stringValue: t.keys[first + $0]) }
   }
 
-  func contains(_ key: Key) -> Bool { node.field(key.stringValue) != nil }
+  private func field(_ key: Key) -> Int32 { reader.field(node, key.stringValue) }
+
+  func contains(_ key: Key) -> Bool { field(key) >= 0 }
   func decodeNil(forKey _: Key) throws -> Bool { false }
-  func decode(_: Bool.Type, forKey key: Key) throws -> Bool {
-    try reader.scalar(Bool.self, node.field(key.stringValue))
-  }
-  func decode(_: String.Type, forKey key: Key) throws -> String { try reader.string(node.field(key.stringValue)) }
-  func decode(_: Double.Type, forKey key: Key) throws -> Double {
-    try reader.scalar(Double.self, node.field(key.stringValue))
-  }
-  func decode(_: Float.Type, forKey key: Key) throws -> Float {
-    try reader.scalar(Float.self, node.field(key.stringValue))
-  }
-  func decode(_: Int.Type, forKey key: Key) throws -> Int { try reader.scalar(Int.self, node.field(key.stringValue)) }
-  func decode(_: Int8.Type, forKey key: Key) throws -> Int8 {
-    try reader.scalar(Int8.self, node.field(key.stringValue))
-  }
-  func decode(_: Int16.Type, forKey key: Key) throws -> Int16 {
-    try reader.scalar(Int16.self, node.field(key.stringValue))
-  }
-  func decode(_: Int32.Type, forKey key: Key) throws -> Int32 {
-    try reader.scalar(Int32.self, node.field(key.stringValue))
-  }
-  func decode(_: Int64.Type, forKey key: Key) throws -> Int64 {
-    try reader.scalar(Int64.self, node.field(key.stringValue))
-  }
-  func decode(_: UInt.Type, forKey key: Key) throws -> UInt {
-    try reader.scalar(UInt.self, node.field(key.stringValue))
-  }
-  func decode(_: UInt8.Type, forKey key: Key) throws -> UInt8 {
-    try reader.scalar(UInt8.self, node.field(key.stringValue))
-  }
-  func decode(_: UInt16.Type, forKey key: Key) throws -> UInt16 {
-    try reader.scalar(UInt16.self, node.field(key.stringValue))
-  }
-  func decode(_: UInt32.Type, forKey key: Key) throws -> UInt32 {
-    try reader.scalar(UInt32.self, node.field(key.stringValue))
-  }
-  func decode(_: UInt64.Type, forKey key: Key) throws -> UInt64 {
-    try reader.scalar(UInt64.self, node.field(key.stringValue))
-  }
-  func decode<T: Decodable>(_: T.Type, forKey key: Key) throws -> T {
-    try reader.decode(T.self, node.field(key.stringValue))
-  }
+  func decode(_: Bool.Type, forKey key: Key) throws -> Bool { try reader.scalar(Bool.self, field(key)) }
+  func decode(_: String.Type, forKey key: Key) throws -> String { try reader.string(field(key)) }
+  func decode(_: Double.Type, forKey key: Key) throws -> Double { try reader.scalar(Double.self, field(key)) }
+  func decode(_: Float.Type, forKey key: Key) throws -> Float { try reader.scalar(Float.self, field(key)) }
+  func decode(_: Int.Type, forKey key: Key) throws -> Int { try reader.scalar(Int.self, field(key)) }
+  func decode(_: Int8.Type, forKey key: Key) throws -> Int8 { try reader.scalar(Int8.self, field(key)) }
+  func decode(_: Int16.Type, forKey key: Key) throws -> Int16 { try reader.scalar(Int16.self, field(key)) }
+  func decode(_: Int32.Type, forKey key: Key) throws -> Int32 { try reader.scalar(Int32.self, field(key)) }
+  func decode(_: Int64.Type, forKey key: Key) throws -> Int64 { try reader.scalar(Int64.self, field(key)) }
+  func decode(_: UInt.Type, forKey key: Key) throws -> UInt { try reader.scalar(UInt.self, field(key)) }
+  func decode(_: UInt8.Type, forKey key: Key) throws -> UInt8 { try reader.scalar(UInt8.self, field(key)) }
+  func decode(_: UInt16.Type, forKey key: Key) throws -> UInt16 { try reader.scalar(UInt16.self, field(key)) }
+  func decode(_: UInt32.Type, forKey key: Key) throws -> UInt32 { try reader.scalar(UInt32.self, field(key)) }
+  func decode(_: UInt64.Type, forKey key: Key) throws -> UInt64 { try reader.scalar(UInt64.self, field(key)) }
+  func decode<T: Decodable>(_: T.Type, forKey key: Key) throws -> T { try reader.decode(T.self, field(key)) }
 
   func nestedContainer<NestedKey: CodingKey>(keyedBy _: NestedKey.Type, forKey key: Key) throws
     -> KeyedDecodingContainer<NestedKey>
   {
-    guard let field = node.field(key.stringValue), case .keyed = field else {
+    let child = field(key)
+    guard child >= 0, reader.t.leafOf(child) < 0 else {
       throw DecodingError.keyNotFound(key, DecodingError.Context(codingPath: [], debugDescription: "no nested record"))
     }
-    return KeyedDecodingContainer(RowKeyedDecoder<NestedKey>(reader: reader, node: field))
+    return KeyedDecodingContainer(RowKeyedDecoder<NestedKey>(reader: reader, node: child))
   }
 
   func nestedUnkeyedContainer(forKey key: Key) throws -> any UnkeyedDecodingContainer {
@@ -753,8 +878,8 @@ private struct RowKeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
 }
 
 private struct RowSingleDecoder: SingleValueDecodingContainer {
-  let reader: LayoutReader
-  let node: LayoutNode
+  unowned(unsafe) let reader: LayoutReader
+  let node: Int32
   var codingPath: [any CodingKey] { [] }
 
   func decodeNil() -> Bool { false }
