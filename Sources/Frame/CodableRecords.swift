@@ -51,7 +51,8 @@ final class CodableLayout: @unchecked Sendable {
       if case .keyed = node { node } else { .keyed(name: root.name, fields: [LayoutField(key: "", node: node)]) }
     var leaves: [LayoutLeaf] = []
     let numbered = top.numbered(from: &leaves)
-    guard case .record(let type) = numbered.columnType else { return nil }
+    // A type of no fields has nothing to put in columns: boxed, it still groups.
+    guard !leaves.isEmpty, case .record(let type) = numbered.columnType else { return nil }
     return CodableLayout(type: type, root: numbered, leaves: leaves)
   }
 

@@ -48,6 +48,9 @@ public final class Combiner {
   public init(keyTypes: [ColumnType], expectedGroups: Int = 1024) throws {
     guard !keyTypes.isEmpty else { throw FrameError.invalidArgument("a combiner key of no columns") }
     self.keyTypes = keyTypes
+    guard !keyTypes.flatMap(\.leafTypes).isEmpty else {
+      throw FrameError.unsupported("a combiner key of records with no fields")
+    }
     hasRecordKey = keyTypes.contains { $0.fields != nil }
     // A record key is held as its leaf columns.
     rows = try KeyRows(keyTypes.flatMap(\.leafTypes))

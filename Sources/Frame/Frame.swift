@@ -143,6 +143,11 @@ extension Column {
   package static func hashRows(
     _ columns: some Collection<Column>, count: Int, seed: UInt64, into out: UnsafeMutablePointer<UInt64>
   ) throws {
+    guard !columns.isEmpty else {
+      // A key of no columns (a record of no fields): every row the same.
+      out.update(repeating: 0, count: count)
+      return
+    }
     if columns.contains(where: { $0.fields != nil }) {
       // Records hash as their leaves, so a key hashes the same before and after flattening.
       return try hashRows(columns.flatMap(\.leaves), count: count, seed: seed, into: out)

@@ -13,8 +13,9 @@
 ///
 /// Two values are equal keys when every listed field is equal, and keys order field by field
 /// in the listed order. Fields may be scalars, `String`, `[UInt8]`, other records, or any
-/// other `Codable` type (stored boxed, which is slower). A `Codable` type that does not
-/// conform is stored boxed: as JSON, hashed and compared through its encoding.
+/// other `Codable` type (a record of its own, or boxed). A `Codable` struct that does not
+/// conform is a record too when its decoding allows (see `CodableLayout`), coded through
+/// `Encoder` and `Decoder`, which costs more per row than key paths.
 public protocol ColumnRecord: ColumnValue, Codable {
   /// The type's fields, in key order.
   static var columns: RecordColumns<Self> { get }

@@ -23,6 +23,13 @@ struct Single: ColumnRecord {
   static let columns = RecordColumns(Single.init(id:), \.id)
 }
 
+/// A record of no fields.
+struct Nothing: ColumnRecord {
+  static let columns = RecordColumns(Nothing.init)
+}
+
+struct NoFields: Codable, Hashable, Sendable {}
+
 /// A record with a computed field, read through its key path.
 struct Interval: ColumnRecord {
   var low: Int
@@ -176,6 +183,19 @@ struct Interval: ColumnRecord {
       for (i, t) in try drained.columns[0].records(Tagged.self).enumerated() { got[AnyHashable(t)] = sums[i] }
     }
     #expect(got == model)
+  }
+
+  @Test func aRecordOfNoFieldsHashesAsOneKeyAndIsNoCombinerKey() throws {
+    let column = try Column.make([Nothing(), Nothing(), Nothing()])
+    #expect(column.count == 3 && column.leaves.isEmpty)
+    #expect(Array(try column.records(Nothing.self)).count == 3)
+    #expect(Set(try Frame([column]).hashKeys(seed: 1)).count == 1)
+    #expect(throws: FrameError.self) { try Combiner(keyTypes: [Nothing.columnType]) }
+    // A Codable struct of no fields stays boxed, where it still groups.
+    guard case .boxed = try Column.columnType(for: NoFields.self) else {
+      Issue.record("expected a boxed column for a Codable struct of no fields")
+      return
+    }
   }
 
   @Test func aRecordWithABoxedFieldIsNoCombinerKey() throws {
