@@ -18,12 +18,16 @@ final class CodableLayout: @unchecked Sendable {
 
   /// The layout as flat tables, which the coders index with no reference counting per row.
   let tables: LayoutTables
+  /// The node a value codes itself as: the root, or for a type that codes as a single value,
+  /// the one field of the record that wraps it.
+  let start: Int32
 
-  private init(type: RecordType, root: LayoutNode, leaves: [LayoutLeaf]) {
+  private init(type: RecordType, root: LayoutNode, leaves: [LayoutLeaf], wrapped: Bool) {
     self.type = type
     self.root = root
     self.leaves = leaves
     tables = LayoutTables(root, leaves: leaves)
+    start = wrapped ? tables.child[Int(tables.firstField[0])] : 0
   }
 
   /// The layout of `T`, found on first use and kept; nil when `T` has none.
@@ -47,13 +51,19 @@ final class CodableLayout: @unchecked Sendable {
       let node = root.finish()
     else { return nil }
     // A type that codes as a single value is a record of that one field.
-    let top: LayoutNode =
-      if case .keyed = node { node } else { .keyed(name: root.name, fields: [LayoutField(key: "", node: node)]) }
+    var wrapped = false
+    let top: LayoutNode
+    if case .keyed = node {
+      top = node
+    } else {
+      top = .keyed(name: root.name, fields: [LayoutField(key: "", node: node)])
+      wrapped = true
+    }
     var leaves: [LayoutLeaf] = []
     let numbered = top.numbered(from: &leaves)
     // A type of no fields has nothing to put in columns: boxed, it still groups.
     guard !leaves.isEmpty, case .record(let type) = numbered.columnType else { return nil }
-    return CodableLayout(type: type, root: numbered, leaves: leaves)
+    return CodableLayout(type: type, root: numbered, leaves: leaves, wrapped: wrapped)
   }
 
   /// The record column of the `count` values of `T` at `base`.
@@ -62,7 +72,7 @@ final class CodableLayout: @unchecked Sendable {
     let writer = LayoutWriter(self, rows: count)
     try withExtendedLifetime(writer) {
       for i in 0..<count {
-        try base[i].encode(to: RowEncoder(writer: writer, node: 0))
+        try base[i].encode(to: RowEncoder(writer: writer, node: start))
         try writer.endRow(i, of: T.self)
       }
     }
@@ -80,7 +90,7 @@ final class CodableLayout: @unchecked Sendable {
     try withExtendedLifetime(reader) {
       for i in 0..<column.count {
         reader.row = i
-        out.append(try T(from: RowDecoder(reader: reader, node: 0)))
+        out.append(try T(from: RowDecoder(reader: reader, node: start)))
       }
     }
     return out
@@ -310,6 +320,11 @@ private func probeValue<T: Decodable>(_: T.Type, node: ProbeNode, probe: Probe) 
   if let native = T.self as? any ColumnValue.Type {
     node.leaf = .column(native.columnType, sink: makeSink(native))
     // A value to go on with, from a probe of its own.
+    return try T(from: ProbeDecoder(probe: probe, node: ProbeNode(name: "\(T.self)")))
+  }
+  if let codable = T.self as? any (Codable & Hashable & Sendable).Type, BoxedOps.isRegistered(T.self) {
+    // Registered boxed: kept whole, with its own hash and order.
+    node.leaf = .column(Column.codableType(codable), sink: makeSink(codable))
     return try T(from: ProbeDecoder(probe: probe, node: ProbeNode(name: "\(T.self)")))
   }
   node.name = String(reflecting: T.self)
@@ -786,7 +801,7 @@ private final class LayoutReader {
       case LayoutTables.column:
         if let kept = values[leaf] as? Kept<T> { return kept.values[row] }
         if values[leaf] == nil {
-          let kept = Kept(try leaves[leaf].recordValues(T.self))
+          let kept = Kept(try leaves[leaf].values(as: T.self))
           values[leaf] = kept
           return kept.values[row]
         }

@@ -66,23 +66,24 @@ final class BoxedStorage<T: Codable & Hashable & Sendable>: @unchecked Sendable 
 final class RecordStorage: @unchecked Sendable {
   let fields: [Column]
   let rows: Int
-  private let materialized = Mutex<AnyObject?>(nil)
+  private let materialized = Mutex<[ObjectIdentifier: AnyObject]>([:])
 
   init(fields: [Column], rows: Int) {
     self.fields = fields
     self.rows = rows
   }
 
-  /// The rows as `[T]`, built by `make` the first time and kept.
+  /// The rows as `[T]`, built by `make` the first time `T` is asked for and kept.
   func values<T>(_ make: () throws -> [T]) rethrows -> [T] {
-    if let kept = materialized.withLock({ $0 }) as? RecordValues<T> { return kept.values }
+    let id = ObjectIdentifier(T.self)
+    if let kept = materialized.withLock({ $0[id] }) as? RecordValues<T> { return kept.values }
     let made = RecordValues(try make())
-    let kept = materialized.withLock { slot -> AnyObject in
-      if let kept = slot { return kept }
-      slot = made
+    let kept = materialized.withLock { slots -> AnyObject in
+      if let kept = slots[id] { return kept }
+      slots[id] = made
       return made
     }
-    return (kept as? RecordValues<T>)?.values ?? made.values
+    return (kept as! RecordValues<T>).values
   }
 }
 
@@ -214,21 +215,24 @@ public struct Column: @unchecked Sendable {
     return fields.flatMap(\.leaves)
   }
 
-  /// The column of `type` stored as the leaf columns taken from `leaves` (see `leaves`),
-  /// which advances past them.
-  package static func assemble(_ type: ColumnType, from leaves: inout ArraySlice<Column>) throws -> Column {
+  /// The column of `type` and `count` rows stored as the leaf columns taken from `leaves`
+  /// (see `leaves`), which advances past them.
+  package static func assemble(_ type: ColumnType, count: Int, from leaves: inout ArraySlice<Column>) throws
+    -> Column
+  {
     guard case .record(let record) = type else {
       guard let leaf = leaves.popFirst() else { throw FrameError.invalidArgument("too few columns for \(type)") }
       return leaf
     }
-    let fields = try record.fields.map { try assemble($0, from: &leaves) }
-    return try Column(record: record, fields: fields, count: fields.first?.count ?? 0)
+    let fields = try record.fields.map { try assemble($0, count: count, from: &leaves) }
+    return try Column(record: record, fields: fields, count: count)
   }
 
-  /// Columns of `types` from the leaf columns `leaves` (as `Frame.leaves` gives them).
-  package static func assemble(_ types: [ColumnType], from leaves: [Column]) throws -> [Column] {
+  /// Columns of `types` and `count` rows from the leaf columns `leaves` (as `Frame.leaves`
+  /// gives them).
+  package static func assemble(_ types: [ColumnType], count: Int, from leaves: [Column]) throws -> [Column] {
     var rest = leaves[...]
-    let columns = try types.map { try assemble($0, from: &rest) }
+    let columns = try types.map { try assemble($0, count: count, from: &rest) }
     guard rest.isEmpty else { throw FrameError.invalidArgument("\(rest.count) columns left over for \(types)") }
     return columns
   }

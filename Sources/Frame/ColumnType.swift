@@ -61,12 +61,12 @@ public enum ColumnType: Hashable, Sendable, Codable, CustomStringConvertible {
     }
   }
 
-  /// True for a boxed column, or a record with a boxed field: one the C kernels cannot hash,
-  /// compare or group.
+  /// True for a boxed column, or a record with a boxed field or no fields: one the C kernels
+  /// cannot hash, compare or group.
   public var isBoxed: Bool {
     switch self {
     case .boxed: true
-    case .record(let record): record.fields.contains(where: \.isBoxed)
+    case .record(let record): record.fields.contains(where: \.isBoxed) || leafTypes.isEmpty
     default: false
     }
   }

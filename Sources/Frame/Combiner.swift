@@ -328,7 +328,7 @@ public final class Combiner {
     case .rows:
       leaves = try rows.decode(offsets: bs_comb_key_offsets(handle)!, bytes: bs_comb_key_bytes(handle), count: groups)
     }
-    return hasRecordKey ? try Column.assemble(keyTypes, from: leaves) : leaves
+    return hasRecordKey ? try Column.assemble(keyTypes, count: groups, from: leaves) : leaves
   }
 
   private func keyColumnInGroupOrder(_ groups: Int) -> Column {

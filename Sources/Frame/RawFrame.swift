@@ -86,7 +86,7 @@ public struct RawFrame: @unchecked Sendable {
         preconditionFailure("a raw frame has no boxed columns, and records as their leaves")
       }
     }
-    let columns = try Column.assemble(schema.types, from: out)
+    let columns = try Column.assemble(schema.types, count: rows, from: out)
     return Frame(unchecked: columns, count: rows, prefix: schema.prefix)
   }
 }

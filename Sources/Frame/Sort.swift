@@ -89,21 +89,24 @@ extension Frame {
     guard schema.types.count == 1, schema.prefix == 1, case .scalar(let kind) = schema.types[0] else {
       return try (frames.count == 1 ? frames[0] : Frame.concat(frames)).sorted(.keys, buffers: buffers)
     }
-    // The keys are sorted in the new column's own buffer and turned back into values there,
-    // so the column is the only buffer that outlives the sort; the scratch half goes back to
-    // the pool of big buffers, already faulted in, where the next sort's column finds it.
-    let storage = ScalarStorage(byteCount: total * 8)
-    let keys = storage.base.assumingMemoryBound(to: UInt64.self)
+    // 8-byte keys are sorted in the new column's own buffer and turned back into values
+    // there, so the column is the only buffer that outlives the sort. The scratch buffers go
+    // back to the pool of big buffers, already faulted in, where the next sort finds them.
+    let inPlace = kind.width == 8
+    let storage = ScalarStorage(byteCount: total * kind.width)
+    let scratchBytes = total * 8 * (inPlace ? 1 : 2)
+    guard let scratch = bs_buffer_alloc(scratchBytes) else {
+      throw FrameError.outOfMemory("sort scratch for \(total) keys")
+    }
+    defer { bs_buffer_free(scratch, scratchBytes) }
+    let spare = scratch.assumingMemoryBound(to: UInt64.self)
+    let keys = inPlace ? storage.base.assumingMemoryBound(to: UInt64.self) : spare + total
     var at = 0
     for frame in frames {
       frame.columns[0].writeOrderPrefixes(into: keys + at)
       at += frame.count
     }
-    guard let scratch = bs_buffer_alloc(total * 8) else {
-      throw FrameError.outOfMemory("sort scratch for \(total) keys")
-    }
-    defer { bs_buffer_free(scratch, total * 8) }
-    let code = bs_radix_sort_u64(keys, nil, total, scratch.assumingMemoryBound(to: UInt64.self), nil)
+    let code = bs_radix_sort_u64(keys, nil, total, spare, nil)
     precondition(code == BS_OK, "radix sort of \(total) keys: \(String(cString: bs_error_name(code.rawValue)))")
     _ = bs_radix_keys_inverse(kind.radixKind, keys, total, storage.base)
     let column = Column(type: schema.types[0], count: total, offset: 0, storage: .scalar(storage))

@@ -60,6 +60,9 @@ public final class FrameEncoder {
   private let blocks: BlockEncoder
   private let payload = ByteWriter()
 
+  /// Records nest at most this deep in a block's types.
+  static let recordDepth = 16
+
   public init(options: CodecOptions = .default) {
     self.options = options
     blocks = BlockEncoder(level: options.level)
@@ -78,8 +81,8 @@ public final class FrameEncoder {
     payload.append(PayloadKind.frame.rawValue)
     payload.append(UInt32(frame.columns.count))
     payload.append(UInt32(frame.prefix))
-    for column in frame.columns { encodeType(column.type) }
     do {
+      for column in frame.columns { try encodeType(column.type) }
       for column in frame.columns { try column.encode(into: payload, transform: options.transform) }
     } catch let error as FrameError {
       throw SliceIOError.frame(error)
@@ -109,7 +112,7 @@ public final class FrameEncoder {
     try blocks.encode(payload.bytes, rows: 0, into: out)
   }
 
-  private func encodeType(_ type: ColumnType) {
+  private func encodeType(_ type: ColumnType, depth: Int = 0) throws {
     switch type {
     case .scalar(let kind):
       payload.append(UInt8(1))
@@ -120,10 +123,15 @@ public final class FrameEncoder {
       payload.append(UInt8(4))
       appendName(name)
     case .record(let record):
+      // What the decoder would refuse is refused here, before anything is written.
+      guard depth < Self.recordDepth, record.fields.count <= Int(UInt16.max) else {
+        throw FrameError.unsupported(
+          "record \(record.name): records nest at most \(Self.recordDepth) deep, with at most \(UInt16.max) fields")
+      }
       payload.append(UInt8(5))
       appendName(record.name)
       payload.append(UInt16(record.fields.count))
-      for field in record.fields { encodeType(field) }
+      for field in record.fields { try encodeType(field, depth: depth + 1) }
     }
   }
 
@@ -187,9 +195,6 @@ public final class FrameDecoder {
     }
   }
 
-  /// Records nest at most this deep in a block's types.
-  private static let recordDepth = 16
-
   private func decodeType(_ reader: inout ByteReader, depth: Int = 0) throws -> ColumnType {
     let tag = try reader.read(UInt8.self, "column type tag")
     switch tag {
@@ -204,7 +209,9 @@ public final class FrameDecoder {
       let name = try reader.take(n, "boxed type name")
       return .boxed(String(decoding: name, as: UTF8.self))
     case 5:
-      guard depth < Self.recordDepth else { throw FrameError.corrupt("records nested deeper than \(Self.recordDepth)") }
+      guard depth < FrameEncoder.recordDepth else {
+        throw FrameError.corrupt("records nested deeper than \(FrameEncoder.recordDepth)")
+      }
       let n = Int(try reader.read(UInt16.self, "record type name length"))
       let name = String(decoding: try reader.take(n, "record type name"), as: UTF8.self)
       let count = Int(try reader.read(UInt16.self, "record field count"))

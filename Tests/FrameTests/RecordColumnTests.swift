@@ -191,6 +191,19 @@ struct Interval: ColumnRecord {
     #expect(Array(try column.records(Nothing.self)).count == 3)
     #expect(Set(try Frame([column]).hashKeys(seed: 1)).count == 1)
     #expect(throws: FrameError.self) { try Combiner(keyTypes: [Nothing.columnType]) }
+    #expect(Nothing.columnType.isBoxed)
+    // Beside another key column, it keeps its rows through the combiner and raw frames.
+    let ints = Column([Int64(1), 2, 1])
+    let combiner = try Combiner(keyTypes: [.scalar(.int64), Nothing.columnType])
+    try combiner.addAggregate(.count)
+    try combiner.add(keys: [ints, column], values: [ints], seed: 1)
+    let drained = try combiner.drainUnordered()
+    #expect(drained.count == 2 && drained.columns[1].count == 2)
+    let frame = try Frame([ints, column], prefix: 2)
+    let raw = try #require(RawFrame(frame))
+    defer { raw.deallocate() }
+    let copied = try RawFrame.concat([(raw, 0..<3), (raw, 1..<2)], schema: frame.schema)
+    #expect(copied.count == 4 && copied.columns[1].count == 4)
     // A Codable struct of no fields stays boxed, where it still groups.
     guard case .boxed = try Column.columnType(for: NoFields.self) else {
       Issue.record("expected a boxed column for a Codable struct of no fields")
@@ -229,6 +242,19 @@ struct Visit: Codable, Hashable, Sendable {
   var note: String
   var tag: Tagged
   var raw: [UInt8]
+}
+
+/// An Int-backed enum: a single value, a record of one int64 field.
+enum Priority: Int, Codable, Hashable, Sendable { case low, high }
+
+/// Ordered by its registered compare: kept boxed inside a record that holds it.
+struct Tag: Codable, Hashable, Sendable {
+  var text: String
+}
+
+struct Release: Codable, Hashable, Sendable {
+  var version: Tag
+  var build: Int
 }
 
 /// Types a column cannot hold field by field: they stay boxed.
@@ -320,6 +346,34 @@ struct Skipping: Codable, Hashable, Sendable {
     var runs = 0
     for i in keys.indices where i == 0 || keys[i] != keys[i - 1] { runs += 1 }
     #expect(runs == Set(values).count)
+  }
+
+  @Test func typesCodedAsOneValueAreRecordsOfOneFieldAtTheTopLevelToo() throws {
+    let ids = [UserID(3), UserID(-1), UserID(3)]
+    let column = try Column.make(ids)
+    #expect(column.leaves.map(\.type) == [.scalar(.int64)])
+    #expect(try column.values(as: UserID.self) == ids)
+    let priorities: [Priority] = [.high, .low, .high]
+    #expect(try Column.make(priorities).values(as: Priority.self) == priorities)
+    // Grouped in the C table as their one leaf.
+    let combiner = try Combiner(keyTypes: [column.type])
+    try combiner.addAggregate(.count)
+    try combiner.add(keys: [column], values: [column], seed: 1)
+    #expect(combiner.groupCount == 2)
+  }
+
+  @Test func aNestedTypeRegisteredBoxedStaysBoxedInsideARecord() throws {
+    BoxedOps.register(
+      Tag.self, compare: { a, b in a.text.count == b.text.count ? 0 : (a.text.count < b.text.count ? -1 : 1) })
+    let releases = [Release(version: Tag(text: "1.10"), build: 1), Release(version: Tag(text: "2"), build: 2)]
+    let column = try Column.make(releases)
+    guard case .record(let record) = column.type, case .boxed = record.fields[0] else {
+      Issue.record("expected a record with a boxed first field, got \(column.type)")
+      return
+    }
+    #expect(try column.values(as: Release.self) == releases)
+    // The registered order: the shorter text first.
+    #expect(column.compare(0, column, 1) == 1)
   }
 
   @Test func aValueThatEncodesUnlikeItsLayoutIsAnErrorNamingTheWayOut() throws {

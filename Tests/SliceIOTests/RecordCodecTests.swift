@@ -60,6 +60,14 @@ struct Sensor: ColumnRecord {
     [5, 1, 0, UInt8(ascii: "r"), UInt8(fields & 0xff), UInt8(fields >> 8)] + inner
   }
 
+  @Test func aRecordNestedDeeperThanBlocksAllowIsRefusedWhenWritten() throws {
+    var column = Column([Int64(1), 2])
+    for depth in 0..<17 {
+      column = try Column(record: RecordType(name: "r\(depth)", fields: [column.type]), fields: [column], count: 2)
+    }
+    #expect(throws: SliceIOError.self) { try FrameEncoder().encode(try Frame([column]), into: ByteWriter()) }
+  }
+
   @Test func recordTypesNestedTooDeepOrWithMoreFieldsThanBytesAreCorrupt() throws {
     let int64: [UInt8] = [1, ScalarKind.int64.rawValue]
     let value: [UInt8] = [0] + [UInt8](repeating: 7, count: 8)

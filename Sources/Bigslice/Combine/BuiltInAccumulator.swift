@@ -33,7 +33,7 @@ final class BuiltInAccumulator: KeyedAccumulator {
     guard combiner.groupCount > 0 else { return nil }
     let drained = try combiner.drainUnordered()
     guard let recordValues else { return drained }
-    let values = try Column.assemble(recordValues, from: Array(drained.columns[keys...]))
+    let values = try Column.assemble(recordValues, count: drained.count, from: Array(drained.columns[keys...]))
     return try Frame(Array(drained.columns[..<keys]) + values, prefix: keys)
   }
 
