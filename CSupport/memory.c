@@ -8,16 +8,22 @@
 #include <stdatomic.h>
 #include <sys/mman.h>
 
+static void cache_drop(void *unused);
+
 #if defined(__GLIBC__)
 #include <malloc.h>
 int64_t bs_release_free_memory(void) {
   int64_t bytes = bs_pool_empty(bs_pool_process());
+  cache_drop(NULL);
   malloc_trim(0);
   return bytes;
 }
 bs_error bs_disable_fastbins(void) { return mallopt(M_MXFAST, 0) == 1 ? BS_OK : BS_EUNSUPPORTED; }
 #else
-int64_t bs_release_free_memory(void) { return bs_pool_empty(bs_pool_process()); }
+int64_t bs_release_free_memory(void) {
+  cache_drop(NULL);
+  return bs_pool_empty(bs_pool_process());
+}
 bs_error bs_disable_fastbins(void) { return BS_EUNSUPPORTED; }
 #endif
 
@@ -203,9 +209,97 @@ int64_t bs_big_footprint(size_t bytes) {
   return len == 0 || len > (size_t)INT64_MAX ? BS_EINVAL : (int64_t)len;
 }
 
+/* Each thread's freed mid-size buffers (CACHED_MIN up to BIG_MIN), reused by exact size. A
+ * task makes the same working buffers as the last one (a combiner's table, a partition
+ * count), and malloc would split the holes they leave for the small objects that outlive the
+ * task (its output's bookkeeping): the next task's buffers then come from fresh heap, and
+ * thousands of small tasks grew the heap by their working set each. Kept here, they are
+ * never split. A thread keeps at most CACHED_SLOTS of them and cached_cap bytes in all
+ * (CACHED_BYTES until lowered); they are freed when it exits. */
+#define CACHED_MIN ((size_t)2 << 10)
+#define CACHED_SLOTS 32
+#define CACHED_BYTES ((size_t)8 << 20)
+static _Atomic size_t cached_cap = CACHED_BYTES; /* each thread's bytes; lowered, never raised */
+struct buffer_cache {
+  size_t count, bytes;
+  size_t len[CACHED_SLOTS];
+  void *p[CACHED_SLOTS];
+};
+static _Thread_local struct buffer_cache thread_cache;
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void cache_drop(void *unused) {
+  (void)unused;
+  struct buffer_cache *c = &thread_cache;
+  for (size_t i = 0; i < c->count; i++) free(c->p[i]);
+  c->count = 0;
+  c->bytes = 0;
+}
+static void cache_key_make(void) { pthread_key_create(&cache_key, cache_drop); }
+
+/* A cached buffer of exactly `len` bytes, or NULL. */
+static void *cache_take(size_t len) {
+  struct buffer_cache *c = &thread_cache;
+  for (size_t i = c->count; i-- > 0;) {
+    if (c->len[i] != len) continue;
+    void *p = c->p[i];
+    c->count--;
+    c->bytes -= len;
+    c->p[i] = c->p[c->count];
+    c->len[i] = c->len[c->count];
+    return p;
+  }
+  return NULL;
+}
+
+/* Keeps `p` (of `len` bytes) for this thread if there is room; else frees it. */
+static void cache_put(void *p, size_t len) {
+  struct buffer_cache *c = &thread_cache;
+  if (len < CACHED_MIN) {
+    free(p);
+    return;
+  }
+  if (c->count == 0) {
+    pthread_once(&cache_once, cache_key_make);
+    pthread_setspecific(cache_key, c); /* so that cache_drop runs when the thread exits */
+  }
+  size_t cap = atomic_load_explicit(&cached_cap, memory_order_relaxed);
+  if (len > cap) {
+    free(p);
+    return;
+  }
+  /* Make room by dropping the oldest. */
+  while (c->count > 0 && (c->count == CACHED_SLOTS || c->bytes + len > cap)) {
+    free(c->p[0]);
+    c->bytes -= c->len[0];
+    c->count--;
+    memmove(c->p, c->p + 1, c->count * sizeof c->p[0]);
+    memmove(c->len, c->len + 1, c->count * sizeof c->len[0]);
+  }
+  c->p[c->count] = p;
+  c->len[c->count] = len;
+  c->count++;
+  c->bytes += len;
+}
+
+size_t bs_thread_cached_bytes(void) { return thread_cache.bytes; }
+
+void bs_thread_cache_lower_cap(size_t bytes) {
+  size_t cap = atomic_load(&cached_cap);
+  while (bytes < cap && !atomic_compare_exchange_weak(&cached_cap, &cap, bytes)) {
+  }
+}
+
+/* A buffer of `len` bytes (a multiple of ALIGN, below BIG_MIN) from malloc or the cache. */
+static void *heap_alloc(size_t len) {
+  void *p = len >= CACHED_MIN ? cache_take(len) : NULL;
+  return p != NULL ? p : aligned_alloc(ALIGN, len);
+}
+
 void *bs_pool_buffer_alloc(bs_pool *pool, size_t bytes) {
   if (pool == NULL) return NULL;
-  if (bytes < BIG_MIN) return aligned_alloc(ALIGN, round_up(bytes ? bytes : 1, ALIGN));
+  if (bytes < BIG_MIN) return heap_alloc(round_up(bytes ? bytes : 1, ALIGN));
   size_t len = round_up(bytes, HUGE_PAGE);
   if (len == 0) return NULL;
   void *p = pool_take(pool, len);
@@ -216,7 +310,7 @@ bs_error bs_pool_buffer_free(bs_pool *pool, void *p, size_t bytes) {
   if (pool == NULL) return BS_EINVAL;
   if (p == NULL) return BS_OK;
   if (bytes < BIG_MIN)
-    free(p);
+    cache_put(p, round_up(bytes ? bytes : 1, ALIGN));
   else
     pool_put(pool, p, round_up(bytes, HUGE_PAGE));
   return BS_OK;
@@ -226,7 +320,7 @@ void *bs_pool_big_alloc(bs_pool *pool, size_t bytes) {
   if (pool == NULL) return NULL;
   if (bytes < BIG_MIN) {
     size_t len = round_up(bytes ? bytes : 1, ALIGN);
-    void *p = aligned_alloc(ALIGN, len);
+    void *p = heap_alloc(len);
     if (p != NULL) memset(p, 0, len);
     return p;
   }

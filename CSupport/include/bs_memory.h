@@ -14,7 +14,7 @@ extern "C" {
 
 /* Returns freed memory to the system, so the resident set follows what is live rather than
  * what was ever used: every mapping held in the process's pool (bs_pool_empty on
- * bs_pool_process()), then the free heap memory of every malloc arena (glibc's malloc_trim;
+ * bs_pool_process()), the calling thread's cache of freed buffers, then the free heap memory of every malloc arena (glibc's malloc_trim;
  * nothing where the C library has no such call). Returns the bytes the pool gave back
  * (>= 0; the heap's part is not counted: malloc_trim does not tell). */
 int64_t bs_release_free_memory(void);
@@ -70,12 +70,16 @@ bs_pool *bs_pool_new(size_t cap);
 bs_error bs_pool_destroy(bs_pool *pool);
 
 /* An uninitialised, 64-byte aligned buffer of `bytes`, or NULL (out of memory, or pool
- * NULL). Below 4 MiB it comes from malloc; from 4 MiB up it is a mapping in whole huge
- * pages, taken from the pool when one is there (already faulted in), else mapped fresh. */
+ * NULL). Below 4 MiB it comes from malloc, or from 2 KiB up from the calling thread's cache
+ * of freed buffers of exactly its size (rounded up to 64 bytes); from 4 MiB up it is a
+ * mapping in whole huge pages, taken from the pool when one is there (already faulted in),
+ * else mapped fresh. */
 void *bs_pool_buffer_alloc(bs_pool *pool, size_t bytes);
 /* Frees a buffer of bs_pool_buffer_alloc or bs_pool_big_alloc on the same pool, with the
  * same size: a big one goes back to the pool while the pool holds less than its cap, else
- * to the system. p NULL is a no-op (BS_OK); pool NULL is BS_EINVAL, and p is not freed. */
+ * to the system; one from 2 KiB to 4 MiB to the calling thread's cache (at most 32 buffers
+ * and 8 MiB or a lowered cap, the oldest going back to malloc first; freed when the thread
+ * exits). p NULL is a no-op (BS_OK); pool NULL is BS_EINVAL, and p is not freed. */
 bs_error bs_pool_buffer_free(bs_pool *pool, void *p, size_t bytes);
 /* A zeroed, 64-byte aligned block of `bytes`, or NULL (out of memory, or pool NULL). From
  * 4 MiB up it is a mapping of its own in whole huge pages, marked for transparent huge
@@ -92,6 +96,12 @@ bs_error bs_pool_lower_cap(bs_pool *pool, size_t bytes);
  * BS_EINVAL for a NULL pool. bs_release_free_memory does it for the process's pool, as does
  * a fresh mapping the system refuses at first. */
 int64_t bs_pool_empty(bs_pool *pool);
+
+/* Bytes of freed buffers the calling thread's cache holds now. */
+size_t bs_thread_cached_bytes(void);
+/* Lowers the bytes each thread's cache may hold (8 MiB at first) to `bytes` if that is
+ * lower: the lowest any caller asked for holds. A cache over it shrinks at its next free. */
+void bs_thread_cache_lower_cap(size_t bytes);
 
 typedef struct {
   size_t bytes;    /* held in the pool now */

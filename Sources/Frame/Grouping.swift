@@ -9,29 +9,43 @@ public enum Grouping {
   /// - Throws: `FrameError.invalidArgument` when an id is `groups` or more, or there are 2³²
   ///   rows or more.
   public static func order(groupIDs: [UInt32], groups: Int) throws -> (permutation: [UInt32], starts: [UInt64]) {
-    try check(groupIDs, groups: groups)
-    if groups == 0 { return ([], [0]) }
-    var starts = [UInt64](repeating: 0, count: groups + 1)
-    var permutation = [UInt32](repeating: 0, count: groupIDs.count)
-    let rc = groupIDs.withUnsafeBufferPointer { g in
-      starts.withUnsafeMutableBufferPointer { s in
-        permutation.withUnsafeMutableBufferPointer { p in
-          bs_partition_permutation(g.baseAddress, g.count, UInt32(groups), s.baseAddress, p.baseAddress)
-        }
+    if groups == 0 {
+      try check(groupIDs.count, groups: groups)
+      return ([], [0])
+    }
+    return try groupIDs.withUnsafeBufferPointer { ids in
+      try withOrder(groupIDs: ids, groups: groups) { (Array($0), Array($1)) }
+    }
+  }
+
+  /// `order(groupIDs:groups:)` with both arrays in working memory that lives only for `body`
+  /// (`Memory.withScratch`): a task that cuts a few rows many ways leaves no heap hole of
+  /// `groups` starts behind. `groups` must be at least 1.
+  /// - Throws: what `order` throws; `FrameError.outOfMemory`; what `body` throws.
+  public static func withOrder<R>(
+    groupIDs: UnsafeBufferPointer<UInt32>, groups: Int,
+    _ body: (_ permutation: UnsafeBufferPointer<UInt32>, _ starts: UnsafeBufferPointer<UInt64>) throws -> R
+  ) throws -> R {
+    try check(groupIDs.count, groups: groups)
+    guard groups > 0 else { throw FrameError.invalidArgument("rows to put in order of no groups") }
+    return try Memory.withScratch(UInt64.self, count: groups + 1) { starts in
+      try Memory.withScratch(UInt32.self, count: groupIDs.count) { permutation in
+        let rc = bs_partition_permutation(
+          groupIDs.baseAddress, groupIDs.count, UInt32(groups), starts.baseAddress, permutation.baseAddress)
+        guard rc == BS_OK else { throw FrameError.invalidArgument("a group id is not below \(groups)") }
+        return try body(UnsafeBufferPointer(permutation), UnsafeBufferPointer(starts))
       }
     }
-    guard rc == BS_OK else { throw FrameError.invalidArgument("a group id is not below \(groups)") }
-    return (permutation, starts)
   }
 
   /// Throws what the C kernels would refuse, naming it: more rows than 32-bit ids address,
   /// or ids with no group to go to.
-  static func check(_ groupIDs: [UInt32], groups: Int) throws {
-    guard groupIDs.count < Int(UInt32.max) else {
-      throw FrameError.invalidArgument("\(groupIDs.count) rows to group, over 2^32")
+  static func check(_ rows: Int, groups: Int) throws {
+    guard rows < Int(UInt32.max) else {
+      throw FrameError.invalidArgument("\(rows) rows to group, over 2^32")
     }
-    guard groups > 0 || groupIDs.isEmpty else {
-      throw FrameError.invalidArgument("\(groupIDs.count) rows to put in no groups")
+    guard groups > 0 || rows == 0 else {
+      throw FrameError.invalidArgument("\(rows) rows to put in no groups")
     }
   }
 }
@@ -53,7 +67,7 @@ public final class GroupedValues {
     guard groupIDs.count == column.count else {
       throw FrameError.invalidArgument("\(groupIDs.count) group ids for \(column.count) rows")
     }
-    try Grouping.check(groupIDs, groups: groups)
+    try Grouping.check(groupIDs.count, groups: groups)
     let n = column.count
     bytes = max(n * kind.width, 1)
     guard let buffer = bs_buffer_alloc(bytes) else { throw FrameError.outOfMemory("\(n) values to group") }

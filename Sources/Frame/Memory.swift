@@ -58,6 +58,13 @@ public enum Memory {
     precondition(rc == BS_OK, "the process's pool cannot be invalid")
   }
 
+  /// Lowers the bytes of freed buffers (2 KiB to 4 MiB) each thread keeps for its next
+  /// buffers of the same size, 8 MiB at first, when `bytes` is lower. As for the pool's cap,
+  /// the lowest any caller asked for holds. A negative `bytes` counts as 0.
+  public static func lowerThreadCacheCap(to bytes: Int) {
+    bs_thread_cache_lower_cap(max(bytes, 0))
+  }
+
   /// The pool's figures now. Other threads may change them at any time.
   public static var poolStatistics: PoolStatistics {
     var stats = bs_pool_stats()
@@ -65,5 +72,20 @@ public enum Memory {
     precondition(rc == BS_OK, "the process's pool cannot be invalid")
     return PoolStatistics(
       heldBytes: stats.bytes, capBytes: stats.cap, reused: stats.reused, mapped: stats.mapped)
+  }
+
+  /// Calls `body` with room for `count` values of `T` (uninitialized) that lives only for the
+  /// call. It comes from the calling thread's cache of freed buffers where one of its size
+  /// waits there, else the heap, and goes back to that cache: a task's working arrays then
+  /// leave no holes in the heap for the objects that outlive the task to split.
+  /// - Throws: `FrameError.outOfMemory`; what `body` throws.
+  package static func withScratch<T, R>(
+    _ type: T.Type, count: Int, _ body: (UnsafeMutableBufferPointer<T>) throws -> R
+  ) throws -> R {
+    let bytes = max(count, 1) * MemoryLayout<T>.stride
+    guard let raw = bs_buffer_alloc(bytes) else { throw FrameError.outOfMemory("\(bytes) bytes of working memory") }
+    defer { bs_buffer_free(raw, bytes) }
+    return try body(
+      UnsafeMutableBufferPointer(start: raw.bindMemory(to: T.self, capacity: max(count, 1)), count: count))
   }
 }

@@ -13,6 +13,24 @@ extension Frame {
     return partition(ids: parts, into: partitions)
   }
 
+  /// Each row's partition by the hash of its key (seed 0) among `partitions`, as
+  /// `Frame.partitionIDs(hashes:partitions:)` gives it, in working memory that lives only for
+  /// `body` (`Memory.withScratch`).
+  /// - Throws: `FrameError.invalidArgument` for a partition count out of range; what hashing
+  ///   the keys throws; `FrameError.outOfMemory`; what `body` throws.
+  package func withHashPartitionIDs<R>(partitions: Int, _ body: (UnsafeBufferPointer<UInt32>) throws -> R) throws -> R {
+    guard partitions >= 1 && partitions <= Int(UInt32.max) else {
+      throw FrameError.invalidArgument("partition count \(partitions) out of range")
+    }
+    return try Memory.withScratch(UInt64.self, count: count) { hashes in
+      try hashKeys(seed: 0, into: hashes.baseAddress!)
+      return try Memory.withScratch(UInt32.self, count: count) { ids in
+        _ = bs_hash_partition(hashes.baseAddress, count, UInt32(partitions), ids.baseAddress)
+        return try body(UnsafeBufferPointer(ids))
+      }
+    }
+  }
+
   /// Splits the rows into `partitions` frames: row `i` goes to partition `ids[i]`. Row order
   /// is kept within each partition. Cost: one counting sort and one gather per column.
   /// - Precondition: every id is below `partitions`, and `ids` holds `count` values.

@@ -78,6 +78,26 @@ import Testing
     #expect(worker.output(second) == nil)
   }
 
+  /// Partition indexes dense and sparse, of 16-bit and 32-bit entries (frames of up to and
+  /// over 65,535 rows; partition ids up to and over 65,535): every partition's rows are the
+  /// counting sort's.
+  @Test(arguments: [
+    (rows: 500, partitions: 64), (500, 4_096), (65_535, 3), (65_536, 3), (100, 70_000), (90_000, 100_000),
+  ])
+  func partitionIndexesFindEachPartitionsRows(rows: Int, partitions: Int) throws {
+    var rng = SplitMix64(seed: UInt64(rows * 31 + partitions))
+    let ids = (0..<rows).map { _ in UInt32(Int.random(in: 0..<partitions, using: &rng)) }
+    let (_, starts) = try Grouping.order(groupIDs: ids, groups: partitions)
+    let index = starts.withUnsafeBufferPointer { PartitionIndex(starts: $0) }
+    var wrong = 0
+    for p in 0..<partitions {
+      let expected = Int(starts[p])..<Int(starts[p + 1])
+      let range = index.range(p)
+      if expected.isEmpty ? !range.isEmpty : range != expected { wrong += 1 }
+    }
+    #expect(wrong == 0, "\(wrong) of \(partitions) partitions' rows are wrong")
+  }
+
   /// Many shards of string keys under a limit that keeps some outputs in memory and spills
   /// the rest: a reduce reads held and spilled upstream outputs alike, and regrouping a
   /// reshuffle counts every row once. Checked against a dictionary.

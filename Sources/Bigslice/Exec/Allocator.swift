@@ -16,11 +16,14 @@ enum Allocator {
   /// The pool's cap without a memory limit (the C core's default).
   static let poolCap = 512 << 20
 
-  /// Caps the pool at an eighth of `memoryLimit`, so freed memory held for reuse stays small
-  /// beside the data. The pool is the process's: the lowest cap any session asked for holds.
+  /// Caps the pool at an eighth of `memoryLimit`, and each thread's cache of freed working
+  /// buffers at a sixty-fourth (at least 1 MiB, which a task's working set of a small frame
+  /// needs), so freed memory held for reuse stays small beside the data.
+  /// Both are the process's: the lowest cap any session asked for holds.
   static func limitPool(toFit memoryLimit: Int?) {
     configured
     guard let memoryLimit else { return }
     Memory.lowerPoolCap(to: min(poolCap, memoryLimit / 8))
+    Memory.lowerThreadCacheCap(to: max(memoryLimit / 64, 1 << 20))
   }
 }

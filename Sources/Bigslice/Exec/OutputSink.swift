@@ -39,14 +39,15 @@ final class OutputSink {
   /// Adds the rows of `frame`, row `i` to partition `ids[i]` (nil: all to partition 0).
   /// - Throws: `FrameError.invalidArgument` for an id not below the partition count;
   ///   `SliceIOError.io` when a file cannot be written.
-  func write(_ frame: Frame, ids: [UInt32]?) throws {
+  func write(_ frame: Frame, ids: UnsafeBufferPointer<UInt32>?) throws {
     guard frame.count > 0 else { return }
     let started = ContinuousClock.now
     defer { TaskContext.current?.io.wrote(frame, since: started) }
     let chunk: (frame: Frame, index: PartitionIndex?)
     if let ids, partitions > 1 {
-      let (permutation, starts) = try Grouping.order(groupIDs: ids, groups: partitions)
-      chunk = (frame.gather(permutation, lasting: !onDisk), PartitionIndex(starts: starts))
+      chunk = try Grouping.withOrder(groupIDs: ids, groups: partitions) { permutation, starts in
+        (frame.gather(permutation, lasting: !onDisk), PartitionIndex(starts: starts))
+      }
     } else {
       chunk = (frame, nil)
     }

@@ -178,75 +178,102 @@ final class HeldTable: @unchecked Sendable {
       if chunk.frame.count > 0 { body(0, 0..<chunk.frame.count) }
       return
     }
-    if let ids = index.ids {
-      for i in 0..<index.idCount { body(Int(ids[i]), Int(index.starts[i])..<Int(index.starts[i + 1])) }
+    if index.isSparse {
+      for i in 0..<index.idCount { body(index.id(i), index.start(i)..<index.start(i + 1)) }
       return
     }
-    for p in 0..<partitions where index.starts[p + 1] > index.starts[p] {
-      body(p, Int(index.starts[p])..<Int(index.starts[p + 1]))
+    for p in 0..<partitions where index.start(p + 1) > index.start(p) {
+      body(p, index.start(p)..<index.start(p + 1))
     }
   }
 }
 
 /// Where each partition's rows are in a frame whose rows are in partition order: dense (one
 /// start per partition) when most partitions have rows, else only the partitions that do,
-/// so a small frame cut many ways costs its rows, not the partition count.
+/// so a small frame cut many ways costs its rows, not the partition count. Entries take 16
+/// bits when every start and partition id fits, else 32: a many-way shuffle holds thousands
+/// of indexes, and most of its frames are short.
 final class PartitionIndex: @unchecked Sendable {
-  /// Dense: partition `p` is `starts[p] ..< starts[p + 1]`. Sparse: `ids` are the non-empty
-  /// partitions in order, and `ids[i]` is `starts[i] ..< starts[i + 1]`. Both in one buffer
-  /// for data that outlives its task (`bs_lasting_alloc`): a many-way shuffle holds thousands.
+  /// Dense: partition `p` is `start(p) ..< start(p + 1)`. Sparse: `id(i)` are the non-empty
+  /// partitions in order, and `id(i)` is `start(i) ..< start(i + 1)`. Both in one buffer for
+  /// data that outlives its task (`bs_lasting_alloc`).
   private let storage: UnsafeMutableRawPointer
   private let storageBytes: Int
 
-  /// The index as raw pointers, valid while it lives.
+  /// The index as a raw pointer, valid while it lives.
   struct Raw {
-    let starts: UnsafePointer<UInt32>
-    let ids: UnsafePointer<UInt32>?
+    let base: UnsafeRawPointer
+    /// Entries of 16 bits, else 32.
+    let narrow: Bool
+    let isSparse: Bool
+    /// The non-empty partitions when sparse; 0 when dense.
     let idCount: Int
 
+    @inline(__always) private func entry(_ i: Int) -> Int {
+      narrow
+        ? Int(base.load(fromByteOffset: i &* 2, as: UInt16.self))
+        : Int(base.load(fromByteOffset: i &* 4, as: UInt32.self))
+    }
+
+    /// Where the rows of the `i`th entry start (dense: partition `i`; sparse: `id(i)`).
+    @inline(__always) func start(_ i: Int) -> Int { entry(i) }
+
+    /// The partition of the `i`th entry of a sparse index.
+    @inline(__always) func id(_ i: Int) -> Int { entry(idCount + 1 + i) }
+
     /// The rows of partition `p`.
-    func range(_ p: Int) -> Range<Int> {
-      guard let ids else { return Int(starts[p])..<Int(starts[p + 1]) }
+    @inline(__always) func range(_ p: Int) -> Range<Int> {
+      guard isSparse else { return start(p)..<start(p + 1) }
+      return sparseRange(p)
+    }
+
+    /// `range(p)` of a sparse index: a binary search of the ids.
+    private func sparseRange(_ p: Int) -> Range<Int> {
       var lo = 0
       var hi = idCount
       while lo < hi {
         let mid = (lo + hi) >> 1
-        if Int(ids[mid]) < p { lo = mid + 1 } else { hi = mid }
+        if id(mid) < p { lo = mid + 1 } else { hi = mid }
       }
-      guard lo < idCount, Int(ids[lo]) == p else { return 0..<0 }
-      return Int(starts[lo])..<Int(starts[lo + 1])
+      guard lo < idCount, id(lo) == p else { return 0..<0 }
+      return start(lo)..<start(lo + 1)
     }
   }
 
   let raw: Raw
 
   /// From the `partitions + 1` starts of a counting sort.
-  init(starts all: [UInt64]) {
+  init(starts all: UnsafeBufferPointer<UInt64>) {
     let partitions = all.count - 1
     var nonEmpty = 0
     for p in 0..<partitions where all[p + 1] > all[p] { nonEmpty += 1 }
     let dense = nonEmpty * 2 >= partitions
     let count = dense ? all.count : 2 * nonEmpty + 1
-    storageBytes = count * MemoryLayout<UInt32>.stride
+    let narrow = all[partitions] <= UInt16.max && (dense || partitions <= Int(UInt16.max) + 1)
+    storageBytes = count * (narrow ? 2 : 4)
     guard let buffer = bs_lasting_alloc(storageBytes) else {
       fatalError("out of memory for a partition index of \(storageBytes) bytes")
     }
     storage = buffer
-    let starts = buffer.bindMemory(to: UInt32.self, capacity: count)
+    func put(_ i: Int, _ value: UInt64) {
+      if narrow {
+        buffer.storeBytes(of: UInt16(value), toByteOffset: i * 2, as: UInt16.self)
+      } else {
+        buffer.storeBytes(of: UInt32(value), toByteOffset: i * 4, as: UInt32.self)
+      }
+    }
     if dense {
-      for (i, start) in all.enumerated() { starts[i] = UInt32(start) }
-      raw = Raw(starts: UnsafePointer(starts), ids: nil, idCount: 0)
+      for (i, start) in all.enumerated() { put(i, start) }
     } else {
-      let ids = starts + nonEmpty + 1
       var i = 0
       for p in 0..<partitions where all[p + 1] > all[p] {
-        ids[i] = UInt32(p)
-        starts[i] = UInt32(all[p])
+        put(nonEmpty + 1 + i, UInt64(p))
+        put(i, all[p])
         i += 1
       }
-      starts[nonEmpty] = UInt32(all[partitions])
-      raw = Raw(starts: UnsafePointer(starts), ids: UnsafePointer(ids), idCount: nonEmpty)
+      put(nonEmpty, all[partitions])
     }
+    raw = Raw(base: UnsafeRawPointer(buffer), narrow: narrow, isSparse: !dense, idCount: dense ? 0 : nonEmpty)
   }
 
   deinit { bs_lasting_free(storage, storageBytes) }

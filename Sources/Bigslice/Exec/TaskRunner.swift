@@ -82,7 +82,7 @@ struct TaskRunner {
       let ids: [UInt32]
       switch task.partitioner {
       case .hash:
-        ids = Frame.partitionIDs(hashes: try frame.hashKeys(seed: 0), partitions: task.partitions)
+        return try frame.withHashPartitionIDs(partitions: task.partitions) { try sink.write(frame, ids: $0) }
       case .custom(let f):
         ids = try f(frame, task.partitions)
         guard ids.count == frame.count else {
@@ -94,7 +94,7 @@ struct TaskRunner {
       case .sampled:
         preconditionFailure("a sampled shuffle is compiled into splits")
       }
-      try sink.write(frame, ids: ids)
+      try ids.withUnsafeBufferPointer { try sink.write(frame, ids: $0) }
     }
     if let combining = task.combining {
       // Map-side combining, as the rows stream by: memory grows with distinct keys, not rows,
