@@ -185,14 +185,18 @@ private final class PackedPartitionReader: Reader {
 }
 
 /// Non-decreasing offsets (where each section of a file starts and the last ends, or where each
-/// partition's rows start): 4 bytes each while they are under 4 Gi (a job of thousands of
-/// tasks and partitions holds millions of them).
+/// partition's rows start): 2 bytes each while they are under 64 Ki (most files of a many-way
+/// shuffle), 4 under 4 Gi (a job of thousands of tasks and partitions holds millions of them).
 private enum CompactOffsets {
+  case short([UInt16])
   case narrow([UInt32])
   case wide([UInt64])
 
   init(_ offsets: [UInt64]) {
-    if let last = offsets.last, last <= UInt64(UInt32.max) {
+    let last = offsets.last ?? 0
+    if last <= UInt64(UInt16.max) {
+      self = .short(offsets.map { UInt16($0) })
+    } else if last <= UInt64(UInt32.max) {
       self = .narrow(offsets.map { UInt32($0) })
     } else {
       self = .wide(offsets)
@@ -201,6 +205,7 @@ private enum CompactOffsets {
 
   subscript(i: Int) -> Int {
     switch self {
+    case .short(let offsets): return Int(offsets[i])
     case .narrow(let offsets): return Int(offsets[i])
     case .wide(let offsets): return Int(offsets[i])
     }
