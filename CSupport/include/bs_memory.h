@@ -14,9 +14,10 @@ extern "C" {
 
 /* Returns freed memory to the system, so the resident set follows what is live rather than
  * what was ever used: every mapping held in the process's pool (bs_pool_empty on
- * bs_pool_process()), the calling thread's cache of freed buffers, then the free heap memory of every malloc arena (glibc's malloc_trim;
- * nothing where the C library has no such call). Returns the bytes the pool gave back
- * (>= 0; the heap's part is not counted: malloc_trim does not tell). */
+ * bs_pool_process()), the calling thread's cache of freed buffers, then the free heap memory
+ * of every malloc arena (glibc's malloc_trim; nothing where the C library has no such call).
+ * Returns the bytes the pool gave back (>= 0; the heap's part and the cache's are not
+ * counted: malloc_trim does not tell). */
 int64_t bs_release_free_memory(void);
 
 /* Turns off glibc's fastbins (mallopt M_MXFAST 0): small frees go to the per-thread cache,
