@@ -9,13 +9,16 @@ public enum Grouping {
   /// - Throws: `FrameError.invalidArgument` when an id is `groups` or more, or there are 2³²
   ///   rows or more.
   public static func order(groupIDs: [UInt32], groups: Int) throws -> (permutation: [UInt32], starts: [UInt64]) {
-    if groups == 0 {
-      try check(groupIDs.count, groups: groups)
-      return ([], [0])
+    try check(groupIDs.count, groups: groups)
+    if groups == 0 { return ([], [0]) }
+    var starts = [UInt64](repeating: 0, count: groups + 1)
+    var permutation = [UInt32](repeating: 0, count: groupIDs.count)
+    try groupIDs.withUnsafeBufferPointer { ids in
+      try starts.withUnsafeMutableBufferPointer { s in
+        try permutation.withUnsafeMutableBufferPointer { try order(ids, groups: groups, into: $0, starts: s) }
+      }
     }
-    return try groupIDs.withUnsafeBufferPointer { ids in
-      try withOrder(groupIDs: ids, groups: groups) { (Array($0), Array($1)) }
-    }
+    return (permutation, starts)
   }
 
   /// `order(groupIDs:groups:)` with both arrays in working memory that lives only for `body`
@@ -30,12 +33,20 @@ public enum Grouping {
     guard groups > 0 else { throw FrameError.invalidArgument("rows to put in order of no groups") }
     return try Memory.withScratch(UInt64.self, count: groups + 1) { starts in
       try Memory.withScratch(UInt32.self, count: groupIDs.count) { permutation in
-        let rc = bs_partition_permutation(
-          groupIDs.baseAddress, groupIDs.count, UInt32(groups), starts.baseAddress, permutation.baseAddress)
-        guard rc == BS_OK else { throw FrameError.invalidArgument("a group id is not below \(groups)") }
+        try order(groupIDs, groups: groups, into: permutation, starts: starts)
         return try body(UnsafeBufferPointer(permutation), UnsafeBufferPointer(starts))
       }
     }
+  }
+
+  /// The counting sort itself, into memory the caller owns (`groups` at least 1, `ids` checked).
+  private static func order(
+    _ ids: UnsafeBufferPointer<UInt32>, groups: Int, into permutation: UnsafeMutableBufferPointer<UInt32>,
+    starts: UnsafeMutableBufferPointer<UInt64>
+  ) throws {
+    let rc = bs_partition_permutation(
+      ids.baseAddress, ids.count, UInt32(groups), starts.baseAddress, permutation.baseAddress)
+    guard rc == BS_OK else { throw FrameError.invalidArgument("a group id is not below \(groups)") }
   }
 
   /// Throws what the C kernels would refuse, naming it: more rows than 32-bit ids address,
