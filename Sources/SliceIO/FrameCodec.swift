@@ -39,9 +39,9 @@ public struct CodecOptions: Sendable, Hashable {
 public enum StreamBlock {
   /// A frame of rows.
   case frame(Frame)
-  /// The end marker: the stream holds `rows` rows in `blocks` frame blocks before it. A stream
-  /// without it was cut short.
-  case end(rows: Int, blocks: Int)
+  /// The end marker: the stream holds `rows` rows in `blocks` frame blocks before it, and the
+  /// table its writer gave (`FrameEncoder.encodeEnd`). A stream without it was cut short.
+  case end(rows: Int, blocks: Int, table: [UInt32]?)
 }
 
 private enum PayloadKind: UInt8 {
@@ -54,7 +54,9 @@ private enum PayloadKind: UInt8 {
 /// Payload of a frame block (little-endian): `u8 kind = 1`, `u32 columns`, `u32 prefix`, a type
 /// descriptor per column (`u8 tag`, then `u8 scalar kind` or `u16 length + name` for boxed),
 /// then each column's encoding (`Column.encode`). The row count is the block header's.
-/// Payload of the end block: `u8 kind = 2`, `u64 rows`, `u64 blocks`.
+/// Payload of the end block: `u8 kind = 2`, `u64 rows`, `u64 blocks`, and for a stream with a
+/// table (a packed shuffle section's rows per partition) `u8 width` (2 or 4), then its values of
+/// that many bytes.
 public final class FrameEncoder {
   public let options: CodecOptions
   private let blocks: BlockEncoder
@@ -103,12 +105,22 @@ public final class FrameEncoder {
     }
   }
 
-  /// Appends the end marker of a stream of `blocks` frame blocks holding `rows` rows.
-  public func encodeEnd(rows: Int, blocks count: Int, into out: ByteWriter) throws {
+  /// Appends the end marker of a stream of `blocks` frame blocks holding `rows` rows, carrying
+  /// `table` when given (2 bytes a value when they all fit).
+  public func encodeEnd(rows: Int, blocks count: Int, table: [UInt32]? = nil, into out: ByteWriter) throws {
     payload.removeAll()
     payload.append(PayloadKind.end.rawValue)
     payload.append(UInt64(rows))
     payload.append(UInt64(count))
+    if let table {
+      if table.allSatisfy({ $0 <= UInt32(UInt16.max) }) {
+        payload.append(UInt8(2))
+        for value in table { payload.append(UInt16(value)) }
+      } else {
+        payload.append(UInt8(4))
+        for value in table { payload.append(value) }
+      }
+    }
     try blocks.encode(payload.bytes, rows: 0, into: out)
   }
 
@@ -162,8 +174,19 @@ public final class FrameDecoder {
       case .end:
         let total = try reader.readCount("end marker row count", limit: Int.max)
         let count = try reader.readCount("end marker block count", limit: Int.max)
-        guard reader.remaining == 0 else { throw FrameError.corrupt("\(reader.remaining) bytes after the end marker") }
-        return .end(rows: total, blocks: count)
+        guard reader.remaining > 0 else { return .end(rows: total, blocks: count, table: nil) }
+        let width = Int(try reader.read(UInt8.self, "end marker table width"))
+        guard width == 2 || width == 4, reader.remaining % width == 0 else {
+          throw FrameError.corrupt("an end marker table of \(width)-byte values in \(reader.remaining) bytes")
+        }
+        var table: [UInt32] = []
+        table.reserveCapacity(reader.remaining / width)
+        while reader.remaining > 0 {
+          table.append(
+            width == 2
+              ? UInt32(try reader.read(UInt16.self, "table value")) : try reader.read(UInt32.self, "table value"))
+        }
+        return .end(rows: total, blocks: count, table: table)
       case .frame:
         guard rows <= UInt64(Int32.max) else { throw FrameError.corrupt("a frame of \(rows) rows") }
         let columnCount = Int(try reader.read(UInt32.self, "column count"))

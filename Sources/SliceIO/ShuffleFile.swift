@@ -8,12 +8,16 @@ import Frame
 
 /// One task's output cut into partitions, in one file, as Spark's sort-based shuffle does: a
 /// shuffle of `n` map tasks makes `n` files whatever the partition count. The file is a run of
-/// sections, each a block stream ending in its end marker, at bytes `range(p)`:
+/// sections, each a block stream ending in its end marker, at bytes `sectionRange(s)`:
 /// - a partition of some size has a section of its own; an empty one has no bytes at all;
 /// - small partitions side by side share a packed section (`ShuffleFileWriter`'s `packBytes`):
-///   one frame of their rows in partition order, and `rowsInSection(p)` says where each
-///   partition's rows are in it. A many-way shuffle leaves a few rows per task and partition,
-///   and a section each cost more in framing, encoding and decoding than its rows.
+///   one frame of their rows in partition order, whose end marker carries where the rows of
+///   each partition holding some end in it (`PackedSection`). A many-way shuffle leaves a few rows per task
+///   and partition, and a section each cost more in framing, encoding and decoding than its
+///   rows.
+///
+/// What is kept in memory grows with the sections, plus a bit per partition: where each
+/// partition's rows are in a packed section is read with the section.
 ///
 /// The file is removed when the last reference goes.
 public final class ShuffleFile: @unchecked Sendable {
@@ -39,17 +43,19 @@ public final class ShuffleFile: @unchecked Sendable {
     var blocks: [Int]
   }
 
-  /// Which partitions each section holds, and where their rows are.
+  /// Which partitions each section holds, and the rows of each section.
   fileprivate final class Packing {
     /// Section `s` holds partitions `first[s] ..< first[s + 1]`.
-    let first: [UInt32]
-    /// Partition `p`'s rows are the file's rows `rows[p] ..< rows[p + 1]`, counted in
-    /// partition order.
+    let first: CompactOffsets
+    /// Section `s` holds the file's rows `rows[s] ..< rows[s + 1]`.
     let rows: CompactOffsets
+    /// The partitions holding rows.
+    let holding: PartitionBits
 
-    init(first: [UInt32], rows: [UInt64]) {
-      self.first = first
+    init(first: [UInt64], rows: [UInt64], holding: PartitionBits) {
+      self.first = CompactOffsets(first)
       self.rows = CompactOffsets(rows)
+      self.holding = holding
     }
 
     func section(of p: Int) -> Int {
@@ -58,7 +64,7 @@ public final class ShuffleFile: @unchecked Sendable {
       var hi = first.count - 1
       while hi - lo > 1 {
         let mid = (lo + hi) >> 1
-        if Int(first[mid]) <= p { lo = mid } else { hi = mid }
+        if first[mid] <= p { lo = mid } else { hi = mid }
       }
       return lo
     }
@@ -93,7 +99,7 @@ public final class ShuffleFile: @unchecked Sendable {
   /// The partitions section `s` holds.
   public func partitions(inSection s: Int) -> Range<Int> {
     guard let packing else { return s..<(s + 1) }
-    return Int(packing.first[s])..<Int(packing.first[s + 1])
+    return packing.first[s]..<packing.first[s + 1]
   }
 
   /// The bytes of section `s`.
@@ -105,57 +111,44 @@ public final class ShuffleFile: @unchecked Sendable {
   /// The rows of section `s`; nil when the file is not packed (its sections do not count them).
   public func sectionRows(_ s: Int) -> Int? {
     guard let packing else { return nil }
-    let all = partitions(inSection: s)
-    return packing.rows[all.upperBound] - packing.rows[all.lowerBound]
+    return packing.rows[s + 1] - packing.rows[s]
   }
 
   /// Whether partition `p` has no rows.
   public func isEmpty(_ p: Int) -> Bool {
     guard let packing else { return range(p).isEmpty }
-    return packing.rows[p] == packing.rows[p + 1]
+    return !packing.holding[p]
   }
 
-  /// Where partition `p`'s rows are in the frame of its section, when it shares the section
-  /// with other partitions; nil when the section is its own.
-  public func rowsInSection(_ p: Int) -> Range<Int>? { place(p).rows }
+  /// The partitions holding rows.
+  public var holding: PartitionBits {
+    packing?.holding ?? PartitionBits(count: partitions) { !range($0).isEmpty }
+  }
 
   /// Where a partition is.
   public struct Place {
     /// The section holding it.
     public let section: Int
-    /// Its rows in the frame of its section when the section is packed with other
-    /// partitions; nil when the section is its own.
-    public let rows: Range<Int>?
+    /// Whether the section is packed with other partitions: its rows are then found in the
+    /// section's `PackedSection`.
+    public let isShared: Bool
     public let isEmpty: Bool
   }
 
-  /// Where partition `p` is: one search of the sections, for readers that need all of it.
+  /// Where partition `p` is: one search of the sections.
   public func place(_ p: Int) -> Place {
-    guard let packing else { return Place(section: p, rows: nil, isEmpty: range(p).isEmpty) }
+    guard let packing else { return Place(section: p, isShared: false, isEmpty: range(p).isEmpty) }
     let s = packing.section(of: p)
-    let first = Int(packing.first[s])
-    let start = packing.rows[p]
-    let end = packing.rows[p + 1]
-    guard Int(packing.first[s + 1]) - first > 1 else { return Place(section: s, rows: nil, isEmpty: start == end) }
-    let base = packing.rows[first]
-    return Place(section: s, rows: (start - base)..<(end - base), isEmpty: start == end)
-  }
-
-  /// The bytes partition `p` takes: its section's, or its share of a packed section's by rows
-  /// (at least 1 when it has rows). 0 means it has no rows.
-  public func partitionBytes(_ p: Int) -> Int {
-    let place = place(p)
-    guard let local = place.rows else { return sectionRange(place.section).count }
-    if local.isEmpty { return 0 }
-    return max(1, sectionRange(place.section).count * local.count / max(sectionRows(place.section) ?? 1, 1))
+    return Place(section: s, isShared: packing.first[s + 1] - packing.first[s] > 1, isEmpty: !packing.holding[p])
   }
 
   /// A reader of partition `p`'s frames. It opens the file on its first read, and lets go of
   /// the descriptor and its buffer at the end of the section; it keeps the file alive while
   /// it reads.
   public func reader(_ p: Int) -> any Reader {
-    if isEmpty(p) { return FrameReader([]) }
-    if rowsInSection(p) != nil { return PackedPartitionReader(file: self, partition: p) }
+    let place = place(p)
+    if place.isEmpty { return FrameReader([]) }
+    if place.isShared { return PackedPartitionReader(file: self, partition: p) }
     return SectionReader(path: path, range: range(p), schema: schema, owner: self, directory: directory)
   }
 
@@ -165,6 +158,38 @@ public final class ShuffleFile: @unchecked Sendable {
     if isEmpty(p) { return [] }
     return try readSections(p..<(p + 1)).frames(p)
   }
+}
+
+/// A packed section of a `ShuffleFile`, decoded: the rows of its partitions in partition order,
+/// and where each partition's rows end.
+public struct PackedSection: Sendable {
+  /// The rows of all its partitions.
+  public let frame: Frame
+  /// The partitions it holds.
+  public let partitions: Range<Int>
+  /// Where the rows of each partition holding some end in `frame`, in partition order; empty
+  /// when it holds one partition.
+  private let ends: [UInt32]
+  private let holding: PartitionBits
+
+  fileprivate init(frame: Frame, partitions: Range<Int>, ends: [UInt32], holding: PartitionBits) {
+    self.frame = frame
+    self.partitions = partitions
+    self.ends = ends
+    self.holding = holding
+  }
+
+  /// The rows of partition `p` (one of `partitions`) in `frame`.
+  public func rows(of p: Int) -> Range<Int> {
+    precondition(partitions.contains(p), "partition \(p) is not in the section's \(partitions)")
+    if ends.isEmpty { return 0..<frame.count }
+    let i = holding.count(in: partitions.lowerBound..<p)
+    let start = i == 0 ? 0 : Int(ends[i - 1])
+    return holding[p] ? start..<Int(ends[i]) : start..<start
+  }
+
+  /// The bytes it takes in memory.
+  public var byteCount: Int { frame.byteCount + 4 * ends.count }
 }
 
 /// A partition of a packed section, read on the first `read`.
@@ -184,9 +209,9 @@ private final class PackedPartitionReader: Reader {
   }
 }
 
-/// Non-decreasing offsets (where each section of a file starts and the last ends, or where each
-/// partition's rows start): 2 bytes each while they are under 64 Ki (most files of a many-way
-/// shuffle), 4 under 4 Gi (a job of thousands of tasks and partitions holds millions of them).
+/// Non-decreasing offsets (where each section of a file starts and the last ends, its first
+/// partition, or its first row): 2 bytes each while they are under 64 Ki (most files of a
+/// many-way shuffle), 4 under 4 Gi (a job of thousands of tasks holds millions of them).
 private enum CompactOffsets {
   case short([UInt16])
   case narrow([UInt32])
@@ -208,6 +233,14 @@ private enum CompactOffsets {
     case .short(let offsets): return Int(offsets[i])
     case .narrow(let offsets): return Int(offsets[i])
     case .wide(let offsets): return Int(offsets[i])
+    }
+  }
+
+  var count: Int {
+    switch self {
+    case .short(let offsets): return offsets.count
+    case .narrow(let offsets): return offsets.count
+    case .wide(let offsets): return offsets.count
     }
   }
 }
@@ -260,18 +293,30 @@ public final class SectionBlock: @unchecked Sendable {
   /// - Throws: `SliceIOError.integrity` when its blocks are damaged.
   public func frames(_ p: Int) throws -> [Frame] {
     precondition(partitions.contains(p), "partition \(p) is not in the block's \(partitions)")
-    if file.isEmpty(p) { return [] }
-    guard let local = file.rowsInSection(p) else { return try decode(file.range(p)) }
-    return [try sectionFrame(file.section(of: p)).slice(local)]
+    let place = file.place(p)
+    if place.isEmpty { return [] }
+    guard place.isShared else { return try decode(file.range(p)) }
+    let section = try packedSection(place.section)
+    return [section.frame.slice(section.rows(of: p))]
   }
 
-  /// The rows of section `s` (one of those held) as one frame: for a packed section, its
-  /// partitions' rows in partition order.
+  /// Section `s` (one of those held, in a packed file) decoded: its partitions' rows in
+  /// partition order as one frame, and where each partition's rows are.
   /// - Throws: `SliceIOError.integrity` when its blocks are damaged or hold other than the
   ///   rows the file wrote there.
-  public func sectionFrame(_ s: Int) throws -> Frame {
+  public func packedSection(_ s: Int) throws -> PackedSection {
     let range = file.sectionRange(s)
-    let frames = try decode(range)
+    let held = file.partitions(inSection: s)
+    let holding = held.count > 1 ? file.holding : PartitionBits(count: 0)
+    let (frames, table) = try SectionReader.decodeStream(
+      slice(range), path: file.path, section: range, schema: file.schema)
+    let ends = held.count > 1 ? table ?? [] : []
+    if held.count > 1, ends.count != holding.count(in: held) {
+      throw SliceIOError.integrity(
+        source: "\(file.path) bytes \(range)", block: 0,
+        problem: .malformedPayload(
+          "the row table has \(ends.count) entries for \(holding.count(in: held)) partitions with rows"))
+    }
     let frame: Frame
     do {
       frame = frames.count == 1 ? frames[0] : try Frame.concat(frames)
@@ -283,14 +328,32 @@ public final class SectionBlock: @unchecked Sendable {
         source: "\(file.path) bytes \(range)", block: 0,
         problem: .truncated("the section holds \(frame.count) rows, not the \(expected) written"))
     }
-    return frame
+    var before = 0
+    for (i, end) in ends.enumerated() {
+      let end = Int(end)
+      guard end > before, end <= frame.count else {
+        throw SliceIOError.integrity(
+          source: "\(file.path) bytes \(range)", block: 0,
+          problem: .malformedPayload("the row table's entry \(i) (\(end)) disagrees with the section"))
+      }
+      before = end
+    }
+    if held.count > 1, before != frame.count {
+      throw SliceIOError.integrity(
+        source: "\(file.path) bytes \(range)", block: 0,
+        problem: .malformedPayload("the row table ends at row \(before) of \(frame.count)"))
+    }
+    return PackedSection(frame: frame, partitions: held, ends: ends, holding: holding)
+  }
+
+  /// Bytes `section` of the file, held here.
+  private func slice(_ section: Range<Int>) -> UnsafeRawBufferPointer {
+    precondition(section.lowerBound >= start && section.upperBound <= start + byteCount, "section outside the block")
+    return UnsafeRawBufferPointer(rebasing: bytes[(section.lowerBound - start)..<(section.upperBound - start)])
   }
 
   private func decode(_ section: Range<Int>) throws -> [Frame] {
-    precondition(section.lowerBound >= start && section.upperBound <= start + byteCount, "section outside the block")
-    let bytes = UnsafeRawBufferPointer(
-      rebasing: self.bytes[(section.lowerBound - start)..<(section.upperBound - start)])
-    return try SectionReader.decode(bytes, path: file.path, section: section, schema: file.schema)
+    try SectionReader.decode(slice(section), path: file.path, section: section, schema: file.schema)
   }
 }
 
@@ -366,11 +429,18 @@ public final class SectionReader: Reader {
   static func decode(
     _ bytes: UnsafeRawBufferPointer, path: String, section: Range<Int>, schema: Schema?
   ) throws -> [Frame] {
+    try decodeStream(bytes, path: path, section: section, schema: schema).frames
+  }
+
+  /// `decode`, with the table the stream's end marker carries.
+  static func decodeStream(
+    _ bytes: UnsafeRawBufferPointer, path: String, section: Range<Int>, schema: Schema?
+  ) throws -> (frames: [Frame], table: [UInt32]?) {
     do {
       let reader = BlockFileReader(stream: BlockStreamReader(borrowing: bytes, name: path), schema: schema)
       var frames: [Frame] = []
       while let frame = try reader.read() { frames.append(frame) }
-      return frames
+      return (frames, reader.table)
     } catch SliceIOError.integrity(_, let block, let problem) {
       throw SliceIOError.integrity(source: "\(path) bytes \(section)", block: block, problem: problem)
     } catch SliceIOError.schemaMismatch(_, let block, let expected, let found) {
@@ -479,7 +549,7 @@ public final class ShuffleFileWriter {
   private var totalRows = 0
   private var finished = false
   /// The packed section of each run being merged last decoded, for its next partitions.
-  private var decoded: [ObjectIdentifier: (section: Int, frame: Frame)] = [:]
+  private var decoded: [ObjectIdentifier: PackedSection] = [:]
 
   private enum Mode {
     case noRows
@@ -552,17 +622,16 @@ public final class ShuffleFileWriter {
     if run.isEmpty(p) { return }
     if source.blocks[p] == 0 {
       // Its rows are in a packed section (perhaps alone).
-      let place = run.place(p)
-      let s = place.section
+      let s = run.section(of: p)
       let key = ObjectIdentifier(run)
-      let frame: Frame
-      if let last = decoded[key], last.section == s {
-        frame = last.frame
+      let section: PackedSection
+      if let last = decoded[key], last.partitions.contains(p) {
+        section = last
       } else {
-        frame = try run.readSections(p..<(p + 1)).sectionFrame(s)
-        decoded[key] = (s, frame)
+        section = try run.readSections(p..<(p + 1)).packedSection(s)
+        decoded[key] = section
       }
-      return try write(place.rows.map { frame.slice($0) } ?? frame, to: p)
+      return try write(section.frame.slice(section.rows(of: p)), to: p)
     }
     try moveTo(p)
     if mode != .own { try becomeOwn() }
@@ -605,7 +674,12 @@ public final class ShuffleFileWriter {
     if Int(firsts.last!) < partitions { try endSection(at: partitions) }
     try file.finish()
     decoded = [:]
-    let packed = firsts.count - 1 == partitions ? nil : ShuffleFile.Packing(first: firsts, rows: rowsBefore)
+    var packed: ShuffleFile.Packing?
+    if firsts.count - 1 != partitions {
+      let holding = PartitionBits(count: partitions) { rowsBefore[$0 + 1] > rowsBefore[$0] }
+      packed = ShuffleFile.Packing(
+        first: firsts.map { UInt64($0) }, rows: firsts.map { rowsBefore[Int($0)] }, holding: holding)
+    }
     return ShuffleFile(
       path: path, directory: directory, schema: schema, offsets: offsets, packing: packed, partitions: partitions,
       rows: totalRows, runDetail: asRun ? detail : nil)
@@ -661,7 +735,8 @@ public final class ShuffleFileWriter {
   }
 
   /// Ends the section in progress before partition `next`: a packed one is written now as one
-  /// frame; an own one gets its end marker.
+  /// frame, its end marker carrying where each partition's rows end when it holds more than
+  /// one; an own one gets its end marker.
   private func endSection(at next: Int) throws {
     if packing {
       if !pending.isEmpty {
@@ -676,7 +751,15 @@ public final class ShuffleFileWriter {
           blocks += 1
           try file.flushIfFull()
         }
-        try encoder.encodeEnd(rows: frame.count, blocks: blocks, into: file.buffer)
+        let first = Int(firsts.last!)
+        var table: [UInt32]?
+        if next - first > 1 {
+          let base = rowsBefore[first]
+          table = (first..<next).filter { rowsBefore[$0 + 1] > rowsBefore[$0] }.map {
+            UInt32(rowsBefore[$0 + 1] - base)
+          }
+        }
+        try encoder.encodeEnd(rows: frame.count, blocks: blocks, table: table, into: file.buffer)
         pending.removeAll(keepingCapacity: true)
         pendingBytes = 0
         currentFrom = 0

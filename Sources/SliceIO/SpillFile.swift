@@ -286,6 +286,8 @@ public final class BlockFileReader: Reader {
   private var rows = 0
   private var frames = 0
   private var done = false
+  /// The table the end marker carried, once read.
+  public private(set) var table: [UInt32]?
 
   /// Reads `source`, expecting frames of `schema` (nil: any). `owner` is kept alive while
   /// reading (a `SpillFile`, say).
@@ -317,7 +319,7 @@ public final class BlockFileReader: Reader {
         rows += frame.count
         frames += 1
         if frame.count > 0 { return frame }
-      case .end(let total, let count):
+      case .end(let total, let count, let table):
         guard total == rows, count == frames else {
           throw SliceIOError.integrity(
             source: name, block: index,
@@ -329,6 +331,7 @@ public final class BlockFileReader: Reader {
             source: name, block: index + 1, problem: .malformedPayload("data after the end marker"))
         }
         done = true
+        self.table = table
         return nil
       }
     }

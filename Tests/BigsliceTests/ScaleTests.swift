@@ -222,6 +222,6 @@ import Testing
       }
     }
     #expect(cache.bytes == 0)
-    if packBytes > 0 { #expect((0..<partitions).contains { files[0].0.rowsInSection($0) != nil }, "nothing packed") }
+    if packBytes > 0 { #expect((0..<partitions).contains { files[0].0.place($0).isShared }, "nothing packed") }
   }
 }

@@ -111,10 +111,10 @@ import Testing
     for (p, frames) in written.enumerated() {
       let expected = rows(frames)
       #expect(file.isEmpty(p) == expected.isEmpty, "partition \(p)")
-      #expect((file.partitionBytes(p) > 0) == !expected.isEmpty, "partition \(p)")
+      #expect(file.holding[p] == !expected.isEmpty, "partition \(p)")
       #expect(rows(try readAll(file.reader(p))) == expected, "partition \(p)")
       #expect(rows(try file.frames(p)) == expected, "partition \(p)")
-      if file.rowsInSection(p) != nil { shared += 1 }
+      if file.place(p).isShared { shared += 1 }
     }
     for span in [1, 7] {
       for first in stride(from: 0, to: partitions, by: span) {
@@ -126,7 +126,7 @@ import Testing
     }
     #expect((shared > 0) == (packBytes > 0), "\(shared) partitions share sections")
     // A packed partition of a file cut short is an error naming the file.
-    if let p = (0..<partitions).last(where: { file.rowsInSection($0).map { !$0.isEmpty } ?? false }) {
+    if let p = (0..<partitions).last(where: { file.place($0).isShared && !file.isEmpty($0) }) {
       #expect(truncate(file.path, off_t(file.range(p).lowerBound + 1)) == 0)
       let error = #expect(throws: SliceIOError.self) { try file.frames(p) }
       #expect("\(error!)".contains(file.path))
@@ -167,6 +167,47 @@ import Testing
       #expect(rows(try readAll(file.reader(p))) == rows(runs.map { $0[p] }), "partition \(p)")
     }
     #expect(file.rows == runs.joined().reduce(0) { $0 + $1.count })
+  }
+
+  /// A packed section's table of where each partition's rows end is checked before it is
+  /// used: a damaged byte fails on a checksum, and a table in an intact end marker whose
+  /// entries disagree with the section (past its last row, no rows for a partition written
+  /// with some, going backwards) fails naming the file: no rows move between partitions.
+  @Test func aPackedSectionsRowTableIsChecked() throws {
+    let dir = try SpillDirectory()
+    let schema = try randomFrame(rows: 1, seed: 0).schema
+    let options = CodecOptions(level: BlockEncoder.stored, transform: .none, targetBlockBytes: 1 << 16)
+    func packedFile() throws -> ShuffleFile {
+      let writer = try ShuffleFileWriter(
+        directory: dir, schema: schema, partitions: 4, options: options, packBytes: 1 << 16)
+      try writer.write(try randomFrame(rows: 3, seed: 1), to: 0)
+      try writer.write(try randomFrame(rows: 2, seed: 2), to: 2)
+      try writer.write(try randomFrame(rows: 4, seed: 3), to: 3)
+      let file = try writer.finish()
+      #expect(file.place(0).isShared && file.section(of: 3) == 0, "one section holds every partition")
+      #expect(rows(try file.frames(2)) == rows([try randomFrame(rows: 2, seed: 2)]))
+      return file
+    }
+    func overwrite(_ file: ShuffleFile, at offset: Int, with bytes: UnsafeRawBufferPointer) {
+      let fd = open(file.path, O_WRONLY)
+      #expect(pwrite(fd, bytes.baseAddress, bytes.count, off_t(offset)) == bytes.count)
+      close(fd)
+    }
+    // The section is one frame block and its end marker, which carries the table [3, 5, 9].
+    for table: [UInt32] in [[3, 5, 10], [3, 3, 9], [5, 3, 9]] {
+      let file = try packedFile()
+      let forged = ByteWriter()
+      try FrameEncoder(options: options).encodeEnd(rows: 9, blocks: 1, table: table, into: forged)
+      overwrite(file, at: file.sectionRange(0).upperBound - forged.bytes.count, with: forged.bytes)
+      for p in [0, 2, 3] {
+        let error = #expect(throws: SliceIOError.self, "table \(table), partition \(p)") { try file.frames(p) }
+        #expect(error.map { "\($0)".contains(file.path) && "\($0)".contains("row table") } ?? false)
+      }
+    }
+    let file = try packedFile()
+    var byte: UInt8 = 0xA5
+    overwrite(file, at: file.sectionRange(0).upperBound - 3, with: UnsafeRawBufferPointer(start: &byte, count: 1))
+    #expect(throws: SliceIOError.self) { try file.frames(0) }
   }
 
   @Test func aCutSectionIsAnIntegrityError() throws {

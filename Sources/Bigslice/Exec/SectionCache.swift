@@ -24,7 +24,7 @@ final class SectionCache: @unchecked Sendable {
     /// Blocks of sections of their own, by upstream and block.
     var blocks: [Int: Kept<SectionBlock>] = [:]
     /// Packed sections, decoded, by upstream and section.
-    var sections: [Int: Kept<Frame>] = [:]
+    var sections: [Int: Kept<PackedSection>] = [:]
     var bytes = 0
     /// Partitions per block; 0 until the first file sets it.
     var span = 0
@@ -60,8 +60,9 @@ final class SectionCache: @unchecked Sendable {
     _ file: ShuffleFile, at place: ShuffleFile.Place, upstream: Int, partition p: Int
   ) throws -> [(frame: Frame, rows: Range<Int>)] {
     if place.isEmpty { return [] }
-    if let rows = place.rows {
-      return [(try packed(file, section: place.section, upstream: upstream, partition: p), rows)]
+    if place.isShared {
+      let section = try packed(file, section: place.section, upstream: upstream, partition: p)
+      return [(section.frame, section.rows(of: p))]
     }
     return try ownSection(file, upstream: upstream, partition: p).map { ($0, 0..<$0.count) }
   }
@@ -89,19 +90,19 @@ final class SectionCache: @unchecked Sendable {
     if let block = state.withLock({ SectionCache.take(key, in: \.blocks, from: &$0) }) { return try block.frames(p) }
     let block = try file.readSections(first..<end)
     // Partitions in packed sections take their rows from those.
-    let left = block.partitions.filter { $0 != p && !block.isEmpty($0) && file.rowsInSection($0) == nil }.count
+    let left = block.partitions.filter { $0 != p && !block.isEmpty($0) && !file.place($0).isShared }.count
     keep(block, bytes: block.byteCount, left: left, as: key, in: \.blocks)
     return try block.frames(p)
   }
 
-  /// The frame of the packed section `s` of `file`, which holds partition `p`.
-  private func packed(_ file: ShuffleFile, section s: Int, upstream: Int, partition p: Int) throws -> Frame {
+  /// The packed section `s` of `file`, which holds partition `p`.
+  private func packed(_ file: ShuffleFile, section s: Int, upstream: Int, partition p: Int) throws -> PackedSection {
     let key = upstream * file.partitions + s
     if let kept = state.withLock({ SectionCache.take(key, in: \.sections, from: &$0) }) { return kept }
-    let frame = try file.readSections(p..<(p + 1)).sectionFrame(s)
+    let section = try file.readSections(p..<(p + 1)).packedSection(s)
     let left = file.partitions(inSection: s).filter { $0 != p && !file.isEmpty($0) }.count
-    keep(frame, bytes: frame.byteCount, left: left, as: key, in: \.sections)
-    return frame
+    keep(section, bytes: section.byteCount, left: left, as: key, in: \.sections)
+    return section
   }
 
   /// Keeps `value`, just read for one of its partitions, for its `left` other partitions with

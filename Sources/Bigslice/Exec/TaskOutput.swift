@@ -320,12 +320,12 @@ final class TaskOutput: @unchecked Sendable {
     }
   }
 
-  /// The bytes of each partition (0: no rows).
-  var partitionBytes: [Int] {
+  /// The partitions holding rows.
+  var holding: PartitionBits {
     switch storage {
-    case .memory(let held): return (0..<partitions).map { held.frames($0).reduce(0) { $0 + $1.byteCount } }
-    case .file(let file): return (0..<partitions).map { file.partitionBytes($0) }
-    case .remote(let remote): return remote.partitionBytes
+    case .memory(let held): return PartitionBits(count: partitions) { !held.frames($0).isEmpty }
+    case .file(let file): return file.holding
+    case .remote(let remote): return remote.holding
     }
   }
 

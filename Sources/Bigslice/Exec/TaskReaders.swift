@@ -359,7 +359,7 @@ final class ShuffleReader: Reader {
           if case .file(let file) = output.storage, let sections {
             let place = file.place(partition)
             if place.isEmpty { continue }
-            if place.rows != nil || file.sectionRange(place.section).count <= SectionCache.largestSection {
+            if place.isShared || file.sectionRange(place.section).count <= SectionCache.largestSection {
               queued = try sections.pieces(file, at: place, upstream: next - 1, partition: partition)
               queuedNext = 0
               continue

@@ -242,7 +242,7 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
           let location = InputLocation(task: upstream.ref, attempt: remote.ref.attempt, machine: remote.worker.address)
           if known.locations[upstream.ref] != location, sent.insert(upstream.ref).inserted { inputs.append(location) }
           if bit % 8 == 0 { empty.append(0) }
-          if p < remote.partitionBytes.count, remote.partitionBytes[p] == 0 { empty[bit / 8] |= 1 << (bit % 8) }
+          if p < remote.holding.count, !remote.holding[p] { empty[bit / 8] |= 1 << (bit % 8) }
           bit += 1
         }
       }
@@ -263,15 +263,15 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
         returning: RunReply.self)
       worker.sentLocations.add(inputs.count, ordering: .relaxed)
       worker.confirm(inputs, samples: samples.map(\.task))
-      guard reply.partitionBytes.count == task.partitions else {
+      guard reply.holding.count == task.partitions else {
         return .failed(
           BigsliceError.machinesUnavailable(
-            "machine \(machine) returned \(reply.partitionBytes.count) partitions of \(task.name), not \(task.partitions)"
+            "machine \(machine) returned \(reply.holding.count) partitions of \(task.name), not \(task.partitions)"
           ))
       }
       let remote = RemoteOutput(
         worker: worker, ref: OutputRef(task: task.ref, attempt: attempt), schema: task.chain[0].schema,
-        partitionBytes: reply.partitionBytes)
+        holding: reply.holding)
       let output = TaskOutput(.remote(remote), partitions: task.partitions, rows: reply.rows, bytes: reply.bytes)
       if let sample = reply.sample {
         task.sample = try decodeBlocks(sample, schema: nil, name: "the output sample of \(task.ref)")

@@ -1,4 +1,5 @@
 import Bigmachine
+import SliceIO
 
 #if canImport(Glibc)
   import Glibc
@@ -62,10 +63,10 @@ struct RunRequest: Codable, Sendable {
 }
 
 struct RunReply: Codable, Sendable {
-  /// The rows and bytes of the whole output, and the bytes of each partition (0: empty).
+  /// The rows and bytes of the whole output, and the partitions holding rows.
   var rows: Int
   var bytes: Int
-  var partitionBytes: [Int]
+  var holding: PartitionBits
   var counters: [String: Int]
   var sample: [UInt8]?
   var readRows: Int

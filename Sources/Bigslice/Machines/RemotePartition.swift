@@ -86,26 +86,26 @@ protocol OutputHolder: AnyObject, Sendable {
   func discard(_ outputs: [OutputRef])
 }
 
-/// One task's output in a machine's store, with the bytes of each partition. Deleted there
-/// when the driver lets it go.
+/// One task's output in a machine's store, with the partitions holding rows. Deleted there when
+/// the driver lets it go.
 final class RemoteOutput: @unchecked Sendable {
   let worker: any OutputHolder
   let ref: OutputRef
   let schema: Schema
-  let partitionBytes: [Int]
+  let holding: PartitionBits
 
-  init(worker: any OutputHolder, ref: OutputRef, schema: Schema, partitionBytes: [Int]) {
+  init(worker: any OutputHolder, ref: OutputRef, schema: Schema, holding: PartitionBits) {
     self.worker = worker
     self.ref = ref
     self.schema = schema
-    self.partitionBytes = partitionBytes
+    self.holding = holding
   }
 
   deinit { worker.discard([ref]) }
 
   /// Streams partition `p`'s blocks from the machine, checking each; nil when it has no rows.
   func reader(_ p: Int) -> (any Reader)? {
-    guard partitionBytes[p] > 0 else { return nil }
+    guard holding[p] else { return nil }
     let ref = self.ref
     let worker = self.worker
     let source = RemoteSource(name: "\(ref.task) partition \(p) on \(worker.address)") { offset in

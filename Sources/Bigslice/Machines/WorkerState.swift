@@ -195,7 +195,7 @@ final class WorkerState: @unchecked Sendable {
     }
     keep(output, as: OutputRef(task: task.ref, attempt: request.attempt))
     return RunReply(
-      rows: output.rows, bytes: output.bytes, partitionBytes: output.partitionBytes, counters: counters.snapshot,
+      rows: output.rows, bytes: output.bytes, holding: output.holding, counters: counters.snapshot,
       sample: try task.sample.map { try encodeBlocks([$0]) }, readRows: io.io.readRows, readBytes: io.io.readBytes,
       writeRows: io.io.writeRows, writeBytes: io.io.writeBytes, readSeconds: seconds(io.io.readTime),
       writeSeconds: seconds(io.io.writeTime), firstReadAfter: io.io.firstRead.map { seconds($0 - started) })
@@ -207,7 +207,7 @@ final class WorkerState: @unchecked Sendable {
       throw WorkerFailure.missing("no output of \(request.output) partition \(request.partition) here").serviceError
     }
     switch output.storage {
-    case .file(let file) where file.rowsInSection(request.partition) != nil:
+    case .file(let file) where file.place(request.partition).isShared:
       // A partition of a packed section goes as its own rows.
       try await send(try encodeBlocks(file.frames(request.partition)), from: request.offset, to: writer)
     case .file(let file):
