@@ -167,6 +167,8 @@ public struct PackedSection: Sendable {
   public let frame: Frame
   /// The partitions it holds.
   public let partitions: Range<Int>
+  /// The bytes of `frame`'s rows.
+  public let frameBytes: Int
   /// Where the rows of each partition holding some end in `frame`, in partition order; empty
   /// when it holds one partition.
   private let ends: [UInt32]
@@ -177,6 +179,7 @@ public struct PackedSection: Sendable {
     self.partitions = partitions
     self.ends = ends
     self.holding = holding
+    frameBytes = frame.byteCount
   }
 
   /// The rows of partition `p` (one of `partitions`) in `frame`.
@@ -189,7 +192,7 @@ public struct PackedSection: Sendable {
   }
 
   /// The bytes it takes in memory.
-  public var byteCount: Int { frame.byteCount + 4 * ends.count }
+  public var byteCount: Int { frameBytes + 4 * ends.count }
 }
 
 /// A partition of a packed section, read on the first `read`.

@@ -53,18 +53,19 @@ final class SectionCache: @unchecked Sendable {
   static let smallestShare = 64 << 10
 
   /// The rows of partition `p` of `file` (at `place`), the output of the shuffle's upstream
-  /// task number `upstream`, as rows of frames: a packed section's frame is shared by its
-  /// partitions' tasks. A section of its own holds at most `largestSection` bytes.
+  /// task number `upstream`, as rows of frames and the bytes they take: a packed section's
+  /// frame is shared by its partitions' tasks. A section of its own holds at most `largestSection` bytes.
   /// - Throws: what reading or decoding the file throws.
   func pieces(
     _ file: ShuffleFile, at place: ShuffleFile.Place, upstream: Int, partition p: Int
-  ) throws -> [(frame: Frame, rows: Range<Int>)] {
+  ) throws -> [(frame: Frame, rows: Range<Int>, bytes: Int)] {
     if place.isEmpty { return [] }
     if place.isShared {
       let section = try packed(file, section: place.section, upstream: upstream, partition: p)
-      return [(section.frame, section.rows(of: p))]
+      let rows = section.rows(of: p)
+      return [(section.frame, rows, section.frameBytes * rows.count / max(section.frame.count, 1))]
     }
-    return try ownSection(file, upstream: upstream, partition: p).map { ($0, 0..<$0.count) }
+    return try ownSection(file, upstream: upstream, partition: p).map { ($0, 0..<$0.count, $0.byteCount) }
   }
 
   /// The frames of partition `p`'s own section.
@@ -87,52 +88,56 @@ final class SectionCache: @unchecked Sendable {
     }
     let blocks = (file.partitions + span - 1) / span
     let key = upstream * blocks + p / span
-    if let block = state.withLock({ SectionCache.take(key, in: \.blocks, from: &$0) }) { return try block.frames(p) }
+    if let block = state.withLock({ SectionCache.take(key, from: &$0.blocks, bytes: &$0.bytes) }) {
+      return try block.frames(p)
+    }
     let block = try file.readSections(first..<end)
     // Partitions in packed sections take their rows from those.
     let left = block.partitions.filter { $0 != p && !block.isEmpty($0) && !file.place($0).isShared }.count
-    keep(block, bytes: block.byteCount, left: left, as: key, in: \.blocks)
+    state.withLock {
+      SectionCache.keep(
+        block, bytes: block.byteCount, left: left, as: key, in: &$0.blocks, limit: limit, total: &$0.bytes)
+    }
     return try block.frames(p)
   }
 
   /// The packed section `s` of `file`, which holds partition `p`.
   private func packed(_ file: ShuffleFile, section s: Int, upstream: Int, partition p: Int) throws -> PackedSection {
     let key = upstream * file.partitions + s
-    if let kept = state.withLock({ SectionCache.take(key, in: \.sections, from: &$0) }) { return kept }
+    if let kept = state.withLock({ SectionCache.take(key, from: &$0.sections, bytes: &$0.bytes) }) { return kept }
     let section = try file.readSections(p..<(p + 1)).packedSection(s)
     let left = file.partitions(inSection: s).filter { $0 != p && !file.isEmpty($0) }.count
-    keep(section, bytes: section.byteCount, left: left, as: key, in: \.sections)
+    state.withLock {
+      SectionCache.keep(
+        section, bytes: section.byteCount, left: left, as: key, in: &$0.sections, limit: limit, total: &$0.bytes)
+    }
     return section
   }
 
-  /// Keeps `value`, just read for one of its partitions, for its `left` other partitions with
-  /// rows if it fits. When another task read and kept it meanwhile, this partition is taken
-  /// from that one.
-  private func keep<Value: Sendable>(
-    _ value: Value, bytes: Int, left: Int, as key: Int, in kind: WritableKeyPath<State, [Int: Kept<Value>]> & Sendable
+  /// Keeps `value`, just read for one of its partitions, in `kept` for its `left` other
+  /// partitions with rows if the cache's `total` bytes stay within `limit`. When another task
+  /// read and kept it meanwhile, this partition is taken from that one.
+  private static func keep<Value>(
+    _ value: Value, bytes: Int, left: Int, as key: Int, in kept: inout [Int: Kept<Value>], limit: Int, total: inout Int
   ) {
-    state.withLock { s in
-      if s[keyPath: kind][key] != nil {
-        _ = SectionCache.take(key, in: kind, from: &s)
-      } else if left > 0, s.bytes + bytes <= limit {
-        s[keyPath: kind][key] = Kept(value: value, bytes: bytes, left: left)
-        s.bytes += bytes
-      }
+    if kept[key] != nil {
+      _ = take(key, from: &kept, bytes: &total)
+    } else if left > 0, total + bytes <= limit {
+      kept[key] = Kept(value: value, bytes: bytes, left: left)
+      total += bytes
     }
   }
 
-  /// What `key` names, with one more of its partitions taken (it goes once all are).
-  private static func take<Value>(
-    _ key: Int, in kind: WritableKeyPath<State, [Int: Kept<Value>]> & Sendable, from s: inout State
-  ) -> Value? {
-    guard var kept = s[keyPath: kind][key] else { return nil }
-    kept.left -= 1
-    if kept.left == 0 {
-      s[keyPath: kind][key] = nil
-      s.bytes -= kept.bytes
-    } else {
-      s[keyPath: kind][key] = kept
+  /// What `key` names in `kept`, with one more of its partitions taken (it goes once all are,
+  /// and its bytes leave `total`).
+  private static func take<Value>(_ key: Int, from kept: inout [Int: Kept<Value>], bytes total: inout Int) -> Value? {
+    guard let index = kept.index(forKey: key) else { return nil }
+    kept.values[index].left -= 1
+    let value = kept.values[index].value
+    if kept.values[index].left == 0 {
+      total -= kept.values[index].bytes
+      kept.remove(at: index)
     }
-    return kept.value
+    return value
   }
 }

@@ -143,7 +143,7 @@ final class ShuffleReader: Reader {
   private var tableNext = 0
 
   /// Rows of an upstream file's partition taken from the section cache, and the next.
-  private var queued: [(frame: Frame, rows: Range<Int>)] = []
+  private var queued: [(frame: Frame, rows: Range<Int>, bytes: Int)] = []
   private var queuedNext = 0
 
   /// The files of upstream outputs on disk, read through the cache the reading tasks share.
@@ -310,11 +310,10 @@ final class ShuffleReader: Reader {
   private func nextPiece() throws -> (frame: Frame, rows: Range<Int>)? {
     while true {
       if queuedNext < queued.count {
-        let piece = queued[queuedNext]
+        let (frame, range, bytes) = queued[queuedNext]
         queuedNext += 1
-        let (frame, range) = piece
-        TaskContext.current?.io.read(rows: range.count, bytes: frame.byteCount * range.count / max(frame.count, 1))
-        return piece
+        TaskContext.current?.io.read(rows: range.count, bytes: bytes)
+        return (frame, range)
       }
       while heldNext < held.count {
         let (frame, index) = held[heldNext]
