@@ -430,15 +430,14 @@ int64_t bs_comb_groups_u64(bs_combiner *c, const uint64_t *keys, const uint64_t 
     if (BS_LIKELY(i + PREFETCH_AHEAD < n))
       BS_PREFETCH_WRITE(&slots[bucket_of(hashes[i + PREFETCH_AHEAD], mask)]);
     const uint64_t key = keys[i];
-    /* Fast path: the key sits in its home bucket. The gid is selected without branches
-     * (which slot matches is random, so a branch on it would be mispredicted): at most one
-     * occupied slot holds the key, and an empty slot contributes its gid_plus1 of 0 even
-     * when its k (0) equals the key. */
+    /* Fast path: the key sits in its home bucket. Which slot holds it is random, so it is
+     * found from a mask of the four comparisons, with no branch per slot (a select per slot
+     * was compiled into branches, mispredicted about once a row). At most one occupied slot
+     * holds the key; an empty slot whose k (0) equals the key has a gid_plus1 of 0 and
+     * sends the row to the slow path. */
     const comb_slot *b = &slots[bucket_of(hashes[i], mask)];
-    uint32_t g1 = (b[0].gid_plus1 & (0u - (uint32_t)(b[0].k == key))) |
-                  (b[1].gid_plus1 & (0u - (uint32_t)(b[1].k == key))) |
-                  (b[2].gid_plus1 & (0u - (uint32_t)(b[2].k == key))) |
-                  (b[3].gid_plus1 & (0u - (uint32_t)(b[3].k == key)));
+    const unsigned m = bucket_match(b, key);
+    const uint32_t g1 = BS_LIKELY(m != 0) ? b[first_bit(m)].gid_plus1 : 0;
     if (BS_LIKELY(g1 != 0)) {
       gids[i] = g1 - 1;
       continue;
