@@ -34,7 +34,7 @@ public final class ShuffleFile: @unchecked Sendable {
   private let packing: Packing?
   /// For a run that will be merged: where each partition's section's end marker starts, and
   /// its rows and blocks (the merge copies the blocks and writes one end marker for them all).
-  fileprivate let runDetail: RunDetail?
+  fileprivate private(set) var runDetail: RunDetail?
   private let directory: SpillDirectory
 
   fileprivate struct RunDetail {
@@ -86,6 +86,10 @@ public final class ShuffleFile: @unchecked Sendable {
   }
 
   deinit { unlink(path) }
+
+  /// Makes a run (`finish(asRun: true)`) a plain file, as if it had been written as one: what
+  /// a merge of it would need is let go. Call it before the file is shared.
+  public func endRun() { runDetail = nil }
 
   /// Whether the file is still on disk.
   public var exists: Bool {

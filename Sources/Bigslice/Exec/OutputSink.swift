@@ -79,6 +79,11 @@ final class OutputSink {
     let file: ShuffleFile
     if runs.isEmpty {
       file = try writeRun(asRun: false)
+    } else if runs.count == 1 && chunks.isEmpty {
+      // The rows filled exactly one run: it is the output, with nothing to merge.
+      file = runs[0]
+      file.endRun()
+      runs = []
     } else {
       if !chunks.isEmpty { runs.append(try writeRun(asRun: true)) }
       let writer = try ShuffleFileWriter(
@@ -94,6 +99,10 @@ final class OutputSink {
     return TaskOutput(.file(file), partitions: partitions, rows: file.rows, bytes: file.bytes)
   }
 
+  /// The rows of several chunks are merged into frames of about this size before they are
+  /// written, partition by partition.
+  static let mergeBytes = 1 << 20
+
   /// Writes the chunks gathered so far to a new file, partition by partition, and forgets them.
   private func writeRun(asRun: Bool) throws -> ShuffleFile {
     let writer = try ShuffleFileWriter(
@@ -101,17 +110,43 @@ final class OutputSink {
       prefix: asRun ? "run" : "output", encoder: encoder, packBytes: store.packBytes(partitions: partitions))
     if partitions == 1 {
       for chunk in chunks { try writer.write(chunk.frame, to: 0) }
-    } else {
-      var parts: [Frame] = []
+    } else if chunks.count == 1 {
+      let (frame, index) = chunks[0]
       for p in 0..<partitions {
-        parts.removeAll(keepingCapacity: true)
+        let range = index!.range(p)
+        if !range.isEmpty { try writer.write(frame.slice(range), to: p) }
+      }
+    } else {
+      // The chunks' rows in partition order, copied into frames of about `mergeBytes` that
+      // each partition is a slice of (a concat per partition made thousands of small frames).
+      let rowBytes = max(chunkBytes / max(chunks.reduce(0) { $0 + $1.frame.count }, 1), 1)
+      var pieces: [(frame: Frame, rows: Range<Int>)] = []
+      var ends: [(partition: Int, end: Int)] = []
+      var rows = 0
+      func flush() throws {
+        guard !pieces.isEmpty else { return }
+        let merged = try Frame.concat(ranges: pieces)
+        var start = 0
+        for (p, end) in ends where end > start {
+          try writer.write(merged.slice(start..<end), to: p)
+          start = end
+        }
+        pieces.removeAll(keepingCapacity: true)
+        ends.removeAll(keepingCapacity: true)
+        rows = 0
+      }
+      for p in 0..<partitions {
         for chunk in chunks {
           let range = chunk.index!.range(p)
-          if !range.isEmpty { parts.append(chunk.frame.slice(range)) }
+          if !range.isEmpty {
+            pieces.append((chunk.frame, range))
+            rows += range.count
+          }
         }
-        if parts.isEmpty { continue }
-        try writer.write(parts.count == 1 ? parts[0] : try Frame.concat(parts), to: p)
+        ends.append((p, rows))
+        if rows * rowBytes >= OutputSink.mergeBytes { try flush() }
       }
+      try flush()
     }
     chunks = []
     chunkBytes = 0
