@@ -142,6 +142,56 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
     }
   }
 
+  /// Without a memory limit, the map tasks of one shuffle share what combining achieved: once
+  /// two tasks found their keys barely repeat, later tasks pass their rows through (but for a
+  /// probe now and then), and the answer is the reduce side's all the same. Keys that repeat
+  /// keep every task combining.
+  @Test func mapTasksSkipCombiningOnceTheTasksBeforeFoundKeysBarelyRepeat() async throws {
+    let shards = 24
+    func job(keys: Int) -> Slice<Int, Int> {
+      readerFunc(shards, initial: { _ in 0 }) { (shard: Int, next: inout Int, out: RowEmitter<Int, Int>) in
+        let stop = min(next + 1_000, 3_000)
+        while next < stop {
+          let i = UInt64(shard * 3_000 + next)
+          out.emit(Int(splitmix64(i) % UInt64(keys)), Int(splitmix64(i &+ 7) % 100))
+          next += 1
+        }
+        return next < 3_000
+      }.reduce(.sum)
+    }
+    for (keys, skips) in [(1 << 40, true), (50, false)] {
+      let session = Session(executor: .local(procs: 2))
+      let result = Dictionary(uniqueKeysWithValues: Array(try await session.run(job(keys: keys))))
+      var expected: [Int: Int] = [:]
+      for i in 0..<UInt64(shards * 3_000) {
+        expected[Int(splitmix64(i) % UInt64(keys)), default: 0] += Int(splitmix64(i &+ 7) % 100)
+      }
+      #expect(result == expected, "\(keys) keys")
+      if skips {
+        // All but the first two reports (two more may start before those end) and a probe in
+        // every eight tasks pass through.
+        #expect(session.combinerBypasses >= shards - 2 - 2 - shards / 8, "\(keys) keys")
+        #expect(session.combinerBypasses < shards, "some tasks still combine")
+      } else {
+        #expect(session.combinerBypasses == 0, "\(keys) keys: \(session.combinerBypasses) bypasses")
+      }
+    }
+  }
+
+  /// A map task whose output fills exactly one run under a limit (four frames of 16,384 rows
+  /// of 16 bytes: the 1 MiB run size of a 1-byte limit) keeps that run as its file; one row
+  /// fewer or more, or two runs, takes the other paths. Every row arrives either way.
+  @Test(arguments: [65_535, 65_536, 65_537, 131_072])
+  func anOutputOfExactlyOneRunIsThatRun(rows: Int) async throws {
+    let session = Session(executor: .local(procs: 2), memoryLimit: 1)
+    let keys = (0..<rows).map { Int(splitmix64(UInt64($0)) % 1_000_000) }
+    let result = try await session.run(const(1, keys, Array(0..<rows)).reshard(4))
+    let got = Array(result).sorted { $0.1 < $1.1 }
+    #expect(got.count == rows)
+    #expect(got.map(\.0) == keys)
+    #expect(got.map(\.1) == Array(0..<rows))
+  }
+
   /// 60K distinct keys: the combiners outgrow their 256 KiB share of a 1-byte limit many
   /// times; map-side they pass what they hold on as output, reduce-side they spill it into hash
   /// buckets that are combined one by one (splitting again, level by level).

@@ -1,5 +1,6 @@
 import Frame
 import SliceIO
+import Synchronization
 
 /// Combines rows of equal keys as they arrive: built-in aggregates in a C combiner, a user
 /// closure in its accumulator. Either holds one row per distinct key, up to `limit` bytes:
@@ -10,7 +11,9 @@ import SliceIO
 /// - map-side (`overflow` given), it goes straight to the task's output partitions: the
 ///   reduce side combines again, so nothing needs merging here. When that first drain finds
 ///   the rows barely reduced (more than `bypassRatio` groups per row), combining is not worth
-///   its table: the table is freed and the rest of the rows pass through uncombined;
+///   its table: the table is freed and the rest of the rows pass through uncombined. The
+///   map tasks of one shuffle share what they found (`CombineRecord`): once the keys of the
+///   tasks before barely reduced, a task passes its rows through from the start;
 /// - reduce-side, it is cut by the top bits of the combining hash into `HashBuckets` files,
 ///   and so is everything combined after it. `finish` then combines bucket by bucket, each a
 ///   fraction of the keys, splitting a bucket that is still too big by the next bits. No
@@ -35,18 +38,22 @@ final class CombineBuffer {
   static let minimumChunk = 1024
 
   /// A buffer for `combining` rows of `schema`, spilling beyond `store.workingLimit` bytes
-  /// (never without a store); map-side with `overflow`.
+  /// (never without a store); map-side with `overflow`, where `record` (shared by the
+  /// shuffle's map tasks) may say to pass the rows through uncombined from the start.
   convenience init(
-    _ combining: Combining, schema: Schema, store: OutputStore? = nil, overflow: ((Frame) throws -> Void)? = nil
+    _ combining: Combining, schema: Schema, store: OutputStore? = nil, overflow: ((Frame) throws -> Void)? = nil,
+    record: CombineRecord? = nil
   ) throws {
+    let skip = overflow != nil && record?.shouldCombine() == false
     try self.init(
-      accumulator: try combining.accumulator(keyTypes: Array(schema.types[..<schema.prefix])), schema: schema,
-      store: store,
-      overflow: overflow, level: 0)
+      accumulator: skip ? nil : try combining.accumulator(keyTypes: Array(schema.types[..<schema.prefix])),
+      schema: schema, store: store, overflow: overflow, level: 0)
+    self.record = overflow == nil ? nil : record
+    if skip { store?.combinerBypasses.withLock { $0 += 1 } }
   }
 
   private init(
-    accumulator: any KeyedAccumulator, schema: Schema, store: OutputStore?, overflow: ((Frame) throws -> Void)?,
+    accumulator: (any KeyedAccumulator)?, schema: Schema, store: OutputStore?, overflow: ((Frame) throws -> Void)?,
     level: Int
   ) throws {
     self.accumulator = accumulator
@@ -56,6 +63,9 @@ final class CombineBuffer {
     self.level = level
     limit = level < HashBuckets.maxLevel ? (store?.workingLimit ?? Int.max) : Int.max
   }
+
+  /// Map-side: where this task reports how much its keys reduced.
+  private var record: CombineRecord?
 
   func add(_ frame: Frame) throws {
     guard frame.count > 0 else { return }
@@ -93,6 +103,8 @@ final class CombineBuffer {
     let rows = rowsSinceDrain
     rowsSinceDrain = 0
     if let overflow {
+      record?.add(rows: rows, groups: combined.count)
+      record = nil
       if Double(combined.count) > CombineBuffer.bypassRatio * Double(rows) {
         self.accumulator = nil
         store?.combinerBypasses.withLock { $0 += 1 }
@@ -114,7 +126,11 @@ final class CombineBuffer {
   /// The combined rows, one per key; map-side, only what is left after the overflows.
   func finish() throws -> any Reader {
     guard let accumulator else { return FrameReader([]) }
-    guard let buckets else { return FrameReader(try accumulator.finish().map { [$0] } ?? []) }
+    guard let buckets else {
+      let combined = try accumulator.finish()
+      if let combined { record?.add(rows: rowsSinceDrain, groups: combined.count) }
+      return FrameReader(combined.map { [$0] } ?? [])
+    }
     try spill()
     let files = try buckets.finish().compactMap { $0 }
     self.buckets = nil
@@ -151,6 +167,51 @@ final class CombineBuffer {
         while let frame = try rows.read() { try buffer.add(frame) }
         current = try buffer.finish()
       }
+    }
+  }
+}
+
+/// How much the keys of a shuffle's map tasks reduced, shared by those tasks: once the tasks
+/// that combined found more than `skipRatio` groups per row, a new task passes its rows
+/// through uncombined (the reduce side combines them), except every `probeEvery`-th, which
+/// combines to see whether that still holds. A task of a few thousand rows of barely
+/// repeating keys (a shuffle of many shards) otherwise fills and drains a table it gains
+/// little from.
+final class CombineRecord: Sendable {
+  private struct State {
+    /// Tasks that combined and reported, and the groups per row they found (a running
+    /// average weighing the latest report as much as all before it).
+    var reports = 0
+    var ratio = 0.0
+    var started = 0
+  }
+  private let state = Mutex(State())
+
+  /// Tasks that combine and report before any task passes its rows through.
+  static let reportsBeforeSkipping = 2
+  /// Every this many tasks, one combines anyway.
+  static let probeEvery = 8
+  /// Tasks skip combining once those before found more groups per row than this: combining
+  /// saves less than a fifth of the rows (held, written and read), and costs a table insert
+  /// per row.
+  static let skipRatio = 0.9
+
+  /// Whether a task starting now should combine.
+  func shouldCombine() -> Bool {
+    state.withLock { s in
+      s.started += 1
+      return s.reports < CombineRecord.reportsBeforeSkipping || s.ratio <= CombineRecord.skipRatio
+        || s.started % CombineRecord.probeEvery == 0
+    }
+  }
+
+  /// A task's `rows` reduced to `groups`.
+  func add(rows: Int, groups: Int) {
+    guard rows > 0 else { return }
+    let ratio = Double(groups) / Double(rows)
+    state.withLock { s in
+      s.ratio = s.reports == 0 ? ratio : (s.ratio + ratio) / 2
+      s.reports += 1
     }
   }
 }

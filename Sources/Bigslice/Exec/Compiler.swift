@@ -86,10 +86,12 @@ struct Compiler {
       return compileSampled(dep, partitioning, into: reader)
     }
     let tasks = compilePrivate(dep.node)
+    let record = reader.combining == nil ? nil : CombineRecord()
     for task in tasks {
       task.partitions = reader.shards
       task.partitioner = dep.partitioner
       task.combining = reader.combining
+      task.combineRecord = record
     }
     return tasks
   }

@@ -16,8 +16,10 @@ final class ShardTask: @unchecked Sendable {
   var deps: [TaskDependency] = []
   var partitions = 1
   var partitioner: Partitioner = .hash
-  /// Applied map-side to this task's output: the combining of the node that reads it.
+  /// Applied map-side to this task's output: the combining of the node that reads it, and
+  /// what the map tasks of that shuffle found it achieves.
   var combining: Combining?
+  var combineRecord: CombineRecord?
   var output: TaskOutput? = nil
   /// The task is a root of a `Result`: its output stays in memory until the result is
   /// discarded, and is never released as an interior output of another job.

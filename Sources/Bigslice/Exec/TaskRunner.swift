@@ -99,7 +99,8 @@ struct TaskRunner {
     if let combining = task.combining {
       // Map-side combining, as the rows stream by: memory grows with distinct keys, not rows,
       // and what outgrows the task's share goes out as output (combined again downstream).
-      let buffer = try CombineBuffer(combining, schema: schema, store: store, overflow: emit)
+      let buffer = try CombineBuffer(
+        combining, schema: schema, store: store, overflow: emit, record: task.combineRecord)
       while let frame = try reader.read() { try buffer.add(frame) }
       let rest = try buffer.finish()
       while let frame = try rest.read() { try emit(frame) }
