@@ -57,6 +57,17 @@ extension Column {
     return values[(values.startIndex + offset)..<(values.startIndex + offset + count)]
   }
 
+  /// A scalar column of `type` and `count` values, and where its values go: the caller fills
+  /// every one before the column is read or shared (a `map` writes each row's value in place).
+  /// - Throws: `FrameError.typeMismatch` when `type` is not scalar.
+  package static func unfilledScalars(_ type: ColumnType, count: Int) throws -> (Column, UnsafeMutableRawPointer) {
+    guard let width = type.scalarWidth else {
+      throw FrameError.typeMismatch(expected: "a scalar type", found: type.description)
+    }
+    let storage = ScalarStorage(byteCount: count * width)
+    return (Column(type: type, count: count, offset: 0, storage: .scalar(storage)), storage.base)
+  }
+
   /// A scalar column of `type` holding a copy of `count` values at `source`.
   package static func copyScalars(_ type: ColumnType, from source: UnsafeRawPointer, count: Int) throws -> Column {
     guard let width = type.scalarWidth else {

@@ -201,26 +201,25 @@ final class ColumnAppender<T> {
 /// capacity to check and update per row; other layouts go through an appender, in row order.
 @usableFromInline
 final class ColumnWriter<T> {
+  /// Scalars: where the values of `scalars` go.
   @usableFromInline let base: UnsafeMutableRawPointer?
   @usableFromInline let others: ColumnAppender<T>?
-  let type: ColumnType
-  let count: Int
+  /// Scalars: the column written in place.
+  private let scalars: Column?
 
   /// A writer of `count` values of `type`.
   @usableFromInline
   init(_ type: ColumnType, count: Int) {
-    self.type = type
-    self.count = count
-    if case .scalar = type {
-      base = .allocate(byteCount: max(count * MemoryLayout<T>.stride, 1), alignment: 16)
+    if case .scalar = type, let (column, base) = try? Column.unfilledScalars(type, count: count) {
+      scalars = column
+      self.base = base
       others = nil
     } else {
+      scalars = nil
       base = nil
       others = ColumnAppender<T>(type, capacity: count)
     }
   }
-
-  deinit { base?.deallocate() }
 
   /// Sets row `i`, which must be below `count`; rows of other layouts must come in order.
   @inlinable @inline(__always)
@@ -232,10 +231,10 @@ final class ColumnWriter<T> {
     }
   }
 
-  /// The column of the `count` values set.
+  /// The column of the `count` values set. Call it once.
   @usableFromInline
   func finish() throws -> Column {
-    if let base { return try Column.copyScalars(type, from: UnsafeRawPointer(base), count: count) }
+    if let scalars { return scalars }
     return try others.unsafelyUnwrapped.finish()
   }
 }
