@@ -60,12 +60,17 @@ final class SectionCache: @unchecked Sendable {
     _ file: ShuffleFile, at place: ShuffleFile.Place, upstream: Int, partition p: Int
   ) throws -> [(frame: Frame, rows: Range<Int>, bytes: Int)] {
     if place.isEmpty { return [] }
-    if place.isShared {
-      let section = try packed(file, section: place.section, upstream: upstream, partition: p)
-      let rows = section.rows(of: p)
-      return [(section.frame, rows, section.frameBytes * rows.count / max(section.frame.count, 1))]
-    }
+    if place.isShared { return [try packedPiece(file, at: place, upstream: upstream, partition: p)] }
     return try ownSection(file, upstream: upstream, partition: p).map { ($0, 0..<$0.count, $0.byteCount) }
+  }
+
+  /// `pieces` of a partition in a packed section (`place.isShared`): always one.
+  func packedPiece(
+    _ file: ShuffleFile, at place: ShuffleFile.Place, upstream: Int, partition p: Int
+  ) throws -> (frame: Frame, rows: Range<Int>, bytes: Int) {
+    let section = try packed(file, section: place.section, upstream: upstream, partition: p)
+    let rows = section.rows(of: p)
+    return (section.frame, rows, section.frameBytes * rows.count / max(section.frame.count, 1))
   }
 
   /// The frames of partition `p`'s own section.

@@ -358,7 +358,14 @@ final class ShuffleReader: Reader {
           if case .file(let file) = output.storage, let sections {
             let place = file.place(partition)
             if place.isEmpty { continue }
-            if place.isShared || file.sectionRange(place.section).count <= SectionCache.largestSection {
+            if place.isShared {
+              // The common piece of a many-way shuffle on disk: one, taken with no list made.
+              let (frame, rows, bytes) = try sections.packedPiece(
+                file, at: place, upstream: next - 1, partition: partition)
+              TaskContext.current?.io.read(rows: rows.count, bytes: bytes)
+              return (frame, rows)
+            }
+            if file.sectionRange(place.section).count <= SectionCache.largestSection {
               queued = try sections.pieces(file, at: place, upstream: next - 1, partition: partition)
               queuedNext = 0
               continue
