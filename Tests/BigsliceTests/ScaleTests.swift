@@ -117,6 +117,41 @@ import Testing
     if limit == 1 { #expect(session.spilledBytes > 0) }
   }
 
+  /// A sparse shuffle held in memory lists each partition's pieces: in 6 bytes a piece while
+  /// every chunk row fits in 16 bits, else in 12. One map task of 70,000 rows over two keys
+  /// (its second partition's rows run past row 65,535) beside tasks of a row each: every row
+  /// arrives in its key's shard.
+  @Test(arguments: [1_000, 70_000])
+  func sparsePieceListsOfNarrowAndWideChunksFindEveryRow(bigRows: Int) async throws {
+    let shards = 16
+    let slice = readerFunc(shards, initial: { _ in 0 }) {
+      (shard: Int, next: inout Int, out: RowEmitter<Int, Int>) in
+      let rows = shard == 0 ? bigRows : 1
+      while next < rows {
+        out.emit(shard == 0 ? next % 2 : 100 + shard, next)
+        next += 1
+      }
+      return false
+    }.reshard(64)
+    let session = Session(executor: .local(procs: 2))
+    let result = try await session.run(slice)
+    var counts: [Int: Int] = [:]
+    var sums: [Int: Int] = [:]
+    for (k, v) in result {
+      counts[k, default: 0] += 1
+      sums[k, default: 0] += v
+    }
+    var expectedCounts = [0: (bigRows + 1) / 2, 1: bigRows / 2]
+    var expectedSums = [0: 0, 1: 0]
+    for i in 0..<bigRows { expectedSums[i % 2, default: 0] += i }
+    for shard in 1..<shards {
+      expectedCounts[100 + shard] = 1
+      expectedSums[100 + shard] = 0
+    }
+    #expect(counts == expectedCounts)
+    #expect(sums == expectedSums)
+  }
+
   /// Many shards of the keys users bring: a struct key reduced by a closure, and a key of
   /// two columns regrouped, held and all spilled, against a dictionary and the input rows.
   @Test(arguments: [nil, 1])

@@ -100,6 +100,31 @@ final class HeldTable: @unchecked Sendable {
     let end: UInt32
   }
 
+  /// A `Piece` in 6 bytes, when every entry number and row fits in 16 bits (most tables of a
+  /// many-way shuffle: a piece per row at the most).
+  struct NarrowPiece {
+    let entry: UInt16
+    let start: UInt16
+    let end: UInt16
+  }
+
+  /// One partition's pieces.
+  struct Pieces {
+    let base: UnsafeRawPointer
+    let narrow: Bool
+    let count: Int
+
+    /// Piece `k`: its entry and rows.
+    @inline(__always) subscript(k: Int) -> (entry: Int, rows: Range<Int>) {
+      if narrow {
+        let piece = base.load(fromByteOffset: k &* MemoryLayout<NarrowPiece>.stride, as: NarrowPiece.self)
+        return (Int(piece.entry), Int(piece.start)..<Int(piece.end))
+      }
+      let piece = base.load(fromByteOffset: k &* MemoryLayout<Piece>.stride, as: Piece.self)
+      return (Int(piece.entry), Int(piece.start)..<Int(piece.end))
+    }
+  }
+
   let entries: UnsafeMutableBufferPointer<Entry>
   /// The frame of each entry (a large range is handed out as a slice of it).
   let frames: [Frame]
@@ -107,10 +132,12 @@ final class HeldTable: @unchecked Sendable {
   /// Partition `p`'s pieces are `pieces[pieceStarts[p] ..< pieceStarts[p + 1]]`, in upstream
   /// order; nil unless the table is sparse.
   private let pieceStarts: UnsafeMutableBufferPointer<Int>?
-  private let pieces: UnsafeMutableBufferPointer<Piece>?
+  /// `Piece`s, or `NarrowPiece`s when `narrow`.
+  private let pieces: UnsafeMutableRawPointer?
+  private let narrow: Bool
 
   /// The table lists each partition's pieces when fewer than this share of (chunk, partition)
-  /// pairs hold rows: 12 bytes a piece then cost less than a walk over every chunk.
+  /// pairs hold rows: 6 or 12 bytes a piece then cost less than a walk over every chunk.
   static let sparseShare = 0.25
 
   /// nil unless every task's output is held in memory with raw pointers, in `partitions`
@@ -136,26 +163,43 @@ final class HeldTable: @unchecked Sendable {
     // Count each partition's pieces, then place them.
     let starts = UnsafeMutableBufferPointer<Int>.allocate(capacity: partitions + 1)
     starts.initialize(repeating: 0)
+    var lastRow = 0
     for entry in entries {
-      HeldTable.forEachPiece(of: entry.chunk, partitions: partitions) { p, _ in starts[p + 1] += 1 }
+      HeldTable.forEachPiece(of: entry.chunk, partitions: partitions) { p, rows in
+        starts[p + 1] += 1
+        lastRow = max(lastRow, rows.upperBound)
+      }
     }
     for p in 0..<partitions { starts[p + 1] += starts[p] }
     guard Double(starts[partitions]) < HeldTable.sparseShare * Double(entries.count) * Double(partitions) else {
       starts.deallocate()
       pieceStarts = nil
       pieces = nil
+      narrow = false
       return
     }
-    let pieces = UnsafeMutableBufferPointer<Piece>.allocate(capacity: max(starts[partitions], 1))
+    let narrow = entries.count <= Int(UInt16.max) + 1 && lastRow <= Int(UInt16.max)
+    let stride = narrow ? MemoryLayout<NarrowPiece>.stride : MemoryLayout<Piece>.stride
+    let pieces = UnsafeMutableRawPointer.allocate(
+      byteCount: max(starts[partitions], 1) * stride, alignment: MemoryLayout<Piece>.alignment)
     var next = Array(starts[0..<partitions])
     for (i, entry) in entries.enumerated() {
       HeldTable.forEachPiece(of: entry.chunk, partitions: partitions) { p, rows in
-        pieces[next[p]] = Piece(entry: UInt32(i), start: UInt32(rows.lowerBound), end: UInt32(rows.upperBound))
+        if narrow {
+          pieces.storeBytes(
+            of: NarrowPiece(entry: UInt16(i), start: UInt16(rows.lowerBound), end: UInt16(rows.upperBound)),
+            toByteOffset: next[p] * stride, as: NarrowPiece.self)
+        } else {
+          pieces.storeBytes(
+            of: Piece(entry: UInt32(i), start: UInt32(rows.lowerBound), end: UInt32(rows.upperBound)),
+            toByteOffset: next[p] * stride, as: Piece.self)
+        }
         next[p] += 1
       }
     }
     pieceStarts = starts
     self.pieces = pieces
+    self.narrow = narrow
   }
 
   deinit {
@@ -165,9 +209,12 @@ final class HeldTable: @unchecked Sendable {
   }
 
   /// The pieces holding partition `p`'s rows, in upstream order; nil unless the table is sparse.
-  func pieces(of p: Int) -> UnsafeBufferPointer<Piece>? {
+  func pieces(of p: Int) -> Pieces? {
     guard let pieces, let pieceStarts else { return nil }
-    return UnsafeBufferPointer(rebasing: pieces[pieceStarts[p]..<pieceStarts[p + 1]])
+    let stride = narrow ? MemoryLayout<NarrowPiece>.stride : MemoryLayout<Piece>.stride
+    return Pieces(
+      base: UnsafeRawPointer(pieces + pieceStarts[p] * stride), narrow: narrow,
+      count: pieceStarts[p + 1] - pieceStarts[p])
   }
 
   /// Calls `body` with each partition of `chunk` that has rows, and its rows.

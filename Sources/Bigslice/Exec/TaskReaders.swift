@@ -271,9 +271,7 @@ final class ShuffleReader: Reader {
       let i: Int
       let range: Range<Int>
       if let pieces {
-        let piece = pieces[tableNext]
-        i = Int(piece.entry)
-        range = Int(piece.start)..<Int(piece.end)
+        (i, range) = pieces[tableNext]
       } else {
         i = tableNext
         range = entries[i].chunk.range(partition)
