@@ -28,8 +28,12 @@ public final class ShuffleFile: @unchecked Sendable {
   /// Rows and bytes in the whole file.
   public let rows: Int
   public let bytes: Int
-  /// Section `s` is `offsets[s] ..< offsets[s + 1]`.
+  /// Section `s` is `base + offsets[s] ..< base + offsets[s + 1]`.
   private let offsets: CompactOffsets
+  /// Where the output starts in the file: 0, unless it is one of many in a shared file.
+  public let base: Int
+  /// The shared file the output is in, given back when the output goes.
+  private let shared: SharedFile?
   /// nil when every section holds one partition (section `s` is partition `s`'s).
   private let packing: Packing?
   /// For a run that will be merged: where each partition's section's end marker starts, and
@@ -71,11 +75,13 @@ public final class ShuffleFile: @unchecked Sendable {
   }
 
   fileprivate init(
-    path: String, directory: SpillDirectory, schema: Schema, offsets: [UInt64], packing: Packing?, partitions: Int,
-    rows: Int, runDetail: RunDetail?
+    path: String, directory: SpillDirectory, shared: SharedFile?, base: Int, schema: Schema, offsets: [UInt64],
+    packing: Packing?, partitions: Int, rows: Int, runDetail: RunDetail?
   ) {
     self.path = path
     self.directory = directory
+    self.shared = shared
+    self.base = base
     self.schema = schema
     self.offsets = CompactOffsets(offsets)
     self.packing = packing
@@ -85,7 +91,9 @@ public final class ShuffleFile: @unchecked Sendable {
     self.runDetail = runDetail
   }
 
-  deinit { unlink(path) }
+  deinit {
+    if let shared { directory.release(shared) } else { unlink(path) }
+  }
 
   /// Makes a run (`finish(asRun: true)`) a plain file, as if it had been written as one: what
   /// a merge of it would need is let go. Call it before the file is shared.
@@ -106,8 +114,8 @@ public final class ShuffleFile: @unchecked Sendable {
     return packing.first[s]..<packing.first[s + 1]
   }
 
-  /// The bytes of section `s`.
-  public func sectionRange(_ s: Int) -> Range<Int> { offsets[s]..<offsets[s + 1] }
+  /// The bytes of section `s` in the file.
+  public func sectionRange(_ s: Int) -> Range<Int> { (base + offsets[s])..<(base + offsets[s + 1]) }
 
   /// The bytes of the section holding partition `p` (shared with its neighbours when packed).
   public func range(_ p: Int) -> Range<Int> { sectionRange(section(of: p)) }
@@ -533,6 +541,7 @@ public final class ShuffleFileWriter {
   private let directory: SpillDirectory
   private let schema: Schema
   private let file: FileOutput
+  private let shared: SharedFile?
   private var path: String { file.path }
   private let encoder: FrameEncoder
   private let partitions: Int
@@ -567,10 +576,12 @@ public final class ShuffleFileWriter {
   }
 
   /// A new file in `directory` for frames of `schema` cut into `partitions` sections, packing
-  /// partitions under `packBytes` (0: never). Writers used by one thread can share an `encoder`.
+  /// partitions under `packBytes` (0: never). With a `group`, the output is appended to a file
+  /// shared with other outputs of the group (`ShuffleFile.base` says where it starts). Writers
+  /// used by one thread can share an `encoder`.
   /// - Throws: `SliceIOError.io`.
   public init(
-    directory: SpillDirectory, schema: Schema, partitions: Int, prefix: String = "shuffle",
+    directory: SpillDirectory, schema: Schema, partitions: Int, prefix: String = "shuffle", group: String? = nil,
     encoder: FrameEncoder? = nil, options: CodecOptions = .default, packBytes: Int = 0
   ) throws {
     precondition(partitions >= 1, "a shuffle file of \(partitions) partitions")
@@ -578,8 +589,15 @@ public final class ShuffleFileWriter {
     self.schema = schema
     self.partitions = partitions
     self.packBytes = partitions > 1 ? max(packBytes, 0) : 0
-    let (path, fd) = try directory.createFile(prefix: prefix)
-    file = FileOutput(path: path, fd: fd)
+    if let group {
+      let (shared, fd) = try directory.takeShared(group: group, prefix: prefix)
+      file = FileOutput(appendingTo: shared, fd: fd, in: directory)
+      self.shared = shared
+    } else {
+      let (path, fd) = try directory.createFile(prefix: prefix)
+      file = FileOutput(path: path, fd: fd)
+      shared = nil
+    }
     self.encoder = encoder ?? FrameEncoder(options: options)
     rowsBefore = [UInt64](repeating: 0, count: partitions + 1)
     detail = ShuffleFile.RunDetail(
@@ -643,7 +661,7 @@ public final class ShuffleFileWriter {
     try moveTo(p)
     if mode != .own { try becomeOwn() }
     let start = Int(run.range(p).lowerBound)
-    let count = Int(source.dataEnds[p]) - start
+    let count = run.base + Int(source.dataEnds[p]) - start
     guard count > 0 else { return }
     let input = open(run.path, O_RDONLY | O_CLOEXEC)
     guard input >= 0 else { throw SliceIOError.io(path: run.path, operation: "open", errno: errno) }
@@ -688,8 +706,8 @@ public final class ShuffleFileWriter {
         first: firsts.map { UInt64($0) }, rows: firsts.map { rowsBefore[Int($0)] }, holding: holding)
     }
     return ShuffleFile(
-      path: path, directory: directory, schema: schema, offsets: offsets, packing: packed, partitions: partitions,
-      rows: totalRows, runDetail: asRun ? detail : nil)
+      path: path, directory: directory, shared: shared, base: file.base, schema: schema, offsets: offsets,
+      packing: packed, partitions: partitions, rows: totalRows, runDetail: asRun ? detail : nil)
   }
 
   /// Ends the partitions before `p` and makes `p` current.

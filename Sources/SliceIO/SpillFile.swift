@@ -1,5 +1,6 @@
 import CSupport
 import Frame
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -32,6 +33,70 @@ public final class SpillDirectory: @unchecked Sendable {
     if fd >= 0 { close(fd) }
   }
 
+  /// Files that outputs of one group are appended to, not being written now, by group.
+  private let idle = Mutex<[String: [SharedFile]]>([:])
+
+  /// A file of the directory for one writer to append to, and the descriptor it writes with
+  /// (at the file's end): an idle shared file of `group` under `SharedFile.fullBytes`, else a
+  /// new one named `prefix-XXXXXX`. Many outputs of a group share a file, so a job of
+  /// thousands of tasks creates few files (creating one is the costly part on some file
+  /// systems). Give it back with `finishWriting` or `abandonWriting`.
+  /// - Throws: `SliceIOError.io` when no file can be opened or created.
+  func takeShared(group: String, prefix: String) throws -> (SharedFile, Int32) {
+    while let file = idle.withLock({ $0[group]?.popLast() }) {
+      let fd = name(of: file.path).map { openat(self.fd, $0, O_WRONLY | O_CLOEXEC) } ?? open(file.path, O_WRONLY | O_CLOEXEC)
+      // A file removed from under the directory (its outputs are lost) takes no more.
+      guard fd >= 0 else { continue }
+      if lseek(fd, off_t(file.size), SEEK_SET) < 0 {
+        close(fd)
+        continue
+      }
+      file.writing = true
+      return (file, fd)
+    }
+    let (path, fd) = try createFile(prefix: prefix)
+    let file = SharedFile(path: path, group: group)
+    file.writing = true
+    return (file, fd)
+  }
+
+  /// Ends a write to `file` that kept `bytes` more at its end, holding an output (closes `fd`).
+  func finishWriting(_ file: SharedFile, fd: Int32, bytes: Int) {
+    close(fd)
+    idle.withLock { idle in
+      file.size += bytes
+      file.live += 1
+      file.writing = false
+      if file.size < SharedFile.fullBytes { idle[file.group, default: []].append(file) }
+    }
+  }
+
+  /// Ends a write to `file` that failed or was dropped: what it wrote is cut off (closes
+  /// `fd`).
+  func abandonWriting(_ file: SharedFile, fd: Int32) {
+    _ = ftruncate(fd, off_t(file.size))
+    close(fd)
+    let remove = idle.withLock { idle -> Bool in
+      file.writing = false
+      if file.live == 0 { return true }
+      if file.size < SharedFile.fullBytes { idle[file.group, default: []].append(file) }
+      return false
+    }
+    if remove { unlink(file.path) }
+  }
+
+  /// An output in `file` is gone: the file is removed with its last output, unless a writer is
+  /// adding one.
+  func release(_ file: SharedFile) {
+    let remove = idle.withLock { idle -> Bool in
+      file.live -= 1
+      guard file.live == 0, !file.writing else { return false }
+      idle[file.group]?.removeAll { $0 === file }
+      return true
+    }
+    if remove { unlink(file.path) }
+  }
+
   /// Removes the directory and every file in it now (files still open stay readable until
   /// closed). Removing it again does nothing.
   public func remove() { removeDirectory(path) }
@@ -46,12 +111,38 @@ public final class SpillDirectory: @unchecked Sendable {
   }
 }
 
+/// A file of a `SpillDirectory` that outputs of one group are appended to, one writer at a
+/// time: each output is a byte range of it, and the file goes with its last output. Its state
+/// changes under the directory's lock.
+final class SharedFile: @unchecked Sendable {
+  let path: String
+  let group: String
+  /// Bytes kept: outputs, one after another.
+  fileprivate(set) var size = 0
+  /// Outputs in the file still referenced.
+  fileprivate var live = 0
+  /// A writer is appending to it.
+  fileprivate var writing = false
+
+  /// Outputs are appended to a file until it holds this many bytes.
+  static let fullBytes = 64 << 20
+
+  fileprivate init(path: String, group: String) {
+    self.path = path
+    self.group = group
+  }
+}
+
 /// A new file written through a buffer that goes out in large chunks. It is removed if it
 /// goes away before `finish()`, or if closing it fails: the writer behind spill, cache and
 /// shuffle files.
 final class FileOutput {
   let path: String
   private var fd: Int32
+  /// When appending to a shared file: the file, and its directory to give it back to.
+  private let shared: (file: SharedFile, directory: SpillDirectory)?
+  /// Where the bytes written start in the file (0 unless shared).
+  let base: Int
   /// Bytes waiting to go to the file.
   let buffer = ByteWriter(capacity: 1 << 16)
   /// Bytes gathered before they go to the file: small, as a task may write many files at
@@ -64,10 +155,23 @@ final class FileOutput {
   init(path: String, fd: Int32) {
     self.path = path
     self.fd = fd
+    shared = nil
+    base = 0
+  }
+
+  /// Appends to a shared file of `directory` (`SpillDirectory.takeShared`).
+  init(appendingTo file: SharedFile, fd: Int32, in directory: SpillDirectory) {
+    path = file.path
+    self.fd = fd
+    shared = (file, directory)
+    base = file.size
   }
 
   deinit {
-    if fd >= 0 {
+    guard fd >= 0 else { return }
+    if let shared {
+      shared.directory.abandonWriting(shared.file, fd: fd)
+    } else {
       close(fd)
       unlink(path)
     }
@@ -97,6 +201,11 @@ final class FileOutput {
     precondition(fd >= 0, "finished twice")
     try flush()
     if sync, fsync(fd) != 0 { throw SliceIOError.io(path: path, operation: "fsync", errno: errno) }
+    if let shared {
+      shared.directory.finishWriting(shared.file, fd: fd, bytes: written)
+      fd = -1
+      return
+    }
     let closed = close(fd)
     fd = -1
     if closed != 0 {

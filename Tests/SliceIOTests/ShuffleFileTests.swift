@@ -210,6 +210,46 @@ import Testing
     #expect(throws: SliceIOError.self) { try file.frames(0) }
   }
 
+  /// Outputs written with a group are appended to one shared file, each at its own base, and
+  /// read back as their own; a writer dropped unfinished leaves nothing behind it; the file
+  /// goes with its last output; a shared file removed from under the directory takes no more
+  /// outputs (a new one is made).
+  @Test func outputsOfAGroupShareAFileThatGoesWithTheLast() throws {
+    let dir = try SpillDirectory()
+    let schema = try randomFrame(rows: 1, seed: 0).schema
+    func write(_ seed: UInt64, rows: Int = 300) throws -> (ShuffleFile, [Frame]) {
+      let writer = try ShuffleFileWriter(
+        directory: dir, schema: schema, partitions: 3, prefix: "output", group: "g", packBytes: 256)
+      let parts = try (0..<3).map { try randomFrame(rows: rows * $0, seed: seed * 10 + UInt64($0)) }
+      for (p, frame) in parts.enumerated() { try writer.write(frame, to: p) }
+      return (try writer.finish(), parts)
+    }
+    var files = [try write(1), try write(2)]
+    // A writer that goes away unfinished: its bytes are cut off.
+    do {
+      let dropped = try ShuffleFileWriter(directory: dir, schema: schema, partitions: 3, prefix: "output", group: "g")
+      try dropped.write(try randomFrame(rows: 5_000, seed: 9), to: 1)
+    }
+    files.append(try write(3))
+    #expect(Set(files.map(\.0.path)).count == 1, "one shared file")
+    #expect(files[1].0.base == files[0].0.base + files[0].0.bytes)
+    #expect(files[2].0.base == files[1].0.base + files[1].0.bytes, "the dropped writer's bytes are gone")
+    for (file, parts) in files {
+      for p in 0..<3 { #expect(rows(try readAll(file.reader(p))) == rows([parts[p]]), "partition \(p)") }
+    }
+    let path = files[0].0.path
+    files.removeFirst(2)
+    #expect(access(path, F_OK) == 0, "an output is still in the file")
+    files.removeAll()
+    #expect(access(path, F_OK) != 0, "the file went with its last output")
+    // A shared file removed while idle takes no more outputs.
+    let (kept, _) = try write(4)
+    #expect(unlink(kept.path) == 0)
+    let (next, parts) = try write(5)
+    #expect(next.path != kept.path && next.base == 0)
+    #expect(rows(try readAll(next.reader(2))) == rows([parts[2]]))
+  }
+
   @Test func aCutSectionIsAnIntegrityError() throws {
     let dir = try SpillDirectory()
     let frame = try randomFrame(rows: 500, seed: 4)

@@ -26,11 +26,15 @@ final class OutputSink {
   /// One encoder for every file of the task.
   private lazy var encoder = FrameEncoder(options: store.codec)
 
-  init(store: OutputStore, schema: Schema, partitions: Int, pinned: Bool) {
+  /// Outputs of one operation share files (`ShuffleFileWriter`'s `group`).
+  private let group: String
+
+  init(store: OutputStore, schema: Schema, partitions: Int, pinned: Bool, group: String) {
     self.store = store
     self.schema = schema
     self.pinned = pinned
     self.partitions = partitions
+    self.group = group
   }
 
   /// Budget charged for frames held in memory, given back if the sink goes unfinished.
@@ -88,7 +92,7 @@ final class OutputSink {
       if !chunks.isEmpty { runs.append(try writeRun(asRun: true)) }
       let writer = try ShuffleFileWriter(
         directory: try store.spillDirectory(), schema: schema, partitions: partitions, prefix: "output",
-        encoder: encoder, packBytes: store.packBytes(partitions: partitions))
+        group: "output " + group, encoder: encoder, packBytes: store.packBytes(partitions: partitions))
       for p in 0..<partitions {
         for run in runs { try writer.copy(p, of: run) }
       }
@@ -107,7 +111,8 @@ final class OutputSink {
   private func writeRun(asRun: Bool) throws -> ShuffleFile {
     let writer = try ShuffleFileWriter(
       directory: try store.spillDirectory(), schema: schema, partitions: partitions,
-      prefix: asRun ? "run" : "output", encoder: encoder, packBytes: store.packBytes(partitions: partitions))
+      prefix: asRun ? "run" : "output", group: (asRun ? "run " : "output ") + group, encoder: encoder,
+      packBytes: store.packBytes(partitions: partitions))
     if partitions == 1 {
       for chunk in chunks { try writer.write(chunk.frame, to: 0) }
     } else if chunks.count == 1 {

@@ -75,7 +75,8 @@ struct TaskRunner {
   /// streams by, into a sink that holds them in memory or spills them.
   private func partition(_ reader: any Reader, _ task: ShardTask) throws -> TaskOutput {
     let schema = task.chain[0].schema
-    let sink = OutputSink(store: store, schema: schema, partitions: task.partitions, pinned: task.pinned)
+    let sink = OutputSink(
+      store: store, schema: schema, partitions: task.partitions, pinned: task.pinned, group: task.op)
     let emit = { (frame: Frame) throws in
       guard frame.count > 0 else { return }
       guard task.partitions > 1 else { return try sink.write(frame, ids: nil) }
