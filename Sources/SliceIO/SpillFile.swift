@@ -44,7 +44,8 @@ public final class SpillDirectory: @unchecked Sendable {
   /// - Throws: `SliceIOError.io` when no file can be opened or created.
   func takeShared(group: String, prefix: String) throws -> (SharedFile, Int32) {
     while let file = idle.withLock({ $0[group]?.popLast() }) {
-      let fd = name(of: file.path).map { openat(self.fd, $0, O_WRONLY | O_CLOEXEC) } ?? open(file.path, O_WRONLY | O_CLOEXEC)
+      let fd =
+        name(of: file.path).map { openat(self.fd, $0, O_WRONLY | O_CLOEXEC) } ?? open(file.path, O_WRONLY | O_CLOEXEC)
       // A file removed from under the directory (its outputs are lost) takes no more.
       guard fd >= 0 else { continue }
       if lseek(fd, off_t(file.size), SEEK_SET) < 0 {

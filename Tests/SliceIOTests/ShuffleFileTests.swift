@@ -228,8 +228,12 @@ import Testing
     // A writer that goes away unfinished: its bytes are cut off.
     do {
       let dropped = try ShuffleFileWriter(directory: dir, schema: schema, partitions: 3, prefix: "output", group: "g")
-      try dropped.write(try randomFrame(rows: 5_000, seed: 9), to: 1)
+      try dropped.write(try randomFrame(rows: 100_000, seed: 9), to: 1)
+      try dropped.write(try randomFrame(rows: 5_000, seed: 10), to: 2)
     }
+    var status = stat()
+    #expect(stat(files[1].0.path, &status) == 0)
+    #expect(Int(status.st_size) == files[1].0.base + files[1].0.bytes, "the dropped writer's bytes are cut off")
     files.append(try write(3))
     #expect(Set(files.map(\.0.path)).count == 1, "one shared file")
     #expect(files[1].0.base == files[0].0.base + files[0].0.bytes)
