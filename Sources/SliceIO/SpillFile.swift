@@ -43,17 +43,19 @@ public final class SpillDirectory: @unchecked Sendable {
   /// systems). Give it back with `finishWriting` or `abandonWriting`.
   /// - Throws: `SliceIOError.io` when no file can be opened or created.
   func takeShared(group: String, prefix: String) throws -> (SharedFile, Int32) {
-    while let file = idle.withLock({ $0[group]?.popLast() }) {
+    // Marked as being written while still under the lock, so that the release of its last
+    // output cannot remove it between the two.
+    while let file = idle.withLock({ idle -> SharedFile? in
+      let file = idle[group]?.popLast()
+      file?.writing = true
+      return file
+    }) {
       let fd =
         name(of: file.path).map { openat(self.fd, $0, O_WRONLY | O_CLOEXEC) } ?? open(file.path, O_WRONLY | O_CLOEXEC)
+      if fd >= 0, lseek(fd, off_t(file.size), SEEK_SET) >= 0 { return (file, fd) }
       // A file removed from under the directory (its outputs are lost) takes no more.
-      guard fd >= 0 else { continue }
-      if lseek(fd, off_t(file.size), SEEK_SET) < 0 {
-        close(fd)
-        continue
-      }
-      file.writing = true
-      return (file, fd)
+      if fd >= 0 { close(fd) }
+      idle.withLock { _ in file.writing = false }
     }
     let (path, fd) = try createFile(prefix: prefix)
     let file = SharedFile(path: path, group: group)

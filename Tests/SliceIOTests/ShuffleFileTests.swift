@@ -1,5 +1,7 @@
+import Dispatch
 import Frame
 import SliceIO
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -252,6 +254,36 @@ import Testing
     let (next, parts) = try write(5)
     #expect(next.path != kept.path && next.base == 0)
     #expect(rows(try readAll(next.reader(2))) == rows([parts[2]]))
+  }
+
+  /// Threads writing, reading and letting go of outputs of one group at once: every output
+  /// reads back whole while it is held (no shared file is removed under a writer), and the
+  /// directory is empty once all are gone.
+  @Test func sharedFilesSurviveWritersAndReleasesAtOnce() throws {
+    let dir = try SpillDirectory()
+    let schema = try randomFrame(rows: 1, seed: 0).schema
+    let failures = Mutex<[String]>([])
+    DispatchQueue.concurrentPerform(iterations: 4) { thread in
+      var held: [(ShuffleFile, Frame)] = []
+      for i in 0..<500 {
+        do {
+          let frame = try randomFrame(rows: 1 + (i * 7 + thread) % 50, seed: UInt64(thread * 1000 + i))
+          let writer = try ShuffleFileWriter(
+            directory: dir, schema: schema, partitions: 2, prefix: "run", group: "g")
+          try writer.write(frame, to: 1)
+          held.append((try writer.finish(), frame))
+          // Let go of most outputs soon, in another order than they came.
+          if held.count > 3 { held.remove(at: (i * 5) % held.count) }
+          for (file, expected) in held where rows(try readAll(file.reader(1))) != rows([expected]) {
+            failures.withLock { $0.append("thread \(thread) output \(i): wrong rows") }
+          }
+        } catch {
+          failures.withLock { $0.append("thread \(thread) output \(i): \(error)") }
+        }
+      }
+    }
+    #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0.prefix(3) })")
+    #expect(directoryEntries(dir.path).isEmpty, "files left: \(directoryEntries(dir.path))")
   }
 
   @Test func aCutSectionIsAnIntegrityError() throws {
