@@ -62,16 +62,8 @@ public final class ShuffleFile: @unchecked Sendable {
       self.holding = holding
     }
 
-    func section(of p: Int) -> Int {
-      // The last section whose first partition is at most p.
-      var lo = 0
-      var hi = first.count - 1
-      while hi - lo > 1 {
-        let mid = (lo + hi) >> 1
-        if first[mid] <= p { lo = mid } else { hi = mid }
-      }
-      return lo
-    }
+    /// The last section whose first partition is at most `p`.
+    func section(of p: Int) -> Int { first.lastIndex(atMost: p) }
   }
 
   fileprivate init(
@@ -256,6 +248,28 @@ private enum CompactOffsets {
     case .short(let offsets): return offsets.count
     case .narrow(let offsets): return offsets.count
     case .wide(let offsets): return offsets.count
+    }
+  }
+
+  /// The last index below `count - 1` whose value is at most `value` (0 when none is): a
+  /// binary search, its width chosen once rather than at every probe.
+  func lastIndex(atMost value: Int) -> Int {
+    switch self {
+    case .short(let offsets): return CompactOffsets.lastIndex(in: offsets, atMost: value)
+    case .narrow(let offsets): return CompactOffsets.lastIndex(in: offsets, atMost: value)
+    case .wide(let offsets): return CompactOffsets.lastIndex(in: offsets, atMost: value)
+    }
+  }
+
+  private static func lastIndex<T: FixedWidthInteger>(in offsets: [T], atMost value: Int) -> Int {
+    offsets.withUnsafeBufferPointer { offsets in
+      var lo = 0
+      var hi = offsets.count - 1
+      while hi - lo > 1 {
+        let mid = (lo + hi) >> 1
+        if Int(offsets[mid]) <= value { lo = mid } else { hi = mid }
+      }
+      return lo
     }
   }
 }
