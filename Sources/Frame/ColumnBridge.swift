@@ -70,11 +70,8 @@ extension Column {
 
   /// A scalar column of `type` holding a copy of `count` values at `source`.
   package static func copyScalars(_ type: ColumnType, from source: UnsafeRawPointer, count: Int) throws -> Column {
-    guard let width = type.scalarWidth else {
-      throw FrameError.typeMismatch(expected: "a scalar type", found: type.description)
-    }
-    let storage = ScalarStorage(byteCount: count * width)
-    storage.base.copyMemory(from: source, byteCount: count * width)
-    return Column(type: type, count: count, offset: 0, storage: .scalar(storage))
+    let (column, base) = try unfilledScalars(type, count: count)
+    base.copyMemory(from: source, byteCount: count * type.scalarWidth!)
+    return column
   }
 }

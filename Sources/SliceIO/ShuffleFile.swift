@@ -243,14 +243,6 @@ private enum CompactOffsets {
     }
   }
 
-  var count: Int {
-    switch self {
-    case .short(let offsets): return offsets.count
-    case .narrow(let offsets): return offsets.count
-    case .wide(let offsets): return offsets.count
-    }
-  }
-
   /// The last index below `count - 1` whose value is at most `value` (0 when none is): a
   /// binary search, its width chosen once rather than at every probe.
   func lastIndex(atMost value: Int) -> Int {

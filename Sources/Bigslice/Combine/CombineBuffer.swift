@@ -192,7 +192,7 @@ final class CombineRecord: Sendable {
   /// Every this many tasks, one combines anyway.
   static let probeEvery = 8
   /// Tasks skip combining once those before found more groups per row than this: combining
-  /// saves less than a fifth of the rows (held, written and read), and costs a table insert
+  /// saves less than a tenth of the rows (held, written and read), and costs a table insert
   /// per row.
   static let skipRatio = 0.9
 
