@@ -1,5 +1,5 @@
 /* Umbrella header of the C core: hashing, radix sort, the combiner table, blocks, the byte
- * shuffle, the allocator and key rows. */
+ * shuffle, the allocator, key rows and the pieces of a many-way shuffle's read. */
 #ifndef CSUPPORT_H
 #define CSUPPORT_H
 #include "bs_error.h"
@@ -10,4 +10,5 @@
 #include "bs_shuffle.h"
 #include "bs_memory.h"
 #include "bs_keyrow.h"
+#include "bs_pieces.h"
 #endif

@@ -1,3 +1,43 @@
+import CSupport
+
+/// Where each piece's rows start in each scalar column, and each piece's row count: what
+/// `bs_copy_pieces` copies, found in one pass over the pieces.
+private struct ScalarSources {
+  /// `pieces.count` sources per leaf column (nil for a column of bytes).
+  private let sources: UnsafeMutablePointer<UnsafeRawPointer?>
+  private let count: Int
+  let rows: UnsafeMutablePointer<UInt32>
+
+  init(_ pieces: [(frame: RawFrame, rows: Range<Int>)], _ leaves: [ColumnType]) {
+    count = pieces.count
+    sources = .allocate(capacity: max(count * leaves.count, 1))
+    rows = .allocate(capacity: max(count, 1))
+    pieces.withUnsafeBufferPointer { pieces in
+      for (k, (frame, range)) in pieces.enumerated() {
+        // The next pieces' column pointers, each in an allocation of its own.
+        if k + 8 < pieces.count { bs_prefetch(pieces[k + 8].frame.columns.baseAddress) }
+        precondition(range.count <= Int(UInt32.max), "a piece of \(range.count) rows")
+        rows[k] = UInt32(range.count)
+        for c in leaves.indices {
+          guard case .scalar(let base, let width) = frame.columns[c] else {
+            sources[c * count + k] = nil
+            continue
+          }
+          sources[c * count + k] = base + range.lowerBound * width
+        }
+      }
+    }
+  }
+
+  /// Column `c`'s source for each piece.
+  func column(_ c: Int) -> UnsafePointer<UnsafeRawPointer?> { UnsafePointer(sources + c * count) }
+
+  func deallocate() {
+    sources.deallocate()
+    rows.deallocate()
+  }
+}
+
 /// A frame's column values as raw pointers, for copying many small row ranges of many frames
 /// into one (a many-way shuffle's read) without touching a reference count per range: two
 /// threads reading ranges of the same frames would otherwise contend on its columns' counts.
@@ -12,7 +52,7 @@ public struct RawFrame: @unchecked Sendable {
     case bytes(offsets: UnsafePointer<Int64>, bytes: UnsafePointer<UInt8>)
   }
 
-  private let columns: UnsafeMutableBufferPointer<RawColumn>
+  fileprivate let columns: UnsafeMutableBufferPointer<RawColumn>
   /// The frame's rows.
   public let count: Int
 
@@ -43,20 +83,16 @@ public struct RawFrame: @unchecked Sendable {
   /// from a frame of `schema`'s types.
   public static func concat(_ pieces: [(frame: RawFrame, rows: Range<Int>)], schema: Schema) throws -> Frame {
     let rows = pieces.reduce(0) { $0 + $1.rows.count }
+    let leaves = schema.types.flatMap(\.leafTypes)
+    let sources = ScalarSources(pieces, leaves)
+    defer { sources.deallocate() }
     var out: [Column] = []
-    for (c, type) in schema.types.flatMap(\.leafTypes).enumerated() {
+    for (c, type) in leaves.enumerated() {
       switch type {
       case .scalar(let kind):
         let storage = ScalarStorage(byteCount: rows * kind.width)
-        var at = storage.base
-        for (frame, range) in pieces {
-          guard case .scalar(let base, let width) = frame.columns[c] else {
-            preconditionFailure("column \(c) is not \(type)")
-          }
-          let n = range.count * width
-          at.copyMemory(from: base + range.lowerBound * width, byteCount: n)
-          at += n
-        }
+        let status = bs_copy_pieces(sources.column(c), sources.rows, pieces.count, kind.width, storage.base)
+        precondition(status == BS_OK, "bs_copy_pieces refused width \(kind.width)")
         out.append(Column(type: type, count: rows, offset: 0, storage: .scalar(storage)))
       case .string, .bytes:
         var total = 0

@@ -126,6 +126,8 @@ final class HeldTable: @unchecked Sendable {
   }
 
   let entries: UnsafeMutableBufferPointer<Entry>
+  /// Each entry's partition index, for `bs_partition_ranges`.
+  let indexes: UnsafeMutableBufferPointer<bs_part_index>
   /// The frame of each entry (a large range is handed out as a slice of it).
   let frames: [Frame]
   private let outputs: [HeldFrames]
@@ -160,6 +162,14 @@ final class HeldTable: @unchecked Sendable {
     self.frames = frames
     self.entries = .allocate(capacity: entries.count)
     _ = self.entries.initialize(from: entries)
+    indexes = .allocate(capacity: entries.count)
+    for (i, entry) in entries.enumerated() {
+      let index = entry.chunk.index
+      indexes[i] = bs_part_index(
+        starts: index?.base, rows: UInt32(entry.chunk.frame.count), parts: UInt32(partitions),
+        ids: UInt32(index?.idCount ?? 0), narrow: index?.narrow == true ? 1 : 0, sparse: index?.isSparse == true ? 1 : 0
+      )
+    }
     // Count each partition's pieces, then place them.
     let starts = UnsafeMutableBufferPointer<Int>.allocate(capacity: partitions + 1)
     starts.initialize(repeating: 0)
@@ -204,6 +214,7 @@ final class HeldTable: @unchecked Sendable {
 
   deinit {
     entries.deallocate()
+    indexes.deallocate()
     pieceStarts?.deallocate()
     pieces?.deallocate()
   }

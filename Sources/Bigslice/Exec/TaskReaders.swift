@@ -1,3 +1,4 @@
+import CSupport
 import Frame
 import SliceIO
 
@@ -141,6 +142,11 @@ final class ShuffleReader: Reader {
   /// Every upstream output as one table, when all are held with raw pointers, and its next entry.
   private let table: HeldTable?
   private var tableNext = 0
+  /// Partition `partition`'s rows in the table's entries `walkFrom ..< walkFrom + walkCount`.
+  private var walkStarts = UnsafeMutableBufferPointer<UInt32>(start: nil, count: 0)
+  private var walkEnds = UnsafeMutableBufferPointer<UInt32>(start: nil, count: 0)
+  private var walkFrom = 0
+  private var walkCount = 0
 
   /// Rows of an upstream file's partition taken from the section cache, and the next.
   private var queued: [(frame: Frame, rows: Range<Int>, bytes: Int)] = []
@@ -163,6 +169,11 @@ final class ShuffleReader: Reader {
     // The table stands for every upstream output.
     if table != nil { next = upstream.count }
     sections = open == nil && table == nil ? dependency.sectionCache(limit: store.sectionCacheBytes) : nil
+  }
+
+  deinit {
+    walkStarts.deallocate()
+    walkEnds.deallocate()
   }
 
   func read() throws -> Frame? {
@@ -274,7 +285,7 @@ final class ShuffleReader: Reader {
         (i, range) = pieces[tableNext]
       } else {
         i = tableNext
-        range = entries[i].chunk.range(partition)
+        range = walked(table, i)
       }
       tableNext += 1
       if range.isEmpty { continue }
@@ -290,6 +301,28 @@ final class ShuffleReader: Reader {
     }
     return rows >= target ? .full : .notHeld
   }
+
+  /// Partition `partition`'s rows in `table`'s entry `i`, looked up a batch of entries at a
+  /// time (entries are asked for in order).
+  private func walked(_ table: HeldTable, _ i: Int) -> Range<Int> {
+    if i - walkFrom >= walkCount {
+      let n = min(ShuffleReader.walkBatch, table.entries.count - i)
+      if walkStarts.isEmpty {
+        walkStarts = .allocate(capacity: ShuffleReader.walkBatch)
+        walkEnds = .allocate(capacity: ShuffleReader.walkBatch)
+      }
+      let status = bs_partition_ranges(
+        UnsafePointer(table.indexes.baseAddress! + i), n, UInt32(partition), walkStarts.baseAddress,
+        walkEnds.baseAddress)
+      precondition(status == BS_OK, "bs_partition_ranges refused its arguments")
+      walkFrom = i
+      walkCount = n
+    }
+    return Int(walkStarts[i - walkFrom])..<Int(walkEnds[i - walkFrom])
+  }
+
+  /// Entries looked up at once by `walked`.
+  private static let walkBatch = 256
 
   /// Copies the raw pieces gathered so far into a frame piece.
   private func flushRaw() throws {
