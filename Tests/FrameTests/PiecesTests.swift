@@ -69,7 +69,7 @@ import Testing
       p.copyMemory(from: bytes, byteCount: bytes.count)
       return p
     }
-    defer { buffers.forEach { $0.deallocate() } }
+    defer { for buffer in buffers { buffer.deallocate() } }
     let indexes = models.enumerated().map { i, model in
       bs_part_index(
         starts: model == nil ? nil : UnsafeRawPointer(buffers[i]), rows: UInt32(rowsOf[i]), parts: UInt32(parts),
@@ -155,7 +155,7 @@ import Testing
         ]))
     }
     let raws = try frames.map { try #require(RawFrame($0)) }
-    defer { raws.forEach { $0.deallocate() } }
+    defer { for raw in raws { raw.deallocate() } }
     var pieces: [(frame: RawFrame, rows: Range<Int>)] = []
     var slices: [Frame] = []
     for _ in 0..<3000 {
