@@ -105,6 +105,16 @@ public struct Column: @unchecked Sendable {
     case bytes(BytesStorage)
     case boxed(AnyObject)
     case record(RecordStorage)
+
+    /// The object holding the values: slices of one column share it.
+    var object: AnyObject {
+      switch self {
+      case .scalar(let s): s
+      case .bytes(let b): b
+      case .boxed(let b): b
+      case .record(let r): r
+      }
+    }
   }
 
   /// The type of every value in the column.
@@ -243,6 +253,13 @@ public struct Column: @unchecked Sendable {
   public func slice(_ range: Range<Int>) -> Column {
     precondition(range.lowerBound >= 0 && range.upperBound <= count, "slice \(range) out of 0..<\(count)")
     return Column(type: type, count: range.count, offset: offset + range.lowerBound, storage: storage)
+  }
+
+  /// This column's rows then `next`'s as one slice, when `next` starts where this ends in the
+  /// same storage; else nil.
+  func followed(by next: Column) -> Column? {
+    guard next.type == type, next.offset == offset + count, next.storage.object === storage.object else { return nil }
+    return Column(type: type, count: count + next.count, offset: offset, storage: storage)
   }
 
   /// The values of a scalar column as `T`. Traps when `T` does not have this column's layout

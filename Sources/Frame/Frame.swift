@@ -43,6 +43,13 @@ public struct Frame: Sendable {
   /// The column types and key prefix.
   public var schema: Schema { Schema(columns.map(\.type), prefix: prefix) }
 
+  /// Whether the columns have exactly `types`, checked without building a schema.
+  package func hasTypes(_ types: [ColumnType]) -> Bool {
+    guard columns.count == types.count else { return false }
+    for (i, column) in columns.enumerated() where column.type != types[i] { return false }
+    return true
+  }
+
   /// The key columns (the first `prefix`; all columns when `prefix` is 0).
   public var keyColumns: ArraySlice<Column> { prefix == 0 ? columns[...] : columns[..<prefix] }
 
@@ -81,6 +88,22 @@ public struct Frame: Sendable {
       throw FrameError.typeMismatch(expected: first.schema.description, found: f.schema.description)
     }
     let columns = try (0..<first.columns.count).map { i in try Column.concat(frames.map { $0.columns[i] }) }
+    return Frame(unchecked: columns, count: frames.reduce(0) { $0 + $1.count }, prefix: first.prefix)
+  }
+
+  /// The rows of `frames` in order as one slice of the frame they were all sliced from, when
+  /// each follows the one before in every column (nil otherwise, or for no frames): a
+  /// concatenation with no copy. The slice keeps that whole frame alive.
+  package static func joinedSlices(_ frames: [Frame]) -> Frame? {
+    guard let first = frames.first else { return nil }
+    var columns = first.columns
+    for next in frames.dropFirst() {
+      guard next.columns.count == columns.count else { return nil }
+      for (i, column) in next.columns.enumerated() {
+        guard let joined = columns[i].followed(by: column) else { return nil }
+        columns[i] = joined
+      }
+    }
     return Frame(unchecked: columns, count: frames.reduce(0) { $0 + $1.count }, prefix: first.prefix)
   }
 

@@ -273,12 +273,22 @@ extension ShuffleFile {
   ///   it ends before the sections do.
   public func readSections(_ partitions: Range<Int>) throws -> SectionBlock {
     let bytes = range(partitions.lowerBound).lowerBound..<range(partitions.upperBound - 1).upperBound
-    let source = try FileRangeSource(path: path, range: bytes, in: directory)
     let block = SectionBlock(file: self, partitions: partitions, start: bytes.lowerBound, count: bytes.count)
-    let got = try source.readFully(into: block.bytes.baseAddress!, count: bytes.count)
+    let got: Int
+    if let shared {
+      // A shared file keeps a descriptor open between reads.
+      let fd = try directory.startReading(shared)
+      defer { directory.endReading(shared, fd: fd) }
+      got = try FileRangeSource(path: path, fd: fd, range: bytes).readFully(
+        into: block.bytes.baseAddress!, count: bytes.count)
+    } else {
+      got = try FileRangeSource(path: path, range: bytes, in: directory).readFully(
+        into: block.bytes.baseAddress!, count: bytes.count)
+    }
     guard got == bytes.count else {
       throw SliceIOError.integrity(
-        source: source.name, block: 0, problem: .truncated("the file ends \(bytes.count - got) bytes early"))
+        source: "\(path) bytes \(bytes)", block: 0,
+        problem: .truncated("the file ends \(bytes.count - got) bytes early"))
     }
     return block
   }
@@ -489,8 +499,20 @@ final class FileRangeSource: ByteSource {
   private let path: String
   private let start: Int
   private let fd: Int32
+  /// Whether `fd` is this source's, to close when it goes.
+  private let owned: Bool
   private var at: Int
   private let end: Int
+
+  /// Reads `range` of `path` through `fd`, which stays open (the caller's).
+  init(path: String, fd: Int32, range: Range<Int>) {
+    self.path = path
+    self.fd = fd
+    owned = false
+    start = range.lowerBound
+    at = range.lowerBound
+    end = range.upperBound
+  }
 
   /// Opens `path` for reading; relative to `directory` when it is in it.
   /// - Throws: `SliceIOError.io`.
@@ -503,11 +525,12 @@ final class FileRangeSource: ByteSource {
       fd = open(path, O_RDONLY | O_CLOEXEC)
     }
     if fd < 0 { throw SliceIOError.io(path: path, operation: "open", errno: errno) }
+    owned = true
     at = range.lowerBound
     end = range.upperBound
   }
 
-  deinit { close(fd) }
+  deinit { if owned { close(fd) } }
 
   /// Reads until `count` bytes are in or the range ends; returns the bytes read.
   func readFully(into buffer: UnsafeMutableRawPointer, count: Int) throws -> Int {
@@ -615,7 +638,7 @@ public final class ShuffleFileWriter {
   /// - Throws: `SliceIOError.schemaMismatch`, `SliceIOError.io` (`ENOSPC` when the disk is
   ///   full).
   public func write(_ frame: Frame, to p: Int) throws {
-    guard frame.schema.types == schema.types else {
+    guard frame.hasTypes(schema.types) else {
       throw SliceIOError.schemaMismatch(
         source: path, block: 0, expected: schema.description, found: frame.schema.description)
     }
@@ -773,7 +796,8 @@ public final class ShuffleFileWriter {
       if !pending.isEmpty {
         let frame: Frame
         do {
-          frame = pending.count == 1 ? pending[0] : try Frame.concat(pending)
+          // A merge writes slices of one frame side by side: they join with no copy.
+          frame = try Frame.joinedSlices(pending) ?? Frame.concat(pending)
         } catch let error as FrameError {
           throw SliceIOError.frame(error)
         }

@@ -29,12 +29,24 @@ public final class SpillDirectory: @unchecked Sendable {
   }
 
   deinit {
+    for file in shared.withLock({ $0.keptOpen }) where file.readFD >= 0 { close(file.readFD) }
     remove()
     if fd >= 0 { close(fd) }
   }
 
-  /// Files that outputs of one group are appended to, not being written now, by group.
-  private let idle = Mutex<[String: [SharedFile]]>([:])
+  /// The shared files' state: those not being written now, by group, and those holding a
+  /// descriptor open for reading, least recently read first.
+  private struct Shared {
+    var idle: [String: [SharedFile]] = [:]
+    var keptOpen: [SharedFile] = []
+  }
+
+  private let shared = Mutex(Shared())
+
+  /// Shared files that keep a descriptor open for reading between reads, at most: a many-way
+  /// shuffle reads tens of thousands of small sections from a few shared files, and opening
+  /// and closing the file for each cost more than reading it.
+  public static let readersKept = 8
 
   /// A file of the directory for one writer to append to, and the descriptor it writes with
   /// (at the file's end): an idle shared file of `group` under `SharedFile.fullBytes`, else a
@@ -45,8 +57,8 @@ public final class SpillDirectory: @unchecked Sendable {
   func takeShared(group: String, prefix: String) throws -> (SharedFile, Int32) {
     // Marked as being written while still under the lock, so that the release of its last
     // output cannot remove it between the two.
-    while let file = idle.withLock({ idle -> SharedFile? in
-      let file = idle[group]?.popLast()
+    while let file = shared.withLock({ shared -> SharedFile? in
+      let file = shared.idle[group]?.popLast()
       file?.writing = true
       return file
     }) {
@@ -55,7 +67,7 @@ public final class SpillDirectory: @unchecked Sendable {
       if fd >= 0, lseek(fd, off_t(file.size), SEEK_SET) >= 0 { return (file, fd) }
       // A file removed from under the directory (its outputs are lost) takes no more.
       if fd >= 0 { close(fd) }
-      idle.withLock { _ in file.writing = false }
+      shared.withLock { _ in file.writing = false }
     }
     let (path, fd) = try createFile(prefix: prefix)
     let file = SharedFile(path: path, group: group)
@@ -66,11 +78,11 @@ public final class SpillDirectory: @unchecked Sendable {
   /// Ends a write to `file` that kept `bytes` more at its end, holding an output (closes `fd`).
   func finishWriting(_ file: SharedFile, fd: Int32, bytes: Int) {
     close(fd)
-    idle.withLock { idle in
+    shared.withLock { shared in
       file.size += bytes
       file.live += 1
       file.writing = false
-      if file.size < SharedFile.fullBytes { idle[file.group, default: []].append(file) }
+      if file.size < SharedFile.fullBytes { shared.idle[file.group, default: []].append(file) }
     }
   }
 
@@ -79,25 +91,92 @@ public final class SpillDirectory: @unchecked Sendable {
   func abandonWriting(_ file: SharedFile, fd: Int32) {
     _ = ftruncate(fd, off_t(file.size))
     close(fd)
-    let remove = idle.withLock { idle -> Bool in
+    let remove = shared.withLock { shared -> Bool in
       file.writing = false
       if file.live == 0 { return true }
-      if file.size < SharedFile.fullBytes { idle[file.group, default: []].append(file) }
+      if file.size < SharedFile.fullBytes { shared.idle[file.group, default: []].append(file) }
       return false
     }
-    if remove { unlink(file.path) }
+    if remove { removeShared(file) }
   }
 
   /// An output in `file` is gone: the file is removed with its last output, unless a writer is
   /// adding one.
   func release(_ file: SharedFile) {
-    let remove = idle.withLock { idle -> Bool in
+    let remove = shared.withLock { shared -> Bool in
       file.live -= 1
       guard file.live == 0, !file.writing else { return false }
-      idle[file.group]?.removeAll { $0 === file }
+      shared.idle[file.group]?.removeAll { $0 === file }
       return true
     }
-    if remove { unlink(file.path) }
+    if remove { removeShared(file) }
+  }
+
+  /// Removes `file`, which has no outputs left, and closes its reading descriptor.
+  private func removeShared(_ file: SharedFile) {
+    let fd = shared.withLock { shared -> Int32 in
+      shared.keptOpen.removeAll { $0 === file }
+      defer { file.readFD = -1 }
+      return file.readFD
+    }
+    if fd >= 0 { close(fd) }
+    unlink(file.path)
+  }
+
+  /// A descriptor to read `file` with, the caller holding one of its outputs: the one kept
+  /// open from an earlier read, else a new one, kept for later reads while fewer than
+  /// `readersKept` files keep one. Give it back with `endReading`. A file removed from under
+  /// the directory (a lost input) is opened again by name, so that its loss is seen.
+  /// - Throws: `SliceIOError.io` when it cannot be opened.
+  func startReading(_ file: SharedFile) throws -> Int32 {
+    let kept = shared.withLock { shared -> Int32 in
+      guard file.readFD >= 0 else { return -1 }
+      file.readers += 1
+      if shared.keptOpen.last !== file {
+        shared.keptOpen.removeAll { $0 === file }
+        shared.keptOpen.append(file)
+      }
+      return file.readFD
+    }
+    if kept >= 0 {
+      var info = stat()
+      if fstat(kept, &info) == 0, info.st_nlink > 0 { return kept }
+      shared.withLock { _ in file.readers -= 1 }
+    }
+    let fd =
+      name(of: file.path).map { openat(self.fd, $0, O_RDONLY | O_CLOEXEC) } ?? open(file.path, O_RDONLY | O_CLOEXEC)
+    if fd < 0 { throw SliceIOError.io(path: file.path, operation: "open", errno: errno) }
+    guard kept < 0 else { return fd }
+    let evicted = shared.withLock { shared -> Int32 in
+      guard file.readFD < 0 else { return -1 }
+      // Room for it: the least recently read file that no read is using lets go of its own.
+      var evicted: Int32 = -1
+      if shared.keptOpen.count >= SpillDirectory.readersKept,
+        let i = shared.keptOpen.firstIndex(where: { $0.readers == 0 })
+      {
+        let old = shared.keptOpen.remove(at: i)
+        evicted = old.readFD
+        old.readFD = -1
+      }
+      if shared.keptOpen.count < SpillDirectory.readersKept {
+        file.readFD = fd
+        file.readers += 1
+        shared.keptOpen.append(file)
+      }
+      return evicted
+    }
+    if evicted >= 0 { close(evicted) }
+    return fd
+  }
+
+  /// Gives back a descriptor from `startReading(file)`.
+  func endReading(_ file: SharedFile, fd: Int32) {
+    let kept = shared.withLock { _ -> Bool in
+      guard fd == file.readFD else { return false }
+      file.readers -= 1
+      return true
+    }
+    if !kept { close(fd) }
   }
 
   /// Removes the directory and every file in it now (files still open stay readable until
@@ -126,6 +205,9 @@ final class SharedFile: @unchecked Sendable {
   fileprivate var live = 0
   /// A writer is appending to it.
   fileprivate var writing = false
+  /// A descriptor kept open for reading (-1: none), and the reads using it now.
+  fileprivate var readFD: Int32 = -1
+  fileprivate var readers = 0
 
   /// Outputs are appended to a file until it holds this many bytes.
   static let fullBytes = 64 << 20

@@ -175,3 +175,22 @@ import Testing
     #expect(none.count == 0 && none.schema == frames[0].schema)
   }
 }
+
+@Suite struct JoinedSlicesTests {
+  @Test func slicesSideBySideJoinWithNoCopyAndOthersDoNot() throws {
+    let frame = try Frame([
+      Column((0..<100).map { Int64($0) }), Column(strings: (0..<100).map { "s\($0)" }),
+    ])
+    let parts = [frame.slice(0..<10), frame.slice(10..<10), frame.slice(10..<55), frame.slice(55..<60)]
+    let joined = try #require(Frame.joinedSlices(parts))
+    #expect(joined.anyRows == frame.slice(0..<60).anyRows)
+    #expect(joined.count == 60)
+    // A gap, an overlap, the wrong order, or another frame's rows: no join.
+    #expect(Frame.joinedSlices([frame.slice(0..<10), frame.slice(11..<20)]) == nil)
+    #expect(Frame.joinedSlices([frame.slice(0..<10), frame.slice(9..<20)]) == nil)
+    #expect(Frame.joinedSlices([frame.slice(10..<20), frame.slice(0..<10)]) == nil)
+    let copy = try Frame.concat([frame.slice(0..<50), frame.slice(50..<100)])
+    #expect(Frame.joinedSlices([frame.slice(0..<10), copy.slice(10..<20)]) == nil)
+    #expect(Frame.joinedSlices([]) == nil)
+  }
+}

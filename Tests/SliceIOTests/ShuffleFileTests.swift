@@ -286,6 +286,43 @@ import Testing
     #expect(directoryEntries(dir.path).isEmpty, "files left: \(directoryEntries(dir.path))")
   }
 
+  /// Reads of shared files keep a few descriptors open between them, no more; a kept one does
+  /// not hide a file removed from under the directory; letting go of the outputs closes them.
+  @Test func sharedFilesKeepAFewReadingDescriptorsAndStillSeeALoss() throws {
+    let dir = try SpillDirectory()
+    let schema = try randomFrame(rows: 1, seed: 0).schema
+    let files = SpillDirectory.readersKept + 4
+    var outputs: [(file: ShuffleFile, parts: [Frame])] = []
+    for g in 0..<files {
+      // Outputs of different groups never share a file.
+      let writer = try ShuffleFileWriter(
+        directory: dir, schema: schema, partitions: 3, prefix: "output", group: "g\(g)", packBytes: 256)
+      let parts = try (0..<3).map { try randomFrame(rows: 40 * $0 + 1, seed: UInt64(g * 3 + $0)) }
+      for (p, frame) in parts.enumerated() { try writer.write(frame, to: p) }
+      outputs.append((try writer.finish(), parts))
+    }
+    func open(_ file: ShuffleFile) -> Int { descriptors(on: file.path) + descriptors(on: file.path + " (deleted)") }
+    for _ in 0..<2 {
+      for (file, parts) in outputs {
+        for p in 0..<3 {
+          #expect(rows(try file.readSections(p..<(p + 1)).frames(p)) == rows([parts[p]]), "partition \(p)")
+        }
+      }
+    }
+    let kept = outputs.map { open($0.file) }
+    #expect(kept.allSatisfy { $0 <= 1 }, "\(kept)")
+    #expect(kept.reduce(0, +) == SpillDirectory.readersKept, "\(kept)")
+    #expect(kept.suffix(SpillDirectory.readersKept).allSatisfy { $0 == 1 }, "the files read last keep theirs: \(kept)")
+    #expect(unlink(outputs[files - 1].file.path) == 0)
+    let error = #expect(throws: SliceIOError.self) { try outputs[files - 1].file.readSections(0..<1) }
+    #expect("\(error.map { "\($0)" } ?? "")".contains("No such file"), "\(String(describing: error))")
+    // The other files still read through theirs.
+    #expect(rows(try outputs[files - 2].file.readSections(1..<2).frames(1)) == rows([outputs[files - 2].parts[1]]))
+    let paths = outputs.map(\.file.path)
+    outputs.removeAll()
+    for path in paths { #expect(descriptors(on: path) + descriptors(on: path + " (deleted)") == 0, "\(path)") }
+  }
+
   @Test func aCutSectionIsAnIntegrityError() throws {
     let dir = try SpillDirectory()
     let frame = try randomFrame(rows: 500, seed: 4)
