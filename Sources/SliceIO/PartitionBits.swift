@@ -27,6 +27,31 @@ public struct PartitionBits: Sendable, Equatable, Codable {
   }
 
   /// Marks partition `p` as holding rows.
+  /// The partitions in the set, in order.
+  public var members: Members { Members(words: words) }
+
+  /// The partitions in a `PartitionBits`, in order.
+  public struct Members: Sequence, IteratorProtocol {
+    fileprivate let words: [UInt64]
+    private var w = 0
+    private var rest: UInt64
+
+    fileprivate init(words: [UInt64]) {
+      self.words = words
+      rest = words.first ?? 0
+    }
+
+    public mutating func next() -> Int? {
+      while rest == 0 {
+        w += 1
+        guard w < words.count else { return nil }
+        rest = words[w]
+      }
+      defer { rest &= rest - 1 }
+      return w << 6 + rest.trailingZeroBitCount
+    }
+  }
+
   public mutating func insert(_ p: Int) {
     precondition(p >= 0 && p < count, "partition \(p) of \(count)")
     words[p >> 6] |= 1 << UInt64(p & 63)

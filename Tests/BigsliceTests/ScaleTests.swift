@@ -152,6 +152,32 @@ import Testing
     #expect(sums == expectedSums)
   }
 
+  /// A spilled shuffle from 150 upstream tasks (three words of holding bits a partition),
+  /// many of them empty or holding a few partitions, into 500 shards: each reading task skips
+  /// the outputs holding none of its rows and still gets every row of its own.
+  @Test func readersOfASparseSpilledShuffleSkipOnlyOutputsWithoutTheirRows() async throws {
+    let shards = 150
+    let rowsOf = (0..<shards).map { $0 % 5 == 0 ? 0 : ($0 * 37) % 23 }
+    let slice = readerFunc(shards, initial: { _ in 0 }) {
+      (shard: Int, next: inout Int, out: RowEmitter<Int, Int>) in
+      while next < rowsOf[shard] {
+        out.emit((shard * 1_000 + next * 7919) % 4_001, shard)
+        next += 1
+      }
+      return false
+    }.reshard(500)
+    var expected: [Int: [Int]] = [:]
+    for shard in 0..<shards {
+      for next in 0..<rowsOf[shard] { expected[(shard * 1_000 + next * 7919) % 4_001, default: []].append(shard) }
+    }
+    let session = Session(executor: .local(procs: 2), memoryLimit: 1)
+    var got: [Int: [Int]] = [:]
+    for (k, v) in try await session.run(slice) { got[k, default: []].append(v) }
+    let wrong = Set(got.keys).union(expected.keys).filter { got[$0]?.sorted() != expected[$0]?.sorted() }
+    #expect(wrong.isEmpty, "\(wrong.count) of \(expected.count) keys differ, e.g. \(wrong.sorted().prefix(3))")
+    #expect(session.spilledBytes > 0)
+  }
+
   /// Many shards of the keys users bring: a struct key reduced by a closure, and a key of
   /// two columns regrouped, held and all spilled, against a dictionary and the input rows.
   @Test(arguments: [nil, 1])

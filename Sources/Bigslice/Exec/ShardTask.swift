@@ -74,6 +74,7 @@ final class TaskDependency: @unchecked Sendable {
   private struct Shared {
     var table: HeldTable.State = .unbuilt
     var sections: SectionCache?
+    var holding: UpstreamHolding?
   }
 
   private let shared = Mutex(Shared())
@@ -108,6 +109,18 @@ final class TaskDependency: @unchecked Sendable {
     }
   }
 
-  /// Forgets the table and the section cache (and the references they hold to the outputs).
+  /// Which upstream outputs may hold each partition's rows: built by the first reader that
+  /// asks, once every upstream task is done; dropped with the table.
+  func upstreamHolding() -> UpstreamHolding {
+    shared.withLock { shared in
+      if let holding = shared.holding { return holding }
+      let holding = UpstreamHolding(tasks, partitions: tasks.first?.partitions ?? 1)
+      shared.holding = holding
+      return holding
+    }
+  }
+
+  /// Forgets the table, the section cache and the holding bits (and the references they hold
+  /// to the outputs).
   func dropShared() { shared.withLock { $0 = Shared() } }
 }

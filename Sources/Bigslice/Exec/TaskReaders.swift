@@ -152,8 +152,10 @@ final class ShuffleReader: Reader {
   private var queued: [(frame: Frame, rows: Range<Int>, bytes: Int)] = []
   private var queuedNext = 0
 
-  /// The files of upstream outputs on disk, read through the cache the reading tasks share.
+  /// The files of upstream outputs on disk, read through the cache the reading tasks share,
+  /// and which of them hold rows of each partition.
   private let sections: SectionCache?
+  private let holding: UpstreamHolding?
 
   /// Reads partition `partition` of `dependency`'s tasks, once they are all done; `store` is
   /// the one their outputs are in when they are in this process (`open` nil).
@@ -169,6 +171,7 @@ final class ShuffleReader: Reader {
     // The table stands for every upstream output.
     if table != nil { next = upstream.count }
     sections = open == nil && table == nil ? dependency.sectionCache(limit: store.sectionCacheBytes) : nil
+    holding = sections == nil ? nil : dependency.upstreamHolding()
   }
 
   deinit {
@@ -370,6 +373,7 @@ final class ShuffleReader: Reader {
         current = nil
         currentTask = nil
       }
+      if let holding { next = holding.next(partition, from: next) }
       guard next < upstream.count else { return nil }
       let source = upstream[next]
       next += 1
