@@ -14,6 +14,9 @@ public enum BigsliceError: Error, CustomStringConvertible, @unchecked Sendable {
   case taskFailed(op: String, shard: Int, cause: Error)
   /// A task lost its input `tries` times in a row; `cause` is the last loss.
   case tooManyTries(op: String, shard: Int, tries: Int, cause: Error)
+  /// A task failed with a temporary error (`TemporaryError`) on every attempt the session
+  /// allows, or with another error after retries: every attempt's error, the last one last.
+  case failedAfterRetries(op: String, shard: Int, attempts: [Error])
   /// An upstream output that a task needed was gone (released or never computed).
   case outputMissing(op: String, shard: Int)
   /// A trace file could not be written, read or understood.
@@ -33,6 +36,9 @@ public enum BigsliceError: Error, CustomStringConvertible, @unchecked Sendable {
     case .taskFailed(let op, let shard, let cause): "\(op) shard \(shard) failed: \(cause)"
     case .tooManyTries(let op, let shard, let tries, let cause):
       "\(op) shard \(shard): too many tries (\(tries) in a row lost its input or its machine; last: \(cause))"
+    case .failedAfterRetries(let op, let shard, let attempts):
+      "\(op) shard \(shard) failed after \(attempts.count) attempts: "
+        + attempts.enumerated().map { "attempt \($0 + 1): \($1)" }.joined(separator: "; ")
     case .outputMissing(let op, let shard): "the output of \(op) shard \(shard) is gone"
     case .traceFile(let path, let reason): "trace file \(path): \(reason)"
     case .machinesUnavailable(let why): "no machines: \(why)"

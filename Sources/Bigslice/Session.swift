@@ -27,6 +27,8 @@ public final class Session: @unchecked Sendable {
   let tracer: Tracer?
   /// Bytes of data the session holds in memory before it spills (see `init`); nil for no limit.
   public let memoryLimit: Int?
+  /// Times a task failing with a temporary error runs again (see `init`).
+  public let retries: Int
   private let local: LocalExecutor
   let remote: MachineExecutor?
   private let invocations = Atomic<Int>(0)
@@ -58,6 +60,11 @@ public final class Session: @unchecked Sendable {
   /// `/debug/tasks` (the same as JSON) and `/debug/trace` (the trace so far). If it cannot
   /// listen there, it logs an error and serves nothing.
   ///
+  /// A task that fails with a temporary error (`TemporaryError`, or an I/O error such as
+  /// `ECONNRESET` from the library's own readers) runs again after a backoff of 100 ms,
+  /// doubling up to 5 s, at most `retries` times (default 3); the job fails with every
+  /// attempt's error once they are spent. Other errors fail the job at once.
+  ///
   /// The session logs to `logger` (default: swift-log's `bigslice` logger), with the machine
   /// as the metadata `machine`: jobs starting and ending (debug), task outputs lost and
   /// computed again (notice), and a trace or debug server that failed (error).
@@ -68,7 +75,7 @@ public final class Session: @unchecked Sendable {
   /// func must be registered before the session is made.
   public init(
     executor: Executor = .local(procs: 2), memoryLimit: Int? = nil, spillDirectory: String? = nil,
-    status: Bool = false, tracePath: String? = nil, debugAddress: String? = nil,
+    status: Bool = false, tracePath: String? = nil, debugAddress: String? = nil, retries: Int = 3,
     logger: Logger = Logger(label: "bigslice")
   ) {
     if case .machines(let system, _, let procs) = executor, Bigmachine.isWorker {
@@ -88,6 +95,7 @@ public final class Session: @unchecked Sendable {
     let tracer = tracePath == nil && debugAddress == nil ? nil : Tracer()
     self.tracer = tracer
     self.memoryLimit = memoryLimit
+    self.retries = max(retries, 0)
     let procs: Int
     switch executor {
     case .local(let n): procs = n
@@ -257,9 +265,10 @@ public final class Session: @unchecked Sendable {
       logger.debug("job \(name) started")
       do {
         if let remote {
-          try Bigslice.evaluate(tasks, on: remote, counters: counters, cancel: cancel, observer: observer)
+          try Bigslice.evaluate(
+            tasks, on: remote, counters: counters, cancel: cancel, observer: observer, retries: retries)
         } else {
-          try local.evaluate(tasks, counters: counters, cancel: cancel, observer: observer)
+          try local.evaluate(tasks, counters: counters, cancel: cancel, observer: observer, retries: retries)
         }
         job.finish()
         display?.finish()

@@ -1,6 +1,10 @@
 import Bigslice
 import Frame
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// A boxed key type: Codable and hashable, and registered with `BoxedOps` (`TestFuncs.register`),
 /// so stored as a boxed column instead of a record.
 public struct Pair: Codable, Hashable, Sendable {
@@ -28,7 +32,7 @@ public enum TestFuncs {
         constPairs, mapFilterFlatMap, rowShapes, head, reduceClosure, reduceSum, reduceMax, countWords, reduceBoxed,
         reshuffle,
         reshard, repartition, readerFunc, split, fields, cogroup2, cogroup3, foldLists, writerFunc, distinct, sorted,
-        failing,
+        failing, flaky,
         resultRegrouped, resultsJoined, resultRowsInBody,
       ] as [AnyObject]
   }
@@ -160,6 +164,50 @@ public enum TestFuncs {
       if v == poison { throw TestFailure(value: v) }
       return v
     }
+  }
+}
+
+extension TestFuncs {
+  /// `shards` shards of 10 rows each (shard s holds s * 10 ..< s * 10 + 10); shard 1 counts
+  /// its attempts in the file `attempts` (a byte appended per attempt, so every process sees
+  /// them) and fails its first `failures` attempts with a `FlakyFailure`, wrapped in
+  /// `Temporary` when `temporary`.
+  public static let flaky = Func("test.flaky") {
+    (shards: Int, failures: Int, temporary: Bool, attempts: String) -> Slice<Int> in
+    Bigslice.readerFunc(shards, initial: { _ in 0 }) {
+      (shard: Int, next: inout Int, out: RowEmitter<Int>) throws -> Bool in
+      if shard == 1, next == 0 {
+        let attempt = try FlakyFailure.count(attempts)
+        if attempt <= failures {
+          let failure = FlakyFailure(attempt: attempt)
+          throw temporary ? Temporary(failure) as Error : failure
+        }
+      }
+      while next < 10 {
+        out.emit(shard * 10 + next)
+        next += 1
+      }
+      return false
+    }
+  }
+}
+
+/// The error `TestFuncs.flaky` throws.
+public struct FlakyFailure: Error, CustomStringConvertible {
+  public let attempt: Int
+  public init(attempt: Int) { self.attempt = attempt }
+  public var description: String { "flaky attempt \(attempt)" }
+
+  /// Appends an attempt to the file at `path` and returns how many it holds now.
+  static func count(_ path: String) throws -> Int {
+    let fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+    guard fd >= 0 else { throw FlakyFailure(attempt: -1) }
+    defer { close(fd) }
+    var byte: UInt8 = 1
+    guard write(fd, &byte, 1) == 1 else { throw FlakyFailure(attempt: -1) }
+    var info = stat()
+    guard fstat(fd, &info) == 0 else { throw FlakyFailure(attempt: -1) }
+    return Int(info.st_size)
   }
 }
 

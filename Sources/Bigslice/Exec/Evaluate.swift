@@ -36,14 +36,19 @@ protocol ExecutorBackend: AnyObject {
 ///
 /// `observer` hears of every task planned (waiting) and lost, and the dispatcher reports the
 /// rest.
-/// - Throws: the first task failure, as `BigsliceError.taskFailed`; `.tooManyTries` when
-///   one task was lost `maxConsecutiveLost` times in a row.
+/// A task that fails with a temporary error (`isTemporary`) waits `retryBackoff` and runs
+/// again, up to `retries` times; the attempts' errors are kept until it succeeds.
+/// - Throws: the first task failure, as `BigsliceError.taskFailed`, or `.failedAfterRetries`
+///   for a task that was retried; `.tooManyTries` when one task was lost `maxConsecutiveLost`
+///   times in a row.
 func evaluate(
   _ roots: [ShardTask], on dispatcher: any ExecutorBackend, counters: Counters, cancel: Cancellation? = nil,
-  observer: (any TaskObserver)? = nil, maxConsecutiveLost: Int = defaultMaxConsecutiveLost
+  observer: (any TaskObserver)? = nil, maxConsecutiveLost: Int = defaultMaxConsecutiveLost,
+  retries: Int = defaultRetries
 ) throws {
   for root in roots { root.pinned = true }
   var losses: [ObjectIdentifier: Int] = [:]
+  var attempts = Attempts(retries: retries)
   while true {
     let plan = Plan(roots)
     if plan.remaining == 0 { break }
@@ -56,7 +61,9 @@ func evaluate(
     if let observer {
       for task in plan.tasks.values.sorted(by: { $0.id > $1.id }) { observer.record(task, .waiting) }
     }
-    let outcome = try execute(plan, on: dispatcher, counters: counters, cancel: cancel, observer: observer) { task in
+    let outcome = try execute(
+      plan, on: dispatcher, counters: counters, cancel: cancel, observer: observer, attempts: &attempts
+    ) { task in
       losses[ObjectIdentifier(task)] = nil
     }
     guard let lost = outcome else { break }
@@ -84,6 +91,39 @@ func evaluate(
 
 /// Tasks lost in a row before a job fails with `tooManyTries`.
 let defaultMaxConsecutiveLost = 5
+
+/// The failed attempts of each task still to succeed, and how many retries a task gets.
+struct Attempts {
+  let retries: Int
+  private var failed: [ObjectIdentifier: [Error]] = [:]
+
+  init(retries: Int) { self.retries = max(retries, 0) }
+
+  /// Records that `task` failed with `error`. Returns how long to wait before running it again,
+  /// or nil when it must not run again: the error is not temporary, or its retries are spent.
+  /// Then `error` is the job's error: as it is, or listing every attempt when there were
+  /// retries.
+  mutating func failed(_ task: ShardTask, _ error: inout Error) -> Duration? {
+    let id = ObjectIdentifier(task)
+    var cause = error
+    if case BigsliceError.taskFailed(_, _, let inner) = error { cause = inner }
+    failed[id, default: []].append(cause)
+    let tried = failed[id]!
+    if isTemporary(error), tried.count <= retries { return retryBackoff(tried.count) }
+    if tried.count > 1 {
+      var op = task.op
+      var shard = task.shard
+      if case BigsliceError.taskFailed(let failedOp, let failedShard, _) = error {
+        (op, shard) = (failedOp, failedShard)
+      }
+      error = BigsliceError.failedAfterRetries(op: op, shard: shard, attempts: tried)
+    }
+    return nil
+  }
+
+  /// `task` succeeded: its failed attempts are forgotten.
+  mutating func succeeded(_ task: ShardTask) { failed[ObjectIdentifier(task)] = nil }
+}
 
 extension ShardTask {
   /// Whether the task's output is there to read: computed, and not released or lost since.
@@ -198,19 +238,30 @@ private struct Plan {
   }
 }
 
+/// What the tasks that ended while the evaluator waited did, and the tasks due to run again.
+private struct Ended {
+  var done: [ShardTask] = []
+  var failures: [(task: ShardTask, error: Error)] = []
+  var lost: LostInput?
+  var retry: [ShardTask] = []
+}
+
 /// Runs a plan to its end. Returns nil when every task is done, or the first lost input
-/// (after the tasks already running have finished).
+/// (after the tasks already running have finished). A task failing with a temporary error is
+/// started again after its backoff (`attempts`).
 private func execute(
   _ plan: Plan, on dispatcher: any ExecutorBackend, counters: Counters, cancel: Cancellation?,
-  observer: (any TaskObserver)?, finished taskDone: (ShardTask) -> Void
+  observer: (any TaskObserver)?, attempts: inout Attempts, finished taskDone: (ShardTask) -> Void
 ) throws -> LostInput? {
   var plan = plan
-  let state = Mutex<(done: [ShardTask], failure: Error?, lost: LostInput?)>(([], nil, nil))
+  let state = Mutex(Ended())
   let finished = DispatchSemaphore(value: 0)
   // A cancellation wakes the wait below (an extra signal only makes one wait return early).
   cancel?.attach { finished.signal() }
   defer { cancel?.detach() }
   var running = 0
+  /// Tasks waiting out a backoff before they run again.
+  var backingOff = 0
   var stop = false
   var failure: Error?
   var lost: LostInput?
@@ -228,7 +279,7 @@ private func execute(
             switch outcome {
             case .done(let output): task.output = output
             case .lost(let error): if s.lost == nil { s.lost = error }
-            case .failed(let error): if s.failure == nil { s.failure = error }
+            case .failed(let error): s.failures.append((task, error))
             }
           }
           finished.signal()
@@ -242,18 +293,35 @@ private func execute(
       plan.ready.removeLast()
       running += 1
     }
-    if running == 0 { break }
+    if running == 0, stop || backingOff == 0 { break }
     finished.wait()
-    let (done, error, loss) = state.withLock { s -> ([ShardTask], Error?, LostInput?) in
-      defer { s.done = [] }
-      return (s.done, s.failure, s.lost)
+    let ended = state.withLock { s -> Ended in
+      defer { s = Ended(lost: s.lost) }
+      return s
     }
-    failure = failure ?? error
-    lost = lost ?? loss
-    stop = failure != nil || lost != nil
-    for task in done {
+    for (task, error) in ended.failures {
+      var error = error
+      if !stop, let wait = attempts.failed(task, &error) {
+        observer?.record(task, .waiting)
+        backingOff += 1
+        let (seconds, attoseconds) = wait.components
+        let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
+        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) {
+          state.withLock { $0.retry.append(task) }
+          finished.signal()
+        }
+      } else {
+        failure = failure ?? error
+      }
+    }
+    backingOff -= ended.retry.count
+    if !stop { plan.ready += ended.retry }
+    lost = lost ?? ended.lost
+    stop = stop || failure != nil || lost != nil
+    for task in ended.done {
       running -= 1
       guard task.output != nil else { continue }
+      attempts.succeeded(task)
       taskDone(task)
       plan.done(task)
     }

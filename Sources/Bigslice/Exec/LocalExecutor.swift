@@ -26,10 +26,12 @@ final class LocalExecutor: ExecutorBackend, @unchecked Sendable {
   /// Runs every task that `roots` need on at most `procs` threads (a task takes as many as
   /// its pragma asks, and an exclusive one takes them all); see `Bigslice.evaluate`.
   func evaluate(
-    _ roots: [ShardTask], counters: Counters, cancel: Cancellation? = nil, observer: (any TaskObserver)? = nil
+    _ roots: [ShardTask], counters: Counters, cancel: Cancellation? = nil, observer: (any TaskObserver)? = nil,
+    retries: Int = defaultRetries
   ) throws {
     try Bigslice.evaluate(
-      roots, on: self, counters: counters, cancel: cancel, observer: observer, maxConsecutiveLost: maxConsecutiveLost)
+      roots, on: self, counters: counters, cancel: cancel, observer: observer, maxConsecutiveLost: maxConsecutiveLost,
+      retries: retries)
   }
 
   var maxConsecutiveLost = defaultMaxConsecutiveLost

@@ -318,9 +318,10 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
           LostInput(
             task: task, upstream: upstream,
             cause: RemoteFailure(op: task.op, shard: task.shard, message: "\(failure)", machine: machine)))
-      case .taskFailed(let op, let shard, let message):
-        let wrapped = BigsliceError.taskFailed(
-          op: op, shard: shard, cause: RemoteFailure(op: op, shard: shard, message: message, machine: machine))
+      case .taskFailed(let op, let shard, let message), .temporary(let op, let shard, let message):
+        var cause = RemoteFailure(op: op, shard: shard, message: message, machine: machine)
+        if case .temporary = failure { cause.isTemporary = true }
+        let wrapped = BigsliceError.taskFailed(op: op, shard: shard, cause: cause)
         observer?.record(task, .failed, error: wrapped, machine: machine)
         return .failed(wrapped)
       case .compile, .missing:

@@ -95,6 +95,9 @@ enum WorkerFailure: Codable, Error, Equatable, CustomStringConvertible {
   case lostInput(upstream: [TaskRef], cause: String)
   /// The task failed for good in operation `op` of shard `shard` (user code or the data).
   case taskFailed(op: String, shard: Int, message: String)
+  /// The task failed in operation `op` of shard `shard` with a temporary error: running it
+  /// again may succeed.
+  case temporary(op: String, shard: Int, message: String)
   /// The invocation cannot be compiled on the worker (an unknown func, another task graph).
   case compile(String)
   /// The task or output asked for is not on this worker.
@@ -108,6 +111,7 @@ enum WorkerFailure: Codable, Error, Equatable, CustomStringConvertible {
     case .lostInput(let upstream, let cause):
       return "lost the outputs of \(upstream.map(\.description).joined(separator: " ")): \(cause)"
     case .taskFailed(let op, let shard, let message): return "\(op) shard \(shard) failed: \(message)"
+    case .temporary(let op, let shard, let message): return "\(op) shard \(shard) failed for now: \(message)"
     case .compile(let message): return message
     case .missing(let message): return message
     }
@@ -130,6 +134,8 @@ enum WorkerFailure: Codable, Error, Equatable, CustomStringConvertible {
     case .lostInput(let upstream, let cause): return .lostInput(upstream: upstream, cause: text(cause))
     case .taskFailed(let op, let shard, let message):
       return .taskFailed(op: text(op), shard: shard, message: text(message))
+    case .temporary(let op, let shard, let message):
+      return .temporary(op: text(op), shard: shard, message: text(message))
     case .compile(let message): return .compile(text(message))
     case .missing(let message): return .missing(text(message))
     }
@@ -138,10 +144,12 @@ enum WorkerFailure: Codable, Error, Equatable, CustomStringConvertible {
 
 /// A task failure on a machine, as the driver reports it: the operation and shard that failed,
 /// the worker's message, and the machine.
-struct RemoteFailure: Error, CustomStringConvertible {
+struct RemoteFailure: TemporaryError, CustomStringConvertible {
   var op: String
   var shard: Int
   var message: String
   var machine: String
+  /// The worker found the error temporary.
+  var isTemporary = false
   var description: String { "\(message) (on machine \(machine))" }
 }

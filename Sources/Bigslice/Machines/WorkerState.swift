@@ -188,10 +188,14 @@ final class WorkerState: @unchecked Sendable {
     } catch let lost as LostInput {
       throw WorkerFailure.lostInput(upstream: lost.upstream.map(\.ref), cause: "\(lost.cause)").serviceError
     } catch {
-      if case .taskFailed(let op, let shard, let cause) = error as? BigsliceError {
-        throw WorkerFailure.taskFailed(op: op, shard: shard, message: "\(cause)").serviceError
+      var (op, shard, cause) = (task.op, task.shard, error)
+      if case .taskFailed(let failedOp, let failedShard, let inner) = error as? BigsliceError {
+        (op, shard, cause) = (failedOp, failedShard, inner)
       }
-      throw WorkerFailure.taskFailed(op: task.op, shard: task.shard, message: "\(error)").serviceError
+      if isTemporary(error) {
+        throw WorkerFailure.temporary(op: op, shard: shard, message: "\(cause)").serviceError
+      }
+      throw WorkerFailure.taskFailed(op: op, shard: shard, message: "\(cause)").serviceError
     }
     keep(output, as: OutputRef(task: task.ref, attempt: request.attempt))
     return RunReply(
