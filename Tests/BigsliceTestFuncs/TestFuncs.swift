@@ -32,7 +32,7 @@ public enum TestFuncs {
         constPairs, mapFilterFlatMap, rowShapes, head, reduceClosure, reduceSum, reduceMax, countWords, reduceBoxed,
         reshuffle,
         reshard, repartition, readerFunc, split, fields, cogroup2, cogroup3, foldLists, writerFunc, distinct, sorted,
-        failing, flaky,
+        failing, flaky, slow,
         resultRegrouped, resultsJoined, resultRowsInBody,
       ] as [AnyObject]
   }
@@ -189,6 +189,20 @@ extension TestFuncs {
       }
       return false
     }
+  }
+}
+
+extension TestFuncs {
+  /// `shards` shards of `rows` rows of (shard, row), one row a call and `micros` µs a row,
+  /// summed by shard.
+  public static let slow = Func("test.slow") { (shards: Int, rows: Int, micros: Int) -> Slice<Int, Int> in
+    Bigslice.readerFunc(shards, initial: { _ in 0 }) {
+      (shard: Int, next: inout Int, out: RowEmitter<Int, Int>) -> Bool in
+      usleep(UInt32(micros))
+      out.emit(shard, next)
+      next += 1
+      return next < rows
+    }.reduce(.sum)
   }
 }
 

@@ -1,5 +1,8 @@
+import Bigmachine
 import Bigslice
+import BigsliceTestFuncs
 import Foundation
+import SliceIO
 import Synchronization
 import Testing
 
@@ -83,5 +86,53 @@ final class Gate: Sendable {
     #expect(atCancel < 40)
     // The session serves the next run.
     #expect(try await session.run(const(2, [1, 2, 3])).count == 3)
+  }
+
+  /// Tasks that would each run for 10 s, a row every 10 ms: a cancelled run stops them between
+  /// frames and returns within a second, held and spilled, and the session serves the next
+  /// run with its spill directory empty.
+  @Test(arguments: [nil, 1] as [Int?])
+  func cancellingStopsRunningTasksBetweenFrames(limit: Int?) async throws {
+    let started = Counter()
+    let slice = readerFunc(4, initial: { _ in 0 }) { (shard: Int, next: inout Int, out: RowEmitter<Int, Int>) in
+      if next == 0 { started.add(1) }
+      usleep(10_000)
+      out.emit(shard, next)
+      next += 1
+      return next < 1_000
+    }.reduce(.sum)
+    let session = Session(executor: .local(procs: 2), memoryLimit: limit)
+    let job = Task { try await session.run(slice).count }
+    while started.value < 2 { try await Task.sleep(for: .milliseconds(5)) }
+    let cancelled = ContinuousClock.now
+    job.cancel()
+    await #expect(throws: CancellationError.self) { try await job.value }
+    let took = ContinuousClock.now - cancelled
+    #expect(took < .seconds(1), "the run ended \(took) after its cancellation")
+    #expect(started.value <= 2, "no task started after the cancellation")
+    #expect(try await session.run(const(2, [1, 2, 3])).count == 3)
+    if let path = session.spillPath {
+      #expect(directoryEntries(path).isEmpty, "left behind: \(directoryEntries(path))")
+    }
+  }
+
+  /// Tasks that would each run for 10 s on the machines: a cancelled run returns within a
+  /// second, and the machines stop them (the next run gets their procs at once).
+  @Test func cancellingARunStopsItsTasksOnTheMachines() async throws {
+    TestFuncs.register()
+    let system = LocalSystem(executable: try testWorkerBinary(), maxprocs: 2)
+    let session = Session(executor: .machines(system: .system(system), count: 2, procs: 2))
+    defer { session.shutdown() }
+    // The machines are up, and have the funcs compiled.
+    #expect(try await session.run(TestFuncs.slow, 2, 2, 0).count == 2)
+    let job = Task { try await session.run(TestFuncs.slow, 4, 1_000, 10_000).count }
+    try await Task.sleep(for: .milliseconds(500))
+    let cancelled = ContinuousClock.now
+    job.cancel()
+    await #expect(throws: CancellationError.self) { try await job.value }
+    #expect(ContinuousClock.now - cancelled < .seconds(1))
+    let next = ContinuousClock.now
+    #expect(try await session.run(TestFuncs.slow, 4, 5, 1_000).count == 4)
+    #expect(ContinuousClock.now - next < .seconds(3), "the machines' procs were still taken")
   }
 }

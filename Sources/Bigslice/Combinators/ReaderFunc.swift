@@ -20,6 +20,8 @@ public func readerFunc<S, each C>(
     var done = false
     return FunctionReader {
       while !done {
+        // A call that emits nothing ends no frame: the run's cancellation is checked here too.
+        if TaskContext.current?.isCancelled == true { throw CancellationError() }
         done = try !read(shard, &state, emitter)
         if emitter.count > 0 { return try emitter.frame() }
       }

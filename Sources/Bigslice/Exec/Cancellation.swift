@@ -8,15 +8,37 @@ final class Cancellation: Sendable {
     let call: @Sendable () -> Void
     init(_ call: @escaping @Sendable () -> Void) { self.call = call }
   }
-  private let state = Mutex<(cancelled: Bool, wake: Wake?)>((false, nil))
+  private struct State {
+    var cancelled = false
+    var wake: Wake?
+    /// Called on cancellation besides `wake`, by token (a running remote task's stop).
+    var handlers: [Int: Wake] = [:]
+    var nextToken = 0
+  }
+  private let state = Mutex(State())
 
   func cancel() {
-    let wake = state.withLock { s -> Wake? in
+    let calls = state.withLock { s -> [Wake] in
+      guard !s.cancelled else { return [] }
       s.cancelled = true
-      return s.wake
+      return (s.wake.map { [$0] } ?? []) + Array(s.handlers.values)
     }
-    wake?.call()
+    for wake in calls { wake.call() }
   }
+
+  /// Calls `handler` on cancellation (at once if already cancelled) unless `remove`d first
+  /// with the token returned.
+  func add(_ handler: @escaping @Sendable () -> Void) -> Int {
+    let (token, now) = state.withLock { s -> (Int, Bool) in
+      s.nextToken += 1
+      if !s.cancelled { s.handlers[s.nextToken] = Wake(handler) }
+      return (s.nextToken, s.cancelled)
+    }
+    if now { handler() }
+    return token
+  }
+
+  func remove(_ token: Int) { _ = state.withLock { $0.handlers.removeValue(forKey: token) } }
 
   var isCancelled: Bool { state.withLock { $0.cancelled } }
 

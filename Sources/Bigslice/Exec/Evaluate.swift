@@ -22,7 +22,7 @@ protocol ExecutorBackend: AnyObject {
   ///
   /// The dispatcher reports the task running, done and failed to `observer`.
   func start(
-    _ task: ShardTask, idle: Bool, counters: Counters, observer: (any TaskObserver)?,
+    _ task: ShardTask, idle: Bool, counters: Counters, observer: (any TaskObserver)?, cancel: Cancellation?,
     finish: @escaping @Sendable (TaskOutcome) -> Void
   ) throws -> Bool
 }
@@ -273,7 +273,9 @@ private func execute(
     while !stop, let task = plan.ready.last {
       let started: Bool
       do {
-        started = try dispatcher.start(task, idle: running == 0, counters: counters, observer: observer) { outcome in
+        started = try dispatcher.start(
+          task, idle: running == 0, counters: counters, observer: observer, cancel: cancel
+        ) { outcome in
           state.withLock { s in
             s.done.append(task)
             switch outcome {

@@ -39,7 +39,7 @@ final class LocalExecutor: ExecutorBackend, @unchecked Sendable {
   private let used = Mutex(0)
 
   func start(
-    _ task: ShardTask, idle: Bool, counters: Counters, observer: (any TaskObserver)?,
+    _ task: ShardTask, idle: Bool, counters: Counters, observer: (any TaskObserver)?, cancel: Cancellation?,
     finish: @escaping @Sendable (TaskOutcome) -> Void
   ) throws -> Bool {
     let need = min(task.procs(of: procs), procs)
@@ -52,7 +52,7 @@ final class LocalExecutor: ExecutorBackend, @unchecked Sendable {
     let job = UncheckedBox((task, counters))
     threads.submit {
       let (task, counters) = job.value
-      let outcome = self.runObserved(task, counters: counters, observer: observer)
+      let outcome = self.runObserved(task, counters: counters, observer: observer, cancel: cancel)
       self.used.withLock { $0 -= need }
       finish(outcome)
     }
@@ -60,12 +60,14 @@ final class LocalExecutor: ExecutorBackend, @unchecked Sendable {
   }
 
   /// Runs `task` here, reporting it running, then done or failed, to `observer`.
-  private func runObserved(_ task: ShardTask, counters: Counters, observer: (any TaskObserver)?) -> TaskOutcome {
+  private func runObserved(
+    _ task: ShardTask, counters: Counters, observer: (any TaskObserver)?, cancel: Cancellation?
+  ) -> TaskOutcome {
     let io = TaskIOMeter()
     observer?.record(task, .running, progress: io.progress)
     let taskCounters = Counters()
     do {
-      let output = try runner.run(task, counters: taskCounters, io: io)
+      let output = try runner.run(task, counters: taskCounters, io: io, cancel: cancel)
       observer?.record(task, .done, output: output, io: io.io)
       // Under a memory limit, hand the task's freed working memory back to the system:
       // glibc keeps freed blocks in its arenas, and the resident set would hold them.

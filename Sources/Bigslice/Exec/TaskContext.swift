@@ -17,12 +17,27 @@ public final class TaskContext: @unchecked Sendable {
   /// The task's only node writes its rows straight to files (a machine's store): an operator
   /// may then keep list columns packed, as they are coded (see `Column.packedLists`).
   var rowsOnlyEncoded = false
+  /// The cancellation of the run the task is part of.
+  let cancel: Cancellation?
 
-  init(shard: Int, counters: Counters, store: OutputStore? = nil, io: TaskIOMeter = TaskIOMeter()) {
+  init(
+    shard: Int, counters: Counters, store: OutputStore? = nil, io: TaskIOMeter = TaskIOMeter(),
+    cancel: Cancellation? = nil
+  ) {
     self.shard = shard
     self.counters = counters
     self.store = store
     self.io = io
+    self.cancel = cancel
+  }
+
+  /// Whether the run this task is part of was cancelled: a long task should stop then (the
+  /// engine checks between frames).
+  public var isCancelled: Bool { cancel?.isCancelled ?? false }
+
+  /// Throws `CancellationError` when the run was cancelled: called between frames.
+  func checkCancelled() throws {
+    if let cancel, cancel.isCancelled { throw CancellationError() }
   }
 
   /// Adds `n` to the counter `name` of this task; counters are merged across tasks into the

@@ -14,9 +14,10 @@ struct TaskRunner {
   /// `open` opens partition `p` of an upstream task's output; nil: the output the task holds
   /// (a worker opens its own store's files, or streams them from the peer holding them).
   func run(
-    _ task: ShardTask, counters: Counters, io: TaskIOMeter = TaskIOMeter(), open: PartitionOpener? = nil
+    _ task: ShardTask, counters: Counters, io: TaskIOMeter = TaskIOMeter(), open: PartitionOpener? = nil,
+    cancel: Cancellation? = nil
   ) throws -> TaskOutput {
-    let context = TaskContext(shard: task.shard, counters: counters, store: store, io: io)
+    let context = TaskContext(shard: task.shard, counters: counters, store: store, io: io, cancel: cancel)
     context.rowsOnlyEncoded = store.outputsOnDisk && task.chain.count == 1 && !task.readsStored
     return try context.with { try run(task, context: context, open: open) }
   }
@@ -29,7 +30,10 @@ struct TaskRunner {
         let partitions = ShuffleReader(task, reading: dep, partition: task.shard, open: open, store: store)
         if let combining = bottom.combining, i == 0 {
           let buffer = try CombineBuffer(combining, schema: bottom.deps[i].node.schema, store: store)
-          while let frame = try partitions.read() { try buffer.add(frame) }
+          while let frame = try partitions.read() {
+            try context.checkCancelled()
+            try buffer.add(frame)
+          }
           inputs.append(try buffer.finish())
         } else {
           inputs.append(partitions)
@@ -50,7 +54,7 @@ struct TaskRunner {
     for node in task.chain.dropLast().reversed() {
       reader = try run(node, shard: task.shard, inputs: [reader], context: context)
     }
-    return try partition(reader, task)
+    return try partition(reader, task, context: context)
   }
 
   /// The reader of `node` for `shard`; errors from making or reading it name the node.
@@ -73,7 +77,7 @@ struct TaskRunner {
 
   /// Reads the task's output, combining map-side first, and cuts it into partitions as it
   /// streams by, into a sink that holds them in memory or spills them.
-  private func partition(_ reader: any Reader, _ task: ShardTask) throws -> TaskOutput {
+  private func partition(_ reader: any Reader, _ task: ShardTask, context: TaskContext) throws -> TaskOutput {
     let schema = task.chain[0].schema
     let sink = OutputSink(
       store: store, schema: schema, partitions: task.partitions, pinned: task.pinned, group: task.op)
@@ -102,11 +106,17 @@ struct TaskRunner {
       // and what outgrows the task's share goes out as output (combined again downstream).
       let buffer = try CombineBuffer(
         combining, schema: schema, store: store, overflow: emit, record: task.combineRecord)
-      while let frame = try reader.read() { try buffer.add(frame) }
+      while let frame = try reader.read() {
+        try context.checkCancelled()
+        try buffer.add(frame)
+      }
       let rest = try buffer.finish()
       while let frame = try rest.read() { try emit(frame) }
     } else {
-      while let frame = try reader.read() { try emit(frame) }
+      while let frame = try reader.read() {
+        try context.checkCancelled()
+        try emit(frame)
+      }
     }
     let output = try sink.finish()
     if let split = task.sampledFor { task.sample = try split.sample(output, schema: schema) }

@@ -139,7 +139,7 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
   // MARK: Placement
 
   func start(
-    _ task: ShardTask, idle: Bool, counters: Counters, observer: (any TaskObserver)?,
+    _ task: ShardTask, idle: Bool, counters: Counters, observer: (any TaskObserver)?, cancel: Cancellation?,
     finish: @escaping @Sendable (TaskOutcome) -> Void
   ) throws -> Bool {
     let need = min(task.procs(of: procs), procs)
@@ -149,7 +149,7 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
         let job = UncheckedBox((task, counters))
         Task(executorPreference: ThreadPool.shared) {
           let (task, counters) = job.value
-          let outcome = await self.run(task, on: worker, counters: counters, observer: observer)
+          let outcome = await self.run(task, on: worker, counters: counters, observer: observer, cancel: cancel)
           worker.release(need)
           finish(outcome)
         }
@@ -217,7 +217,8 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
   // MARK: Running a task
 
   private func run(
-    _ task: ShardTask, on worker: WorkerHandle, counters: Counters, observer: (any TaskObserver)?
+    _ task: ShardTask, on worker: WorkerHandle, counters: Counters, observer: (any TaskObserver)?,
+    cancel: Cancellation?
   ) async -> TaskOutcome {
     let machine = worker.machine.address
     observer?.record(task, .running, machine: machine)
@@ -256,6 +257,13 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
       }
       let called = ContinuousClock.now
       let attempt = attempts.add(1, ordering: .relaxed).newValue
+      // A cancelled run stops the task on its machine between frames.
+      let stop = cancel?.add {
+        Task(executorPreference: ThreadPool.shared) {
+          _ = try? await worker.machine.call("Bigslice.cancel", [attempt], returning: Bool.self)
+        }
+      }
+      defer { if let stop { cancel?.remove(stop) } }
       let reply = try await worker.machine.call(
         "Bigslice.run",
         RunRequest(

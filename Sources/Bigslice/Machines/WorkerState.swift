@@ -21,6 +21,11 @@ final class WorkerState: @unchecked Sendable {
     var locations: [TaskRef: InputLocation] = [:]
     /// Each task's latest output, with the attempt that made it.
     var outputs: [TaskRef: (attempt: Int, output: TaskOutput)] = [:]
+    /// The cancellation of each task running here, by attempt.
+    var running: [Int: Cancellation] = [:]
+    /// Attempts cancelled before they started here (the stop overtook the run request), or
+    /// just after they ended.
+    var cancelledEarly: Set<Int> = []
   }
   private let state = Mutex(State())
   private var executor: LocalExecutor!
@@ -124,6 +129,21 @@ final class WorkerState: @unchecked Sendable {
     return found
   }
 
+  /// Stops the tasks running here as `attempts` between their frames: the driver's run was
+  /// cancelled. Attempts not running (done, or not started yet) are ignored.
+  func cancel(_ attempts: [Int]) {
+    let cancels = state.withLock { s in
+      attempts.compactMap { attempt -> Cancellation? in
+        guard let cancel = s.running[attempt] else {
+          s.cancelledEarly.insert(attempt)
+          return nil
+        }
+        return cancel
+      }
+    }
+    for cancel in cancels { cancel.cancel() }
+  }
+
   /// Runs a task and keeps its output.
   func run(_ request: RunRequest) async throws -> RunReply {
     guard let task = task(request.task) else {
@@ -173,13 +193,22 @@ final class WorkerState: @unchecked Sendable {
     let job = TaskJob(task: task, open: open)
     let started = ContinuousClock.now
     let output: TaskOutput
+    let cancel = Cancellation()
+    if state.withLock({ s -> Bool in
+      s.running[request.attempt] = cancel
+      return s.cancelledEarly.remove(request.attempt) != nil
+    }) {
+      cancel.cancel()
+    }
+    defer { _ = state.withLock { $0.running.removeValue(forKey: request.attempt) } }
     do {
       output = try await withCheckedThrowingContinuation {
         (continuation: CheckedContinuation<UncheckedBox<TaskOutput>, Error>) in
         executor.submit {
           do {
             continuation.resume(
-              returning: UncheckedBox(try executor.runner.run(job.task, counters: counters, io: io, open: job.open)))
+              returning: UncheckedBox(
+                try executor.runner.run(job.task, counters: counters, io: io, open: job.open, cancel: cancel)))
           } catch {
             continuation.resume(throwing: error)
           }
