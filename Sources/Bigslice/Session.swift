@@ -108,7 +108,7 @@ public final class Session: @unchecked Sendable {
     case .machines(let system, let count, let procs):
       remote = MachineExecutor(
         system: system, count: count, procs: procs, memoryLimit: memoryLimit, storeParent: spillDirectory,
-        logger: logger)
+        logger: logger, spilled: { [store] in store.spilled(bytes: $0) })
     }
     if let debugAddress {
       do {
@@ -142,7 +142,8 @@ public final class Session: @unchecked Sendable {
     Memory.emptyPool()
   }
 
-  /// Bytes of task output written to spill files so far.
+  /// Bytes written to spill files so far (task outputs, runs and sort runs), by this process
+  /// and, on machines, by the machines' tasks (reported with each task's result).
   public var spilledBytes: Int { store.spilledBytes.withLock { $0 } }
 
   /// Times a reduce-side combiner (into hash buckets) or a sort (a sorted run) spilled what it

@@ -38,6 +38,26 @@ func testWorkerBinary() throws -> String {
     }
   }
 
+  /// The bytes the machines' tasks spill count in the session's `spilledBytes`, as they do in
+  /// one process; without a limit nothing spills.
+  @Test func spillsOnTheMachinesCountInTheSessionsFigure() async throws {
+    TestFuncs.register()
+    let (k, v) = randomPairs(20_000, keys: 5_000, seed: 12)
+    var sums: [Int: Int] = [:]
+    for (key, value) in zip(k, v) { sums[key, default: 0] += value }
+    for limit in [nil, 1] as [Int?] {
+      let session = Session(executor: .machines(system: .inProcess, count: 2, procs: 2), memoryLimit: limit)
+      defer { session.shutdown() }
+      let result = try await session.run(TestFuncs.reduceSum, 4, k, v)
+      #expect(Dictionary(uniqueKeysWithValues: Array(result)) == sums)
+      if limit == nil {
+        #expect(session.spilledBytes == 0)
+      } else {
+        #expect(session.spilledBytes > 0, "the machines spilled under a 1-byte limit")
+      }
+    }
+  }
+
   /// A session of `count` in-process machines and the result of its reduce of 20,000 random
   /// pairs over `shards` shards, checked against a dictionary. The caller shuts it down (unless
   /// the run throws).

@@ -89,7 +89,7 @@ extension TaskContext {
     while let frame = try input.read() { try sorter.add(frame) }
     let reader = try sorter.finish()
     store.spilledRuns.withLock { $0 += sorter.spilledRuns }
-    store.spilledBytes.withLock { $0 += sorter.spilledBytes }
+    store.spilled(bytes: sorter.spilledBytes)
     return reader
   }
 }

@@ -97,7 +97,8 @@ final class OutputSink {
         for run in runs { try writer.copy(p, of: run) }
       }
       file = try writer.finish()
-      store.spilled(bytes: file.bytes)
+      // A machine writes every output to its store: only runs are spills there.
+      if !store.outputsOnDisk { store.spilled(bytes: file.bytes) }
       runs = []
     }
     return TaskOutput(.file(file), partitions: partitions, rows: file.rows, bytes: file.bytes)
@@ -156,7 +157,7 @@ final class OutputSink {
     chunks = []
     chunkBytes = 0
     let file = try writer.finish(asRun: asRun)
-    store.spilled(bytes: file.bytes)
+    if asRun || !store.outputsOnDisk { store.spilled(bytes: file.bytes) }
     return file
   }
 }

@@ -103,7 +103,11 @@ final class OutputStore: @unchecked Sendable {
   func spilled(_ file: SpillFile) { spilled(bytes: file.bytes) }
 
   /// Counts `bytes` written to spill or output files.
-  func spilled(bytes: Int) { spilledBytes.withLock { $0 += bytes } }
+  func spilled(bytes: Int) {
+    spilledBytes.withLock { $0 += bytes }
+    // A worker reports its tasks' spills to the driver with their results.
+    TaskContext.current?.io.spilledBytes += bytes
+  }
 
   func spillDirectory() throws -> SpillDirectory {
     try directory.withLock { dir in

@@ -53,7 +53,14 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
   /// Runs made so far: each run's output is named by its attempt number.
   private let attempts = Atomic<Int>(0)
 
-  init(system: MachineSystem, count: Int, procs: Int, memoryLimit: Int?, storeParent: String?, logger: Logger) {
+  /// Counts bytes the machines spilled, into the session's figure.
+  let spilled: @Sendable (Int) -> Void
+
+  init(
+    system: MachineSystem, count: Int, procs: Int, memoryLimit: Int?, storeParent: String?, logger: Logger,
+    spilled: @escaping @Sendable (Int) -> Void = { _ in }
+  ) {
+    self.spilled = spilled
     self.count = max(1, count)
     self.procs = max(1, procs)
     self.logger = logger
@@ -285,6 +292,7 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
         task.sample = try decodeBlocks(sample, schema: nil, name: "the output sample of \(task.ref)")
       }
       for (name, n) in reply.counters { counters.add(name, n) }
+      spilled(max(reply.spilledBytes, 0))
       var io = TaskIO()
       io.readRows = reply.readRows
       io.readBytes = reply.readBytes
