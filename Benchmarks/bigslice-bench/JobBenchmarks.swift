@@ -35,8 +35,11 @@ struct JobBenchmarks {
     let seconds = try median(repeats) {
       let result = try limited.run(Workloads.w4, n, n / 10, 16)
       var sum: UInt64 = 0
-      for (key, value) in result { sum &+= UInt64(bitPattern: Int64(key)) &* UInt64(bitPattern: Int64(value)) }
-      checksum = "groups=\(result.count) keysum=\(sum)"
+      var reader = result.makeRowReader()
+      while let (key, value) = try reader.next() {
+        sum &+= UInt64(bitPattern: Int64(key)) &* UInt64(bitPattern: Int64(value))
+      }
+      checksum = "groups=\(try result.count) keysum=\(sum)"
     }
     report.note(
       "W4: spilled \(limited.spilledBytes / 1_000_000) MB, \(limited.spilledRuns) reduce-side combiner spills; peak RSS \(peakRSS() / 1_000_000) MB"
@@ -105,7 +108,8 @@ struct JobBenchmarks {
       // Sums of halves are exact in a Double, so twice each is an exact integer.
       var sum = 0
       var groups = 0
-      for (key, value) in result {
+      var reader = result.makeRowReader()
+      while let (key, value) = try reader.next() {
         sum &+= key &* Int(value * 2)
         groups += 1
       }
@@ -153,7 +157,8 @@ struct JobBenchmarks {
       let result = try session.run(Workloads.w1TwoColumns, n, min(n, 1_000_000), shards)
       var sum: UInt64 = 0
       var groups = 0
-      for (high, low, value) in result {
+      var reader = result.makeRowReader()
+      while let (high, low, value) = try reader.next() {
         sum &+= UInt64(bitPattern: Int64(high << 10 | low)) &* UInt64(bitPattern: Int64(value))
         groups += 1
       }
@@ -170,7 +175,8 @@ struct JobBenchmarks {
       let result = try session.run(f, n, min(n, 1_000_000), shards)
       var sum: UInt64 = 0
       var groups = 0
-      for (k, value) in result {
+      var reader = result.makeRowReader()
+      while let (k, value) = try reader.next() {
         sum &+= UInt64(bitPattern: Int64(key(k))) &* UInt64(bitPattern: Int64(value))
         groups += 1
       }
@@ -187,7 +193,8 @@ struct JobBenchmarks {
       let scanned = ContinuousClock.now
       var sum: UInt64 = 0
       var groups = 0
-      for (key, value) in result {
+      var reader = result.makeRowReader()
+      while let (key, value) = try reader.next() {
         sum &+= UInt64(bitPattern: Int64(key)) &* UInt64(bitPattern: Int64(value))
         groups += 1
       }
@@ -206,7 +213,7 @@ struct JobBenchmarks {
       var sorted = true
       var previous = Int.min
       var xor: UInt64 = 0
-      for frame in result.frames {
+      for frame in try result.frames {
         frame.columns[0].scalars(Int.self).withUnsafeBufferPointer { keys in
           for (i, key) in keys.enumerated() {
             if key < previous { sorted = false }
@@ -238,7 +245,8 @@ struct JobBenchmarks {
       func before(_ a: (word: String, count: Int), _ b: (word: String, count: Int)) -> Bool {
         a.count != b.count ? a.count > b.count : a.word.utf8.lexicographicallyPrecedes(b.word.utf8)
       }
-      for row in try session.run(WordCount.job, [path], shards) {
+      var reader = try session.run(WordCount.job, [path], shards).makeRowReader()
+      while let row = try reader.next() {
         distinct += 1
         guard top.count < 10 || before(row, top[9]) else { continue }
         top.insert(row, at: top.firstIndex { before(row, $0) } ?? top.count)
@@ -262,7 +270,8 @@ struct JobBenchmarks {
       let result = try session.run(Workloads.w3, n, n / 4, shards)
       let scanned = ContinuousClock.now
       var count = 0
-      for (_, a, b) in result { count += a.count * b.count }
+      var reader = result.makeRowReader()
+      while let (_, a, b) = try reader.next() { count += a.count * b.count }
       scanTimes.times.append(elapsedSeconds(since: scanned))
       checksum = "count=\(count)"
     }

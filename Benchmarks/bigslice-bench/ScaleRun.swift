@@ -97,8 +97,8 @@ struct ScaleRun: Codable {
     var groups = 0
     var sum = 0
     var keySum = 0
-    var scanner = result.makeIterator()
-    while let (key, value) = scanner.next() {
+    var scanner = result.makeRowReader()
+    while let (key, value) = try scanner.next() {
       groups += 1
       sum &+= value
       keySum &+= key &* value

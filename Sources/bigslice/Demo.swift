@@ -110,7 +110,7 @@ struct Wordcount: ParsableCommand {
     defer { session.shutdown() }
     let start = ContinuousClock.now
     let result = try session.run(WordCount.job, files, job.shards)
-    var counts = Array(result)
+    var counts = Array(try result.rows())
     let elapsed = ContinuousClock.now - start
     counts.sort { $0.1 != $1.1 ? $0.1 > $1.1 : Array($0.0.utf8).lexicographicallyPrecedes(Array($1.0.utf8)) }
     let total = counts.reduce(0) { $0 + $1.1 }
@@ -165,8 +165,8 @@ struct Shuffle: ParsableCommand {
     var sum = 0
     var keySum = 0
     var groups = 0
-    var scanner = result.makeIterator()
-    while let (key, value) = scanner.next() {
+    var scanner = result.makeRowReader()
+    while let (key, value) = try scanner.next() {
       groups += 1
       sum &+= value
       keySum &+= key &* value

@@ -32,7 +32,7 @@ public enum TestFuncs {
         constPairs, mapFilterFlatMap, rowShapes, head, reduceClosure, reduceSum, reduceMax, countWords, reduceBoxed,
         reshuffle,
         reshard, repartition, readerFunc, split, fields, cogroup2, cogroup3, foldLists, writerFunc, distinct, sorted,
-        failing, flaky, slow,
+        failing, flaky, slow, needsFile,
         resultRegrouped, resultsJoined, resultRowsInBody,
       ] as [AnyObject]
   }
@@ -49,7 +49,7 @@ public enum TestFuncs {
   }
   /// Reads its result argument's rows in the body: allowed in-process, refused on machines.
   public static let resultRowsInBody = Func("test.resultRowsInBody") { (result: SliceResult<Int, Int>) -> Slice<Int> in
-    const(1, [result.count])
+    const(1, [(try? result.count) ?? -1])
   }
 
   public static let constPairs = Func("test.const") { (shards: Int, k: [Int], v: [Int]) in const(shards, k, v) }
@@ -204,6 +204,27 @@ extension TestFuncs {
       return next < rows
     }.reduce(.sum)
   }
+}
+
+extension TestFuncs {
+  /// `shards` shards of 100 keys each (shard s holds s * 100 ..< s * 100 + 100), each key
+  /// counted 3 times, summed by key over `shards` shards; every map task fails with
+  /// `MissingInput` unless the file at `path` exists (an input that can be deleted).
+  public static let needsFile = Func("test.needsFile") { (shards: Int, path: String) -> Slice<Int, Int> in
+    Bigslice.readerFunc(shards, initial: { _ in 0 }) {
+      (shard: Int, next: inout Int, out: RowEmitter<Int, Int>) throws -> Bool in
+      guard access(path, F_OK) == 0 else { throw MissingInput(path: path) }
+      for _ in 0..<3 { out.emit(shard * 100 + next, 1) }
+      next += 1
+      return next < 100
+    }.reduce(.sum)
+  }
+}
+
+/// The error `TestFuncs.needsFile` throws.
+public struct MissingInput: Error, CustomStringConvertible {
+  public let path: String
+  public var description: String { "the input \(path) is gone" }
 }
 
 /// The error `TestFuncs.flaky` throws.

@@ -31,7 +31,7 @@ final class Gate: Sendable {
     var got: [Int: Int] = [:]
     var it = asynchronous.makeAsyncIterator()
     while let (k, v) = try await it.next() { got[k] = v }
-    #expect(got == Dictionary(Array(synchronous), uniquingKeysWith: +))
+    #expect(got == Dictionary(Array(try synchronous.rows()), uniquingKeysWith: +))
     #expect(got == Dictionary(rows, uniquingKeysWith: +))
   }
 

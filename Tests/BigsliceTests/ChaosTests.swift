@@ -78,12 +78,12 @@ import Workloads
       "\(count) rows of \(expected), \(duplicated) duplicated, \(wrong) wrong")
   }
 
-  func checkCogroup(_ result: SliceResult<Int, Int, Int, Int, Int>) {
+  func checkCogroup(_ result: SliceResult<Int, Int, Int, Int, Int>) throws {
     var seen = [Bool](repeating: false, count: Self.cogroupKeys)
     var wrong = 0
     var duplicated = 0
     var count = 0
-    for (key, na, sa, nb, sb) in result {
+    for (key, na, sa, nb, sb) in try result.rows() {
       count += 1
       if seen[key] { duplicated += 1 }
       seen[key] = true
@@ -109,7 +109,7 @@ import Workloads
     defer { try? FileManager.default.removeItem(atPath: marker) }
     let result = try await session.run(ChaosFuncs.reduce, Self.rows, Self.keys, Self.shards, point, marker)
     #expect(FileManager.default.fileExists(atPath: marker), "no worker was killed")
-    checkReduce(result)
+    checkReduce(Array(try result.rows()))
     #expect(session.machines.count == 3, "the killed machine is replaced")
     let live = try stores(in: parent)
     #expect(live.count == 3, "one store per live machine: \(live)")
@@ -127,7 +127,7 @@ import Workloads
     let result = try await session.run(
       ChaosFuncs.cogroup, Self.cogroupRows, Self.cogroupKeys, Self.shards, point, marker)
     #expect(FileManager.default.fileExists(atPath: marker), "no worker was killed")
-    checkCogroup(result)
+    try checkCogroup(result)
   }
 
   /// The machine holding the last shard of `result` (the shard read last).
@@ -148,9 +148,9 @@ import Workloads
     let result = try await session.run(ChaosFuncs.reduce, Self.rows, Self.keys, Self.shards, ChaosPoint.none, "")
     let jobs = session.jobs.count
     let victim = try holderOfLastShard(result, in: session)
-    var iterator = result.makeIterator()
+    var reader = result.makeRowReader()
     var rows: [(Int, Int)] = []
-    while let row = iterator.next() {
+    while let row = try reader.next() {
       rows.append(row)
       if rows.count == 10 { kill(victim.processID, SIGKILL) }
     }
@@ -166,8 +166,32 @@ import Workloads
     let jobs = session.jobs.count
     let victim = try holderOfLastShard(result, in: session)
     kill(victim.processID, SIGKILL)
-    checkCogroup(result)
+    try checkCogroup(result)
     #expect(session.jobs.count > jobs, "the lost shards are computed again")
+  }
+
+  /// A machine killed while a result is read synchronously, its shards' inputs deleted so they
+  /// cannot be computed again: the reader throws an error naming the input, and this process
+  /// lives on to run the next job.
+  @Test func aResultThatCannotBeComputedAgainThrowsFromItsReader() async throws {
+    let session = try processes()
+    defer { session.shutdown() }
+    let input = marker()
+    #expect(FileManager.default.createFile(atPath: input, contents: Data("x".utf8)))
+    let result = try await session.run(TestFuncs.needsFile, Self.shards, input)
+    try FileManager.default.removeItem(atPath: input)
+    let victim = try holderOfLastShard(result, in: session)
+    var reader = result.makeRowReader()
+    var rows = 0
+    let error = #expect(throws: (any Error).self) {
+      while try reader.next() != nil {
+        rows += 1
+        if rows == 10 { kill(victim.processID, SIGKILL) }
+      }
+    }
+    #expect("\(error.map { "\($0)" } ?? "")".contains("the input \(input) is gone"), "\(String(describing: error))")
+    #expect(rows < Self.shards * 100, "every row was read: no shard was lost")
+    #expect(try await session.run(TestFuncs.slow, 2, 3, 0).count == 2)
   }
 
   /// Outputs held by a machine that stopped between two jobs are planned again with the
@@ -189,7 +213,7 @@ import Workloads
     let regrouped = try await session.run(TestFuncs.resultRegrouped, result, 7, 2)
     var model: [Int: Int] = [:]
     for (key, sum) in Self.reduceReference.enumerated() { if let sum { model[key % 7, default: 0] += sum * 2 } }
-    #expect(Dictionary(Array(regrouped), uniquingKeysWith: { a, _ in a }) == model)
+    #expect(Dictionary(Array(try regrouped.rows()), uniquingKeysWith: { a, _ in a }) == model)
     let summary = try TraceSummary(path: trace)
     let interrupted = summary.operations.filter { $0.interrupted > 0 }.map(\.name)
     #expect(interrupted.isEmpty, "tasks started on inputs already lost: \(interrupted)")
@@ -216,7 +240,7 @@ import Workloads
       try handle.write(contentsOf: [byte ^ 0x5a])
       try handle.close()
     }
-    checkReduce(result)
+    checkReduce(Array(try result.rows()))
     #expect(session.jobs.count > jobs, "the damaged shards are computed again")
     #expect(holder.state == .running, "a damaged file is not the machine's death")
   }

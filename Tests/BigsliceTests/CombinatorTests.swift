@@ -6,8 +6,8 @@ import Synchronization
 import Testing
 
 /// Rows as a sorted multiset, for order-insensitive comparison.
-func multiset<each C>(_ result: SliceResult<repeat each C>) -> [String] {
-  result.frames.flatMap(\.anyRows).map { "\($0)" }.sorted()
+func multiset<each C>(_ result: SliceResult<repeat each C>) throws -> [String] {
+  try result.frames.flatMap(\.anyRows).map { "\($0)" }.sorted()
 }
 
 func multiset(_ rows: [[AnyHashable]]) -> [String] { rows.map { "\($0)" }.sorted() }
@@ -77,8 +77,8 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     let session = try session(setup)
     let (k, v) = randomPairs(1000, keys: 50, seed: 1)
     let result = try await session.run(TestFuncs.constPairs, shards, k, v)
-    #expect(result.frames.flatMap(\.anyRows) == zip(k, v).map { [AnyHashable($0), AnyHashable($1)] })
-    let rows = Array(result)
+    #expect(try result.frames.flatMap(\.anyRows) == zip(k, v).map { [AnyHashable($0), AnyHashable($1)] })
+    let rows = Array(try result.rows())
     #expect(rows.count == 1000 && rows[17].0 == k[17] && rows[17].1 == v[17])
   }
 
@@ -90,7 +90,7 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     for (key, value) in zip(k, v) where (value * 2) % 3 != 0 {
       for i in 0..<(abs(value * 2) % 3) { expected.append([String(key), i]) }
     }
-    #expect(multiset(try await session.run(TestFuncs.mapFilterFlatMap, shards, k, v)) == multiset(expected))
+    #expect(try multiset(try await session.run(TestFuncs.mapFilterFlatMap, shards, k, v)) == multiset(expected))
   }
 
   @Test(arguments: setups, shardCounts)
@@ -100,7 +100,7 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     let result = try await session.run(TestFuncs.head, shards, values, 3)
     var expected: [Int] = []
     for s in 0..<shards { expected += values[(s * 500 / shards)..<((s + 1) * 500 / shards)].prefix(3) }
-    #expect(Array(result) == expected)
+    #expect(Array(try result.rows()) == expected)
   }
 
   @Test(arguments: setups, shardCounts)
@@ -117,11 +117,11 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     let builtIn = try await session.run(TestFuncs.reduceSum, shards, k, v)
     let maxed = try await session.run(TestFuncs.reduceMax, shards, k, v)
     for result in [closure, builtIn] {
-      #expect(Dictionary(uniqueKeysWithValues: Array(result)) == sums)
+      #expect(Dictionary(uniqueKeysWithValues: Array(try result.rows())) == sums)
     }
-    #expect(Dictionary(uniqueKeysWithValues: Array(maxed)) == maxes)
+    #expect(Dictionary(uniqueKeysWithValues: Array(try maxed.rows())) == maxes)
     // Every key lands in exactly one shard.
-    #expect(closure.count == sums.count)
+    #expect(try closure.count == sums.count)
   }
 
   @Test(arguments: setups, shardCounts)
@@ -131,14 +131,14 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     let counted = try await session.run(TestFuncs.countWords, shards, words)
     var reference: [String: Int] = [:]
     for w in words { reference[w, default: 0] += 1 }
-    #expect(Dictionary(uniqueKeysWithValues: Array(counted)) == reference)
+    #expect(Dictionary(uniqueKeysWithValues: Array(try counted.rows())) == reference)
 
     let keys = (0..<1000).map { Pair(a: $0 % 7, b: "x\($0 % 3)") }
     let ones = Array(repeating: 1, count: 1000)
     let grouped = try await session.run(TestFuncs.reduceBoxed, shards, keys, ones)
     var expected: [Pair: Int] = [:]
     for key in keys { expected[key, default: 0] += 1 }
-    #expect(Dictionary(uniqueKeysWithValues: Array(grouped)) == expected)
+    #expect(Dictionary(uniqueKeysWithValues: Array(try grouped.rows())) == expected)
   }
 
   @Test(arguments: setups, shardCounts)
@@ -149,10 +149,10 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
       try await session.run(TestFuncs.reshuffle, shards, k, v),
       try await session.run(TestFuncs.reshard, shards, k, v, max(1, shards / 2 + 3)),
     ] {
-      #expect(multiset(result) == multiset(zip(k, v).map { [AnyHashable($0), AnyHashable($1)] }))
+      #expect(try multiset(result) == multiset(zip(k, v).map { [AnyHashable($0), AnyHashable($1)] }))
       var shardOf: [AnyHashable: Int] = [:]
       for shard in 0..<result.shards {
-        for row in result.frames(shard: shard).flatMap(\.anyRows) {
+        for row in try result.frames(shard: shard).flatMap(\.anyRows) {
           #expect(shardOf[row[0], default: shard] == shard, "key \(row[0]) in shards \(shardOf[row[0]]!) and \(shard)")
           shardOf[row[0]] = shard
         }
@@ -174,7 +174,7 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
       for i in 0..<(big ? 2 : 1) where (value + i) % 7 != 3 { expected.append("\(loud)\(value + i)".uppercased()) }
     }
     let result = try await session(setup).run(TestFuncs.rowShapes, shards, words, numbers)
-    #expect(Array(result).sorted() == expected.sorted())
+    #expect(Array(try result.rows()).sorted() == expected.sorted())
   }
 
   /// A map from one to three columns returns at most four as a tuple; a fifth makes the whole
@@ -194,9 +194,9 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     let session = try session(setup)
     let values = Array(0..<400)
     let result = try await session.run(TestFuncs.repartition, shards, values)
-    #expect(Array(result).sorted() == values)
+    #expect(Array(try result.rows()).sorted() == values)
     for shard in 0..<shards {
-      let values = result.frames(shard: shard).flatMap { Array($0.columns[0].scalars(Int.self)) }
+      let values = try result.frames(shard: shard).flatMap { Array($0.columns[0].scalars(Int.self)) }
       #expect(values.allSatisfy { $0 % shards == shard })
     }
   }
@@ -204,7 +204,7 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
   @Test(arguments: setups, shardCounts)
   func readerFuncKeepsPerShardStateUntilTheEnd(setup: Setup, shards: Int) async throws {
     let session = try session(setup)
-    let rows = Array(try await session.run(TestFuncs.readerFunc, shards))
+    let rows = Array(try (await session.run(TestFuncs.readerFunc, shards)).rows())
     #expect(rows.count == shards * 250)
     #expect(Set(rows.map(\.1)) == Set((0..<shards).flatMap { s in (s * 1000)..<(s * 1000 + 250) }))
   }
@@ -223,9 +223,9 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     let session = try session(setup)
     let words = try await session.run(TestFuncs.split, shards, lines, " ")
     let expected = lines.flatMap { $0.split(separator: " ").map(String.init) }
-    #expect(Array(words).sorted() == expected.sorted())
+    #expect(Array(try words.rows()).sorted() == expected.sorted())
     let commas = try await session.run(TestFuncs.split, shards, ["a,,b,", ",c", ""], ",")
-    #expect(Array(commas).sorted() == ["a", "b", "c"])
+    #expect(Array(try commas.rows()).sorted() == ["a", "b", "c"])
     await #expect(throws: BigsliceError.self) { try await session.run(TestFuncs.split, 1, ["a"], "é") }
   }
 
@@ -244,7 +244,7 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
       line.utf8.split(whereSeparator: { ascii.contains($0) }).map { String(decoding: $0, as: UTF8.self) }
     }
     let words = try await session(setup).run(TestFuncs.fields, shards, lines)
-    #expect(Array(words).sorted() == expected.sorted())
+    #expect(Array(try words.rows()).sorted() == expected.sorted())
     #expect(expected.contains("x\u{A0}y"))
     #expect(!expected.contains { $0.utf8.contains(where: ascii.contains) })
   }
@@ -264,7 +264,7 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     var expectedB: [Int: [String]] = [:]
     for (k, v) in zip(ka, va) { expectedA[k, default: []].append(v) }
     for (k, v) in zip(kb, b) { expectedB[k, default: []].append(v) }
-    let rows = Array(result)
+    let rows = Array(try result.rows())
     #expect(rows.count == Set(ka).union(kb).count)
     for (key, avalues, bvalues) in rows {
       #expect(avalues.sorted() == (expectedA[key] ?? []).sorted())
@@ -275,7 +275,7 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     #expect(joined == expectedA.reduce(0) { $0 + $1.value.count * (expectedB[$1.key]?.count ?? 0) })
 
     let three = try await session.run(TestFuncs.cogroup3, shards, ka, va, kb, vb)
-    let byKey = Dictionary(uniqueKeysWithValues: Array(three).map { ($0.0, ($0.1, $0.2, $0.3)) })
+    let byKey = Dictionary(uniqueKeysWithValues: Array(try three.rows()).map { ($0.0, ($0.1, $0.2, $0.3)) })
     #expect(byKey[999]?.2 == ["z"] && byKey[999]?.0 == [])
     #expect(byKey[1]?.2.sorted() == ["x", "y"])
   }
@@ -298,11 +298,11 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     for (key, sum) in sumByKey { regrouped[key % 7, default: 0] += sum * 3 }
     for round in 0..<2 {
       let got = try await session.run(TestFuncs.resultRegrouped, sums, 7, 3)
-      #expect(Dictionary(uniqueKeysWithValues: Array(got)) == regrouped, "round \(round)")
+      #expect(Dictionary(uniqueKeysWithValues: Array(try got.rows())) == regrouped, "round \(round)")
       // Computed again from its func, where its machines hold it.
       sums.discard()
     }
-    let joined = Array(try await session.run(TestFuncs.resultsJoined, sums, maxima))
+    let joined = Array(try (await session.run(TestFuncs.resultsJoined, sums, maxima)).rows())
     #expect(joined.count == sumByKey.count)
     for (key, a, b) in joined {
       #expect(a == [sumByKey[key]!] && b == [maxByKey[key]!], "key \(key)")
@@ -316,7 +316,7 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     let session = try session(setup)
     let result = try await session.run(TestFuncs.constPairs, 2, [1, 2, 3], [4, 5, 6])
     do {
-      let counted = Array(try await session.run(TestFuncs.resultRowsInBody, result))
+      let counted = Array(try (await session.run(TestFuncs.resultRowsInBody, result)).rows())
       #expect(setup.engine == .local, "the rows were read in a func on machines")
       #expect(counted == [3])
     } catch {
@@ -337,7 +337,7 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     let (kb, vb) = randomPairs(90_000, keys: 40_000, seed: 9)
     let sb = vb.map { "v\($0)" }
     let grouped: Slice<Int, [Int], [String]> = cogroup(const(3, ka, va), const(2, kb, sb))
-    let rows = Array(try await tight.run(grouped))
+    let rows = Array(try (await tight.run(grouped)).rows())
     #expect(tight.spilledRuns > 0, "nothing was split into buckets")
     var expectedA: [Int: [Int]] = [:]
     var expectedB: [Int: [String]] = [:]
@@ -352,14 +352,14 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
 
     let names = ka.map { "k\($0)" }
     let byName: Slice<String, [Int], [Int]> = cogroup(const(2, names, va), const(1, kb.map { "k\($0)" }, vb))
-    let named = Array(try await tight.run(byName))
+    let named = Array(try (await tight.run(byName)).rows())
     #expect(named.count == Set(names).union(kb.map { "k\($0)" }).count)
     #expect(named.first { $0.0 == "k-1" }?.1.count == 40_000)
 
     let pairs = ka.prefix(20_000).map { Pair(a: $0 % 500, b: "p") }
     let byPair: Slice<Pair, [Int], [Int]> = cogroup(
       const(2, pairs, Array(va.prefix(20_000))), const(1, [Pair(a: 7, b: "p")], [1]))
-    let paired = Array(try await tight.run(byPair))
+    let paired = Array(try (await tight.run(byPair)).rows())
     #expect(paired.count == Set(pairs).count)
     #expect(paired.reduce(0) { $0 + $1.1.count } == 20_000)
     #expect(paired.first { $0.0 == Pair(a: 7, b: "p") }?.2 == [1])
@@ -371,7 +371,7 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     let keys = (0..<600).map { $0 % 13 }
     let values = Array(0..<600)
     let folded = try await session.run(TestFuncs.foldLists, shards, keys, values)
-    for (key, list) in Array(folded) {
+    for (key, list) in try folded.rows() {
       #expect(list == values.filter { $0 % 13 == key })
     }
   }
@@ -383,7 +383,7 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
   func writerFuncSeesEveryRowThenTheEnd(setup: Setup, shards: Int) async throws {
     let values = Array(0..<1000)
     let result = try await session(setup).run(TestFuncs.writerFunc, shards, values)
-    #expect(result.count == 1000)
+    #expect(try result.count == 1000)
     #expect(result.metrics["rows"] == 1000)
     #expect(result.metrics["bad"] == nil)
     #expect(result.metrics["ends"] == shards)
@@ -395,7 +395,7 @@ func randomPairs(_ n: Int, keys: Int, seed: UInt64) -> ([Int], [Int]) {
     let small = v.map { $0 % 4 }
     let result = try await session(setup).run(TestFuncs.distinct, shards, k, small)
     let expected = Set(zip(k, small).map { "\([AnyHashable($0), AnyHashable($1)])" })
-    #expect(multiset(result) == expected.sorted())
+    #expect(try multiset(result) == expected.sorted())
     #expect(result.schema.prefix == 1)
   }
 

@@ -188,7 +188,7 @@ let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first {
     let session = Session(executor: .machines(system: .inProcess, count: 2, procs: 1), debugAddress: "127.0.0.1:0")
     defer { session.shutdown() }
     let url = try #require(session.debugURL)
-    #expect(Array(try await session.run(TestFuncs.head, 2, Array(0..<10), 2)) == [0, 1, 5, 6])
+    #expect(Array(try (await session.run(TestFuncs.head, 2, Array(0..<10), 2)).rows()) == [0, 1, 5, 6])
     let addresses = session.machines.map(\.address).sorted()
     #expect(addresses.count == 2)
     var listed: [DebugTasks.Machine] = []

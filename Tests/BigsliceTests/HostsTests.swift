@@ -175,7 +175,7 @@ struct SkipReason: Error, CustomStringConvertible {
     let w1 = try await session.run(Workloads.w1, rows, keys, 6)
     var got = [Int?](repeating: nil, count: keys)
     var duplicates = 0
-    for (k, v) in w1 {
+    for (k, v) in try w1.rows() {
       if got[k] != nil { duplicates += 1 }
       got[k] = v
     }
@@ -194,7 +194,7 @@ struct SkipReason: Error, CustomStringConvertible {
     }
     var seen = 0
     var wrong = 0
-    for (k, a, b) in try await session.run(Workloads.w3, w3Rows, w3Keys, 6) {
+    for (k, a, b) in try (await session.run(Workloads.w3, w3Rows, w3Keys, 6)).rows() {
       seen += 1
       if counts[k] != [a.count, b.count] { wrong += 1 }
     }
@@ -221,7 +221,7 @@ struct SkipReason: Error, CustomStringConvertible {
     let afterCut = try await cutJob
     #expect(cut, "the job ended before the link was cut")
     var bigGot = [Int?](repeating: nil, count: keys)
-    for (k, v) in afterCut { bigGot[k] = v }
+    for (k, v) in try afterCut.rows() { bigGot[k] = v }
     #expect(bigGot == bigSums)
     let left = session.machines.map(\.address)
     #expect(left.count == 1 && left[0].hasPrefix(spaces.workerAddress(0) + ":"), "\(left)")

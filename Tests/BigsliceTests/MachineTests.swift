@@ -31,7 +31,7 @@ func testWorkerBinary() throws -> String {
       for shards in [1, 3] {
         let result = try await session.run(TestFuncs.reduceSum, shards, k, v)
         var got: [Int: Int] = [:]
-        for (key, sum) in result { got[key] = sum }
+        for (key, sum) in try result.rows() { got[key] = sum }
         #expect(got == sums, "round \(round), \(shards) shards")
       }
       session.shutdown()
@@ -49,7 +49,7 @@ func testWorkerBinary() throws -> String {
       let session = Session(executor: .machines(system: .inProcess, count: 2, procs: 2), memoryLimit: limit)
       defer { session.shutdown() }
       let result = try await session.run(TestFuncs.reduceSum, 4, k, v)
-      #expect(Dictionary(uniqueKeysWithValues: Array(result)) == sums)
+      #expect(Dictionary(uniqueKeysWithValues: Array(try result.rows())) == sums)
       if limit == nil {
         #expect(session.spilledBytes == 0)
       } else {
@@ -74,7 +74,7 @@ func testWorkerBinary() throws -> String {
     }
     var sums: [Int: Int] = [:]
     for (key, value) in zip(k, v) { sums[key, default: 0] += value }
-    #expect(Dictionary(uniqueKeysWithValues: Array(result)) == sums)
+    #expect(Dictionary(uniqueKeysWithValues: Array(try result.rows())) == sums)
     return (session, result)
   }
 
@@ -203,7 +203,7 @@ func testWorkerBinary() throws -> String {
         "\(error)".contains("func tests.driverOnly is registered in the driver but not on this machine"), "\(error)")
     }
     // The session still runs the funcs its workers have.
-    #expect(Array(try await session.run(TestFuncs.head, 2, Array(0..<10), 2)) == [0, 1, 5, 6])
+    #expect(Array(try (await session.run(TestFuncs.head, 2, Array(0..<10), 2)).rows()) == [0, 1, 5, 6])
   }
 
   /// Funcs registered under one key with other signatures stop the machine at start, listing

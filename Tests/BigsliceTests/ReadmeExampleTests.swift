@@ -21,7 +21,8 @@ let wordCount = Func("example.wordcount") { (paths: [String]) -> Slice<String, I
     let session = Session(executor: .local(procs: 2), status: false)
     let result = try await session.run(wordCount, [path])
     var counts: [String: Int] = [:]
-    for (word, count) in result.prefix(10) { counts[word] = count }
+    var rows = result.makeRowReader()
+    while let (word, count) = try rows.next() { counts[word] = count }
     #expect(counts == ["a": 3, "b": 2, "c": 1])
   }
 }

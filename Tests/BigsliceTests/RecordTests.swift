@@ -18,7 +18,7 @@ import Testing
       let t = model[Cell(row: rows[i], tag: tags[i]), default: Totals(count: 0, amount: 0)]
       model[Cell(row: rows[i], tag: tags[i])] = Totals(count: t.count &+ counts[i], amount: t.amount + amounts[i])
     }
-    let got = Array(sums)
+    let got = Array(try sums.rows())
     #expect(got.count == model.count)
     #expect(Dictionary(got, uniquingKeysWith: { a, _ in a }) == model)
 
@@ -28,7 +28,7 @@ import Testing
     for i in 0..<rows.count {
       closureModel[Placed(cell: Cell(row: rows[i], tag: tags[i]), flag: flags[i]), default: 0] &+= counts[i]
     }
-    let placed = Array(closure)
+    let placed = Array(try closure.rows())
     #expect(placed.count == closureModel.count)
     #expect(Dictionary(placed, uniquingKeysWith: { a, _ in a }) == closureModel)
 
@@ -38,7 +38,7 @@ import Testing
     for i in 0..<rows.count {
       labelledModel[Labelled(id: rows[i] % 5, labels: Array(0..<abs(rows[i] % 3))), default: 0] &+= counts[i]
     }
-    #expect(Dictionary(Array(labelled), uniquingKeysWith: { a, _ in a }) == labelledModel)
+    #expect(Dictionary(Array(try labelled.rows()), uniquingKeysWith: { a, _ in a }) == labelledModel)
   }
 
   @Test(arguments: setups, shards)
@@ -53,13 +53,13 @@ import Testing
       let f = model[route, default: Fare(trips: 0, price: 0)]
       model[route] = Fare(trips: f.trips + 1, price: f.price + prices[i])
     }
-    let got = Array(sums)
+    let got = Array(try sums.rows())
     #expect(got.count == model.count)
     #expect(Dictionary(got, uniquingKeysWith: { a, _ in a }) == model)
     let closure = try await session.run(RecordFuncs.closureByRoute, shards, from, modes, km, v)
     var closureModel: [Route: Int] = [:]
     for (i, route) in routes.enumerated() { closureModel[route, default: 0] &+= v[i] }
-    #expect(Dictionary(Array(closure), uniquingKeysWith: { a, _ in a }) == closureModel)
+    #expect(Dictionary(Array(try closure.rows()), uniquingKeysWith: { a, _ in a }) == closureModel)
   }
 
   @Test(arguments: setups, shards)
@@ -70,7 +70,7 @@ import Testing
     let result = try await session.run(RecordFuncs.foldBySpan, shards, starts, lengths, v)
     var model: [Span: [Int]] = [:]
     for i in 0..<v.count { model[Span(start: starts[i], length: lengths[i]), default: []].append(v[i]) }
-    let got = Array(result)
+    let got = Array(try result.rows())
     #expect(got.count == model.count)
     for (span, values) in got { #expect(values == model[span], "key \(span)") }
   }
@@ -87,7 +87,7 @@ import Testing
     var right: [Cell: [Double]] = [:]
     for i in 0..<ra.count { left[Cell(row: ra[i], tag: ta[i]), default: []].append(va[i]) }
     for i in 0..<rb.count { right[Cell(row: rb[i], tag: tb[i]), default: []].append(vb[i]) }
-    let rows = Array(joined)
+    let rows = Array(try joined.rows())
     #expect(rows.count == Set(left.keys).union(right.keys).count)
     for (cell, xs, ys) in rows {
       #expect(xs.sorted() == (left[cell] ?? []).sorted(), "key \(cell)")
@@ -103,7 +103,7 @@ import Testing
     let cells = (0..<rows.count).map { Cell(row: rows[$0], tag: tags[$0]) }
 
     let distinct = try await session.run(RecordFuncs.distinctCells, shards, rows, tags)
-    let distinctCells = Array(distinct)
+    let distinctCells = Array(try distinct.rows())
     #expect(distinctCells.count == Set(cells).count)
     #expect(Set(distinctCells) == Set(cells))
 
@@ -111,7 +111,7 @@ import Testing
     var shardOf: [Cell: Int] = [:]
     var seen: [String] = []
     for shard in 0..<reshuffled.shards {
-      for (cell, value) in try typedWideRows(reshuffled.frames(shard: shard)) {
+      for (cell, value) in try typedWideRows(try reshuffled.frames(shard: shard)) {
         #expect(shardOf[cell, default: shard] == shard, "key \(cell) in two shards")
         shardOf[cell] = shard
         seen.append("\(cell) \(value)")
@@ -122,7 +122,7 @@ import Testing
     if shards > 1 { #expect(Set(shardOf.filter { $0.key.row == 0 }.values).count > 1) }
 
     let sorted = try await session.run(RecordFuncs.sortedCells, shards, rows, tags, v)
-    let ordered = try (0..<sorted.shards).flatMap { try typedWideRows(sorted.frames(shard: $0)) }
+    let ordered = try (0..<sorted.shards).flatMap { try typedWideRows(try sorted.frames(shard: $0)) }
     #expect(ordered.map { "\($0.0) \($0.1)" }.sorted() == seen.sorted())
     for (p, q) in zip(ordered, ordered.dropFirst()) {
       let a = p.0
@@ -149,6 +149,6 @@ import Testing
     let expected = (0..<rows.count).filter { rows[$0] % 3 != 0 }.map {
       "\(tags[$0] + (rows[$0] % 2 == 0 ? "+" : "-")) \(rows[$0])"
     }
-    #expect(Array(result).map { "\($0.0) \($0.1)" }.sorted() == expected.sorted())
+    #expect(Array(try result.rows()).map { "\($0.0) \($0.1)" }.sorted() == expected.sorted())
   }
 }

@@ -37,7 +37,7 @@ import Testing
     let file = attemptsFile()
     defer { try? FileManager.default.removeItem(atPath: file) }
     let started = ContinuousClock.now
-    let rows = Array(try await session.run(TestFuncs.flaky, 3, 2, true, file)).sorted()
+    let rows = Array(try (await session.run(TestFuncs.flaky, 3, 2, true, file)).rows()).sorted()
     #expect(rows == Array(0..<30))
     #expect(attempts(file) == 3, "two failed attempts, then one that succeeded")
     // Backoffs of 100 and 200 ms came between them.

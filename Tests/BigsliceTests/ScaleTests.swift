@@ -111,9 +111,9 @@ import Testing
     let session = Session(executor: .local(procs: 2), memoryLimit: limit)
     let sums = try await session.run(const(300, keys, values).reduce(.sum).reshuffle())
     var got: [String: Int] = [:]
-    for (k, v) in sums { got[k, default: 0] += v }
+    for (k, v) in try sums.rows() { got[k, default: 0] += v }
     #expect(got == expected)
-    #expect(sums.count == expected.count)
+    #expect(try sums.count == expected.count)
     if limit == 1 { #expect(session.spilledBytes > 0) }
   }
 
@@ -137,7 +137,7 @@ import Testing
     let result = try await session.run(slice)
     var counts: [Int: Int] = [:]
     var sums: [Int: Int] = [:]
-    for (k, v) in result {
+    for (k, v) in try result.rows() {
       counts[k, default: 0] += 1
       sums[k, default: 0] += v
     }
@@ -172,7 +172,7 @@ import Testing
     }
     let session = Session(executor: .local(procs: 2), memoryLimit: 1)
     var got: [Int: [Int]] = [:]
-    for (k, v) in try await session.run(slice) { got[k, default: []].append(v) }
+    for (k, v) in try (await session.run(slice)).rows() { got[k, default: []].append(v) }
     let wrong = Set(got.keys).union(expected.keys).filter { got[$0]?.sorted() != expected[$0]?.sorted() }
     #expect(wrong.isEmpty, "\(wrong.count) of \(expected.count) keys differ, e.g. \(wrong.sorted().prefix(3))")
     #expect(session.spilledBytes > 0)
@@ -190,12 +190,12 @@ import Testing
     for (k, v) in zip(pairs, values) { expected[k, default: 0] += v }
     let session = Session(executor: .local(procs: 2), memoryLimit: limit)
     let sums = try await session.run(const(500, pairs, values).reduce { $0 + $1 })
-    #expect(Dictionary(uniqueKeysWithValues: Array(sums)) == expected)
+    #expect(Dictionary(uniqueKeysWithValues: Array(try sums.rows())) == expected)
 
     let a = pairs.map(\.a)
     let b = pairs.map(\.b)
     let regrouped = try await session.run(const(500, a, b, values).prefixed(2).reshuffle())
-    let rows = Array(regrouped).map { "\($0.0) \($0.1) \($0.2)" }.sorted()
+    let rows = Array(try regrouped.rows()).map { "\($0.0) \($0.1) \($0.2)" }.sorted()
     #expect(rows == zip(zip(a, b), values).map { "\($0.0.0) \($0.0.1) \($0.1)" }.sorted())
   }
 
@@ -211,7 +211,7 @@ import Testing
     for (k, v) in zip(keys, values) { expected[k, default: 0] += v }
     let session = Session(executor: .local(procs: 2), memoryLimit: 8 << 20)
     let sums = try await session.run(const(shards, keys, values).reduce(.sum))
-    #expect(Dictionary(uniqueKeysWithValues: Array(sums)) == expected)
+    #expect(Dictionary(uniqueKeysWithValues: Array(try sums.rows())) == expected)
     #expect(session.spilledBytes > 0)
   }
 
@@ -240,7 +240,7 @@ import Testing
         return (k % 100, v)
       }
       .reduce(.sum)
-    let sums = Dictionary(uniqueKeysWithValues: Array(try await session.run(slice)))
+    let sums = Dictionary(uniqueKeysWithValues: Array(try (await session.run(slice)).rows()))
     #expect(removed.value > 0)
     // The upstream tasks whose files were gone ran again.
     #expect(computed.value > n, "\(computed.value) rows computed upstream")

@@ -36,7 +36,7 @@ func temporaryFile(_ text: String) -> String {
     let result = try await session.run(scanReader(shards, paths: [withNewline, withoutNewline]))
     var expected = lines.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
     expected += ["last line without newline", "second"]
-    #expect(Array(result).sorted() == expected.sorted())
+    #expect(Array(try result.rows()).sorted() == expected.sorted())
   }
 
   @Test func aMissingFileIsAnErrorNamingIt() async {
@@ -57,6 +57,6 @@ func temporaryFile(_ text: String) -> String {
     let counts = try await session.run(words.count())
     var reference: [String: Int] = [:]
     for line in text { for w in line.split(separator: " ") { reference[String(w), default: 0] += 1 } }
-    #expect(Dictionary(uniqueKeysWithValues: Array(counts)) == reference)
+    #expect(Dictionary(uniqueKeysWithValues: Array(try counts.rows())) == reference)
   }
 }

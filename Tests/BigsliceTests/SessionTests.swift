@@ -33,7 +33,8 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
   @Test func aRegisteredFuncRunsWithItsArguments() async throws {
     let result = try await session.run(sumByKey, 1000, 3)
     #expect(
-      Dictionary(uniqueKeysWithValues: Array(result)) == Dictionary(uniqueKeysWithValues: (0..<10).map { ($0, 100) }))
+      Dictionary(uniqueKeysWithValues: Array(try result.rows()))
+        == Dictionary(uniqueKeysWithValues: (0..<10).map { ($0, 100) }))
     #expect(FuncRegistry.fingerprint.contains { $0.hasPrefix("tests.sumByKey: (Int, Int)") })
   }
 
@@ -85,7 +86,8 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
       let small = Session(executor: .local(procs: 2), memoryLimit: 16)
       let result = try await small.run(sumByKey, 20_000, 4)
       #expect(
-        Dictionary(uniqueKeysWithValues: Array(result)) == Dictionary(uniqueKeysWithValues: (0..<10).map { ($0, 2000) })
+        Dictionary(uniqueKeysWithValues: Array(try result.rows()))
+          == Dictionary(uniqueKeysWithValues: (0..<10).map { ($0, 2000) })
       )
       #expect(small.spilledBytes > 0)
       path = small.spillPath
@@ -129,7 +131,7 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
     }
     for (keys, bypass) in [(1_000_000, true), (500, false)] {
       let tight = Session(executor: .local(procs: 2), memoryLimit: 1)
-      let result = Dictionary(uniqueKeysWithValues: Array(try await tight.run(job(rows: 60_000, keys: keys))))
+      let result = Dictionary(uniqueKeysWithValues: try (await tight.run(job(rows: 60_000, keys: keys))).rows())
       var expected: [Int: Int] = [:]
       for shard in 0..<4 {
         for next in 0..<60_000 {
@@ -161,7 +163,7 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
     }
     for (keys, skips) in [(1 << 40, true), (50, false)] {
       let session = Session(executor: .local(procs: 2))
-      let result = Dictionary(uniqueKeysWithValues: Array(try await session.run(job(keys: keys))))
+      let result = Dictionary(uniqueKeysWithValues: try (await session.run(job(keys: keys))).rows())
       var expected: [Int: Int] = [:]
       for i in 0..<UInt64(shards * 3_000) {
         expected[Int(splitmix64(i) % UInt64(keys)), default: 0] += Int(splitmix64(i &+ 7) % 100)
@@ -186,7 +188,7 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
     let session = Session(executor: .local(procs: 2), memoryLimit: 1)
     let keys = (0..<rows).map { Int(splitmix64(UInt64($0)) % 1_000_000) }
     let result = try await session.run(const(1, keys, Array(0..<rows)).reshard(4))
-    let got = Array(result).sorted { $0.1 < $1.1 }
+    let got = Array(try result.rows()).sorted { $0.1 < $1.1 }
     #expect(got.count == rows)
     #expect(got.map(\.0) == keys)
     #expect(got.map(\.1) == Array(0..<rows))
@@ -202,9 +204,10 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
     let ints = (0..<240_000).map { _ in Int.random(in: -1000...1000, using: &rng) }
     let doubles = ints.map { Double($0) / 4 }
     let tight = Session(executor: .local(procs: 2), memoryLimit: 1)
-    let intResult = Dictionary(uniqueKeysWithValues: Array(try await tight.run(const(3, keys, ints).reduce(aggregate))))
+    let intResult = Dictionary(
+      uniqueKeysWithValues: try (await tight.run(const(3, keys, ints).reduce(aggregate))).rows())
     let doubleResult = Dictionary(
-      uniqueKeysWithValues: Array(try await tight.run(const(3, keys.map { "k\($0)" }, doubles).reduce(aggregate))))
+      uniqueKeysWithValues: try (await tight.run(const(3, keys.map { "k\($0)" }, doubles).reduce(aggregate))).rows())
     #expect(tight.spilledRuns > 4, "the combiners should have spilled runs")
     var intExpected: [Int: Int] = [:]
     var doubleExpected: [String: Double] = [:]
@@ -238,7 +241,7 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
     let f = Func("tests.existential") { (value: any Sendable) in const(1, [String(describing: value)]) }
     let session = Session(executor: .local(procs: 2))
     let value: any Sendable = 42
-    #expect(Array(try await session.run(f, value)) == ["42"])
+    #expect(Array(try (await session.run(f, value)).rows()) == ["42"])
   }
 
   @Test func aNonSeekableFileIsAnErrorNotACrash() async throws {
@@ -276,7 +279,7 @@ let duplicateB = Func("tests.duplicate") { (n: Int) in const(1, Array(0..<n)) }
       return odd
     }
     let result = try await session.run(slice)
-    #expect(result.count == 500)
+    #expect(try result.count == 500)
     #expect(result.metrics == ["odd": 500, "even": 500])
     #expect(TaskContext.current == nil)
   }

@@ -74,7 +74,7 @@ func traceEvents(_ path: String) throws -> [[String: Any]] {
     #expect(summary.operations.map(\.done) == [4, 3, 3])
     #expect(summary.operations.map(\.rows) == ops.map(\.rows))
     #expect(summary.operations.map(\.bytes) == ops.map(\.bytes))
-    #expect(summary.operations[2].rows == result.count)
+    #expect(try summary.operations[2].rows == result.count)
     #expect(summary.operations.allSatisfy { $0.failed == 0 && $0.interrupted == 0 && $0.lost == 0 })
     // Each operation reads what the one before it output, frame for frame (held in memory).
     let (map, reduce) = (summary.operations[0], summary.operations[2])
@@ -94,7 +94,7 @@ func traceEvents(_ path: String) throws -> [[String: Any]] {
     #expect(table.count == 4)
     #expect(table[0].hasPrefix("operation"))
     #expect(table[1].hasPrefix(map.name) && table[1].contains(" \(map.rows) "))
-    #expect(table[3].hasPrefix(reduce.name) && table[2].contains(" \(result.count) "))
+    #expect(try table[3].hasPrefix(reduce.name) && table[2].contains(" \(result.count) "))
   }
 
   @Test func theTraceHoldsEveryJobOfTheSession() async throws {

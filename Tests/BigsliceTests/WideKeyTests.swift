@@ -43,7 +43,7 @@ struct WideRows {
       let s = sumModel[[a[i], b[i], c[i]], default: (0, 0)]
       sumModel[[a[i], b[i], c[i]]] = (s.0 &+ x[i], s.1 + y[i])
     }
-    #expect(multiset(sums) == multiset(sumModel.map { $0.key + [$0.value.0, $0.value.1] }))
+    #expect(try multiset(sums) == multiset(sumModel.map { $0.key + [$0.value.0, $0.value.1] }))
 
     let (k, d, z) = (r.ints(0..<40), r.keyReals(), r.ints(-5..<5))
     let maxima = try await session.run(WideKeyFuncs.maxTwoKeysThreeValues, shards, k, d, x, y, z)
@@ -52,7 +52,7 @@ struct WideRows {
       let m = maxModel[[k[i], d[i]], default: (.min, -.infinity, .min)]
       maxModel[[k[i], d[i]]] = (max(m.0, x[i]), max(m.1, y[i]), max(m.2, z[i]))
     }
-    #expect(multiset(maxima) == multiset(maxModel.map { $0.key + [$0.value.0, $0.value.1, $0.value.2] }))
+    #expect(try multiset(maxima) == multiset(maxModel.map { $0.key + [$0.value.0, $0.value.1, $0.value.2] }))
 
     let minima = try await session.run(WideKeyFuncs.minOneKeyThreeValues, shards, k, x, y, z)
     var minModel: [Int: (Int, Double, Int)] = [:]
@@ -60,7 +60,7 @@ struct WideRows {
       let m = minModel[k[i], default: (.max, .infinity, .max)]
       minModel[k[i]] = (min(m.0, x[i]), min(m.1, y[i]), min(m.2, z[i]))
     }
-    #expect(multiset(minima) == multiset(minModel.map { [$0.key, $0.value.0, $0.value.1, $0.value.2] }))
+    #expect(try multiset(minima) == multiset(minModel.map { [$0.key, $0.value.0, $0.value.1, $0.value.2] }))
   }
 
   @Test(arguments: setups, shards)
@@ -71,7 +71,7 @@ struct WideRows {
     let two = try await session.run(WideKeyFuncs.closureTwoKeys, shards, a, b, v)
     var twoModel: [[AnyHashable]: Int] = [:]
     for i in 0..<a.count { twoModel[[a[i], b[i]], default: 0] &+= v[i] }
-    #expect(multiset(two) == multiset(twoModel.map { $0.key + [$0.value] }))
+    #expect(try multiset(two) == multiset(twoModel.map { $0.key + [$0.value] }))
 
     let (flags, words, texts) = (
       r.bools(), r.strings(), r.strings().map { "\($0)\(Int.random(in: 0..<9, using: &r.rng))" }
@@ -82,13 +82,13 @@ struct WideRows {
       let key: [AnyHashable] = [flags[i], words[i], a[i]]
       threeModel[key] = max(threeModel[key] ?? texts[i], texts[i])
     }
-    #expect(multiset(three) == multiset(threeModel.map { $0.key + [$0.value] }))
+    #expect(try multiset(three) == multiset(threeModel.map { $0.key + [$0.value] }))
 
     // A boxed column in the key: grouped by sorting instead of the C table.
     let boxed = try await session.run(WideKeyFuncs.closureBoxedAndIntKey, shards, a.map { $0 % 7 }, b, a, v)
     var boxedModel: [[AnyHashable]: Int] = [:]
     for i in 0..<a.count { boxedModel[[Pair(a: a[i] % 7, b: b[i]), a[i]], default: 0] &+= v[i] }
-    #expect(multiset(boxed) == multiset(boxedModel.map { $0.key + [$0.value] }))
+    #expect(try multiset(boxed) == multiset(boxedModel.map { $0.key + [$0.value] }))
   }
 
   @Test(arguments: setups, shards)
@@ -99,7 +99,7 @@ struct WideRows {
     let result = try await session.run(WideKeyFuncs.foldTwoKeys, shards, a, b, v)
     var model: [[AnyHashable]: [Int]] = [:]
     for i in 0..<a.count { model[[a[i], b[i]], default: []].append(v[i]) }
-    #expect(multiset(result) == multiset(model.map { $0.key + [$0.value] }))
+    #expect(try multiset(result) == multiset(model.map { $0.key + [$0.value] }))
   }
 
   @Test(arguments: setups, shards)
@@ -115,7 +115,7 @@ struct WideRows {
     var right: [[AnyHashable]: [Double]] = [:]
     for i in 0..<ka.count { left[[ka[i], kb[i]], default: []].append(va[i]) }
     for i in 0..<kc.count { right[[kc[i], kd[i]], default: []].append(vb[i]) }
-    let twoRows = Array(two)
+    let twoRows = Array(try two.rows())
     #expect(twoRows.count == Set(left.keys).union(right.keys).count)
     for (k1, k2, xs, ys) in twoRows {
       #expect(xs.sorted() == (left[[k1, k2]] ?? []).sorted(), "key (\(k1), \(k2))")
@@ -131,7 +131,7 @@ struct WideRows {
       if i < ka.count / 2 { lists[1][key, default: []].append(va[i]) }
       if i % 3 == 0 { lists[2][key, default: []].append(-va[i]) }
     }
-    let threeRows = Array(three)
+    let threeRows = Array(try three.rows())
     #expect(threeRows.count == lists[0].count)
     for (k1, k2, k3, xs, ys, zs) in threeRows {
       let key: [AnyHashable] = [k1, k2, k3]
@@ -150,14 +150,14 @@ struct WideRows {
 
     let distinct = try await session.run(WideKeyFuncs.distinctTwoKeys, shards, a, b, c)
     #expect(distinct.schema.prefix == 2)
-    #expect(multiset(distinct) == Set(rows.map { "\($0)" }).sorted())
+    #expect(try multiset(distinct) == Set(rows.map { "\($0)" }).sorted())
 
     let words = r.strings()
     let reshuffled = try await session.run(WideKeyFuncs.reshuffleTwoKeys, shards, words, a, c)
-    #expect(multiset(reshuffled) == multiset((0..<a.count).map { [words[$0], a[$0], c[$0]] }))
+    #expect(try multiset(reshuffled) == multiset((0..<a.count).map { [words[$0], a[$0], c[$0]] }))
     var shardOf: [[AnyHashable]: Int] = [:]
     for shard in 0..<reshuffled.shards {
-      for row in reshuffled.frames(shard: shard).flatMap(\.anyRows) {
+      for row in try reshuffled.frames(shard: shard).flatMap(\.anyRows) {
         let key = Array(row[..<2])
         #expect(shardOf[key, default: shard] == shard, "key \(key) in two shards")
         shardOf[key] = shard
@@ -168,9 +168,9 @@ struct WideRows {
     if shards > 1 { #expect(Set(shardOf.filter { "\($0.key[1])" == "0" }.values).count > 1) }
 
     let sorted = try await session.run(WideKeyFuncs.sortedTwoKeys, shards, a, b, c)
-    #expect(multiset(sorted) == multiset(rows))
-    let keys = (0..<sorted.shards).flatMap { shard in
-      sorted.frames(shard: shard).flatMap(\.anyRows).map { (Int($0[0].base as! Int64), $0[1].base as! String) }
+    #expect(try multiset(sorted) == multiset(rows))
+    let keys = try (0..<sorted.shards).flatMap { shard in
+      try sorted.frames(shard: shard).flatMap(\.anyRows).map { (Int($0[0].base as! Int64), $0[1].base as! String) }
     }
     #expect(keys.count == rows.count)
     for (p, q) in zip(keys, keys.dropFirst()) {

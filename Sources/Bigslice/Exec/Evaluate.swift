@@ -328,6 +328,10 @@ private func execute(
       plan.done(task)
     }
   }
-  if let failure { throw failure }
+  if let failure {
+    // A task stopped by the cancellation fails with it; the run is cancelled all the same.
+    if cancel?.isCancelled == true { throw CancellationError() }
+    throw failure
+  }
   return lost
 }

@@ -72,12 +72,6 @@ final class ResultFeed {
       open.removeFirst()
     }
   }
-
-  /// `next`, stopping the process on an error (for the synchronous iterator).
-  @usableFromInline
-  func nextOrStop() -> Frame? {
-    do { return try next() } catch { preconditionFailure("cannot read the result: \(error)") }
-  }
 }
 
 /// The thread that reads a shard's frames ahead for a `ResultFeed`. It stops after handing

@@ -6,7 +6,12 @@ import Logging
 /// A result is also a slice (`slice`) that other jobs read without computing it again, and
 /// can be passed as an argument to a func. `discard()` releases its rows; reading it after
 /// that computes them again.
-public struct SliceResult<each C>: Sequence, @unchecked Sendable {
+///
+/// Reading the rows can fail: a shard that was discarded, or whose machine was lost, is
+/// computed again, and that can throw. So every way to read them throws: `rows()`,
+/// `makeRowReader()` and `count` from synchronous code, `for try await` (`makeAsyncIterator()`)
+/// from async code.
+public struct SliceResult<each C>: @unchecked Sendable {
   let tasks: [ShardTask]
   /// The session that ran it; nil on a machine, where a func received it as an argument.
   private let session: Session?
@@ -84,37 +89,47 @@ public struct SliceResult<each C>: Sequence, @unchecked Sendable {
 
   /// The frames of every shard, in shard order, read into memory (from the machines that hold
   /// them, on machines).
-  public var frames: [Frame] { (0..<shards).flatMap(frames(shard:)) }
+  /// - Throws: what computing a discarded or lost shard again throws.
+  public var frames: [Frame] {
+    get throws { try (0..<shards).flatMap(frames(shard:)) }
+  }
 
   /// The number of shards.
   public var shards: Int { tasks.count }
 
   /// The frames of shard `shard`, read into memory.
-  public func frames(shard: Int) -> [Frame] {
+  /// - Throws: what computing it again throws.
+  public func frames(shard: Int) throws -> [Frame] {
     guard driverSession() != nil else { return [] }
     let feed = ResultFeed(tasks: [tasks[shard]], result: reload, logger: logger)
     var out: [Frame] = []
-    while let frame = feed.nextOrStop() { out.append(frame) }
+    while let frame = try feed.next() { out.append(frame) }
     return out
   }
 
-  /// The number of rows.
+  /// The number of rows; a discarded or lost result is computed again first.
+  /// - Throws: what computing it again throws.
   public var count: Int {
-    guard driverSession() != nil else { return 0 }
-    if tasks.contains(where: { !$0.isComputed }) {
-      do { try reload() } catch { preconditionFailure("cannot compute the result again: \(error)") }
+    get throws {
+      guard driverSession() != nil else { return 0 }
+      if tasks.contains(where: { !$0.isComputed }) { try reload() }
+      return tasks.reduce(0) { $0 + ($1.output?.rows ?? 0) }
     }
-    return tasks.reduce(0) { $0 + ($1.output?.rows ?? 0) }
   }
 
-  /// Iterates the rows, shard by shard, reading each shard's frames as it goes: on machines,
-  /// streaming them from the machine that holds them, so the result is never all in memory.
-  /// A discarded result, or a shard whose machine is lost while it is read, is computed again
-  /// (and the rows already seen are skipped); if that fails the process stops, so call
-  /// `reload()` first, or iterate asynchronously, to handle the error.
-  public func makeIterator() -> RowIterator<repeat each C> {
-    RowIterator(ResultFeed(tasks: driverSession() == nil ? [] : tasks, result: reload, logger: logger))
+  /// Reads the rows one at a time, shard by shard, reading each shard's frames as it goes: on
+  /// machines, streaming them from the machine that holds them, so the result is never all in
+  /// memory. A discarded result, or a shard whose machine is lost while it is read, is
+  /// computed again (and the rows already seen are skipped); when that fails, the reader's
+  /// `next()` throws.
+  public func makeRowReader() -> RowReader<repeat each C> {
+    RowReader(ResultFeed(tasks: driverSession() == nil ? [] : tasks, result: reload, logger: logger))
   }
+
+  /// Every row, in shard order, read into memory as frames: a sequence of typed rows
+  /// (`for (k, v) in try result.rows()`, `Array(try result.rows())`).
+  /// - Throws: what computing a discarded or lost shard again throws.
+  public func rows() throws -> ResultRows<repeat each C> { ResultRows(try frames) }
 }
 
 extension SliceResult: ResultArgument {

@@ -1,11 +1,12 @@
 import Bigmachine
 import Frame
 
-/// Iterates the rows of a result as typed tuples.
+/// Reads the rows of a result as typed tuples, from synchronous code:
+/// `while let (k, v) = try reader.next() { … }`.
 ///
 /// `next` is inlinable, so the caller's compiler specialises it for the concrete column
 /// types: the per-row path then reads each column directly, with no generic metadata lookup.
-public struct RowIterator<each C>: IteratorProtocol {
+public struct RowReader<each C> {
   @usableFromInline let feed: ResultFeed
   /// The frame being read: the getters point into it.
   @usableFromInline var frame: Frame?
@@ -15,10 +16,13 @@ public struct RowIterator<each C>: IteratorProtocol {
 
   init(_ feed: ResultFeed) { self.feed = feed }
 
+  /// The next row, or nil after the last.
+  /// - Throws: what computing a discarded or lost shard again throws, or a read error that
+  ///   persists; the reader is then at its end.
   @inlinable
-  public mutating func next() -> (repeat each C)? {
+  public mutating func next() throws -> (repeat each C)? {
     if current == nil {
-      guard let next = feed.nextOrStop() else { return nil }
+      guard let next = try feed.next() else { return nil }
       frame = next
       current = Getters<repeat each C>(next)
       rows = next.count
@@ -32,6 +36,48 @@ public struct RowIterator<each C>: IteratorProtocol {
       frame = nil
     }
     return value
+  }
+}
+
+/// The rows of a result read into memory (`SliceResult.rows()`), as typed tuples.
+public struct ResultRows<each C>: Sequence, @unchecked Sendable {
+  @usableFromInline let frames: [Frame]
+
+  init(_ frames: [Frame]) { self.frames = frames.filter { $0.count > 0 } }
+
+  /// The number of rows.
+  public var count: Int { frames.reduce(0) { $0 + $1.count } }
+  public var underestimatedCount: Int { count }
+
+  public func makeIterator() -> Iterator { Iterator(frames: frames) }
+
+  /// Iterates the rows, frame by frame.
+  public struct Iterator: IteratorProtocol {
+    @usableFromInline let frames: [Frame]
+    @usableFromInline var index = 0
+    @usableFromInline var row = 0
+    @usableFromInline var rows = 0
+    @usableFromInline var current: Getters<repeat each C>?
+
+    @usableFromInline init(frames: [Frame]) { self.frames = frames }
+
+    @inlinable
+    public mutating func next() -> (repeat each C)? {
+      if current == nil {
+        guard index < frames.count else { return nil }
+        current = Getters<repeat each C>(frames[index])
+        rows = frames[index].count
+        index &+= 1
+      }
+      let g = current.unsafelyUnwrapped.getters
+      let value = (repeat (each g).get(row))
+      row &+= 1
+      if row == rows {
+        row = 0
+        current = nil
+      }
+      return value
+    }
   }
 }
 
