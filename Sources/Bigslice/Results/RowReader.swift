@@ -8,34 +8,21 @@ import Frame
 /// types: the per-row path then reads each column directly, with no generic metadata lookup.
 public struct RowReader<each C> {
   @usableFromInline let feed: ResultFeed
-  /// The frame being read: the getters point into it.
-  @usableFromInline var frame: Frame?
-  @usableFromInline var row = 0
-  @usableFromInline var rows = 0
-  @usableFromInline var current: Getters<repeat each C>?
+  @usableFromInline var cursor: FrameCursor<repeat each C>?
 
   init(_ feed: ResultFeed) { self.feed = feed }
 
   /// The next row, or nil after the last.
   /// - Throws: what computing a discarded or lost shard again throws, or a read error that
-  ///   persists; the reader is then at its end.
+  ///   persists.
   @inlinable
   public mutating func next() throws -> (repeat each C)? {
-    if current == nil {
-      guard let next = try feed.next() else { return nil }
-      frame = next
-      current = Getters<repeat each C>(next)
-      rows = next.count
+    while true {
+      if let value = cursor?.next() { return value }
+      // The feed hands out no empty frames.
+      guard let frame = try feed.next() else { return nil }
+      cursor = FrameCursor(frame)
     }
-    let g = current.unsafelyUnwrapped.getters
-    let value = (repeat (each g).get(row))
-    row &+= 1
-    if row == rows {
-      row = 0
-      current = nil
-      frame = nil
-    }
-    return value
   }
 }
 
@@ -55,29 +42,42 @@ public struct ResultRows<each C>: Sequence, @unchecked Sendable {
   public struct Iterator: IteratorProtocol {
     @usableFromInline let frames: [Frame]
     @usableFromInline var index = 0
-    @usableFromInline var row = 0
-    @usableFromInline var rows = 0
-    @usableFromInline var current: Getters<repeat each C>?
+    @usableFromInline var cursor: FrameCursor<repeat each C>?
 
     @usableFromInline init(frames: [Frame]) { self.frames = frames }
 
     @inlinable
     public mutating func next() -> (repeat each C)? {
-      if current == nil {
+      while true {
+        if let value = cursor?.next() { return value }
         guard index < frames.count else { return nil }
-        current = Getters<repeat each C>(frames[index])
-        rows = frames[index].count
+        cursor = FrameCursor(frames[index])
         index &+= 1
       }
-      let g = current.unsafelyUnwrapped.getters
-      let value = (repeat (each g).get(row))
-      row &+= 1
-      if row == rows {
-        row = 0
-        current = nil
-      }
-      return value
     }
+  }
+}
+
+/// The rows of one frame, read in order through typed getters (which point into the frame,
+/// kept alive here).
+public struct FrameCursor<each C> {
+  @usableFromInline let frame: Frame
+  @usableFromInline let getters: Getters<repeat each C>
+  @usableFromInline var row = 0
+
+  @usableFromInline init(_ frame: Frame) {
+    self.frame = frame
+    getters = Getters<repeat each C>(frame)
+  }
+
+  /// The next row of the frame, or nil after its last.
+  @inlinable
+  public mutating func next() -> (repeat each C)? {
+    guard row < frame.count else { return nil }
+    let g = getters.getters
+    let value = (repeat (each g).get(row))
+    row &+= 1
+    return value
   }
 }
 
