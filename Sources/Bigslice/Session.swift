@@ -33,7 +33,10 @@ public final class Session: @unchecked Sendable {
   let remote: MachineExecutor?
   private let invocations = Atomic<Int>(0)
   private let store: OutputStore
-  private let running = Mutex(())
+  /// The tasks each running evaluation computes (runs evaluate at the same time).
+  private let claims = TaskClaims()
+  /// One trace written at a time.
+  private let tracing = Mutex(())
   private let history = JobHistory()
   /// Where the session logs, with the metadata `machine` naming the machine (`local`).
   public let logger: Logger
@@ -253,38 +256,42 @@ public final class Session: @unchecked Sendable {
     return SliceResult(tasks: tasks, slice: slice, session: self, counters: counters.snapshot)
   }
 
-  /// Computes whatever `tasks` still need. Runs of one session take turns: a task shared by
-  /// two runs (a result passed to both) is computed once.
+  /// Computes whatever `tasks` still need. Runs of one session evaluate at the same time,
+  /// sharing the executor's procs; a task two runs need (a result passed to both) is computed
+  /// by one of them while the other waits for it (`TaskClaims`).
   func evaluate(_ tasks: [ShardTask], name: String, counters: Counters, cancel: Cancellation? = nil) throws {
-    try running.withLock { _ in
-      let job = JobStatus(name: name)
-      history.add(job)
-      let display = status ? StatusDisplay(job: job) : nil
-      display?.start()
-      let observer = TaskObservers(observers: [job, TaskLog(logger: logger)] + (tracer.map { [$0] } ?? []))
-      defer { writeTrace() }
-      logger.debug("job \(name) started")
-      do {
-        if let remote {
-          try Bigslice.evaluate(
-            tasks, on: remote, counters: counters, cancel: cancel, observer: observer, retries: retries)
-        } else {
-          try local.evaluate(tasks, counters: counters, cancel: cancel, observer: observer, retries: retries)
-        }
-        job.finish()
-        display?.finish()
-        logger.debug("job \(name) done in \(StatusDisplay.format(seconds: job.elapsed()))")
-      } catch {
-        job.finish(error: error)
-        display?.finish()
-        logger.debug("job \(name) failed after \(StatusDisplay.format(seconds: job.elapsed())): \(error)")
-        throw error
+    let job = JobStatus(name: name)
+    history.add(job)
+    let display = status ? StatusDisplay(job: job) : nil
+    display?.start()
+    let observer = TaskObservers(observers: [job, TaskLog(logger: logger)] + (tracer.map { [$0] } ?? []))
+    defer { writeTrace() }
+    logger.debug("job \(name) started")
+    do {
+      if let remote {
+        try Bigslice.evaluate(
+          tasks, on: remote, counters: counters, cancel: cancel, observer: observer, retries: retries, claims: claims)
+      } else {
+        try local.evaluate(
+          tasks, counters: counters, cancel: cancel, observer: observer, retries: retries, claims: claims)
       }
+      job.finish()
+      display?.finish()
+      logger.debug("job \(name) done in \(StatusDisplay.format(seconds: job.elapsed()))")
+    } catch {
+      job.finish(error: error)
+      display?.finish()
+      logger.debug("job \(name) failed after \(StatusDisplay.format(seconds: job.elapsed())): \(error)")
+      throw error
     }
   }
 
   private func writeTrace() {
     guard let tracer, let tracePath else { return }
+    tracing.withLock { _ in writeTrace(tracer, to: tracePath) }
+  }
+
+  private func writeTrace(_ tracer: Tracer, to tracePath: String) {
     do {
       try tracer.write(to: tracePath)
     } catch {

@@ -32,7 +32,7 @@ public enum TestFuncs {
         constPairs, mapFilterFlatMap, rowShapes, head, reduceClosure, reduceSum, reduceMax, countWords, reduceBoxed,
         reshuffle,
         reshard, repartition, readerFunc, split, fields, cogroup2, cogroup3, foldLists, writerFunc, distinct, sorted,
-        failing, flaky, slow, needsFile,
+        failing, flaky, slow, needsFile, rendezvous,
         resultRegrouped, resultsJoined, resultRowsInBody,
       ] as [AnyObject]
   }
@@ -218,6 +218,25 @@ extension TestFuncs {
       next += 1
       return next < 100
     }.reduce(.sum)
+  }
+}
+
+extension TestFuncs {
+  /// One shard of one row: its task makes the file `make`, then waits up to 20 s for the file
+  /// `wait`, which another run makes: two runs of it, each waiting for the other's file, end
+  /// only if they run at the same time.
+  public static let rendezvous = Func("test.rendezvous") { (make: String, wait: String) -> Slice<Int> in
+    Bigslice.readerFunc(1, initial: { _ in 0 }) { (_: Int, _: inout Int, out: RowEmitter<Int>) throws -> Bool in
+      close(open(make, O_WRONLY | O_CREAT, 0o644))
+      var waited = 0
+      while access(wait, F_OK) != 0 {
+        guard waited < 20_000 else { throw MissingInput(path: wait) }
+        usleep(1_000)
+        waited += 1
+      }
+      out.emit(1)
+      return false
+    }
   }
 }
 

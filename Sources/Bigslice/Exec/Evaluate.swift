@@ -44,14 +44,25 @@ protocol ExecutorBackend: AnyObject {
 func evaluate(
   _ roots: [ShardTask], on dispatcher: any ExecutorBackend, counters: Counters, cancel: Cancellation? = nil,
   observer: (any TaskObserver)? = nil, maxConsecutiveLost: Int = defaultMaxConsecutiveLost,
-  retries: Int = defaultRetries
+  retries: Int = defaultRetries, claims: TaskClaims? = nil
 ) throws {
   for root in roots { root.pinned = true }
   var losses: [ObjectIdentifier: Int] = [:]
   var attempts = Attempts(retries: retries)
+  let holder = claims?.newHolder() ?? 0
   while true {
     let plan = Plan(roots)
     if plan.remaining == 0 { break }
+    // Another run computes some of these tasks: wait until it lets go, then plan again. Claims
+    // are held only while a plan runs, so no two runs wait for each other.
+    if let claims, let wait = claims.claim(plan.tasks.values, for: holder) {
+      let stop = cancel?.add { wait.signal() }
+      wait.wait()
+      if let stop { cancel?.remove(stop) }
+      if cancel?.isCancelled == true { throw CancellationError() }
+      continue
+    }
+    defer { claims?.release(holder) }
     // Outputs found gone while planning (a machine holding them died).
     for task in plan.vanished {
       task.output = nil

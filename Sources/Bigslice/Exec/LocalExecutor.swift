@@ -27,11 +27,11 @@ final class LocalExecutor: ExecutorBackend, @unchecked Sendable {
   /// its pragma asks, and an exclusive one takes them all); see `Bigslice.evaluate`.
   func evaluate(
     _ roots: [ShardTask], counters: Counters, cancel: Cancellation? = nil, observer: (any TaskObserver)? = nil,
-    retries: Int = defaultRetries
+    retries: Int = defaultRetries, claims: TaskClaims? = nil
   ) throws {
     try Bigslice.evaluate(
       roots, on: self, counters: counters, cancel: cancel, observer: observer, maxConsecutiveLost: maxConsecutiveLost,
-      retries: retries)
+      retries: retries, claims: claims)
   }
 
   var maxConsecutiveLost = defaultMaxConsecutiveLost

@@ -20,10 +20,21 @@ final class ShardTask: @unchecked Sendable {
   /// what the map tasks of that shuffle found it achieves.
   var combining: Combining?
   var combineRecord: CombineRecord?
-  var output: TaskOutput? = nil
+  /// The task's output while it is there (nil: not computed, released or lost). Runs of a
+  /// session evaluate at the same time, and a result's tasks are in several of them, so it is
+  /// read and set under a lock.
+  var output: TaskOutput? {
+    get { outputSlot.withLock { $0 } }
+    set { outputSlot.withLock { $0 = newValue } }
+  }
+  private let outputSlot = Mutex<TaskOutput?>(nil)
   /// The task is a root of a `Result`: its output stays in memory until the result is
   /// discarded, and is never released as an interior output of another job.
-  var pinned = false
+  var pinned: Bool {
+    get { pinnedFlag.load(ordering: .relaxed) }
+    set { pinnedFlag.store(newValue, ordering: .relaxed) }
+  }
+  private let pinnedFlag = Atomic<Bool>(false)
   /// For a task whose output a sampled shuffle splits: the split, which takes a sample of the
   /// output into `sample`.
   var sampledFor: SampledSplit? = nil
