@@ -17,6 +17,9 @@ public enum BigsliceError: Error, CustomStringConvertible, @unchecked Sendable {
   /// A task failed with a temporary error (`TemporaryError`) on every attempt the session
   /// allows, or with another error after retries: every attempt's error, the last one last.
   case failedAfterRetries(op: String, shard: Int, attempts: [Error])
+  /// A shard of a result gave other rows when it was computed again while being read: its
+  /// slices are not deterministic (they must give the same rows every time).
+  case nondeterministic(op: String, shard: Int, detail: String)
   /// An upstream output that a task needed was gone (released or never computed).
   case outputMissing(op: String, shard: Int)
   /// A trace file could not be written, read or understood.
@@ -39,6 +42,9 @@ public enum BigsliceError: Error, CustomStringConvertible, @unchecked Sendable {
     case .failedAfterRetries(let op, let shard, let attempts):
       "\(op) shard \(shard) failed after \(attempts.count) attempts: "
         + attempts.enumerated().map { "attempt \($0 + 1): \($1)" }.joined(separator: "; ")
+    case .nondeterministic(let op, let shard, let detail):
+      "\(op) shard \(shard) gave other rows when it was computed again (\(detail)); the slices of a func must give "
+        + "the same rows every time they are computed"
     case .outputMissing(let op, let shard): "the output of \(op) shard \(shard) is gone"
     case .traceFile(let path, let reason): "trace file \(path): \(reason)"
     case .machinesUnavailable(let why): "no machines: \(why)"

@@ -21,7 +21,27 @@ public enum ChaosPoint: String, Codable, Sendable {
 }
 
 public enum ChaosFuncs {
-  public static func register() { _ = [reduce, cogroup, suicide] as [AnyObject] }
+  public static func register() { _ = [reduce, cogroup, suicide, sortedUnstable] as [AnyObject] }
+
+  /// `rows` keys on `shards` shards, sorted; each computation of a map shard (counted in the
+  /// file `attempts`) draws other keys, and the last sorted shard's task dies at its first row
+  /// (once, in a worker): the map outputs on its machine are computed again, with other
+  /// samples than the first.
+  public static let sortedUnstable = Func("chaos.sortedUnstable") {
+    (rows: Int, shards: Int, marker: String, attempts: String) -> Slice<Int, Int> in
+    let source = readerFunc(shards, initial: { _ in (next: 0, attempt: -1) }) {
+      (shard: Int, state: inout (next: Int, attempt: Int), out: RowEmitter<Int, Int>) throws -> Bool in
+      if state.attempt < 0 { state.attempt = try FlakyFailure.count(attempts) }
+      let end = (shard + 1) * rows / shards
+      if state.next == 0 { state.next = shard * rows / shards }
+      while state.next < end {
+        out.emit(TestFuncs.scramble(state.next &* 31 &+ state.attempt) >> 20, shard)
+        state.next += 1
+      }
+      return false
+    }
+    return killing(source.sorted(), .reduce, marker)
+  }
 
   /// W1's shape: `rows` generated rows of `keys` keys summed by key, on `shards` shards.
   public static let reduce = Func("chaos.reduce") {

@@ -32,7 +32,7 @@ public enum TestFuncs {
         constPairs, mapFilterFlatMap, rowShapes, head, reduceClosure, reduceSum, reduceMax, countWords, reduceBoxed,
         reshuffle,
         reshard, repartition, readerFunc, split, fields, cogroup2, cogroup3, foldLists, writerFunc, distinct, sorted,
-        failing, flaky, slow, needsFile, rendezvous,
+        failing, flaky, slow, needsFile, rendezvous, unstable,
         resultRegrouped, resultsJoined, resultRowsInBody,
       ] as [AnyObject]
   }
@@ -237,6 +237,35 @@ extension TestFuncs {
       out.emit(1)
       return false
     }
+  }
+}
+
+extension TestFuncs {
+  /// `shards` shards of `rows` rows (key, value), 10,000 a call, keys shard * rows + i, values
+  /// that do not compress; unless `deterministic`, each computation of a shard (counted in the
+  /// file `attempts`) adds its attempt number to the values, so a shard computed again gives
+  /// other rows.
+  public static let unstable = Func("test.unstable") {
+    (shards: Int, rows: Int, deterministic: Bool, attempts: String) -> Slice<Int, Int> in
+    Bigslice.readerFunc(shards, initial: { _ in (next: 0, attempt: 0) }) {
+      (shard: Int, state: inout (next: Int, attempt: Int), out: RowEmitter<Int, Int>) throws -> Bool in
+      if state.next == 0, !deterministic { state.attempt = try FlakyFailure.count(attempts) }
+      let end = min(state.next + 10_000, rows)
+      while state.next < end {
+        let key = shard * rows + state.next
+        out.emit(key, TestFuncs.scramble(key) &+ state.attempt)
+        state.next += 1
+      }
+      return state.next < rows
+    }
+  }
+
+  /// A value of `key` that looks random (SplitMix64's finaliser).
+  public static func scramble(_ key: Int) -> Int {
+    var z = UInt64(bitPattern: Int64(key)) &+ 0x9e37_79b9_7f4a_7c15
+    z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+    z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+    return Int(bitPattern: UInt(z ^ (z >> 31)))
   }
 }
 

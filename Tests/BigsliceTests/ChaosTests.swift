@@ -194,6 +194,75 @@ import Workloads
     #expect(try await session.run(TestFuncs.slow, 2, 3, 0).count == 2)
   }
 
+  /// A machine killed while one of its shards is half read: the shard is computed again and
+  /// the rows already read are skipped. A deterministic func reads on to the right rows; one
+  /// that gives other values the second time is an error naming the operation, not rows of
+  /// two computations mixed.
+  @Test(arguments: [true, false])
+  func aShardComputedAgainMidReadIsCheckedAgainstTheRowsRead(deterministic: Bool) async throws {
+    let session = try processes()
+    defer { session.shutdown() }
+    let attempts = marker()
+    defer { try? FileManager.default.removeItem(atPath: attempts) }
+    let rows = 2_000_000
+    let result = try await session.run(TestFuncs.unstable, 2, rows, deterministic, attempts)
+    let victim = try holderOfLastShard(result, in: session)
+    let jobs = session.jobs.count
+    var reader = result.makeRowReader()
+    var read = 0
+    var wrong = 0
+    // What each shard's computation added to its values: one number a shard.
+    var added: [Set<Int>] = [[], []]
+    var problem: Error?
+    do {
+      while let (key, value) = try reader.next() {
+        if read == rows + 50_000 { kill(victim.processID, SIGKILL) }
+        if key != read { wrong += 1 }
+        added[min(key / rows, 1)].insert(value &- TestFuncs.scramble(key))
+        read += 1
+      }
+    } catch {
+      problem = error
+    }
+    #expect(wrong == 0, "\(wrong) rows out of place")
+    #expect(added.allSatisfy { $0.count == 1 }, "rows of two computations of one shard: \(added)")
+    if deterministic { #expect(added == [[0], [0]]) }
+    #expect(session.jobs.count > jobs, "the half-read shard was computed again")
+    if deterministic {
+      #expect(problem == nil, "\(String(describing: problem))")
+      #expect(read == 2 * rows)
+    } else {
+      guard case .nondeterministic(let op, let shard, _)? = problem as? BigsliceError else {
+        Issue.record("expected a nondeterministic error, got \(String(describing: problem)) after \(read) rows")
+        return
+      }
+      #expect(shard == 1 && op.contains("reader"), "\(op)")
+    }
+  }
+
+  /// A sorted job whose map shards draw other keys each time they are computed, with the
+  /// machine of the last sorted shard killed: every machine cuts the same key ranges (the
+  /// samples the driver got first), so the result is still in order across shards (its rows
+  /// are not those of one computation: such a func breaks the rule that funcs are
+  /// deterministic).
+  @Test func aSortWhoseInputsAreComputedAgainStaysInOrder() async throws {
+    let session = try processes()
+    defer { session.shutdown() }
+    let (kill, attempts) = (marker(), marker())
+    defer { for path in [kill, attempts] { try? FileManager.default.removeItem(atPath: path) } }
+    let result = try await session.run(ChaosFuncs.sortedUnstable, 60_000, Self.shards, kill, attempts)
+    #expect(FileManager.default.fileExists(atPath: kill), "no worker was killed")
+    var keys: [Int] = []
+    for shard in 0..<result.shards {
+      for frame in try result.frames(shard: shard) { keys += Array(frame.columns[0].scalars(Int.self)) }
+    }
+    // The rows themselves may differ from any one computation: the func is not deterministic,
+    // and the shards not lost keep the rows of the first.
+    #expect(keys.count > 0)
+    let disorder = zip(keys, keys.dropFirst()).filter { $0 > $1 }.count
+    #expect(disorder == 0, "\(disorder) keys out of order")
+  }
+
   /// Outputs held by a machine that stopped between two jobs are planned again with the
   /// second job, before the tasks reading them start: no reading task runs only to find its
   /// input gone.

@@ -119,7 +119,8 @@ struct TaskRunner {
       }
     }
     let output = try sink.finish()
-    if let split = task.sampledFor { task.sample = try split.sample(output, schema: schema) }
+    // The first sample is kept: a task computed again keeps the key ranges the first cut.
+    if let split = task.sampledFor, task.sample == nil { task.sample = try split.sample(output, schema: schema) }
     return output
   }
 }

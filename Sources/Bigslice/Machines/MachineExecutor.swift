@@ -289,7 +289,9 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
         holding: reply.holding)
       let output = TaskOutput(.remote(remote), partitions: task.partitions, rows: reply.rows, bytes: reply.bytes)
       if let sample = reply.sample {
-        task.sample = try decodeBlocks(sample, schema: nil, name: "the output sample of \(task.ref)")
+        // The first sample the driver got is the one every machine cuts key ranges by.
+        let decoded = try decodeBlocks(sample, schema: nil, name: "the output sample of \(task.ref)")
+        if task.sample == nil { task.sample = decoded }
       }
       for (name, n) in reply.counters { counters.add(name, n) }
       spilled(max(reply.spilledBytes, 0))

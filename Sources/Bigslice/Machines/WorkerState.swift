@@ -152,7 +152,9 @@ final class WorkerState: @unchecked Sendable {
     for sample in request.samples {
       guard let upstream = self.task(sample.task) else { continue }
       let frame = try decodeBlocks(sample.blocks, schema: nil, name: "the output sample of \(sample.task)")
-      state.withLock { _ in if upstream.sample == nil { upstream.sample = frame } }
+      // The driver's sample wins over one this machine computed: every machine then cuts
+      // the same key ranges, even when the task was computed again with other rows.
+      state.withLock { _ in upstream.sample = frame }
     }
     let locations = state.withLock { s in
       for input in request.inputs { s.locations[input.task] = input }

@@ -4,8 +4,9 @@ import Logging
 import SliceIO
 
 /// Reads the frames of one shard of a result, computing it again when its output was
-/// discarded or is lost while it is read (tasks are deterministic: the rows already read are
-/// skipped).
+/// discarded or is lost while it is read. Tasks must be deterministic: the rows already read
+/// are skipped, and checked against a running hash of what was handed out, so a shard that
+/// comes back with other rows is an error, not duplicated or missing rows.
 final class ShardFrames: @unchecked Sendable {
   private let task: ShardTask
   private let recompute: () throws -> Void
@@ -19,6 +20,10 @@ final class ShardFrames: @unchecked Sendable {
   /// Rows handed out, and rows to skip after reopening the shard.
   private var delivered = 0
   private var skip = 0
+  /// Order-sensitive hashes of the rows handed out and of those skipped since reopening; nil
+  /// when a column cannot be hashed (then only the count is checked).
+  private var deliveredHash: UInt64? = 0
+  private var skippedHash: UInt64? = 0
   private var failures = 0
   /// Times the shard may fail to read before the error is thrown.
   static let attempts = 5
@@ -51,22 +56,27 @@ final class ShardFrames: @unchecked Sendable {
           }
           reader = output.reader(0) ?? FrameReader([])
           skip = delivered
+          skippedHash = 0
         }
         guard var frame = try reader!.read() else {
+          if skip > 0 { throw changed("\(delivered - skip) rows where \(delivered) were read before") }
           done = true
           reader = nil
           return nil
         }
         if skip > 0 {
-          if frame.count <= skip {
-            skip -= frame.count
-            continue
+          let skipped = min(frame.count, skip)
+          ShardFrames.fold(frame.slice(0..<skipped), into: &skippedHash)
+          skip -= skipped
+          if skip == 0, let skippedHash, let deliveredHash, skippedHash != deliveredHash {
+            throw changed("the first \(delivered) rows differ from those read before")
           }
-          frame = frame.slice(skip..<frame.count)
-          skip = 0
+          if skipped == frame.count { continue }
+          frame = frame.slice(skipped..<frame.count)
         }
         guard frame.count > 0 else { continue }
         delivered += frame.count
+        ShardFrames.fold(frame, into: &deliveredHash)
         return frame
       } catch let error as BigsliceError {
         // A failure to compute is final.
@@ -83,5 +93,25 @@ final class ShardFrames: @unchecked Sendable {
       }
     }
     return nil
+  }
+
+  private func changed(_ detail: String) -> BigsliceError {
+    BigsliceError.nondeterministic(op: task.op, shard: task.shard, detail: detail)
+  }
+
+  /// Folds the hashes of `frame`'s rows, in order, into `hash`; makes it nil when a column
+  /// cannot be hashed.
+  private static func fold(_ frame: Frame, into hash: inout UInt64?) {
+    guard var h = hash, frame.count > 0 else { return }
+    let rows = UnsafeMutablePointer<UInt64>.allocate(capacity: frame.count)
+    defer { rows.deallocate() }
+    do {
+      try Column.hashRows(frame.columns, count: frame.count, seed: 0x5eed, into: rows)
+    } catch {
+      hash = nil
+      return
+    }
+    for i in 0..<frame.count { h = (h ^ rows[i]) &* 0x100_0000_01b3 }
+    hash = h
   }
 }
