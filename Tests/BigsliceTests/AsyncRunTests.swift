@@ -2,6 +2,7 @@ import Bigmachine
 import Bigslice
 import BigsliceTestFuncs
 import Foundation
+import Frame
 import SliceIO
 import Synchronization
 import Testing
@@ -114,6 +115,39 @@ final class Gate: Sendable {
     if let path = session.spillPath {
       #expect(directoryEntries(path).isEmpty, "left behind: \(directoryEntries(path))")
     }
+  }
+
+  /// The two places a running task sees its run cancelled, each alone: between the frames a
+  /// task reads (here a `const` of 20 frames a shard, each taking about 0.3 s in a `map`), and
+  /// between the calls of a `readerFunc` that emit nothing (10 ms each, for 10 s). Either run
+  /// ends within a second of its cancellation.
+  @Test(arguments: [false, true])
+  func cancellationReachesTasksBetweenFramesAndBetweenEmptyCalls(emptyCalls: Bool) async throws {
+    let started = Counter()
+    let slice: Slice<Int>
+    if emptyCalls {
+      slice = readerFunc(2, initial: { _ in 0 }) { (_: Int, next: inout Int, out: RowEmitter<Int>) in
+        if next == 0 { started.add(1) }
+        usleep(10_000)
+        next += 1
+        if next == 1_000 { out.emit(next) }
+        return next < 1_000
+      }
+    } else {
+      slice = const(2, Array(0..<(40 * Frame.defaultRows))).map { (v: Int) -> Int in
+        if v % Frame.defaultRows == 0 { started.add(1) }
+        if v % 1_000 == 0 { usleep(5_000) }
+        return v
+      }
+    }
+    let session = Session(executor: .local(procs: 2))
+    let job = Task { try await session.run(slice).count }
+    while started.value < 2 { try await Task.sleep(for: .milliseconds(5)) }
+    let cancelled = ContinuousClock.now
+    job.cancel()
+    await #expect(throws: CancellationError.self) { try await job.value }
+    let took = ContinuousClock.now - cancelled
+    #expect(took < .seconds(1), "the run ended \(took) after its cancellation")
   }
 
   /// Tasks that would each run for 10 s on the machines: a cancelled run returns within a
