@@ -22,7 +22,9 @@ public final class ThreadPool: TaskExecutor, @unchecked Sendable {
   }
 
   private struct Queue {
-    var work: [Work] = []
+    /// Queued work from `head` on; the slots before it are emptied as their work is taken, so
+    /// that what it captured goes with it (a task's output, say), not when the queue drains.
+    var work: [Work?] = []
     var head = 0
     var stopping = false
     var threads: [pthread_t] = []
@@ -100,6 +102,7 @@ public final class ThreadPool: TaskExecutor, @unchecked Sendable {
       let next = queue.withLock { q -> Work? in
         guard q.head < q.work.count else { return nil }
         let work = q.work[q.head]
+        q.work[q.head] = nil
         q.head += 1
         if q.head == q.work.count {
           q.work.removeAll(keepingCapacity: true)

@@ -26,6 +26,32 @@ import Testing
     pool.shutdown()
   }
 
+  /// What a finished body captured goes with it, though later work is still queued: a pool
+  /// that kept taken work until its queue drained kept a task's output (and its spill file)
+  /// alive after the job that made it ended.
+  @Test func aFinishedBodyLetsGoOfWhatItCaptured() {
+    final class Captured: Sendable {}
+    let pool = ThreadPool(count: 1)
+    let release = DispatchSemaphore(value: 0)
+    let blocked = DispatchSemaphore(value: 0)
+    weak var gone: Captured?
+    do {
+      let captured = Captured()
+      gone = captured
+      pool.submit { _ = captured }
+    }
+    pool.submit {
+      blocked.signal()
+      release.wait()
+    }
+    pool.submit {}
+    blocked.wait()
+    // The first body has run, the second is running, the third is queued.
+    #expect(gone == nil, "the first body's capture outlived it")
+    release.signal()
+    pool.shutdown()
+  }
+
   /// Shutdown runs what was queued before it, in order on one thread, then returns.
   @Test func shutdownRunsTheQueuedWorkFirst() {
     let pool = ThreadPool(count: 1)
