@@ -103,12 +103,7 @@ final class Gate: Sendable {
       return next < 1_000
     }.reduce(.sum)
     let session = Session(executor: .local(procs: 2), memoryLimit: limit)
-    let job = Task { try await session.run(slice).count }
-    while started.value < 2 { try await Task.sleep(for: .milliseconds(5)) }
-    let cancelled = ContinuousClock.now
-    job.cancel()
-    await #expect(throws: CancellationError.self) { try await job.value }
-    let took = ContinuousClock.now - cancelled
+    let took = try await cancelOnceTwoStarted(started) { _ = try await session.run(slice).count }
     #expect(took < .seconds(1), "the run ended \(took) after its cancellation")
     #expect(started.value <= 2, "no task started after the cancellation")
     #expect(try await session.run(const(2, [1, 2, 3])).count == 3)
@@ -141,13 +136,21 @@ final class Gate: Sendable {
       }
     }
     let session = Session(executor: .local(procs: 2))
-    let job = Task { try await session.run(slice).count }
+    let took = try await cancelOnceTwoStarted(started) { _ = try await session.run(slice).count }
+    #expect(took < .seconds(1), "the run ended \(took) after its cancellation")
+  }
+
+  /// Starts `run`, cancels it once `started` counts two tasks, expects `CancellationError`,
+  /// and returns how long the run took to end after the cancellation.
+  func cancelOnceTwoStarted(
+    _ started: Counter, _ run: @escaping @Sendable () async throws -> Void
+  ) async throws -> Duration {
+    let job = Task { try await run() }
     while started.value < 2 { try await Task.sleep(for: .milliseconds(5)) }
     let cancelled = ContinuousClock.now
     job.cancel()
     await #expect(throws: CancellationError.self) { try await job.value }
-    let took = ContinuousClock.now - cancelled
-    #expect(took < .seconds(1), "the run ended \(took) after its cancellation")
+    return ContinuousClock.now - cancelled
   }
 
   /// Tasks that would each run for 10 s on the machines: a cancelled run returns within a

@@ -30,6 +30,21 @@ import Testing
     ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0
   }
 
+  /// Runs `TestFuncs.flaky`, whose shard 1 fails its first `failures` attempts, on a session
+  /// of `retries` retries, expecting it to throw: the error, and the attempts made.
+  func failedRun(_ place: Where, retries: Int, failures: Int, temporary: Bool) async throws -> (
+    error: BigsliceError?, attempts: Int
+  ) {
+    let session = try session(place, retries: retries)
+    defer { session.shutdown() }
+    let file = attemptsFile()
+    defer { try? FileManager.default.removeItem(atPath: file) }
+    let error = await #expect(throws: BigsliceError.self) {
+      _ = try await session.run(TestFuncs.flaky, 3, failures, temporary, file)
+    }
+    return (error, attempts(file))
+  }
+
   @Test(arguments: Where.allCases)
   func aTaskFailingTemporarilyTwiceSucceedsOnItsThirdAttempt(in place: Where) async throws {
     let session = try session(place, retries: 3)
@@ -46,14 +61,8 @@ import Testing
 
   @Test(arguments: Where.allCases)
   func aTaskThatKeepsFailingTemporarilyFailsListingEveryAttempt(in place: Where) async throws {
-    let session = try session(place, retries: 2)
-    defer { session.shutdown() }
-    let file = attemptsFile()
-    defer { try? FileManager.default.removeItem(atPath: file) }
-    let error = await #expect(throws: BigsliceError.self) {
-      _ = try await session.run(TestFuncs.flaky, 3, 100, true, file)
-    }
-    #expect(attempts(file) == 3, "the first attempt and two retries")
+    let (error, attempts) = try await failedRun(place, retries: 2, failures: 100, temporary: true)
+    #expect(attempts == 3, "the first attempt and two retries")
     guard case .failedAfterRetries(_, let shard, let tried)? = error else {
       Issue.record("expected failedAfterRetries, got \(String(describing: error))")
       return
@@ -65,14 +74,8 @@ import Testing
 
   @Test(arguments: Where.allCases)
   func aTaskFailingForGoodIsNotRetried(in place: Where) async throws {
-    let session = try session(place, retries: 3)
-    defer { session.shutdown() }
-    let file = attemptsFile()
-    defer { try? FileManager.default.removeItem(atPath: file) }
-    let error = await #expect(throws: BigsliceError.self) {
-      _ = try await session.run(TestFuncs.flaky, 3, 1, false, file)
-    }
-    #expect(attempts(file) == 1)
+    let (error, attempts) = try await failedRun(place, retries: 3, failures: 1, temporary: false)
+    #expect(attempts == 1)
     guard case .taskFailed(_, let shard, _)? = error else {
       Issue.record("expected taskFailed, got \(String(describing: error))")
       return
@@ -82,11 +85,8 @@ import Testing
   }
 
   @Test func retriesCanBeTurnedOff() async throws {
-    let session = try session(.local, retries: 0)
-    let file = attemptsFile()
-    defer { try? FileManager.default.removeItem(atPath: file) }
-    await #expect(throws: BigsliceError.self) { _ = try await session.run(TestFuncs.flaky, 3, 1, true, file) }
-    #expect(attempts(file) == 1)
+    let (_, attempts) = try await failedRun(.local, retries: 0, failures: 1, temporary: true)
+    #expect(attempts == 1)
   }
 
   @Test func errorsOfTheLibrarysReadersAreTemporaryByTheirErrno() {
