@@ -50,8 +50,8 @@ public final class Session: @unchecked Sendable {
   /// With `memoryLimit`, the job holds about that many bytes of data: half for task outputs
   /// (beyond it they go to compressed spill files under `spillDirectory`, default `$TMPDIR`,
   /// in a private directory removed with the session), half split between the running tasks'
-  /// combiners and sorts (which spill beyond their share). A result's shards count against
-  /// the limit like any output, and spill like any output beyond it.
+  /// combiners and sorts (which spill beyond their share). Results are kept in memory for
+  /// reading and counted against the limit, so the rest spills sooner.
   ///
   /// With `tracePath`, a Chrome trace of every task run (see `Tracer`) is written there at the
   /// end of each job, holding all the session's jobs so far; a trace that cannot be written
