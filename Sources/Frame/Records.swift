@@ -133,7 +133,9 @@ extension Column {
   }
 
   private func decodeRecords<B: Codable & Hashable & Sendable>(_: B.Type) throws -> [B]? {
-    guard let layout = Column.codableLayout(B.self), type == .record(layout.type) else { return nil }
+    // The column's own layout, whether or not `B` was registered boxed since it was made (a
+    // registration while a job runs must not make its record columns unreadable).
+    guard let layout = CodableLayout.of(B.self), type == .record(layout.type) else { return nil }
     return try layout.values(B.self, from: self)
   }
 

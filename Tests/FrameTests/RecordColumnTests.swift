@@ -134,6 +134,24 @@ struct Interval: ColumnRecord {
     }
   }
 
+  /// A record column made before its type was registered boxed still reads as that type
+  /// after: a registration while a job runs must not make its columns unreadable (it trapped).
+  @Test func aRecordColumnReadsAfterItsTypeIsRegisteredBoxed() throws {
+    struct Late: Codable, Hashable, Sendable {
+      var id: Int
+      var tag: String
+    }
+    let values = (0..<50).map { Late(id: $0, tag: "t\($0 % 3)") }
+    let column = try Column.make(values)
+    guard case .record = column.type else {
+      Issue.record("expected a record column, got \(column.type)")
+      return
+    }
+    BoxedOps.register(Late.self)
+    #expect(try column.recordValues(Late.self) == values)
+    #expect(try column.slice(10..<20).recordValues(Late.self) == Array(values[10..<20]))
+  }
+
   @Test func gatherConcatInterleaveAndRawFramesKeepEveryRecord() throws {
     let values = Self.outers(400, seed: 5)
     let frame = try Frame([try Column.make(values), Column(strings: values.map(\.inner.tag))])
