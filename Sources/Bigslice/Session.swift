@@ -50,8 +50,8 @@ public final class Session: @unchecked Sendable {
   /// With `memoryLimit`, the job holds about that many bytes of data: half for task outputs
   /// (beyond it they go to compressed spill files under `spillDirectory`, default `$TMPDIR`,
   /// in a private directory removed with the session), half split between the running tasks'
-  /// combiners and sorts (which spill beyond their share). Results are kept in memory for
-  /// reading and counted against the limit, so the rest spills sooner.
+  /// combiners and sorts (which spill beyond their share). A result's shards count against
+  /// the limit like any output, and spill like any output beyond it.
   ///
   /// With `tracePath`, a Chrome trace of every task run (see `Tracer`) is written there at the
   /// end of each job, holding all the session's jobs so far; a trace that cannot be written
@@ -111,7 +111,7 @@ public final class Session: @unchecked Sendable {
     case .machines(let system, let count, let procs):
       remote = MachineExecutor(
         system: system, count: count, procs: procs, memoryLimit: memoryLimit, storeParent: spillDirectory,
-        logger: logger, spilled: { [store] in store.spilled(bytes: $0) })
+        logger: logger, spilled: { [store] in store.spilled($0) })
     }
     if let debugAddress {
       do {
@@ -147,13 +147,14 @@ public final class Session: @unchecked Sendable {
 
   /// Bytes written to spill files so far (task outputs, runs and sort runs), by this process
   /// and, on machines, by the machines' tasks (reported with each task's result).
-  public var spilledBytes: Int { store.spilledBytes.withLock { $0 } }
+  public var spilledBytes: Int { store.spills.withLock { $0.bytes } }
 
   /// Times a reduce-side combiner (into hash buckets) or a sort (a sorted run) spilled what it
-  /// held, having outgrown its share of the memory limit.
-  public var spilledRuns: Int { store.spilledRuns.withLock { $0 } }
-  /// Map-side combiners that gave up because their rows barely reduced, so far.
-  public var combinerBypasses: Int { store.combinerBypasses.withLock { $0 } }
+  /// held, having outgrown its share of the memory limit: in this process and on machines.
+  public var spilledRuns: Int { store.spills.withLock { $0.runs } }
+  /// Map-side combiners that gave up because their rows barely reduced, so far, in this
+  /// process and on machines.
+  public var combinerBypasses: Int { store.spills.withLock { $0.bypasses } }
 
   /// The session's spill directory, once something spilled; removed with the session.
   public var spillPath: String? { store.spillPath }
@@ -302,16 +303,17 @@ public final class Session: @unchecked Sendable {
   /// `evaluate` on a thread of its own, cancelled with the calling task.
   func evaluate(_ tasks: [ShardTask], name: String, counters: Counters) async throws {
     let cancel = Cancellation()
-    let job = UncheckedBox((tasks, counters))
+    let job = Handoff((tasks, counters))
     try await withTaskCancellationHandler {
       try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
         ThreadPool.detach {
-          do {
-            try self.evaluate(job.value.0, name: name, counters: job.value.1, cancel: cancel)
-            continuation.resume()
-          } catch {
-            continuation.resume(throwing: error)
+          // The tasks are let go before the caller resumes: one that drops its result at once
+          // finds nothing on this thread still holding the result's files.
+          let outcome = Result { () throws -> Void in
+            let (tasks, counters) = job.take()
+            try self.evaluate(tasks, name: name, counters: counters, cancel: cancel)
           }
+          continuation.resume(with: outcome)
         }
       }
     } onCancel: {

@@ -58,6 +58,25 @@ func testWorkerBinary() throws -> String {
     }
   }
 
+  /// The combiners' spills and bypasses on the machines count in the session's figures too,
+  /// as many as the same job makes in one process with as many threads per task.
+  @Test func combinerSpillsOnTheMachinesCountInTheSessionsFigures() async throws {
+    TestFuncs.register()
+    let n = 300_000
+    let (k, v) = (Array((0..<n).map { ($0 &* 7_919) % n }), Array(repeating: 1, count: n))
+    var figures: [[Int]] = []
+    for executor in [.local(procs: 2), .machines(system: .inProcess, count: 1, procs: 2)] as [Executor] {
+      let session = Session(executor: executor, memoryLimit: 1)
+      defer { session.shutdown() }
+      let result = try await session.run(TestFuncs.reduceSum, 2, k, v)
+      #expect(try result.count == n)
+      figures.append([session.spilledRuns, session.combinerBypasses])
+    }
+    #expect(figures[0][0] > 0, "nothing spilled in one process: \(figures)")
+    #expect(figures[0][1] > 0, "no combiner was bypassed in one process: \(figures)")
+    #expect(figures[1] == figures[0])
+  }
+
   /// A session of `count` in-process machines and the result of its reduce of 20,000 random
   /// pairs over `shards` shards, checked against a dictionary. The caller shuts it down (unless
   /// the run throws).

@@ -286,3 +286,21 @@ import Testing
     if packBytes > 0 { #expect((0..<partitions).contains { files[0].0.place($0).isShared }, "nothing packed") }
   }
 }
+
+/// A result larger than the memory limit spills like any output (it was held whatever the
+/// limit), reads back whole, and its files go with it.
+@Suite(.engine) struct ResultSpillTests {
+  @Test func aResultOverTheLimitSpillsAndReadsBackWhole() async throws {
+    let (k, v) = randomPairs(50_000, keys: 20_000, seed: 31)
+    var sums: [Int: Int] = [:]
+    for (key, value) in zip(k, v) { sums[key, default: 0] += value }
+    let session = Session(executor: .local(procs: 2), memoryLimit: 64 << 10)
+    var result: SliceResult<Int, Int>? = try await session.run(const(4, k, v).reduce(.sum))
+    #expect(result!.tasks.contains { $0.output?.isOnDisk == true }, "no shard of the result spilled")
+    #expect(Dictionary(uniqueKeysWithValues: Array(try result!.rows())) == sums)
+    #expect(try result!.count == sums.count)
+    result = nil
+    #expect(
+      directoryEntries(session.spillPath ?? "").isEmpty, "files left: \(directoryEntries(session.spillPath ?? ""))")
+  }
+}

@@ -183,7 +183,7 @@ final class CogroupInputs {
           }
           held = []
           buckets = made
-          store.spilledRuns.withLock { $0 += 1 }
+          store.spilled(SpillCounts(runs: 1))
         }
       }
     }

@@ -88,8 +88,7 @@ extension TaskContext {
       schema: schema, order: .keys, budget: store.workingLimit, directory: try store.spillDirectory())
     while let frame = try input.read() { try sorter.add(frame) }
     let reader = try sorter.finish()
-    store.spilledRuns.withLock { $0 += sorter.spilledRuns }
-    store.spilled(bytes: sorter.spilledBytes)
+    store.spilled(SpillCounts(bytes: sorter.spilledBytes, runs: sorter.spilledRuns))
     return reader
   }
 }

@@ -49,7 +49,7 @@ final class CombineBuffer {
       accumulator: skip ? nil : try combining.accumulator(keyTypes: Array(schema.types[..<schema.prefix])),
       schema: schema, store: store, overflow: overflow, level: 0)
     self.record = overflow == nil ? nil : record
-    if skip { store?.combinerBypasses.withLock { $0 += 1 } }
+    if skip { store?.spilled(SpillCounts(bypasses: 1)) }
   }
 
   private init(
@@ -107,7 +107,7 @@ final class CombineBuffer {
       record = nil
       if Double(combined.count) > CombineBuffer.bypassRatio * Double(rows) {
         self.accumulator = nil
-        store?.combinerBypasses.withLock { $0 += 1 }
+        store?.spilled(SpillCounts(bypasses: 1))
       }
       // In slices, so the partitioning downstream copies in small pieces.
       var start = 0
@@ -120,7 +120,7 @@ final class CombineBuffer {
     }
     if buckets == nil { buckets = HashBuckets(schema: schema, store: store!, level: level, encoder: encoder) }
     try buckets!.write(combined)
-    store!.spilledRuns.withLock { $0 += 1 }
+    store!.spilled(SpillCounts(runs: 1))
   }
 
   /// The combined rows, one per key; map-side, only what is left after the overflows.

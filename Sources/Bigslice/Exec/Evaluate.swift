@@ -23,7 +23,7 @@ protocol ExecutorBackend: AnyObject {
   /// The dispatcher reports the task running, done and failed to `observer`.
   func start(
     _ task: ShardTask, idle: Bool, counters: Counters, observer: (any TaskObserver)?, cancel: Cancellation?,
-    finish: @escaping @Sendable (TaskOutcome) -> Void
+    finish: @escaping @Sendable (consuming TaskOutcome) -> Void
   ) throws -> Bool
 }
 
@@ -286,10 +286,13 @@ private func execute(
       do {
         started = try dispatcher.start(
           task, idle: running == 0, counters: counters, observer: observer, cancel: cancel
-        ) { outcome in
+        ) { [unowned task] outcome in
+          // The outcome moves into the state, and the task is held there, before the wake-up:
+          // what the running thread still holds afterwards keeps neither alive.
+          var outcome = Optional(consume outcome)
           state.withLock { s in
             s.done.append(task)
-            switch outcome {
+            switch outcome.take()! {
             case .done(let output): task.output = output
             case .lost(let error): if s.lost == nil { s.lost = error }
             case .failed(let error): s.failures.append((task, error))

@@ -40,7 +40,7 @@ final class LocalExecutor: ExecutorBackend, @unchecked Sendable {
 
   func start(
     _ task: ShardTask, idle: Bool, counters: Counters, observer: (any TaskObserver)?, cancel: Cancellation?,
-    finish: @escaping @Sendable (TaskOutcome) -> Void
+    finish: @escaping @Sendable (consuming TaskOutcome) -> Void
   ) throws -> Bool {
     let need = min(task.procs(of: procs), procs)
     let admitted = used.withLock { used in
@@ -49,20 +49,22 @@ final class LocalExecutor: ExecutorBackend, @unchecked Sendable {
       return true
     }
     guard admitted else { return false }
-    let job = UncheckedBox((task, counters))
+    let job = Handoff((task, counters))
     threads.submit {
-      let (task, counters) = job.value
-      let outcome = self.runObserved(task, counters: counters, observer: observer, cancel: cancel)
+      // Nothing here holds the task or its output once `finish` has them: a result dropped as
+      // soon as its run returns then finds no reference on this thread keeping its files.
+      let outcome = self.runObserved(job.take(), observer: observer, cancel: cancel)
       self.used.withLock { $0 -= need }
-      finish(outcome)
+      finish(consume outcome)
     }
     return true
   }
 
   /// Runs `task` here, reporting it running, then done or failed, to `observer`.
   private func runObserved(
-    _ task: ShardTask, counters: Counters, observer: (any TaskObserver)?, cancel: Cancellation?
+    _ job: (task: ShardTask, counters: Counters), observer: (any TaskObserver)?, cancel: Cancellation?
   ) -> TaskOutcome {
+    let (task, counters) = job
     let io = TaskIOMeter()
     observer?.record(task, .running, progress: io.progress)
     let taskCounters = Counters()

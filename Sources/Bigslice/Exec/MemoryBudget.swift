@@ -21,10 +21,6 @@ final class MemoryBudget: Sendable {
     }
   }
 
-  /// Charges `bytes` whether or not they fit: memory the user asked to hold (a result), which
-  /// leaves that much less for everything else.
-  func forceCharge(_ bytes: Int) { used.withLock { $0 += bytes } }
-
   func release(_ bytes: Int) { used.withLock { $0 -= bytes } }
 
   var charged: Int { used.withLock { $0 } }

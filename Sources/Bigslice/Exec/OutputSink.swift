@@ -9,13 +9,12 @@ import SliceIO
 /// that does not fit turns the sink to disk: from then on frames gather in a run buffer of at
 /// most the store's `runBytes`, and each full buffer goes to a run file, its partitions as sections in
 /// order. At the end the runs are merged, section by section and without decoding, into one
-/// `ShuffleFile`: a task makes one output file whatever its partition count. A pinned output
-/// (a result the user reads) is held whatever the budget says, and charged to it so that
-/// other outputs spill sooner.
+/// `ShuffleFile`: a task makes one output file whatever its partition count. A result's
+/// output is no exception: under a limit it spills like any other, so the limit bounds the
+/// process however large the result.
 final class OutputSink {
   private let store: OutputStore
   private let schema: Schema
-  private let pinned: Bool
   private let partitions: Int
   /// Frames in partition order, with where each partition starts: held in memory (charged
   /// to the budget), or gathering for the next run once on disk (not charged).
@@ -29,10 +28,9 @@ final class OutputSink {
   /// Outputs of one operation share files (`ShuffleFileWriter`'s `group`).
   private let group: String
 
-  init(store: OutputStore, schema: Schema, partitions: Int, pinned: Bool, group: String) {
+  init(store: OutputStore, schema: Schema, partitions: Int, group: String) {
     self.store = store
     self.schema = schema
-    self.pinned = pinned
     self.partitions = partitions
     self.group = group
   }
@@ -57,9 +55,7 @@ final class OutputSink {
     }
     let bytes = chunk.frame.byteCount
     if !onDisk {
-      if pinned {
-        store.budget.forceCharge(bytes)
-      } else if !store.budget.charge(bytes) {
+      if !store.budget.charge(bytes) {
         // Everything held so far becomes the first run's; its memory goes back.
         onDisk = true
         store.budget.release(chunkBytes)

@@ -13,12 +13,8 @@ final class OutputStore: @unchecked Sendable {
   let budget: MemoryBudget
   private let parent: String?
   private let directory = Mutex<SpillDirectory?>(nil)
-  /// Bytes written to spill files so far.
-  let spilledBytes = Mutex(0)
-  /// Spills of reduce-side combiners (into buckets) and sorts (sorted runs) so far.
-  let spilledRuns = Mutex(0)
-  /// Map-side combiners given up because they barely reduced their rows.
-  let combinerBypasses = Mutex(0)
+  /// What the session's tasks spilled so far, here and (on a driver) on its machines.
+  let spills = Mutex(SpillCounts())
 
   /// Whether task outputs are always written to files (a worker's store, which peers read).
   let outputsOnDisk: Bool
@@ -100,13 +96,16 @@ final class OutputStore: @unchecked Sendable {
   var isLimited: Bool { workingLimit != Int.max }
 
   /// Counts bytes written to a spill file.
-  func spilled(_ file: SpillFile) { spilled(bytes: file.bytes) }
+  func spilled(_ file: SpillFile) { spilled(SpillCounts(bytes: file.bytes)) }
 
   /// Counts `bytes` written to spill or output files.
-  func spilled(bytes: Int) {
-    spilledBytes.withLock { $0 += bytes }
-    // A worker reports its tasks' spills to the driver with their results.
-    TaskContext.current?.io.spilledBytes += bytes
+  func spilled(bytes: Int) { spilled(SpillCounts(bytes: bytes)) }
+
+  /// Counts what a task spilled, into the session's figures and the running task's (a worker
+  /// reports its tasks' spills to the driver with their results).
+  func spilled(_ counts: SpillCounts) {
+    spills.withLock { $0.add(counts) }
+    TaskContext.current?.io.spills.add(counts)
   }
 
   func spillDirectory() throws -> SpillDirectory {
@@ -120,4 +119,19 @@ final class OutputStore: @unchecked Sendable {
 
   /// The spill directory's path, once one was made.
   var spillPath: String? { directory.withLock { $0?.path } }
+}
+
+/// What tasks spilled: bytes written to spill and output files, spills of reduce-side
+/// combiners (into buckets) and sorts (sorted runs), and map-side combiners given up because
+/// they barely reduced their rows.
+struct SpillCounts: Codable, Sendable, Equatable {
+  var bytes = 0
+  var runs = 0
+  var bypasses = 0
+
+  mutating func add(_ other: SpillCounts) {
+    bytes += other.bytes
+    runs += other.runs
+    bypasses += other.bypasses
+  }
 }

@@ -80,7 +80,7 @@ struct TaskRunner {
   private func partition(_ reader: any Reader, _ task: ShardTask, context: TaskContext) throws -> TaskOutput {
     let schema = task.chain[0].schema
     let sink = OutputSink(
-      store: store, schema: schema, partitions: task.partitions, pinned: task.pinned, group: task.op)
+      store: store, schema: schema, partitions: task.partitions, group: task.op)
     let emit = { (frame: Frame) throws in
       guard frame.count > 0 else { return }
       guard task.partitions > 1 else { return try sink.write(frame, ids: nil) }

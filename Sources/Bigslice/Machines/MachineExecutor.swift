@@ -53,12 +53,12 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
   /// Runs made so far: each run's output is named by its attempt number.
   private let attempts = Atomic<Int>(0)
 
-  /// Counts bytes the machines spilled, into the session's figure.
-  let spilled: @Sendable (Int) -> Void
+  /// Counts what the machines' tasks spilled, into the session's figures.
+  let spilled: @Sendable (SpillCounts) -> Void
 
   init(
     system: MachineSystem, count: Int, procs: Int, memoryLimit: Int?, storeParent: String?, logger: Logger,
-    spilled: @escaping @Sendable (Int) -> Void = { _ in }
+    spilled: @escaping @Sendable (SpillCounts) -> Void = { _ in }
   ) {
     self.spilled = spilled
     self.count = max(1, count)
@@ -147,18 +147,18 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
 
   func start(
     _ task: ShardTask, idle: Bool, counters: Counters, observer: (any TaskObserver)?, cancel: Cancellation?,
-    finish: @escaping @Sendable (TaskOutcome) -> Void
+    finish: @escaping @Sendable (consuming TaskOutcome) -> Void
   ) throws -> Bool {
     let need = min(task.procs(of: procs), procs)
     let deadline = ContinuousClock.now + MachineExecutor.startTimeout
     while true {
       if let worker = try place(need) {
-        let job = UncheckedBox((task, counters))
+        let job = Handoff((task, counters))
         Task(executorPreference: ThreadPool.shared) {
-          let (task, counters) = job.value
-          let outcome = await self.run(task, on: worker, counters: counters, observer: observer, cancel: cancel)
+          // As on the local executor: nothing here holds the task once `finish` has it.
+          let outcome = await self.run(job.take(), on: worker, observer: observer, cancel: cancel)
           worker.release(need)
-          finish(outcome)
+          finish(consume outcome)
         }
         return true
       }
@@ -224,9 +224,10 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
   // MARK: Running a task
 
   private func run(
-    _ task: ShardTask, on worker: WorkerHandle, counters: Counters, observer: (any TaskObserver)?,
+    _ job: (task: ShardTask, counters: Counters), on worker: WorkerHandle, observer: (any TaskObserver)?,
     cancel: Cancellation?
   ) async -> TaskOutcome {
+    let (task, counters) = job
     let machine = worker.machine.address
     observer?.record(task, .running, machine: machine)
     do {
@@ -294,7 +295,7 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
         if task.sample == nil { task.sample = decoded }
       }
       for (name, n) in reply.counters { counters.add(name, n) }
-      spilled(max(reply.spilledBytes, 0))
+      spilled(reply.spills)
       var io = TaskIO()
       io.readRows = reply.readRows
       io.readBytes = reply.readBytes

@@ -78,8 +78,8 @@ struct RunReply: Codable, Sendable {
   var readSeconds: Double
   var writeSeconds: Double
   var firstReadAfter: Double?
-  /// Bytes the task spilled on the machine.
-  var spilledBytes: Int
+  /// What the task spilled on the machine.
+  var spills: SpillCounts
 }
 
 struct ReadRequest: Codable, Sendable {

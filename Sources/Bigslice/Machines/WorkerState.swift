@@ -234,7 +234,7 @@ final class WorkerState: @unchecked Sendable {
       sample: try task.sample.map { try encodeBlocks([$0]) }, readRows: io.io.readRows, readBytes: io.io.readBytes,
       writeRows: io.io.writeRows, writeBytes: io.io.writeBytes, readSeconds: seconds(io.io.readTime),
       writeSeconds: seconds(io.io.writeTime), firstReadAfter: io.io.firstRead.map { seconds($0 - started) },
-      spilledBytes: io.spilledBytes)
+      spills: io.spills)
   }
 
   /// Streams a stored partition from byte `offset` on.

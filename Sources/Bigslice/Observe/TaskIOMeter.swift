@@ -9,8 +9,8 @@ func seconds(_ d: Duration) -> Double {
 /// runs on one thread, so the meter needs no lock; the executor reads it after the task.
 final class TaskIOMeter: @unchecked Sendable {
   var io = TaskIO()
-  /// Bytes the task wrote to spill files (runs, merged outputs, sort runs).
-  var spilledBytes = 0
+  /// What the task spilled.
+  var spills = SpillCounts()
   /// The rows written, for the status while the task runs.
   let progress = TaskProgress()
 
