@@ -94,7 +94,7 @@ let package = Package(
       path: "Tests/BigsliceTestFuncs"),
     .executableTarget(
       name: "bigslice-testworker",
-      dependencies: ["Bigslice", "BigsliceTestFuncs"],
+      dependencies: ["Bigslice", "Bigmachine", "BigsliceTestFuncs", "Workloads"],
       path: "Tests/BigsliceTestWorker"
     ),
     .testTarget(name: "FrameTests", dependencies: ["Frame", "CSupport"]),

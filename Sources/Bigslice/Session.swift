@@ -51,7 +51,12 @@ public final class Session: @unchecked Sendable {
   /// (beyond it they go to compressed spill files under `spillDirectory`, default `$TMPDIR`,
   /// in a private directory removed with the session), half split between the running tasks'
   /// combiners and sorts (which spill beyond their share). A result's shards count against
-  /// the limit like any output, and spill like any output beyond it.
+  /// the limit like any output, and spill like any output beyond it. The process's peak
+  /// resident set then stays under `memoryLimit + Session.memoryOverhead(procs:)`, on the
+  /// driver and on every machine, with one exception: a cogroup holds each group whole, so one
+  /// key with more rows than a task's share is held in memory however large
+  /// (`groupsHeldOverLimit` counts those). Values of boxed types (neither scalars, strings,
+  /// records nor lists of scalars) count at their inline size only.
   ///
   /// With `tracePath`, a Chrome trace of every task run (see `Tracer`) is written there at the
   /// end of each job, holding all the session's jobs so far; a trace that cannot be written
@@ -145,6 +150,13 @@ public final class Session: @unchecked Sendable {
     Memory.emptyPool()
   }
 
+  /// What a process holds beyond its session's memory limit at most: the binary and the Swift
+  /// runtime (the `bigslice` binary starts at 21–23 MB of RSS), and for each of `procs` task
+  /// threads its stack, its smallest buffers (a frame in flight, a combiner's first table, a
+  /// spill writer's buffers, compression contexts) and the freed memory the C library keeps
+  /// until the task ends: 24 MiB, plus 24 MiB a thread.
+  public static func memoryOverhead(procs: Int) -> Int { (24 << 20) + (24 << 20) * max(procs, 1) }
+
   /// Bytes written to spill files so far (task outputs, runs and sort runs), by this process
   /// and, on machines, by the machines' tasks (reported with each task's result).
   public var spilledBytes: Int { store.spills.withLock { $0.bytes } }
@@ -155,6 +167,10 @@ public final class Session: @unchecked Sendable {
   /// Map-side combiners that gave up because their rows barely reduced, so far, in this
   /// process and on machines.
   public var combinerBypasses: Int { store.spills.withLock { $0.bypasses } }
+  /// Times a cogroup held one key's rows in memory beyond its task's share of the memory
+  /// limit, in this process and on machines: a cogroup row holds every value of its key, so
+  /// such a group cannot be split or spilled. It is the one way a job goes past the limit.
+  public var groupsHeldOverLimit: Int { store.spills.withLock { $0.heldOverLimit } }
 
   /// The session's spill directory, once something spilled; removed with the session.
   public var spillPath: String? { store.spillPath }

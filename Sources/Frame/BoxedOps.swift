@@ -96,21 +96,29 @@ protocol AnyBoxedStorage: AnyObject {
 extension BoxedStorage: AnyBoxedStorage {
   func anyValue(at i: Int) -> AnyHashable { AnyHashable(values[i]) }
   func values<U>(as: U.Type) -> [U]? { U.self == T.self ? unsafeBitCast(values, to: [U].self) : nil }
-  func estimatedBytes(offset: Int, count: Int) -> Int { count * max(MemoryLayout<T>.stride, 8) }
+  func estimatedBytes(offset: Int, count: Int) -> Int {
+    let references = count * max(MemoryLayout<T>.stride, 8)
+    guard let list = T.self as? any PackedList.Type else { return references }
+    return references + listHeapBytes(list, values[offset..<(offset + count)])
+  }
+}
+
+private func listHeapBytes<L: PackedList, T>(_: L.Type, _ values: ArraySlice<T>) -> Int {
+  L.heapBytes(unsafeBitCast(values, to: ArraySlice<L>.self))  // L is T
 }
 
 final class BoxedTypeOps<T: Codable & Hashable & Sendable>: AnyBoxedTypeOps {
   let name: String
   let hashOne: @Sendable (T, UInt64) -> UInt64
   let compareValues: @Sendable (T, T) -> Int
+  /// Lists of scalars with no hash of the user's: hashed by their values' bytes, which a column
+  /// kept packed hashes in place.
+  private let hashesListBytes: Bool
 
   init(name: String, hash: (@Sendable (T, UInt64) -> UInt64)?, compare: (@Sendable (T, T) -> Int)?) {
     self.name = name
-    hashOne =
-      hash ?? { value, seed in
-        let bytes = BoxedTypeOps.canonicalBytes(value)
-        return bytes.withUnsafeBytes { bs_hash_one($0.baseAddress, $0.count, seed) }
-      }
+    hashesListBytes = hash == nil && T.self is any PackedList.Type
+    hashOne = hash ?? Self.defaultHash
     if let compare {
       compareValues = compare
     } else if let comparable = T.self as? any Comparable.Type {
@@ -124,6 +132,18 @@ final class BoxedTypeOps<T: Codable & Hashable & Sendable>: AnyBoxedTypeOps {
     }
   }
 
+  /// A list of scalars hashes as its values' bytes; any other value as its canonical JSON.
+  private static var defaultHash: @Sendable (T, UInt64) -> UInt64 {
+    guard let list = T.self as? any PackedList.Type else {
+      return { value, seed in
+        let bytes = BoxedTypeOps.canonicalBytes(value)
+        return bytes.withUnsafeBytes { bs_hash_one($0.baseAddress, $0.count, seed) }
+      }
+    }
+    nonisolated(unsafe) let metatype = list  // a metatype: immutable, safe to share
+    return { value, seed in hashList(metatype, value, seed) }
+  }
+
   static func canonicalBytes(_ value: T) -> [UInt8] {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
@@ -134,6 +154,9 @@ final class BoxedTypeOps<T: Codable & Hashable & Sendable>: AnyBoxedTypeOps {
   private func values(_ column: Column) -> ArraySlice<T> { column.boxed(T.self) }
 
   func hash(_ column: Column, seed: UInt64, into out: UnsafeMutablePointer<UInt64>) throws {
+    if hashesListBytes, case .boxed(let storage) = column.storage, let packed = storage as? any PackedListEncoding {
+      return packed.hash(offset: column.offset, count: column.count, seed: seed, into: out)
+    }
     for (i, v) in values(column).enumerated() { out[i] = hashOne(v, seed) }
   }
 
@@ -192,6 +215,10 @@ final class BoxedTypeOps<T: Codable & Hashable & Sendable>: AnyBoxedTypeOps {
     for c in columns { out.append(contentsOf: values(c)) }
     return Column(type: .boxed(name), count: out.count, offset: 0, storage: .boxed(BoxedStorage(out)))
   }
+}
+
+private func hashList<L: PackedList>(_: L.Type, _ value: Any, _ seed: UInt64) -> UInt64 {
+  L.hash(value as! L, seed: seed)
 }
 
 private func compareComparable<C: Comparable>(_: C.Type, _ a: Any, _ b: Any) -> Int {

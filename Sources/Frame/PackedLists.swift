@@ -12,6 +12,12 @@ import Synchronization
 /// per element (see `PackedListCoding`).
 protocol PackedList {
   static func pack(_ values: ArraySlice<Self>) -> [UInt8]
+  /// XXH3 of the list's values' bytes: what a boxed column of lists hashes by, unless its
+  /// type was registered with a hash of its own.
+  static func hash(_ value: Self, seed: UInt64) -> UInt64
+  /// The bytes `values` take in memory: each list's own buffer (its header and capacity)
+  /// besides its reference.
+  static func heapBytes(_ values: ArraySlice<Self>) -> Int
   /// The lists coded in `bytes`, held packed.
   /// - Throws: `FrameError.corrupt` when a count or length is out of bounds.
   static func unpack(_ bytes: UnsafeRawBufferPointer) throws -> PackedListColumn
@@ -90,6 +96,19 @@ extension Array: PackedList where Element: ScalarValue {
       values.lazy.map(\.count), total: total, width: MemoryLayout<Element>.stride, values: flat)
   }
 
+  @_specialize(where Element == Int)
+  @_specialize(where Element == Double)
+  static func heapBytes(_ values: ArraySlice<Self>) -> Int {
+    // An array's buffer: a 32-byte header, then its capacity (none for an empty array).
+    values.reduce(0) { $0 + ($1.capacity == 0 ? 0 : 32 + $1.capacity * MemoryLayout<Element>.stride) }
+  }
+
+  @_specialize(where Element == Int)
+  @_specialize(where Element == Double)
+  static func hash(_ value: Self, seed: UInt64) -> UInt64 {
+    value.withUnsafeBytes { bs_hash_one($0.count > 0 ? $0.baseAddress : nil, $0.count, seed) }
+  }
+
   static func unpack(_ bytes: UnsafeRawBufferPointer) throws -> PackedListColumn {
     let stride = MemoryLayout<Element>.stride
     var reader = ByteReader(bytes)
@@ -139,9 +158,11 @@ extension Array: PackedList where Element: ScalarValue {
   }
 }
 
-/// A column's lists already in the packed layout, which encode with one copy of their values.
+/// A column's lists already in the packed layout, which encode with one copy of their values
+/// and hash in place (as `PackedList.hash`), with no array built.
 protocol PackedListEncoding {
   func encode(offset: Int, count: Int) -> [UInt8]
+  func hash(offset: Int, count: Int, seed: UInt64, into out: UnsafeMutablePointer<UInt64>)
 }
 
 /// A column of packed lists, read row by row (see `Column.packedLists(as:)`): each row's
@@ -235,6 +256,16 @@ extension PackedListStorage: AnyBoxedStorage, PackedListEncoding {
   func values<U>(as: U.Type) -> [U]? { U.self == [E].self ? unsafeBitCast(lists, to: [U].self) : nil }
   func estimatedBytes(offset: Int, count: Int) -> Int {
     (offsets[offset + count] - offsets[offset]) * MemoryLayout<E>.stride + 8 * count
+  }
+
+  func hash(offset: Int, count: Int, seed: UInt64, into out: UnsafeMutablePointer<UInt64>) {
+    let stride = MemoryLayout<E>.stride
+    let base = UnsafeRawPointer(values.baseAddress!)
+    for i in 0..<count {
+      let start = offsets[offset + i] - offsets[0]
+      let bytes = (offsets[offset + i + 1] - offsets[offset + i]) * stride
+      out[i] = bs_hash_one(bytes > 0 ? base + start * stride : nil, bytes, seed)
+    }
   }
 
   /// Rows `offset ..< offset + count` in `PackedListCoding`.

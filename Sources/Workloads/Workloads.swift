@@ -7,7 +7,8 @@ public enum Workloads {
   /// Registers every workload func (and the word count's): a program that runs them on
   /// machines calls this before its first session, in the driver and the workers alike.
   public static func register() {
-    _ = [w1, w1Closure, w1TwoColumns, w1StructKey, w1CodableKey, w2, w3, w4, w7, WordCount.job] as [AnyObject]
+    _ =
+      [w1, w1Closure, w1TwoColumns, w1StructKey, w1CodableKey, w2, w3, w4, w7, skewedJoin, WordCount.job] as [AnyObject]
   }
 
   /// Rows `[shard * rows / shards, (shard + 1) * rows / shards)` of the (key, value) table
@@ -70,20 +71,20 @@ public enum Workloads {
   /// W1 keyed on a struct, `Key(high: key / 1024, low: key % 1024)`: the two-column key as a
   /// user writes it.
   public static let w1StructKey = Func("bench.W1.structKey") { (rows: Int, keys: Int, shards: Int) in
-    table(rows: rows, keys: keys, shards: shards) { Key(high: $0 >> 10, low: $0 & 1023) }.reduce(.sum)
+    table(rows: rows, keys: keys, shards: shards) { Key(high: $1 >> 10, low: $1 & 1023) }.reduce(.sum)
   }
 
-  /// W1's (key, value) table with the key made a `K` by `key`.
+  /// The (key, value) table with `seed`, the key of row `i` made a `K` by `key(i, key)`.
   static func table<K: Hashable & Sendable>(
-    rows: Int, keys: Int, shards: Int, _ key: @escaping @Sendable (Int) -> K
+    rows: Int, keys: Int, seed: UInt64 = 0, shards: Int, _ key: @escaping @Sendable (Int, Int) -> K
   ) -> Slice<K, Int> {
     readerFunc(shards, initial: { shard in shard * rows / shards }) {
       (shard: Int, next: inout Int, out: RowEmitter<K, Int>) in
       let end = (shard + 1) * rows / shards
       let stop = min(next + Frame.defaultRows, end)
       while next < stop {
-        let (k, value) = row(next, keys: keys, seed: 0)
-        out.emit(key(k), value)
+        let (k, value) = row(next, keys: keys, seed: seed)
+        out.emit(key(next, k), value)
         next += 1
       }
       return next < end
@@ -102,7 +103,7 @@ public enum Workloads {
 
   /// W1 keyed on a plain `Codable` struct, with no `ColumnRecord` conformance.
   public static let w1CodableKey = Func("bench.W1.codableKey") { (rows: Int, keys: Int, shards: Int) in
-    table(rows: rows, keys: keys, shards: shards) { CodableKey(high: $0 >> 10, low: $0 & 1023) }.reduce(.sum)
+    table(rows: rows, keys: keys, shards: shards) { CodableKey(high: $1 >> 10, low: $1 & 1023) }.reduce(.sum)
   }
 
   /// W7's closures: W1's rows mapped to a key of 1000 groups and a scaled value, those whose
@@ -139,6 +140,19 @@ public enum Workloads {
       }
       return next < end
     }.sorted()
+  }
+
+  /// W3's join with one hot key: in each input, a row goes to key 0 with probability
+  /// `hotPercent` / 100, else to one of `keys` keys as in W1. The cogroup row of key 0 holds
+  /// every one of its rows, however many: the one group a memory limit cannot split.
+  public static let skewedJoin = Func("bench.skewedJoin") {
+    (rows: Int, keys: Int, hotPercent: Int, shards: Int) -> Slice<Int, [Int], [Int]> in
+    func input(_ seed: UInt64) -> Slice<Int, Int> {
+      table(rows: rows, keys: keys, seed: seed, shards: shards) { i, key in
+        Int(splitmix64(UInt64(i) &+ seed &+ (1 << 41)) % 100) < hotPercent ? 0 : key
+      }
+    }
+    return cogroup(input(0), input(1 << 50))
   }
 
   public static let w3 = Func("bench.W3") { (rows: Int, keys: Int, shards: Int) -> Slice<Int, [Int], [Int]> in

@@ -128,7 +128,7 @@ struct Shuffle: ParsableCommand {
       workload of BENCHMARKS.md): a reduce with map-side combining and a shuffle, under a \
       memory limit if given. Prints one line of key=value pairs: rows, groups, the sum of \
       values, the sum of key*value (wrapping), seconds, bytes spilled, the RSS before the job \
-      and the peak RSS.
+      and the peak RSS (and with --machines, each machine's peak RSS).
 
       Examples:
         bigslice demo shuffle --rows 1000000
@@ -173,8 +173,14 @@ struct Shuffle: ParsableCommand {
     }
     let elapsed = ContinuousClock.now - start
     let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-    print(
+    var line =
       "rows=\(rows) groups=\(groups) sum=\(sum) keysum=\(keySum) seconds=\(seconds) spilled=\(session.spilledBytes) start_rss=\(startRSS) peak_rss=\(MemoryInfo.current().processPeakResidentBytes)"
-    )
+    if job.machines != nil {
+      let peaks = session.machines.map { machine in
+        (try? ThreadPool.shared.blockingAwait { try await machine.memoryInfo().processPeakResidentBytes }) ?? 0
+      }
+      line += " machine_peak_rss=" + peaks.map(String.init).joined(separator: ",")
+    }
+    print(line)
   }
 }

@@ -1,3 +1,4 @@
+import Bigslice
 import Foundation
 import Frame
 import Testing
@@ -34,9 +35,8 @@ func shuffleDemo(_ arguments: [String], descriptors: Int? = nil) throws -> [Stri
   /// W4's shape scaled down: 12M rows over 1.2M keys (192 MB of rows, and about 16 of every
   /// 20 keys survive each map task's combining) under an 8 MB limit, in a process of its own
   /// so its peak RSS is the job's. The answer must equal a naive pass over the same rows, and
-  /// the peak must stay within the limit, the result the driver holds, the process's
-  /// resident set before the job and a fixed allowance for frames in flight and the allocator — far below the
-  /// rows' size, which an unbounded run holds several times over.
+  /// the peak must stay within the limit and `Session.memoryOverhead`, far below the rows'
+  /// size, which an unbounded run holds several times over.
   @Test func aW4ShapedJobUnderATinyBudgetIsRightAndStaysSmall() async throws {
     let rows = 12_000_000
     let keys = 1_200_000
@@ -64,8 +64,7 @@ func shuffleDemo(_ arguments: [String], descriptors: Int? = nil) throws -> [Stri
     #expect((got["spilled"] ?? 0) > 0, "nothing spilled under an 8 MB limit")
 
     let peak = try #require(got["peak_rss"])
-    let base = try #require(got["start_rss"])
-    let bound = base + limit + groups * 16 + (64 << 20)
+    let bound = limit + Session.memoryOverhead(procs: 2)
     #expect(peak < bound, "peak RSS \(peak >> 20) MiB over the bound \(bound >> 20) MiB")
     #expect(bound < rows * 16 * 3 / 4, "the bound must be well below the data for the test to mean anything")
   }

@@ -187,7 +187,14 @@ final class CogroupInputs {
         }
       }
     }
-    guard let buckets else { return FrameReader(try build(held).map { [$0] } ?? []) }
+    guard let buckets else {
+      if let store, bytes > store.workingLimit / 4 {
+        // Split as far as hashes go: these rows share one key (or a hash), and the group must
+        // be whole.
+        store.spilled(SpillCounts(heldOverLimit: 1))
+      }
+      return FrameReader(try build(held).map { [$0] } ?? [])
+    }
     // files[input][bucket]; a bucket's files are let go once its readers exist, so each is
     // removed as soon as its bucket is grouped.
     var files = try buckets.map { try $0.finish() }

@@ -23,7 +23,16 @@ enum Allocator {
   static func limitPool(toFit memoryLimit: Int?) {
     configured
     guard let memoryLimit else { return }
-    Memory.lowerPoolCap(to: min(poolCap, memoryLimit / 8))
-    Memory.lowerThreadCacheCap(to: max(memoryLimit / 64, 1 << 20))
+    Memory.lowerPoolCap(to: poolCap(toFit: memoryLimit))
+    Memory.lowerThreadCacheCap(to: threadCacheCap(toFit: memoryLimit))
+  }
+
+  static func poolCap(toFit memoryLimit: Int) -> Int { min(poolCap, memoryLimit / 8) }
+  static func threadCacheCap(toFit memoryLimit: Int) -> Int { max(memoryLimit / 64, 1 << 20) }
+
+  /// The freed memory that the pool and the caches of `threads` task threads may hold under
+  /// `memoryLimit`: resident, so a store leaves room for it under the limit.
+  static func held(toFit memoryLimit: Int, threads: Int) -> Int {
+    poolCap(toFit: memoryLimit) + threadCacheCap(toFit: memoryLimit) * threads
   }
 }

@@ -53,11 +53,13 @@ final class OutputStore: @unchecked Sendable {
     workingLimit = max(memoryLimit / (2 * max(procs, 1)), 256 << 10)
     runBytes = min(max(workingLimit / 4, 1 << 20), 64 << 20)
     sectionCacheBytes = min(OutputStore.sectionCacheShare * max(procs, 1), memoryLimit / 4)
-    // Each running task also holds its output's run buffer and its input's read buffers, and
-    // the tasks reading a shuffle share a section cache.
+    // Each running task also holds its output's run buffer and its input's read buffers, the
+    // tasks reading a shuffle share a section cache, and the allocator keeps freed buffers for
+    // reuse.
     let perTask = workingLimit + runBytes + OutputStore.readBuffers
-    budget = MemoryBudget(
-      limit: outputsOnDisk ? 0 : max(memoryLimit - perTask * max(procs, 1) - sectionCacheBytes, 0))
+    let reserved =
+      perTask * max(procs, 1) + sectionCacheBytes + Allocator.held(toFit: memoryLimit, threads: max(procs, 1))
+    budget = MemoryBudget(limit: outputsOnDisk ? 0 : max(memoryLimit - reserved, 0))
   }
 
   private let prefix: String
@@ -122,16 +124,19 @@ final class OutputStore: @unchecked Sendable {
 }
 
 /// What tasks spilled: bytes written to spill and output files, spills of reduce-side
-/// combiners (into buckets) and sorts (sorted runs), and map-side combiners given up because
-/// they barely reduced their rows.
+/// combiners (into buckets) and sorts (sorted runs), map-side combiners given up because
+/// they barely reduced their rows, and cogroup buckets held whole over the task's share
+/// because their rows share one key.
 struct SpillCounts: Codable, Sendable, Equatable {
   var bytes = 0
   var runs = 0
   var bypasses = 0
+  var heldOverLimit = 0
 
   mutating func add(_ other: SpillCounts) {
     bytes += other.bytes
     runs += other.runs
     bypasses += other.bypasses
+    heldOverLimit += other.heldOverLimit
   }
 }
