@@ -153,6 +153,33 @@ final class Gate: Sendable {
     return ContinuousClock.now - cancelled
   }
 
+  /// A run cancelled on a machine leaves nothing in the machine's store: the outputs of the
+  /// tasks it had finished go with the run, and the stopped tasks' partial files with them.
+  @Test func aRunCancelledOnAMachineLeavesItsStoreEmpty() async throws {
+    TestFuncs.register()
+    let parent = FileManager.default.temporaryDirectory.appendingPathComponent("bigslice-cancel-\(UUID())").path
+    try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: parent) }
+    let session = Session(
+      executor: .machines(system: .inProcess, count: 1, procs: 2), memoryLimit: 1, spillDirectory: parent)
+    defer { session.shutdown() }
+    // 8 shards on 2 procs: the first tasks finish (their outputs in the store) before the
+    // cancellation stops the later ones mid-way.
+    let job = Task { try await session.run(TestFuncs.slow, 8, 100, 2_000).count }
+    func storeFiles() -> [String] {
+      directoryEntries(parent).filter { $0.hasPrefix("bigslice-store") }.flatMap { directoryEntries("\(parent)/\($0)") }
+        .filter { !$0.hasPrefix(".") }
+    }
+    let deadline = ContinuousClock.now + .seconds(20)
+    while storeFiles().isEmpty && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+    #expect(!storeFiles().isEmpty, "no task finished before the cancellation")
+    job.cancel()
+    await #expect(throws: CancellationError.self) { try await job.value }
+    let emptied = ContinuousClock.now + .seconds(5)
+    while !storeFiles().isEmpty && ContinuousClock.now < emptied { try await Task.sleep(for: .milliseconds(10)) }
+    #expect(storeFiles().isEmpty, "left in the machine's store: \(storeFiles())")
+  }
+
   /// Tasks that would each run for 10 s on the machines: a cancelled run returns within a
   /// second, and the machines stop them (the next run gets their procs at once).
   @Test func cancellingARunStopsItsTasksOnTheMachines() async throws {
