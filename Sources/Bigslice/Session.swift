@@ -142,6 +142,15 @@ public final class Session: @unchecked Sendable {
   /// The session's machines that have not stopped (none on the local executor).
   public var machines: [Machine] { remote?.machines ?? [] }
 
+  /// Each of `machines`' largest resident set so far (`VmHWM`), asked of it now: what to check
+  /// against `memoryLimit + Session.memoryOverhead(procs:)`. nil for a machine that did not
+  /// answer; empty in one process.
+  public func machinePeakResidentBytes() -> [Int?] {
+    machines.map { machine in
+      try? ThreadPool.shared.blockingAwait { try await machine.memoryInfo().processPeakResidentBytes }
+    }
+  }
+
   /// Stops the session's machines, removing their stores, and gives the big buffers kept for
   /// reuse back to the system. The session runs nothing after it.
   /// Letting the session go does the same.

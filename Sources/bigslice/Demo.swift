@@ -176,10 +176,7 @@ struct Shuffle: ParsableCommand {
     var line =
       "rows=\(rows) groups=\(groups) sum=\(sum) keysum=\(keySum) seconds=\(seconds) spilled=\(session.spilledBytes) start_rss=\(startRSS) peak_rss=\(MemoryInfo.current().processPeakResidentBytes)"
     if job.machines != nil {
-      let peaks = session.machines.map { machine in
-        (try? ThreadPool.shared.blockingAwait { try await machine.memoryInfo().processPeakResidentBytes }) ?? 0
-      }
-      line += " machine_peak_rss=" + peaks.map(String.init).joined(separator: ",")
+      line += " machine_peak_rss=" + session.machinePeakResidentBytes().map { String($0 ?? 0) }.joined(separator: ",")
     }
     print(line)
   }

@@ -56,9 +56,7 @@ struct MemoryRun {
       }
       figures = ["groups": groups, "pairs": pairs, "hot_rows": hot, "held_over_limit": session.groupsHeldOverLimit]
     }
-    let peaks = session.machines.map { machine in
-      (try? ThreadPool.shared.blockingAwait { try await machine.memoryInfo().processPeakResidentBytes }) ?? -1
-    }
+    let peaks = session.machinePeakResidentBytes().map { $0 ?? -1 }
     figures["start_rss"] = start
     figures["peak_rss"] = MemoryInfo.current().processPeakResidentBytes
     figures["spilled"] = session.spilledBytes
