@@ -21,12 +21,13 @@ let package = Package(
   ],
   targets: [
     // C kernels: XXH3 hashing (header-inlined, so libxxhash-dev's header is needed but no
-    // link), radix sort, the combiner table and zstd blocks.
+    // link), radix sort, the combiner table, zstd blocks, and gzip (ISA-L, libisal-dev) and
+    // zstd input files.
     .target(
       name: "CSupport",
       path: "CSupport",
       cSettings: [.define("XXH_INLINE_ALL")],
-      linkerSettings: [.linkedLibrary("zstd")]
+      linkerSettings: [.linkedLibrary("zstd"), .linkedLibrary("isal")]
     ),
     .target(name: "Frame", dependencies: ["CSupport"]),
     .target(

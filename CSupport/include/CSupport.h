@@ -1,5 +1,6 @@
 /* Umbrella header of the C core: hashing, radix sort, the combiner table, blocks, the byte
- * shuffle, the allocator, key rows and the pieces of a many-way shuffle's read. */
+ * shuffle, the allocator, key rows, the pieces of a many-way shuffle's read and the
+ * decompression of input files. */
 #ifndef CSUPPORT_H
 #define CSUPPORT_H
 #include "bs_error.h"
@@ -11,4 +12,5 @@
 #include "bs_memory.h"
 #include "bs_keyrow.h"
 #include "bs_pieces.h"
+#include "bs_decompress.h"
 #endif

@@ -1,3 +1,4 @@
+import CSupport
 import Frame
 
 #if canImport(Glibc)
@@ -6,6 +7,11 @@ import Frame
 
 /// Reads the lines that start in byte range `shard` of `shards` of a file, without their line
 /// endings: shards of one file split its lines between them, none read twice.
+///
+/// A file compressed with gzip (any number of members) or zstd (any number of frames),
+/// recognised by its first bytes whatever its name, is decompressed as it is read. It cannot
+/// be split, so it is one shard's unit of work: shard `fileIndex % shards` reads all of it,
+/// and the others none.
 public final class LineRangeReader {
   private let path: String
   private let fd: Int32
@@ -13,32 +19,52 @@ public final class LineRangeReader {
   private var capacity = 1 << 20
   private var start = 0
   private var end = 0
-  /// File offset of `buffer[start]`.
+  /// Offset of `buffer[start]` in the file's (decompressed) bytes.
   private var offset: Int
   private let stop: Int
   private var eof = false
+  /// The compressed file's decompressor, and its input, when the file is compressed.
+  private var compressed: CompressedInput?
 
-  /// Opens `path` at the start of its range `shard` of `shards`.
-  /// - Throws: `SliceIOError.io` when the file cannot be opened, examined or positioned.
-  public init(path: String, shard: Int, of shards: Int) throws {
+  /// Opens `path` at the start of its range `shard` of `shards`; `fileIndex` is the file's
+  /// place in the job's list, which picks the shard that reads a compressed file.
+  /// - Throws: `SliceIOError.io` when the file cannot be opened, examined, read or positioned.
+  public init(path: String, shard: Int, of shards: Int, fileIndex: Int = 0) throws {
     self.path = path
-    fd = open(path, O_RDONLY | O_CLOEXEC)
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
     if fd < 0 { throw SliceIOError.io(path: path, operation: "open", errno: errno) }
+    self.fd = fd
+    buffer = .allocate(capacity: capacity)
+    // From here every property is set before a throw, so deinit closes the file and frees
+    // the buffer.
+    var head = (UInt8(0), UInt8(0), UInt8(0), UInt8(0))
+    let got = withUnsafeMutableBytes(of: &head) { pread(fd, $0.baseAddress, 4, 0) }
+    guard got >= 0 else {
+      offset = 0
+      stop = 0
+      throw SliceIOError.io(path: path, operation: "read", errno: errno)
+    }
+    let kind = withUnsafeBytes(of: head) { bs_decomp_sniff($0.baseAddress, got) }
+    if kind != BS_DECOMP_NONE {
+      offset = 0
+      let mine = ((fileIndex % shards) + shards) % shards == shard
+      stop = mine ? Int.max : 0
+      if mine { compressed = try CompressedInput(kind: kind, path: path) }
+      return
+    }
     var info = stat()
     guard fstat(fd, &info) == 0 else {
-      let code = errno
-      close(fd)
-      throw SliceIOError.io(path: path, operation: "stat", errno: code)
+      offset = 0
+      stop = 0
+      throw SliceIOError.io(path: path, operation: "stat", errno: errno)
     }
     let size = Int(info.st_size)
     let from = shard * size / shards
     stop = (shard + 1) * size / shards
-    buffer = .allocate(capacity: capacity)
     // A line belongs to the range its first byte is in: start after the first newline at or
     // after from - 1, unless from is 0.
     offset = max(from - 1, 0)
     if lseek(fd, off_t(offset), SEEK_SET) < 0 {
-      // Every property is set, so deinit closes the file and frees the buffer.
       throw SliceIOError.io(path: path, operation: "seek", errno: errno)
     }
     if from > 0 {
@@ -82,6 +108,12 @@ public final class LineRangeReader {
       buffer = grown
       capacity *= 2
     }
+    if let compressed {
+      let n = try compressed.read(from: fd, into: buffer + end, count: capacity - end)
+      if n == 0 { eof = true }
+      end += n
+      return
+    }
     let n = read(fd, buffer + end, capacity - end)
     if n < 0 { throw SliceIOError.io(path: path, operation: "read", errno: errno) }
     if n == 0 { eof = true }
@@ -111,5 +143,98 @@ public final class LineRangeReader {
     let count = builder.count
     let column = builder.finish()
     return count == 0 ? nil : try Frame([column])
+  }
+}
+
+/// A compressed file's bytes on their way through its decompressor (`bs_decomp`): what was
+/// read of the file and not yet decompressed, and where it is in the file.
+final class CompressedInput {
+  private let path: String
+  private let kind: bs_decomp_kind
+  private let decomp: OpaquePointer
+  private let input: UnsafeMutablePointer<UInt8>
+  private let inputCapacity = 1 << 20
+  private var start = 0
+  private var end = 0
+  /// File offset of `input[0]`.
+  private var base = 0
+  private var fileEnded = false
+  /// The last stream (gzip member or zstd frame) ended, and no other has begun.
+  private var streamEnded = false
+
+  init(kind: bs_decomp_kind, path: String) throws {
+    guard let decomp = bs_decomp_new(kind) else {
+      throw SliceIOError.io(path: path, operation: "start decompressing", errno: ENOMEM)
+    }
+    self.path = path
+    self.kind = kind
+    self.decomp = decomp
+    input = .allocate(capacity: inputCapacity)
+  }
+
+  deinit {
+    bs_decomp_free(decomp)
+    input.deallocate()
+  }
+
+  private var format: String { kind == BS_DECOMP_GZIP ? "gzip" : "zstd" }
+
+  /// Decompresses into `out[0..<count]` (count > 0) from the file `fd`; returns the bytes
+  /// made, 0 at the end of the file.
+  /// - Throws: `SliceIOError.compressed` for corrupt or truncated data, naming the offset in
+  ///   the file; `SliceIOError.io` when the file cannot be read.
+  func read(from fd: Int32, into out: UnsafeMutablePointer<UInt8>, count: Int) throws -> Int {
+    while true {
+      if start == end || (stalled && !fileEnded) {
+        try readInput(from: fd)
+      }
+      if start == end && fileEnded {
+        guard streamEnded else {
+          throw SliceIOError.compressed(
+            path: path, offset: base + end, problem: "truncated: the file ends inside a \(format) stream")
+        }
+        return 0
+      }
+      var used = 0
+      var made = 0
+      let status = bs_decomp_run(decomp, input + start, end - start, &used, out, count, &made)
+      start += used
+      switch status {
+      case BS_DECOMP_CORRUPT:
+        throw SliceIOError.compressed(
+          path: path, offset: base + start, problem: String(cString: bs_decomp_problem(decomp)))
+      case BS_DECOMP_NOMEM:
+        throw SliceIOError.io(path: path, operation: "decompress", errno: ENOMEM)
+      case BS_DECOMP_END:
+        streamEnded = true
+      default:
+        if used > 0 || made > 0 { streamEnded = false }
+      }
+      stalled = used == 0 && made == 0 && status != BS_DECOMP_END
+      if stalled && fileEnded {
+        // Too few bytes left to start another stream.
+        throw SliceIOError.compressed(
+          path: path, offset: base + start, problem: "truncated: the file ends inside a \(format) stream")
+      }
+      if made > 0 { return made }
+    }
+  }
+
+  /// The decompressor took nothing from what it was given: it needs more bytes at once.
+  private var stalled = false
+
+  /// Moves the bytes not yet decompressed to the front and reads more of the file after them.
+  private func readInput(from fd: Int32) throws {
+    if start > 0 {
+      memmove(input, input + start, end - start)
+      base += start
+      end -= start
+      start = 0
+    }
+    let n = Glibc.read(fd, input + end, inputCapacity - end)
+    if n < 0 { throw SliceIOError.io(path: path, operation: "read", errno: errno) }
+    if n == 0 { fileEnded = true }
+    end += n
+    stalled = false
   }
 }

@@ -50,6 +50,9 @@ public enum SliceIOError: Error, Equatable, CustomStringConvertible {
   case schemaMismatch(source: String, block: Int, expected: String, found: String)
   /// A system call failed (`errno` and its message); a full disk is `ENOSPC` here.
   case io(path: String, operation: String, errno: Int32)
+  /// A compressed input file (gzip or zstd) is corrupt or truncated at byte `offset` of the
+  /// file.
+  case compressed(path: String, offset: Int, problem: String)
   /// A frame could not be encoded or built.
   case frame(FrameError)
 
@@ -60,6 +63,8 @@ public enum SliceIOError: Error, Equatable, CustomStringConvertible {
       "\(source): block \(block): schema mismatch: expected \(expected), found \(found)"
     case .io(let path, let operation, let code):
       "\(path): \(operation) failed: \(String(cString: strerror(code))) (errno \(code))"
+    case .compressed(let path, let offset, let problem):
+      "\(path): compressed data at or after byte \(offset): \(problem)"
     case .frame(let error): error.description
     }
   }

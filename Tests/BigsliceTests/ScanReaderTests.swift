@@ -60,3 +60,83 @@ func temporaryFile(_ text: String) -> String {
     #expect(Dictionary(uniqueKeysWithValues: Array(try counts.rows())) == reference)
   }
 }
+
+/// gzip and zstd inputs, recognised by their first bytes: decompressed as they are read, one
+/// shard's unit of work each, and an error naming the file and the byte where one is bad.
+@Suite(.engine) struct CompressedInputTests {
+  let session = Session(executor: .local(procs: 2))
+
+  /// Runs `command` (a shell command line) and expects it to succeed.
+  func shell(_ command: String) throws {
+    let result = try run("/bin/sh", ["-c", command])
+    try #require(result.status == 0, "\(command): \(result.err)")
+  }
+
+  /// 3000 random lines, CRLF endings and empty lines among them, and their file.
+  func plainFile(seed: UInt64) -> (lines: [String], path: String) {
+    var rng = SplitMix64(seed: seed)
+    var lines: [String] = []
+    for i in 0..<3000 {
+      // Random letters: the files compress to about two thirds, so the byte offsets below
+      // fall inside the compressed data.
+      let length = Int.random(in: 0..<60, using: &rng)
+      let word =
+        String((0..<length).map { _ in Character(UnicodeScalar(UInt8.random(in: 97...122, using: &rng))) }) + "\(i)"
+      lines.append(i % 97 == 0 ? "" : i % 89 == 0 ? word + "\r" : word)
+    }
+    let path = temporaryFile(lines.joined(separator: "\n") + "\n")
+    return (lines.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }, path)
+  }
+
+  /// The same lines, plain, as one gzip member, as three gzip members, as zstd (two frames),
+  /// named without their suffixes, read together over several shard counts: every line once.
+  @Test(arguments: [1, 3, 8])
+  func compressedFilesReadAsTheirLines(shards: Int) async throws {
+    let (lines, plain) = plainFile(seed: UInt64(shards))
+    let (gz, multi, zst) = (plain + "-gz", plain + "-members", plain + "-zst")
+    defer { for path in [plain, gz, multi, zst] { unlink(path) } }
+    try shell("gzip -c '\(plain)' > '\(gz)'")
+    try shell(
+      "head -c 20000 '\(plain)' | gzip > '\(multi)' && tail -c +20001 '\(plain)' | head -c 30000 | gzip >> '\(multi)'"
+        + " && tail -c +50001 '\(plain)' | gzip >> '\(multi)'")
+    try shell(
+      "head -c 40000 '\(plain)' | zstd -q -c > '\(zst)' && tail -c +40001 '\(plain)' | zstd -q -c >> '\(zst)'")
+    let result = try await session.run(scanReader(shards, paths: [plain, gz, multi, zst]))
+    #expect(Array(try result.rows()).sorted() == (lines + lines + lines + lines).sorted())
+    // Each compressed file is read whole by one shard (file i by shard i % shards).
+    if shards == 8 {
+      for (i, expected) in [(1, lines.count), (2, lines.count), (3, lines.count)] {
+        #expect(try result.frames(shard: i).reduce(0) { $0 + $1.count } >= expected)
+      }
+    }
+  }
+
+  /// A truncated gzip file, a gzip file with a damaged byte run, bytes after the last gzip
+  /// member, and a damaged zstd file: each fails the job with an error naming the file and
+  /// the trouble, never a short answer.
+  @Test func aBadCompressedFileIsAnErrorNamingItAndWhere() async throws {
+    let (_, plain) = plainFile(seed: 5)
+    let (truncated, damaged, trailing, damagedZstd) = (
+      plain + ".gz", plain + "-bad.gz", plain + "-tail", plain + ".zst"
+    )
+    defer { for path in [plain, truncated, damaged, trailing, damagedZstd] { unlink(path) } }
+    try shell("gzip -c '\(plain)' | head -c 30000 > '\(truncated)'")
+    try shell("gzip -c '\(plain)' > '\(trailing)' && printf 'garbage' >> '\(trailing)'")
+    // Overwrite 200 bytes in the middle of the compressed data.
+    try shell(
+      "gzip -c '\(plain)' > '\(damaged)' && head -c 200 /dev/zero | tr '\\0' 'Z' | dd of='\(damaged)' bs=1 seek=20000 conv=notrunc 2>/dev/null"
+    )
+    try shell(
+      "zstd -q -c '\(plain)' > '\(damagedZstd)' && head -c 200 /dev/zero | tr '\\0' 'Z' | dd of='\(damagedZstd)' bs=1 seek=20000 conv=notrunc 2>/dev/null"
+    )
+    for (path, trouble) in [
+      (truncated, "truncated"), (damaged, "compressed data"), (trailing, "not gzip"), (damagedZstd, "compressed data"),
+    ] {
+      let error = await #expect(throws: (any Error).self) {
+        _ = try await session.run(scanReader(2, paths: [path])).count
+      }
+      let text = "\(error.map { "\($0)" } ?? "no error")"
+      #expect(text.contains(path) && text.contains(trouble), "\(path): \(text)")
+    }
+  }
+}
