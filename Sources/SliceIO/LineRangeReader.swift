@@ -5,8 +5,51 @@ import Frame
   import Glibc
 #endif
 
+/// Something that yields bytes in order, read to its end: a pipe, standard input, a
+/// subprocess's output, a network stream, a file. `scanReader(_:openers:)` reads one.
+public protocol ByteInput: AnyObject {
+  /// What to call the stream in errors (a path, a command, a URL).
+  var name: String { get }
+  /// Reads up to `count` bytes into `buffer`; returns how many, 0 only at the end.
+  /// - Throws: what the stream's source throws (`SliceIOError.io` for a file descriptor).
+  func read(into buffer: UnsafeMutableRawPointer, count: Int) throws -> Int
+}
+
+/// The bytes of an open file descriptor (a pipe, standard input, a file), read with `read(2)`.
+public final class FileDescriptorInput: ByteInput {
+  public let name: String
+  let fd: Int32
+  private let owned: Bool
+
+  /// Reads `fd`, called `name` in errors; with `closing`, closes it when done with.
+  public init(fd: Int32, name: String, closing: Bool = true) {
+    self.fd = fd
+    self.name = name
+    owned = closing
+  }
+
+  /// Opens `path` for reading.
+  /// - Throws: `SliceIOError.io` when it cannot be opened.
+  public convenience init(path: String) throws {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    if fd < 0 { throw SliceIOError.io(path: path, operation: "open", errno: errno) }
+    self.init(fd: fd, name: path)
+  }
+
+  deinit { if owned { close(fd) } }
+
+  public func read(into buffer: UnsafeMutableRawPointer, count: Int) throws -> Int {
+    while true {
+      let n = Glibc.read(fd, buffer, count)
+      if n >= 0 { return n }
+      if errno != EINTR { throw SliceIOError.io(path: name, operation: "read", errno: errno) }
+    }
+  }
+}
+
 /// Reads the lines that start in byte range `shard` of `shards` of a file, without their line
-/// endings: shards of one file split its lines between them, none read twice.
+/// endings: shards of one file split its lines between them, none read twice. Or reads every
+/// line of a `ByteInput`.
 ///
 /// A file compressed with gzip (any number of members) or zstd (any number of frames),
 /// recognised by its first bytes whatever its name, is decompressed as it is read. It cannot
@@ -14,7 +57,7 @@ import Frame
 /// and the others none.
 public final class LineRangeReader {
   private let path: String
-  private let fd: Int32
+  private let input: any ByteInput
   private var buffer: UnsafeMutablePointer<UInt8>
   private var capacity = 1 << 20
   private var start = 0
@@ -31,12 +74,11 @@ public final class LineRangeReader {
   /// - Throws: `SliceIOError.io` when the file cannot be opened, examined, read or positioned.
   public init(path: String, shard: Int, of shards: Int, fileIndex: Int = 0) throws {
     self.path = path
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    if fd < 0 { throw SliceIOError.io(path: path, operation: "open", errno: errno) }
-    self.fd = fd
+    let file = try FileDescriptorInput(path: path)
+    let fd = file.fd
+    input = file
     buffer = .allocate(capacity: capacity)
-    // From here every property is set before a throw, so deinit closes the file and frees
-    // the buffer.
+    // From here every property is set before a throw, so deinit frees the buffer.
     var head = (UInt8(0), UInt8(0), UInt8(0), UInt8(0))
     let got = withUnsafeMutableBytes(of: &head) { pread(fd, $0.baseAddress, 4, 0) }
     guard got >= 0 else {
@@ -84,10 +126,31 @@ public final class LineRangeReader {
     }
   }
 
-  deinit {
-    close(fd)
-    buffer.deallocate()
+  /// Reads every line of `stream`, decompressing it when its first bytes are gzip's or
+  /// zstd's.
+  /// - Throws: what the stream throws as its first bytes are read.
+  public init(stream: any ByteInput) throws {
+    path = stream.name
+    input = stream
+    buffer = .allocate(capacity: capacity)
+    offset = 0
+    stop = Int.max
+    // The first bytes tell the format; a compressed stream's go to its decompressor.
+    while end < 4 {
+      let n = try stream.read(into: buffer + end, count: 4 - end)
+      if n == 0 { break }
+      end += n
+    }
+    let kind = bs_decomp_sniff(buffer, end)
+    if kind != BS_DECOMP_NONE {
+      compressed = try CompressedInput(kind: kind, path: path, first: UnsafeRawBufferPointer(start: buffer, count: end))
+      end = 0
+    } else if end < 4 {
+      eof = true
+    }
   }
+
+  deinit { buffer.deallocate() }
 
   private func consume(_ n: Int) {
     start += n
@@ -108,14 +171,9 @@ public final class LineRangeReader {
       buffer = grown
       capacity *= 2
     }
-    if let compressed {
-      let n = try compressed.read(from: fd, into: buffer + end, count: capacity - end)
-      if n == 0 { eof = true }
-      end += n
-      return
-    }
-    let n = read(fd, buffer + end, capacity - end)
-    if n < 0 { throw SliceIOError.io(path: path, operation: "read", errno: errno) }
+    let n =
+      try compressed?.read(from: input, into: buffer + end, count: capacity - end)
+      ?? input.read(into: buffer + end, count: capacity - end)
     if n == 0 { eof = true }
     end += n
   }
@@ -162,7 +220,11 @@ final class CompressedInput {
   /// The last stream (gzip member or zstd frame) ended, and no other has begun.
   private var streamEnded = false
 
-  init(kind: bs_decomp_kind, path: String) throws {
+  /// A decompressor of `kind` for the stream called `path`, whose `first` bytes were read
+  /// already.
+  init(kind: bs_decomp_kind, path: String, first: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0))
+    throws
+  {
     guard let decomp = bs_decomp_new(kind) else {
       throw SliceIOError.io(path: path, operation: "start decompressing", errno: ENOMEM)
     }
@@ -170,6 +232,10 @@ final class CompressedInput {
     self.kind = kind
     self.decomp = decomp
     input = .allocate(capacity: inputCapacity)
+    if let base = first.baseAddress, first.count > 0 {
+      input.update(from: base.assumingMemoryBound(to: UInt8.self), count: first.count)
+      end = first.count
+    }
   }
 
   deinit {
@@ -179,14 +245,14 @@ final class CompressedInput {
 
   private var format: String { kind == BS_DECOMP_GZIP ? "gzip" : "zstd" }
 
-  /// Decompresses into `out[0..<count]` (count > 0) from the file `fd`; returns the bytes
-  /// made, 0 at the end of the file.
+  /// Decompresses into `out[0..<count]` (count > 0) from `source`; returns the bytes made, 0
+  /// at its end.
   /// - Throws: `SliceIOError.compressed` for corrupt or truncated data, naming the offset in
   ///   the file; `SliceIOError.io` when the file cannot be read.
-  func read(from fd: Int32, into out: UnsafeMutablePointer<UInt8>, count: Int) throws -> Int {
+  func read(from source: any ByteInput, into out: UnsafeMutablePointer<UInt8>, count: Int) throws -> Int {
     while true {
       if start == end || (stalled && !fileEnded) {
-        try readInput(from: fd)
+        try readInput(from: source)
       }
       if start == end && fileEnded {
         guard streamEnded else {
@@ -224,15 +290,14 @@ final class CompressedInput {
   private var stalled = false
 
   /// Moves the bytes not yet decompressed to the front and reads more of the file after them.
-  private func readInput(from fd: Int32) throws {
+  private func readInput(from source: any ByteInput) throws {
     if start > 0 {
       memmove(input, input + start, end - start)
       base += start
       end -= start
       start = 0
     }
-    let n = Glibc.read(fd, input + end, inputCapacity - end)
-    if n < 0 { throw SliceIOError.io(path: path, operation: "read", errno: errno) }
+    let n = try source.read(into: input + end, count: inputCapacity - end)
     if n == 0 { fileEnded = true }
     end += n
     stalled = false

@@ -1,4 +1,6 @@
+import Bigmachine
 import Bigslice
+import Foundation
 import Frame
 import SliceIO
 import Testing
@@ -137,6 +139,65 @@ func temporaryFile(_ text: String) -> String {
       }
       let text = "\(error.map { "\($0)" } ?? "no error")"
       #expect(text.contains(path) && text.contains(trouble), "\(path): \(text)")
+    }
+  }
+}
+
+/// `scanReader` over byte inputs its openers open (here subprocesses' output), and over
+/// directories and patterns.
+@Suite(.engine) struct ScanInputTests {
+  let session = Session(executor: .local(procs: 2))
+
+  /// The output of `command`, run by `/bin/sh` when the input is opened.
+  static func commandOutput(_ command: String) throws -> any ByteInput {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/sh")
+    process.arguments = ["-c", command]
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    // The child must not hold this process's sockets (the suite's machines' connections).
+    markOpenDescriptorsCloseOnExec()
+    try process.run()
+    // The input closes its own copy of the pipe's reading end.
+    return FileDescriptorInput(fd: dup(pipe.fileHandleForReading.fileDescriptor), name: command)
+  }
+
+  /// Three inputs opened when their tasks run: a plain stream, the same lines gzip-compressed
+  /// and zstd-compressed through pipes (no file to seek in). Every line three times, over 1
+  /// and 4 shards.
+  @Test(arguments: [1, 4])
+  func openedStreamsReadAsTheirLines(shards: Int) async throws {
+    let lines = (0..<5000).map { "line \($0) " + String(repeating: "z", count: $0 % 50) }
+    let plain = temporaryFile(lines.joined(separator: "\n"))
+    defer { unlink(plain) }
+    let openers: [@Sendable () throws -> any ByteInput] = [
+      { try FileDescriptorInput(path: plain) },
+      { try ScanInputTests.commandOutput("gzip -c '\(plain)'") },
+      { try ScanInputTests.commandOutput("zstd -q -c '\(plain)'") },
+    ]
+    let result = try await session.run(scanReader(shards, openers: openers))
+    #expect(Array(try result.rows()).sorted() == (lines + lines + lines).sorted())
+  }
+
+  /// A directory reads as its files (not hidden ones, not subdirectories), a pattern as its
+  /// matches; a pattern matching nothing and an empty directory fail naming themselves.
+  @Test func directoriesAndPatternsExpandToTheirFiles() async throws {
+    let dir = NSTemporaryDirectory() + "/bigslice-scan-dir-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir + "/sub", withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    for (name, text) in [("a.txt", "a1\na2\n"), ("b.txt", "b1\n"), ("c.log", "c1\n"), (".hidden", "h\n")] {
+      try text.write(toFile: "\(dir)/\(name)", atomically: true, encoding: .utf8)
+    }
+    try "s\n".write(toFile: "\(dir)/sub/s.txt", atomically: true, encoding: .utf8)
+    let all = try await session.run(scanReader(2, paths: [dir]))
+    #expect(Array(try all.rows()).sorted() == ["a1", "a2", "b1", "c1"])
+    let txt = try await session.run(scanReader(2, paths: ["\(dir)/*.txt"]))
+    #expect(Array(try txt.rows()).sorted() == ["a1", "a2", "b1"])
+    try FileManager.default.createDirectory(atPath: dir + "/empty", withIntermediateDirectories: true)
+    for (path, says) in [("\(dir)/*.csv", "matches no file"), ("\(dir)/empty", "holds no file")] {
+      let error = await #expect(throws: (any Error).self) { _ = try await session.run(scanReader(2, paths: [path])) }
+      let text = "\(error.map { "\($0)" } ?? "no error")"
+      #expect(text.contains(path) && text.contains(says), "\(text)")
     }
   }
 }

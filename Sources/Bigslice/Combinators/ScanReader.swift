@@ -12,25 +12,74 @@ import SliceIO
 /// copied straight from the read buffer into the column (no `String` per line).
 ///
 /// A gzip or zstd file (recognised by its first bytes, not its name) is decompressed as it is
-/// read, by ISA-L or zstd; it cannot be cut, so file `i` of `paths` goes whole to shard
+/// read, by ISA-L or zstd; it cannot be cut, so file `i` of the list goes whole to shard
 /// `i % shards`.
-/// - Throws (when run): `SliceIOError.io` naming a file that cannot be opened or read;
-///   `SliceIOError.compressed` naming a compressed file and the byte where it is corrupt or
-///   ends too soon.
+///
+/// Each of `paths` is a file, a directory (the files in it, not in its subdirectories, and
+/// not those whose names start with a dot) or a pattern with `*`, `?` or `[…]` (`glob(3)`),
+/// each directory's and pattern's files sorted by name. They are expanded when the slice is
+/// made: by each machine, in a job on machines, so the machines must see the same files.
+/// - Throws (when run): `BigsliceError.invalidArgument` for a pattern or directory with no
+///   file, or one that cannot be read; `SliceIOError.io` naming a file that cannot be opened
+///   or read; `SliceIOError.compressed` naming a compressed file and the byte where it is
+///   corrupt or ends too soon.
 public func scanReader(
   _ shards: Int, paths: [String], file: StaticString = #fileID, line: UInt = #line
 ) -> Slice<String> {
+  var problem: BigsliceError? = shards < 1 ? .invalidArgument("scanReader needs at least 1 shard, got \(shards)") : nil
+  var files: [String] = []
+  for path in paths {
+    do {
+      files += try expand(path)
+    } catch {
+      problem = problem ?? (error as? BigsliceError) ?? .invalidArgument("scanReader: \(error)")
+    }
+  }
+  let list = files
+  return lineSlice(shards, problem: problem, file: file, line: line) { shard, index in
+    guard index < list.count else { return nil }
+    return try LineRangeReader(path: list[index], shard: shard, of: shards, fileIndex: index)
+  }
+}
+
+/// The lines of the byte inputs that `openers` open, as a one-column slice of strings: input
+/// `i` is opened and read whole by shard `i % shards`, when that shard's task runs (on a
+/// machine, on that machine), and decompressed when its first bytes are gzip's or zstd's.
+///
+///     scanReader(1, openers: [{ FileDescriptorInput(fd: 0, name: "stdin", closing: false) }])
+///
+/// - Throws (when run): what an opener or its input throws; `SliceIOError.compressed` for a
+///   corrupt or truncated compressed input, naming it and the byte.
+public func scanReader(
+  _ shards: Int, openers: [@Sendable () throws -> any ByteInput], file: StaticString = #fileID,
+  line: UInt = #line
+) -> Slice<String> {
+  let problem: BigsliceError? = shards < 1 ? .invalidArgument("scanReader needs at least 1 shard, got \(shards)") : nil
+  return lineSlice(shards, problem: problem, file: file, line: line) { shard, index in
+    guard index < openers.count else { return nil }
+    return index % shards == shard ? try LineRangeReader(stream: openers[index]()) : nil
+  }
+}
+
+/// A slice of the lines that `open(shard, i)` reads for inputs i = 0, 1, … until it returns
+/// nil (an input the shard does not read may open nothing: it is skipped).
+private func lineSlice(
+  _ shards: Int, problem: BigsliceError?, file: StaticString, line: UInt,
+  open: @escaping @Sendable (_ shard: Int, _ index: Int) throws -> LineRangeReader??
+) -> Slice<String> {
   let node = SliceNode(
     op: "scan", location: location(file, line), schema: Schema([.string]), shards: max(shards, 1), deps: [],
-    problem: shards < 1 ? .invalidArgument("scanReader needs at least 1 shard, got \(shards)") : nil
+    problem: problem
   ) { shard, _, _ in
-    var pending = paths.enumerated()[...]
+    var index = 0
     var current: LineRangeReader? = nil
     return FunctionReader {
       while true {
         if current == nil {
-          guard let (index, path) = pending.popFirst() else { return nil }
-          current = try LineRangeReader(path: path, shard: shard, of: shards, fileIndex: index)
+          guard let opened = try open(shard, index) else { return nil }
+          index += 1
+          guard let reader = opened else { continue }
+          current = reader
         }
         if let frame = try current!.next(rows: Frame.defaultRows) { return frame }
         current = nil
@@ -38,4 +87,30 @@ public func scanReader(
     }
   }
   return Slice(node)
+}
+
+/// The files `path` names: itself, a directory's files, or a pattern's matches, sorted.
+/// - Throws: `BigsliceError.invalidArgument` for a directory or pattern with no file.
+private func expand(_ path: String) throws -> [String] {
+  var info = stat()
+  if stat(path, &info) == 0 {
+    guard info.st_mode & S_IFMT == S_IFDIR else { return [path] }
+    let files = directoryEntries(path).filter { !$0.hasPrefix(".") }.map { "\(path)/\($0)" }.filter { name in
+      var entry = stat()
+      return stat(name, &entry) == 0 && entry.st_mode & S_IFMT == S_IFREG
+    }.sorted()
+    guard !files.isEmpty else { throw BigsliceError.invalidArgument("scanReader: directory \(path) holds no file") }
+    return files
+  }
+  // Not a file: a pattern, if it has pattern characters (else the file is missing, which
+  // its read reports with the reason).
+  guard path.contains(where: { "*?[".contains($0) }) else { return [path] }
+  var matches = glob_t()
+  defer { globfree(&matches) }
+  let rc = glob(path, 0, nil, &matches)
+  guard rc == 0 else {
+    throw BigsliceError.invalidArgument(
+      rc == GLOB_NOMATCH ? "scanReader: pattern \(path) matches no file" : "scanReader: pattern \(path) cannot be read")
+  }
+  return (0..<Int(matches.gl_pathc)).compactMap { matches.gl_pathv[$0].map { String(cString: $0) } }.sorted()
 }
