@@ -1,6 +1,8 @@
 import Bigslice
+import CSupport
 import Foundation
 import Frame
+import Synchronization
 import Workloads
 
 struct JobBenchmarks {
@@ -20,6 +22,7 @@ struct JobBenchmarks {
     if only.isEmpty || only.contains("W2") { try w2() }
     if only.isEmpty || only.contains("W3") { try w3() }
     if only.isEmpty || only.contains("W5") { try w5() }
+    if only.contains("W6") { try w6() }
     if only.isEmpty || only.contains("W7") { try w7() }
     if only.contains("W4") { try w4() }
     if only.contains("scale") { try ScaleBenchmarks(rows: rows, repeats: repeats, report: report).run() }
@@ -187,9 +190,14 @@ struct JobBenchmarks {
 
   /// The median time of W1 (by `f`) on `session`, and its checksum.
   func timeW1(_ session: Session, _ f: Func<Int, Int>, rows n: Int) throws -> (Double, String) {
+    try timeSums { try session.run(f, n, min(n, 1_000_000), shards) }
+  }
+
+  /// The median time of `job` and the W1 checksum of its (key, sum) rows, scanned in the time.
+  func timeSums(_ job: () throws -> SliceResult<Int, Int>) throws -> (Double, String) {
     var checksum = ""
     let seconds = try median(repeats) {
-      let result = try session.run(f, n, min(n, 1_000_000), shards)
+      let result = try job()
       let scanned = ContinuousClock.now
       var sum: UInt64 = 0
       var groups = 0
@@ -229,6 +237,89 @@ struct JobBenchmarks {
   }
 
   /// W5: the word count of the W5 text, written once (untimed) to the peers' file.
+  /// W6: W1's rows as 8 TSV files (written once, untimed, to /tmp/bigslice-w6), read as
+  /// typed columns and summed by key; then the same over the files gzip-compressed, against
+  /// the peers and against decompressing those files alone with ISA-L on 2 threads.
+  func w6() throws {
+    let n = rows ?? 100_000_000
+    let keys = min(n, 1_000_000)
+    let dir = "/tmp/bigslice-w6"
+    let start = ContinuousClock.now
+    if try DelimitedW6.ensure(dir: dir, rows: n, keys: keys) {
+      report.note("W6: wrote \(dir) (\(n) rows, plain and gzip) in \(ContinuousClock.now - start)")
+    }
+    // The files hold W1's rows: reading them must give W1's answer.
+    let w1Checksum = try ScanTimes.keep(scanTimes) { try timeW1(session, Workloads.w1, rows: n).1 }
+    for (label, paths, mode) in [
+      ("W6 TSV files, read and summed", DelimitedW6.plainPaths(dir), "plain"),
+      ("W6 gzip TSV files, read and summed", DelimitedW6.gzipPaths(dir), "gzip"),
+    ] {
+      let (seconds, checksum) = try timeSums { try session.run(DelimitedW6.job, paths, shards) }
+      let wrong = checksum == w1Checksum ? "" : "CHECKSUM DIFFERS FROM W1'S (\(w1Checksum)): "
+      try compare(
+        label, "W6", rows: n, seconds: seconds, checksum: wrong + checksum,
+        peerArguments: ["--mode", mode, "--data-dir", dir])
+      if mode == "gzip" {
+        var bytes = 0
+        let alone = try median(repeats) { bytes = try decompressAlone(paths) }
+        report.emit(
+          Measurement(
+            bench: label, rows: n, seconds: seconds, baseline: "ISA-L decompression alone", baselineSeconds: alone,
+            notes: "\(bytes / 1_000_000) MB of text on 2 threads; target: at most 1.2× the decompression"))
+      }
+    }
+  }
+
+  /// Decompresses the gzip files at `paths` on 2 threads with ISA-L, as a reader does, and
+  /// drops the bytes; returns how many there were.
+  func decompressAlone(_ paths: [String]) throws -> Int {
+    let totals = Mutex<[Int?]>([nil, nil])
+    DispatchQueue.concurrentPerform(iterations: 2) { half in
+      var total = 0
+      for i in stride(from: half, to: paths.count, by: 2) {
+        guard let n = JobBenchmarks.gunzipCount(paths[i]) else { return }
+        total += n
+      }
+      totals.withLock { $0[half] = total }
+    }
+    let done = totals.withLock { $0 }
+    guard let first = done[0], let second = done[1] else { throw DemoError("W6: cannot decompress \(paths)") }
+    return first + second
+  }
+
+  /// The bytes the gzip file at `path` decompresses to, read in 1 MiB pieces through
+  /// `bs_decomp` into a 1 MiB buffer that is overwritten; nil when it cannot be read.
+  static func gunzipCount(_ path: String) -> Int? {
+    guard let file = fopen(path, "rb"), let decomp = bs_decomp_new(BS_DECOMP_GZIP) else { return nil }
+    defer {
+      fclose(file)
+      bs_decomp_free(decomp)
+    }
+    let size = 1 << 20
+    let input = UnsafeMutablePointer<UInt8>.allocate(capacity: size)
+    let output = UnsafeMutablePointer<UInt8>.allocate(capacity: size)
+    defer {
+      input.deallocate()
+      output.deallocate()
+    }
+    var total = 0
+    var start = 0
+    var end = 0
+    while true {
+      if start == end {
+        start = 0
+        end = fread(input, 1, size, file)
+        if end == 0 { return total }
+      }
+      var used = 0
+      var made = 0
+      let status = bs_decomp_run(decomp, input + start, end - start, &used, output, size, &made)
+      guard status == BS_DECOMP_MORE || status == BS_DECOMP_END else { return nil }
+      start += used
+      total += made
+    }
+  }
+
   func w5() throws {
     let n = rows ?? 100_000_000
     let path = "/tmp/bigslice-w5.txt"
@@ -279,9 +370,10 @@ struct JobBenchmarks {
   }
 
   /// Reports our time next to each peer's, run now, on the same data.
-  func compare(_ label: String, _ workload: String, rows: Int, seconds: Double, checksum: String, peerRows: Int? = nil)
-    throws
-  {
+  func compare(
+    _ label: String, _ workload: String, rows: Int, seconds: Double, checksum: String, peerRows: Int? = nil,
+    peerArguments: [String] = []
+  ) throws {
     guard peers else {
       report.emit(
         Measurement(
@@ -289,7 +381,7 @@ struct JobBenchmarks {
       return
     }
     for engine in ["duckdb", "polars"] {
-      guard let peer = runPeer(engine, workload, rows: peerRows ?? rows) else {
+      guard let peer = runPeer(engine, workload, rows: peerRows ?? rows, arguments: peerArguments) else {
         report.note("\(label): \(engine) did not run (pip install -r Benchmarks/peers/requirements.txt)")
         continue
       }
@@ -303,15 +395,16 @@ struct JobBenchmarks {
     }
   }
 
-  func runPeer(_ engine: String, _ workload: String, rows: Int) -> (
+  func runPeer(_ engine: String, _ workload: String, rows: Int, arguments: [String] = []) -> (
     seconds: Double, gen: Double, rss: Int, checksum: String
   )? {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = [
-      "python3", "Benchmarks/peers/peers.py", "--engine", engine, "--workload", workload, "--rows", String(rows),
-      "--repeat", String(repeats), "--json",
-    ]
+    process.arguments =
+      [
+        "python3", "Benchmarks/peers/peers.py", "--engine", engine, "--workload", workload, "--rows", String(rows),
+        "--repeat", String(repeats), "--json",
+      ] + arguments
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = FileHandle.nullDevice
@@ -331,4 +424,11 @@ struct JobBenchmarks {
 final class ScanTimes {
   var times: [Double] = []
   var median: Double { times.isEmpty ? 0 : times.sorted()[times.count / 2] }
+
+  /// Runs `body` and puts back the times it added.
+  static func keep<T>(_ times: ScanTimes, _ body: () throws -> T) rethrows -> T {
+    let kept = times.times
+    defer { times.times = kept }
+    return try body()
+  }
 }

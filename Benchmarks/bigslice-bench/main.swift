@@ -36,7 +36,8 @@ let usage = """
               (pip install -r Benchmarks/peers/requirements.txt) and checksums are compared;
               with --machines M, W1 and W3 run on M local worker processes (2 procs in
               all) next to the in-process executor, measured in the same invocation.
-              W4 and scale (long) run only when --only names them. scale: W4's shuffle of 2M and
+              W4, W6 and scale (long) run only when --only names them. W6 writes its 8 TSV files
+              (plain and gzip) to /tmp/bigslice-w6 once, untimed. scale: W4's shuffle of 2M and
               20M rows (--rows: that size only) over 200000 keys on 64, 256, 1024 and 4096
               shards, in memory and under a 20 MB memory limit, each run a child process:
               wall time, files created, peak descriptors and peak RSS, against 64 shards.

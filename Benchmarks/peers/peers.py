@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Peer benchmarks W1-W5 (shared/BENCHMARKS.md) on DuckDB or Polars, 2 threads.
+"""Peer benchmarks W1-W6 (shared/BENCHMARKS.md) on DuckDB or Polars, 2 threads.
 
-usage: peers.py --engine duckdb|polars --workload W1|W1x2|W2..W5 [--rows N] [--keys K] [--repeat R]
+usage: peers.py --engine duckdb|polars --workload W1|W1x2|W2..W6 [--rows N] [--keys K] [--repeat R]
                 [--json] [--text-file PATH] [--verify] [--mode MODE] [--tmp-dir DIR]
-                [--duckdb-input table|arrays]
+                [--duckdb-input table|arrays] [--data-dir DIR]
 
 W1x2 is W1 with the key stored as two columns (key >> 10, key & 1023), grouped on both.
 
@@ -16,6 +16,9 @@ W1x2 is W1 with the key stored as two columns (key >> 10, key & 1023), grouped o
                     built in memory first, then a streaming query)
          W5: lines (default; one column per line, split on ' ', unnest/explode) | columns (read
              as 10 space-separated columns, then stacked)
+         W6: plain (default) | gzip: which copy of the 8 TSV files to read
+--data-dir  W6: where `bigslice-bench jobs --only W6` wrote the files (default /tmp/bigslice-w6;
+         DIR/meta must say "bigslice-w6 v1 rows=N keys=K" for the --rows and --keys asked)
 --duckdb-input  table (default): chunks appended to a native DuckDB table; arrays: query the
          registered numpy arrays directly
 --verify recompute the checksum with plain numpy / Python (small sizes only) and fail on a mismatch
@@ -29,7 +32,7 @@ the time spent in the generator. peak_rss_bytes is getrusage ru_maxrss of this p
 whole life, the input data included; gen_rss_bytes is the same taken just before the first query.
 
 Checksums (the Swift side prints the same strings):
-  W1, W1x2, W4  "groups=G keysum=S"  G groups; S = Σ key·sum mod 2**64, decimal (W1x2: the key
+  W1, W1x2, W4, W6  "groups=G keysum=S"  G groups; S = Σ key·sum mod 2**64, decimal (W1x2: the key
                                     put back together from its two columns)
   W2      "count=N sorted=true xor=X"  X = XOR of sorted[0], sorted[1e6], ... decimal
   W3      "count=C"                 rows of a ⋈ b
@@ -54,8 +57,8 @@ import gen  # noqa: E402
 
 THREADS = 2
 DEFAULT_ROWS = {"W1": 100_000_000, "W1x2": 100_000_000, "W2": 100_000_000, "W3": 20_000_000,
-                "W4": 300_000_000, "W5": 100_000_000}
-DEFAULT_KEYS = {"W1": 1_000_000, "W1x2": 1_000_000, "W3": 5_000_000, "W4": 30_000_000}
+                "W4": 300_000_000, "W5": 100_000_000, "W6": 100_000_000}
+DEFAULT_KEYS = {"W1": 1_000_000, "W1x2": 1_000_000, "W3": 5_000_000, "W4": 30_000_000, "W6": 1_000_000}
 SEED_B = 2 ** 50
 M64 = 2 ** 64
 
@@ -162,8 +165,34 @@ KV_SQL = ("SELECT count(*)::BIGINT, (sum(key::HUGEINT * s) % 1844674407370955161
           "FROM (SELECT key, sum(value) AS s FROM t GROUP BY key)")
 
 
+def w6_files(a) -> list[str]:
+    """The 8 TSV files of W6 (plain or gzip, by --mode), checked against DIR/meta."""
+    want = f"bigslice-w6 v1 rows={a.rows} keys={a.keys}\n"
+    try:
+        with open(os.path.join(a.data_dir, "meta")) as f:
+            meta = f.read()
+    except OSError:
+        meta = ""
+    if meta != want:
+        raise SystemExit(f"W6: {a.data_dir} does not hold the files for rows={a.rows} keys={a.keys}; "
+                         f"write them with: bigslice-bench jobs --only W6 --rows {a.rows}")
+    sub, ext = ("gzip", ".tsv.gz") if a.mode == "gzip" else ("plain", ".tsv")
+    return [os.path.join(a.data_dir, sub, f"part-{i:04d}-of-0008{ext}") for i in range(8)]
+
+
 def duckdb_setup(a, state):
     wl, n, K = a.workload, a.rows, a.keys
+    if wl == "W6":
+        con = duckdb_connect()
+        files = ", ".join("'" + f.replace("'", "''") + "'" for f in w6_files(a))
+        src = (f"read_csv([{files}], delim='\\t', header=false, quote='', escape='', auto_detect=false, "
+               f"columns={{'key': 'BIGINT', 'value': 'BIGINT'}})")
+        sql = KV_SQL.replace("FROM t GROUP", f"FROM {src} GROUP")
+
+        def run():
+            g, s = con.execute(sql).fetchall()[0]
+            return kv_checksum(g, s)
+        return run
     if wl == "W1":
         con = duckdb_connect()
         duckdb_load(con, a, state, "t", ({"key": k, "value": v} for k, v in gen.kv_chunks(n, 0, K)))
@@ -257,6 +286,15 @@ def polars_setup(a, state):
                 .select(pl.len().alias("g"),
                         (pl.col("key").cast(pl.UInt64) * pl.col("s").cast(pl.UInt64)).sum().alias("ks")))
 
+    if wl == "W6":
+        files = w6_files(a)
+
+        def run():
+            lf = pl.scan_csv(files, separator="\t", has_header=False, quote_char=None,
+                             schema={"key": pl.Int64, "value": pl.Int64})
+            r = kv_query(lf).collect()
+            return kv_checksum(r["g"][0], r["ks"][0])
+        return run
     if wl == "W1":
         key, value = gen.kv_table(n, 0, K)
         df = pl.DataFrame({"key": key, "value": value})
@@ -364,7 +402,7 @@ def polars_setup(a, state):
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--engine", required=True, choices=["duckdb", "polars"])
-    p.add_argument("--workload", required=True, choices=["W1", "W1x2", "W2", "W3", "W4", "W5"])
+    p.add_argument("--workload", required=True, choices=["W1", "W1x2", "W2", "W3", "W4", "W5", "W6"])
     p.add_argument("--rows", type=int)
     p.add_argument("--keys", type=int)
     p.add_argument("--repeat", type=int, default=3)
@@ -374,6 +412,7 @@ def main() -> int:
     p.add_argument("--mode")
     p.add_argument("--tmp-dir", default=None)
     p.add_argument("--duckdb-input", choices=["table", "arrays"], default="table")
+    p.add_argument("--data-dir", default="/tmp/bigslice-w6")
     a = p.parse_args()
     a.rows = a.rows or DEFAULT_ROWS[a.workload]
     a.keys = a.keys or DEFAULT_KEYS.get(a.workload, 0)
@@ -381,7 +420,8 @@ def main() -> int:
         p.error("--rows and --repeat take positive whole numbers")
     modes = {("W3", "duckdb"): ["join", "cogroup"], ("W3", "polars"): ["cogroup", "join"],
              ("W4", "polars"): ["source", "memory"],
-             ("W5", "duckdb"): ["lines", "columns"], ("W5", "polars"): ["lines", "columns"]}
+             ("W5", "duckdb"): ["lines", "columns"], ("W5", "polars"): ["lines", "columns"],
+             ("W6", "duckdb"): ["plain", "gzip"], ("W6", "polars"): ["plain", "gzip"]}
     allowed = modes.get((a.workload, a.engine), [])
     if a.mode is None:
         a.mode = allowed[0] if allowed else None
@@ -445,7 +485,7 @@ def main() -> int:
     if a.verify:
         t = time.perf_counter()
         wl = a.workload
-        ref = (ref_kv(a.rows, 0, a.keys) if wl in ("W1", "W1x2", "W4") else ref_w2(a.rows) if wl == "W2"
+        ref = (ref_kv(a.rows, 0, a.keys) if wl in ("W1", "W1x2", "W4", "W6") else ref_w2(a.rows) if wl == "W2"
                else ref_w3(a.rows, a.keys) if wl == "W3" else ref_w5(a.text_file))
         rec["verified"] = ref == checksums[0]
         print(f"# numpy reference: {ref} ({time.perf_counter() - t:.2f} s)", file=sys.stderr)

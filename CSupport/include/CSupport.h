@@ -1,6 +1,6 @@
 /* Umbrella header of the C core: hashing, radix sort, the combiner table, blocks, the byte
- * shuffle, the allocator, key rows, the pieces of a many-way shuffle's read and the
- * decompression of input files. */
+ * shuffle, the allocator, key rows, the pieces of a many-way shuffle's read, the
+ * decompression of input files and the parsing of delimited text. */
 #ifndef CSUPPORT_H
 #define CSUPPORT_H
 #include "bs_error.h"
@@ -13,4 +13,5 @@
 #include "bs_keyrow.h"
 #include "bs_pieces.h"
 #include "bs_decompress.h"
+#include "bs_delimited.h"
 #endif

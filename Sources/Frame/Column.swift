@@ -474,6 +474,19 @@ public struct BytesColumnBuilder: ~Copyable {
     count += 1
   }
 
+  /// Appends `rows` rows of at most `maxBytes` bytes in all, written by `fill`: it gets the
+  /// offsets from the current row on (`offsets[0]` is where the new bytes start; it sets
+  /// `offsets[1 ... rows]`) and the column's byte buffer, with room for `maxBytes` more.
+  package mutating func append(
+    rows: Int, maxBytes: Int,
+    _ fill: (_ offsets: UnsafeMutablePointer<Int64>, _ bytes: UnsafeMutablePointer<UInt8>) -> Void
+  ) {
+    reserve(rows: rows, bytes: maxBytes)
+    fill(offsets + count, bytes)
+    count += rows
+    precondition(byteCount <= byteCapacity, "a bulk append wrote past its bytes")
+  }
+
   /// Appends one row holding the UTF-8 of `s`.
   public mutating func append(_ s: inout String) {
     s.withUTF8 { append(bytes: UnsafeRawBufferPointer($0)) }

@@ -53,6 +53,10 @@ public enum SliceIOError: Error, Equatable, CustomStringConvertible {
   /// A compressed input file (gzip or zstd) is corrupt or truncated at byte `offset` of the
   /// file.
   case compressed(path: String, offset: Int, problem: String)
+  /// A row of delimited text is malformed, or a field holds no value of its column's type:
+  /// the file, the line (when it can be known), the column (1-based, with its name when
+  /// known), the problem and the text found.
+  case delimited(path: String, line: Int?, column: String?, problem: String, text: String)
   /// A frame could not be encoded or built.
   case frame(FrameError)
 
@@ -65,6 +69,9 @@ public enum SliceIOError: Error, Equatable, CustomStringConvertible {
       "\(path): \(operation) failed: \(String(cString: strerror(code))) (errno \(code))"
     case .compressed(let path, let offset, let problem):
       "\(path): compressed data at or after byte \(offset): \(problem)"
+    case .delimited(let path, let line, let column, let problem, let text):
+      "\(path)\(line.map { ": line \($0)" } ?? "")\(column.map { ", column \($0)" } ?? ""): \(problem): "
+        + "found \"\(text)\""
     case .frame(let error): error.description
     }
   }

@@ -8,7 +8,10 @@ public enum Workloads {
   /// machines calls this before its first session, in the driver and the workers alike.
   public static func register() {
     _ =
-      [w1, w1Closure, w1TwoColumns, w1StructKey, w1CodableKey, w2, w3, w4, w7, skewedJoin, WordCount.job] as [AnyObject]
+      [
+        w1, w1Closure, w1TwoColumns, w1StructKey, w1CodableKey, w2, w3, w4, w7, skewedJoin, WordCount.job,
+        DelimitedW6.job,
+      ] as [AnyObject]
   }
 
   /// Rows `[shard * rows / shards, (shard + 1) * rows / shards)` of the (key, value) table

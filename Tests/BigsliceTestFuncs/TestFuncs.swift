@@ -27,6 +27,7 @@ public enum TestFuncs {
     ChaosFuncs.register()
     WideKeyFuncs.register()
     RecordFuncs.register()
+    DelimitedFuncs.register()
     _ =
       [
         constPairs, mapFilterFlatMap, rowShapes, head, reduceClosure, reduceSum, reduceMax, countWords, reduceBoxed,

@@ -26,20 +26,12 @@ import SliceIO
 public func scanReader(
   _ shards: Int, paths: [String], file: StaticString = #fileID, line: UInt = #line
 ) -> Slice<String> {
-  var problem: BigsliceError? = shards < 1 ? .invalidArgument("scanReader needs at least 1 shard, got \(shards)") : nil
-  var files: [String] = []
-  for path in paths {
-    do {
-      files += try expand(path)
-    } catch {
-      problem = problem ?? (error as? BigsliceError) ?? .invalidArgument("scanReader: \(error)")
-    }
-  }
-  let list = files
-  return lineSlice(shards, problem: problem, file: file, line: line) { shard, index in
-    guard index < list.count else { return nil }
-    return try LineRangeReader(path: list[index], shard: shard, of: shards, fileIndex: index)
-  }
+  let (list, problem) = inputFiles("scanReader", shards, paths)
+  return Slice(
+    inputSlice("scan", shards, schema: Schema([.string]), problem: problem, file: file, line: line) { shard, index in
+      guard index < list.count else { return nil }
+      return try LineRangeReader(path: list[index], shard: shard, of: shards, fileIndex: index)
+    })
 }
 
 /// The lines of the byte inputs that `openers` open, as a one-column slice of strings: input
@@ -54,25 +46,46 @@ public func scanReader(
   _ shards: Int, openers: [@Sendable () throws -> any ByteInput], file: StaticString = #fileID,
   line: UInt = #line
 ) -> Slice<String> {
-  let problem: BigsliceError? = shards < 1 ? .invalidArgument("scanReader needs at least 1 shard, got \(shards)") : nil
-  return lineSlice(shards, problem: problem, file: file, line: line) { shard, index in
-    guard index < openers.count else { return nil }
-    return index % shards == shard ? try LineRangeReader(stream: openers[index]()) : nil
-  }
+  let problem = shardsProblem("scanReader", shards)
+  return Slice(
+    inputSlice("scan", shards, schema: Schema([.string]), problem: problem, file: file, line: line) { shard, index in
+      guard index < openers.count else { return nil }
+      guard index % shards == shard else { return .some(nil) }
+      return try LineRangeReader(stream: openers[index]())
+    })
 }
 
-/// A slice of the lines that `open(shard, i)` reads for inputs i = 0, 1, … until it returns
-/// nil (an input the shard does not read may open nothing: it is skipped).
-private func lineSlice(
-  _ shards: Int, problem: BigsliceError?, file: StaticString, line: UInt,
-  open: @escaping @Sendable (_ shard: Int, _ index: Int) throws -> LineRangeReader??
-) -> Slice<String> {
-  let node = SliceNode(
-    op: "scan", location: location(file, line), schema: Schema([.string]), shards: max(shards, 1), deps: [],
-    problem: problem
+func shardsProblem(_ op: String, _ shards: Int) -> BigsliceError? {
+  shards < 1 ? .invalidArgument("\(op) needs at least 1 shard, got \(shards)") : nil
+}
+
+/// The files `paths` name, expanded (`expand`), and the first problem met, for `op`.
+func inputFiles(_ op: String, _ shards: Int, _ paths: [String]) -> ([String], BigsliceError?) {
+  var problem = shardsProblem(op, shards)
+  var files: [String] = []
+  for path in paths {
+    do {
+      files += try expand(path, op: op)
+    } catch {
+      problem = problem ?? (error as? BigsliceError) ?? .invalidArgument("\(op): \(error)")
+    }
+  }
+  return (files, problem)
+}
+
+/// The node of a slice of the rows that `open(shard, i)` reads for inputs i = 0, 1, … until it returns
+/// nil (an input the shard does not read may open nothing: it is skipped). Rows an input
+/// skips as bad count in the task's `badRows` metric.
+func inputSlice(
+  _ op: String, _ shards: Int, schema: Schema, problem: BigsliceError?, file: StaticString, line: UInt,
+  open: @escaping @Sendable (_ shard: Int, _ index: Int) throws -> (any FrameSource)??
+) -> SliceNode {
+  SliceNode(
+    op: op, location: location(file, line), schema: schema, shards: max(shards, 1), deps: [], problem: problem
   ) { shard, _, _ in
     var index = 0
-    var current: LineRangeReader? = nil
+    var current: (any FrameSource)? = nil
+    var skipped = 0
     return FunctionReader {
       while true {
         if current == nil {
@@ -80,18 +93,23 @@ private func lineSlice(
           index += 1
           guard let reader = opened else { continue }
           current = reader
+          skipped = 0
         }
-        if let frame = try current!.next(rows: Frame.defaultRows) { return frame }
+        let frame = try current!.next(rows: Frame.defaultRows)
+        if current!.skippedRows > skipped {
+          TaskContext.current?.increment("badRows", by: current!.skippedRows - skipped)
+          skipped = current!.skippedRows
+        }
+        if let frame { return frame }
         current = nil
       }
     }
   }
-  return Slice(node)
 }
 
 /// The files `path` names: itself, a directory's files, or a pattern's matches, sorted.
 /// - Throws: `BigsliceError.invalidArgument` for a directory or pattern with no file.
-private func expand(_ path: String) throws -> [String] {
+private func expand(_ path: String, op: String) throws -> [String] {
   var info = stat()
   if stat(path, &info) == 0 {
     guard info.st_mode & S_IFMT == S_IFDIR else { return [path] }
@@ -99,7 +117,7 @@ private func expand(_ path: String) throws -> [String] {
       var entry = stat()
       return stat(name, &entry) == 0 && entry.st_mode & S_IFMT == S_IFREG
     }.sorted()
-    guard !files.isEmpty else { throw BigsliceError.invalidArgument("scanReader: directory \(path) holds no file") }
+    guard !files.isEmpty else { throw BigsliceError.invalidArgument("\(op): directory \(path) holds no file") }
     return files
   }
   // Not a file: a pattern, if it has pattern characters (else the file is missing, which
@@ -110,7 +128,7 @@ private func expand(_ path: String) throws -> [String] {
   let rc = glob(path, 0, nil, &matches)
   guard rc == 0 else {
     throw BigsliceError.invalidArgument(
-      rc == GLOB_NOMATCH ? "scanReader: pattern \(path) matches no file" : "scanReader: pattern \(path) cannot be read")
+      rc == GLOB_NOMATCH ? "\(op): pattern \(path) matches no file" : "\(op): pattern \(path) cannot be read")
   }
   return (0..<Int(matches.gl_pathc)).compactMap { matches.gl_pathv[$0].map { String(cString: $0) } }.sorted()
 }

@@ -1,0 +1,117 @@
+import Bigslice
+import Foundation
+import Frame
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// W6 (BENCHMARKS.md): W1's (key, value) rows written once as 8 TSV files, plain and
+/// gzip-compressed, then read as typed columns and summed by key.
+public enum DelimitedW6 {
+  /// The files: `part-000i-of-0008.tsv` in `dir/plain`, and the same with `.gz` in `dir/gzip`.
+  public static let files = 8
+
+  public static func plainPaths(_ dir: String) -> [String] {
+    (0..<files).map { "\(dir)/plain/part-\(pad($0))-of-\(pad(files)).tsv" }
+  }
+
+  public static func gzipPaths(_ dir: String) -> [String] {
+    (0..<files).map { "\(dir)/gzip/part-\(pad($0))-of-\(pad(files)).tsv.gz" }
+  }
+
+  private static func pad(_ i: Int) -> String {
+    let s = String(i)
+    return String(repeating: "0", count: max(0, 4 - s.count)) + s
+  }
+
+  /// Makes sure `dir` holds W6's files for `rows` rows and `keys` keys, as the peers'
+  /// harness expects them: `dir/meta` saying `bigslice-w6 v1 rows=N keys=K` marks a finished
+  /// set, which is reused. Otherwise the files are written (8 TSV files, two at a time) and
+  /// compressed with `gzip -6`. Returns whether it wrote.
+  @discardableResult
+  public static func ensure(dir: String, rows: Int, keys: Int) throws -> Bool {
+    let want = "bigslice-w6 v1 rows=\(rows) keys=\(keys)\n"
+    if let meta = try? String(contentsOfFile: dir + "/meta", encoding: .utf8), meta == want { return false }
+    unlink(dir + "/meta")
+    for sub in ["plain", "gzip"] {
+      try FileManager.default.createDirectory(atPath: "\(dir)/\(sub)", withIntermediateDirectories: true)
+    }
+    let plain = plainPaths(dir)
+    let gzip = gzipPaths(dir)
+    let failures = Failures()
+    DispatchQueue.concurrentPerform(iterations: 2) { half in
+      for i in stride(from: half, to: files, by: 2) {
+        do {
+          try write(path: plain[i], from: i * rows / files, to: (i + 1) * rows / files, keys: keys)
+          try compress(plain[i], to: gzip[i])
+        } catch {
+          failures.add(error)
+        }
+      }
+    }
+    if let error = failures.first { throw error }
+    try want.write(toFile: dir + "/meta", atomically: true, encoding: .utf8)
+    return true
+  }
+
+  /// Rows `from ..< to` of W1's table as `key<TAB>value` lines.
+  static func write(path: String, from: Int, to: Int, keys: Int) throws {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    guard fd >= 0 else { throw DemoError("cannot create \(path): \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 1 << 20)
+    var used = 0
+    var digits = [UInt8](repeating: 0, count: 24)
+    func append(_ n: Int) {
+      var v = n
+      var count = 0
+      repeat {
+        digits[count] = UInt8(48 + v % 10)
+        v /= 10
+        count += 1
+      } while v > 0
+      while count > 0 {
+        count -= 1
+        buffer[used] = digits[count]
+        used += 1
+      }
+    }
+    for i in from..<to {
+      let (key, value) = Workloads.row(i, keys: keys, seed: 0)
+      append(key)
+      buffer[used] = 0x09
+      used += 1
+      append(value)
+      buffer[used] = 0x0A
+      used += 1
+      if used > buffer.count - 64 || i == to - 1 {
+        let written = buffer.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, used) }
+        guard written == used else { throw DemoError("cannot write \(path): \(String(cString: strerror(errno)))") }
+        used = 0
+      }
+    }
+  }
+
+  static func compress(_ path: String, to gz: String) throws {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/sh")
+    process.arguments = ["-c", "gzip -6 -c \"$0\" > \"$1\"", path, gz]
+    try process.run()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else { throw DemoError("gzip of \(path) failed") }
+  }
+
+  /// The sum of each key's values over the files at `paths`, read as typed TSV.
+  public static let job = Func("bench.W6") { (paths: [String], shards: Int) -> Slice<Int, Int> in
+    readDelimited(shards, paths: paths, as: Int.self, Int.self, format: .tsv()).reduce(.sum)
+  }
+}
+
+/// Errors gathered from concurrent work.
+private final class Failures: @unchecked Sendable {
+  private let lock = NSLock()
+  private var errors: [any Error] = []
+  func add(_ error: any Error) { lock.withLock { errors.append(error) } }
+  var first: (any Error)? { lock.withLock { errors.first } }
+}
