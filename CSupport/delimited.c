@@ -430,3 +430,104 @@ bs_error bs_delim_copy_strings(const uint8_t *buf, const uint32_t *starts, const
   }
   return BS_OK;
 }
+
+/* The decimal digits of v, written backwards from end; returns where they start. */
+static inline uint8_t *digits_backwards(uint64_t v, uint8_t *end) {
+  static const char pairs[201] =
+      "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+      "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+      "8081828384858687888990919293949596979899";
+  while (v >= 100) {
+    unsigned d = (unsigned)(v % 100) * 2;
+    v /= 100;
+    *--end = (uint8_t)pairs[d + 1];
+    *--end = (uint8_t)pairs[d];
+  }
+  if (v >= 10) {
+    unsigned d = (unsigned)v * 2;
+    *--end = (uint8_t)pairs[d + 1];
+    *--end = (uint8_t)pairs[d];
+  } else {
+    *--end = (uint8_t)('0' + v);
+  }
+  return end;
+}
+
+bs_error bs_delim_format_i64(const int64_t *values, size_t n, int64_t *offsets, uint8_t *dst) {
+  if (n > 0 && (!values || !offsets || !dst)) return BS_EINVAL;
+  int64_t at = offsets[0];
+  uint8_t tmp[24];
+  for (size_t r = 0; r < n; r++) {
+    int64_t v = values[r];
+    uint64_t magnitude = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    uint8_t *start = digits_backwards(magnitude, tmp + sizeof tmp);
+    if (v < 0) *--start = '-';
+    size_t len = (size_t)(tmp + sizeof tmp - start);
+    memcpy(dst + at, start, len);
+    at += (int64_t)len;
+    offsets[r + 1] = at;
+  }
+  return BS_OK;
+}
+
+bs_error bs_delim_format_u64(const uint64_t *values, size_t n, int64_t *offsets, uint8_t *dst) {
+  if (n > 0 && (!values || !offsets || !dst)) return BS_EINVAL;
+  int64_t at = offsets[0];
+  uint8_t tmp[24];
+  for (size_t r = 0; r < n; r++) {
+    uint8_t *start = digits_backwards(values[r], tmp + sizeof tmp);
+    size_t len = (size_t)(tmp + sizeof tmp - start);
+    memcpy(dst + at, start, len);
+    at += (int64_t)len;
+    offsets[r + 1] = at;
+  }
+  return BS_OK;
+}
+
+int64_t bs_delim_format_strings(const int64_t *in_offsets, const uint8_t *bytes, size_t n, uint8_t delimiter,
+                                int quoting, int64_t *offsets, uint8_t *dst) {
+  if (n > 0 && (!in_offsets || !bytes || !offsets || !dst)) return BS_EINVAL;
+  int64_t at = offsets[0];
+  for (size_t r = 0; r < n; r++) {
+    const uint8_t *p = bytes + in_offsets[r];
+    size_t len = (size_t)(in_offsets[r + 1] - in_offsets[r]);
+    int special = 0;
+    for (size_t i = 0; i < len; i++) {
+      uint8_t c = p[i];
+      if (c == delimiter || c == '\n' || c == '\r' || (quoting && c == '"')) {
+        special = 1;
+        break;
+      }
+    }
+    if (!special) {
+      memcpy(dst + at, p, len);
+      at += (int64_t)len;
+    } else if (!quoting) {
+      return (int64_t)r;
+    } else {
+      dst[at++] = '"';
+      for (size_t i = 0; i < len; i++) {
+        if (p[i] == '"') dst[at++] = '"';
+        dst[at++] = p[i];
+      }
+      dst[at++] = '"';
+    }
+    offsets[r + 1] = at;
+  }
+  return -1;
+}
+
+int64_t bs_delim_join_rows(const uint8_t *const *texts, const int64_t *const *offsets, size_t cols, size_t n,
+                           uint8_t delimiter, uint8_t *dst) {
+  if (cols == 0 || (n > 0 && (!texts || !offsets || !dst))) return BS_EINVAL;
+  uint8_t *out = dst;
+  for (size_t r = 0; r < n; r++) {
+    for (size_t c = 0; c < cols; c++) {
+      int64_t from = offsets[c][r], to = offsets[c][r + 1];
+      memcpy(out, texts[c] + from, (size_t)(to - from));
+      out += to - from;
+      *out++ = c + 1 < cols ? delimiter : '\n';
+    }
+  }
+  return (int64_t)(out - dst);
+}

@@ -245,7 +245,7 @@ struct JobBenchmarks {
     let keys = min(n, 1_000_000)
     let dir = "/tmp/bigslice-w6"
     let start = ContinuousClock.now
-    if try DelimitedW6.ensure(dir: dir, rows: n, keys: keys) {
+    if try DelimitedW6.ensure(session, dir: dir, rows: n, keys: keys) {
       report.note("W6: wrote \(dir) (\(n) rows, plain and gzip) in \(ContinuousClock.now - start)")
     }
     // The files hold W1's rows: reading them must give W1's answer.

@@ -1,6 +1,6 @@
 /* Umbrella header of the C core: hashing, radix sort, the combiner table, blocks, the byte
  * shuffle, the allocator, key rows, the pieces of a many-way shuffle's read, the
- * decompression of input files and the parsing of delimited text. */
+ * decompression of input files, the compression of output files and delimited text. */
 #ifndef CSUPPORT_H
 #define CSUPPORT_H
 #include "bs_error.h"
@@ -14,4 +14,5 @@
 #include "bs_pieces.h"
 #include "bs_decompress.h"
 #include "bs_delimited.h"
+#include "bs_compress.h"
 #endif

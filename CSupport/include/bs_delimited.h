@@ -90,6 +90,31 @@ size_t bs_delim_string_bytes(const uint32_t *starts, const uint32_t *ends, size_
 bs_error bs_delim_copy_strings(const uint8_t *buf, const uint32_t *starts, const uint32_t *ends, size_t n,
                                int64_t *offsets, uint8_t *dst, uint8_t *nulls);
 
+/* Writing. A field's text is built column by column (as offsets plus bytes, offsets[0] where
+ * the first starts, offsets[r + 1] where field r ends), then rows are joined. */
+
+/* Writes n integers as decimal text one after another to dst + offsets[0], setting
+ * offsets[1 ... n]; dst must hold 20 bytes per value more. Returns BS_OK, or BS_EINVAL for a
+ * NULL pointer with n > 0. */
+bs_error bs_delim_format_i64(const int64_t *values, size_t n, int64_t *offsets, uint8_t *dst);
+bs_error bs_delim_format_u64(const uint64_t *values, size_t n, int64_t *offsets, uint8_t *dst);
+
+/* Writes n strings (string r is bytes[in_offsets[r] ..< in_offsets[r + 1]]) as fields to
+ * dst + offsets[0], setting offsets[1 ... n]. With quoting, a string that holds the
+ * delimiter, a quote, CR or LF is quoted, its quotes doubled; dst must hold twice the
+ * strings' bytes plus 2 per string more. Without quoting a string is copied as it is, and
+ * must hold no delimiter, CR or LF. Returns -1 when every string was written, the index of
+ * the first that cannot be (without quoting), or BS_EINVAL for a NULL pointer with n > 0. */
+int64_t bs_delim_format_strings(const int64_t *in_offsets, const uint8_t *bytes, size_t n, uint8_t delimiter,
+                                int quoting, int64_t *offsets, uint8_t *dst);
+
+/* Joins n rows of cols text columns into dst: row r is field r of each column, separated by
+ * the delimiter and ended by LF. Column c's text is texts[c] with its offsets in
+ * offsets[c]. dst must hold every field's bytes plus cols per row. Returns the bytes
+ * written, or BS_EINVAL for a NULL pointer with n > 0 or cols 0. */
+int64_t bs_delim_join_rows(const uint8_t *const *texts, const int64_t *const *offsets, size_t cols, size_t n,
+                           uint8_t delimiter, uint8_t *dst);
+
 #ifdef __cplusplus
 }
 #endif

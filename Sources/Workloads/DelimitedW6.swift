@@ -27,23 +27,23 @@ public enum DelimitedW6 {
 
   /// Makes sure `dir` holds W6's files for `rows` rows and `keys` keys, as the peers'
   /// harness expects them: `dir/meta` saying `bigslice-w6 v1 rows=N keys=K` marks a finished
-  /// set, which is reused. Otherwise the files are written (8 TSV files, two at a time) and
-  /// compressed with `gzip -6`. Returns whether it wrote.
+  /// set, which is reused. Otherwise `session` writes the 8 TSV files (`write`), and each is
+  /// compressed with `gzip -6`, two at a time. Returns whether it wrote.
   @discardableResult
-  public static func ensure(dir: String, rows: Int, keys: Int) throws -> Bool {
+  public static func ensure(_ session: Session, dir: String, rows: Int, keys: Int) throws -> Bool {
     let want = "bigslice-w6 v1 rows=\(rows) keys=\(keys)\n"
     if let meta = try? String(contentsOfFile: dir + "/meta", encoding: .utf8), meta == want { return false }
     unlink(dir + "/meta")
     for sub in ["plain", "gzip"] {
       try FileManager.default.createDirectory(atPath: "\(dir)/\(sub)", withIntermediateDirectories: true)
     }
+    _ = try session.run(write, rows, keys, "\(dir)/plain/part")
     let plain = plainPaths(dir)
     let gzip = gzipPaths(dir)
     let failures = Failures()
     DispatchQueue.concurrentPerform(iterations: 2) { half in
       for i in stride(from: half, to: files, by: 2) {
         do {
-          try write(path: plain[i], from: i * rows / files, to: (i + 1) * rows / files, keys: keys)
           try compress(plain[i], to: gzip[i])
         } catch {
           failures.add(error)
@@ -55,42 +55,9 @@ public enum DelimitedW6 {
     return true
   }
 
-  /// Rows `from ..< to` of W1's table as `key<TAB>value` lines.
-  static func write(path: String, from: Int, to: Int, keys: Int) throws {
-    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    guard fd >= 0 else { throw DemoError("cannot create \(path): \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
-    var buffer = [UInt8](repeating: 0, count: 1 << 20)
-    var used = 0
-    var digits = [UInt8](repeating: 0, count: 24)
-    func append(_ n: Int) {
-      var v = n
-      var count = 0
-      repeat {
-        digits[count] = UInt8(48 + v % 10)
-        v /= 10
-        count += 1
-      } while v > 0
-      while count > 0 {
-        count -= 1
-        buffer[used] = digits[count]
-        used += 1
-      }
-    }
-    for i in from..<to {
-      let (key, value) = Workloads.row(i, keys: keys, seed: 0)
-      append(key)
-      buffer[used] = 0x09
-      used += 1
-      append(value)
-      buffer[used] = 0x0A
-      used += 1
-      if used > buffer.count - 64 || i == to - 1 {
-        let written = buffer.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, used) }
-        guard written == used else { throw DemoError("cannot write \(path): \(String(cString: strerror(errno)))") }
-        used = 0
-      }
-    }
+  /// W1's table written as `files` TSV files at `prefix`.
+  public static let write = Func("bench.W6.write") { (rows: Int, keys: Int, prefix: String) -> Slice<String, Int> in
+    Workloads.table(rows: rows, keys: keys, seed: 0, shards: files).writeDelimited(to: prefix, format: .tsv())
   }
 
   static func compress(_ path: String, to gz: String) throws {

@@ -3,7 +3,7 @@ import Frame
 import SliceIO
 
 /// One row of the delimited-text tests' table: every type `readDelimited` reads.
-public struct TableRow: Hashable, Sendable, CustomStringConvertible {
+public struct TableRow: Hashable, Sendable, Codable, CustomStringConvertible {
   public var id: Int
   public var name: String
   public var price: Double?
@@ -97,7 +97,7 @@ extension String {
 
 /// The funcs of the delimited-text tests.
 public enum DelimitedFuncs {
-  public static func register() { _ = [table] as [AnyObject] }
+  public static func register() { _ = [table, write] as [AnyObject] }
 
   /// The table's rows read from `paths`: CSV (quoted, line breaks in fields when
   /// `newlines`) or TSV, with a checked header or none.
@@ -108,5 +108,17 @@ public enum DelimitedFuncs {
     return readDelimited(
       shards, paths: paths, as: Int.self, String.self, Double?.self, Bool.self, Int32?.self, String?.self,
       format: csv ? .csv(header: names, quotedNewlines: newlines) : .tsv(header: names))
+  }
+
+  /// `rows` written as the table's files at `prefix`, with a header: one row per shard, its
+  /// file and row count.
+  public static let write = Func("test.delimitedWrite") {
+    (shards: Int, rows: [TableRow], prefix: String, csv: Bool, compression: OutputCompression) -> Slice<String, Int> in
+    let names: DelimitedFormat.Header = .names(TableRow.names)
+    return const(
+      shards, rows.map(\.id), rows.map(\.name), rows.map(\.price), rows.map(\.flag), rows.map(\.small), rows.map(\.note)
+    ).writeDelimited(
+      to: prefix, format: csv ? .csv(header: names, quotedNewlines: true) : .tsv(header: names),
+      compression: compression)
   }
 }
