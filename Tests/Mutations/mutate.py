@@ -82,14 +82,14 @@ def check(mutation, scratch, timeout):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", help="only mutations whose name contains this")
+    parser.add_argument("--only", help="only mutations whose name contains this (or one of these, separated by |)")
     parser.add_argument("--scratch", default="/tmp/bigslice-mutants")
     parser.add_argument("--timeout", type=float, default=900, help="seconds a mutant's suites may take")
     args = parser.parse_args()
     with open(os.path.join(HERE, "mutations.json")) as f:
         mutations = json.load(f)
     if args.only:
-        mutations = [m for m in mutations if args.only in m["name"]]
+        mutations = [m for m in mutations if any(word in m["name"] for word in args.only.split("|"))]
     prepare(args.scratch)
     results = []
     for mutation in mutations:
