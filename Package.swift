@@ -8,6 +8,7 @@ let package = Package(
     .library(name: "SliceIO", targets: ["SliceIO"]),
     .library(name: "Bigmachine", targets: ["Bigmachine"]),
     .library(name: "Bigslice", targets: ["Bigslice"]),
+    .library(name: "BigsliceOptions", targets: ["BigsliceOptions"]),
     .executable(name: "bigpi", targets: ["bigpi"]),
   ],
   dependencies: [
@@ -16,6 +17,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
     .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
     .package(url: "https://github.com/apple/swift-system", exact: "1.8.1"),
+    .package(url: "https://github.com/apple/swift-configuration", exact: "1.4.0"),
     // `swift package generate-documentation --target Bigslice` (and Bigmachine) builds the DocC catalogs.
     .package(url: "https://github.com/swiftlang/swift-docc-plugin", exact: "1.5.0"),
   ],
@@ -56,12 +58,23 @@ let package = Package(
         .product(name: "SystemPackage", package: "swift-system"),
       ]
     ),
+    // The standard options of a bigslice program: flags (swift-argument-parser) over
+    // environment variables and a JSON config file (swift-configuration) over defaults.
+    .target(
+      name: "BigsliceOptions",
+      dependencies: [
+        "Bigslice", "Bigmachine",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Configuration", package: "swift-configuration"),
+        .product(name: "SystemPackage", package: "swift-system"),
+      ]
+    ),
     // The jobs of the demo and of the job benchmarks (BENCHMARKS.md W1–W5).
     .target(name: "Workloads", dependencies: ["Bigslice", "Frame"]),
     .executableTarget(
       name: "bigslice",
       dependencies: [
-        "Bigslice", "Bigmachine", "Frame", "Workloads",
+        "Bigslice", "Bigmachine", "BigsliceOptions", "Frame", "Workloads",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -106,7 +119,7 @@ let package = Package(
       name: "BigsliceTests",
       dependencies: [
         "Bigslice", "Frame", "SliceIO", "bigslice", "Bigmachine", "BigmachineTestSupport", "BigsliceTestFuncs",
-        "bigslice-testworker",
+        "bigslice-testworker", "BigsliceOptions",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "InMemoryLogging", package: "swift-log"),
       ]

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Bigmachine
 import Bigslice
+import BigsliceOptions
 import Workloads
 
 #if canImport(Glibc)
@@ -21,37 +22,26 @@ struct Demo: ParsableCommand {
   )
 }
 
-/// How a demo job runs: its shards and threads, its status display and its trace.
+/// How a demo job runs: its shards, and the standard options (`SessionOptions`) with the
+/// status display on by default.
 struct JobOptions: ParsableArguments {
   @Option(help: "Shards of the job.")
   var shards = 8
 
-  @Option(help: "Threads that run tasks (on each machine, with --machines).")
-  var procs = 2
+  @OptionGroup var bigslice: SessionOptions
 
-  @Option(
-    help: ArgumentHelp(
-      "Run the job on <count> local worker processes (this binary, re-run) instead of in this process.",
-      valueName: "count"))
-  var machines: Int?
+  /// The settings the flags, environment and config file give.
+  func settings() throws -> SessionSettings {
+    var shown = SessionSettings()
+    shown.status = true
+    let defaults = shown
+    let options = bigslice
+    return try ThreadPool.shared.blockingAwait { try await options.settings(defaults: defaults) }
+  }
 
-  @Option(help: ArgumentHelp("Write a Chrome trace of the job to <path>.", valueName: "path"))
-  var trace: String?
-
-  @Flag(inversion: .prefixedNo, help: "Show the job's status on stderr while it runs.")
-  var status = true
-
-  @Option(
-    help: ArgumentHelp(
-      "Serve debug pages (/debug/status, /debug/tasks, /debug/trace) on <address> while the job runs: HOST:PORT, or :PORT for loopback.",
-      valueName: "address"))
-  var debugAddress: String?
-
-  /// A session with these options.
-  func session(memoryLimit: Int? = nil) -> Session {
-    let session = Session(
-      executor: machines.map { .machines(system: .local, count: $0, procs: procs) } ?? .local(procs: procs),
-      memoryLimit: memoryLimit, status: status, tracePath: trace, debugAddress: debugAddress)
+  /// A session with `settings`.
+  func session(_ settings: SessionSettings) -> Session {
+    let session = settings.session()
     if let url = session.debugURL {
       // On stderr, unbuffered, so it shows before the job ends even when stdout is a file.
       var line = "debug pages: \(url)\n"
@@ -62,8 +52,6 @@ struct JobOptions: ParsableArguments {
 
   func validate() throws {
     guard shards > 0 else { throw ValidationError("--shards must be positive") }
-    guard procs > 0 else { throw ValidationError("--procs must be positive") }
-    if let machines, machines <= 0 { throw ValidationError("--machines must be positive") }
   }
 }
 
@@ -106,7 +94,7 @@ struct Wordcount: ParsableCommand {
       try WordCount.generate(path: path, words: words)
       files = [path]
     }
-    let session = job.session()
+    let session = job.session(try job.settings())
     defer { session.shutdown() }
     let start = ContinuousClock.now
     let result = try session.run(WordCount.job, files, job.shards)
@@ -144,21 +132,17 @@ struct Shuffle: ParsableCommand {
   @Option(help: "Distinct keys the rows are drawn from (default: rows / 10).")
   var keys: Int?
 
-  @Option(
-    help: ArgumentHelp("Bytes the job may hold in memory before it spills (default: no limit).", valueName: "bytes"))
-  var memoryLimit: Int?
-
   @OptionGroup var job: JobOptions
 
   func validate() throws {
     guard rows > 0 else { throw ValidationError("--rows must be positive") }
     if let keys, keys <= 0 { throw ValidationError("--keys must be positive") }
-    if let memoryLimit, memoryLimit <= 0 { throw ValidationError("--memory-limit must be positive") }
   }
 
   func run() throws {
     let startRSS = MemoryInfo.current().processResidentBytes
-    let session = job.session(memoryLimit: memoryLimit)
+    let settings = try job.settings()
+    let session = job.session(settings)
     defer { session.shutdown() }
     let start = ContinuousClock.now
     let result = try session.run(Workloads.w4, rows, keys ?? max(rows / 10, 1), job.shards)
@@ -175,7 +159,7 @@ struct Shuffle: ParsableCommand {
     let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     var line =
       "rows=\(rows) groups=\(groups) sum=\(sum) keysum=\(keySum) seconds=\(seconds) spilled=\(session.spilledBytes) start_rss=\(startRSS) peak_rss=\(MemoryInfo.current().processPeakResidentBytes)"
-    if job.machines != nil {
+    if settings.executor == .machines {
       line += " machine_peak_rss=" + session.machinePeakResidentBytes().map { String($0 ?? 0) }.joined(separator: ",")
     }
     print(line)

@@ -1,4 +1,6 @@
+import ArgumentParser
 import Bigslice
+import BigsliceOptions
 import Testing
 
 #if canImport(Glibc)
@@ -14,7 +16,28 @@ let wordCount = Func("example.wordcount") { (paths: [String]) -> Slice<String, I
     .count()  // map to (word, 1), reduce(.sum) in C
 }
 
+// The README's command with the standard options, verbatim but for `@main`.
+struct Counts: AsyncParsableCommand {
+  @OptionGroup var bigslice: SessionOptions  // --executor, --machines, --procs, --memory-limit, …
+  @Argument var paths: [String]
+
+  mutating func run() async throws {
+    let session = try await bigslice.session()
+    defer { session.shutdown() }
+    let result = try await session.run(wordCount, paths)
+    print(try result.count, "distinct words")
+  }
+}
+
 @Suite(.engine) struct ReadmeExampleTests {
+  @Test func theReadmeCommandRunsWithItsOptions() async throws {
+    let path = temporaryFile("a b a\nc a b\n")
+    defer { unlink(path) }
+    var command = try Counts.parse(["--procs", "1", "--no-status", "--memory-limit", "64M", path])
+    #expect(command.paths == [path])
+    try await command.run()
+  }
+
   @Test func theReadmeWordCountRunsAndCounts() async throws {
     let path = temporaryFile("a b a\nc a b\n")
     defer { unlink(path) }
