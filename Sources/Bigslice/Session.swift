@@ -226,7 +226,9 @@ public final class Session: @unchecked Sendable {
       )
     }
     var compiler = Compiler()
-    return compiler.compile(slice.node)
+    let tasks = compiler.compile(slice.node)
+    if let problem = compiler.inputProblem { throw problem }
+    return tasks
   }
 
   /// The slice of `f` for `args` and its tasks; on machines, the invocation their workers
@@ -252,11 +254,12 @@ public final class Session: @unchecked Sendable {
     }
     var compiler = Compiler(invocation: index)
     let tasks = compiler.compile(slice.node)
+    if let problem = compiler.inputProblem { throw problem }
     remote.register(
       Invocation(
         index: index, funcKey: f.key, signature: FuncRegistry.signature(f.key) ?? "", arguments: arguments,
         results: results, digest: TaskGraph(roots: tasks, invocation: index).digest,
-        stored: compiler.storedDecisions))
+        stored: compiler.storedDecisions, inputs: compiler.expansions))
     return (slice, tasks)
   }
 

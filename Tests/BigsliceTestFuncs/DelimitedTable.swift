@@ -97,7 +97,10 @@ extension String {
 
 /// The funcs of the delimited-text tests.
 public enum DelimitedFuncs {
-  public static func register() { _ = [table, write] as [AnyObject] }
+  public static func register() { _ = [table, write, lines] as [AnyObject] }
+
+  /// The lines of the files `paths` name.
+  public static let lines = Func("test.lines") { (shards: Int, paths: [String]) in scanReader(shards, paths: paths) }
 
   /// The table's rows read from `paths`: CSV (quoted, line breaks in fields when
   /// `newlines`) or TSV, with a checked header or none.

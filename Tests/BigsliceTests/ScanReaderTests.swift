@@ -1,9 +1,11 @@
 import Bigmachine
-import Bigslice
+import BigsliceTestFuncs
 import Foundation
 import Frame
 import SliceIO
 import Testing
+
+@testable import Bigslice
 
 #if canImport(Glibc)
   import Glibc
@@ -199,5 +201,33 @@ func temporaryFile(_ text: String) -> String {
       let text = "\(error.map { "\($0)" } ?? "no error")"
       #expect(text.contains(path) && text.contains(says), "\(text)")
     }
+  }
+}
+
+/// Paths are expanded once per run, by the driver; its machines read the driver's list.
+@Suite(.engine) struct InputExpansionTests {
+  /// A compile given the driver's expansions (as a machine's is) uses them, whatever its own
+  /// file system says; the driver's own compile of a pattern that matches nothing fails.
+  @Test func aMachinesCompileUsesTheDriversFiles() throws {
+    let slice = scanReader(2, paths: ["/nonexistent/*.txt"])
+    var driver = Compiler()
+    _ = driver.compile(slice.node)
+    #expect("\(driver.inputProblem.map { "\($0)" } ?? "none")".contains("pattern /nonexistent/*.txt matches no file"))
+    var machine = Compiler(inputs: [["/a", "/b"]])
+    let tasks = machine.compile(slice.node)
+    #expect(machine.inputProblem == nil)
+    #expect(tasks.count == 2 && tasks.allSatisfy { Array($0.inputFiles.values) == [["/a", "/b"]] })
+  }
+
+  /// `/proc/self/task/*` names the threads of the process that expands it. The driver's list
+  /// names threads no machine has, so a machine that reads it fails to open them; a machine
+  /// that expanded the pattern itself would have read its own.
+  @Test func machinesReadTheFilesTheDriverListed() async throws {
+    let session = try session(Setup(engine: .processes, limit: Int.max))
+    let error = await #expect(throws: (any Error).self) {
+      _ = try await session.run(DelimitedFuncs.lines, 1, ["/proc/self/task/*/comm"])
+    }
+    let message = "\(error.map { "\($0)" } ?? "no error")"
+    #expect(message.contains("/proc/self/task/") && message.contains("No such file or directory"), "\(message)")
   }
 }

@@ -13,7 +13,7 @@ import SliceIO
 /// row belongs to the range its first byte is in. A gzip or zstd file (known by its first
 /// bytes), or any file when `format.quotedNewlines` allows line breaks in quoted fields, is
 /// read whole by shard `i % shards` for file `i`. `paths` may name directories and patterns,
-/// as for `scanReader`. With a header, each file's first line is checked and skipped.
+/// as for `scanReader`, expanded once per run by the driver. With a header, each file's first line is checked and skipped.
 ///
 /// - Throws (when run): `SliceIOError.delimited` naming the file, line, column and text of a
 ///   bad field, a row with the wrong number of fields or a quote left open, unless
@@ -24,10 +24,11 @@ public func readDelimited<each C: DelimitedValue>(
   file: StaticString = #fileID, line: UInt = #line
 ) -> Slice<repeat each C> {
   let (columns, schema, typeProblem) = delimitedColumns(repeat each types)
-  let (list, pathProblem) = inputFiles("readDelimited", shards, paths)
-  let problem = typeProblem ?? pathProblem
+  let problem = typeProblem ?? shardsProblem("readDelimited", shards)
+  let input = InputFiles(op: "readDelimited", paths: paths)
   return Slice(
-    inputSlice("readDelimited", shards, schema: schema, problem: problem, file: file, line: line) { shard, index in
+    inputSlice("readDelimited", shards, schema: schema, problem: problem, input: input, file: file, line: line) {
+      shard, index, list in
       guard index < list.count else { return nil }
       return try DelimitedReader(
         path: list[index], shard: shard, of: shards, fileIndex: index, format: format, columns: columns)
@@ -46,7 +47,8 @@ public func readDelimited<each C: DelimitedValue>(
   let (columns, schema, typeProblem) = delimitedColumns(repeat each types)
   let problem = typeProblem ?? shardsProblem("readDelimited", shards)
   return Slice(
-    inputSlice("readDelimited", shards, schema: schema, problem: problem, file: file, line: line) { shard, index in
+    inputSlice("readDelimited", shards, schema: schema, problem: problem, file: file, line: line) {
+      shard, index, _ in
       guard index < openers.count else { return nil }
       guard index % shards == shard else { return .some(nil) }
       return try DelimitedReader(stream: openers[index](), format: format, columns: columns)

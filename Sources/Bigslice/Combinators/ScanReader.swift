@@ -17,8 +17,8 @@ import SliceIO
 ///
 /// Each of `paths` is a file, a directory (the files in it, not in its subdirectories, and
 /// not those whose names start with a dot) or a pattern with `*`, `?` or `[…]` (`glob(3)`),
-/// each directory's and pattern's files sorted by name. They are expanded when the slice is
-/// made: by each machine, in a job on machines, so the machines must see the same files.
+/// each directory's and pattern's files sorted by name. They are expanded once per run, by
+/// the driver before any task starts, and a job on machines reads the driver's list.
 /// - Throws (when run): `BigsliceError.invalidArgument` for a pattern or directory with no
 ///   file, or one that cannot be read; `SliceIOError.io` naming a file that cannot be opened
 ///   or read; `SliceIOError.compressed` naming a compressed file and the byte where it is
@@ -26,9 +26,12 @@ import SliceIO
 public func scanReader(
   _ shards: Int, paths: [String], file: StaticString = #fileID, line: UInt = #line
 ) -> Slice<String> {
-  let (list, problem) = inputFiles("scanReader", shards, paths)
+  let input = InputFiles(op: "scanReader", paths: paths)
   return Slice(
-    inputSlice("scan", shards, schema: Schema([.string]), problem: problem, file: file, line: line) { shard, index in
+    inputSlice(
+      "scan", shards, schema: Schema([.string]), problem: shardsProblem("scanReader", shards), input: input,
+      file: file, line: line
+    ) { shard, index, list in
       guard index < list.count else { return nil }
       return try LineRangeReader(path: list[index], shard: shard, of: shards, fileIndex: index)
     })
@@ -48,7 +51,8 @@ public func scanReader(
 ) -> Slice<String> {
   let problem = shardsProblem("scanReader", shards)
   return Slice(
-    inputSlice("scan", shards, schema: Schema([.string]), problem: problem, file: file, line: line) { shard, index in
+    inputSlice("scan", shards, schema: Schema([.string]), problem: problem, file: file, line: line) {
+      shard, index, _ in
       guard index < openers.count else { return nil }
       guard index % shards == shard else { return .some(nil) }
       return try LineRangeReader(stream: openers[index]())
@@ -59,37 +63,26 @@ func shardsProblem(_ op: String, _ shards: Int) -> BigsliceError? {
   shards < 1 ? .invalidArgument("\(op) needs at least 1 shard, got \(shards)") : nil
 }
 
-/// The files `paths` name, expanded (`expand`), and the first problem met, for `op`.
-func inputFiles(_ op: String, _ shards: Int, _ paths: [String]) -> ([String], BigsliceError?) {
-  var problem = shardsProblem(op, shards)
-  var files: [String] = []
-  for path in paths {
-    do {
-      files += try expand(path, op: op)
-    } catch {
-      problem = problem ?? (error as? BigsliceError) ?? .invalidArgument("\(op): \(error)")
-    }
-  }
-  return (files, problem)
-}
-
-/// The node of a slice of the rows that `open(shard, i)` reads for inputs i = 0, 1, … until it returns
-/// nil (an input the shard does not read may open nothing: it is skipped). Rows an input
-/// skips as bad count in the task's `badRows` metric.
+/// The node of a slice of the rows that `open(shard, i, files)` reads for inputs i = 0, 1, …
+/// until it returns nil (an input the shard does not read may open nothing: it is skipped);
+/// `files` are `input`'s files in this run, or empty. Rows an input skips as bad count in the
+/// task's `badRows` metric.
 func inputSlice(
-  _ op: String, _ shards: Int, schema: Schema, problem: BigsliceError?, file: StaticString, line: UInt,
-  open: @escaping @Sendable (_ shard: Int, _ index: Int) throws -> (any FrameSource)??
+  _ op: String, _ shards: Int, schema: Schema, problem: BigsliceError?, input: InputFiles? = nil,
+  file: StaticString, line: UInt,
+  open: @escaping @Sendable (_ shard: Int, _ index: Int, _ files: [String]) throws -> (any FrameSource)??
 ) -> SliceNode {
-  SliceNode(
+  let node = SliceNode(
     op: op, location: location(file, line), schema: schema, shards: max(shards, 1), deps: [], problem: problem
-  ) { shard, _, _ in
+  ) { shard, _, context in
+    let files = try input.map { try context.files($0) } ?? []
     var index = 0
     var current: (any FrameSource)? = nil
     var skipped = 0
     return FunctionReader {
       while true {
         if current == nil {
-          guard let opened = try open(shard, index) else { return nil }
+          guard let opened = try open(shard, index, files) else { return nil }
           index += 1
           guard let reader = opened else { continue }
           current = reader
@@ -105,30 +98,6 @@ func inputSlice(
       }
     }
   }
-}
-
-/// The files `path` names: itself, a directory's files, or a pattern's matches, sorted.
-/// - Throws: `BigsliceError.invalidArgument` for a directory or pattern with no file.
-private func expand(_ path: String, op: String) throws -> [String] {
-  var info = stat()
-  if stat(path, &info) == 0 {
-    guard info.st_mode & S_IFMT == S_IFDIR else { return [path] }
-    let files = directoryEntries(path).filter { !$0.hasPrefix(".") }.map { "\(path)/\($0)" }.filter { name in
-      var entry = stat()
-      return stat(name, &entry) == 0 && entry.st_mode & S_IFMT == S_IFREG
-    }.sorted()
-    guard !files.isEmpty else { throw BigsliceError.invalidArgument("\(op): directory \(path) holds no file") }
-    return files
-  }
-  // Not a file: a pattern, if it has pattern characters (else the file is missing, which
-  // its read reports with the reason).
-  guard path.contains(where: { "*?[".contains($0) }) else { return [path] }
-  var matches = glob_t()
-  defer { globfree(&matches) }
-  let rc = glob(path, 0, nil, &matches)
-  guard rc == 0 else {
-    throw BigsliceError.invalidArgument(
-      rc == GLOB_NOMATCH ? "\(op): pattern \(path) matches no file" : "\(op): pattern \(path) cannot be read")
-  }
-  return (0..<Int(matches.gl_pathc)).compactMap { matches.gl_pathv[$0].map { String(cString: $0) } }.sorted()
+  node.inputFiles = input
+  return node
 }

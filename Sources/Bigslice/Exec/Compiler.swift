@@ -11,11 +11,38 @@ struct Compiler {
   /// them).
   private(set) var storedDecisions: [[Bool]] = []
   private let replay: [[Bool]]?
+  /// For each file reader met, in the order met: its files. The driver's compile expands
+  /// them and its machines replay them, so every process reads the same files.
+  private(set) var expansions: [[String]] = []
+  /// The first expansion that failed (a pattern that matches nothing, say): the run fails
+  /// with it before any task starts.
+  private(set) var inputProblem: BigsliceError?
+  private let replayInputs: [[String]]?
 
-  /// - Parameter stored: the driver's `storedDecisions`, on a machine.
-  init(invocation: Int = 0, stored: [[Bool]]? = nil) {
+  /// - Parameters:
+  ///   - stored: the driver's `storedDecisions`, on a machine.
+  ///   - inputs: the driver's `expansions`, on a machine.
+  init(invocation: Int = 0, stored: [[Bool]]? = nil, inputs: [[String]]? = nil) {
     self.invocation = invocation
     replay = stored
+    replayInputs = inputs
+  }
+
+  /// The files of `input` in this compile.
+  private mutating func expand(_ input: InputFiles) -> [String] {
+    let k = expansions.count
+    var files: [String] = []
+    if let replayInputs, k < replayInputs.count {
+      files = replayInputs[k]
+    } else {
+      do {
+        files = try input.expand()
+      } catch {
+        inputProblem = inputProblem ?? (error as? BigsliceError) ?? .invalidArgument("\(input.op): \(error)")
+      }
+    }
+    expansions.append(files)
+    return files
   }
 
   /// Which shards of `node` read their stored copy.
@@ -58,10 +85,19 @@ struct Compiler {
     for (i, n) in chain.enumerated() {
       if let shards = n.stored { stored.append((i, storedShards(n, shards))) }
     }
+    var inputs: [ObjectIdentifier: [String]] = [:]
+    for n in chain {
+      if let input = n.inputFiles { inputs[ObjectIdentifier(input)] = expand(input) }
+    }
     let tasks = (0..<node.shards).map { shard in
-      guard let (i, _) = stored.first(where: { $0.1[shard] }) else { return makeTask(chain, shard: shard) }
+      guard let (i, _) = stored.first(where: { $0.1[shard] }) else {
+        let task = makeTask(chain, shard: shard)
+        task.inputFiles = inputs
+        return task
+      }
       let task = makeTask(Array(chain[...i]), shard: shard)
       task.readsStored = true
+      task.inputFiles = inputs
       return task
     }
     if tasks.contains(where: { !$0.readsStored }) {

@@ -10,6 +10,8 @@ final class ShardTask: @unchecked Sendable {
   let chain: [SliceNode]
   /// `chain.last` reads its stored shard (`SliceNode.stored`) instead of computing it.
   var readsStored = false
+  /// The files of the chain's file readers, as this task's compile expanded them.
+  var inputFiles: [ObjectIdentifier: [String]] = [:]
   let shard: Int
   /// For each dependency of `chain.last`: the upstream tasks and whether this is a shuffle
   /// (read partition `shard` of every upstream task) or narrow (read its only partition).

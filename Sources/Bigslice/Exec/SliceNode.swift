@@ -49,6 +49,9 @@ final class SliceNode: @unchecked Sendable {
   var resultTasks: [ShardTask]? = nil
   /// Shards of this slice kept in storage, read instead of computed where present (`cache`).
   var stored: (any StoredShards)? = nil
+  /// The paths this slice reads, expanded into files by each compile (`scanReader`,
+  /// `readDelimited`).
+  var inputFiles: InputFiles? = nil
   /// The reader of shard `shard`, given one reader per dependency.
   let reader: @Sendable (_ shard: Int, _ deps: [any Reader], _ context: TaskContext) throws -> any Reader
 

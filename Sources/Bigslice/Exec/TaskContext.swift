@@ -19,16 +19,19 @@ public final class TaskContext: @unchecked Sendable {
   var rowsOnlyEncoded = false
   /// The cancellation of the run the task is part of.
   let cancel: Cancellation?
+  /// The files of the task's file readers in its compile, by `InputFiles`.
+  let inputFiles: [ObjectIdentifier: [String]]
 
   init(
     shard: Int, counters: Counters, store: OutputStore? = nil, io: TaskIOMeter = TaskIOMeter(),
-    cancel: Cancellation? = nil
+    cancel: Cancellation? = nil, inputFiles: [ObjectIdentifier: [String]] = [:]
   ) {
     self.shard = shard
     self.counters = counters
     self.store = store
     self.io = io
     self.cancel = cancel
+    self.inputFiles = inputFiles
   }
 
   /// Whether the run this task is part of was cancelled: a long task should stop then (the

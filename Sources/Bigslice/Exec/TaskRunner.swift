@@ -17,7 +17,8 @@ struct TaskRunner {
     _ task: ShardTask, counters: Counters, io: TaskIOMeter = TaskIOMeter(), open: PartitionOpener? = nil,
     cancel: Cancellation? = nil
   ) throws -> TaskOutput {
-    let context = TaskContext(shard: task.shard, counters: counters, store: store, io: io, cancel: cancel)
+    let context = TaskContext(
+      shard: task.shard, counters: counters, store: store, io: io, cancel: cancel, inputFiles: task.inputFiles)
     context.rowsOnlyEncoded = store.outputsOnDisk && task.chain.count == 1 && !task.readsStored
     return try context.with { try run(task, context: context, open: open) }
   }

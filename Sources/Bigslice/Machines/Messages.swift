@@ -22,6 +22,8 @@ struct Invocation: Codable, Sendable {
   /// The driver's `Compiler.storedDecisions`: which shards of each slice with stored shards
   /// read them.
   var stored: [[Bool]] = []
+  /// The driver's `Compiler.expansions`: the files of each file reader.
+  var inputs: [[String]] = []
 }
 
 /// Where a task's input is: which machine holds the output of `task`.

@@ -84,7 +84,7 @@ final class WorkerState: @unchecked Sendable {
         throw BigsliceError.invalidArgument("func \(invocation.funcKey): \(ResultOnMachine.message)")
       }
       if let problem = node.problem { throw problem }
-      var compiler = Compiler(invocation: invocation.index, stored: invocation.stored)
+      var compiler = Compiler(invocation: invocation.index, stored: invocation.stored, inputs: invocation.inputs)
       let graph = TaskGraph(roots: compiler.compile(node), invocation: invocation.index)
       guard graph.digest == invocation.digest else {
         let first = zip(graph.digest, invocation.digest).first { $0 != $1 }
