@@ -97,7 +97,12 @@ extension String {
 
 /// The funcs of the delimited-text tests.
 public enum DelimitedFuncs {
-  public static func register() { _ = [table, write, lines] as [AnyObject] }
+  public static func register() { _ = [table, write, lines, readSums] as [AnyObject] }
+
+  /// The (key, sum) rows of CSV files.
+  public static let readSums = Func("test.readSums") { (shards: Int, paths: [String]) in
+    readDelimited(shards, paths: paths, as: Int.self, Int.self, format: .csv())
+  }
 
   /// The lines of the files `paths` name.
   public static let lines = Func("test.lines") { (shards: Int, paths: [String]) in scanReader(shards, paths: paths) }

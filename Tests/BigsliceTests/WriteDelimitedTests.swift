@@ -125,4 +125,25 @@ func files(_ dir: String) throws -> [String] {
           + "127\t300\t2147483647\t0\t1\t0\t0\t-0.25\tfalse\t0\n")
     }
   }
+
+  /// A result writes itself from the driver, on machines too, to the same files a slice
+  /// writes.
+  @Test(arguments: [Engine.local, .processes])
+  func aResultWritesTheSameFilesItsSliceWould(engine: Engine) async throws {
+    let session = try session(Setup(engine: engine, limit: Int.max))
+    try await withTemporaryDirectory { dir in
+      let (keys, values) = randomPairs(2000, keys: 300, seed: 9)
+      let result = try await session.run(TestFuncs.reduceSum, 5, keys, values)
+      let written = try result.writeDelimited(to: "\(dir)/sums", format: .csv(), compression: .gzip)
+      #expect(written.map(\.path) == (0..<5).map { "\(dir)/sums-000\($0)-of-0005.csv.gz" })
+      #expect(written.map(\.rows).reduce(0, +) == Set(keys).count)
+      let back = try await session.run(DelimitedFuncs.readSums, 3, written.map(\.path))
+      var sums: [Int: Int] = [:]
+      var reader = back.makeRowReader()
+      while let (key, sum) = try reader.next() { sums[key] = sum }
+      var expected: [Int: Int] = [:]
+      for (k, v) in zip(keys, values) { expected[k, default: 0] += v }
+      #expect(sums == expected)
+    }
+  }
 }

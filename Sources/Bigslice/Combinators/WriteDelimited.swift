@@ -56,6 +56,31 @@ extension Slice {
   }
 }
 
+extension SliceResult {
+  /// Writes each shard's rows as delimited text to a file of its own, as
+  /// `Slice.writeDelimited(to:format:compression:)` does, from this process: on machines, the
+  /// rows stream from the machines to the driver, which writes every file. Returns each
+  /// shard's path and row count, in shard order.
+  /// - Throws: the errors of `Slice.writeDelimited`, and what computing a lost shard again
+  ///   throws.
+  public func writeDelimited(
+    to prefix: String, format: DelimitedFormat = .tsv(), compression: OutputCompression = .none
+  ) throws -> [(path: String, rows: Int)] {
+    if case .names(let names) = format.header, names.count != schema.types.count {
+      throw BigsliceError.invalidArgument(
+        "writeDelimited: a header of \(names.count) names for \(schema.types.count) columns")
+    }
+    let set = OutputSet(prefix: prefix, shards: shards, format: format, compression: compression)
+    return try (0..<shards).map { shard in
+      let writer = try DelimitedWriter(path: set.path(shard), format: format, compression: compression)
+      try forEachFrame(shard: shard) { try writer.write($0) }
+      try writer.finish()
+      set.removeOtherSets(shard: shard)
+      return (writer.path, writer.rows)
+    }
+  }
+}
+
 /// The names of a set of sharded output files.
 struct OutputSet {
   let prefix: String

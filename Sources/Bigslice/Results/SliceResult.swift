@@ -100,11 +100,18 @@ public struct SliceResult<each C>: @unchecked Sendable {
   /// The frames of shard `shard`, read into memory.
   /// - Throws: what computing it again throws.
   public func frames(shard: Int) throws -> [Frame] {
-    guard driverSession() != nil else { return [] }
-    let feed = ResultFeed(tasks: [tasks[shard]], result: reload, logger: logger)
     var out: [Frame] = []
-    while let frame = try feed.next() { out.append(frame) }
+    try forEachFrame(shard: shard) { out.append($0) }
     return out
+  }
+
+  /// Calls `body` with each frame of shard `shard` in turn, streamed (from its machine, on
+  /// machines), none kept.
+  /// - Throws: what computing it again throws, or what `body` throws.
+  func forEachFrame(shard: Int, _ body: (Frame) throws -> Void) throws {
+    guard driverSession() != nil else { return }
+    let feed = ResultFeed(tasks: [tasks[shard]], result: reload, logger: logger)
+    while let frame = try feed.next() { try body(frame) }
   }
 
   /// The number of rows; a discarded or lost result is computed again first.
