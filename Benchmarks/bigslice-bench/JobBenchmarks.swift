@@ -380,9 +380,10 @@ struct JobBenchmarks {
           bench: label, rows: rows, seconds: seconds, baseline: "none", baselineSeconds: seconds, notes: checksum))
       return
     }
-    for engine in ["duckdb", "polars"] {
-      guard let peer = runPeer(engine, workload, rows: peerRows ?? rows, arguments: peerArguments) else {
-        report.note("\(label): \(engine) did not run (pip install -r Benchmarks/peers/requirements.txt)")
+    for engine in JobBenchmarks.peerEngines {
+      let run = runPeer(engine, workload, rows: peerRows ?? rows, arguments: peerArguments)
+      guard case .success(let peer) = run else {
+        if case .failure(let why) = run { report.note("\(label): \(engine) did not run: \(why.description)") }
         continue
       }
       let agree =
@@ -395,9 +396,16 @@ struct JobBenchmarks {
     }
   }
 
-  func runPeer(_ engine: String, _ workload: String, rows: Int, arguments: [String] = []) -> (
-    seconds: Double, gen: Double, rss: Int, checksum: String
-  )? {
+  /// The peers `--peers` runs, in the order of the report.
+  static let peerEngines = ["duckdb", "polars", "chdb", "datafusion"]
+
+  /// A peer's median time, generation time, peak RSS and checksum, or why it did not run (the
+  /// last line it wrote on stderr).
+  func runPeer(_ engine: String, _ workload: String, rows: Int, arguments: [String] = [])
+    -> Swift.Result<
+      (seconds: Double, gen: Double, rss: Int, checksum: String), DemoError
+    >
+  {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments =
@@ -407,16 +415,28 @@ struct JobBenchmarks {
       ] + arguments
     let pipe = Pipe()
     process.standardOutput = pipe
-    process.standardError = FileHandle.nullDevice
-    do { try process.run() } catch { return nil }
+    let errors = FileManager.default.temporaryDirectory.appendingPathComponent("peer-\(UUID().uuidString).err")
+    FileManager.default.createFile(atPath: errors.path, contents: nil)
+    defer { try? FileManager.default.removeItem(at: errors) }
+    guard let errorHandle = try? FileHandle(forWritingTo: errors) else { return .failure(DemoError("no stderr file")) }
+    process.standardError = errorHandle
+    do { try process.run() } catch {
+      return .failure(DemoError("python3 cannot start: \(error) (pip install -r Benchmarks/peers/requirements.txt)"))
+    }
     let data = pipe.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
+    try? errorHandle.close()
     guard process.terminationStatus == 0,
       let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last(where: { $0.hasPrefix("{") }),
       let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
       let seconds = object["seconds"] as? Double, let checksum = object["checksum"] as? String
-    else { return nil }
-    return (seconds, object["gen_seconds"] as? Double ?? 0, object["peak_rss_bytes"] as? Int ?? 0, checksum)
+    else {
+      let said = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
+      let last = said.split(separator: "\n").last.map(String.init) ?? "exit status \(process.terminationStatus)"
+      return .failure(DemoError(last))
+    }
+    return .success(
+      (seconds, object["gen_seconds"] as? Double ?? 0, object["peak_rss_bytes"] as? Int ?? 0, checksum))
   }
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Peer benchmarks W1-W6 (shared/BENCHMARKS.md) on DuckDB or Polars, 2 threads.
+"""Peer benchmarks W1-W6 (shared/BENCHMARKS.md) on DuckDB, Polars, ClickHouse (chdb) or
+DataFusion, 2 threads.
 
-usage: peers.py --engine duckdb|polars --workload W1|W1x2|W2..W6 [--rows N] [--keys K] [--repeat R]
+usage: peers.py --engine duckdb|polars|chdb|datafusion --workload W1|W1x2|W2..W6 [--rows N] [--keys K] [--repeat R]
                 [--json] [--text-file PATH] [--verify] [--mode MODE] [--tmp-dir DIR]
                 [--duckdb-input table|arrays] [--data-dir DIR]
 
@@ -397,11 +398,156 @@ def polars_setup(a, state):
     raise SystemExit(f"unknown workload {wl}")
 
 
+# ---------------------------------------------------------------- ClickHouse (chdb)
+
+W5_TOP = ("SELECT w, n, count() OVER () AS d FROM ({counts}) ORDER BY n DESC, w ASC LIMIT 10")
+
+
+def chdb_setup(a, state):
+    """ClickHouse in process: the arrays copied into Memory tables chunk by chunk, or files read
+    with file(); max_threads=2 on every query."""
+    from chdb import session as chs
+    import pyarrow as pa
+    wl, n, K = a.workload, a.rows, a.keys
+    sess = chs.Session()
+    settings = f" SETTINGS max_threads={THREADS}"
+
+    def load(name: str, columns: str, chunks) -> None:
+        sess.query(f"CREATE TABLE {name} ({columns}) ENGINE = Memory")
+        for cols in chunks:
+            chunk = pa.table(cols)  # noqa: F841 (read by name by Python())
+            sess.query(f"INSERT INTO {name} SELECT * FROM Python(chunk)" + settings)
+
+    def one(sql: str) -> list[str]:
+        return str(sess.query(sql + settings, "TSV")).strip().split("\t")
+
+    kv = ("SELECT count(), sum(toUInt64({key}) * toUInt64(s)) FROM "
+          "(SELECT {group}, sum(value) AS s FROM t GROUP BY {group})")
+    if wl == "W1":
+        load("t", "key Int64, value Int64", ({"key": k, "value": v} for k, v in gen.kv_chunks(n, 0, K)))
+        sql = kv.format(key="key", group="key")
+    elif wl == "W1x2":
+        load("t", "hi Int64, lo Int64, value Int64",
+             ({"hi": k >> 10, "lo": k & 1023, "value": v} for k, v in gen.kv_chunks(n, 0, K)))
+        sql = kv.format(key="hi * 1024 + lo", group="hi, lo")
+    elif wl == "W6":
+        files = w6_files(a)
+        directory, suffix = os.path.dirname(files[0]), files[0][files[0].index(".tsv"):]
+        src = (f"file('{directory}/part-*-of-0008{suffix}', 'TSV', 'key Int64, value Int64'"
+               + (", 'gzip')" if a.mode == "gzip" else ")"))
+        sql = kv.format(key="key", group="key").replace("FROM t GROUP", f"FROM {src} GROUP")
+    elif wl == "W2":
+        load("t", "k Int64", ({"k": k} for k in gen.w2_chunks(n)))
+
+        def run():
+            out = sess.query("SELECT k FROM t ORDER BY k" + settings, "ArrowTable")
+            state["result"] = out.column("k").to_numpy()
+        state["checksum"] = lambda: w2_checksum(np.asarray(state.pop("result")))
+        return run
+    elif wl == "W3":
+        load("a", "key Int64", ({"key": k} for k, _ in gen.kv_chunks(n, 0, K)))
+        load("b", "key Int64", ({"key": k} for k, _ in gen.kv_chunks(n, SEED_B, K)))
+        if a.mode == "join":
+            sql3 = "SELECT count() FROM a INNER JOIN b USING (key)"
+        else:
+            sql3 = ("SELECT sum(ca * cb) FROM (SELECT key, count() AS ca FROM a GROUP BY key) AS x "
+                    "INNER JOIN (SELECT key, count() AS cb FROM b GROUP BY key) AS y USING (key)")
+
+        def run():
+            return f"count={int(one(sql3)[0])}"
+        return run
+    elif wl == "W5":
+        path = a.text_file.replace("'", "\\'")
+        counts = (f"SELECT w, count() AS n FROM (SELECT arrayJoin(splitByChar(' ', line)) AS w "
+                  f"FROM file('{path}', 'LineAsString', 'line String')) GROUP BY w")
+        sql5 = W5_TOP.format(counts=counts)
+
+        def run():
+            rows = [r.split("\t") for r in str(sess.query(sql5 + settings, "TSV")).strip().split("\n") if r]
+            return w5_checksum(int(rows[0][2]) if rows else 0, [(w, int(c)) for w, c, _ in rows])
+        return run
+    else:
+        raise SystemExit(f"{wl}: not run on chdb")
+
+    def run():
+        g, s = one(sql)
+        return kv_checksum(int(g), int(s))
+    return run
+
+
+# ---------------------------------------------------------------- DataFusion
+
+def datafusion_setup(a, state):
+    """DataFusion: the arrays registered as record batches in two partitions, or files
+    registered as CSV; target_partitions=2."""
+    import pyarrow as pa
+    from datafusion import SessionConfig, SessionContext
+    wl, n, K = a.workload, a.rows, a.keys
+    ctx = SessionContext(SessionConfig().with_target_partitions(THREADS))
+
+    def load(name: str, chunks) -> None:
+        batches = [b for cols in chunks for b in pa.table(cols).to_batches()]
+        ctx.register_record_batches(name, [batches[0::2], batches[1::2]])
+
+    kv = ("SELECT count(*) AS g, CAST(sum(CAST({key} AS DECIMAL(38,0)) * CAST(s AS DECIMAL(38,0))) "
+          "% 18446744073709551616 AS DECIMAL(38,0)) AS ks FROM (SELECT {group}, sum(value) AS s FROM t GROUP BY {group})")
+    if wl == "W1":
+        load("t", ({"key": k, "value": v} for k, v in gen.kv_chunks(n, 0, K)))
+        sql = kv.format(key="key", group="key")
+    elif wl == "W1x2":
+        load("t", ({"hi": k >> 10, "lo": k & 1023, "value": v} for k, v in gen.kv_chunks(n, 0, K)))
+        sql = kv.format(key="hi * 1024 + lo", group="hi, lo")
+    elif wl == "W6":
+        files = w6_files(a)
+        schema = pa.schema([("key", pa.int64()), ("value", pa.int64())])
+        extension = files[0][files[0].index(".tsv"):]
+        ctx.register_csv("t", files, schema=schema, has_header=False, delimiter="\t", file_extension=extension,
+                         file_compression_type="gzip" if a.mode == "gzip" else None)
+        sql = kv.format(key="key", group="key")
+    elif wl == "W2":
+        load("t", ({"k": k} for k in gen.w2_chunks(n)))
+
+        def run():
+            batches = ctx.sql("SELECT k FROM t ORDER BY k").collect()
+            state["result"] = pa.Table.from_batches(batches).column("k").to_numpy()
+        state["checksum"] = lambda: w2_checksum(np.asarray(state.pop("result")))
+        return run
+    elif wl == "W3":
+        load("a", ({"key": k} for k, _ in gen.kv_chunks(n, 0, K)))
+        load("b", ({"key": k} for k, _ in gen.kv_chunks(n, SEED_B, K)))
+        if a.mode == "join":
+            sql3 = "SELECT count(*) AS c FROM a JOIN b ON a.key = b.key"
+        else:
+            sql3 = ("SELECT sum(ca * cb) AS c FROM (SELECT key, count(*) AS ca FROM a GROUP BY key) x "
+                    "JOIN (SELECT key, count(*) AS cb FROM b GROUP BY key) y ON x.key = y.key")
+
+        def run():
+            return f"count={ctx.sql(sql3).collect()[0].column(0)[0].as_py()}"
+        return run
+    elif wl == "W5":
+        ctx.register_csv("lines", a.text_file, schema=pa.schema([("line", pa.string())]), has_header=False,
+                         delimiter="\t", file_extension=os.path.splitext(a.text_file)[1] or ".txt")
+        counts = "SELECT w, count(*) AS n FROM (SELECT unnest(string_to_array(line, ' ')) AS w FROM lines) GROUP BY w"
+        sql5 = W5_TOP.format(counts=counts).replace("count() OVER", "count(*) OVER")
+
+        def run():
+            rows = pa.Table.from_batches(ctx.sql(sql5).collect()).to_pylist()
+            return w5_checksum(rows[0]["d"] if rows else 0, [(r["w"], r["n"]) for r in rows])
+        return run
+    else:
+        raise SystemExit(f"{wl}: not run on datafusion")
+
+    def run():
+        r = ctx.sql(sql).collect()[0].to_pylist()[0]
+        return kv_checksum(int(r["g"]), int(r["ks"]))
+    return run
+
+
 # ---------------------------------------------------------------- driver
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--engine", required=True, choices=["duckdb", "polars"])
+    p.add_argument("--engine", required=True, choices=["duckdb", "polars", "chdb", "datafusion"])
     p.add_argument("--workload", required=True, choices=["W1", "W1x2", "W2", "W3", "W4", "W5", "W6"])
     p.add_argument("--rows", type=int)
     p.add_argument("--keys", type=int)
@@ -421,7 +567,9 @@ def main() -> int:
     modes = {("W3", "duckdb"): ["join", "cogroup"], ("W3", "polars"): ["cogroup", "join"],
              ("W4", "polars"): ["source", "memory"],
              ("W5", "duckdb"): ["lines", "columns"], ("W5", "polars"): ["lines", "columns"],
-             ("W6", "duckdb"): ["plain", "gzip"], ("W6", "polars"): ["plain", "gzip"]}
+             ("W6", "duckdb"): ["plain", "gzip"], ("W6", "polars"): ["plain", "gzip"],
+             ("W3", "chdb"): ["join", "cogroup"], ("W3", "datafusion"): ["join", "cogroup"],
+             ("W6", "chdb"): ["plain", "gzip"], ("W6", "datafusion"): ["plain", "gzip"]}
     allowed = modes.get((a.workload, a.engine), [])
     if a.mode is None:
         a.mode = allowed[0] if allowed else None
@@ -433,6 +581,12 @@ def main() -> int:
         import polars as pl
         assert pl.thread_pool_size() == THREADS, pl.thread_pool_size()
         version, setup = pl.__version__, polars_setup
+    elif a.engine == "chdb":
+        import chdb
+        version, setup = chdb.__version__, chdb_setup
+    elif a.engine == "datafusion":
+        import datafusion
+        version, setup = datafusion.__version__, datafusion_setup
     else:
         import duckdb
         version, setup = duckdb.__version__, duckdb_setup
