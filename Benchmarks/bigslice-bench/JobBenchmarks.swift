@@ -15,6 +15,8 @@ struct JobBenchmarks {
   let shards = 8
   /// How long each W1 or W3 run took to scan its result, after the job.
   let scanTimes = ScanTimes()
+  /// Each peer's run of a workload, made once per invocation however many rows compare to it.
+  let peerRuns = PeerRuns()
 
   func run() throws {
     report.header("Jobs: 2 procs, median of \(repeats)\(peers ? ", peers in the same run" : "")")
@@ -381,7 +383,11 @@ struct JobBenchmarks {
       return
     }
     for engine in JobBenchmarks.peerEngines {
-      let run = runPeer(engine, workload, rows: peerRows ?? rows, arguments: peerArguments)
+      let key = ([engine, workload, String(peerRows ?? rows)] + peerArguments).joined(separator: " ")
+      let run =
+        peerRuns.runs[key]
+        ?? runPeer(engine, workload, rows: peerRows ?? rows, arguments: peerArguments)
+      peerRuns.runs[key] = run
       guard case .success(let peer) = run else {
         if case .failure(let why) = run { report.note("\(label): \(engine) did not run: \(why.description)") }
         continue
@@ -438,6 +444,11 @@ struct JobBenchmarks {
     return .success(
       (seconds, object["gen_seconds"] as? Double ?? 0, object["peak_rss_bytes"] as? Int ?? 0, checksum))
   }
+}
+
+/// The peers' runs of one invocation, by engine, workload, rows and arguments.
+final class PeerRuns {
+  var runs: [String: Swift.Result<(seconds: Double, gen: Double, rss: Int, checksum: String), DemoError>] = [:]
 }
 
 /// Times collected while a benchmark runs (the benchmark struct's methods do not mutate it).

@@ -65,6 +65,15 @@ M64 = 2 ** 64
 
 
 def peak_rss() -> int:
+    """This process's peak RSS: VmHWM, which starts afresh at exec. (ru_maxrss does not: on
+    Linux it keeps the high-water mark of the process that forked and exec'd this one.)"""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 

@@ -33,6 +33,8 @@ public final class DelimitedReader: FrameSource {
   private let columns: [DelimitedColumn]
   /// The header line is still to be read (this shard reads the start of the input).
   private var headerDue: Bool
+  /// This shard reads the start of the input, and has not yet looked for a byte-order mark.
+  private var atStart: Bool
   /// Line feeds consumed since `input.rangeStart`.
   private var lines = 0
   private var split: bs_delim_split
@@ -66,6 +68,7 @@ public final class DelimitedReader: FrameSource {
     self.format = format
     self.columns = columns
     headerDue = format.header != .none && input.rangeStart == 0 && input.stop > 0
+    atStart = input.rangeStart == 0 && input.stop > 0
     capacity = 0
     starts = .allocate(capacity: 1)
     ends = .allocate(capacity: 1)
@@ -124,7 +127,7 @@ public final class DelimitedReader: FrameSource {
         continue
       }
       if input.eof { return false }
-      try input.fill()
+      try input.fillMore()
     }
   }
 
@@ -187,6 +190,14 @@ public final class DelimitedReader: FrameSource {
       path: input.name, line: line(at: at), column: column.map(columnLabel), problem: problem, text: text(from: at))
   }
 
+  /// Skips a UTF-8 byte-order mark at the start of the input, as spreadsheet exports write.
+  private func skipByteOrderMark() throws {
+    atStart = false
+    while input.end - input.start < 3 && !input.eof { try input.fill() }
+    let at = input.buffer + input.start
+    if input.end - input.start >= 3 && at[0] == 0xEF && at[1] == 0xBB && at[2] == 0xBF { input.consume(3) }
+  }
+
   private func readHeader() throws {
     headerDue = false
     let fieldColumns = columns.count
@@ -210,6 +221,7 @@ public final class DelimitedReader: FrameSource {
   /// - Throws: `SliceIOError.delimited` naming the file, line, column and text of a bad row
   ///   or field (unless `skipBadRows`); `SliceIOError.io`, `.compressed` from the input.
   public func next(rows: Int) throws -> Frame? {
+    if atStart { try skipByteOrderMark() }
     if headerDue { try readHeader() }
     while try splitRows(max(rows, 1), skipping: format.skipBadRows) {
       let count = Int(split.rows)

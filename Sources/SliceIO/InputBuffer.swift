@@ -150,6 +150,15 @@ package final class InputBuffer {
     end += n
   }
 
+  /// Reads until the bytes not yet consumed are at least twice as many as now (64 KiB more at
+  /// least), or the input ends: a reader that found no whole row in them calls this, so a row
+  /// that arrives in many small reads is scanned a logarithmic number of times, not once a
+  /// read.
+  package func fillMore() throws {
+    let want = max(2 * (end - start), end - start + (64 << 10))
+    repeat { try fill() } while !eof && end - start < want
+  }
+
   /// The number of line feeds before `rangeStart` in the input (read again from its start
   /// for a file cut into ranges): with the lines a reader counted since, the line number of
   /// a row, for errors.

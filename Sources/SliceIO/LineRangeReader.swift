@@ -51,7 +51,7 @@ public final class LineRangeReader: FrameSource {
         input.consume(available)
         break
       }
-      try input.fill()
+      try input.fillMore()
     }
     let count = builder.count
     let column = builder.finish()

@@ -180,6 +180,53 @@ final class DribbleInput: ByteInput {
     #expect(message.contains("line 1501, column 3 (price): not a Double?: found \"bad-price\""), "\(message)")
   }
 
+  /// A row far longer than the read buffer (1 MiB) is read whole, from a file cut into shards
+  /// (with a boundary inside it) and from a stream that hands out a few bytes at a time (each
+  /// read must not rescan the row: that took minutes).
+  @Test func aRowLongerThanTheBufferIsReadWhole() throws {
+    let long = String(repeating: "x", count: 3 << 20)
+    let text = "1\tshort\n2\t\(long)\n3\tend"
+    let path = temporaryFile(text)
+    defer { unlink(path) }
+    let columns = [DelimitedColumn(Int.self), DelimitedColumn(String.self)]
+    for shards in [1, 2, 5] {
+      var rows: [[AnyHashable]] = []
+      for shard in 0..<shards {
+        let reader = try DelimitedReader(path: path, shard: shard, of: shards, format: .tsv(), columns: columns)
+        while let frame = try reader.next(rows: 100) { rows += frame.anyRows }
+      }
+      #expect(rows.map { "\($0[1])".count } == [5, long.count, 3], "\(shards) shards")
+    }
+    let reader = try DelimitedReader(
+      stream: DribbleInput(Array(text.utf8), seed: 1), format: .tsv(), columns: columns)
+    var count = 0
+    while let frame = try reader.next(rows: 100) { count += frame.count }
+    #expect(count == 3)
+    // The same stream read as lines.
+    let lines = try LineRangeReader(stream: DribbleInput(Array(text.utf8), seed: 2))
+    var lengths: [Int] = []
+    while let frame = try lines.next(rows: 100) {
+      lengths += frame.anyRows.map { "\($0[0])".utf8.count }
+    }
+    #expect(lengths == [7, long.count + 2, 5])
+  }
+
+  /// A UTF-8 byte-order mark before the header (or the first row) is not part of it.
+  @Test func aByteOrderMarkIsSkipped() throws {
+    let withHeader = temporaryFile("\u{FEFF}id,name\n1,a\n")
+    let withoutHeader = temporaryFile("\u{FEFF}7,b\n")
+    defer {
+      unlink(withHeader)
+      unlink(withoutHeader)
+    }
+    let columns = [DelimitedColumn(Int.self), DelimitedColumn(String.self)]
+    let a = try DelimitedReader(
+      path: withHeader, shard: 0, of: 1, format: .csv(header: .names(["id", "name"])), columns: columns)
+    #expect(try a.next(rows: 10)?.anyRows.map { "\($0[1])" } == ["a"])
+    let b = try DelimitedReader(path: withoutHeader, shard: 0, of: 1, format: .csv(), columns: columns)
+    #expect(try b.next(rows: 10)?.anyRows.map { "\($0[1])" } == ["b"])
+  }
+
   @Test func aWrongHeaderFailsNamingBothHeaders() throws {
     let path = temporaryFile("id,name,cost,flag,small,note\n1,a,1,true,1,n\n")
     defer { unlink(path) }
