@@ -160,11 +160,11 @@ public final class Session: @unchecked Sendable {
   }
 
   /// What a process holds beyond its session's memory limit at most: the binary and the Swift
-  /// runtime (the `bigslice` binary starts at 21–23 MB of RSS), and for each of `procs` task
+  /// runtime (the `bigslice` binary starts at 23–25 MB of RSS), and for each of `procs` task
   /// threads its stack, its smallest buffers (a frame in flight, a combiner's first table, a
   /// spill writer's buffers, compression contexts) and the freed memory the C library keeps
-  /// until the task ends: 24 MiB, plus 24 MiB a thread.
-  public static func memoryOverhead(procs: Int) -> Int { (24 << 20) + (24 << 20) * max(procs, 1) }
+  /// until the task ends: 24 MiB, plus 26 MiB a thread.
+  public static func memoryOverhead(procs: Int) -> Int { (24 << 20) + (26 << 20) * max(procs, 1) }
 
   /// Bytes written to spill files so far (task outputs, runs and sort runs), by this process
   /// and, on machines, by the machines' tasks (reported with each task's result).
