@@ -418,7 +418,11 @@ def chdb_setup(a, state):
     from chdb import session as chs
     import pyarrow as pa
     wl, n, K = a.workload, a.rows, a.keys
-    sess = chs.Session()
+    tmp = tempfile.mkdtemp(prefix="peers-w4-chdb-", dir=a.tmp_dir) if wl == "W4" else None
+    if tmp:
+        state["cleanup"] = lambda: shutil.rmtree(tmp, ignore_errors=True)
+    # W4's table is on disk, so the session has a path (one per process, so chosen first).
+    sess = chs.Session(os.path.join(tmp, "db")) if tmp else chs.Session()
     settings = f" SETTINGS max_threads={THREADS}"
 
     def load(name: str, columns: str, chunks) -> None:
@@ -465,6 +469,15 @@ def chdb_setup(a, state):
         def run():
             return f"count={int(one(sql3)[0])}"
         return run
+    elif wl == "W4":
+        sess.query("CREATE TABLE t (key Int64, value Int64) ENGINE = MergeTree ORDER BY tuple()")
+        for k, v in gen.kv_chunks(n, 0, K):
+            chunk = pa.table({"key": k, "value": v})  # noqa: F841 (read by name by Python())
+            sess.query("INSERT INTO t SELECT * FROM Python(chunk)" + settings)
+        settings += ", max_memory_usage=2147483648, max_bytes_before_external_group_by=1073741824"
+        state["note"] = ("table loaded in 10M-row chunks into an on-disk MergeTree table; max_memory_usage=2GiB, "
+                         "external aggregation beyond 1GiB")
+        sql = kv.format(key="key", group="key")
     elif wl == "W5":
         path = a.text_file.replace("'", "\\'")
         counts = (f"SELECT w, count() AS n FROM (SELECT arrayJoin(splitByChar(' ', line)) AS w "
@@ -498,8 +511,10 @@ def datafusion_setup(a, state):
         batches = [b for cols in chunks for b in pa.table(cols).to_batches()]
         ctx.register_record_batches(name, [batches[0::2], batches[1::2]])
 
-    kv = ("SELECT count(*) AS g, CAST(sum(CAST({key} AS DECIMAL(38,0)) * CAST(s AS DECIMAL(38,0))) "
-          "% 18446744073709551616 AS DECIMAL(38,0)) AS ks FROM (SELECT {group}, sum(value) AS s FROM t GROUP BY {group})")
+    # The exact sum as a decimal, reduced mod 2^64 in Python (kv_checksum): a literal of 2^64
+    # in the SQL is a double, whose modulo loses the low bits at W4's sizes.
+    kv = ("SELECT count(*) AS g, sum(CAST({key} AS DECIMAL(38,0)) * CAST(s AS DECIMAL(38,0))) AS ks "
+          "FROM (SELECT {group}, sum(value) AS s FROM t GROUP BY {group})")
     if wl == "W1":
         load("t", ({"key": k, "value": v} for k, v in gen.kv_chunks(n, 0, K)))
         sql = kv.format(key="key", group="key")
@@ -533,6 +548,21 @@ def datafusion_setup(a, state):
         def run():
             return f"count={ctx.sql(sql3).collect()[0].column(0)[0].as_py()}"
         return run
+    elif wl == "W4":
+        import pyarrow.parquet as pq
+        from datafusion import RuntimeEnvBuilder
+        tmp = tempfile.mkdtemp(prefix="peers-w4-datafusion-", dir=a.tmp_dir)
+        state["cleanup"] = lambda: shutil.rmtree(tmp, ignore_errors=True)
+        for i, (k, v) in enumerate(gen.kv_chunks(n, 0, K)):
+            pq.write_table(pa.table({"key": k, "value": v}), os.path.join(tmp, f"part-{i:04d}.parquet"),
+                           compression="none")
+        runtime = (RuntimeEnvBuilder().with_fair_spill_pool(2 << 30)
+                   .with_disk_manager_specified(os.path.join(tmp, "spill")))
+        os.makedirs(os.path.join(tmp, "spill"))
+        ctx = SessionContext(SessionConfig().with_target_partitions(THREADS), runtime)
+        ctx.register_parquet("t", tmp)
+        state["note"] = "table written as 10M-row Parquet files, scanned by the query; a 2 GiB fair spill pool"
+        sql = kv.format(key="key", group="key")
     elif wl == "W5":
         ctx.register_csv("lines", a.text_file, schema=pa.schema([("line", pa.string())]), has_header=False,
                          delimiter="\t", file_extension=os.path.splitext(a.text_file)[1] or ".txt")
