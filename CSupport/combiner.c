@@ -707,3 +707,58 @@ bs_error bs_comb_hash_order(const bs_combiner *c, uint32_t *perm, uint64_t *keys
   if (e != BS_OK) return e;
   return bs_radix_sort_u64(keys_buf, perm, n, tmp_keys, tmp_perm);
 }
+
+/* A slot of the baseline's table: the key, its sum, and whether it is used. */
+typedef struct {
+  int64_t key;
+  int64_t sum;
+  uint64_t used;
+} bench_slot;
+
+static inline size_t bench_home(int64_t key, size_t mask) {
+  return (size_t)(((uint64_t)key * 0x9E3779B97F4A7C15ull) >> 17) & mask;
+}
+
+int64_t bs_bench_hash_aggregate(const int64_t *keys, const int64_t *vals, size_t n, uint64_t *checksum) {
+  size_t cap = 1u << 16, groups = 0;
+  bench_slot *t = calloc(cap, sizeof *t);
+  if (t == NULL) return BS_ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    size_t mask = cap - 1, j = bench_home(keys[i], mask);
+    while (t[j].used && t[j].key != keys[i]) j = (j + 1) & mask;
+    if (!t[j].used) {
+      if (2 * (groups + 1) > cap) {
+        size_t ncap = 2 * cap;
+        bench_slot *nt = calloc(ncap, sizeof *nt);
+        if (nt == NULL) {
+          free(t);
+          return BS_ENOMEM;
+        }
+        for (size_t o = 0; o < cap; o++) {
+          if (!t[o].used) continue;
+          size_t q = bench_home(t[o].key, ncap - 1);
+          while (nt[q].used) q = (q + 1) & (ncap - 1);
+          nt[q] = t[o];
+        }
+        free(t);
+        t = nt;
+        cap = ncap;
+        mask = cap - 1;
+        j = bench_home(keys[i], mask);
+        while (t[j].used) j = (j + 1) & mask;
+      }
+      t[j].used = 1;
+      t[j].key = keys[i];
+      t[j].sum = 0;
+      groups++;
+    }
+    t[j].sum = (int64_t)((uint64_t)t[j].sum + (uint64_t)vals[i]);
+  }
+  uint64_t c = 0;
+  for (size_t j = 0; j < cap; j++) {
+    if (t[j].used) c += (uint64_t)t[j].key * (uint64_t)t[j].sum;
+  }
+  free(t);
+  *checksum = c;
+  return (int64_t)groups;
+}

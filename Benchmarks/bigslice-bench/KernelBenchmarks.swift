@@ -109,6 +109,19 @@ struct KernelBenchmarks {
       Measurement(
         bench: "combiner sum, 1M keys", rows: rows, seconds: ours, baseline: "Swift Dictionary", baselineSeconds: base,
         notes: "\(groups) groups, checksum \(checksum)"))
+    var plainGroups: Int64 = 0
+    var plainChecksum: UInt64 = 0
+    let plain = median(repeats) {
+      let k = keys.scalars(Int64.self)
+      let v = values.scalars(Int64.self)
+      plainGroups = bs_bench_hash_aggregate(k.base, v.base, rows, &plainChecksum)
+    }
+    precondition(
+      plainGroups == Int64(groups) && plainChecksum == checksum, "combiner disagrees with the plain C aggregation")
+    report.emit(
+      Measurement(
+        bench: "combiner sum, 1M keys", rows: rows, seconds: ours, baseline: "plain C hash aggregation",
+        baselineSeconds: plain, notes: "one table of {key, sum} slots, linear probing, a multiplicative hash"))
   }
 
   /// Encodes `column` as blocks with `options` into `out` (reused, like the baseline's

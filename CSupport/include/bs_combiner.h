@@ -122,6 +122,13 @@ const void *bs_comb_agg_values(const bs_combiner *c, int agg);
 bs_error bs_comb_hash_order(const bs_combiner *c, uint32_t *perm, uint64_t *keys_buf,
                             uint64_t *tmp_keys, uint32_t *tmp_perm);
 
+/* Baseline for benchmarks: a plain C hash aggregation, the sums of vals by keys with nothing
+ * else around it. One linear-probing table of {key, sum} slots, a multiplicative hash, the
+ * sum kept in the slot, grown by doubling at half load. Returns the number of groups and sets
+ * *checksum to the sum over groups of key * sum (wrapping), or BS_ENOMEM. keys and vals must
+ * hold n values. */
+int64_t bs_bench_hash_aggregate(const int64_t *keys, const int64_t *vals, size_t n, uint64_t *checksum);
+
 #ifdef __cplusplus
 }
 #endif
