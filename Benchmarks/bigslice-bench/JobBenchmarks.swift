@@ -422,7 +422,7 @@ struct JobBenchmarks {
     let pipe = Pipe()
     process.standardOutput = pipe
     let errors = FileManager.default.temporaryDirectory.appendingPathComponent("peer-\(UUID().uuidString).err")
-    FileManager.default.createFile(atPath: errors.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
     defer { try? FileManager.default.removeItem(at: errors) }
     guard let errorHandle = try? FileHandle(forWritingTo: errors) else { return .failure(DemoError("no stderr file")) }
     process.standardError = errorHandle

@@ -12,7 +12,7 @@ struct KernelBenchmarks {
   var rows: Int
   var repeats: Int
   var report: Reporter
-  /// The kernels to run (hash, radix, combiner, blocks); all when empty.
+  /// The kernels to run (hash, radix, combiner, blocks, delimited); all when empty.
   var only: Set<String> = []
 
   func run() throws {
@@ -21,6 +21,57 @@ struct KernelBenchmarks {
     if only.isEmpty || only.contains("radix") { try radix() }
     if only.isEmpty || only.contains("combiner") { try combiner() }
     if only.isEmpty || only.contains("blocks") { try blocks() }
+    if only.isEmpty || only.contains("delimited") { try delimited() }
+  }
+
+  /// W1's rows as TSV text in memory, read into two Int columns by `DelimitedReader` (the
+  /// vectorised split and the column parsers), against `strtoll` per field in a plain C loop.
+  func delimited() throws {
+    var text: [UInt8] = []
+    text.reserveCapacity(rows * 11)
+    var digits: [UInt8] = []
+    for i in 0..<rows {
+      let x = UInt64(i)
+      for (n, end) in [(splitmix64(x) % 1_000_000, UInt8(0x09)), (splitmix64(x &+ (1 << 40)) % 1000, UInt8(0x0A))] {
+        digits.removeAll(keepingCapacity: true)
+        var v = n
+        repeat {
+          digits.append(UInt8(48 + v % 10))
+          v /= 10
+        } while v > 0
+        text += digits.reversed()
+        text.append(end)
+      }
+    }
+    var sums: (UInt64, UInt64) = (0, 0)
+    let ours = try median(repeats) {
+      let reader = try DelimitedReader(
+        stream: MemoryInput(text), format: .tsv(), columns: [DelimitedColumn(Int.self), DelimitedColumn(Int.self)])
+      var keys: UInt64 = 0
+      var values: UInt64 = 0
+      while let frame = try reader.next(rows: Frame.defaultRows) {
+        let k = frame.columns[0].scalars(Int.self)
+        let v = frame.columns[1].scalars(Int.self)
+        for r in 0..<frame.count {
+          keys &+= UInt64(k[r])
+          values &+= UInt64(v[r])
+        }
+      }
+      sums = (keys, values)
+    }
+    var baseSums: (UInt64, UInt64) = (0, 0)
+    var baseRows: Int64 = 0
+    let base = median(repeats) {
+      baseRows = text.withUnsafeBufferPointer {
+        bs_bench_tsv_strtoll($0.baseAddress, $0.count, &baseSums.0, &baseSums.1)
+      }
+    }
+    precondition(baseRows == Int64(rows) && sums == baseSums, "the delimited reader disagrees with strtoll")
+    report.emit(
+      Measurement(
+        bench: "TSV into two Int columns", rows: rows, seconds: ours, baseline: "strtoll per field",
+        baselineSeconds: base,
+        notes: "\(text.count / 1_000_000) MB of text in memory"))
   }
 
   /// key = splitmix64(i) % distinct, as in BENCHMARKS.md.
@@ -264,5 +315,21 @@ struct KernelBenchmarks {
     let fd = open(path, O_RDONLY)
     fsync(fd)
     close(fd)
+  }
+}
+
+/// Bytes in memory, handed out as a stream.
+final class MemoryInput: ByteInput {
+  let name = "memory"
+  private let bytes: [UInt8]
+  private var at = 0
+
+  init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+  func read(into buffer: UnsafeMutableRawPointer, count: Int) throws -> Int {
+    let n = min(count, bytes.count - at)
+    if n > 0 { bytes.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress! + at, byteCount: n) } }
+    at += n
+    return n
   }
 }

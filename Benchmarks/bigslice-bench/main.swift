@@ -25,12 +25,12 @@ if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == ScaleRun.comma
 }
 
 let usage = """
-  usage: bigslice-bench kernels [--rows N] [--repeat R] [--only hash,radix,combiner,blocks] [--json]
+  usage: bigslice-bench kernels [--rows N] [--repeat R] [--only hash,radix,combiner,blocks,delimited] [--json]
          bigslice-bench jobs [--rows N] [--repeat R] [--only W1,W3,scale] [--peers] [--machines M] [--json]
          bigslice-bench rpc [--rows N] [--bytes B] [--repeat R] [--json]
 
-    kernels   the C kernels through their Swift wrappers (hash, radix sort, combiner, blocks),
-              each next to a baseline measured in the same run, on one core.
+    kernels   the C kernels through their Swift wrappers (hash, radix sort, combiner, blocks,
+              delimited text), each next to a baseline measured in the same run, on one core.
     jobs      the workloads of BENCHMARKS.md through the slice engine on 2 procs; with
               --peers, DuckDB and Polars run the same data in the same invocation
               (pip install -r Benchmarks/peers/requirements.txt) and checksums are compared;

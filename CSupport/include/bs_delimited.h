@@ -115,6 +115,11 @@ int64_t bs_delim_format_strings(const int64_t *in_offsets, const uint8_t *bytes,
 int64_t bs_delim_join_rows(const uint8_t *const *texts, const int64_t *const *offsets, size_t cols, size_t n,
                            uint8_t delimiter, uint8_t *dst);
 
+/* Baseline for benchmarks: the two integer columns of TSV text (rows of "key\tvalue\n", the
+ * last ending in LF) read the naive way, strtoll per field, and summed (wrapping) into
+ * *key_sum and *value_sum. Returns the rows read. No checks: text must hold len bytes. */
+int64_t bs_bench_tsv_strtoll(const uint8_t *text, size_t len, uint64_t *key_sum, uint64_t *value_sum);
+
 #ifdef __cplusplus
 }
 #endif
