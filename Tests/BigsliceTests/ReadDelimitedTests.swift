@@ -181,8 +181,8 @@ final class DribbleInput: ByteInput {
   }
 
   /// A row far longer than the read buffer (1 MiB) is read whole, from a file cut into shards
-  /// (with a boundary inside it) and from a stream that hands out a few bytes at a time (each
-  /// read must not rescan the row: that took minutes).
+  /// (with a boundary inside it) and from a stream that hands out a few bytes at a time
+  /// (which must not make the reader rescan the row at every read).
   @Test func aRowLongerThanTheBufferIsReadWhole() throws {
     let long = String(repeating: "x", count: 3 << 20)
     let text = "1\tshort\n2\t\(long)\n3\tend"
