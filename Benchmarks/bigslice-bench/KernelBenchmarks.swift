@@ -29,19 +29,9 @@ struct KernelBenchmarks {
   func delimited() throws {
     var text: [UInt8] = []
     text.reserveCapacity(rows * 11)
-    var digits: [UInt8] = []
     for i in 0..<rows {
       let x = UInt64(i)
-      for (n, end) in [(splitmix64(x) % 1_000_000, UInt8(0x09)), (splitmix64(x &+ (1 << 40)) % 1000, UInt8(0x0A))] {
-        digits.removeAll(keepingCapacity: true)
-        var v = n
-        repeat {
-          digits.append(UInt8(48 + v % 10))
-          v /= 10
-        } while v > 0
-        text += digits.reversed()
-        text.append(end)
-      }
+      text += "\(splitmix64(x) % 1_000_000)\t\(splitmix64(x &+ (1 << 40)) % 1000)\n".utf8
     }
     var sums: (UInt64, UInt64) = (0, 0)
     let ours = try median(repeats) {

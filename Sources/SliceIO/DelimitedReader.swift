@@ -139,15 +139,7 @@ public final class DelimitedReader: FrameSource {
   /// The line number of the byte `at` of the unconsumed bytes, when it can be known.
   private func line(at: Int) -> Int? {
     guard let before = input.linesBeforeRange() else { return nil }
-    var count = 0
-    var p = UnsafeRawPointer(input.buffer + input.start)
-    var left = at
-    while left > 0, let hit = memchr(p, 0x0A, left) {
-      count += 1
-      left -= p.distance(to: hit) + 1
-      p = UnsafeRawPointer(hit + 1)
-    }
-    return before + lines + count + 1
+    return before + lines + lineFeeds(in: input.buffer + input.start, count: at) + 1
   }
 
   private func columnLabel(_ c: Int) -> String {
@@ -205,8 +197,8 @@ public final class DelimitedReader: FrameSource {
     let base = input.buffer + input.start
     let found = (0..<fieldColumns).map { c in
       DelimitedFields(
-        buffer: UnsafePointer(base), starts: starts + c, ends: ends + c, count: 1, bad: bad
-      ).string(0)
+        buffer: UnsafePointer(base), starts: starts + c * capacity, ends: ends + c * capacity, count: 1, bad: bad
+      ).strings()[0]
     }
     if case .names(let expected) = format.header, expected != found {
       throw SliceIOError.delimited(

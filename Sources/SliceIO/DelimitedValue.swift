@@ -12,18 +12,22 @@ public struct DelimitedFields {
   /// One byte per field, set to 1 for a field that holds no value of the column's type.
   let bad: UnsafeMutablePointer<UInt8>
 
-  /// The bytes of field `r` as they are in the text (a quoted field's without its quotes,
-  /// doubled quotes still doubled), and whether it has doubled quotes.
-  func raw(_ r: Int) -> (bytes: UnsafeBufferPointer<UInt8>, escaped: Bool) {
-    let end = ends[r] & ~BS_DELIM_ESCAPED
-    return (UnsafeBufferPointer(start: buffer + Int(starts[r]), count: Int(end - starts[r])), ends[r] != end)
+  /// The fields' texts as a string column, doubled quotes unescaped (by
+  /// `bs_delim_copy_strings`); empty fields are also marked in `nulls` when given.
+  func stringColumn(nulls: UnsafeMutablePointer<UInt8>? = nil) -> Column {
+    var builder = BytesColumnBuilder(type: .string, rows: count, bytesPerRow: 0)
+    builder.append(rows: count, maxBytes: bs_delim_string_bytes(starts, ends, count)) { offsets, out in
+      let result = bs_delim_copy_strings(buffer, starts, ends, count, offsets, out, nulls)
+      precondition(result == BS_OK, "bs_delim_copy_strings refused its arguments")
+    }
+    return builder.finish()
   }
 
-  /// The text of field `r`, unescaped.
-  func string(_ r: Int) -> String {
-    let (bytes, escaped) = raw(r)
-    let text = String(decoding: bytes, as: UTF8.self)
-    return escaped ? text.replacingOccurrences(of: "\"\"", with: "\"") : text
+  /// The fields' texts, doubled quotes unescaped; empty fields are also marked in `nulls`
+  /// when given.
+  func strings(nulls: UnsafeMutablePointer<UInt8>? = nil) -> [String] {
+    let view = stringColumn(nulls: nulls).variableWidth
+    return (0..<count).map { view.string(at: $0) }
   }
 
   /// Runs a C parse kernel of type `T` over the fields into `out`.
@@ -33,12 +37,6 @@ public struct DelimitedFields {
   ) {
     let result = kernel(buffer, starts, ends, count, out?.assumingMemoryBound(to: T.self), nulls, bad)
     precondition(result >= 0, "a delimited parse kernel refused its arguments")
-  }
-}
-
-extension String {
-  fileprivate func replacingOccurrences(of target: String, with replacement: String) -> String {
-    split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
   }
 }
 
@@ -114,22 +112,10 @@ extension Bool: DelimitedScalar {
 extension String: DelimitedValue {
   public static var delimitedName: String { "String" }
 
-  public static func delimitedColumn(_ fields: DelimitedFields) throws -> Column {
-    var builder = BytesColumnBuilder(type: .string, rows: fields.count, bytesPerRow: 0)
-    let bytes = bs_delim_string_bytes(fields.starts, fields.ends, fields.count)
-    builder.append(rows: fields.count, maxBytes: bytes) { offsets, out in
-      let result = bs_delim_copy_strings(fields.buffer, fields.starts, fields.ends, fields.count, offsets, out, nil)
-      precondition(result == BS_OK, "bs_delim_copy_strings refused its arguments")
-    }
-    return builder.finish()
-  }
+  public static func delimitedColumn(_ fields: DelimitedFields) throws -> Column { fields.stringColumn() }
 
   public static func delimitedValues(_ fields: DelimitedFields, nulls: UnsafeMutablePointer<UInt8>) -> [String] {
-    (0..<fields.count).map { r in
-      let value = fields.string(r)
-      if value.isEmpty { nulls[r] = 1 }
-      return value
-    }
+    fields.strings(nulls: nulls)
   }
 }
 

@@ -175,15 +175,22 @@ package final class InputBuffer {
     while at < rangeStart {
       let n = pread(fd, chunk, min(1 << 20, rangeStart - at), off_t(at))
       guard n > 0 else { return nil }
-      var p = chunk
-      var left = n
-      while left > 0, let hit = memchr(p, 0x0A, left) {
-        lines += 1
-        left -= p.distance(to: hit) + 1
-        p = hit + 1
-      }
+      lines += lineFeeds(in: UnsafeRawPointer(chunk), count: n)
       at += n
     }
     return lines
   }
+}
+
+/// The line feeds in the `count` bytes at `bytes`.
+package func lineFeeds(in bytes: UnsafeRawPointer, count: Int) -> Int {
+  var lines = 0
+  var p = bytes
+  var left = count
+  while left > 0, let hit = memchr(p, 0x0A, left) {
+    lines += 1
+    left -= p.distance(to: hit) + 1
+    p = UnsafeRawPointer(hit + 1)
+  }
+  return lines
 }

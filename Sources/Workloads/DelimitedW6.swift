@@ -1,6 +1,7 @@
 import Bigslice
 import Foundation
 import Frame
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -40,17 +41,17 @@ public enum DelimitedW6 {
     _ = try session.run(write, rows, keys, "\(dir)/plain/part")
     let plain = plainPaths(dir)
     let gzip = gzipPaths(dir)
-    let failures = Failures()
+    let failures = Mutex<[DemoError]>([])
     DispatchQueue.concurrentPerform(iterations: 2) { half in
       for i in stride(from: half, to: files, by: 2) {
         do {
           try compress(plain[i], to: gzip[i])
         } catch {
-          failures.add(error)
+          failures.withLock { $0.append(DemoError("\(error)")) }
         }
       }
     }
-    if let error = failures.first { throw error }
+    if let error = failures.withLock({ $0.first }) { throw error }
     try want.write(toFile: dir + "/meta", atomically: true, encoding: .utf8)
     return true
   }
@@ -73,12 +74,4 @@ public enum DelimitedW6 {
   public static let job = Func("bench.W6") { (paths: [String], shards: Int) -> Slice<Int, Int> in
     readDelimited(shards, paths: paths, as: Int.self, Int.self, format: .tsv()).reduce(.sum)
   }
-}
-
-/// Errors gathered from concurrent work.
-private final class Failures: @unchecked Sendable {
-  private let lock = NSLock()
-  private var errors: [any Error] = []
-  func add(_ error: any Error) { lock.withLock { errors.append(error) } }
-  var first: (any Error)? { lock.withLock { errors.first } }
 }

@@ -1,4 +1,5 @@
 import Bigslice
+import Foundation
 import Frame
 import SliceIO
 
@@ -86,12 +87,6 @@ public struct TableRow: Hashable, Sendable, Codable, CustomStringConvertible {
       if i < rows.count - 1 || Bool.random(using: &rng) { out += Bool.random(using: &rng) ? "\r\n" : "\n" }
     }
     return out
-  }
-}
-
-extension String {
-  fileprivate func replacingOccurrences(of target: String, with replacement: String) -> String {
-    split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
   }
 }
 
