@@ -23,13 +23,13 @@ let package = Package(
   ],
   targets: [
     // C kernels: XXH3 hashing (header-inlined, so libxxhash-dev's header is needed but no
-    // link), radix sort, the combiner table, zstd blocks, and gzip (ISA-L, libisal-dev) and
-    // zstd input files.
+    // link), radix sort, the combiner table, zstd blocks, gzip (ISA-L, libisal-dev) and zstd
+    // input files, and AES-GCM sealing of connection frames (OpenSSL's libcrypto, libssl-dev).
     .target(
       name: "CSupport",
       path: "CSupport",
       cSettings: [.define("XXH_INLINE_ALL")],
-      linkerSettings: [.linkedLibrary("zstd"), .linkedLibrary("isal")]
+      linkerSettings: [.linkedLibrary("zstd"), .linkedLibrary("isal"), .linkedLibrary("crypto")]
     ),
     .target(name: "Frame", dependencies: ["CSupport"]),
     .target(
@@ -40,6 +40,7 @@ let package = Package(
     .target(
       name: "Bigmachine",
       dependencies: [
+        "CSupport",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

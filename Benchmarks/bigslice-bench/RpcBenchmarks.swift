@@ -42,7 +42,8 @@ struct Zeros: AsyncSequence, Sendable {
 }
 
 /// Small-call round trips and stream throughput between this driver and worker processes
-/// of the local system, each next to raw loopback TCP between two threads in the same run.
+/// of the local system, with sealed frames (the default) and with plain frames (the
+/// loopback opt-out), each next to raw loopback TCP between two threads in the same run.
 struct RpcBenchmarks {
   var calls: Int
   var bytes: Int
@@ -52,34 +53,90 @@ struct RpcBenchmarks {
 
   func run() async throws {
     report.header("rpc: driver ↔ local worker processes vs raw loopback TCP (median of \(repeats))")
-    let machines = try await bigmachine.start(count: 2, services: [BenchService()])
+    let plain = try await Bigmachine.start(
+      system: LocalSystem(), services: [BenchService.self], options: .init(protection: .loopbackPlain))
+    let sealedMachines = try await started(bigmachine)
+    let plainMachines = try await started(plain)
+
+    // Sequential round trips, then many in flight on the one connection across both machines.
+    let depth = 64
+    for inFlight in [1, depth] {
+      let raw = medianSync(repeats) { RawLoopback.pingPong(messages: calls, depth: inFlight) }
+      var sealedTimes: [Double] = []
+      var plainTimes: [Double] = []
+      for _ in 0..<max(1, repeats) {
+        sealedTimes.append(try await timeCalls(sealedMachines, inFlight: inFlight))
+        plainTimes.append(try await timeCalls(plainMachines, inFlight: inFlight))
+      }
+      let sealed = middle(sealedTimes)
+      let clear = middle(plainTimes)
+      let rawName = inFlight == 1 ? "raw TCP ping-pong, 1 in flight" : "raw TCP ping-pong, \(inFlight) pipelined"
+      report.emit(
+        Measurement(
+          bench: "rpc small calls, \(inFlight) in flight, plain", rows: calls, seconds: clear, baseline: rawName,
+          baselineSeconds: raw, notes: "\(Int(Double(calls) / clear)) calls/s"))
+      report.emit(
+        Measurement(
+          bench: "rpc small calls, \(inFlight) in flight, protected", rows: calls, seconds: sealed,
+          baseline: "the same calls, plain", baselineSeconds: clear,
+          notes: "\(Int(Double(calls) / sealed)) calls/s"))
+    }
+
+    // Streams: worker → driver (a streamed reply) and driver → worker (a streamed argument).
+    // Each repeat runs the baseline and every kind back to back, so that load from elsewhere
+    // on the host falls on all alike.
+    var raws: [Double] = []
+    var times: [String: [Double]] = [:]
+    for _ in 0..<max(1, repeats) {
+      raws.append(medianSync(1) { RawLoopback.stream(bytes: bytes) })
+      for (name, machines) in [("protected", sealedMachines), ("plain", plainMachines)] {
+        let m = machines[0]
+        times["worker→driver, \(name)", default: []].append(
+          try await seconds {
+            var n = 0
+            for try await chunk in try await m.stream("Bench.generate", bytes) { n += chunk.readableBytes }
+            precondition(n == bytes)
+          })
+        times["driver→worker, \(name)", default: []].append(
+          try await seconds {
+            let n = try await m.call("Bench.consume", true, input: Zeros(count: bytes), returning: Int.self)
+            precondition(n == bytes)
+          })
+      }
+    }
+    let raw = middle(raws)
+    for direction in ["worker→driver", "driver→worker"] {
+      for kind in ["protected", "plain"] {
+        let t = middle(times["\(direction), \(kind)"]!)
+        report.emit(
+          Measurement(
+            bench: "rpc stream \(direction), \(kind)", rows: bytes, seconds: t, baseline: "raw TCP stream, 2 threads",
+            baselineSeconds: raw, notes: "\(gbps(bytes, t)) GB/s vs \(gbps(bytes, raw)) GB/s"))
+      }
+    }
+    await plain.shutdown()
+    await bigmachine.shutdown()
+  }
+
+  private func started(_ b: Bigmachine) async throws -> [Machine] {
+    let machines = try await b.start(count: 2, services: [BenchService()])
     for m in machines {
       guard await m.wait(for: .running) == .running else {
         throw m.error ?? BigmachineError.fatal(address: m.address, kind: .startFailed, message: "did not start")
       }
     }
-    let m = machines[0]
+    _ = try await machines[0].call("Bench.echo", 1, returning: Int.self)
+    return machines
+  }
 
-    // Sequential round trips: one call at a time.
-    _ = try await m.call("Bench.echo", 1, returning: Int.self)
-    let sequential = try await medianAsync(repeats) {
-      for i in 0..<calls { _ = try await m.call("Bench.echo", i, returning: Int.self) }
-    }
-    let pingPong = medianSync(repeats) { RawLoopback.pingPong(messages: calls, depth: 1) }
-    report.emit(
-      Measurement(
-        bench: "rpc small calls, 1 in flight", rows: calls, seconds: sequential,
-        baseline: "raw TCP ping-pong, 1 in flight", baselineSeconds: pingPong,
-        notes: "\(Int(Double(calls) / sequential)) calls/s"))
-
-    // Many in flight on the one connection, across both machines.
-    let depth = 64
-    let concurrent = try await medianAsync(repeats) {
+  /// Seconds for `calls` echo calls, `inFlight` at a time spread over `machines`.
+  private func timeCalls(_ machines: [Machine], inFlight: Int) async throws -> Double {
+    try await seconds {
       try await withThrowingTaskGroup(of: Void.self) { group in
-        for lane in 0..<depth {
-          let target = machines[lane % machines.count]
+        for lane in 0..<inFlight {
+          let target = machines[inFlight == 1 ? 0 : lane % machines.count]
           group.addTask {
-            for i in stride(from: lane, to: calls, by: depth) {
+            for i in stride(from: lane, to: calls, by: inFlight) {
               _ = try await target.call("Bench.echo", i, returning: Int.self)
             }
           }
@@ -87,61 +144,17 @@ struct RpcBenchmarks {
         try await group.waitForAll()
       }
     }
-    let pipelined = medianSync(repeats) { RawLoopback.pingPong(messages: calls, depth: depth) }
-    report.emit(
-      Measurement(
-        bench: "rpc small calls, \(depth) in flight", rows: calls, seconds: concurrent,
-        baseline: "raw TCP ping-pong, \(depth) pipelined", baselineSeconds: pipelined,
-        notes: "\(Int(Double(calls) / concurrent)) calls/s"))
+  }
 
-    // Streams: worker → driver (a streamed reply) and driver → worker (a streamed argument).
-    // Each repeat runs the baseline and both directions back to back, so that load from
-    // elsewhere on the host falls on all three alike.
-    var raws: [Double] = []
-    var downs: [Double] = []
-    var ups: [Double] = []
-    for _ in 0..<max(1, repeats) {
-      raws.append(medianSync(1) { RawLoopback.stream(bytes: bytes) })
-      downs.append(
-        try await medianAsync(1) {
-          var n = 0
-          for try await chunk in try await m.stream("Bench.generate", bytes) { n += chunk.readableBytes }
-          precondition(n == bytes)
-        })
-      ups.append(
-        try await medianAsync(1) {
-          let n = try await m.call("Bench.consume", true, input: Zeros(count: bytes), returning: Int.self)
-          precondition(n == bytes)
-        })
-    }
-    let raw = middle(raws)
-    let down = middle(downs)
-    let up = middle(ups)
-    report.emit(
-      Measurement(
-        bench: "rpc stream worker→driver", rows: bytes, seconds: down, baseline: "raw TCP stream, 2 threads",
-        baselineSeconds: raw, notes: "\(gbps(bytes, down)) GB/s vs \(gbps(bytes, raw)) GB/s"))
-    report.emit(
-      Measurement(
-        bench: "rpc stream driver→worker", rows: bytes, seconds: up, baseline: "raw TCP stream, 2 threads",
-        baselineSeconds: raw, notes: "\(gbps(bytes, up)) GB/s vs \(gbps(bytes, raw)) GB/s"))
-    await bigmachine.shutdown()
+  private func seconds(_ body: () async throws -> Void) async rethrows -> Double {
+    let start = ContinuousClock.now
+    try await body()
+    return elapsedSeconds(since: start)
   }
 
   private func middle(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
 
   private func gbps(_ bytes: Int, _ seconds: Double) -> String { fmt(Double(bytes) / seconds / 1e9, 2) }
-
-  private func medianAsync(_ repeats: Int, _ body: () async throws -> Void) async rethrows -> Double {
-    var times: [Double] = []
-    for _ in 0..<max(1, repeats) {
-      let start = ContinuousClock.now
-      try await body()
-      times.append(elapsedSeconds(since: start))
-    }
-    times.sort()
-    return times[times.count / 2]
-  }
 
   private func medianSync(_ repeats: Int, _ body: () -> Void) -> Double {
     median(repeats, body)

@@ -1,6 +1,7 @@
 /* Umbrella header of the C core: hashing, radix sort, the combiner table, blocks, the byte
  * shuffle, the allocator, key rows, the pieces of a many-way shuffle's read, the
- * decompression of input files, the compression of output files and delimited text. */
+ * decompression of input files, the compression of output files, delimited text, and the
+ * sealing of a connection's frames. */
 #ifndef CSUPPORT_H
 #define CSUPPORT_H
 #include "bs_error.h"
@@ -15,4 +16,5 @@
 #include "bs_decompress.h"
 #include "bs_delimited.h"
 #include "bs_compress.h"
+#include "bs_seal.h"
 #endif

@@ -80,8 +80,9 @@ public struct ClusterSecret: Sendable, Equatable {
 /// What each side says first. Layout of the `hello` payload:
 ///
 ///     4  magic "BGMC"
-///     1  protocol version (1)
+///     1  protocol version (2)
 ///     1  role: 0 = dialer, 1 = acceptor
+///     1  flags: bit 0 = the sender asks for plain frames (`FrameProtection.loopbackPlain`)
 ///     32 nonce (random per connection)
 ///     1  length n, then n bytes: the sender's binary fingerprint (UTF-8)
 ///     1  length m, then m bytes: the sender's application fingerprint (UTF-8, may be empty)
@@ -89,20 +90,30 @@ public struct ClusterSecret: Sendable, Equatable {
 /// Then each side sends `proof` = HMAC-SHA256(secret, "bigmachine-proof-v1" ‖ role byte of the
 /// prover ‖ prover's hello payload ‖ verifier's hello payload): 32 bytes over both nonces, both
 /// roles' views and both fingerprints. The role byte stops a peer from reflecting a proof back.
-/// Each side checks the other's proof in constant time before it accepts any other frame.
+/// The dialer proves first, once it has the acceptor's hello; the acceptor checks that proof
+/// (in constant time) before it sends its own, so it proves nothing to a peer that has not
+/// proved itself. After its proof each side seals every frame it sends (`FrameKeys`), unless
+/// both hellos ask for plain frames.
 struct Hello: Equatable {
   static let magic: [UInt8] = Array("BGMC".utf8)
-  static let version: UInt8 = 1
+  static let version: UInt8 = 2
+  static let plainFlag: UInt8 = 1
   var role: UInt8
+  var flags: UInt8 = 0
   var nonce: [UInt8]
   var binaryFingerprint: String
   var applicationFingerprint: String
 
-  static func make(dialer: Bool, binaryFingerprint: String, applicationFingerprint: String) -> Hello {
+  var asksForPlainFrames: Bool { flags & Hello.plainFlag != 0 }
+
+  static func make(
+    dialer: Bool, binaryFingerprint: String, applicationFingerprint: String, plainFrames: Bool = false
+  ) -> Hello {
     var nonce = [UInt8](repeating: 0, count: 32)
     SymmetricKey(size: .bits256).withUnsafeBytes { nonce = Array($0) }
     return Hello(
-      role: dialer ? 0 : 1, nonce: nonce, binaryFingerprint: prefix(binaryFingerprint, bytes: 255),
+      role: dialer ? 0 : 1, flags: plainFrames ? plainFlag : 0, nonce: nonce,
+      binaryFingerprint: prefix(binaryFingerprint, bytes: 255),
       applicationFingerprint: prefix(applicationFingerprint, bytes: 255))
   }
 
@@ -123,6 +134,7 @@ struct Hello: Equatable {
     var b = Hello.magic
     b.append(Hello.version)
     b.append(role)
+    b.append(flags)
     b += nonce
     b.append(UInt8(binaryFingerprint.utf8.count))
     b += binaryFingerprint.utf8
@@ -142,14 +154,16 @@ struct Hello: Equatable {
     guard let version = p.readInteger(as: UInt8.self), version == Hello.version else {
       throw WireViolation.malformed("unsupported protocol version")
     }
-    guard let role = p.readInteger(as: UInt8.self), role <= 1, let nonce = p.readBytes(length: 32),
+    guard let role = p.readInteger(as: UInt8.self), role <= 1, let flags = p.readInteger(as: UInt8.self),
+      flags & ~Hello.plainFlag == 0, let nonce = p.readBytes(length: 32),
       let n = p.readInteger(as: UInt8.self), let fp = p.readBytes(length: Int(n)),
       let m = p.readInteger(as: UInt8.self), let app = p.readBytes(length: Int(m)), p.readableBytes == 0
     else { throw WireViolation.malformed("hello fields") }
     guard let binary = String(validating: fp, as: UTF8.self),
       let application = String(validating: app, as: UTF8.self)
     else { throw WireViolation.malformed("hello fingerprint is not UTF-8") }
-    return Hello(role: role, nonce: nonce, binaryFingerprint: binary, applicationFingerprint: application)
+    return Hello(
+      role: role, flags: flags, nonce: nonce, binaryFingerprint: binary, applicationFingerprint: application)
   }
 }
 

@@ -35,18 +35,23 @@ public final class Bigmachine: Sendable {
     /// A hosts worker: the host its peers dial; nil for the address it reaches the driver
     /// from (right when workers and driver share a network).
     public var peerAdvertiseHost: String?
+    /// How frames travel after each handshake: sealed (the default), or in the clear between
+    /// loopback addresses when every end asks for it (``FrameProtection/loopbackPlain``). The
+    /// driver passes its choice to the workers a ``LocalSystem`` starts.
+    public var protection: FrameProtection
 
-    /// Defaults: no application fingerprint, log to standard error, a random secret; a hosts
-    /// worker listens for peers on every interface.
+    /// Defaults: no application fingerprint, log to standard error, a random secret, sealed
+    /// frames; a hosts worker listens for peers on every interface.
     public init(
       applicationFingerprint: String = "", log: BigmachineLog = .standardError, secret: ClusterSecret? = nil,
-      peerListenHost: String = "0.0.0.0", peerAdvertiseHost: String? = nil
+      peerListenHost: String = "0.0.0.0", peerAdvertiseHost: String? = nil, protection: FrameProtection = .sealed
     ) {
       self.applicationFingerprint = applicationFingerprint
       self.log = log
       self.secret = secret
       self.peerListenHost = peerListenHost
       self.peerAdvertiseHost = peerAdvertiseHost
+      self.protection = protection
     }
   }
 
@@ -89,7 +94,8 @@ public final class Bigmachine: Sendable {
     secret = options.secret ?? .random()
     driver = DriverContext(
       secret: secret, binaryFingerprint: { try await BinaryFingerprint.ofSelf() },
-      applicationFingerprint: options.applicationFingerprint, types: types, log: options.log)
+      applicationFingerprint: options.applicationFingerprint, types: types, log: options.log,
+      protection: options.protection)
   }
 
   /// Starts `count` machines, each with `services` installed, and returns them while they

@@ -21,6 +21,8 @@ struct PeerConfig: Sendable {
   var handshakeTimeout: TimeAmount = .seconds(10)
   /// Where served calls run; nil for the cooperative pool.
   var executor: (any TaskExecutor)? = nil
+  /// Whether frames after the handshake are sealed (see `FrameProtection`).
+  var protection: FrameProtection = .sealed
 }
 
 /// Runs the handshake on a fresh channel, then hands each frame to its `Connection`.
@@ -34,8 +36,9 @@ final class ConnectionHandler: ChannelInboundHandler {
   private let label: String
   private let ready: EventLoopPromise<Connection>
   private let parser = WireFrameParser(maxFrame: WireLimits.maxHandshakeFrame)
-  private let myHello: Hello
-  private let myHelloBytes: [UInt8]
+  private let encoder: WireFrameEncoder
+  private var myHello: Hello
+  private var myHelloBytes: [UInt8] = []
   private var peerHello: Hello?
   private var peerHelloBytes: [UInt8] = []
   private var connection: Connection?
@@ -43,18 +46,24 @@ final class ConnectionHandler: ChannelInboundHandler {
   private var failed = false
 
   /// `label` names the peer in logs and errors until it is known better (its address).
-  init(config: PeerConfig, dialer: Bool, label: String, ready: EventLoopPromise<Connection>) {
+  init(
+    config: PeerConfig, dialer: Bool, label: String, encoder: WireFrameEncoder, ready: EventLoopPromise<Connection>
+  ) {
     self.config = config
     self.dialer = dialer
     self.label = label
+    self.encoder = encoder
     self.ready = ready
     myHello = Hello.make(
       dialer: dialer, binaryFingerprint: config.binaryFingerprint,
       applicationFingerprint: config.applicationFingerprint)
-    myHelloBytes = myHello.encode()
   }
 
   func channelActive(context: ChannelHandlerContext) {
+    // Plain frames are asked for only where both ends are on loopback.
+    let loopback = [context.channel.remoteAddress, context.channel.localAddress].allSatisfy { $0?.isLoopback == true }
+    if config.protection == .loopbackPlain && loopback { myHello.flags |= Hello.plainFlag }
+    myHelloBytes = myHello.encode()
     var payload = context.channel.allocator.buffer(capacity: myHelloBytes.count)
     payload.writeBytes(myHelloBytes)
     context.writeAndFlush(NIOAny(WireFrame(kind: .hello, stream: 0, payload: payload)), promise: nil)
@@ -99,10 +108,7 @@ final class ConnectionHandler: ChannelInboundHandler {
       peerHello = hello
       // The proofs cover the bytes as received, not a re-encoding of them.
       peerHelloBytes = Array(frame.payload.readableBytesView)
-      let proof = HandshakeProof.make(
-        secret: config.secret, prover: myHelloBytes, proverRole: myHello.role, verifier: peerHelloBytes)
-      context.writeAndFlush(
-        NIOAny(WireFrame(kind: .proof, stream: 0, payload: ByteBuffer(bytes: proof))), promise: nil)
+      if dialer { sendProof(context) }
     case .proof:
       guard let peerHello else { throw WireViolation.malformed("proof before hello") }
       guard
@@ -110,9 +116,14 @@ final class ConnectionHandler: ChannelInboundHandler {
           frame.payload, secret: config.secret, prover: peerHelloBytes, proverRole: peerHello.role,
           verifier: myHelloBytes)
       else {
+        // Told, so that a dialer with another secret stops rather than retries. The text is
+        // fixed: an unauthenticated refusal's text is never shown.
+        if !dialer { sendRefuse(context, "proof refused") }
         refuse(context, .authentication, "the peer's proof is wrong (it does not hold the cluster secret)")
         return
       }
+      if !dialer { sendProof(context) }
+      protect(peerHello)
       if let expected = config.expectedBinaryFingerprint, expected != peerHello.binaryFingerprint {
         let message =
           "binary fingerprint mismatch: this side expects \(expected), \(label) runs \(wireText(peerHello.binaryFingerprint))"
@@ -136,14 +147,36 @@ final class ConnectionHandler: ChannelInboundHandler {
         onKeepalive: config.onKeepalive, log: config.log, executor: config.executor)
       self.connection = connection
       ready.succeed(connection)
+    case .refuse where dialer && peerHello != nil:
+      // The acceptor refused this side's proof. Anyone on the path could say so: its text is
+      // not shown, and the refusal ends only this dial.
+      refuse(context, .authentication, "the peer refused this side's proof (the two hold different cluster secrets)")
     case .refuse:
-      // An honest peer refuses only after this side has checked its proof (the refusal
-      // follows the proof on the wire), so this one comes from a peer that proved nothing:
-      // its text is not worth logging.
+      // An honest peer refuses otherwise only after both proofs, sealed, as a frame of the
+      // connection: this one comes from a peer that proved nothing.
       refuse(context, .authentication, "unauthenticated peer sent refuse")
     default:
       throw WireViolation.malformed("\(frame.kind) frame before authentication")
     }
+  }
+
+  private func sendProof(_ context: ChannelHandlerContext) {
+    let proof = HandshakeProof.make(
+      secret: config.secret, prover: myHelloBytes, proverRole: myHello.role, verifier: peerHelloBytes)
+    context.writeAndFlush(
+      NIOAny(WireFrame(kind: .proof, stream: 0, payload: ByteBuffer(bytes: proof))), promise: nil)
+  }
+
+  /// Both proofs are out and the peer's is good: from here every frame in both directions is
+  /// sealed under this connection's keys, unless both hellos asked for plain frames. Runs
+  /// between two frames of a parse, so the next frame read is already opened.
+  private func protect(_ peerHello: Hello) {
+    guard !(myHello.asksForPlainFrames && peerHello.asksForPlainFrames) else { return }
+    let keys = FrameKeys(
+      secret: config.secret, dialerHello: dialer ? myHelloBytes : peerHelloBytes,
+      acceptorHello: dialer ? peerHelloBytes : myHelloBytes)
+    encoder.sealer = FrameCipher(key: dialer ? keys.dialerToAcceptor : keys.acceptorToDialer, opens: false)
+    parser.opener = FrameCipher(key: dialer ? keys.acceptorToDialer : keys.dialerToAcceptor, opens: true)
   }
 
   private func sendRefuse(_ context: ChannelHandlerContext, _ message: String) {
@@ -203,8 +236,9 @@ func configure(
 ) -> EventLoopFuture<Connection> {
   let ready = channel.eventLoop.makePromise(of: Connection.self)
   do {
+    let encoder = WireFrameEncoder()
     try channel.pipeline.syncOperations.addHandlers([
-      WireFrameEncoder(), ConnectionHandler(config: config, dialer: dialer, label: label, ready: ready),
+      encoder, ConnectionHandler(config: config, dialer: dialer, label: label, encoder: encoder, ready: ready),
     ])
   } catch {
     ready.fail(error)
@@ -272,5 +306,13 @@ func listen(
     return try await bootstrap.bind(host: host, port: port).get()
   } catch {
     throw BigmachineError.fatal(address: "\(host):\(port)", kind: .configuration, message: "cannot listen: \(error)")
+  }
+}
+
+extension SocketAddress {
+  /// True for 127.0.0.0/8, ::1 and IPv4-mapped loopback addresses.
+  var isLoopback: Bool {
+    guard let ip = ipAddress else { return false }
+    return ip.hasPrefix("127.") || ip == "::1" || ip.hasPrefix("::ffff:127.")
   }
 }

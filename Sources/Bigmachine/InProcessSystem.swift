@@ -61,7 +61,8 @@ public final class InProcessSystem: MachineProvider, @unchecked Sendable {
       holder.withLockedValue { $0 = server }
       let fingerprint = "in-process"
       var config = runtime.peerConfig(
-        secret: driver.secret, binaryFingerprint: fingerprint, applicationFingerprint: driver.applicationFingerprint)
+        secret: driver.secret, binaryFingerprint: fingerprint, applicationFingerprint: driver.applicationFingerprint,
+        protection: driver.protection)
       config.handshakeTimeout = handshakeTimeout
       // The driver may block pool threads waiting for these machines (a synchronous API):
       // their services must not need the pool.

@@ -68,6 +68,7 @@ public final class LocalSystem: MachineProvider, @unchecked Sendable {
     env[WorkerEnvironment.secret] = nil
     env[WorkerEnvironment.lease] = String(keepalive.lease.milliseconds * 2 + 10_000)
     env[WorkerEnvironment.maxprocs] = String(maxprocs)
+    env[WorkerEnvironment.protection] = driver.protection.rawValue
     let config = driver.peerConfig(expectedBinaryFingerprint: expected)
 
     var launches: [MachineLaunch] = []

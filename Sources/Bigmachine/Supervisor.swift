@@ -40,7 +40,7 @@ final class WorkerRuntime: @unchecked Sendable {
 
   /// The peer configuration of a connection that serves this worker.
   func peerConfig(
-    secret: ClusterSecret, binaryFingerprint: String, applicationFingerprint: String
+    secret: ClusterSecret, binaryFingerprint: String, applicationFingerprint: String, protection: FrameProtection
   ) -> PeerConfig {
     let lease = self.lease!
     // Peers run the same binary and registry; they serve this worker's methods too.
@@ -48,14 +48,14 @@ final class WorkerRuntime: @unchecked Sendable {
       PeerConfig(
         secret: secret, binaryFingerprint: binaryFingerprint, applicationFingerprint: applicationFingerprint,
         expectedBinaryFingerprint: binaryFingerprint, expectedApplicationFingerprint: applicationFingerprint,
-        methods: methods, onKeepalive: nil, log: log))
+        methods: methods, onKeepalive: nil, log: log, protection: protection))
     return PeerConfig(
       secret: secret, binaryFingerprint: binaryFingerprint, applicationFingerprint: applicationFingerprint,
       methods: methods,
       onKeepalive: { millis in
         lease.renew(millis: millis)
         return true
-      }, log: log)
+      }, log: log, protection: protection)
   }
 
   func stopLease() { lease.stop() }

@@ -44,12 +44,14 @@ struct DriverContext: Sendable {
   var applicationFingerprint: String
   var types: ServiceTypes
   var log: BigmachineLog
+  var protection: FrameProtection = .sealed
 
   /// The configuration of the driver's end of a connection to a machine.
   func peerConfig(expectedBinaryFingerprint: String?) -> PeerConfig {
     PeerConfig(
       secret: secret, binaryFingerprint: "driver", applicationFingerprint: applicationFingerprint,
       expectedBinaryFingerprint: expectedBinaryFingerprint,
-      expectedApplicationFingerprint: applicationFingerprint, methods: nil, onKeepalive: nil, log: log)
+      expectedApplicationFingerprint: applicationFingerprint, methods: nil, onKeepalive: nil, log: log,
+      protection: protection)
   }
 }

@@ -57,8 +57,8 @@ enum WireLimits {
   static let maxDataChunk = 1 << 20
   /// Bytes of data a receiver buffers per stream before the sender must wait for credit.
   static let streamWindow = 8 << 20
-  /// Largest payload of a frame after authentication.
-  static let maxPayload = maxFrame - 5
+  /// Largest payload of a frame after authentication: room is left for a sealed frame's tag.
+  static let maxPayload = maxFrame - 5 - FrameCipher.tagSize
   /// Longest text taken from a peer (a refusal, an error's kind or message), in Unicode scalars.
   static let maxPeerText = 1024
 }
@@ -76,6 +76,9 @@ enum WireViolation: Error, CustomStringConvertible {
   case tooShort(length: Int)
   case unknownKind(UInt8)
   case malformed(String)
+  /// A sealed frame that does not open: altered, dropped, repeated or reordered on the way,
+  /// or sealed under another key.
+  case integrity
 
   var description: String {
     switch self {
@@ -83,6 +86,8 @@ enum WireViolation: Error, CustomStringConvertible {
     case .tooShort(let length): return "frame length \(length) is shorter than its header"
     case .unknownKind(let kind): return "unknown frame kind \(kind)"
     case .malformed(let what): return "malformed frame: \(what)"
+    case .integrity:
+      return "a sealed frame failed its integrity check (altered, replayed or reordered on the way)"
     }
   }
 }
@@ -92,9 +97,13 @@ enum WireViolation: Error, CustomStringConvertible {
 /// slice of that read (no copy); one that spans reads is copied once into its own buffer,
 /// except a `data` payload: stream bytes have no boundaries, so it is passed on piece by
 /// piece as it arrives, each piece a `data` frame of its own and a slice of its read.
+/// Once `opener` is set (by the frame handler, between two frames, when the handshake ends),
+/// each frame's payload is sealed (`FrameCipher`): it is gathered whole, opened, and passed
+/// on as one plaintext frame.
 /// A class, so the frame handler may raise `maxFrame` while a parse is under way.
 final class WireFrameParser {
   var maxFrame: Int
+  var opener: FrameCipher?
   private var header: [UInt8] = []
   private var partial: (kind: FrameKind, stream: UInt32, payload: ByteBuffer, remaining: Int)?
   /// The stream and the bytes still to come of a `data` frame being passed on in pieces.
@@ -121,6 +130,12 @@ final class WireFrameParser {
         p.remaining -= n
         if p.remaining == 0 {
           partial = nil
+          if let opener {
+            // The gathered payload is this parser's own: it is opened where it lies.
+            let header = WireFrameEncoder.header(
+              length: 5 + p.payload.readableBytes, kind: p.kind.rawValue, stream: p.stream)
+            try opener.open(inPlace: &p.payload, header: header)
+          }
           try emit(WireFrame(kind: p.kind, stream: p.stream, payload: p.payload))
         } else {
           partial = p
@@ -149,13 +164,17 @@ final class WireFrameParser {
       try check(length: UInt32(length))
       guard let kind = FrameKind(rawValue: kindByte) else { throw WireViolation.unknownKind(kindByte) }
       let payloadLength = length - 5
+      let sealed = opener != nil
+      if sealed && payloadLength < FrameCipher.tagSize { throw WireViolation.integrity }
       // An empty data frame carries nothing and costs the window nothing: a peer could queue
       // them without bound.
-      if kind == .data && payloadLength == 0 { throw WireViolation.malformed("empty data frame") }
+      if kind == .data && payloadLength == (sealed ? FrameCipher.tagSize : 0) {
+        throw WireViolation.malformed("empty data frame")
+      }
       if input.readableBytes >= payloadLength {
         let payload = input.readSlice(length: payloadLength)!
-        try emit(WireFrame(kind: kind, stream: stream, payload: payload))
-      } else if kind == .data {
+        try emit(WireFrame(kind: kind, stream: stream, payload: try open(payload, length, kindByte, stream)))
+      } else if kind == .data && !sealed {
         passing = (stream, payloadLength)
         // The header may end exactly where the read does: the bytes come with the next one.
         if input.readableBytes > 0 {
@@ -172,6 +191,14 @@ final class WireFrameParser {
     }
   }
 
+  /// The payload as the frame handler sees it: opened when frames are sealed.
+  private func open(_ payload: ByteBuffer, _ length: Int, _ kind: UInt8, _ stream: UInt32) throws -> ByteBuffer {
+    guard let cipher = opener else { return payload }
+    return try cipher.open(
+      payload, header: WireFrameEncoder.header(length: length, kind: kind, stream: stream),
+      allocator: ByteBufferAllocator())
+  }
+
   private func check(length: UInt32) throws {
     guard length >= 5 else { throw WireViolation.tooShort(length: Int(length)) }
     guard Int(length) <= maxFrame else { throw WireViolation.oversized(length: Int(length), limit: maxFrame) }
@@ -183,30 +210,54 @@ final class WireFrameParser {
 }
 
 /// Writes `WireFrame`s: a small payload goes out in one buffer with its header, a large one
-/// as a separate buffer after it (a vector write, no copy).
+/// as a separate buffer after it (a vector write, no copy). Once `sealer` is set (by the
+/// frame handler, on the event loop, when the handshake ends), each payload goes out sealed
+/// after its header, in one buffer.
 ///
 /// Senders check sizes first (`Connection.call`, a served reply); a frame over
 /// `WireLimits.maxFrame` that still gets here is not written: its promise fails and the
 /// error goes up the pipeline, which closes the connection.
-final class WireFrameEncoder: ChannelOutboundHandler, Sendable {
+/// `@unchecked Sendable`: `sealer` is read and set only on the channel's event loop.
+final class WireFrameEncoder: ChannelOutboundHandler, @unchecked Sendable {
   typealias OutboundIn = WireFrame
   typealias OutboundOut = ByteBuffer
 
+  var sealer: FrameCipher?
+
+  /// The 9 header bytes of a frame whose length field is `length`.
+  static func header(length: Int, kind: UInt8, stream: UInt32) -> [UInt8] {
+    let l = UInt32(length)
+    return [
+      UInt8(l >> 24), UInt8(l >> 16 & 255), UInt8(l >> 8 & 255), UInt8(l & 255), kind,
+      UInt8(stream >> 24), UInt8(stream >> 16 & 255), UInt8(stream >> 8 & 255), UInt8(stream & 255),
+    ]
+  }
+
   func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
     let frame = unwrapOutboundIn(data)
+    let tag = sealer == nil ? 0 : FrameCipher.tagSize
     guard frame.payload.readableBytes <= WireLimits.maxPayload else {
-      let error = WireViolation.oversized(length: 5 + frame.payload.readableBytes, limit: WireLimits.maxFrame)
+      let error = WireViolation.oversized(length: 5 + frame.payload.readableBytes + tag, limit: WireLimits.maxFrame)
       promise?.fail(error)
       context.fireErrorCaught(error)
       return
     }
     let small = frame.payload.readableBytes <= 4096
     var header = context.channel.allocator.buffer(
-      capacity: WireLimits.headerSize + (small ? frame.payload.readableBytes : 0))
-    header.writeInteger(UInt32(5 + frame.payload.readableBytes))
+      capacity: WireLimits.headerSize + (small || tag > 0 ? frame.payload.readableBytes + tag : 0))
+    header.writeInteger(UInt32(5 + frame.payload.readableBytes + tag))
     header.writeInteger(frame.kind.rawValue)
     header.writeInteger(frame.stream)
-    if small {
+    if let sealer {
+      do {
+        try sealer.seal(frame.payload, appendingTo: &header)
+      } catch {
+        promise?.fail(error)
+        context.fireErrorCaught(error)
+        return
+      }
+      context.write(wrapOutboundOut(header), promise: promise)
+    } else if small {
       var payload = frame.payload
       header.writeBuffer(&payload)
       context.write(wrapOutboundOut(header), promise: promise)

@@ -20,6 +20,9 @@ enum WorkerEnvironment {
   static let lease = "BIGMACHINE_LEASE_MS"
   /// Processors the worker reports.
   static let maxprocs = "BIGMACHINE_MAXPROCS"
+  /// A `FrameProtection` raw value, overriding the program's options (the local system
+  /// passes the driver's).
+  static let protection = "BIGMACHINE_PROTECTION"
 
   static func value(_ name: String) -> String? { getenv(name).map { String(cString: $0) } }
 
@@ -143,8 +146,16 @@ private func startRuntime(
   let runtime = WorkerRuntime(
     types: types, maxprocs: maxprocs, initialLease: .milliseconds(leaseMillis), log: options.log,
     terminate: { status, _ in exitWorkerProcess(status) })
+  let named = WorkerEnvironment.value(WorkerEnvironment.protection)
+  guard let protection = named.map(FrameProtection.init(rawValue:)) ?? options.protection else {
+    throw BigmachineError.fatal(
+      address: "", kind: .configuration,
+      message:
+        "\(WorkerEnvironment.protection) is \(named ?? ""), not one of \(FrameProtection.allCases.map(\.rawValue))")
+  }
   let config = runtime.peerConfig(
-    secret: secret, binaryFingerprint: fingerprint, applicationFingerprint: options.applicationFingerprint)
+    secret: secret, binaryFingerprint: fingerprint, applicationFingerprint: options.applicationFingerprint,
+    protection: protection)
   return (runtime, config)
 }
 

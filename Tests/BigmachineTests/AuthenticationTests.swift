@@ -243,7 +243,7 @@ func frameBytes(_ kind: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
     let port = Int(m.address.split(separator: ":").last!)!
     // 255 bytes of 0xFF: repaired, each would become a 3-byte U+FFFD, 765 bytes that the
     // hello's length byte cannot hold.
-    var hello = Hello.magic + [Hello.version, 0] + [UInt8](repeating: 1, count: 32)
+    var hello = Hello.magic + [Hello.version, 0, 0] + [UInt8](repeating: 1, count: 32)
     hello += [255] + [UInt8](repeating: 0xFF, count: 255) + [0]
     #expect(try await serverCloses(port: port, after: frameBytes(1, stream: 0, hello)))
     #expect(lines.all.contains { $0.contains("hello fingerprint is not UTF-8") })
