@@ -297,7 +297,7 @@ func listen(
       .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 65536, maximum: 1 << 20)
     )
     .childChannelInitializer { channel in
-      let label = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown peer"
+      let label = channel.remoteAddress.map { joinHostPort($0.ipAddress ?? "?", $0.port ?? 0) } ?? "unknown peer"
       return channel.eventLoop.makeCompletedFuture {
         configure(channel: channel, config: config, dialer: false, label: label).whenSuccess { accepted($0) }
       }

@@ -48,9 +48,9 @@ public final class HostsSystem: MachineProvider, @unchecked Sendable {
     listen: String = "0.0.0.0:0", keepalive: KeepaliveConfig = .standard, fingerprint: FingerprintCheck = .sameAsDriver,
     secretFile: String? = nil
   ) {
-    let colon = listen.lastIndex(of: ":") ?? listen.endIndex
-    host = String(listen[..<colon])
-    port = colon == listen.endIndex ? 0 : Int(listen[listen.index(after: colon)...]) ?? 0
+    let parsed = splitHostPort(listen)
+    host = parsed?.host ?? listen
+    port = parsed?.port ?? 0
     self.keepalive = keepalive
     check = fingerprint
     self.secretFile = secretFile
@@ -58,7 +58,7 @@ public final class HostsSystem: MachineProvider, @unchecked Sendable {
 
   /// The address workers dial (`host:port`), once ``Bigmachine/start(system:services:options:)`` returned.
   public var address: String? {
-    state.withLockedValue { s in s.listener?.localAddress.map { "\(host):\($0.port ?? 0)" } }
+    state.withLockedValue { s in s.listener?.localAddress.map { joinHostPort(host, $0.port ?? 0) } }
   }
 
   /// Workers that have joined and wait to be handed out.

@@ -122,7 +122,7 @@ public final class LocalSystem: MachineProvider, @unchecked Sendable {
       child.kill()
       throw error
     }
-    guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
+    guard let port = splitHostPort(address)?.port else {
       child.kill()
       throw BigmachineError.fatal(address: address, kind: .startFailed, message: "the worker reported a bad address")
     }

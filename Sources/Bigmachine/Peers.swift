@@ -84,10 +84,11 @@ public final class Peers: Sendable {
     guard let config = config.withLockedValue({ $0 }) else {
       throw BigmachineError.fatal(address: address, kind: .configuration, message: "this process is not a worker")
     }
-    guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
-      throw BigmachineError.fatal(address: address, kind: .configuration, message: "a peer address is host:port")
+    guard let (host, port) = splitHostPort(address) else {
+      throw BigmachineError.fatal(
+        address: address, kind: .configuration, message: "a peer address is host:port or [ipv6]:port")
     }
-    let made = try await dial(host: String(address[..<colon]), port: port, config: config, label: address)
+    let made = try await dial(host: host, port: port, config: config, label: address)
     // Two calls may dial at once: keep one connection and close the other.
     let (kept, extra): (Connection, Connection?) = connections.withLockedValue { c in
       if let other = c[address], other.closedError == nil { return (other, made) }

@@ -110,10 +110,10 @@ extension Bigmachine {
   static func worker(
     driver: String, secret: ClusterSecret, services: ServiceTypes, options: Options, leaseMillis: Int64, maxprocs: Int
   ) async throws -> Never {
-    guard let colon = driver.lastIndex(of: ":"), let port = Int(driver[driver.index(after: colon)...]) else {
-      throw BigmachineError.fatal(address: driver, kind: .configuration, message: "the driver address is not host:port")
+    guard let (host, port) = splitHostPort(driver) else {
+      throw BigmachineError.fatal(
+        address: driver, kind: .configuration, message: "the driver address is not host:port or [ipv6]:port")
     }
-    let host = String(driver[..<colon])
     let (runtime, config) = try await startRuntime(
       types: services, options: options, secret: secret, leaseMillis: leaseMillis, maxprocs: maxprocs)
     // Peers stream bulk data from each other directly: listen for them, on every interface,
@@ -157,11 +157,6 @@ private func startRuntime(
     secret: secret, binaryFingerprint: fingerprint, applicationFingerprint: options.applicationFingerprint,
     protection: protection)
   return (runtime, config)
-}
-
-/// `host:port`, bracketing an IPv6 host.
-func joinHostPort(_ host: String, _ port: Int) -> String {
-  host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
 }
 
 /// The local address this host sends from toward `host:port` (the route's source address),

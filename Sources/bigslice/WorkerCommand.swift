@@ -42,8 +42,9 @@ struct WorkerCommand: ParsableCommand {
   var advertise: String?
 
   func validate() throws {
-    guard let colon = join.lastIndex(of: ":"), Int(join[join.index(after: colon)...]) != nil, colon != join.startIndex
-    else { throw ValidationError("--join takes HOST:PORT, not \(join)") }
+    guard splitHostPort(join) != nil else {
+      throw ValidationError("--join takes HOST:PORT or [IPV6]:PORT, not \(join)")
+    }
   }
 
   func run() throws {

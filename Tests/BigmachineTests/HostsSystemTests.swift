@@ -54,4 +54,51 @@ import Testing
     close(impostor.stdout)
     close(impostor.stderr)
   }
+
+  /// Workers dial a driver listening on IPv6 loopback, bracketed as addresses are written.
+  @Test func workersJoinADriverOnIPv6() async throws {
+    let probe = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+    var any = sockaddr_in6()
+    any.sin6_family = sa_family_t(AF_INET6)
+    any.sin6_addr = in6addr_loopback
+    let bound = withUnsafePointer(to: &any) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+      }
+    }
+    close(probe)
+    guard bound == 0 else {
+      print("skipped: this host has no IPv6 loopback (bind to [::1] failed, errno \(errno))")
+      return
+    }
+    let system = HostsSystem(
+      listen: "[::1]:0", fingerprint: .exactly(try await BinaryFingerprint.ofFile(try testWorkerPath())))
+    let b = try await Bigmachine.start(system: system, services: testServiceTypes, options: .init(log: .discard))
+    let address = try #require(system.address)
+    #expect(address.hasPrefix("[::1]:"))
+    let workers = try (0..<2).map { _ in try startWorker(driver: address, secretHex: b.secret.hex) }
+    let machines = try await b.start(count: 2, services: [TestService(tag: "v6")])
+    for m in machines {
+      #expect(await m.wait(for: .running) == .running)
+      #expect(try await m.call("Test.echo", "x", returning: String.self) == "v6:x")
+    }
+    await b.shutdown()
+    for w in workers {
+      #expect(ChildProcess.describe(await w.reap()) == "exit status 0")
+      close(w.stdout)
+      close(w.stderr)
+    }
+  }
+
+  @Test func addressesSplitAndJoinWithIPv6Brackets() {
+    #expect(splitHostPort("[::1]:7070")! == ("::1", 7070))
+    #expect(splitHostPort("[fe80::1%eth0]:0")! == ("fe80::1%eth0", 0))
+    #expect(splitHostPort("10.0.0.2:80")! == ("10.0.0.2", 80))
+    #expect(splitHostPort("node7.cluster:7070")! == ("node7.cluster", 7070))
+    for bad in ["::1:7070", "[::1]", "[::1:7070", ":7070", "host", "host:70000", "host:-1", "[]:80"] {
+      #expect(splitHostPort(bad) == nil, "\(bad) was accepted")
+    }
+    #expect(joinHostPort("::1", 7070) == "[::1]:7070")
+    #expect(joinHostPort("10.0.0.2", 80) == "10.0.0.2:80")
+  }
 }

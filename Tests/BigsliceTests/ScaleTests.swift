@@ -1,3 +1,4 @@
+import Bigmachine
 import BigsliceTestFuncs
 import Foundation
 import Frame
@@ -76,6 +77,25 @@ import Testing
     #expect(worker.output(first) == nil)
     worker.discard([second])
     #expect(worker.output(second) == nil)
+  }
+
+  /// A read that would resume before a partition's start or past its end is a `BadRequest`
+  /// service error naming the offset and the size, not a trap and not an empty stream that
+  /// looks whole.
+  @Test func aReadOutsideItsPartitionIsABadRequest() throws {
+    let ref = OutputRef(task: TaskRef(invocation: 1, index: 3), attempt: 2)
+    for offset in [-1, Int.min, 101, Int.max] {
+      do {
+        try WorkerState.check(ReadRequest(output: ref, partition: 0, offset: offset), size: 100)
+        Issue.record("offset \(offset) of 100 bytes was accepted")
+      } catch let error as ServiceError {
+        #expect(error.kind == "BadRequest")
+        #expect(error.message.contains("offset \(offset)") && error.message.contains("100 bytes"))
+      }
+    }
+    for offset in [0, 50, 100] {
+      try WorkerState.check(ReadRequest(output: ref, partition: 0, offset: offset), size: 100)
+    }
   }
 
   /// Partition indexes dense and sparse, of 16-bit and 32-bit entries (frames of up to and

@@ -245,7 +245,7 @@ final class WorkerState: @unchecked Sendable {
     switch output.storage {
     case .file(let file) where file.place(request.partition).isShared:
       // A partition of a packed section goes as its own rows.
-      try await send(try encodeBlocks(file.frames(request.partition)), from: request.offset, to: writer)
+      try await send(try encodeBlocks(file.frames(request.partition)), for: request, to: writer)
     case .file(let file):
       let section = file.range(request.partition)
       let fd = open(file.path, O_RDONLY | O_CLOEXEC)
@@ -253,7 +253,8 @@ final class WorkerState: @unchecked Sendable {
         throw WorkerFailure.missing("cannot open \(file.path): errno \(errno)").serviceError
       }
       defer { Glibc.close(fd) }
-      var at = section.lowerBound + min(max(request.offset, 0), section.count)
+      try Self.check(request, size: section.count)
+      var at = section.lowerBound + request.offset
       if section.isEmpty {
         // Said as a stream of no blocks, so the reader can tell it from a cut one.
         return try await writer.write(try encodeBlocks([]))
@@ -270,9 +271,21 @@ final class WorkerState: @unchecked Sendable {
       }
       withExtendedLifetime(file) {}
     case .memory:
-      try await send(try encodeBlocks(output.frames(request.partition)), from: request.offset, to: writer)
+      try await send(try encodeBlocks(output.frames(request.partition)), for: request, to: writer)
     case .remote:
       throw WorkerFailure.missing("\(request.output) is not stored here").serviceError
+    }
+  }
+
+  /// Throws a `ServiceError` (kind `BadRequest`) unless the read's offset lies within the
+  /// `size` bytes of its partition: a reader resumes at most at the end, never before the start.
+  static func check(_ request: ReadRequest, size: Int) throws {
+    guard (0...size).contains(request.offset) else {
+      throw ServiceError(
+        kind: "BadRequest",
+        message:
+          "read of \(request.output) partition \(request.partition) at offset \(request.offset): the partition has \(size) bytes"
+      )
     }
   }
 
@@ -280,8 +293,9 @@ final class WorkerState: @unchecked Sendable {
   static let readChunk = 1 << 20
 
   /// Streams `bytes` from `offset` on, a chunk at a time.
-  private func send(_ bytes: [UInt8], from offset: Int, to writer: StreamWriter) async throws {
-    var at = min(max(offset, 0), bytes.count)
+  private func send(_ bytes: [UInt8], for request: ReadRequest, to writer: StreamWriter) async throws {
+    try Self.check(request, size: bytes.count)
+    var at = request.offset
     while at < bytes.count {
       let end = min(at + WorkerState.readChunk, bytes.count)
       try await writer.write(Array(bytes[at..<end]))

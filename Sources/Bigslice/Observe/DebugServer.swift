@@ -1,3 +1,4 @@
+import Bigmachine
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -43,13 +44,16 @@ final class DebugServer: Sendable {
   func stop() { channel.close(promise: nil) }
 
   static func parse(_ address: String) throws -> (String, Int) {
-    let colon = address.lastIndex(of: ":")
-    let host = colon.map { String(address[..<$0]) } ?? ""
-    let portText = colon.map { String(address[address.index(after: $0)...]) } ?? address
-    guard let port = Int(portText), (0...65535).contains(port) else {
-      throw BigsliceError.invalidArgument("debug address \(address): expected HOST:PORT, :PORT or PORT")
+    if let port = Int(address.hasPrefix(":") ? String(address.dropFirst()) : address) {
+      guard (0...65535).contains(port) else {
+        throw BigsliceError.invalidArgument("debug address \(address): the port is not 0 to 65535")
+      }
+      return ("127.0.0.1", port)
     }
-    return (host.isEmpty ? "127.0.0.1" : host, port)
+    guard let (host, port) = splitHostPort(address) else {
+      throw BigsliceError.invalidArgument("debug address \(address): expected HOST:PORT, [IPV6]:PORT, :PORT or PORT")
+    }
+    return (host, port)
   }
 }
 
