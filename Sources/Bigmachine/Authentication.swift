@@ -7,8 +7,16 @@ import NIOCore
 
 /// The cluster secret: 256 random bits made by the driver and handed to its workers through
 /// the environment (`BIGMACHINE_SECRET`, hex) or a 0600 file (`BIGMACHINE_SECRET_FILE`).
-/// Every connection proves knowledge of it in both directions before any call.
-public struct ClusterSecret: Sendable, Equatable {
+/// Every connection proves knowledge of it in both directions before any call. Its
+/// descriptions and its mirror say "redacted": print it, log it or dump it and its bytes stay
+/// out; ``hex`` is the one way to them.
+public struct ClusterSecret: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible,
+  CustomReflectable
+{
+  public var description: String { "ClusterSecret(redacted)" }
+  public var debugDescription: String { description }
+  public var customMirror: Mirror { Mirror(self, children: [], displayStyle: .struct) }
+
   private let bytes: [UInt8]
   var key: SymmetricKey { SymmetricKey(data: bytes) }
 
@@ -33,27 +41,50 @@ public struct ClusterSecret: Sendable, Equatable {
     bytes.map { String($0, radix: 16).leftPadded(2) }.joined()
   }
 
-  /// Reads a secret written by ``write(toFile:)`` (or any file holding its hex). Blocking I/O:
-  /// call it at startup, not from a busy task.
+  /// Reads a secret written by ``write(toFile:)`` (or any file holding its hex). The file must
+  /// belong to this process's user and be readable by its owner only (mode 0600 or 0400): a
+  /// secret others can read, or could have written, is refused with a configuration error
+  /// that says how to fix it. Blocking I/O: call it at startup, not from a busy task.
   public static func read(fromFile path: String) throws -> ClusterSecret {
-    guard let text = readSmallFile(path) else {
-      throw BigmachineError.fatal(address: "", kind: .configuration, message: "cannot read the secret file \(path)")
+    func refuse(_ why: String) -> BigmachineError {
+      .fatal(address: "", kind: .configuration, message: "the secret file \(path) \(why)")
     }
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw refuse("cannot be opened: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var info = stat()
+    guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { throw refuse("is not a regular file") }
+    guard info.st_uid == geteuid() else {
+      throw refuse("belongs to uid \(info.st_uid), not to this user (uid \(geteuid()))")
+    }
+    guard info.st_mode & 0o077 == 0 else {
+      throw refuse(
+        "has mode \(String(info.st_mode & 0o777, radix: 8)): others may read it; make it the owner's alone (chmod 600 \(path))"
+      )
+    }
+    guard let text = readSmallFile(fd) else { throw refuse("cannot be read") }
     return try ClusterSecret(hex: text)
   }
 
-  /// Writes the hex secret to a new file at `path` with mode 0600 (it must not exist).
+  /// Writes the hex secret to `path` with mode 0600, replacing a file left there (by a driver
+  /// that died, say): it is written under a fresh name beside `path`, then renamed over it, so
+  /// a reader finds the old secret or the new one, never a part.
   public func write(toFile path: String) throws {
-    let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+    let temporary = "\(path).\(getpid())-\(UInt64.random(in: 0...UInt64.max)).tmp"
+    let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
     guard fd >= 0 else {
       throw BigmachineError.fatal(
-        address: "", kind: .configuration, message: "cannot create the secret file \(path): errno \(errno)")
+        address: "", kind: .configuration,
+        message: "cannot create the secret file \(path): \(String(cString: strerror(errno)))")
     }
-    defer { close(fd) }
     var text = hex + "\n"
-    let ok = text.withUTF8 { Glibc.write(fd, $0.baseAddress, $0.count) == $0.count }
-    guard ok else {
-      throw BigmachineError.fatal(address: "", kind: .configuration, message: "cannot write the secret file \(path)")
+    let ok = text.withUTF8 { Glibc.write(fd, $0.baseAddress, $0.count) == $0.count } && fsync(fd) == 0
+    close(fd)
+    guard ok, rename(temporary, path) == 0 else {
+      let reason = String(cString: strerror(errno))
+      unlink(temporary)
+      throw BigmachineError.fatal(
+        address: "", kind: .configuration, message: "cannot write the secret file \(path): \(reason)")
     }
   }
 
@@ -198,6 +229,11 @@ func readSmallFile(_ path: String) -> String? {
   let fd = open(path, O_RDONLY | O_CLOEXEC)
   guard fd >= 0 else { return nil }
   defer { close(fd) }
+  return readSmallFile(fd)
+}
+
+/// Reads at most 1 MiB of an open file; nil if it cannot.
+func readSmallFile(_ fd: Int32) -> String? {
   var bytes: [UInt8] = []
   var chunk = [UInt8](repeating: 0, count: 65536)
   while bytes.count < 1 << 20 {

@@ -77,6 +77,7 @@ public final class Bigmachine: Sendable {
     system: any System, services: [any Service.Type] = [], options: Options = Options()
   ) async throws -> Bigmachine {
     let types = ServiceTypes(services)
+    raiseDescriptorLimit()
     if WorkerEnvironment.isWorker {
       try await WorkerEnvironment.run(types: types, options: options)
     }
@@ -146,4 +147,15 @@ public final class Bigmachine: Sendable {
     }
     await provider.shutdown()
   }
+}
+
+/// Raises this process's soft limit on open descriptors to its hard limit: connections,
+/// spill files and shuffle files all take descriptors, and many systems start programs with
+/// a soft limit of 1024 and a hard one far above. A limit the user lowered (`ulimit -n`
+/// lowers both) stays as it is.
+func raiseDescriptorLimit() {
+  var limit = rlimit()
+  guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+  limit.rlim_cur = limit.rlim_max
+  _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
 }

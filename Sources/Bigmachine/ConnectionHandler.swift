@@ -282,13 +282,58 @@ final class NIOLockedValueBoxFuture: @unchecked Sendable {
   func get() -> EventLoopFuture<Connection> { lock.withLock { future! } }
 }
 
+/// Counts the handshakes under way on one listener, in all and per peer address, so that
+/// connections that never authenticate cannot take every descriptor: beyond either cap a new
+/// connection is closed as soon as it is accepted. A handshake leaves the count when it
+/// succeeds, fails or times out.
+final class HandshakeGate: Sendable {
+  private struct State {
+    var total = 0
+    var perAddress: [String: Int] = [:]
+    var refusing: Set<String> = []
+  }
+  private let state = NIOLockedValueBox(State())
+  let total: Int
+  let perAddress: Int
+
+  init(total: Int = WireLimits.maxPendingHandshakes, perAddress: Int = WireLimits.maxPendingHandshakesPerAddress) {
+    self.total = total
+    self.perAddress = perAddress
+  }
+
+  /// Counts a handshake from `address` in; false (and nothing counted) when a cap is reached.
+  /// The first refusal from an address since it was last under its cap is reported as true in
+  /// `first`, for one log line rather than one per connection.
+  func admit(_ address: String) -> (admitted: Bool, first: Bool) {
+    state.withLockedValue { s in
+      let mine = s.perAddress[address, default: 0]
+      guard s.total < total, mine < perAddress else { return (false, s.refusing.insert(address).inserted) }
+      s.total += 1
+      s.perAddress[address] = mine + 1
+      return (true, false)
+    }
+  }
+
+  func release(_ address: String) {
+    state.withLockedValue { s in
+      s.total -= 1
+      s.refusing.remove(address)
+      let left = s.perAddress[address, default: 1] - 1
+      s.perAddress[address] = left == 0 ? nil : left
+    }
+  }
+
+  var pending: Int { state.withLockedValue { $0.total } }
+}
+
 /// Listens on `host:port` (port 0 picks one) on the event loops of `group`; every accepted
-/// channel that authenticates is passed to `accepted`. Returns the server channel (its local
-/// address tells the port).
+/// channel that authenticates is passed to `accepted`. Handshakes under way are capped
+/// (`HandshakeGate`). Returns the server channel (its local address tells the port).
 func listen(
   host: String, port: Int, config: PeerConfig, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
   accepted: @escaping @Sendable (Connection) -> Void
 ) async throws -> any Channel {
+  let gate = HandshakeGate()
   let bootstrap = ServerBootstrap(group: group)
     .serverChannelOption(.backlog, value: 256)
     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -297,9 +342,21 @@ func listen(
       .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 65536, maximum: 1 << 20)
     )
     .childChannelInitializer { channel in
-      let label = channel.remoteAddress.map { joinHostPort($0.ipAddress ?? "?", $0.port ?? 0) } ?? "unknown peer"
+      let ip = channel.remoteAddress?.ipAddress ?? "?"
+      let label = joinHostPort(ip, channel.remoteAddress?.port ?? 0)
+      let (admitted, first) = gate.admit(ip)
+      guard admitted else {
+        if first {
+          config.log(
+            "refusing connections from \(ip): \(gate.perAddress) handshakes from it, or \(gate.total) in all, are under way"
+          )
+        }
+        return channel.eventLoop.makeFailedFuture(ChannelError.inputClosed)
+      }
       return channel.eventLoop.makeCompletedFuture {
-        configure(channel: channel, config: config, dialer: false, label: label).whenSuccess { accepted($0) }
+        let handshake = configure(channel: channel, config: config, dialer: false, label: label)
+        handshake.whenComplete { _ in gate.release(ip) }
+        handshake.whenSuccess { accepted($0) }
       }
     }
   do {

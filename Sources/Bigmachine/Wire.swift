@@ -59,6 +59,10 @@ enum WireLimits {
   static let streamWindow = 8 << 20
   /// Largest payload of a frame after authentication: room is left for a sealed frame's tag.
   static let maxPayload = maxFrame - 5 - FrameCipher.tagSize
+  /// Handshakes under way on one listener, in all and from one address; connections beyond
+  /// either are closed when accepted.
+  static let maxPendingHandshakes = 256
+  static let maxPendingHandshakesPerAddress = 32
   /// Longest text taken from a peer (a refusal, an error's kind or message), in Unicode scalars.
   static let maxPeerText = 1024
 }

@@ -81,13 +81,18 @@ enum WorkerEnvironment {
 
 extension ClusterSecret {
   /// The secret the environment gives a worker: `BIGMACHINE_SECRET` (hex), else the file
-  /// `BIGMACHINE_SECRET_FILE` names; nil when neither is set.
-  /// - Throws: a fatal `configuration` error for malformed hex or an unreadable file.
+  /// `BIGMACHINE_SECRET_FILE` names; nil when neither is set. Both variables are removed from
+  /// this process's environment once read, so that the programs a service starts do not
+  /// inherit the secret.
+  /// - Throws: a fatal `configuration` error for malformed hex, or for a file that cannot be
+  ///   read or that others may read (see ``read(fromFile:)``).
   public static func fromEnvironment() throws -> ClusterSecret? {
-    if let hex = WorkerEnvironment.value(WorkerEnvironment.secret) { return try ClusterSecret(hex: hex) }
-    if let file = WorkerEnvironment.value(WorkerEnvironment.secretFile) {
-      return try ClusterSecret.read(fromFile: file)
-    }
+    let hex = WorkerEnvironment.value(WorkerEnvironment.secret)
+    let file = WorkerEnvironment.value(WorkerEnvironment.secretFile)
+    unsetenv(WorkerEnvironment.secret)
+    unsetenv(WorkerEnvironment.secretFile)
+    if let hex { return try ClusterSecret(hex: hex) }
+    if let file { return try ClusterSecret.read(fromFile: file) }
     return nil
   }
 }

@@ -215,6 +215,7 @@ public struct TestService: Service {
       exit(0)
     },
     "pid": .unary { (_, _: Bool, _) in getpid() },
+    "environment": .unary { (_, name: String, _) -> String? in getenv(name).map { String(cString: $0) } },
   ]
 }
 

@@ -314,4 +314,50 @@ func frameBytes(_ kind: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
     try await silent.close()
     try await resetting.close()
   }
+
+  @Test func aSecretNeverShowsItsBytesInDescriptions() {
+    let secret = ClusterSecret.random()
+    var dumped = ""
+    dump(secret, to: &dumped)
+    for text in ["\(secret)", String(reflecting: secret), dumped, "\([secret])", "\(Optional(secret) as Any)"] {
+      #expect(!text.contains(secret.hex) && !text.contains(String(secret.hex.prefix(8))), "\(text)")
+    }
+    #expect("\(secret)" == "ClusterSecret(redacted)")
+  }
+
+  @Test func aSecretFileMustBeTheUsersOwnAndPrivateAndAStaleOneIsReplaced() throws {
+    let path = "/tmp/bigmachine-test-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).secret"
+    defer { unlink(path) }
+    let first = ClusterSecret.random()
+    try first.write(toFile: path)
+    var info = stat()
+    #expect(stat(path, &info) == 0 && info.st_mode & 0o777 == 0o600)
+    #expect(try ClusterSecret.read(fromFile: path) == first)
+    // A file a dead driver left behind is replaced, not an error.
+    let second = ClusterSecret.random()
+    try second.write(toFile: path)
+    #expect(try ClusterSecret.read(fromFile: path) == second)
+    // Readable by others: refused, saying how to fix it.
+    chmod(path, 0o644)
+    do {
+      _ = try ClusterSecret.read(fromFile: path)
+      Issue.record("a secret file of mode 0644 was accepted")
+    } catch let BigmachineError.fatal(_, kind, message) {
+      #expect(kind == .configuration)
+      #expect(message.contains("mode 644") && message.contains("chmod 600 \(path)"))
+    }
+    chmod(path, 0o600)
+    // Another user's file: refused (only root can make one here).
+    if geteuid() == 0 {
+      #expect(chown(path, 65534, 65534) == 0)
+      do {
+        _ = try ClusterSecret.read(fromFile: path)
+        Issue.record("another user's secret file was accepted")
+      } catch let BigmachineError.fatal(_, _, message) {
+        #expect(message.contains("belongs to uid 65534"))
+      }
+    } else {
+      print("skipped the other-owner case: making a file of another user needs root")
+    }
+  }
 }

@@ -36,7 +36,10 @@ import Testing
     let machines = try await b.start(count: 2, services: [TestService(tag: "hosted")])
     for m in machines { #expect(await m.wait(for: .running) == .running) }
     #expect(Set(machines.map(\.processID)) == Set(workers.map(\.pid)))
-    for m in machines { #expect(try await m.call("Test.echo", "x", returning: String.self) == "hosted:x") }
+    for m in machines {
+      #expect(try await m.call("Test.echo", "x", returning: String.self) == "hosted:x")
+      #expect(try await m.call("Test.environment", "BIGMACHINE_SECRET", returning: String?.self) == nil)
+    }
 
     // Waiting for workers that never come ends when the waiting task is cancelled.
     let waiting = Task { try await b.start(count: 1, services: [TestService()]) }

@@ -1,4 +1,6 @@
 import BigmachineTestSupport
+import Foundation
+import NIOCore
 import NIOPosix
 import Testing
 
@@ -74,6 +76,10 @@ func readLine(from fd: Int32, startingWith prefix: String) async throws -> Strin
     #expect(m.address.hasPrefix("127.0.0.1:"))
     #expect(try await m.call("Test.echo", "hi", returning: String.self) == "local:hi")
     #expect(try await m.call("Test.pid", true, returning: Int32.self) == m.processID)
+    // The secret's variables were read and removed: programs the worker starts inherit none.
+    for name in ["BIGMACHINE_SECRET", "BIGMACHINE_SECRET_FILE"] {
+      #expect(try await m.call("Test.environment", name, returning: String?.self) == nil)
+    }
     _ = try await m.call("Test.print", ["first", "second"], returning: Bool.self)
     _ = try await m.call("Test.print", ["final words"], returning: Bool.self)
     // Shutdown waits for the end marker on both streams: no polling needed.
@@ -261,5 +267,62 @@ func readLine(from fd: Int32, startingWith prefix: String) async throws -> Strin
     let workerPeak = Int(fields[4])!
     #expect(driverPeak < 128 << 20, "driver peak RSS \(driverPeak)")
     #expect(workerPeak < 128 << 20, "worker peak RSS \(workerPeak)")
+  }
+
+  /// Hundreds of connections that never authenticate, from one host: the worker closes those
+  /// beyond its cap of pending handshakes from one address, its descriptors stay bounded, and
+  /// a peer from another address still dials in and calls.
+  @Test func idleConnectionsCannotTakeAWorkersDescriptors() async throws {
+    let (b, machines) = try await localCluster(1)
+    let m = machines[0]
+    #expect(await m.wait(for: .running) == .running)
+    let port = try #require(splitHostPort(m.address)?.port)
+    func descriptors() -> Int {
+      (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(m.processID)/fd").count) ?? -1
+    }
+    let before = descriptors()
+    let idle: [Int32] = (0..<300).compactMap { _ in
+      let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+      var source = sockaddr_in()
+      source.sin_family = sa_family_t(AF_INET)
+      source.sin_addr.s_addr = inet_addr("127.0.0.2")
+      var target = sockaddr_in()
+      target.sin_family = sa_family_t(AF_INET)
+      target.sin_port = in_port_t(UInt16(port).bigEndian)
+      target.sin_addr.s_addr = inet_addr("127.0.0.1")
+      let size = socklen_t(MemoryLayout<sockaddr_in>.size)
+      let ok =
+        withUnsafePointer(to: &source) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, size) } }
+        == 0
+        && withUnsafePointer(to: &target) {
+          $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, size) }
+        } == 0
+      if !ok { close(fd) }
+      return ok ? fd : nil
+    }
+    defer { for fd in idle { close(fd) } }
+    #expect(idle.count == 300)
+    // The worker accepts them all, keeps at most its per-address cap, and closes the rest at
+    // once: well before its handshake timeout (10 s) would.
+    let cap = WireLimits.maxPendingHandshakesPerAddress
+    func closedByTheWorker() -> Int {
+      idle.filter { fd in
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        var byte: UInt8 = 0
+        return poll(&p, 1, 0) == 1 && recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) <= 0
+      }.count
+    }
+    #expect(await eventually(within: 8) { closedByTheWorker() >= 300 - cap }, "\(closedByTheWorker()) closed")
+    #expect(descriptors() <= before + cap + 4, "\(descriptors()) descriptors, \(before) before")
+    // A dial from another address gets through and is served.
+    let config = PeerConfig(
+      secret: b.secret, binaryFingerprint: "x", applicationFingerprint: "", methods: nil, onKeepalive: nil,
+      log: .discard)
+    let peer = try await dial(host: "127.0.0.1", port: port, config: config, label: m.address)
+    let (reply, _) = try await peer.call(method: "Test.echo", argument: ByteBuffer(string: "\"in\""), input: nil)
+    #expect(String(buffer: reply) == "\"local:in\"")
+    peer.close(.network(address: m.address, reason: "done"))
+    #expect(try await m.call("Test.echo", "still", returning: String.self) == "local:still")
+    await b.shutdown()
   }
 }
