@@ -147,6 +147,36 @@ final class ChildProcess: @unchecked Sendable {
     return raw
   }
 
+  /// Runs `arguments[0]`, found on `PATH` (through `/usr/bin/env`), with `arguments[1...]`
+  /// and this process's environment, to its end; returns its wait status and what it wrote to
+  /// stdout and stderr (each cut at 1 MiB). Throws a fatal `startFailed` error if it cannot
+  /// start.
+  static func run(_ arguments: [String]) async throws -> (status: Int32, output: String, errors: String) {
+    let child = try spawn(executable: "/usr/bin/env", arguments: arguments, environment: processEnvironment())
+    async let output = Self.drain(child.stdout)
+    async let errors = Self.drain(child.stderr)
+    let (out, err) = await (output, errors)
+    return (await child.reap(), out, err)
+  }
+
+  /// Reads `fd` to its end on a thread of its own, keeping at most 1 MiB, and closes it.
+  private static func drain(_ fd: Int32) async -> String {
+    await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
+      ThreadPool.detach {
+        var kept: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+          let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+          if n < 0 && errno == EINTR { continue }
+          if n <= 0 { break }
+          if kept.count < 1 << 20 { kept += chunk[0..<min(n, (1 << 20) - kept.count)] }
+        }
+        close(fd)
+        continuation.resume(returning: String(decoding: kept, as: UTF8.self))
+      }
+    }
+  }
+
   /// "exit status N" or "killed by signal N" for a raw wait status.
   static func describe(_ status: Int32) -> String {
     let signal = status & 0x7f

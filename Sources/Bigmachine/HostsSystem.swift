@@ -24,6 +24,15 @@ public final class HostsSystem: MachineProvider, @unchecked Sendable {
     case exactly(String)
     /// Any binary (the cluster secret still has to be proven).
     case any
+
+    /// The fingerprint a driver with `driver`'s context expects, nil for any.
+    func expected(by driver: DriverContext) async throws -> String? {
+      switch self {
+      case .sameAsDriver: return try await driver.binaryFingerprint()
+      case .exactly(let f): return f
+      case .any: return nil
+      }
+    }
   }
 
   public let name = "hosts"
@@ -66,13 +75,7 @@ public final class HostsSystem: MachineProvider, @unchecked Sendable {
 
   func prepare(driver: DriverContext) async throws {
     if let secretFile { try driver.secret.write(toFile: secretFile) }
-    let expected: String?
-    switch check {
-    case .sameAsDriver: expected = try await driver.binaryFingerprint()
-    case .exactly(let f): expected = f
-    case .any: expected = nil
-    }
-    let config = driver.peerConfig(expectedBinaryFingerprint: expected)
+    let config = driver.peerConfig(expectedBinaryFingerprint: try await check.expected(by: driver))
     let channel = try await listen(host: host, port: port, config: config) { [weak self] connection in
       self?.join(connection)
     }

@@ -60,7 +60,7 @@ public final class LocalSystem: MachineProvider, @unchecked Sendable {
       expected = try await driver.binaryFingerprint()
     }
     let secretPath = try secretPath(driver.secret)
-    var env = Self.currentEnvironment()
+    var env = processEnvironment()
     for (k, v) in environment { env[k] = v }
     env[WorkerEnvironment.mode] = "worker"
     env[WorkerEnvironment.system] = "local"
@@ -155,15 +155,16 @@ public final class LocalSystem: MachineProvider, @unchecked Sendable {
       return p
     }
   }
+}
 
-  private static func currentEnvironment() -> [String: String] {
-    var env: [String: String] = [:]
-    var p = environ
-    while let entry = p.pointee {
-      let s = String(cString: entry)
-      if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
-      p += 1
-    }
-    return env
+/// This process's environment as a dictionary.
+func processEnvironment() -> [String: String] {
+  var env: [String: String] = [:]
+  var p = environ
+  while let entry = p.pointee {
+    let s = String(cString: entry)
+    if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+    p += 1
   }
+  return env
 }

@@ -65,6 +65,9 @@ struct MachineDescription: Codable, Sendable {
   /// Where the worker listens for its peers (`host:port`), when that is not the address the
   /// driver reached it by: a hosts worker dialed the driver from an ephemeral port.
   var peerAddress: String? = nil
+  /// The launch this worker was started by (`BIGMACHINE_LAUNCH_ID`), for a ``ClusterSystem``
+  /// to match the worker that joins with the launch it made.
+  var launchID: String? = nil
 }
 
 /// The processors this process may use (NIO's count: affinity and cgroup limits included).

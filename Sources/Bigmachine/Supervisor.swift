@@ -87,7 +87,9 @@ final class WorkerRuntime: @unchecked Sendable {
         return true
       },
       "Supervisor.info": unaryHandler { (_: Bool, _) in
-        MachineDescription(pid: getpid(), maxprocs: maxprocs, peerAddress: peerAddress.withLockedValue { $0 })
+        MachineDescription(
+          pid: getpid(), maxprocs: maxprocs, peerAddress: peerAddress.withLockedValue { $0 },
+          launchID: WorkerEnvironment.value(WorkerEnvironment.launchID))
       },
       "Supervisor.peerLost": unaryHandler { (address: String, _) in
         peers.drop(address)

@@ -20,6 +20,8 @@ enum WorkerEnvironment {
   static let lease = "BIGMACHINE_LEASE_MS"
   /// Processors the worker reports.
   static let maxprocs = "BIGMACHINE_MAXPROCS"
+  /// Which launch of a ``ClusterSystem`` started this worker.
+  static let launchID = "BIGMACHINE_LAUNCH_ID"
   /// A `FrameProtection` raw value, overriding the program's options (the local system
   /// passes the driver's).
   static let protection = "BIGMACHINE_PROTECTION"

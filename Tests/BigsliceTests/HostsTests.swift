@@ -164,66 +164,68 @@ struct SkipReason: Error, CustomStringConvertible {
     let binary = try bigsliceBinary()
     for i in 0..<2 { try spaces.startWorker(i, binary: binary, driverPort: driverPort, secretFile: secretFile) }
 
-    // W1: sums by key.
-    let rows = 400_000
-    let keys = 5_000
-    var sums = [Int?](repeating: nil, count: keys)
-    for i in 0..<rows {
-      let (k, v) = Workloads.row(i, keys: keys, seed: 0)
-      sums[k] = (sums[k] ?? 0) + v
-    }
-    let w1 = try await session.run(Workloads.w1, rows, keys, 6)
-    var got = [Int?](repeating: nil, count: keys)
-    var duplicates = 0
-    for (k, v) in try w1.rows() {
-      if got[k] != nil { duplicates += 1 }
-      got[k] = v
-    }
-    #expect(got == sums && duplicates == 0)
+    try await expectW1(session, rows: 400_000, keys: 5_000, shards: 6)
     let addresses = session.machines.map(\.address).sorted()
     #expect(addresses.count == 2)
     #expect(addresses.allSatisfy { $0.hasPrefix("10.78.") }, "machines are named by their peer addresses: \(addresses)")
-
-    // W3: per key, the rows on each side.
-    let w3Rows = 100_000
-    let w3Keys = 20_000
-    var counts = [[Int]](repeating: [0, 0], count: w3Keys)
-    for i in 0..<w3Rows {
-      counts[Workloads.row(i, keys: w3Keys, seed: 0).key][0] += 1
-      counts[Workloads.row(i, keys: w3Keys, seed: 1 << 50).key][1] += 1
-    }
-    var seen = 0
-    var wrong = 0
-    for (k, a, b) in try (await session.run(Workloads.w3, w3Rows, w3Keys, 6)).rows() {
-      seen += 1
-      if counts[k] != [a.count, b.count] { wrong += 1 }
-    }
-    #expect(seen == counts.filter { $0 != [0, 0] }.count && wrong == 0)
+    try await expectW3(session, rows: 100_000, keys: 20_000, shards: 6)
 
     // W1 again, larger, with namespace 1's link cut once map tasks have run: its machine is
     // declared stopped (keepalive), what it held and ran is computed again on the other.
-    let big = 3_000_000
-    var bigSums = [Int?](repeating: nil, count: keys)
-    for i in 0..<big {
-      let (k, v) = Workloads.row(i, keys: keys, seed: 0)
-      bigSums[k] = (bigSums[k] ?? 0) + v
-    }
-    let jobs = session.jobs.count
-    async let cutJob = session.run(Workloads.w1, big, keys, 12)
-    var cut = false
-    for _ in 0..<3000 where !cut {
-      if session.jobs.count > jobs, let ops = session.jobs.last?.operations(), ops.contains(where: { $0.done >= 2 }) {
-        try spaces.cut(1)
-        cut = true
-      }
-      try await Task.sleep(for: .milliseconds(5))
-    }
-    let afterCut = try await cutJob
+    let cut = try await expectW1(session, rows: 3_000_000, keys: 5_000, shards: 12) { try spaces.cut(1) }
     #expect(cut, "the job ended before the link was cut")
-    var bigGot = [Int?](repeating: nil, count: keys)
-    for (k, v) in try afterCut.rows() { bigGot[k] = v }
-    #expect(bigGot == bigSums)
     let left = session.machines.map(\.address)
     #expect(left.count == 1 && left[0].hasPrefix(spaces.workerAddress(0) + ":"), "\(left)")
   }
+}
+
+/// Runs W1 (`rows` rows, sums by key over `keys` keys) on `session` and expects the sums a
+/// loop here computes, each key once. With `fault`, calls it once the job's first
+/// operation has finished two tasks, and returns whether it did before the job ended.
+@discardableResult
+func expectW1(
+  _ session: Session, rows: Int, keys: Int, shards: Int, fault: (() async throws -> Void)? = nil
+) async throws -> Bool {
+  var sums = [Int?](repeating: nil, count: keys)
+  for i in 0..<rows {
+    let (k, v) = Workloads.row(i, keys: keys, seed: 0)
+    sums[k] = (sums[k] ?? 0) + v
+  }
+  let jobs = session.jobs.count
+  async let job = session.run(Workloads.w1, rows, keys, shards)
+  var faulted = false
+  if let fault {
+    for _ in 0..<3000 where !faulted {
+      if session.jobs.count > jobs, let ops = session.jobs.last?.operations(), ops.contains(where: { $0.done >= 2 }) {
+        try await fault()
+        faulted = true
+      }
+      try await Task.sleep(for: .milliseconds(5))
+    }
+  }
+  var got = [Int?](repeating: nil, count: keys)
+  var duplicates = 0
+  for (k, v) in try await job.rows() {
+    if got[k] != nil { duplicates += 1 }
+    got[k] = v
+  }
+  #expect(got == sums && duplicates == 0)
+  return faulted
+}
+
+/// Runs W3 (per key, the rows of two inputs of `rows` rows over `keys` keys) on `session`
+/// and expects the counts a loop here computes.
+func expectW3(_ session: Session, rows: Int, keys: Int, shards: Int) async throws {
+  var counts = [[Int]](repeating: [0, 0], count: keys)
+  for i in 0..<rows {
+    counts[Workloads.row(i, keys: keys, seed: 0).key][0] += 1
+    counts[Workloads.row(i, keys: keys, seed: 1 << 50).key][1] += 1
+  }
+  var seen = 0
+  var wrong = 0
+  for (k, a, b) in try (await session.run(Workloads.w3, rows, keys, shards)).rows() {
+    seen += 1
+    if counts[k] != [a.count, b.count] { wrong += 1 }
+  }
+  #expect(seen == counts.filter { $0 != [0, 0] }.count && wrong == 0)
 }

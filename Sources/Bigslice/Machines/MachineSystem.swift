@@ -29,4 +29,31 @@ public enum MachineSystem: @unchecked Sendable {
   ) -> MachineSystem {
     .system(HostsSystem(listen: listen, fingerprint: fingerprint, secretFile: secretFile))
   }
+
+  /// Workers submitted to Slurm as batch jobs of `resources`, which join the driver at
+  /// `listen`; a job that ends is a lost machine, replaced like any other, and every job
+  /// still queued or running is cancelled at shutdown. The workers run this binary, and read
+  /// the cluster secret from `secretFile` (default `~/.bigmachine/…`): both must be at the
+  /// same paths on the compute nodes (a shared file system).
+  public static func slurm(
+    _ resources: SlurmLauncher.Resources = .init(), listen: String = "0.0.0.0:0", advertise: String? = nil,
+    secretFile: String? = nil, startTimeout: Duration = .seconds(600)
+  ) -> MachineSystem {
+    .system(
+      ClusterSystem(
+        launcher: SlurmLauncher(resources), listen: listen, advertise: advertise, secretFile: secretFile,
+        startTimeout: startTimeout))
+  }
+
+  /// Workers started by a shell command per worker (see ``CommandLauncher``), such as
+  /// `ssh {host} {command}`, which join the driver at `listen`.
+  public static func command(
+    _ template: String, hosts: [String] = [], listen: String = "0.0.0.0:0", advertise: String? = nil,
+    secretFile: String? = nil
+  ) -> MachineSystem {
+    .system(
+      ClusterSystem(
+        launcher: CommandLauncher(template, hosts: hosts), listen: listen, advertise: advertise,
+        secretFile: secretFile))
+  }
 }
