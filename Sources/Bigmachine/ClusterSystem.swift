@@ -75,6 +75,7 @@ public final class ClusterSystem: MachineProvider, @unchecked Sendable {
   private let secretFile: String?
   private let startTimeout: Duration
   private let check: HostsSystem.FingerprintCheck
+  private let output: MachineOutput
 
   private enum Pending {
     case waiting(CheckedContinuation<(Connection, MachineDescription), any Error>)
@@ -106,10 +107,13 @@ public final class ClusterSystem: MachineProvider, @unchecked Sendable {
   ///     nil for `~/.bigmachine/<pid>-<random>.secret`. It must be at this path on every
   ///     worker host (a shared home directory, say). Removed at shutdown.
   ///   - startTimeout: how long a worker may take to join (batch queues can be slow).
+  ///   - output: where each worker's stdout and stderr go once it has joined, line by line,
+  ///     prefixed with its address.
   public init(
     launcher: any WorkerLauncher, listen: String = "0.0.0.0:0", advertise: String? = nil, executable: String? = nil,
     arguments: [String]? = nil, secretFile: String? = nil, keepalive: KeepaliveConfig = .standard,
-    startTimeout: Duration = .seconds(600), fingerprint: HostsSystem.FingerprintCheck = .sameAsDriver
+    startTimeout: Duration = .seconds(600), fingerprint: HostsSystem.FingerprintCheck = .sameAsDriver,
+    output: MachineOutput = .standardError
   ) {
     self.launcher = launcher
     let parsed = splitHostPort(listen)
@@ -122,6 +126,7 @@ public final class ClusterSystem: MachineProvider, @unchecked Sendable {
     self.keepalive = keepalive
     self.startTimeout = startTimeout
     check = fingerprint
+    self.output = output
   }
 
   /// The address workers dial (`host:port`), once ``Bigmachine/start(system:services:options:)`` returned.
@@ -301,6 +306,7 @@ public final class ClusterSystem: MachineProvider, @unchecked Sendable {
     defer { timer.cancel() }
     let (connection, info) = try await joined(id)
     let address = info.peerAddress ?? connection.peer
+    forwardOutput(of: connection, address: address, to: output)
     // From here the worker's end is a lost machine.
     Task {
       let how = await ending.value

@@ -14,7 +14,8 @@ import NIOCore
 /// `BIGMACHINE_SECRET=<hex>` or `BIGMACHINE_SECRET_FILE=<path>`, or a program's own `worker`
 /// command that calls ``Bigmachine/worker(driver:secret:services:options:)``. A worker exits
 /// when the driver shuts it down, when its connection is lost, or when its lease lapses.
-/// Workers' output stays on their hosts.
+/// Once a worker joins, what it writes to stdout and stderr comes to `output` line by line,
+/// prefixed with its address, as a local worker's does.
 public final class HostsSystem: MachineProvider, @unchecked Sendable {
   /// Which binary the driver accepts from joining workers.
   public enum FingerprintCheck: Sendable {
@@ -41,6 +42,7 @@ public final class HostsSystem: MachineProvider, @unchecked Sendable {
   private let port: Int
   private let check: FingerprintCheck
   private let secretFile: String?
+  private let output: MachineOutput
 
   private struct State {
     var listener: (any Channel)?
@@ -55,7 +57,7 @@ public final class HostsSystem: MachineProvider, @unchecked Sendable {
   /// workers to read.
   public init(
     listen: String = "0.0.0.0:0", keepalive: KeepaliveConfig = .standard, fingerprint: FingerprintCheck = .sameAsDriver,
-    secretFile: String? = nil
+    secretFile: String? = nil, output: MachineOutput = .standardError
   ) {
     let parsed = splitHostPort(listen)
     host = parsed?.host ?? listen
@@ -63,6 +65,7 @@ public final class HostsSystem: MachineProvider, @unchecked Sendable {
     self.keepalive = keepalive
     check = fingerprint
     self.secretFile = secretFile
+    self.output = output
   }
 
   /// The address workers dial (`host:port`), once ``Bigmachine/start(system:services:options:)`` returned.
@@ -135,6 +138,7 @@ public final class HostsSystem: MachineProvider, @unchecked Sendable {
       {
         address = peer
       }
+      forwardOutput(of: connection, address: address, to: output)
       launches.append(
         MachineLaunch(
           address: address, connect: { connection },

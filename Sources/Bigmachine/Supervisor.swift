@@ -91,6 +91,7 @@ final class WorkerRuntime: @unchecked Sendable {
           pid: getpid(), maxprocs: maxprocs, peerAddress: peerAddress.withLockedValue { $0 },
           launchID: WorkerEnvironment.value(WorkerEnvironment.launchID))
       },
+      "Supervisor.output": OutputCapture.method,
       "Supervisor.peerLost": unaryHandler { (address: String, _) in
         peers.drop(address)
         return true
@@ -123,5 +124,6 @@ func exitWorkerProcess(_ status: Int32) -> Never {
   fflush(stdout)
   writeAll(1, shutdownMarker + "\n")
   writeAll(2, shutdownMarker + "\n")
+  OutputCapture.waitUntilSent()
   exit(status)
 }

@@ -17,7 +17,8 @@ func commandCluster(
   let system = ClusterSystem(
     launcher: CommandLauncher(template, output: output), listen: "127.0.0.1:0", executable: try testWorkerPath(),
     arguments: [], secretFile: "/tmp/bigmachine-cluster-test-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).secret",
-    startTimeout: startTimeout, fingerprint: .exactly(try await BinaryFingerprint.ofFile(try testWorkerPath())))
+    startTimeout: startTimeout, fingerprint: .exactly(try await BinaryFingerprint.ofFile(try testWorkerPath())),
+    output: output)
   let b = try await Bigmachine.start(system: system, services: testServiceTypes, options: .init(log: log))
   return (b, system)
 }
@@ -36,8 +37,9 @@ func commandCluster(
     }
     #expect(system.address?.hasPrefix("127.0.0.1:") == true)
     _ = try await machines[0].call("Test.print", ["from a launched worker"], returning: Bool.self)
-    #expect(await eventually(within: 10) { output.all.contains { $0.hasSuffix(": out from a launched worker") } })
-    #expect(output.all.contains { $0.hasPrefix("command-") })
+    #expect(
+      await eventually(within: 10) { output.all.contains("\(machines[0].address): out from a launched worker") },
+      "\(output.all)")
     await b.shutdown()
     #expect(await eventually(within: 20) { pids.allSatisfy { kill($0, 0) != 0 } }, "workers outlived shutdown")
   }

@@ -20,8 +20,10 @@ import Testing
 
   @Test func workersThatDialInAreHandedOutAndServe() async throws {
     let lines = LogLines()
+    let output = LogLines()
     let system = HostsSystem(
-      listen: "127.0.0.1:0", fingerprint: .exactly(try await BinaryFingerprint.ofFile(try testWorkerPath())))
+      listen: "127.0.0.1:0", fingerprint: .exactly(try await BinaryFingerprint.ofFile(try testWorkerPath())),
+      output: MachineOutput { output.log.sink($0) })
     let b = try await Bigmachine.start(system: system, services: testServiceTypes, options: .init(log: lines.log))
     let address = try #require(system.address)
 
@@ -40,6 +42,11 @@ import Testing
       #expect(try await m.call("Test.echo", "x", returning: String.self) == "hosted:x")
       #expect(try await m.call("Test.environment", "BIGMACHINE_SECRET", returning: String?.self) == nil)
     }
+    // Their output comes to the driver, prefixed with each one's address, to the last line.
+    _ = try await machines[0].call("Test.print", ["joined"], returning: Bool.self)
+    #expect(await eventually(within: 20) { output.all.contains("\(machines[0].address): out joined") })
+    #expect(output.all.contains("\(machines[0].address): err joined"))
+    _ = try await machines[1].call("Test.print", ["last words"], returning: Bool.self)
 
     // Waiting for workers that never come ends when the waiting task is cancelled.
     let waiting = Task { try await b.start(count: 1, services: [TestService()]) }
@@ -54,6 +61,8 @@ import Testing
       close(w.stdout)
       close(w.stderr)
     }
+    #expect(output.all.contains("\(machines[1].address): out last words"), "\(output.all)")
+    #expect(!output.all.contains { $0.contains("worker done") })
     close(impostor.stdout)
     close(impostor.stderr)
   }
