@@ -21,7 +21,7 @@ struct HTTPClientError: Error {
 
 /// GETs `path` from the server at `url`'s host and port over a plain TCP socket, HTTP/1.1
 /// with `Connection: close`, and reads the reply to the end.
-func httpGet(_ url: String, _ path: String) throws -> HTTPReply {
+func httpGet(_ url: String, _ path: String, host: String? = nil) throws -> HTTPReply {
   let parts = try #require(URL(string: url))
   let port = try #require(parts.port)
   let fd = connectLoopback(port: port)
@@ -29,7 +29,7 @@ func httpGet(_ url: String, _ path: String) throws -> HTTPReply {
   defer { close(fd) }
   var timeout = timeval(tv_sec: 10, tv_usec: 0)
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-  var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n\r\n"
+  var request = "GET \(path) HTTP/1.1\r\nHost: \(host ?? "127.0.0.1:\(port)")\r\nConnection: close\r\n\r\n"
   request.withUTF8 { _ = send(fd, $0.baseAddress, $0.count, 0) }
   var data = [UInt8]()
   var buffer = [UInt8](repeating: 0, count: 65536)
@@ -244,5 +244,61 @@ let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first {
 
   @Test func namesAreEscapedInHTML() async {
     #expect(html(#"<a href="x">&</a>"#) == "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;")
+  }
+
+  /// A page a browser loaded from another name (DNS rebinding) cannot read the server's:
+  /// only its own host names at its port are answered, and every reply says nosniff.
+  @Test func onlyTheServersOwnHostNamesAreAnswered() throws {
+    let session = Session(debugAddress: ":0")
+    let url = try #require(session.debugURL)
+    let port = try #require(URL(string: url)?.port)
+    for host in ["127.0.0.1:\(port)", "localhost:\(port)", "LOCALHOST:\(port)", "[::1]:\(port)"] {
+      let reply = try httpGet(url, "/debug/tasks", host: host)
+      #expect(reply.status == 200, "\(host)")
+      #expect(reply.headers.contains("X-Content-Type-Options: nosniff"))
+    }
+    for host in ["evil.example:\(port)", "127.0.0.1:1", "localhost", "127.0.0.1:\(port).evil.example"] {
+      let reply = try httpGet(url, "/debug/tasks", host: host)
+      #expect(reply.status == 403, "\(host)")
+      #expect(!reply.body.contains("jobs"))
+    }
+  }
+
+  /// Connections beyond the cap are closed as they come, an idle one is closed after the
+  /// idle timeout, and the server answers again once they are gone.
+  @Test func connectionsAreCappedAndIdleOnesClosed() throws {
+    let server = try DebugServer(
+      address: ":0", pages: DebugPages(jobs: JobHistory(), tracer: nil), idleTimeout: .milliseconds(500))
+    defer { server.stop() }
+    let url = "http://127.0.0.1:\(server.port)"
+    let held = (0..<(DebugServer.maxConnections + 20)).map { _ in connectLoopback(port: server.port) }
+    defer { for fd in held { close(fd) } }
+    func closedByServer(_ fd: Int32, within ms: Int32) -> Bool {
+      var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+      var byte: UInt8 = 0
+      return poll(&p, 1, ms) == 1 && recv(fd, &byte, 1, Int32(MSG_DONTWAIT)) <= 0
+    }
+    // The 20 over the cap are closed long before the idle timeout would.
+    let early = held.filter { closedByServer($0, within: 0) }.count
+    usleep(200_000)
+    let overCap = held.filter { closedByServer($0, within: 0) }.count
+    #expect(overCap >= 20 && early <= overCap, "\(overCap) closed at once")
+    // The rest are closed once idle.
+    #expect(held.allSatisfy { closedByServer($0, within: 5_000) })
+    #expect(try httpGet(url, "/debug").status == 200)
+  }
+
+  /// The trace page shows the newest events and says how many older ones it left out.
+  @Test func theTracePageIsCapped() throws {
+    let session = Session(tracePath: nil, debugAddress: ":0")
+    _ = try session.run(const(4, Array(0..<100), Array(repeating: 1, count: 100)).reduce(.sum))
+    let tracer = try #require(session.tracer)
+    let whole = tracer.json
+    let capped = tracer.json(newest: 2)
+    let spans = capped.split(separator: "\n").filter { $0.contains(#""ph":"X""#) }.count
+    #expect(spans == 2)
+    #expect(capped.contains("older events left out"))
+    #expect(whole.split(separator: "\n").filter { $0.contains(#""ph":"X""#) }.count > 2)
+    #expect(!whole.contains("left out"))
   }
 }

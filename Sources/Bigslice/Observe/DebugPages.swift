@@ -10,6 +10,9 @@ struct DebugPages: Sendable {
   /// The session's machines, on the machine executor (beside this process, "local").
   var machines: MachineExecutor? = nil
 
+  /// The most span events `/debug/trace` shows: the newest.
+  static let traceEvents = 100_000
+
   /// The status, content type and body for a request of `uri`.
   func respond(method: HTTPMethod, uri: String) -> (HTTPResponseStatus, String, String) {
     guard method == .GET || method == .HEAD else { return (.methodNotAllowed, "text/plain", "GET only\n") }
@@ -26,7 +29,7 @@ struct DebugPages: Sendable {
       return (.ok, "application/json", body + "\n")
     case "/debug/trace":
       guard let tracer else { return (.notFound, "text/plain", "this session keeps no trace\n") }
-      return (.ok, "application/json", tracer.json)
+      return (.ok, "application/json", tracer.json(newest: Self.traceEvents))
     default:
       return (.notFound, "text/plain", "no page \(path); see /debug\n")
     }

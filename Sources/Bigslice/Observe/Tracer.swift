@@ -110,8 +110,21 @@ public final class Tracer: TaskObserver, @unchecked Sendable {
 
   /// The trace so far, as a JSON object with `traceEvents`; spans of tasks still running are
   /// not in it yet.
-  public var json: String {
-    let events = state.withLock { $0.events }
+  public var json: String { json(newest: Int.max) }
+
+  /// The trace so far with at most its newest `limit` span events (the names of processes
+  /// are all kept), and, when older ones were left out, an instant event at the start saying
+  /// how many.
+  public func json(newest limit: Int) -> String {
+    var events = state.withLock { $0.events }
+    let names = events.filter { $0.contains(#""ph":"M""#) }
+    let spans = events.count - names.count
+    if spans > limit {
+      let kept = events.filter { !$0.contains(#""ph":"M""#) }.suffix(limit)
+      let note =
+        #"{"name":"\#(spans - limit) older events left out: the trace kept here is capped at the newest \#(limit)","ph":"i","s":"g","ts":0,"pid":0,"tid":0}"#
+      events = names + [note] + kept
+    }
     return #"{"displayTimeUnit":"ms","traceEvents":["# + "\n" + events.joined(separator: ",\n") + "\n]}\n"
   }
 
