@@ -360,4 +360,41 @@ func frameBytes(_ kind: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
       print("skipped the other-owner case: making a file of another user needs root")
     }
   }
+
+  /// A peer that sends a hello and no proof learns nothing from the machine but its hello:
+  /// the side that accepted proves itself only after the dialer has.
+  @Test func theAcceptorProvesNothingBeforeTheDialerHas() async throws {
+    let (b, _, machines) = try await inProcessCluster()
+    let port = try #require(splitHostPort(machines[0].address)?.port)
+    let hello = Hello.make(dialer: true, binaryFingerprint: "x", applicationFingerprint: "").encode()
+    let kinds: [UInt8] = try await onOwnThread {
+      let fd = connectLoopback(port: port)
+      guard fd >= 0 else { throw SocketFailure(call: "connect", errno: errno) }
+      defer { close(fd) }
+      let frame = frameBytes(1, stream: 0, hello)
+      _ = frame.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+      var received: [UInt8] = []
+      var buffer = [UInt8](repeating: 0, count: 4096)
+      let deadline = ContinuousClock.now + .seconds(1)
+      while ContinuousClock.now < deadline {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, 100) > 0 else { continue }
+        let n = recv(fd, &buffer, buffer.count, 0)
+        if n <= 0 { break }
+        received += buffer[..<n]
+      }
+      var kinds: [UInt8] = []
+      var at = 0
+      while at + 9 <= received.count {
+        let length =
+          Int(received[at]) << 24 | Int(received[at + 1]) << 16 | Int(received[at + 2]) << 8
+          | Int(received[at + 3])
+        kinds.append(received[at + 4])
+        at += 4 + length
+      }
+      return kinds
+    }
+    #expect(kinds == [FrameKind.hello.rawValue], "frames sent before any proof: \(kinds)")
+    await b.shutdown()
+  }
 }
