@@ -71,6 +71,7 @@ public final class ClusterSystem: MachineProvider, @unchecked Sendable {
   private let listenPort: Int
   private let advertise: String?
   private let executable: String?
+  private let bootstrap: String?
   private let arguments: [String]
   private let secretFile: String?
   private let startTimeout: Duration
@@ -102,6 +103,10 @@ public final class ClusterSystem: MachineProvider, @unchecked Sendable {
   ///     listening on every interface.
   ///   - executable: the worker binary as the workers' hosts see it; nil for this process's
   ///     own binary (its real path: hosts that share the file system find it there).
+  ///   - bootstrap: a bootstrap's path on the workers' hosts (any build of a program that can
+  ///     join, such as `bigslice`), or nil. When given, each worker starts from it and
+  ///     receives the worker binary over its connection, checked against its SHA-256: the
+  ///     hosts need not share the build.
   ///   - arguments: the worker's arguments after argv[0]; nil passes the driver's own.
   ///   - secretFile: where the driver writes the secret (mode 0600) for the workers to read;
   ///     nil for `~/.bigmachine/<pid>-<random>.secret`. It must be at this path on every
@@ -111,7 +116,8 @@ public final class ClusterSystem: MachineProvider, @unchecked Sendable {
   ///     prefixed with its address.
   public init(
     launcher: any WorkerLauncher, listen: String = "0.0.0.0:0", advertise: String? = nil, executable: String? = nil,
-    arguments: [String]? = nil, secretFile: String? = nil, keepalive: KeepaliveConfig = .standard,
+    bootstrap: String? = nil, arguments: [String]? = nil, secretFile: String? = nil,
+    keepalive: KeepaliveConfig = .standard,
     startTimeout: Duration = .seconds(600), fingerprint: HostsSystem.FingerprintCheck = .sameAsDriver,
     output: MachineOutput = .standardError
   ) {
@@ -121,6 +127,7 @@ public final class ClusterSystem: MachineProvider, @unchecked Sendable {
     listenPort = parsed?.port ?? 0
     self.advertise = advertise
     self.executable = executable
+    self.bootstrap = bootstrap
     self.arguments = arguments ?? Array(CommandLine.arguments.dropFirst())
     self.secretFile = secretFile
     self.keepalive = keepalive
@@ -147,7 +154,8 @@ public final class ClusterSystem: MachineProvider, @unchecked Sendable {
   func prepare(driver: DriverContext) async throws {
     let path = try secretFile ?? Self.defaultSecretPath()
     try driver.secret.write(toFile: path)
-    let config = driver.peerConfig(expectedBinaryFingerprint: try await check.expected(by: driver))
+    let config = driver.peerConfig(
+      expectedBinaryFingerprint: try await check.expected(by: driver), admitsBootstraps: true)
     let channel = try await listen(host: listenHost, port: listenPort, config: config) { [weak self] connection in
       Task { await self?.join(connection) }
     }
@@ -170,13 +178,16 @@ public final class ClusterSystem: MachineProvider, @unchecked Sendable {
 
   /// A worker dialed in: it is handed to the launch it names, or closed if it names none.
   private func join(_ connection: Connection) async {
-    let info: MachineDescription?
-    do {
-      let (reply, _) = try await connection.call(
-        method: "Supervisor.info", argument: try Payload.encode(true, allocator: ByteBufferAllocator()), input: nil)
-      info = try Payload.decode(MachineDescription.self, from: reply)
-    } catch {
-      info = nil
+    let info = await describe(connection)
+    if info?.bootstrap == true {
+      // Its launch waits on: the process joins again, as a worker of this build.
+      do {
+        try await Bootstrap.ship(try executable ?? Self.ownExecutable(), to: connection)
+      } catch {
+        state.withLockedValue { $0.log }("the bootstrap at \(connection.peer) did not take the worker binary: \(error)")
+        connection.close(.fatal(address: connection.peer, kind: .startFailed, message: "bootstrap failed: \(error)"))
+      }
+      return
     }
     guard let info, let id = info.launchID else {
       connection.close(.fatal(address: connection.peer, kind: .startFailed, message: "a worker with no launch joined"))
@@ -265,7 +276,9 @@ public final class ClusterSystem: MachineProvider, @unchecked Sendable {
         if let fp = WorkerEnvironment.value(BinaryFingerprint.overrideVariable) {
           env[BinaryFingerprint.overrideVariable] = fp
         }
-        let command = WorkerCommand(id: id, executable: binary, arguments: arguments, environment: env)
+        if bootstrap != nil { env[WorkerEnvironment.bootstrap] = "1" }
+        let command = WorkerCommand(
+          id: id, executable: bootstrap ?? binary, arguments: bootstrap == nil ? arguments : [], environment: env)
         let worker = try await launcher.launch(command)
         state.withLockedValue { $0.launched[id] = worker }
         started.append((id, worker))

@@ -23,6 +23,9 @@ struct PeerConfig: Sendable {
   var executor: (any TaskExecutor)? = nil
   /// Whether frames after the handshake are sealed (see `FrameProtection`).
   var protection: FrameProtection = .sealed
+  /// Whether a peer whose binary fingerprint says it is a bootstrap is admitted whatever its
+  /// binary (a hosts or cluster driver, which then sends it the right one).
+  var admitsBootstraps = false
 }
 
 /// Runs the handshake on a fresh channel, then hands each frame to its `Connection`.
@@ -124,7 +127,8 @@ final class ConnectionHandler: ChannelInboundHandler {
       }
       if !dialer { sendProof(context) }
       protect(peerHello)
-      if let expected = config.expectedBinaryFingerprint, expected != peerHello.binaryFingerprint {
+      let bootstrap = config.admitsBootstraps && peerHello.binaryFingerprint.hasPrefix(Bootstrap.fingerprintPrefix)
+      if let expected = config.expectedBinaryFingerprint, expected != peerHello.binaryFingerprint, !bootstrap {
         let message =
           "binary fingerprint mismatch: this side expects \(expected), \(label) runs \(wireText(peerHello.binaryFingerprint))"
         sendRefuse(context, message)

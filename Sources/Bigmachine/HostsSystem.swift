@@ -43,6 +43,7 @@ public final class HostsSystem: MachineProvider, @unchecked Sendable {
   private let check: FingerprintCheck
   private let secretFile: String?
   private let output: MachineOutput
+  private let binary: String?
 
   private struct State {
     var listener: (any Channel)?
@@ -57,7 +58,7 @@ public final class HostsSystem: MachineProvider, @unchecked Sendable {
   /// workers to read.
   public init(
     listen: String = "0.0.0.0:0", keepalive: KeepaliveConfig = .standard, fingerprint: FingerprintCheck = .sameAsDriver,
-    secretFile: String? = nil, output: MachineOutput = .standardError
+    secretFile: String? = nil, output: MachineOutput = .standardError, binary: String? = nil
   ) {
     let parsed = splitHostPort(listen)
     host = parsed?.host ?? listen
@@ -66,6 +67,7 @@ public final class HostsSystem: MachineProvider, @unchecked Sendable {
     check = fingerprint
     self.secretFile = secretFile
     self.output = output
+    self.binary = binary
   }
 
   /// The address workers dial (`host:port`), once ``Bigmachine/start(system:services:options:)`` returned.
@@ -78,7 +80,8 @@ public final class HostsSystem: MachineProvider, @unchecked Sendable {
 
   func prepare(driver: DriverContext) async throws {
     if let secretFile { try driver.secret.write(toFile: secretFile) }
-    let config = driver.peerConfig(expectedBinaryFingerprint: try await check.expected(by: driver))
+    let config = driver.peerConfig(
+      expectedBinaryFingerprint: try await check.expected(by: driver), admitsBootstraps: true)
     let channel = try await listen(host: host, port: port, config: config) { [weak self] connection in
       self?.join(connection)
     }
@@ -127,17 +130,18 @@ public final class HostsSystem: MachineProvider, @unchecked Sendable {
 
   func launch(count: Int, driver: DriverContext) async throws -> [MachineLaunch] {
     var launches: [MachineLaunch] = []
-    for _ in 0..<count {
+    while launches.count < count {
       let connection = try await next()
       // The machine is named by where its peers reach it: its listener, not the ephemeral
       // port it dialed from.
       var address = connection.peer
-      if let (reply, _) = try? await connection.call(
-        method: "Supervisor.info", argument: try Payload.encode(true, allocator: ByteBufferAllocator()), input: nil),
-        let info = try? Payload.decode(MachineDescription.self, from: reply), let peer = info.peerAddress
-      {
-        address = peer
+      let info = await describe(connection)
+      if info?.bootstrap == true {
+        // It joins again, as a worker of this build, once it has the binary.
+        await ship(to: connection, log: driver.log)
+        continue
       }
+      if let peer = info?.peerAddress { address = peer }
       forwardOutput(of: connection, address: address, to: output)
       launches.append(
         MachineLaunch(
@@ -154,6 +158,17 @@ public final class HostsSystem: MachineProvider, @unchecked Sendable {
     return launches
   }
 
+  /// Sends the worker binary to the bootstrap at `connection`; a refusal is logged and the
+  /// bootstrap dropped.
+  private func ship(to connection: Connection, log: BigmachineLog) async {
+    do {
+      try await Bootstrap.ship(try binary ?? ClusterSystem.ownExecutable(), to: connection)
+    } catch {
+      log("the bootstrap at \(connection.peer) did not take the worker binary: \(error)")
+      connection.close(.fatal(address: connection.peer, kind: .startFailed, message: "bootstrap failed: \(error)"))
+    }
+  }
+
   func shutdown() async {
     let listener = state.withLockedValue { s -> (any Channel)? in
       defer { s.listener = nil }
@@ -162,4 +177,12 @@ public final class HostsSystem: MachineProvider, @unchecked Sendable {
     try? await listener?.close()
     if let secretFile { unlink(secretFile) }
   }
+}
+
+/// The description a worker gives of itself (`Supervisor.info`); nil if it gives none.
+func describe(_ connection: Connection) async -> MachineDescription? {
+  guard let argument = try? Payload.encode(true, allocator: ByteBufferAllocator()),
+    let (reply, _) = try? await connection.call(method: "Supervisor.info", argument: argument, input: nil)
+  else { return nil }
+  return try? Payload.decode(MachineDescription.self, from: reply)
 }

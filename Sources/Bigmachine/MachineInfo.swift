@@ -68,6 +68,8 @@ struct MachineDescription: Codable, Sendable {
   /// The launch this worker was started by (`BIGMACHINE_LAUNCH_ID`), for a ``ClusterSystem``
   /// to match the worker that joins with the launch it made.
   var launchID: String? = nil
+  /// True for a bootstrap, which waits for the driver's binary (`Bootstrap`).
+  var bootstrap: Bool? = nil
 }
 
 /// The processors this process may use (NIO's count: affinity and cgroup limits included).

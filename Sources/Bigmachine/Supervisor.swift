@@ -89,9 +89,10 @@ final class WorkerRuntime: @unchecked Sendable {
       "Supervisor.info": unaryHandler { (_: Bool, _) in
         MachineDescription(
           pid: getpid(), maxprocs: maxprocs, peerAddress: peerAddress.withLockedValue { $0 },
-          launchID: WorkerEnvironment.value(WorkerEnvironment.launchID))
+          launchID: WorkerEnvironment.value(WorkerEnvironment.launchID), bootstrap: Bootstrap.isBootstrap)
       },
       "Supervisor.output": OutputCapture.method,
+      "Supervisor.exec": Bootstrap.method,
       "Supervisor.peerLost": unaryHandler { (address: String, _) in
         peers.drop(address)
         return true

@@ -47,11 +47,13 @@ struct DriverContext: Sendable {
   var protection: FrameProtection = .sealed
 
   /// The configuration of the driver's end of a connection to a machine.
-  func peerConfig(expectedBinaryFingerprint: String?) -> PeerConfig {
-    PeerConfig(
+  func peerConfig(expectedBinaryFingerprint: String?, admitsBootstraps: Bool = false) -> PeerConfig {
+    var config = PeerConfig(
       secret: secret, binaryFingerprint: "driver", applicationFingerprint: applicationFingerprint,
       expectedBinaryFingerprint: expectedBinaryFingerprint,
       expectedApplicationFingerprint: applicationFingerprint, methods: nil, onKeepalive: nil, log: log,
       protection: protection)
+    config.admitsBootstraps = admitsBootstraps
+    return config
   }
 }

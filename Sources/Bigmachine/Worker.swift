@@ -20,6 +20,10 @@ enum WorkerEnvironment {
   static let lease = "BIGMACHINE_LEASE_MS"
   /// Processors the worker reports.
   static let maxprocs = "BIGMACHINE_MAXPROCS"
+  /// Set (to anything) in a bootstrap: see `Bootstrap`.
+  static let bootstrap = "BIGMACHINE_BOOTSTRAP"
+  /// The file a bootstrap received and exec'd, for the new program to remove.
+  static let receivedBinary = "BIGMACHINE_RECEIVED_BINARY"
   /// Which launch of a ``ClusterSystem`` started this worker.
   static let launchID = "BIGMACHINE_LAUNCH_ID"
   /// A `FrameProtection` raw value, overriding the program's options (the local system
@@ -149,7 +153,10 @@ private func startRuntime(
   types: ServiceTypes, options: Bigmachine.Options, secret: ClusterSecret, leaseMillis: Int64, maxprocs: Int
 ) async throws -> (runtime: WorkerRuntime, config: PeerConfig) {
   setvbuf(stdout, nil, _IOLBF, 0)
-  let fingerprint = try await BinaryFingerprint.ofSelf()
+  let own = try await BinaryFingerprint.ofSelf()
+  let fingerprint = Bootstrap.isBootstrap ? Bootstrap.fingerprintPrefix + own : own
+  Bootstrap.removeReceivedBinary()
+  Bootstrap.secret.withLockedValue { $0 = secret }
   let runtime = WorkerRuntime(
     types: types, maxprocs: maxprocs, initialLease: .milliseconds(leaseMillis), log: options.log,
     terminate: { status, _ in exitWorkerProcess(status) })

@@ -27,6 +27,10 @@ struct WorkerCommand: ParsableCommand {
         BIGMACHINE_SECRET_FILE=/shared/bigslice.secret bigslice worker --join driver.example:7070
         bigslice worker --join 10.0.0.1:7070 --secret-file /shared/bigslice.secret
         bigslice worker --join 10.0.0.1:7070 --secret-file s --advertise 192.168.3.4
+        bigslice worker --join 10.0.0.1:7070 --secret-file s --bootstrap
+
+      With --bootstrap, this binary (any build) only joins: the driver sends its own binary, \
+      which is checked against its SHA-256 and run in this process's place.
       """)
 
   @Option(help: ArgumentHelp("The driver's address.", valueName: "HOST:PORT"))
@@ -40,6 +44,9 @@ struct WorkerCommand: ParsableCommand {
       "The host other workers dial to read this one's task outputs (default: the address this host reaches the driver from).",
       valueName: "host"))
   var advertise: String?
+
+  @Flag(help: "Join as a bootstrap: receive the driver's binary, check its digest and run it.")
+  var bootstrap = false
 
   func validate() throws {
     guard splitHostPort(join) != nil else {
@@ -59,6 +66,7 @@ struct WorkerCommand: ParsableCommand {
       throw ValidationError("no cluster secret: give --secret-file, or set BIGMACHINE_SECRET or BIGMACHINE_SECRET_FILE")
     }
     let driver = join
+    if bootstrap { setenv("BIGMACHINE_BOOTSTRAP", "1", 1) }
     let options = Bigmachine.Options(peerAdvertiseHost: advertise)
     // The worker serves on Swift tasks until its process exits; this thread only waits.
     Task {

@@ -12,11 +12,12 @@ import Testing
 /// system as ssh would use it, without the ssh.
 func commandCluster(
   _ template: String = "exec {command}", output: MachineOutput = MachineOutput { _ in },
-  startTimeout: Duration = .seconds(60), log: BigmachineLog = .discard
+  startTimeout: Duration = .seconds(60), log: BigmachineLog = .discard, bootstrap: String? = nil
 ) async throws -> (Bigmachine, ClusterSystem) {
   let system = ClusterSystem(
     launcher: CommandLauncher(template, output: output), listen: "127.0.0.1:0", executable: try testWorkerPath(),
-    arguments: [], secretFile: "/tmp/bigmachine-cluster-test-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).secret",
+    bootstrap: bootstrap, arguments: [],
+    secretFile: "/tmp/bigmachine-cluster-test-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).secret",
     startTimeout: startTimeout, fingerprint: .exactly(try await BinaryFingerprint.ofFile(try testWorkerPath())),
     output: output)
   let b = try await Bigmachine.start(system: system, services: testServiceTypes, options: .init(log: log))
@@ -89,5 +90,22 @@ func commandCluster(
     #expect(ssh.expand(command) == "ssh n1 " + shellQuote(command.shellCommand))
     #expect(ssh.expand(command).hasPrefix("ssh n2 'env "))
     #expect(CommandLauncher("exec {command} # {id}").expand(command) == "exec \(command.shellCommand) # x-1")
+  }
+
+  /// Workers launched from a bootstrap (another build, as its fingerprint says) receive the
+  /// worker binary and join as workers of it, matched to their launches.
+  @Test func launchedBootstrapsReceiveTheWorkerBinary() async throws {
+    // The bootstrap is the test worker again, claiming another build.
+    let (b, _) = try await commandCluster(
+      "BIGMACHINE_BINARY_FINGERPRINT=sha256:another-build exec {command}", bootstrap: try testWorkerPath())
+    let machines = try await b.start(count: 2, services: [TestService(tag: "booted")])
+    for m in machines {
+      #expect(await m.wait(for: .running) == .running)
+      #expect(try await m.call("Test.echo", "x", returning: String.self) == "booted:x")
+      let pid = try await m.call("Test.pid", true, returning: Int32.self)
+      let running = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
+      #expect(running.contains("bigmachine-binary-"), "\(running)")
+    }
+    await b.shutdown()
   }
 }

@@ -1,4 +1,7 @@
 import BigmachineTestSupport
+import Crypto
+import Foundation
+import NIOCore
 import Testing
 
 @testable import Bigmachine
@@ -112,5 +115,71 @@ import Testing
     }
     #expect(joinHostPort("::1", 7070) == "[::1]:7070")
     #expect(joinHostPort("10.0.0.2", 80) == "10.0.0.2:80")
+  }
+
+  /// A bootstrap of another build joins, receives the driver's worker binary, checks its
+  /// digest and runs it in its own place: the same process then serves as a worker of the
+  /// driver's build, and the file it received is gone.
+  @Test func aBootstrapReceivesTheWorkerBinaryAndRunsIt() async throws {
+    let binary = try testWorkerPath()
+    let system = HostsSystem(
+      listen: "127.0.0.1:0", fingerprint: .exactly(try await BinaryFingerprint.ofFile(binary)),
+      output: MachineOutput { _ in }, binary: binary)
+    let b = try await Bigmachine.start(system: system, services: testServiceTypes, options: .init(log: .discard))
+    let bootstrap = try ChildProcess.spawn(
+      executable: binary, arguments: [],
+      environment: [
+        "PATH": "/usr/bin:/bin", WorkerEnvironment.mode: "worker", WorkerEnvironment.system: "hosts",
+        WorkerEnvironment.driver: try #require(system.address), WorkerEnvironment.secret: b.secret.hex,
+        WorkerEnvironment.bootstrap: "1", BinaryFingerprint.overrideVariable: "sha256:an-older-build",
+      ])
+    let machines = try await b.start(count: 1, services: [TestService(tag: "shipped")])
+    let m = machines[0]
+    #expect(await m.wait(for: .running) == .running)
+    #expect(try await m.call("Test.echo", "x", returning: String.self) == "shipped:x")
+    #expect(try await m.call("Test.pid", true, returning: Int32.self) == bootstrap.pid)
+    let running = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(bootstrap.pid)/exe")
+    #expect(running.contains("bigmachine-binary-") && running.hasSuffix("(deleted)"), "\(running)")
+    await b.shutdown()
+    #expect(ChildProcess.describe(await bootstrap.reap()) == "exit status 0")
+    close(bootstrap.stdout)
+    close(bootstrap.stderr)
+  }
+
+  @Test func aBinaryWhoseDigestOrSizeIsWrongIsRefusedAndLeavesNoFile() async throws {
+    let bytes = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+    func chunks() -> AsyncStream<ByteBuffer> {
+      AsyncStream { c in
+        for start in stride(from: 0, to: bytes.count, by: 65536) {
+          c.yield(ByteBuffer(bytes: bytes[start..<min(bytes.count, start + 65536)]))
+        }
+        c.finish()
+      }
+    }
+    let digest = "sha256:" + SHA256.hash(data: bytes).map { String($0, radix: 16).leftPadded(2) }.joined()
+    func leftovers() throws -> [String] {
+      try FileManager.default.contentsOfDirectory(atPath: "/tmp").filter {
+        $0.hasPrefix("bigmachine-binary-\(getpid())-")
+      }
+    }
+    let before = try leftovers()
+    for request in [
+      Bootstrap.Request(digest: "sha256:" + String(repeating: "0", count: 64), size: bytes.count),
+      Bootstrap.Request(digest: digest, size: bytes.count + 1),
+      Bootstrap.Request(digest: digest, size: bytes.count - 1),
+    ] {
+      do {
+        _ = try await Bootstrap.receive(chunks(), request)
+        Issue.record("\(request) was accepted")
+      } catch let error as ServiceError {
+        #expect(error.kind == "BadBinary")
+      }
+    }
+    #expect(try leftovers() == before)
+    let path = try await Bootstrap.receive(chunks(), Bootstrap.Request(digest: digest, size: bytes.count))
+    defer { unlink(path) }
+    #expect(FileManager.default.contents(atPath: path) == Data(bytes))
+    var info = stat()
+    #expect(stat(path, &info) == 0 && info.st_mode & 0o777 == 0o700)
   }
 }

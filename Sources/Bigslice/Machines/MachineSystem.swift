@@ -34,26 +34,28 @@ public enum MachineSystem: @unchecked Sendable {
   /// `listen`; a job that ends is a lost machine, replaced like any other, and every job
   /// still queued or running is cancelled at shutdown. The workers run this binary, and read
   /// the cluster secret from `secretFile` (default `~/.bigmachine/…`): both must be at the
-  /// same paths on the compute nodes (a shared file system).
+  /// same paths on the compute nodes (a shared file system). With `bootstrap` (the path of
+  /// any build of `bigslice`, say, on the nodes), the nodes need only that: each worker starts
+  /// from it and receives this binary over its connection.
   public static func slurm(
     _ resources: SlurmLauncher.Resources = .init(), listen: String = "0.0.0.0:0", advertise: String? = nil,
-    secretFile: String? = nil, startTimeout: Duration = .seconds(600)
+    secretFile: String? = nil, bootstrap: String? = nil, startTimeout: Duration = .seconds(600)
   ) -> MachineSystem {
     .system(
       ClusterSystem(
-        launcher: SlurmLauncher(resources), listen: listen, advertise: advertise, secretFile: secretFile,
-        startTimeout: startTimeout))
+        launcher: SlurmLauncher(resources), listen: listen, advertise: advertise, bootstrap: bootstrap,
+        secretFile: secretFile, startTimeout: startTimeout))
   }
 
   /// Workers started by a shell command per worker (see ``CommandLauncher``), such as
   /// `ssh {host} {command}`, which join the driver at `listen`.
   public static func command(
     _ template: String, hosts: [String] = [], listen: String = "0.0.0.0:0", advertise: String? = nil,
-    secretFile: String? = nil
+    secretFile: String? = nil, bootstrap: String? = nil
   ) -> MachineSystem {
     .system(
       ClusterSystem(
-        launcher: CommandLauncher(template, hosts: hosts), listen: listen, advertise: advertise,
+        launcher: CommandLauncher(template, hosts: hosts), listen: listen, advertise: advertise, bootstrap: bootstrap,
         secretFile: secretFile))
   }
 }
