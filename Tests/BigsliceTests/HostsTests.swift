@@ -179,6 +179,26 @@ struct SkipReason: Error, CustomStringConvertible {
   }
 }
 
+/// Runs `job` on `session`; with `fault`, calls it once the job's first operation has
+/// finished two tasks. Returns the job's value and whether the fault came before it ended.
+func withFault<R: Sendable>(
+  _ session: Session, _ fault: (() async throws -> Void)?, _ job: @escaping @Sendable () async throws -> R
+) async throws -> (R, Bool) {
+  let jobs = session.jobs.count
+  let running = Task { try await job() }
+  var faulted = false
+  if let fault {
+    for _ in 0..<3000 where !faulted {
+      if session.jobs.count > jobs, let ops = session.jobs.last?.operations(), ops.contains(where: { $0.done >= 2 }) {
+        try await fault()
+        faulted = true
+      }
+      try await Task.sleep(for: .milliseconds(5))
+    }
+  }
+  return (try await running.value, faulted)
+}
+
 /// Runs W1 (`rows` rows, sums by key over `keys` keys) on `session` and expects the sums a
 /// loop here computes, each key once. With `fault`, calls it once the job's first
 /// operation has finished two tasks, and returns whether it did before the job ended.
@@ -191,21 +211,12 @@ func expectW1(
     let (k, v) = Workloads.row(i, keys: keys, seed: 0)
     sums[k] = (sums[k] ?? 0) + v
   }
-  let jobs = session.jobs.count
-  async let job = session.run(Workloads.w1, rows, keys, shards)
-  var faulted = false
-  if let fault {
-    for _ in 0..<3000 where !faulted {
-      if session.jobs.count > jobs, let ops = session.jobs.last?.operations(), ops.contains(where: { $0.done >= 2 }) {
-        try await fault()
-        faulted = true
-      }
-      try await Task.sleep(for: .milliseconds(5))
-    }
+  let (result, faulted) = try await withFault(session, fault) {
+    try await session.run(Workloads.w1, rows, keys, shards)
   }
   var got = [Int?](repeating: nil, count: keys)
   var duplicates = 0
-  for (k, v) in try await job.rows() {
+  for (k, v) in try result.rows() {
     if got[k] != nil { duplicates += 1 }
     got[k] = v
   }
@@ -214,18 +225,25 @@ func expectW1(
 }
 
 /// Runs W3 (per key, the rows of two inputs of `rows` rows over `keys` keys) on `session`
-/// and expects the counts a loop here computes.
-func expectW3(_ session: Session, rows: Int, keys: Int, shards: Int) async throws {
+/// and expects the counts a loop here computes; `fault` as for `expectW1`.
+@discardableResult
+func expectW3(
+  _ session: Session, rows: Int, keys: Int, shards: Int, fault: (() async throws -> Void)? = nil
+) async throws -> Bool {
   var counts = [[Int]](repeating: [0, 0], count: keys)
   for i in 0..<rows {
     counts[Workloads.row(i, keys: keys, seed: 0).key][0] += 1
     counts[Workloads.row(i, keys: keys, seed: 1 << 50).key][1] += 1
   }
+  let (result, faulted) = try await withFault(session, fault) {
+    try await session.run(Workloads.w3, rows, keys, shards)
+  }
   var seen = 0
   var wrong = 0
-  for (k, a, b) in try (await session.run(Workloads.w3, rows, keys, shards)).rows() {
+  for (k, a, b) in try result.rows() {
     seen += 1
     if counts[k] != [a.count, b.count] { wrong += 1 }
   }
   #expect(seen == counts.filter { $0 != [0, 0] }.count && wrong == 0)
+  return faulted
 }

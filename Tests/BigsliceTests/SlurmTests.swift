@@ -138,8 +138,8 @@ final class SlurmCluster: @unchecked Sendable {
 
 @Suite(.serialized, .engine) struct SlurmTests {
   /// W1 and W3 on two workers Slurm runs as batch jobs, against references computed here;
-  /// then W1 again with one worker's job cancelled mid-job (the answer is still right, and a
-  /// replacement job joins); at shutdown every job is cancelled.
+  /// then each again with one worker's job cancelled mid-job (the answers are still right,
+  /// and a replacement job joins); at shutdown every job is cancelled.
   @Test(.enabled(if: SlurmCluster.unavailable == nil, Comment(rawValue: SlurmCluster.unavailable ?? "")))
   func jobsRunOnSlurmWorkersAndSurviveACancelledOne() async throws {
     let cluster = try #require(SlurmCluster.shared)
@@ -170,6 +170,14 @@ final class SlurmCluster: @unchecked Sendable {
       return now.count == 2 && now != before
     }
     #expect(replaced, "jobs before \(before), now \(cluster.jobs())")
+
+    // W3 again, larger, with another worker's job cancelled mid-job.
+    let second = Set(cluster.jobs())
+    let cancelledAgain = try await expectW3(session, rows: 2_000_000, keys: 500_000, shards: 12) {
+      let (status, output) = SlurmCluster.run("/usr/bin/scancel", [second.sorted()[0]])
+      #expect(status == 0, "scancel: \(output)")
+    }
+    #expect(cancelledAgain, "the join ended before a worker was cancelled")
     session.shutdown()
     #expect(await eventually(within: 30) { cluster.jobs().isEmpty }, "jobs left: \(cluster.jobs())")
   }
