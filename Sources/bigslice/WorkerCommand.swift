@@ -58,7 +58,14 @@ struct WorkerCommand: ParsableCommand {
     Workloads.register()
     let found: ClusterSecret?
     do {
-      found = try secretFile.map { try ClusterSecret.read(fromFile: $0) } ?? ClusterSecret.fromEnvironment()
+      if let secretFile {
+        // The environment's copy, if any, is removed all the same: no program a service
+        // starts inherits it.
+        _ = try? ClusterSecret.fromEnvironment()
+        found = try ClusterSecret.read(fromFile: secretFile)
+      } else {
+        found = try ClusterSecret.fromEnvironment()
+      }
     } catch {
       throw ValidationError("cannot read the cluster secret: \(error)")
     }
