@@ -126,6 +126,17 @@ enum Bootstrap {
     exit(2)
   }
 
+  /// Sends `binary` (nil: this process's own) to the bootstrap at `connection`, which then
+  /// joins again as a worker; a refusal is logged and the bootstrap dropped.
+  static func shipOrDrop(_ binary: String?, to connection: Connection, log: BigmachineLog) async {
+    do {
+      try await ship(try binary ?? ClusterSystem.ownExecutable(), to: connection)
+    } catch {
+      log("the bootstrap at \(connection.peer) did not take the worker binary: \(error)")
+      connection.close(.fatal(address: connection.peer, kind: .startFailed, message: "bootstrap failed: \(error)"))
+    }
+  }
+
   /// Sends `binary` to the bootstrap at the other end of `connection`; returns once it has
   /// accepted it (it execs a moment later and joins again as a worker). Throws its refusal.
   static func ship(_ binary: String, to connection: Connection) async throws {

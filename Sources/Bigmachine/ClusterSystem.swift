@@ -181,12 +181,7 @@ public final class ClusterSystem: MachineProvider, @unchecked Sendable {
     let info = await describe(connection)
     if info?.bootstrap == true {
       // Its launch waits on: the process joins again, as a worker of this build.
-      do {
-        try await Bootstrap.ship(try executable ?? Self.ownExecutable(), to: connection)
-      } catch {
-        state.withLockedValue { $0.log }("the bootstrap at \(connection.peer) did not take the worker binary: \(error)")
-        connection.close(.fatal(address: connection.peer, kind: .startFailed, message: "bootstrap failed: \(error)"))
-      }
+      await Bootstrap.shipOrDrop(executable, to: connection, log: state.withLockedValue { $0.log })
       return
     }
     guard let info, let id = info.launchID else {

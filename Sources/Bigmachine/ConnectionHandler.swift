@@ -326,8 +326,6 @@ final class HandshakeGate: Sendable {
       s.perAddress[address] = left == 0 ? nil : left
     }
   }
-
-  var pending: Int { state.withLockedValue { $0.total } }
 }
 
 /// Listens on `host:port` (port 0 picks one) on the event loops of `group`; every accepted

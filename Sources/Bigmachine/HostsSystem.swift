@@ -138,7 +138,7 @@ public final class HostsSystem: MachineProvider, @unchecked Sendable {
       let info = await describe(connection)
       if info?.bootstrap == true {
         // It joins again, as a worker of this build, once it has the binary.
-        await ship(to: connection, log: driver.log)
+        await Bootstrap.shipOrDrop(binary, to: connection, log: driver.log)
         continue
       }
       if let peer = info?.peerAddress { address = peer }
@@ -156,17 +156,6 @@ public final class HostsSystem: MachineProvider, @unchecked Sendable {
           }))
     }
     return launches
-  }
-
-  /// Sends the worker binary to the bootstrap at `connection`; a refusal is logged and the
-  /// bootstrap dropped.
-  private func ship(to connection: Connection, log: BigmachineLog) async {
-    do {
-      try await Bootstrap.ship(try binary ?? ClusterSystem.ownExecutable(), to: connection)
-    } catch {
-      log("the bootstrap at \(connection.peer) did not take the worker binary: \(error)")
-      connection.close(.fatal(address: connection.peer, kind: .startFailed, message: "bootstrap failed: \(error)"))
-    }
   }
 
   func shutdown() async {

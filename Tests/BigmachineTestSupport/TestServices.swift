@@ -270,3 +270,15 @@ public func connectLoopback(port: Int) -> Int32 {
   }
   return fd
 }
+
+/// Polls `condition` every `interval` until it holds or `seconds` pass; returns whether it held.
+public func eventually(
+  within seconds: Double, every interval: Duration = .milliseconds(10), _ condition: () async throws -> Bool
+) async rethrows -> Bool {
+  let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+  while ContinuousClock.now < deadline {
+    if try await condition() { return true }
+    try? await Task.sleep(for: interval)
+  }
+  return try await condition()
+}

@@ -11,16 +11,6 @@ final class LogLines: Sendable {
   func count(containing s: String) -> Int { all.filter { $0.contains(s) }.count }
 }
 
-/// Polls `condition` every 10 ms until it holds or `seconds` pass; returns whether it held.
-func eventually(within seconds: Double, _ condition: () async throws -> Bool) async rethrows -> Bool {
-  let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-  while ContinuousClock.now < deadline {
-    if try await condition() { return true }
-    try? await Task.sleep(for: .milliseconds(10))
-  }
-  return try await condition()
-}
-
 /// Seconds `body` took.
 func timed(_ body: () async throws -> Void) async rethrows -> Double {
   let start = ContinuousClock.now

@@ -1,4 +1,5 @@
 import Bigmachine
+import BigmachineTestSupport
 import Bigslice
 import Foundation
 import Testing
@@ -165,7 +166,7 @@ final class SlurmCluster: @unchecked Sendable {
     }
     #expect(cancelled, "the job ended before a worker was cancelled")
     // The cancelled job's machine was replaced by a new job.
-    let replaced = await eventually(within: 60) {
+    let replaced = await eventually(within: 60, every: .milliseconds(100)) {
       let now = Set(cluster.jobs())
       return now.count == 2 && now != before
     }
@@ -179,16 +180,8 @@ final class SlurmCluster: @unchecked Sendable {
     }
     #expect(cancelledAgain, "the join ended before a worker was cancelled")
     session.shutdown()
-    #expect(await eventually(within: 30) { cluster.jobs().isEmpty }, "jobs left: \(cluster.jobs())")
+    #expect(
+      await eventually(within: 30, every: .milliseconds(100)) { cluster.jobs().isEmpty }, "jobs left: \(cluster.jobs())"
+    )
   }
-}
-
-/// Polls `condition` every 50 ms until it holds or `seconds` pass; returns whether it held.
-private func eventually(within seconds: Double, _ condition: () async throws -> Bool) async rethrows -> Bool {
-  let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-  while ContinuousClock.now < deadline {
-    if try await condition() { return true }
-    try? await Task.sleep(for: .milliseconds(50))
-  }
-  return try await condition()
 }
