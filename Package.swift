@@ -71,7 +71,7 @@ let package = Package(
       ]
     ),
     // The jobs of the demo and of the job benchmarks (BENCHMARKS.md W1–W5).
-    .target(name: "Workloads", dependencies: ["Bigslice", "Frame"]),
+    .target(name: "Workloads", dependencies: ["Bigslice", "Bigmachine", "Frame"]),
     .executableTarget(
       name: "bigslice",
       dependencies: [

@@ -1,3 +1,4 @@
+import Bigmachine
 import Bigslice
 import CSupport
 import Foundation
@@ -412,33 +413,23 @@ struct JobBenchmarks {
       (seconds: Double, gen: Double, rss: Int, checksum: String), DemoError
     >
   {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments =
+    let arguments =
       [
         "python3", "Benchmarks/peers/peers.py", "--engine", engine, "--workload", workload, "--rows", String(rows),
         "--repeat", String(repeats), "--json",
       ] + arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    let errors = FileManager.default.temporaryDirectory.appendingPathComponent("peer-\(UUID().uuidString).err")
-    _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
-    defer { try? FileManager.default.removeItem(at: errors) }
-    guard let errorHandle = try? FileHandle(forWritingTo: errors) else { return .failure(DemoError("no stderr file")) }
-    process.standardError = errorHandle
-    do { try process.run() } catch {
+    let status: Int32
+    let output: String
+    let said: String
+    do { (status, output, said) = try ChildProcess.runBlocking("/usr/bin/env", arguments) } catch {
       return .failure(DemoError("python3 cannot start: \(error) (pip install -r Benchmarks/peers/requirements.txt)"))
     }
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    try? errorHandle.close()
-    guard process.terminationStatus == 0,
-      let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last(where: { $0.hasPrefix("{") }),
+    guard status == 0,
+      let line = output.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
       let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
       let seconds = object["seconds"] as? Double, let checksum = object["checksum"] as? String
     else {
-      let said = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
-      let last = said.split(separator: "\n").last.map(String.init) ?? "exit status \(process.terminationStatus)"
+      let last = said.split(separator: "\n").last.map(String.init) ?? ChildProcess.describe(status)
       return .failure(DemoError(last))
     }
     return .success(

@@ -1,3 +1,4 @@
+import Bigmachine
 import Foundation
 
 #if canImport(Glibc)
@@ -96,22 +97,16 @@ struct ScaleBenchmarks {
   /// One run in a child process of `executable` (this binary).
   /// - Throws: `ScaleError.runFailed` when the child fails or prints no run.
   private func child(_ executable: String, name: String, rows n: Int, shards: Int, limit: Int?) throws -> ScaleRun {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments =
+    let arguments =
       [ScaleRun.command, "--rows", String(n), "--keys", String(keys), "--shards", String(shards)]
       + (limit.map { ["--memory-limit", String($0)] } ?? [])
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    guard process.terminationReason == .exit, process.terminationStatus == 0,
-      let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last(where: { $0.hasPrefix("{") }),
+    let (status, output, errors) = try ChildProcess.runBlocking(executable, arguments)
+    FileHandle.standardError.write(Data(errors.utf8))
+    guard status == 0,
+      let line = output.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
       let run = try? JSONDecoder().decode(ScaleRun.self, from: Data(line.utf8))
     else {
-      throw ScaleError.runFailed(
-        configuration: name, status: process.terminationStatus, signaled: process.terminationReason != .exit)
+      throw ScaleError.runFailed(configuration: name, status: ChildProcess.describe(status))
     }
     return run
   }
@@ -136,9 +131,9 @@ enum ScaleError: Error, CustomStringConvertible {
   case noExecutablePath(errno: Int32)
   /// inotify could not be set up or could not watch `path`.
   case cannotWatch(path: String, errno: Int32)
-  /// The child process of `configuration` exited with `status` (or was killed by signal
-  /// `status`), or printed no run.
-  case runFailed(configuration: String, status: Int32, signaled: Bool)
+  /// The child process of `configuration` ended as `status` says ("exit status N", "killed
+  /// by signal N"), or printed no run.
+  case runFailed(configuration: String, status: String)
   /// Runs whose checksum differed from the in-memory 64-shard run of the same size, each
   /// with what it found and what was expected.
   case checksumMismatch([String])
@@ -150,9 +145,8 @@ enum ScaleError: Error, CustomStringConvertible {
     case .cannotCreate(let path, let code): "cannot create a directory in \(path): \(String(cString: strerror(code)))"
     case .noExecutablePath(let code): "cannot read /proc/self/exe: \(String(cString: strerror(code)))"
     case .cannotWatch(let path, let code): "cannot watch \(path) with inotify: \(String(cString: strerror(code)))"
-    case .runFailed(let configuration, let status, let signaled):
-      "\(configuration): the child \(signaled ? "was killed by signal" : "exited with status") \(status)"
-        + (signaled || status != 0 ? "" : " but printed no run")
+    case .runFailed(let configuration, let status):
+      "\(configuration): the child ended with \(status)" + (status == "exit status 0" ? " but printed no run" : "")
     case .checksumMismatch(let runs): "checksum mismatch: " + runs.joined(separator: "; ")
     }
   }

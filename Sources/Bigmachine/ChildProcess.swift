@@ -32,13 +32,15 @@ public func markOpenDescriptorsCloseOnExec() {
   }
 }
 
-/// A child process with its stdout and stderr on pipes. Spawned with `posix_spawn` (no fork
-/// of a threaded process); reaped on NIO's blocking-I/O pool, never on a Swift task thread.
-final class ChildProcess: @unchecked Sendable {
-  let pid: pid_t
-  /// Read ends of the child's stdout and stderr; owned by whoever reads them.
-  let stdout: Int32
-  let stderr: Int32
+/// A child process with its stdout and stderr on pipes (or this process's own). Spawned with
+/// `posix_spawn` (no fork of a threaded process) and reaped with `waitpid`, never through
+/// Foundation's `Process`, whose `waitUntilExit` can miss a child's exit and wait forever.
+package final class ChildProcess: @unchecked Sendable {
+  package let pid: pid_t
+  /// Read ends of the child's stdout and stderr, owned by whoever reads them; -1 when the child
+  /// writes to this process's own.
+  package let stdout: Int32
+  package let stderr: Int32
   private let status = NIOLockedValueBox<(reaped: Bool, status: Int32?)>((false, nil))
 
   private init(pid: pid_t, stdout: Int32, stderr: Int32) {
@@ -48,11 +50,16 @@ final class ChildProcess: @unchecked Sendable {
   }
 
   /// Starts `executable` with `arguments` (argv[0] excluded) and exactly `environment`.
-  /// stdin is /dev/null; no other descriptor of this process leaks into the child. Throws a
-  /// fatal `startFailed` error if it cannot.
-  static func spawn(executable: String, arguments: [String], environment: [String: String]) throws -> ChildProcess {
+  /// stdin is /dev/null; stdout and stderr are pipes, or this process's own with `piped:
+  /// false`; no other descriptor of this process leaks into the child. Throws a fatal
+  /// `startFailed` error if it cannot.
+  package static func spawn(
+    executable: String, arguments: [String], environment: [String: String], piped: Bool = true
+  ) throws -> ChildProcess {
     // One spawn at a time: each child's pipe ends are made and handed over whole.
-    try spawnLock.withLock { try spawnLocked(executable: executable, arguments: arguments, environment: environment) }
+    try spawnLock.withLock {
+      try spawnLocked(executable: executable, arguments: arguments, environment: environment, piped: piped)
+    }
   }
 
   private static let spawnLock = NIOLock()
@@ -66,23 +73,27 @@ final class ChildProcess: @unchecked Sendable {
   }()
 
   private static func spawnLocked(
-    executable: String, arguments: [String], environment: [String: String]
+    executable: String, arguments: [String], environment: [String: String], piped: Bool
   ) throws -> ChildProcess {
     var out: [Int32] = [-1, -1]
     var err: [Int32] = [-1, -1]
-    guard pipe(&out) == 0 else { throw failure("pipe: errno \(errno)") }
-    guard pipe(&err) == 0 else {
-      close(out[0])
-      close(out[1])
-      throw failure("pipe: errno \(errno)")
+    if piped {
+      guard pipe(&out) == 0 else { throw failure("pipe: errno \(errno)") }
+      guard pipe(&err) == 0 else {
+        close(out[0])
+        close(out[1])
+        throw failure("pipe: errno \(errno)")
+      }
+      for fd in out + err { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
     }
-    for fd in out + err { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_adddup2(&actions, out[1], 1)
-    posix_spawn_file_actions_adddup2(&actions, err[1], 2)
+    if piped {
+      posix_spawn_file_actions_adddup2(&actions, out[1], 1)
+      posix_spawn_file_actions_adddup2(&actions, err[1], 2)
+    }
     // Nothing else of this process goes to the child: SwiftNIO opens its sockets without
     // close-on-exec, and a socket a child holds stays open when this process closes it (its
     // peer never sees the close).
@@ -114,18 +125,16 @@ final class ChildProcess: @unchecked Sendable {
     }
     var pid: pid_t = 0
     let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
-    close(out[1])
-    close(err[1])
+    for fd in [out[1], err[1]] where fd >= 0 { close(fd) }
     guard rc == 0 else {
-      close(out[0])
-      close(err[0])
+      for fd in [out[0], err[0]] where fd >= 0 { close(fd) }
       throw failure("cannot start \(executable): \(String(cString: strerror(rc)))")
     }
     return ChildProcess(pid: pid, stdout: out[0], stderr: err[0])
   }
 
   /// Sends `signal` unless the process has been reaped (its pid may then belong to another).
-  func kill(_ signal: Int32 = SIGKILL) {
+  package func kill(_ signal: Int32 = SIGKILL) {
     status.withLockedValue { s in
       if !s.reaped { _ = Glibc.kill(pid, signal) }
     }
@@ -134,7 +143,7 @@ final class ChildProcess: @unchecked Sendable {
   /// Waits for the process to exit and returns its raw wait status. Call once its pipes
   /// reached end of file; blocks a thread of NIO's pool until then.
   @discardableResult
-  func reap() async -> Int32 {
+  package func reap() async -> Int32 {
     if let s = status.withLockedValue({ $0.status }) { return s }
     let pid = self.pid
     let raw =
@@ -145,6 +154,53 @@ final class ChildProcess: @unchecked Sendable {
       }) ?? 0
     status.withLockedValue { $0 = (true, raw) }
     return raw
+  }
+
+  /// Waits on the calling thread for the process to exit and returns its raw wait status.
+  @discardableResult
+  package func reapBlocking() -> Int32 {
+    if let s = status.withLockedValue({ $0.status }) { return s }
+    var raw: Int32 = 0
+    while waitpid(pid, &raw, 0) < 0 && errno == EINTR {}
+    status.withLockedValue { $0 = (true, raw) }
+    return raw
+  }
+
+  /// Runs `executable` with `arguments` and `environment` (this process's when nil) to its
+  /// end, blocking the calling thread: its raw wait status and what it wrote to stdout and
+  /// stderr (each cut at `limit` bytes). For callers that cannot suspend; `run` otherwise.
+  /// Throws a fatal `startFailed` error if it cannot start.
+  package static func runBlocking(
+    _ executable: String, _ arguments: [String], environment: [String: String]? = nil, limit: Int = 1 << 26
+  ) throws -> (status: Int32, output: String, errors: String) {
+    let child = try spawn(
+      executable: executable, arguments: arguments, environment: environment ?? processEnvironment())
+    var ends = [child.stdout, child.stderr].map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+    var kept: [[UInt8]] = [[], []]
+    while ends.contains(where: { $0.fd >= 0 }) {
+      if poll(&ends, 2, -1) < 0 && errno != EINTR { break }
+      for i in 0..<2 where ends[i].fd >= 0 && ends[i].revents != 0 {
+        // poll passes over a negative descriptor: an ended stream is set to -1.
+        if !readChunk(ends[i].fd, into: &kept[i], limit: limit) {
+          close(ends[i].fd)
+          ends[i].fd = -1
+        }
+      }
+    }
+    for end in ends where end.fd >= 0 { close(end.fd) }
+    let status = child.reapBlocking()
+    return (status, String(decoding: kept[0], as: UTF8.self), String(decoding: kept[1], as: UTF8.self))
+  }
+
+  /// Reads what `fd` has, keeping at most `limit` bytes in `kept`; false at its end or on an
+  /// error.
+  private static func readChunk(_ fd: Int32, into kept: inout [UInt8], limit: Int) -> Bool {
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+    if n < 0 { return errno == EINTR || errno == EAGAIN }
+    if n == 0 { return false }
+    if kept.count < limit { kept += chunk[0..<min(n, limit - kept.count)] }
+    return true
   }
 
   /// Runs `arguments[0]`, found on `PATH` (through `/usr/bin/env`), with `arguments[1...]`
@@ -164,13 +220,7 @@ final class ChildProcess: @unchecked Sendable {
     await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
       ThreadPool.detach {
         var kept: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-          let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-          if n < 0 && errno == EINTR { continue }
-          if n <= 0 { break }
-          if kept.count < 1 << 20 { kept += chunk[0..<min(n, (1 << 20) - kept.count)] }
-        }
+        while readChunk(fd, into: &kept, limit: 1 << 20) {}
         close(fd)
         continuation.resume(returning: String(decoding: kept, as: UTF8.self))
       }
@@ -178,7 +228,7 @@ final class ChildProcess: @unchecked Sendable {
   }
 
   /// "exit status N" or "killed by signal N" for a raw wait status.
-  static func describe(_ status: Int32) -> String {
+  package static func describe(_ status: Int32) -> String {
     let signal = status & 0x7f
     return signal == 0 ? "exit status \((status >> 8) & 0xff)" : "killed by signal \(signal)"
   }

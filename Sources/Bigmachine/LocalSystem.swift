@@ -157,8 +157,9 @@ public final class LocalSystem: MachineProvider, @unchecked Sendable {
   }
 }
 
-/// This process's environment as a dictionary.
-func processEnvironment() -> [String: String] {
+/// This process's environment as a dictionary, as it is now (Foundation's `ProcessInfo` keeps
+/// the one it found at startup).
+package func processEnvironment() -> [String: String] {
   var env: [String: String] = [:]
   var p = environ
   while let entry = p.pointee {

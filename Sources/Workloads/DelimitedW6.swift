@@ -1,3 +1,4 @@
+import Bigmachine
 import Bigslice
 import Foundation
 import Frame
@@ -62,12 +63,10 @@ public enum DelimitedW6 {
   }
 
   static func compress(_ path: String, to gz: String) throws {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/bin/sh")
-    process.arguments = ["-c", "gzip -6 -c \"$0\" > \"$1\"", path, gz]
-    try process.run()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else { throw DemoError("gzip of \(path) failed") }
+    let (status, _, errors) = try ChildProcess.runBlocking("/bin/sh", ["-c", "gzip -6 -c \"$0\" > \"$1\"", path, gz])
+    guard status == 0 else {
+      throw DemoError("gzip of \(path) failed (\(ChildProcess.describe(status))): \(errors)")
+    }
   }
 
   /// The sum of each key's values over the files at `paths`, read as typed TSV.

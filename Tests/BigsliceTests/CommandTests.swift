@@ -9,25 +9,12 @@ struct CommandOutput {
   let err: String
 }
 
-/// Runs `executable` with `arguments`. Stdout is read to its end first, then stderr, which
-/// must stay small (under a pipe's buffer); with `errors: false` stderr is dropped instead.
-func run(_ executable: String, _ arguments: [String], errors: Bool = true) throws -> CommandOutput {
-  let process = Process()
-  process.executableURL = URL(fileURLWithPath: executable)
-  process.arguments = arguments
-  let out = Pipe()
-  let err = Pipe()
-  process.standardOutput = out
-  if errors { process.standardError = err } else { process.standardError = FileHandle.nullDevice }
-  // The child must not hold this process's sockets (the suite's machines' connections).
-  markOpenDescriptorsCloseOnExec()
-  try process.run()
-  let outData = out.fileHandleForReading.readDataToEndOfFile()
-  let errData = errors ? err.fileHandleForReading.readDataToEndOfFile() : Data()
-  process.waitUntilExit()
-  return CommandOutput(
-    status: process.terminationStatus, out: String(decoding: outData, as: UTF8.self),
-    err: String(decoding: errData, as: UTF8.self))
+/// Runs `executable` with `arguments` to its end. The status is the exit status, or 128 plus
+/// the signal that killed it, as a shell reports it.
+func run(_ executable: String, _ arguments: [String]) throws -> CommandOutput {
+  let (raw, out, err) = try ChildProcess.runBlocking(executable, arguments)
+  let signal = raw & 0x7f
+  return CommandOutput(status: signal == 0 ? (raw >> 8) & 0xff : 128 + signal, out: out, err: err)
 }
 
 /// Runs the `bigslice` binary with `arguments`.
@@ -81,7 +68,7 @@ func bigslice(_ arguments: [String]) throws -> CommandOutput { try run(try bigsl
     let local = try bigslice(args)
     #expect(local.status == 0, "\(local.err)")
     let machines = try run(
-      try bigsliceBinary(), args + ["--machines", "2", "--procs", "1", "--trace", trace], errors: false)
+      try bigsliceBinary(), args + ["--machines", "2", "--procs", "1", "--trace", trace])
     #expect(machines.status == 0)
     #expect(answer(local).count == 4)
     #expect(answer(machines) == answer(local), "\(machines.out) against \(local.out)")

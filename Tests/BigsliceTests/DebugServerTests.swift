@@ -175,8 +175,7 @@ let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first {
       [
         "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--user-data-dir=\(profile)", "--dump-dom",
         url,
-      ],
-      errors: false)
+      ])
     try #require(result.status == 0, "chromium exited \(result.status)")
     return result.out
   }

@@ -1,4 +1,10 @@
+import Foundation
+import Synchronization
 import Testing
+
+#if canImport(Glibc)
+  @preconcurrency import Glibc
+#endif
 
 /// At most `EngineSlots.width` engine test cases run at once.
 ///
@@ -40,6 +46,9 @@ struct EngineSlot: SuiteTrait, TestTrait, TestScoping {
     for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
   ) async throws {
     await EngineSlots.shared.acquire()
+    let running = Watchdog.shared.started(
+      "\(test.name) (\(test.sourceLocation.fileName):\(test.sourceLocation.line))")
+    defer { Watchdog.shared.ended(running) }
     do {
       try await function()
     } catch {
@@ -48,6 +57,44 @@ struct EngineSlot: SuiteTrait, TestTrait, TestScoping {
     }
     await EngineSlots.shared.release()
   }
+}
+
+/// Ends the test process, naming the test, when an engine test case runs longer than
+/// `Watchdog.limit`: a hung test then fails the run in minutes, where it would otherwise
+/// hold it until CI's own limit with nothing printed (the runner's output is buffered when
+/// it goes to a pipe).
+final class Watchdog: Sendable {
+  static let shared = Watchdog()
+  static let limit: Duration = .seconds(600)
+  private let running = Mutex<(next: Int, cases: [Int: (name: String, started: ContinuousClock.Instant)])>((0, [:]))
+
+  private init() {
+    Thread.detachNewThread { [self] in
+      while true {
+        sleep(5)
+        let now = ContinuousClock.now
+        let late = running.withLock { $0.cases.values.filter { now - $0.started > Self.limit } }
+        guard let first = late.first else { continue }
+        let message =
+          "\nthe test \(first.name) has run for over \(Self.limit); ending the test run. Running: "
+          + running.withLock { $0.cases.values.map(\.name).sorted().joined(separator: "; ") } + "\n"
+        fflush(nil)
+        _ = message.utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }
+        _exit(70)
+      }
+    }
+  }
+
+  /// Notes that a test case named `name` started; the token to end it with.
+  func started(_ name: String) -> Int {
+    running.withLock {
+      $0.next += 1
+      $0.cases[$0.next] = (name, .now)
+      return $0.next
+    }
+  }
+
+  func ended(_ token: Int) { _ = running.withLock { $0.cases.removeValue(forKey: token) } }
 }
 
 extension Trait where Self == EngineSlot {

@@ -12,7 +12,7 @@ final class Namespaces {
   let names: [String]
   let hostLinks: [String]
   private let savedForwarding: String?
-  private var workers: [Process] = []
+  private var workers: [ChildProcess] = []
 
   /// The address of namespace `i`'s end, and of the driver's end of its link.
   func workerAddress(_ i: Int) -> String { "10.78.\(i).2" }
@@ -68,23 +68,24 @@ final class Namespaces {
 
   /// Starts `bigslice worker --join` in namespace `i`.
   func startWorker(_ i: Int, binary: String, driverPort: Int, secretFile: String) throws {
-    markOpenDescriptorsCloseOnExec()
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-    p.arguments = [
-      "netns", "exec", names[i], binary, "worker", "--join", "\(driverAddress(i)):\(driverPort)",
-      "--secret-file", secretFile,
-    ]
-    try p.run()
-    workers.append(p)
+    let worker = try ChildProcess.spawn(
+      executable: "/usr/sbin/ip",
+      arguments: [
+        "netns", "exec", names[i], binary, "worker", "--join", "\(driverAddress(i)):\(driverPort)",
+        "--secret-file", secretFile,
+      ],
+      environment: processEnvironment(), piped: false)
+    workers.append(worker)
   }
 
   /// Cuts namespace `i`'s link: its worker can reach no one, and no one it.
   func cut(_ i: Int) throws { try Namespaces.ip("link", "set", hostLinks[i], "down") }
 
   deinit {
-    for p in workers where p.isRunning { kill(p.processIdentifier, SIGKILL) }
-    for p in workers { p.waitUntilExit() }
+    for worker in workers {
+      worker.kill()
+      worker.reapBlocking()
+    }
     for (ns, host) in zip(names, hostLinks) {
       _ = try? Namespaces.ip("link", "del", host)
       _ = try? Namespaces.ip("netns", "del", ns)
@@ -113,19 +114,8 @@ final class Namespaces {
   /// - Throws: a `SkipReason` with its error output when it fails.
   @discardableResult
   static func ip(_ args: String...) throws -> String {
-    markOpenDescriptorsCloseOnExec()
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-    p.arguments = args
-    let out = Pipe()
-    let err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let printed = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    p.waitUntilExit()
-    let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    guard p.terminationStatus == 0 else {
+    let (status, printed, message) = try ChildProcess.runBlocking("/usr/sbin/ip", args)
+    guard status == 0 else {
       throw SkipReason("ip \(args.joined(separator: " ")): \(message.trimmingCharacters(in: .whitespacesAndNewlines))")
     }
     return printed

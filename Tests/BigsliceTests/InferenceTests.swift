@@ -41,7 +41,7 @@ import Testing
     for map in maps { arguments += ["-Xcc", "-fmodule-map-file=\(map)"] }
     arguments.append(file)
     let shell = arguments.map { "'\($0)'" }.joined(separator: " ") + " 2>&1"
-    let result = try run("/bin/sh", ["-c", shell], errors: false)
+    let result = try run("/bin/sh", ["-c", shell])
     return (result.status, result.out)
   }
 

@@ -19,7 +19,7 @@ func shuffleDemo(_ arguments: [String], descriptors: Int? = nil) throws -> [Stri
     if let descriptors {
       try run("/bin/sh", ["-c", "ulimit -n \(descriptors) && exec \"$@\"", "sh"] + command)
     } else {
-      try run(command[0], Array(command.dropFirst()), errors: false)
+      try run(command[0], Array(command.dropFirst()))
     }
   try #require(
     result.status == 0, "bigslice demo shuffle \(arguments) exited \(result.status): \(result.err.suffix(2000))")

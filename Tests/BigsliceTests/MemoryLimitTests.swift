@@ -20,7 +20,7 @@ struct MemoryReport: Decodable {
 
 /// Runs `bigslice-testworker memory` with `arguments`.
 func memoryRun(_ arguments: [String]) throws -> MemoryReport {
-  let result = try run(try testWorkerBinary(), ["memory"] + arguments, errors: false)
+  let result = try run(try testWorkerBinary(), ["memory"] + arguments)
   try #require(result.status == 0, "memory \(arguments) exited \(result.status): \(result.out.suffix(2000))")
   let decoder = JSONDecoder()
   decoder.keyDecodingStrategy = .convertFromSnakeCase

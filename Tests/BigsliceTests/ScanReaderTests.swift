@@ -152,16 +152,12 @@ func temporaryFile(_ text: String) -> String {
 
   /// The output of `command`, run by `/bin/sh` when the input is opened.
   static func commandOutput(_ command: String) throws -> any ByteInput {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/bin/sh")
-    process.arguments = ["-c", command]
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    // The child must not hold this process's sockets (the suite's machines' connections).
-    markOpenDescriptorsCloseOnExec()
-    try process.run()
-    // The input closes its own copy of the pipe's reading end.
-    return FileDescriptorInput(fd: dup(pipe.fileHandleForReading.fileDescriptor), name: command)
+    let child = try ChildProcess.spawn(
+      executable: "/bin/sh", arguments: ["-c", command], environment: processEnvironment())
+    close(child.stderr)
+    Task { await child.reap() }
+    // The input closes the pipe's reading end.
+    return FileDescriptorInput(fd: child.stdout, name: command)
   }
 
   /// Three inputs opened when their tasks run: a plain stream, the same lines gzip-compressed

@@ -76,7 +76,8 @@ final class SlurmCluster: @unchecked Sendable {
       echo "the node never became idle: $(sinfo 2>&1 | tail -1)" >&2
       exit 1
       """
-    let (status, output) = run("/bin/sh", ["-c", script])
+    // A daemon that never gets going fails the setup in two minutes instead of holding it.
+    let (status, output) = run("/usr/bin/timeout", ["120", "/bin/sh", "-c", script])
     let cluster = SlurmCluster(directory: dir, configuration: dir + "/slurm.conf")
     guard status == 0 else {
       return .failure(SkipReason(output.trimmingCharacters(in: .whitespacesAndNewlines)))
@@ -115,21 +116,14 @@ final class SlurmCluster: @unchecked Sendable {
   /// Runs `path` with `arguments`; its status and what it printed (both streams).
   @discardableResult
   static func run(_ path: String, _ arguments: [String]) -> (status: Int32, output: String) {
-    markOpenDescriptorsCloseOnExec()
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: path)
-    p.arguments = arguments
-    // Process takes the environment as it was at startup: the configuration is named here.
-    if let conf = shared?.configuration {
-      p.environment = ProcessInfo.processInfo.environment.merging(["SLURM_CONF": conf]) { $1 }
+    var environment = processEnvironment()
+    if let conf = shared?.configuration { environment["SLURM_CONF"] = conf }
+    do {
+      let (status, output, errors) = try ChildProcess.runBlocking(path, arguments, environment: environment)
+      return (status, output + errors)
+    } catch {
+      return (-1, "\(error)")
     }
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = pipe
-    do { try p.run() } catch { return (-1, "\(error)") }
-    let printed = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    p.waitUntilExit()
-    return (p.terminationStatus, printed)
   }
 
   private func run(_ path: String, _ arguments: [String]) -> (status: Int32, output: String) {
