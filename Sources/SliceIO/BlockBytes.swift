@@ -1,8 +1,10 @@
 import Frame
 
-/// Frames as a block stream with its end marker (what a stored partition file holds).
-public func encodeBlocks(_ frames: [Frame]) throws -> [UInt8] {
-  let encoder = FrameEncoder()
+/// Frames as a block stream with its end marker (what a stored partition file holds), coded
+/// by `encoder` (a new one with the default options when nil). An encoder kept for many small
+/// streams saves making a compression context for each.
+public func encodeBlocks(_ frames: [Frame], using encoder: FrameEncoder? = nil) throws -> [UInt8] {
+  let encoder = encoder ?? FrameEncoder()
   let out = ByteWriter()
   var rows = 0
   var blocks = 0

@@ -165,9 +165,9 @@ final class Gate: Sendable {
     let session = Session(
       executor: .machines(system: .inProcess, count: 1, procs: 2), memoryLimit: 1, spillDirectory: parent)
     defer { session.shutdown() }
-    // 8 shards on 2 procs: the first tasks finish (their outputs in the store) before the
-    // cancellation stops the later ones mid-way.
-    let job = Task { try await session.run(TestFuncs.slow, 8, 100, 2_000).count }
+    // 8 shards on 2 procs, a second each: the first tasks finish (their outputs in the store)
+    // before the cancellation stops the later ones mid-way, even on a loaded machine.
+    let job = Task { try await session.run(TestFuncs.slow, 8, 500, 2_000).count }
     func storeFiles() -> [String] {
       directoryEntries(parent).filter { $0.hasPrefix("bigslice-store") }.flatMap { directoryEntries("\(parent)/\($0)") }
         .filter { !$0.hasPrefix(".") }
@@ -183,7 +183,8 @@ final class Gate: Sendable {
   }
 
   /// Tasks that would each run for 10 s on the machines: a cancelled run returns within a
-  /// second, and the machines stop them (the next run gets their procs at once).
+  /// second or so (3 s on a loaded machine), and the machines stop them (the next run gets
+  /// their procs at once).
   @Test func cancellingARunStopsItsTasksOnTheMachines() async throws {
     TestFuncs.register()
     let system = LocalSystem(executable: try testWorkerBinary(), maxprocs: 2)
@@ -196,7 +197,7 @@ final class Gate: Sendable {
     let cancelled = ContinuousClock.now
     job.cancel()
     await #expect(throws: CancellationError.self) { try await job.value }
-    #expect(ContinuousClock.now - cancelled < .seconds(1))
+    #expect(ContinuousClock.now - cancelled < .seconds(3))
     let next = ContinuousClock.now
     #expect(try await session.run(TestFuncs.slow, 4, 5, 1_000).count == 4)
     #expect(ContinuousClock.now - next < .seconds(3), "the machines' procs were still taken")

@@ -30,6 +30,9 @@ final class OutputStore: @unchecked Sendable {
   let runBytes: Int
   /// The most bytes a shuffle's section cache holds.
   let sectionCacheBytes: Int
+  /// The most bytes of other machines' partitions a task on a machine fetches at once
+  /// (`BatchedReads`): half its read buffers under a memory limit.
+  let readBatchBytes: Int
 
   /// A store under `memoryLimit` for `procs` tasks at once. With `outputsOnDisk`, every
   /// task's output goes to a file of its own under a directory named
@@ -48,11 +51,13 @@ final class OutputStore: @unchecked Sendable {
       workingLimit = Int.max
       runBytes = 64 << 20
       sectionCacheBytes = 64 << 20
+      readBatchBytes = 8 << 20
       return
     }
     workingLimit = max(memoryLimit / (2 * max(procs, 1)), 256 << 10)
     runBytes = min(max(workingLimit / 4, 1 << 20), 64 << 20)
     sectionCacheBytes = min(OutputStore.sectionCacheShare * max(procs, 1), memoryLimit / 4)
+    readBatchBytes = OutputStore.readBuffers / 2
     // Each running task also holds its output's run buffer and its input's read buffers, the
     // tasks reading a shuffle share a section cache, and the allocator keeps freed buffers for
     // reuse.

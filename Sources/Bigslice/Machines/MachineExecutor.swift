@@ -278,6 +278,9 @@ final class MachineExecutor: ExecutorBackend, @unchecked Sendable {
           task: task.ref, attempt: attempt, machine: machine, inputs: inputs, empty: empty, samples: samples),
         returning: RunReply.self)
       worker.sentLocations.add(inputs.count, ordering: .relaxed)
+      worker.batchedFetches.add(reply.remoteReads.fetches, ordering: .relaxed)
+      worker.batchedParts.add(reply.remoteReads.batchedParts, ordering: .relaxed)
+      worker.streamedParts.add(reply.remoteReads.streamedParts, ordering: .relaxed)
       worker.confirm(inputs, samples: samples.map(\.task))
       guard reply.holding.count == task.partitions else {
         return .failed(

@@ -82,6 +82,16 @@ struct RunReply: Codable, Sendable {
   var firstReadAfter: Double?
   /// What the task spilled on the machine.
   var spills: SpillCounts
+  /// How the task read the partitions other machines hold.
+  var remoteReads: RemoteReadCounts
+}
+
+/// How a task read the partitions other machines hold: batched reads made, the parts they
+/// brought, and the parts streamed one to a stream (too large for a batch).
+struct RemoteReadCounts: Codable, Sendable {
+  var fetches = 0
+  var batchedParts = 0
+  var streamedParts = 0
 }
 
 struct ReadRequest: Codable, Sendable {

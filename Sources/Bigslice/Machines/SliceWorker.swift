@@ -44,6 +44,9 @@ struct SliceWorker: Service {
     "run": .unary { (worker, request: RunRequest, _) in try await worker.state.run(request) },
     "read": .streaming { (worker, request: ReadRequest, _, writer) in try await worker.state.read(request, to: writer)
     },
+    "readMany": .streaming { (worker, request: ReadManyRequest, _, writer) in
+      try await worker.state.readMany(request, to: writer)
+    },
     "cancel": .unary { (worker, attempts: [Int], _) in
       worker.state.cancel(attempts)
       return true

@@ -57,6 +57,11 @@ final class WorkerHandle: OutputHolder, @unchecked Sendable {
 
   /// Upstream locations sent to the machine in run requests (for tests).
   let sentLocations = Atomic<Int>(0)
+  /// Batched reads the machine's tasks made, the parts they brought, and the parts streamed
+  /// one to a stream (for tests).
+  let batchedFetches = Atomic<Int>(0)
+  let batchedParts = Atomic<Int>(0)
+  let streamedParts = Atomic<Int>(0)
 
   /// Records that the machine holds `locations` and `samples` (a run carrying them finished).
   func confirm(_ locations: [InputLocation], samples: [TaskRef]) {

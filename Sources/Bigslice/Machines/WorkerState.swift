@@ -1,4 +1,5 @@
 import Bigmachine
+import Frame
 import NIOCore
 import SliceIO
 import Synchronization
@@ -30,6 +31,7 @@ final class WorkerState: @unchecked Sendable {
   private let state = Mutex(State())
   private var executor: LocalExecutor!
   private var store: OutputStore!
+  private var packed: PackedSections!
   private var peers: Peers?
   private var lock: StoreLock?
 
@@ -46,6 +48,7 @@ final class WorkerState: @unchecked Sendable {
       codec: .fast, prefix: StoreLock.prefix)
     lock = try StoreLock(directory: try store.spillDirectory().path)
     executor = LocalExecutor(procs: service.procs, store: store)
+    packed = PackedSections(limit: store.sectionCacheBytes)
     self.peers = peers
   }
 
@@ -160,17 +163,27 @@ final class WorkerState: @unchecked Sendable {
       for input in request.inputs { s.locations[input.task] = input }
       return s.locations
     }
-    // The upstream outputs whose partition this task reads hold no rows.
+    let me = request.machine
+    let peers = self.peers
+    // The upstream outputs whose partition this task reads hold no rows; the others on other
+    // machines are read in batches, in the order the task reads them.
     var empty: Set<TaskRef> = []
+    let batched = BatchedReads(budget: store.readBatchBytes, partLimit: store.readBatchBytes / 4) { machine, request in
+      try await gatherReply(try await peers!.stream(machine, "Bigslice.readMany", request), to: request, from: machine)
+    }
     var bit = 0
     for dep in task.deps {
       for upstream in dep.tasks {
-        if bit / 8 < request.empty.count, request.empty[bit / 8] & (1 << (bit % 8)) != 0 { empty.insert(upstream.ref) }
+        if bit / 8 < request.empty.count, request.empty[bit / 8] & (1 << (bit % 8)) != 0 {
+          empty.insert(upstream.ref)
+        } else if let location = locations[upstream.ref], location.machine != me {
+          let part = PartRef(
+            output: OutputRef(task: upstream.ref, attempt: location.attempt), partition: dep.shuffle ? task.shard : 0)
+          batched.add(part, on: location.machine)
+        }
         bit += 1
       }
     }
-    let me = request.machine
-    let peers = self.peers
     let open: PartitionOpener = { [self] upstream, partition in
       guard let location = locations[upstream.ref] else {
         throw BigsliceError.outputMissing(op: upstream.op, shard: upstream.shard)
@@ -182,7 +195,20 @@ final class WorkerState: @unchecked Sendable {
         guard let output = self.output(ref), partition < output.partitions else {
           throw BigsliceError.outputMissing(op: upstream.op, shard: upstream.shard)
         }
+        if case .file(let file) = output.storage, file.place(partition).isShared {
+          let frames = try packed.frames(file, of: ref, partition: partition)
+          return frames.isEmpty ? nil : FrameReader(frames)
+        }
         return output.reader(partition)
+      }
+      switch try batched.take(PartRef(output: ref, partition: partition)) {
+      case .bytes(let bytes)?:
+        return BlockFileReader(
+          source: BufferSource(bytes, name: "\(ref.task) partition \(partition) from \(at)"),
+          schema: upstream.chain[0].schema)
+      case .missing(let why)?:
+        throw RemoteFailure(op: upstream.op, shard: upstream.shard, message: why, machine: at)
+      case .large?, nil: batched.streamed()
       }
       let source = RemoteSource(name: "\(ref.task) partition \(partition) on \(at)") { offset in
         try await peers!.stream(at, "Bigslice.read", ReadRequest(output: ref, partition: partition, offset: offset))
@@ -234,7 +260,7 @@ final class WorkerState: @unchecked Sendable {
       sample: try task.sample.map { try encodeBlocks([$0]) }, readRows: io.io.readRows, readBytes: io.io.readBytes,
       writeRows: io.io.writeRows, writeBytes: io.io.writeBytes, readSeconds: seconds(io.io.readTime),
       writeSeconds: seconds(io.io.writeTime), firstReadAfter: io.io.firstRead.map { seconds($0 - started) },
-      spills: io.spills)
+      spills: io.spills, remoteReads: batched.counts)
   }
 
   /// Streams a stored partition from byte `offset` on.
@@ -245,7 +271,8 @@ final class WorkerState: @unchecked Sendable {
     switch output.storage {
     case .file(let file) where file.place(request.partition).isShared:
       // A partition of a packed section goes as its own rows.
-      try await send(try encodeBlocks(file.frames(request.partition)), for: request, to: writer)
+      let frames = try packed.frames(file, of: request.output, partition: request.partition)
+      try await send(try encodeBlocks(frames, using: FrameEncoder(options: .fast)), for: request, to: writer)
     case .file(let file):
       let section = file.range(request.partition)
       let fd = open(file.path, O_RDONLY | O_CLOEXEC)
@@ -275,6 +302,76 @@ final class WorkerState: @unchecked Sendable {
     case .remote:
       throw WorkerFailure.missing("\(request.output) is not stored here").serviceError
     }
+  }
+
+  /// Sends whole partitions, one entry each (`ReadManyRequest`), until the budget is spent.
+  func readMany(_ request: ReadManyRequest, to writer: StreamWriter) async throws {
+    guard request.parts.count <= ReadManyRequest.maxParts, (1...ReadManyRequest.maxBudget).contains(request.budget),
+      (1...ReadManyRequest.maxBudget).contains(request.partLimit)
+    else {
+      throw ServiceError(
+        kind: "BadRequest",
+        message:
+          "a batched read of \(request.parts.count) parts (at most \(ReadManyRequest.maxParts)), budget \(request.budget) (at most \(ReadManyRequest.maxBudget)), part limit \(request.partLimit)"
+      )
+    }
+    // One encoder for the request's parts, with the store's codec: most are a few rows, which
+    // runs code well and zstd, with a context made per part, would cost more than they do.
+    let encoder = FrameEncoder(options: .fast)
+    try await request.reply(chunk: WorkerState.readChunk, { batched($0, limit: request.partLimit, encoder) }) {
+      try await writer.write($0)
+    }
+  }
+
+  /// Partition `part` whole, for a batched read: its blocks, or `large` when they are over
+  /// `limit` bytes, or why it is not here.
+  private func batched(_ part: PartRef, limit: Int, _ encoder: FrameEncoder) -> BatchedPart {
+    guard let output = output(part.output), part.partition >= 0, part.partition < output.partitions else {
+      return .missing("no output of \(part.output) partition \(part.partition) here")
+    }
+    func encoded(_ frames: [Frame]) throws -> BatchedPart {
+      guard frames.reduce(0, { $0 + $1.byteCount }) <= limit else { return .large }
+      let bytes = try encodeBlocks(frames, using: encoder)
+      return bytes.count <= limit ? .bytes(ByteBuffer(bytes: bytes)) : .large
+    }
+    do {
+      switch output.storage {
+      case .file(let file) where file.place(part.partition).isShared:
+        return try encoded(try packed.frames(file, of: part.output, partition: part.partition))
+      case .file(let file):
+        let section = file.range(part.partition)
+        if section.isEmpty { return .bytes(ByteBuffer(bytes: try encodeBlocks([], using: encoder))) }
+        guard section.count <= limit else { return .large }
+        return .bytes(try Self.readWhole(file.path, section))
+      case .memory:
+        return try encoded(output.frames(part.partition))
+      case .remote:
+        return .missing("\(part.output) is not stored here")
+      }
+    } catch {
+      return .missing("\(part): \(error)")
+    }
+  }
+
+  /// The bytes `range` of the file at `path`.
+  private static func readWhole(_ path: String, _ range: Range<Int>) throws -> ByteBuffer {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw SliceIOError.io(path: path, operation: "open", errno: errno) }
+    defer { Glibc.close(fd) }
+    var bytes = ByteBufferAllocator().buffer(capacity: range.count)
+    while bytes.readableBytes < range.count {
+      let done = bytes.readableBytes
+      var failed: Int32 = 0
+      let n = bytes.writeWithUnsafeMutableBytes(minimumWritableBytes: range.count - done) { raw in
+        let got = pread(fd, raw.baseAddress!, range.count - done, off_t(range.lowerBound + done))
+        if got < 0 { failed = errno }
+        return max(got, 0)
+      }
+      if failed == EINTR { continue }
+      // A file shorter than its index says is as bad as one that cannot be read.
+      guard n > 0 else { throw SliceIOError.io(path: path, operation: "read", errno: failed == 0 ? EIO : failed) }
+    }
+    return bytes
   }
 
   /// Throws a `ServiceError` (kind `BadRequest`) unless the read's offset lies within the
@@ -309,6 +406,7 @@ final class WorkerState: @unchecked Sendable {
       defer { s.outputs[ref.task] = (ref.attempt, output) }
       return s.outputs[ref.task]
     }
+    if let replaced { packed?.drop([OutputRef(task: ref.task, attempt: replaced.attempt)]) }
     _ = replaced  // Its files go outside the lock, when the last reader lets them go.
   }
 
@@ -327,6 +425,7 @@ final class WorkerState: @unchecked Sendable {
         return kept.output
       }
     }
+    packed?.drop(outputs)
     _ = dropped
   }
 
@@ -335,6 +434,7 @@ final class WorkerState: @unchecked Sendable {
     // The outputs go (their files unlinked) outside the lock, before the directory.
     var dropped = State()
     state.withLock { swap(&$0, &dropped) }
+    packed?.drop(dropped.outputs.map { OutputRef(task: $0.key, attempt: $0.value.attempt) })
     dropped = State()
     store?.removeDirectory()
   }
