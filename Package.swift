@@ -24,12 +24,12 @@ let package = Package(
   targets: [
     // C kernels: XXH3 hashing (header-inlined, so libxxhash-dev's header is needed but no
     // link), radix sort, the combiner table, zstd blocks, gzip (ISA-L, libisal-dev) and zstd
-    // input files, and AES-GCM sealing of connection frames (OpenSSL's libcrypto, libssl-dev).
+    // input files.
     .target(
       name: "CSupport",
       path: "CSupport",
       cSettings: [.define("XXH_INLINE_ALL")],
-      linkerSettings: [.linkedLibrary("zstd"), .linkedLibrary("isal"), .linkedLibrary("crypto")]
+      linkerSettings: [.linkedLibrary("zstd"), .linkedLibrary("isal")]
     ),
     .target(name: "Frame", dependencies: ["CSupport"]),
     .target(

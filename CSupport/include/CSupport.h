@@ -16,5 +16,4 @@
 #include "bs_decompress.h"
 #include "bs_delimited.h"
 #include "bs_compress.h"
-#include "bs_seal.h"
 #endif

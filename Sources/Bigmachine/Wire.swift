@@ -102,14 +102,23 @@ enum WireViolation: Error, CustomStringConvertible {
 /// except a `data` payload: stream bytes have no boundaries, so it is passed on piece by
 /// piece as it arrives, each piece a `data` frame of its own and a slice of its read.
 /// Once `opener` is set (by the frame handler, between two frames, when the handshake ends),
-/// each frame's payload is sealed (`FrameCipher`): it is gathered whole, opened, and passed
-/// on as one plaintext frame.
+/// each frame's payload is sealed (`FrameCipher`): it is opened as its pieces arrive into a
+/// buffer of its own, and passed on as one plaintext frame once its tag is checked.
 /// A class, so the frame handler may raise `maxFrame` while a parse is under way.
 final class WireFrameParser {
   var maxFrame: Int
   var opener: FrameCipher?
   private var header: [UInt8] = []
-  private var partial: (kind: FrameKind, stream: UInt32, payload: ByteBuffer, remaining: Int)?
+  /// A frame whose payload spans reads: what has come of it (opened, when sealed), the bytes
+  /// still to come, and the tag's bytes so far.
+  private struct Partial {
+    var kind: FrameKind
+    var stream: UInt32
+    var payload: ByteBuffer
+    var remaining: Int
+    var tag: [UInt8] = []
+  }
+  private var partial: Partial?
   /// The stream and the bytes still to come of a `data` frame being passed on in pieces.
   private var passing: (stream: UInt32, remaining: Int)?
 
@@ -128,18 +137,10 @@ final class WireFrameParser {
         continue
       }
       if var p = partial {
-        let n = min(p.remaining, input.readableBytes)
-        var piece = input.readSlice(length: n)!
-        p.payload.writeBuffer(&piece)
-        p.remaining -= n
+        try absorb(input.readSlice(length: min(p.remaining, input.readableBytes))!, into: &p)
         if p.remaining == 0 {
           partial = nil
-          if let opener {
-            // The gathered payload is this parser's own: it is opened where it lies.
-            let header = WireFrameEncoder.header(
-              length: 5 + p.payload.readableBytes, kind: p.kind.rawValue, stream: p.stream)
-            try opener.open(inPlace: &p.payload, header: header)
-          }
+          if let opener { try opener.finishOpen(tag: p.tag) }
           try emit(WireFrame(kind: p.kind, stream: p.stream, payload: p.payload))
         } else {
           partial = p
@@ -187,12 +188,30 @@ final class WireFrameParser {
           try emit(WireFrame(kind: .data, stream: stream, payload: piece))
         }
       } else {
-        var payload = ByteBufferAllocator().buffer(capacity: payloadLength)
-        var piece = input.readSlice(length: input.readableBytes)!
-        payload.writeBuffer(&piece)
-        partial = (kind, stream, payload, payloadLength - payload.readableBytes)
+        var p = Partial(
+          kind: kind, stream: stream,
+          payload: ByteBufferAllocator().buffer(capacity: payloadLength - (sealed ? FrameCipher.tagSize : 0)),
+          remaining: payloadLength)
+        try opener?.beginOpen(header: WireFrameEncoder.header(length: length, kind: kindByte, stream: stream))
+        try absorb(input.readSlice(length: input.readableBytes)!, into: &p)
+        partial = p
       }
     }
+  }
+
+  /// Takes `piece`, the next bytes of `p`'s payload: copied, or opened into it when sealed,
+  /// the tag's bytes kept aside.
+  private func absorb(_ piece: ByteBuffer, into p: inout Partial) throws {
+    var piece = piece
+    let n = piece.readableBytes
+    if let opener {
+      let ciphertext = min(n, max(0, p.remaining - FrameCipher.tagSize))
+      try opener.openPiece(piece.readSlice(length: ciphertext)!, into: &p.payload)
+      p.tag += piece.readableBytesView
+    } else {
+      p.payload.writeBuffer(&piece)
+    }
+    p.remaining -= n
   }
 
   /// The payload as the frame handler sees it: opened when frames are sealed.

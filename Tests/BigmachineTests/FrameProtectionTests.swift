@@ -200,11 +200,19 @@ func plainBlockCall(_ id: String, stream: UInt32) -> [UInt8] {
     }
     // A flipped bit in a header, a payload or a tag; a frame dropped, repeated or sent under
     // the other direction's key: each is an integrity error.
+    // Whole, and opened piece by piece across reads (cuts every 997 bytes, and one inside the
+    // data frame's tag).
     let firstLength = 9 + 4 + FrameCipher.tagSize
-    for at in [5, 8, 10, firstLength - 1, firstLength + 9 + 35_000, wire.count - 1] {
+    let dataEnd = firstLength + 9 + 70_000 + FrameCipher.tagSize
+    let splits = [[], Array(stride(from: 7, to: wire.count, by: 997)), [firstLength + 100, dataEnd - 8]]
+    for at in [5, 8, 10, firstLength - 1, firstLength + 9 + 35_000, dataEnd - 3, dataEnd - 12, wire.count - 1] {
       var altered = wire
       altered[at] ^= 0x10
-      #expect(throws: WireViolation.self) { _ = try parse(altered, key: keys.dialerToAcceptor, cuts: []) }
+      for cuts in splits {
+        #expect(throws: WireViolation.self, "byte \(at), cuts \(cuts.count)") {
+          _ = try parse(altered, key: keys.dialerToAcceptor, cuts: cuts)
+        }
+      }
     }
     let dropped = Array(wire[firstLength...])
     let repeated = Array(wire[..<firstLength]) + wire
