@@ -304,6 +304,20 @@ import Testing
     }
     #expect(cache.bytes == 0)
     if packBytes > 0 { #expect((0..<partitions).contains { files[0].0.place($0).isShared }, "nothing packed") }
+
+    // In a random order (tasks of other shuffles and retries do not keep to shard order): a
+    // section first read without room is never kept later, so nothing stays once every
+    // partition is taken.
+    let shuffled = SectionCache(limit: limit, upstreams: files.count)
+    var order = files.indices.flatMap { u in (0..<partitions).map { (u, $0) } }
+    order.shuffle(using: &rng)
+    for (u, p) in order where !files[u].0.isEmpty(p) {
+      let (file, written) = files[u]
+      let pieces = try shuffled.pieces(file, at: file.place(p), upstream: u, partition: p)
+      #expect(pieces.flatMap { $0.frame.slice($0.rows).columns[0].scalars(Int64.self).map { Int($0) } } == written[p])
+      #expect(shuffled.bytes <= limit)
+    }
+    #expect(shuffled.bytes == 0, "kept after every partition was taken")
   }
 }
 

@@ -12,19 +12,11 @@ import Synchronization
 /// so that each of its partitions' tasks takes its rows as a slice. What is kept takes at most
 /// `limit` bytes; a block or section that does not fit is read and used by its task alone.
 final class SectionCache: @unchecked Sendable {
-  /// A block or a packed section kept, its bytes, and how many of its partitions with rows
-  /// have tasks that have not taken them yet.
-  private struct Kept<Value> {
-    let value: Value
-    let bytes: Int
-    var left: Int
-  }
-
   private struct State {
     /// Blocks of sections of their own, by upstream and block.
-    var blocks: [Int: Kept<SectionBlock>] = [:]
+    var blocks = KeptForReaders<Int, SectionBlock>()
     /// Packed sections, decoded, by upstream and section.
-    var sections: [Int: Kept<PackedSection>] = [:]
+    var sections = KeptForReaders<Int, PackedSection>()
     var bytes = 0
     /// Partitions per block; 0 until the first file sets it.
     var span = 0
@@ -93,15 +85,14 @@ final class SectionCache: @unchecked Sendable {
     }
     let blocks = (file.partitions + span - 1) / span
     let key = upstream * blocks + p / span
-    if let block = state.withLock({ SectionCache.take(key, from: &$0.blocks, bytes: &$0.bytes) }) {
+    if let block = state.withLock({ $0.blocks.take(key, total: &$0.bytes) }) {
       return try block.frames(p)
     }
     let block = try file.readSections(first..<end)
     // Partitions in packed sections take their rows from those.
     let left = block.partitions.filter { $0 != p && !block.isEmpty($0) && !file.place($0).isShared }.count
     state.withLock {
-      SectionCache.keep(
-        block, bytes: block.byteCount, left: left, as: key, in: &$0.blocks, limit: limit, total: &$0.bytes)
+      $0.blocks.keep(block, bytes: block.byteCount, left: left, as: key, limit: limit, total: &$0.bytes)
     }
     return try block.frames(p)
   }
@@ -109,40 +100,12 @@ final class SectionCache: @unchecked Sendable {
   /// The packed section `s` of `file`, which holds partition `p`.
   private func packed(_ file: ShuffleFile, section s: Int, upstream: Int, partition p: Int) throws -> PackedSection {
     let key = upstream * file.partitions + s
-    if let kept = state.withLock({ SectionCache.take(key, from: &$0.sections, bytes: &$0.bytes) }) { return kept }
+    if let kept = state.withLock({ $0.sections.take(key, total: &$0.bytes) }) { return kept }
     let section = try file.readSections(p..<(p + 1)).packedSection(s)
     let left = file.partitions(inSection: s).filter { $0 != p && !file.isEmpty($0) }.count
     state.withLock {
-      SectionCache.keep(
-        section, bytes: section.byteCount, left: left, as: key, in: &$0.sections, limit: limit, total: &$0.bytes)
+      $0.sections.keep(section, bytes: section.byteCount, left: left, as: key, limit: limit, total: &$0.bytes)
     }
     return section
-  }
-
-  /// Keeps `value`, just read for one of its partitions, in `kept` for its `left` other
-  /// partitions with rows if the cache's `total` bytes stay within `limit`. When another task
-  /// read and kept it meanwhile, this partition is taken from that one.
-  private static func keep<Value>(
-    _ value: Value, bytes: Int, left: Int, as key: Int, in kept: inout [Int: Kept<Value>], limit: Int, total: inout Int
-  ) {
-    if kept[key] != nil {
-      _ = take(key, from: &kept, bytes: &total)
-    } else if left > 0, total + bytes <= limit {
-      kept[key] = Kept(value: value, bytes: bytes, left: left)
-      total += bytes
-    }
-  }
-
-  /// What `key` names in `kept`, with one more of its partitions taken (it goes once all are,
-  /// and its bytes leave `total`).
-  private static func take<Value>(_ key: Int, from kept: inout [Int: Kept<Value>], bytes total: inout Int) -> Value? {
-    guard let index = kept.index(forKey: key) else { return nil }
-    kept.values[index].left -= 1
-    let value = kept.values[index].value
-    if kept.values[index].left == 0 {
-      total -= kept.values[index].bytes
-      kept.remove(at: index)
-    }
-    return value
   }
 }
