@@ -208,21 +208,10 @@ package final class ChildProcess: @unchecked Sendable {
   /// stdout and stderr (each cut at 1 MiB). Throws a fatal `startFailed` error if it cannot
   /// start.
   static func run(_ arguments: [String]) async throws -> (status: Int32, output: String, errors: String) {
-    let child = try spawn(executable: "/usr/bin/env", arguments: arguments, environment: processEnvironment())
-    async let output = Self.drain(child.stdout)
-    async let errors = Self.drain(child.stderr)
-    let (out, err) = await (output, errors)
-    return (await child.reap(), out, err)
-  }
-
-  /// Reads `fd` to its end on a thread of its own, keeping at most 1 MiB, and closes it.
-  private static func drain(_ fd: Int32) async -> String {
-    await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
+    // `runBlocking` on a thread of its own, never on a Swift task thread.
+    try await withCheckedThrowingContinuation { continuation in
       ThreadPool.detach {
-        var kept: [UInt8] = []
-        while readChunk(fd, into: &kept, limit: 1 << 20) {}
-        close(fd)
-        continuation.resume(returning: String(decoding: kept, as: UTF8.self))
+        continuation.resume(with: Result { try runBlocking("/usr/bin/env", arguments, limit: 1 << 20) })
       }
     }
   }

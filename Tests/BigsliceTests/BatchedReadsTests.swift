@@ -220,16 +220,8 @@ import Testing
     let dir = try SpillDirectory()
     let partitions = 60
     var rng = SplitMix64(seed: UInt64(limit) + 1)
-    let files = try (0..<4).map { _ -> (ShuffleFile, [[Int]]) in
-      let writer = try ShuffleFileWriter(
-        directory: dir, schema: Schema([.scalar(.int64)]), partitions: partitions, packBytes: 200)
-      var written: [[Int]] = []
-      for p in 0..<partitions {
-        let values = (0..<Int.random(in: 0..<5, using: &rng)).map { _ in Int.random(in: 0..<1000, using: &rng) }
-        written.append(values)
-        if !values.isEmpty { try writer.write(try Frame([Column(values.map { Int64($0) })]), to: p) }
-      }
-      return (try writer.finish(), written)
+    let files = try writeShuffleFiles(4, partitions: partitions, packBytes: 200, in: dir, rng: &rng) {
+      _, rng in Int.random(in: 0..<5, using: &rng)
     }
     let sections = PackedSections(limit: limit)
     for p in 0..<partitions {

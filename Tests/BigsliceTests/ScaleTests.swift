@@ -276,18 +276,9 @@ import Testing
     let dir = try SpillDirectory()
     let partitions = 50
     var rng = SplitMix64(seed: UInt64(limit))
-    let files = try (0..<6).map { _ -> (ShuffleFile, [[Int]]) in
-      let writer = try ShuffleFileWriter(
-        directory: dir, schema: Schema([.scalar(.int64)]), partitions: partitions, packBytes: packBytes)
-      var written: [[Int]] = []
-      for p in 0..<partitions {
-        // Partition 7 is skewed: its section alone outweighs a block's share of the cache.
-        let count = p == 7 ? 20_000 : Int.random(in: 0..<4, using: &rng)
-        let values = (0..<count).map { _ in Int.random(in: 0..<1000, using: &rng) }
-        written.append(values)
-        if !values.isEmpty { try writer.write(try Frame([Column(values.map { Int64($0) })]), to: p) }
-      }
-      return (try writer.finish(), written)
+    // Partition 7 is skewed: its section alone outweighs a block's share of the cache.
+    let files = try writeShuffleFiles(6, partitions: partitions, packBytes: packBytes, in: dir, rng: &rng) {
+      p, rng in p == 7 ? 20_000 : Int.random(in: 0..<4, using: &rng)
     }
     let cache = SectionCache(limit: limit, upstreams: files.count)
     for pair in stride(from: 0, to: partitions, by: 2) {
@@ -336,5 +327,25 @@ import Testing
     result = nil
     #expect(
       directoryEntries(session.spillPath ?? "").isEmpty, "files left: \(directoryEntries(session.spillPath ?? ""))")
+  }
+}
+
+/// `count` shuffle files of one Int64 column with `partitions` partitions, packing those under
+/// `packBytes`: partition p of each holds `rows(p)` random values below 1000. Each file with
+/// the values written to each of its partitions.
+func writeShuffleFiles(
+  _ count: Int, partitions: Int, packBytes: Int, in dir: SpillDirectory, rng: inout SplitMix64,
+  rows: (Int, inout SplitMix64) -> Int
+) throws -> [(ShuffleFile, [[Int]])] {
+  try (0..<count).map { _ in
+    let writer = try ShuffleFileWriter(
+      directory: dir, schema: Schema([.scalar(.int64)]), partitions: partitions, packBytes: packBytes)
+    var written: [[Int]] = []
+    for p in 0..<partitions {
+      let values = (0..<rows(p, &rng)).map { _ in Int.random(in: 0..<1000, using: &rng) }
+      written.append(values)
+      if !values.isEmpty { try writer.write(try Frame([Column(values.map { Int64($0) })]), to: p) }
+    }
+    return (try writer.finish(), written)
   }
 }

@@ -278,26 +278,18 @@ final class BatchedReads: @unchecked Sendable {
   }
 
   /// Fetches `batch` from `machine`, asking again after a transient error (the connection
-  /// dropped, the peer is busy) up to 5 times with a growing wait.
+  /// dropped, the peer is busy), as `retryingTransientErrors` does.
   private func fetchWithRetries(_ batch: [PartRef], from machine: String) throws -> [BatchedPart] {
     let request = ReadManyRequest(parts: batch, budget: budget, partLimit: partLimit)
     let fetch = self.fetch
-    var wait = Duration.milliseconds(100)
-    var failures = 0
-    while true {
-      do {
-        let reply = try ThreadPool.shared.blockingAwait { try await fetch(machine, request) }
-        let entries = try BatchedPart.parse(reply, parts: batch.count, partLimit: partLimit, from: machine)
-        guard !entries.isEmpty else {
-          throw BatchedReadError.malformed(machine: machine, "no entry for the \(batch.count) parts asked for")
-        }
-        return entries
-      } catch let error as BigmachineError where error.isTemporary && failures + 1 < 5 {
-        failures += 1
-        nanosleep(milliseconds: Int(wait / .milliseconds(1)))
-        wait = wait * 2
-      }
+    let reply = try retryingTransientErrors {
+      try ThreadPool.shared.blockingAwait { try await fetch(machine, request) }
     }
+    let entries = try BatchedPart.parse(reply, parts: batch.count, partLimit: partLimit, from: machine)
+    guard !entries.isEmpty else {
+      throw BatchedReadError.malformed(machine: machine, "no entry for the \(batch.count) parts asked for")
+    }
+    return entries
   }
 }
 

@@ -42,8 +42,6 @@ final class RemoteSource: ByteSource {
   }
 
   func read(into buffer: UnsafeMutableRawPointer, count: Int) throws -> Int {
-    var failures = 0
-    var wait = firstWait
     while true {
       if var c = chunk, c.readableBytes > 0 {
         let n = min(count, c.readableBytes)
@@ -53,23 +51,43 @@ final class RemoteSource: ByteSource {
         offset += n
         return n
       }
-      do {
+      let next = try retryingTransientErrors(
+        attempts: attempts, firstWait: firstWait,
+        retry: {
+          chunks = nil
+          resumes += 1
+        }
+      ) { () -> ByteBuffer? in
         if chunks == nil {
           let open = self.open
           let from = offset
           chunks = ChunkIterator(try ThreadPool.shared.blockingAwait { try await open(from) })
         }
         let source = chunks!
-        guard let next = try ThreadPool.shared.blockingAwait({ try await source.next() }) else { return 0 }
-        chunk = next
-        failures = 0
-      } catch let error as BigmachineError where error.isTemporary && failures + 1 < attempts {
-        failures += 1
-        chunks = nil
-        resumes += 1
-        nanosleep(milliseconds: Int(wait / .milliseconds(1)))
-        wait = wait * 2
+        return try ThreadPool.shared.blockingAwait { try await source.next() }
       }
+      guard let next else { return 0 }
+      chunk = next
+    }
+  }
+}
+
+/// What `body` returns, calling it again after a transient error from a machine (the
+/// connection dropped, the peer is busy), `retry` first, up to `attempts` times in all, with a
+/// wait that starts at `firstWait` and doubles. Any other error, and the last, is thrown.
+func retryingTransientErrors<T>(
+  attempts: Int = 5, firstWait: Duration = .milliseconds(100), retry: () -> Void = {}, _ body: () throws -> T
+) throws -> T {
+  var wait = firstWait
+  var failures = 0
+  while true {
+    do {
+      return try body()
+    } catch let error as BigmachineError where error.isTemporary && failures + 1 < attempts {
+      failures += 1
+      retry()
+      nanosleep(milliseconds: Int(wait / .milliseconds(1)))
+      wait = wait * 2
     }
   }
 }
