@@ -2,6 +2,7 @@
  * built-in aggregates. See bs_combiner.h. */
 #include "bs_combiner.h"
 #include "bs_error.h"
+#include "bs_hash.h"
 #include "bs_memory.h"
 #include "bs_radix.h"
 #include "internal.h"
@@ -52,6 +53,7 @@ struct bs_combiner {
   size_t cap;     /* slots, a power of two */
   size_t grow_at; /* the table grows before groups exceeds this */
   size_t groups;
+  size_t tgroups; /* groups in the slot table: all but those of the direct map */
   size_t gcap; /* capacity of every per-group array */
   uint64_t *hashes;
   uint64_t *keys;    /* u64 mode */
@@ -63,6 +65,12 @@ struct bs_combiner {
   int nagg;
   bs_agg_kind akind[BS_COMB_MAX_AGGS];
   void *agg[BS_COMB_MAX_AGGS]; /* int64_t or double arrays of gcap entries */
+  /* The direct map of u64 mode (bs_comb_direct_prepare): dmap[key - dbase] is the gid + 1 of
+   * key, or 0 when the key has no group yet, for the dspan keys from dbase on. */
+  uint32_t *dmap;
+  size_t dspan;
+  uint64_t dbase;
+  int direct; /* bs_comb_direct_prepare was called: a direct map may come (bs_comb_room) */
 };
 
 /* bs_big_footprint as a size_t: SIZE_MAX, a size no limit admits, when it is not
@@ -212,18 +220,15 @@ static bs_error grow_table(bs_combiner *c) {
       ns[base + bucket_fill(&ns[base])] = os[j];
     }
   } else {
-    for (size_t g = 0; g < c->groups; g++) {
-      if (BS_LIKELY(g + PREFETCH_AHEAD < c->groups))
-        BS_PREFETCH_WRITE(&ns[bucket_of(c->hashes[g + PREFETCH_AHEAD], mask)]);
-      uint64_t h = c->hashes[g];
+    /* Slots too many for the kept hash bits: each group's whole hash, from its array. The
+     * old table is walked, not the groups, since groups of the direct map are not in it. */
+    const comb_slot *os = c->slots;
+    for (size_t j = 0; j < c->cap; j++) {
+      if (os[j].gid_plus1 == 0) continue;
+      const uint64_t h = c->hashes[os[j].gid_plus1 - 1];
       size_t base = bucket_of(h, mask);
       while (ns[base + BUCKET - 1].gid_plus1 != 0) base = (base + BUCKET) & mask;
-      comb_slot *s = &ns[base + bucket_fill(&ns[base])];
-      s->k = c->kind == BS_COMB_KEY_U64     ? c->keys[g]
-             : c->kind == BS_COMB_KEY_FIXED ? fixed_tag(h)
-                                            : key_tag(c->kbytes + c->koff[g], (size_t)(c->koff[g + 1] - c->koff[g]), h);
-      s->gid_plus1 = (uint32_t)(g + 1);
-      s->hlo = (uint32_t)h;
+      ns[base + bucket_fill(&ns[base])] = os[j];
     }
   }
   bs_big_free(c->slots, slot_bytes(c->cap));
@@ -297,6 +302,7 @@ void bs_comb_free(bs_combiner *c) {
   bs_big_free(c->koff, koff_count(c->gcap) * sizeof(int64_t));
   bs_big_free(c->kbytes, c->kbcap);
   for (int a = 0; a < c->nagg; a++) bs_big_free(c->agg[a], c->gcap * 8);
+  bs_big_free(c->dmap, c->dspan * sizeof(uint32_t));
   free(c);
 }
 
@@ -305,9 +311,11 @@ bs_error bs_comb_reset(bs_combiner *c) {
   /* The capacity stays: a combiner that spilled once fills up again, and growing it back
    * would rehash and fault in the same memory again. */
   memset(c->slots, 0, slot_bytes(c->cap));
+  if (c->dmap != NULL) memset(c->dmap, 0, c->dspan * sizeof(uint32_t));
   if (c->kind == BS_COMB_KEY_BYTES) c->koff[0] = 0;
   for (int a = 0; a < c->nagg; a++) agg_init(c->akind[a], c->agg[a], 0, c->groups);
   c->groups = 0;
+  c->tgroups = 0;
   return BS_OK;
 }
 
@@ -400,12 +408,13 @@ static BS_NOINLINE int64_t find_or_insert(bs_combiner *c, uint64_t k, const uint
       if (b[BUCKET - 1].gid_plus1 == 0) break; /* the key is new */
       base = (base + BUCKET) & mask;
     }
-    if (c->groups < c->grow_at) {
+    if (c->tgroups < c->grow_at) {
       if (ensure_group_room(c) != BS_OK) return BS_ENOMEM;
       if (c->kind == BS_COMB_KEY_BYTES && append_key(c, key, len) != BS_OK) return BS_ENOMEM;
       comb_slot *b = &c->slots[base];
       comb_slot *s = &b[bucket_fill(b)];
       size_t g = c->groups++;
+      c->tgroups++;
       c->hashes[g] = h;
       if (c->kind == BS_COMB_KEY_U64) c->keys[g] = k;
       if (c->kind == BS_COMB_KEY_FIXED) memcpy(c->kfixed + g * c->kwidth, key, c->kwidth);
@@ -418,11 +427,15 @@ static BS_NOINLINE int64_t find_or_insert(bs_combiner *c, uint64_t k, const uint
   }
 }
 
+static int64_t groups_mapped(bs_combiner *c, const uint64_t *keys, const uint64_t *hashes, size_t width,
+                             uint64_t seed, size_t n, uint32_t *gids);
+
 int64_t bs_comb_groups_u64(bs_combiner *c, const uint64_t *keys, const uint64_t *hashes,
                            size_t n, uint32_t *gids) {
   if (c == NULL || c->kind != BS_COMB_KEY_U64) return BS_EINVAL;
   if (n == 0) return 0;
   if (keys == NULL || hashes == NULL || gids == NULL) return BS_EINVAL;
+  if (c->dmap != NULL) return groups_mapped(c, keys, hashes, 8, 0, n, gids);
   const size_t before = c->groups;
   const comb_slot *slots = c->slots;
   size_t mask = c->cap - 1;
@@ -531,6 +544,179 @@ int64_t bs_comb_groups_fixed(bs_combiner *c, const uint8_t *keys, const uint64_t
   return (int64_t)(c->groups - before);
 }
 
+/* Direct mode (bs_comb_direct_prepare). While a direct map exists, a key inside its window
+ * is found through the map and one outside through the slot table, by every entry point. A
+ * new key inside the window gets a group that the slot table never holds: a new key then
+ * costs its hash and a few sequential stores, not a probe at a random slot. Groups made
+ * through the table before the map, or outside its window, are in the table; those inside a
+ * new window are entered in the map when it is built, and a window only ever widens (until
+ * bs_comb_reset empties everything).
+ *
+ * The map may take at most this share of the bytes the table and the per-group arrays hold,
+ * memory the caller's limit already admitted (bs_comb_room), which also keeps a sparse range
+ * from being mapped: a key range spanning more than a few entries per group is declined. */
+#define DIRECT_SHARE 4
+/* Rows ahead whose direct-map entry is prefetched. */
+#define DIRECT_AHEAD 16
+
+/* XXH3-64 of a key of width bytes widened to u64, as bs_hash_fixed hashes the narrow value. */
+static inline uint64_t hash_widened(uint64_t key, size_t width, uint64_t seed) {
+  switch (width) {
+  case 1: {
+    uint8_t v = (uint8_t)key;
+    return XXH3_64bits_withSeed(&v, 1, seed);
+  }
+  case 2: {
+    uint16_t v = (uint16_t)key;
+    return XXH3_64bits_withSeed(&v, 2, seed);
+  }
+  case 4: {
+    uint32_t v = (uint32_t)key;
+    return XXH3_64bits_withSeed(&v, 4, seed);
+  }
+  default:
+    return XXH3_64bits_withSeed(&key, 8, seed);
+  }
+}
+
+/* Replaces the direct map with one of span entries from base (a window holding the old
+ * one), filled from the groups. On failure the old map stays: its groups are in no table. */
+static bs_error direct_rebuild(bs_combiner *c, uint64_t base, size_t span) {
+  uint32_t *m = (uint32_t *)bs_big_alloc(span * sizeof(uint32_t));
+  if (m == NULL) return BS_ENOMEM;
+  for (size_t g = 0; g < c->groups; g++) {
+    uint64_t off = c->keys[g] - base;
+    if (off < span) m[off] = (uint32_t)(g + 1);
+  }
+  bs_big_free(c->dmap, c->dspan * sizeof(uint32_t));
+  c->dmap = m;
+  c->dspan = span;
+  c->dbase = base;
+  return BS_OK;
+}
+
+static size_t group_bytes(const bs_combiner *c, size_t gcap);
+
+/* The most bytes a direct map may hold beside a table of cap slots and group arrays of gcap
+ * entries. */
+static size_t direct_allowance(const bs_combiner *c, size_t cap, size_t gcap) {
+  return (footprint(slot_bytes(cap)) + group_bytes(c, gcap)) / DIRECT_SHARE;
+}
+
+/* Whether a map of entries fits the allowance. */
+static int direct_fits(const bs_combiner *c, uint64_t entries) {
+  const size_t allow = direct_allowance(c, c->cap, c->gcap);
+  return entries <= allow / sizeof(uint32_t) && footprint((size_t)entries * sizeof(uint32_t)) <= allow;
+}
+
+int bs_comb_direct_prepare(bs_combiner *c, const uint64_t *keys, size_t n) {
+  if (c == NULL || c->kind != BS_COMB_KEY_U64 || n == 0 || keys == NULL) return 0;
+  c->direct = 1;
+  /* The range of the keys as signed values (so a range around zero is narrow), with four
+   * independent minima and maxima so the loop is not one chain of dependent selects. */
+  int64_t lo4[4], hi4[4];
+  for (int j = 0; j < 4; j++) lo4[j] = hi4[j] = (int64_t)keys[0];
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int j = 0; j < 4; j++) {
+      const int64_t k = (int64_t)keys[i + j];
+      lo4[j] = k < lo4[j] ? k : lo4[j];
+      hi4[j] = k > hi4[j] ? k : hi4[j];
+    }
+  for (; i < n; i++) {
+    const int64_t k = (int64_t)keys[i];
+    lo4[0] = k < lo4[0] ? k : lo4[0];
+    hi4[0] = k > hi4[0] ? k : hi4[0];
+  }
+  int64_t lo = lo4[0], hi = hi4[0];
+  for (int j = 1; j < 4; j++) {
+    lo = lo4[j] < lo ? lo4[j] : lo;
+    hi = hi4[j] > hi ? hi4[j] : hi;
+  }
+  int down = 0;
+  if (c->dmap != NULL) {
+    /* The window never wraps past INT64_MAX (below), so dhi does not overflow. */
+    const int64_t dlo = (int64_t)c->dbase, dhi = dlo + (int64_t)(c->dspan - 1);
+    if (lo >= dlo && hi <= dhi) return 1;
+    down = lo < dlo;
+    lo = dlo < lo ? dlo : lo;
+    hi = dhi > hi ? dhi : hi;
+  }
+  const uint64_t need = (uint64_t)hi - (uint64_t)lo + 1; /* 0 when the range is all of u64 */
+  if (need == 0 || !direct_fits(c, need)) return 0;
+  /* Room to spare: a quarter more than the keys so far span (a sample's range is a little
+   * short of its population's), or twice the old map when it grows, so a drifting range
+   * rebuilds the map a logarithmic number of times. */
+  uint64_t span = need;
+  const uint64_t wider = c->dmap != NULL ? 2 * (uint64_t)c->dspan : need + need / 4;
+  if (wider > span && direct_fits(c, wider)) span = wider;
+  else if (need + need / 4 > span && direct_fits(c, need + need / 4)) span = need + need / 4;
+  /* The spare room goes on the side the keys moved towards, or half on each side, with the
+   * whole window inside the signed range (it then holds [lo, hi], as span >= need). */
+  const uint64_t spare = span - need;
+  __int128 b = (__int128)lo - (__int128)(down ? spare : spare / 2);
+  const __int128 least = (__int128)INT64_MIN, most = (__int128)INT64_MAX - (__int128)(span - 1);
+  b = b < least ? least : b > most ? most : b;
+  const uint64_t base = (uint64_t)(int64_t)b;
+  return direct_rebuild(c, base, (size_t)span) == BS_OK;
+}
+
+/* The groups of n keys with a direct map: through the map inside its window, through the
+ * table outside it. hashes are the keys' hashes, or NULL to hash a key of width bytes with
+ * seed when it needs one (a new key, or a key outside the window). */
+static int64_t groups_mapped(bs_combiner *c, const uint64_t *keys, const uint64_t *hashes, size_t width,
+                             uint64_t seed, size_t n, uint32_t *gids) {
+  const size_t before = c->groups;
+  uint32_t *const dmap = c->dmap;
+  const size_t span = c->dspan;
+  const uint64_t base = c->dbase;
+  for (size_t i = 0; i < n; i++) {
+    if (BS_LIKELY(i + DIRECT_AHEAD < n)) {
+      const uint64_t ahead = keys[i + DIRECT_AHEAD] - base;
+      if (ahead < span) BS_PREFETCH_WRITE(&dmap[ahead]);
+    }
+    const uint64_t key = keys[i], off = key - base;
+    if (BS_LIKELY(off < span)) {
+      const uint32_t g1 = dmap[off];
+      if (BS_LIKELY(g1 != 0)) {
+        gids[i] = g1 - 1;
+        continue;
+      }
+      /* A new key: a group of its own, outside the table. */
+      if (ensure_group_room(c) != BS_OK) return BS_ENOMEM;
+      const size_t g = c->groups++;
+      c->hashes[g] = hashes != NULL ? hashes[i] : hash_widened(key, width, seed);
+      c->keys[g] = key;
+      dmap[off] = (uint32_t)(g + 1);
+      gids[i] = (uint32_t)g;
+      continue;
+    }
+    const int64_t g = find_or_insert(c, key, NULL, 0, hashes != NULL ? hashes[i] : hash_widened(key, width, seed));
+    if (g < 0) return g;
+    gids[i] = (uint32_t)g;
+  }
+  return (int64_t)(c->groups - before);
+}
+
+int64_t bs_comb_groups_direct(bs_combiner *c, const uint64_t *keys, size_t n, size_t width,
+                              uint64_t seed, uint32_t *gids) {
+  if (c == NULL || c->kind != BS_COMB_KEY_U64) return BS_EINVAL;
+  if (width != 1 && width != 2 && width != 4 && width != 8) return BS_EINVAL;
+  if (n == 0) return 0;
+  if (keys == NULL || gids == NULL) return BS_EINVAL;
+  if (c->dmap == NULL) {
+    /* No map (a caller that did not prepare): the hash path, hashing here. */
+    const size_t before = c->groups;
+    for (size_t i = 0; i < n; i++) {
+      const int64_t g = find_or_insert(c, keys[i], NULL, 0, hash_widened(keys[i], width, seed));
+      if (g < 0) return g;
+      gids[i] = (uint32_t)g;
+    }
+    return (int64_t)(c->groups - before);
+  }
+  return groups_mapped(c, keys, NULL, width, seed, n, gids);
+}
+
 /* All gids < groups? One cheap pass, so that a bad batch changes nothing. */
 static int gids_valid(const uint32_t *gids, size_t n, size_t groups) {
   uint32_t m = 0;
@@ -613,6 +799,8 @@ bs_error bs_comb_update_count(bs_combiner *c, int agg, const uint32_t *gids, siz
 }
 #undef UPDATE_LOOP
 
+int64_t bs_comb_direct_span(const bs_combiner *c) { return c ? (int64_t)c->dspan : BS_EINVAL; }
+
 int64_t bs_comb_groups(const bs_combiner *c) { return c ? (int64_t)c->groups : BS_EINVAL; }
 
 /* Bytes of the per-group arrays at gcap entries. */
@@ -624,32 +812,42 @@ static size_t group_bytes(const bs_combiner *c, size_t gcap) {
   return b + (size_t)c->nagg * footprint(gcap * 8);
 }
 
+/* Bytes of the direct map. */
+static size_t direct_bytes(const bs_combiner *c) {
+  return c->dmap != NULL ? footprint(c->dspan * sizeof(uint32_t)) : 0;
+}
+
 int64_t bs_comb_room(const bs_combiner *c, size_t limit, size_t extra_per_group) {
   if (c == NULL) return BS_EINVAL;
-  size_t groups = c->groups, cap = c->cap, gcap = c->gcap, kbcap = c->kbcap;
+  /* Every new group is taken to enter the table as well as the arrays (none may go to the
+   * direct map). */
+  size_t groups = c->groups, tg = c->tgroups, cap = c->cap, gcap = c->gcap, kbcap = c->kbcap;
   /* Bytes mode: new keys are taken to be as long as the ones so far (16 bytes at first). */
   size_t used = c->kind == BS_COMB_KEY_BYTES ? (size_t)c->koff[c->groups] : 0;
   size_t per_key = c->kind != BS_COMB_KEY_BYTES ? 0 : groups ? used / groups + 1 : 16;
   size_t room = 0;
   for (;;) {
     /* Groups insertable before the next growth of any structure. */
-    size_t next = grow_limit(cap) < gcap ? grow_limit(cap) : gcap;
+    size_t add = grow_limit(cap) > tg ? grow_limit(cap) - tg : 0;
+    if (gcap - groups < add) add = gcap - groups;
     if (per_key) {
-      size_t kb_next = groups + (kbcap > used ? (kbcap - used) / per_key : 0);
-      if (kb_next < next) next = kb_next;
+      size_t kb_add = kbcap > used ? (kbcap - used) / per_key : 0;
+      if (kb_add < add) add = kb_add;
     }
-    if (next > groups) {
-      room += next - groups;
-      used += (next - groups) * per_key;
-      groups = next;
-    }
+    room += add;
+    used += add * per_key;
+    groups += add;
+    tg += add;
     if (room >= ((size_t)1 << 40)) return (int64_t)room;
     size_t table = footprint(slot_bytes(cap)), arrays = group_bytes(c, gcap);
     size_t kb = per_key ? footprint(kbcap) : 0;
-    size_t now = sizeof *c + table + arrays + kb + extra_per_group * gcap;
+    /* A combiner that maps keys directly may, at its next batch, build a map as large as
+     * this table and these arrays allow before it lets the old one go. */
+    size_t dmap = direct_bytes(c) + (c->direct ? direct_allowance(c, cap, gcap) : 0);
+    size_t now = sizeof *c + table + arrays + kb + extra_per_group * gcap + dmap;
     /* The growth that comes next holds the old and the new block of what grows. */
     size_t peak = now, ncap = cap, ngcap = gcap, nkbcap = kbcap;
-    if (groups >= grow_limit(cap)) {
+    if (tg >= grow_limit(cap)) {
       ncap = cap * 2;
       peak += footprint(slot_bytes(ncap));
     }
@@ -673,7 +871,7 @@ int64_t bs_comb_room(const bs_combiner *c, size_t limit, size_t extra_per_group)
 int64_t bs_comb_bytes(const bs_combiner *c) {
   if (c == NULL) return BS_EINVAL;
   size_t b = sizeof *c + footprint(slot_bytes(c->cap)) + group_bytes(c, c->gcap) +
-             (c->kind == BS_COMB_KEY_BYTES ? footprint(c->kbcap) : 0);
+             (c->kind == BS_COMB_KEY_BYTES ? footprint(c->kbcap) : 0) + direct_bytes(c);
   return (int64_t)b;
 }
 

@@ -21,7 +21,7 @@ struct JobBenchmarks {
 
   func run() throws {
     report.header("Jobs: 2 procs, median of \(repeats)\(peers ? ", peers in the same run" : "")")
-    if only.isEmpty || only.contains("W1") { try w1() }
+    if only.isEmpty || only.contains("W1") || only.contains("W1.sum") { try w1() }
     if only.isEmpty || only.contains("W2") { try w2() }
     if only.isEmpty || only.contains("W3") { try w3() }
     if only.isEmpty || only.contains("W5") { try w5() }
@@ -91,6 +91,7 @@ struct JobBenchmarks {
     ] {
       let (seconds, checksum) = try timeW1(session, f, rows: n)
       try compare(label, "W1", rows: n, seconds: seconds, checksum: checksum)
+      if only.contains("W1.sum") && !only.contains("W1") { return }
     }
     let (seconds, checksum) = try timeW1TwoColumns(rows: n)
     try compare("W1 two-column key", "W1x2", rows: n, seconds: seconds, checksum: checksum)

@@ -48,7 +48,7 @@ let usage = """
               calls per rpc measurement (default 20000)
     --bytes   bytes per rpc stream measurement (default 1073741824)
     --repeat  runs per measurement; the median is reported (default 3)
-    --only    run only these kernels or jobs (comma-separated)
+    --only    run only these kernels or jobs (comma-separated); W1.sum: W1's reduce(.sum) row alone
     --json    one JSON object per line: bench, rows, seconds, baseline, baseline_seconds,
               ratio (baseline/ours, above 1 when faster), peak_rss_bytes
   """

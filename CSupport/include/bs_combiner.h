@@ -84,6 +84,30 @@ int64_t bs_comb_groups_bytes(bs_combiner *c, const int64_t *offsets, const uint8
 int64_t bs_comb_groups_fixed(bs_combiner *c, const uint8_t *keys, const uint64_t *hashes,
                              size_t n, uint32_t *gids);
 
+/* Direct mode, for u64 keys that are one scalar column of 1, 2, 4 or 8 bytes (zero-extended
+ * to u64): keys of a range narrow enough for the combiner's size are mapped straight to group
+ * ids, with no hash and no probe per row, as a perfect-hash aggregation does.
+ *
+ * bs_comb_direct_prepare looks at the batch's keys (as signed values) and returns 1 when the
+ * direct map covers all of them, making or widening it when the range, with the window so
+ * far, needs no more 4-byte entries than a quarter of the bytes of the table and per-group
+ * arrays allow: memory the combiner already holds, and never a sparse range. Otherwise 0,
+ * and the batch goes through bs_comb_groups_u64 (which uses the map for keys inside its
+ * window). A NULL combiner, a combiner of another kind, no keys or a failed allocation are 0
+ * too. The map counts in bs_comb_bytes and bs_comb_room.
+ *
+ * bs_comb_groups_direct then fills gids as bs_comb_groups_u64 does, hashing a key only when
+ * it is new (as bs_hash_fixed hashes a key of width bytes with seed): group ids, stored hashes
+ * and drains are those of the hash path. BS_EINVAL for a bad width or kind, BS_ENOMEM as
+ * bs_comb_groups_u64. Once a combiner has a direct map, every u64 entry point keeps it
+ * current, so the hashes given to bs_comb_groups_u64 must be those bs_comb_groups_direct
+ * would compute. */
+int bs_comb_direct_prepare(bs_combiner *c, const uint64_t *keys, size_t n);
+int64_t bs_comb_groups_direct(bs_combiner *c, const uint64_t *keys, size_t n, size_t width,
+                              uint64_t seed, uint32_t *gids);
+/* Entries of the direct map (0 when there is none), or BS_EINVAL. */
+int64_t bs_comb_direct_span(const bs_combiner *c);
+
 /* Folds vals[i] into aggregate agg of group gids[i]. The aggregate's kind must match the
  * function (i64 or f64 family; count takes no values). Returns BS_OK or BS_EINVAL (also
  * when a gid is >= the number of groups; nothing is updated then). */

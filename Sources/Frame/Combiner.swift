@@ -107,6 +107,8 @@ public final class Combiner {
 
   /// The number of groups.
   public var groupCount: Int { Int(bs_comb_groups(handle)) }
+  /// Keys the direct map covers (0 when keys go through the hash table alone).
+  package var directMapEntries: Int { Int(bs_comb_direct_span(handle)) }
   /// Bytes of memory held by the table, keys and aggregates (not the per-batch scratch, which
   /// like the batch itself is a frame's worth).
   public var byteCount: Int { Int(bs_comb_bytes(handle)) }
@@ -161,6 +163,38 @@ public final class Combiner {
     }
     if result < 0 { throw FrameError.outOfMemory("combiner table growing past \(groupCount) groups") }
     return Int(result)
+  }
+
+  /// Maps a one-column integer key to group ids through the combiner's direct map, with no
+  /// hash per row, when the batch's key range is narrow enough (`bs_comb_direct_prepare`).
+  /// False, with nothing done, when it is not.
+  private func groupIDsDirect(keys: [Column], seed: UInt64, into gids: UnsafeMutablePointer<UInt32>) throws -> Bool {
+    guard rows.form == .single, !hasRecordKey, keys.count == 1, keys[0].type == keyTypes[0],
+      case .scalar(let s) = keys[0].storage, let width = keyWidth
+    else { return false }
+    let n = keys[0].count
+    let base = s.base + keys[0].offset * width
+    let wide: UnsafePointer<UInt64>
+    switch width {
+    case 8: wide = UnsafePointer(base.assumingMemoryBound(to: UInt64.self))
+    case 1: wide = UnsafePointer(widened(base.assumingMemoryBound(to: UInt8.self), n))
+    case 2: wide = UnsafePointer(widened(base.assumingMemoryBound(to: UInt16.self), n))
+    default: wide = UnsafePointer(widened(base.assumingMemoryBound(to: UInt32.self), n))
+    }
+    let result = try withExtendedLifetime(keys) { () throws -> Int64 in
+      guard bs_comb_direct_prepare(handle, wide, n) == 1 else { return -1 }
+      let r = bs_comb_groups_direct(handle, wide, n, width, seed, gids)
+      if r < 0 { throw FrameError.outOfMemory("combiner table growing past \(groupCount) groups") }
+      return r
+    }
+    return result >= 0
+  }
+
+  /// `n` keys widened to 64 bits in the scratch buffer.
+  private func widened<T: FixedWidthInteger>(_ src: UnsafePointer<T>, _ n: Int) -> UnsafeMutablePointer<UInt64> {
+    let wide = scratch(n)
+    widen(src, n, wide)
+    return wide
   }
 
   private func groupIDs(single keys: Column, hashes: UnsafePointer<UInt64>, into gids: UnsafeMutablePointer<UInt32>)
@@ -235,6 +269,9 @@ public final class Combiner {
     }
     guard n > 0, let hashes = batchHashes, let gids = batchGIDs else {
       return UnsafeBufferPointer(start: nil, count: 0)
+    }
+    if try groupIDsDirect(keys: keys, seed: seed, into: gids) {
+      return UnsafeBufferPointer(start: gids, count: n)
     }
     try Column.hashRows(keys, count: n, seed: seed, into: hashes)
     try groupIDs(keys: keys, hashes: hashes, into: gids)
