@@ -113,12 +113,42 @@ struct KernelBenchmarks {
     }
   }
 
+  /// The combiner's sum over 1M keys, twice: keys of [0, 1M), which its direct map takes,
+  /// and the same keys scattered over all of Int64, which go through its hash table.
   func combiner() throws {
     let distinct: UInt64 = 1_000_000
     let keys = keyColumn(distinct: distinct)
     let values = Column.scalar(Int64.self, count: rows) { out in
       for i in 0..<out.count { out[i] = Int64(splitmix64(UInt64(i) &+ (1 << 40)) % 1000) }
     }
+    let (groups, checksum, ours) = try combinerSums(
+      keys, values, label: "combiner sum, 1M keys", note: "keys of [0, 1M)")
+    var baseChecksum: UInt64 = 0
+    var baseGroups = 0
+    let base = median(repeats) {
+      var dict = [Int64: Int64](minimumCapacity: Int(distinct))
+      let k = keys.scalars(Int64.self)
+      let v = values.scalars(Int64.self)
+      for i in 0..<rows { dict[k[i], default: 0] &+= v[i] }
+      baseGroups = dict.count
+      baseChecksum = dict.reduce(0) { $0 &+ UInt64(bitPattern: $1.key) &* UInt64(bitPattern: $1.value) }
+    }
+    precondition(groups == baseGroups && checksum == baseChecksum, "combiner disagrees with the Dictionary")
+    report.emit(
+      Measurement(
+        bench: "combiner sum, 1M keys", rows: rows, seconds: ours, baseline: "Swift Dictionary",
+        baselineSeconds: base, notes: "\(groups) groups, checksum \(checksum)"))
+    let scattered = Column.scalar(Int64.self, count: rows) { out in
+      let k = keys.scalars(Int64.self)
+      for i in 0..<out.count { out[i] = Int64(bitPattern: splitmix64(UInt64(k[i]) &+ 0x5ca7)) }
+    }
+    _ = try combinerSums(
+      scattered, values, label: "combiner sum, 1M scattered keys", note: "the keys of [0, 1M) hashed")
+  }
+
+  /// Times the combiner's sum of `values` by `keys` against the plain C hash aggregation in
+  /// the same run, reports it, and returns the groups, checksum (both must agree) and time.
+  func combinerSums(_ keys: Column, _ values: Column, label: String, note: String) throws -> (Int, UInt64, Double) {
     let batch = 65_536
     var groups = 0
     var checksum: UInt64 = 0
@@ -135,21 +165,6 @@ struct KernelBenchmarks {
       let s = frame.columns[1].scalars(Int64.self)
       checksum = (0..<frame.count).reduce(0) { $0 &+ UInt64(bitPattern: k[$1]) &* UInt64(bitPattern: s[$1]) }
     }
-    var baseChecksum: UInt64 = 0
-    var baseGroups = 0
-    let base = median(repeats) {
-      var dict = [Int64: Int64](minimumCapacity: Int(distinct))
-      let k = keys.scalars(Int64.self)
-      let v = values.scalars(Int64.self)
-      for i in 0..<rows { dict[k[i], default: 0] &+= v[i] }
-      baseGroups = dict.count
-      baseChecksum = dict.reduce(0) { $0 &+ UInt64(bitPattern: $1.key) &* UInt64(bitPattern: $1.value) }
-    }
-    precondition(groups == baseGroups && checksum == baseChecksum, "combiner disagrees with the Dictionary")
-    report.emit(
-      Measurement(
-        bench: "combiner sum, 1M keys", rows: rows, seconds: ours, baseline: "Swift Dictionary", baselineSeconds: base,
-        notes: "\(groups) groups, checksum \(checksum)"))
     var plainGroups: Int64 = 0
     var plainChecksum: UInt64 = 0
     let plain = median(repeats) {
@@ -161,8 +176,9 @@ struct KernelBenchmarks {
       plainGroups == Int64(groups) && plainChecksum == checksum, "combiner disagrees with the plain C aggregation")
     report.emit(
       Measurement(
-        bench: "combiner sum, 1M keys", rows: rows, seconds: ours, baseline: "plain C hash aggregation",
-        baselineSeconds: plain, notes: "one table of {key, sum} slots, linear probing, a multiplicative hash"))
+        bench: label, rows: rows, seconds: ours, baseline: "plain C hash aggregation", baselineSeconds: plain,
+        notes: "\(note); one table of {key, sum} slots, linear probing, a multiplicative hash"))
+    return (groups, checksum, ours)
   }
 
   /// Encodes `column` as blocks with `options` into `out` (reused, like the baseline's

@@ -141,6 +141,35 @@ import Testing
     #expect(peak <= limit, "peak \(peak) bytes over a limit of \(limit)")
   }
 
+  /// Batches that alternate between keys scattered over Int64 (the table grows) and a
+  /// widening dense range (the map grows), each as large as `room` allows: the map's memory
+  /// is counted, so the combiner never passes the limit.
+  @Test func tableAndDirectMapTogetherStayWithinTheLimit() throws {
+    var rng = SplitMix64(seed: 9)
+    for limit in [3 << 20, 7 << 20, 12 << 20] {
+      let combiner = try Combiner(keyType: .scalar(.int64))
+      try combiner.addAggregate(.sum)
+      var next: Int64 = 0
+      var peak = 0
+      var batch = 0
+      while case let room = combiner.room(within: limit), room > 0 {
+        let n = min(room, 20_000)
+        let keys: [Int64]
+        if batch % 2 == 0 {
+          keys = (0..<n).map { _ in Int64.random(in: .min ... .max, using: &rng) }
+        } else {
+          keys = (0..<n).map { next + Int64($0) }
+          next += Int64(n)
+        }
+        try combiner.add(keys: Column(keys), values: [Column(keys)], seed: 0)
+        peak = max(peak, combiner.byteCount)
+        batch += 1
+      }
+      #expect(combiner.directMapEntries > 0, "limit \(limit): no direct map was made")
+      #expect(peak <= limit, "peak \(peak) bytes over a limit of \(limit)")
+    }
+  }
+
   @Test func theCFunctionsRefuseWhatTheyCannotMap() throws {
     let bytes = try #require(bs_comb_new(BS_COMB_KEY_BYTES, 16))
     defer { bs_comb_free(bytes) }

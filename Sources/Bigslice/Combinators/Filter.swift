@@ -27,14 +27,16 @@ extension SliceProtocol {
   ) -> Slice<A> where Self == Slice<A> {
     Slice<A>(
       rowwiseNode(self.node, "filter", schema: self.schema, problem: nil, file: file, line: line) { frame in
-        var kept: [UInt32] = []
-        kept.reserveCapacity(frame.count)
+        let kept = RowSelection(capacity: frame.count)
         var i: UInt32 = 0
+        var n = 0
         try forEachRow(frame) { (a: A) in
-          if try keep(a) { kept.append(i) }
+          // Every row is written, and counted only when kept: no branch on the outcome.
+          kept.rows[n] = i
+          n &+= try keep(a) ? 1 : 0
           i &+= 1
         }
-        return kept.count == frame.count ? frame : frame.gather(kept)
+        return kept.select(frame, count: n)
       })
   }
 
@@ -45,14 +47,16 @@ extension SliceProtocol {
   ) -> Slice<A, B> where Self == Slice<A, B> {
     Slice<A, B>(
       rowwiseNode(self.node, "filter", schema: self.schema, problem: nil, file: file, line: line) { frame in
-        var kept: [UInt32] = []
-        kept.reserveCapacity(frame.count)
+        let kept = RowSelection(capacity: frame.count)
         var i: UInt32 = 0
+        var n = 0
         try forEachRow(frame) { (a: A, b: B) in
-          if try keep(a, b) { kept.append(i) }
+          // Every row is written, and counted only when kept: no branch on the outcome.
+          kept.rows[n] = i
+          n &+= try keep(a, b) ? 1 : 0
           i &+= 1
         }
-        return kept.count == frame.count ? frame : frame.gather(kept)
+        return kept.select(frame, count: n)
       })
   }
 
@@ -63,14 +67,34 @@ extension SliceProtocol {
   ) -> Slice<A, B, C> where Self == Slice<A, B, C> {
     Slice<A, B, C>(
       rowwiseNode(self.node, "filter", schema: self.schema, problem: nil, file: file, line: line) { frame in
-        var kept: [UInt32] = []
-        kept.reserveCapacity(frame.count)
+        let kept = RowSelection(capacity: frame.count)
         var i: UInt32 = 0
+        var n = 0
         try forEachRow(frame) { (a: A, b: B, c: C) in
-          if try keep(a, b, c) { kept.append(i) }
+          // Every row is written, and counted only when kept: no branch on the outcome.
+          kept.rows[n] = i
+          n &+= try keep(a, b, c) ? 1 : 0
           i &+= 1
         }
-        return kept.count == frame.count ? frame : frame.gather(kept)
+        return kept.select(frame, count: n)
       })
+  }
+}
+
+/// The rows of a frame that a filter keeps, as their indices: a buffer of one entry per row,
+/// behind a constant pointer so that filling it in a loop mutates no class property.
+@usableFromInline
+final class RowSelection {
+  @usableFromInline let rows: UnsafeMutablePointer<UInt32>
+
+  @usableFromInline
+  init(capacity: Int) { rows = .allocate(capacity: Swift.max(capacity, 1)) }
+
+  deinit { rows.deallocate() }
+
+  /// The first `count` rows selected from `frame` (the frame itself when all are).
+  @usableFromInline
+  func select(_ frame: Frame, count: Int) -> Frame {
+    count == frame.count ? frame : frame.gather(UnsafeBufferPointer(start: rows, count: count))
   }
 }

@@ -95,6 +95,8 @@ final class ColumnAppender<T> {
   @usableFromInline var byteArrays: [[UInt8]] = []
   @usableFromInline var values: [T] = []
   let type: ColumnType
+  /// Scalars: the column whose storage `state` writes into, handed over by `finish`.
+  private var scalars: Column?
 
   @usableFromInline
   init(_ type: ColumnType, capacity: Int = 1024) {
@@ -108,14 +110,19 @@ final class ColumnAppender<T> {
     }
     let slots = layout == .scalar || layout == .record ? max(capacity, 16) : 0
     state = .allocate(capacity: 1)
-    state.initialize(
-      to: AppendState(
-        base: .allocate(byteCount: max(slots * MemoryLayout<T>.stride, 1), alignment: 16), capacity: slots, count: 0))
+    if layout == .scalar, let (column, base) = try? Column.unfilledScalars(type, count: slots) {
+      scalars = column
+      state.initialize(to: AppendState(base: base, capacity: slots, count: 0))
+    } else {
+      state.initialize(
+        to: AppendState(
+          base: .allocate(byteCount: max(slots * MemoryLayout<T>.stride, 1), alignment: 16), capacity: slots, count: 0))
+    }
   }
 
   deinit {
     if layout == .record { state.pointee.base.assumingMemoryBound(to: T.self).deinitialize(count: count) }
-    state.pointee.base.deallocate()
+    if scalars == nil { state.pointee.base.deallocate() }
     state.deallocate()
   }
 
@@ -162,6 +169,15 @@ final class ColumnAppender<T> {
   func grow() {
     let s = state
     let capacity = max(s.pointee.capacity * 2, 16)
+    if scalars != nil {
+      // The scalar path always has its column (`init`): a bigger one takes over.
+      let (column, base) = try! Column.unfilledScalars(type, count: capacity)
+      base.copyMemory(from: s.pointee.base, byteCount: s.pointee.count * MemoryLayout<T>.stride)
+      scalars = column
+      s.pointee.base = base
+      s.pointee.capacity = capacity
+      return
+    }
     let grown = UnsafeMutableRawPointer.allocate(
       byteCount: capacity * MemoryLayout<T>.stride, alignment: max(16, MemoryLayout<T>.alignment))
     if layout == .record {
@@ -186,7 +202,16 @@ final class ColumnAppender<T> {
     }
     switch layout {
     case .scalar:
-      return try Column.copyScalars(type, from: UnsafeRawPointer(state.pointee.base), count: count)
+      let capacity = state.pointee.capacity
+      guard let full = scalars, count * 2 >= capacity else {
+        return try Column.copyScalars(type, from: UnsafeRawPointer(state.pointee.base), count: count)
+      }
+      // At least half full: the column is the output as it stands, and a fresh one of the
+      // same size takes the next rows (a copy would cost as much as writing them).
+      let (column, base) = try Column.unfilledScalars(type, count: capacity)
+      scalars = column
+      state.pointee.base = base
+      return full.slice(0..<count)
     case .record:
       return try Column.records(T.self, at: UnsafeRawPointer(state.pointee.base), count: count)
     case .string: return Column(strings: strings)
