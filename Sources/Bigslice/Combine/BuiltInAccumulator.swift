@@ -9,9 +9,11 @@ final class BuiltInAccumulator: KeyedAccumulator {
   private let recordValues: [ColumnType]?
 
   /// Keys of the columns `keyTypes`, then value columns of `valueTypes`, whose leaves are all
-  /// `Int64` or `Double`.
-  init(keyTypes: [ColumnType], _ aggregate: Combiner.Aggregate, valueTypes: [ColumnType]) throws {
-    combiner = try Combiner(keyTypes: keyTypes)
+  /// `Int64` or `Double`; a table sized for about `expectedGroups` groups.
+  init(keyTypes: [ColumnType], _ aggregate: Combiner.Aggregate, valueTypes: [ColumnType], expectedGroups: Int = 1024)
+    throws
+  {
+    combiner = try Combiner(keyTypes: keyTypes, expectedGroups: expectedGroups)
     keys = keyTypes.count
     recordValues = valueTypes.contains { $0.fields != nil } ? valueTypes : nil
     for leaf in valueTypes.flatMap(\.leafTypes) {

@@ -45,8 +45,12 @@ final class CombineBuffer {
     record: CombineRecord? = nil
   ) throws {
     let skip = overflow != nil && record?.shouldCombine() == false
+    // A map task starts with a table the size the tasks before it needed, so it does not
+    // grow (rehash and fault in fresh memory) to the same size again.
+    let expected = CombineBuffer.presize(overflow == nil ? 0 : record?.groupsSeen ?? 0, limit: store?.workingLimit)
     try self.init(
-      accumulator: skip ? nil : try combining.accumulator(keyTypes: Array(schema.types[..<schema.prefix])),
+      accumulator: skip
+        ? nil : try combining.accumulator(keyTypes: Array(schema.types[..<schema.prefix]), expectedGroups: expected),
       schema: schema, store: store, overflow: overflow, level: 0)
     self.record = overflow == nil ? nil : record
     if skip { store?.spilled(SpillCounts(bypasses: 1)) }
@@ -62,6 +66,20 @@ final class CombineBuffer {
     self.overflow = overflow
     self.level = level
     limit = level < HashBuckets.maxLevel ? (store?.workingLimit ?? Int.max) : Int.max
+  }
+
+  /// Bytes a group is taken to hold in a table sized in advance: a table slot and a half at
+  /// the table's load, its hash, key and an aggregate or two.
+  static let presizedGroupBytes = 96
+
+  /// The groups to size a new table for, from `groups` seen by earlier tasks: never fewer
+  /// than a combiner starts with, and under a memory limit no more than a quarter of
+  /// `limit` holds.
+  static func presize(_ groups: Int, limit: Int?) -> Int {
+    let least = 1024
+    guard groups > least else { return least }
+    guard let limit, limit != Int.max else { return groups }
+    return max(least, min(groups, limit / 4 / presizedGroupBytes))
   }
 
   /// Map-side: where this task reports how much its keys reduced.
@@ -97,6 +115,16 @@ final class CombineBuffer {
   /// Whether anything can leave memory: without a store, there is nowhere to spill to.
   private var canSpill: Bool { overflow != nil || store != nil }
 
+  /// `frame` in slices of `HashBuckets.chunk` rows: what reads them (partitioning, hashing)
+  /// then works in scratch memory that stays in cache and is reused, not in fresh pages as
+  /// large as every group.
+  private static func pieces(of frame: Frame) -> [Frame] {
+    guard frame.count > HashBuckets.chunk else { return [frame] }
+    return stride(from: 0, to: frame.count, by: HashBuckets.chunk).map {
+      frame.slice($0..<min($0 + HashBuckets.chunk, frame.count))
+    }
+  }
+
   /// Moves what is combined so far out of memory.
   private func spill() throws {
     guard canSpill, let accumulator, let combined = try accumulator.finish() else { return }
@@ -109,13 +137,7 @@ final class CombineBuffer {
         self.accumulator = nil
         store?.spilled(SpillCounts(bypasses: 1))
       }
-      // In slices, so the partitioning downstream copies in small pieces.
-      var start = 0
-      while start < combined.count {
-        let end = min(start + HashBuckets.chunk, combined.count)
-        try overflow(start == 0 && end == combined.count ? combined : combined.slice(start..<end))
-        start = end
-      }
+      for piece in Self.pieces(of: combined) { try overflow(piece) }
       return
     }
     if buckets == nil { buckets = HashBuckets(schema: schema, store: store!, level: level, encoder: encoder) }
@@ -129,7 +151,7 @@ final class CombineBuffer {
     guard let buckets else {
       let combined = try accumulator.finish()
       if let combined { record?.add(rows: rowsSinceDrain, groups: combined.count) }
-      return FrameReader(combined.map { [$0] } ?? [])
+      return FrameReader(combined.map(Self.pieces) ?? [])
     }
     try spill()
     let files = try buckets.finish().compactMap { $0 }
@@ -184,6 +206,8 @@ final class CombineRecord: Sendable {
     var reports = 0
     var ratio = 0.0
     var started = 0
+    /// The most groups a task reported.
+    var groups = 0
   }
   private let state = Mutex(State())
 
@@ -212,6 +236,10 @@ final class CombineRecord: Sendable {
     state.withLock { s in
       s.ratio = s.reports == 0 ? ratio : (s.ratio + ratio) / 2
       s.reports += 1
+      s.groups = max(s.groups, groups)
     }
   }
+
+  /// The most groups any task reported so far (0 before the first report).
+  var groupsSeen: Int { state.withLock { $0.groups } }
 }

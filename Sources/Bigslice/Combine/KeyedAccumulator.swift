@@ -1,11 +1,13 @@
 import Frame
 
 extension Combining {
-  /// A fresh accumulator for keys of the columns `keyTypes`.
-  func accumulator(keyTypes: [ColumnType]) throws -> any KeyedAccumulator {
+  /// A fresh accumulator for keys of the columns `keyTypes`, a built-in one sized for about
+  /// `expectedGroups` groups.
+  func accumulator(keyTypes: [ColumnType], expectedGroups: Int = 1024) throws -> any KeyedAccumulator {
     switch self {
     case .builtIn(let aggregate, let valueTypes):
-      return try BuiltInAccumulator(keyTypes: keyTypes, aggregate, valueTypes: valueTypes)
+      return try BuiltInAccumulator(
+        keyTypes: keyTypes, aggregate, valueTypes: valueTypes, expectedGroups: expectedGroups)
     case .closure(let make): return try make()
     }
   }
