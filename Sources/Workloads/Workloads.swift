@@ -17,12 +17,13 @@ public enum Workloads {
   /// Rows `[shard * rows / shards, (shard + 1) * rows / shards)` of the (key, value) table
   /// with `seed` and `keys` distinct keys.
   public static func table(rows: Int, keys: Int, seed: UInt64, shards: Int) -> Slice<Int, Int> {
-    readerFunc(shards, initial: { shard in shard * rows / shards }) {
+    let remainder = Remainder(UInt64(keys))
+    return readerFunc(shards, initial: { shard in shard * rows / shards }) {
       (shard: Int, next: inout Int, out: RowEmitter<Int, Int>) in
       let end = (shard + 1) * rows / shards
       let stop = min(next + Frame.defaultRows, end)
       while next < stop {
-        let (key, value) = row(next, keys: keys, seed: seed)
+        let (key, value) = row(next, keys: remainder, seed: seed)
         out.emit(key, value)
         next += 1
       }
@@ -37,6 +38,13 @@ public enum Workloads {
     return (Int(splitmix64(x) % UInt64(keys)), Int(splitmix64(x &+ (1 << 40)) % 1000))
   }
 
+  /// `row(i, keys:seed:)`, with the key count as a `Remainder` made once per table.
+  @inlinable @inline(__always)
+  public static func row(_ i: Int, keys: Remainder, seed: UInt64) -> (key: Int, value: Int) {
+    let x = UInt64(i) &+ seed
+    return (Int(keys.of(splitmix64(x))), Int(splitmix64(x &+ (1 << 40)) % 1000))
+  }
+
   public static let w1 = Func("bench.W1") { (rows: Int, keys: Int, shards: Int) in
     table(rows: rows, keys: keys, seed: 0, shards: shards).reduce(.sum)
   }
@@ -47,12 +55,13 @@ public enum Workloads {
 
   /// W1 with its key split into two columns, `(key / 1024, key % 1024)`, grouped on both.
   public static let w1TwoColumns = Func("bench.W1.twoColumns") { (rows: Int, keys: Int, shards: Int) in
-    readerFunc(shards, initial: { shard in shard * rows / shards }) {
+    let remainder = Remainder(UInt64(keys))
+    return readerFunc(shards, initial: { shard in shard * rows / shards }) {
       (shard: Int, next: inout Int, out: RowEmitter<Int, Int, Int>) in
       let end = (shard + 1) * rows / shards
       let stop = min(next + Frame.defaultRows, end)
       while next < stop {
-        let (key, value) = row(next, keys: keys, seed: 0)
+        let (key, value) = row(next, keys: remainder, seed: 0)
         out.emit(key >> 10, key & 1023, value)
         next += 1
       }
@@ -81,12 +90,13 @@ public enum Workloads {
   static func table<K: Hashable & Sendable>(
     rows: Int, keys: Int, seed: UInt64 = 0, shards: Int, _ key: @escaping @Sendable (Int, Int) -> K
   ) -> Slice<K, Int> {
-    readerFunc(shards, initial: { shard in shard * rows / shards }) {
+    let remainder = Remainder(UInt64(keys))
+    return readerFunc(shards, initial: { shard in shard * rows / shards }) {
       (shard: Int, next: inout Int, out: RowEmitter<K, Int>) in
       let end = (shard + 1) * rows / shards
       let stop = min(next + Frame.defaultRows, end)
       while next < stop {
-        let (k, value) = row(next, keys: keys, seed: seed)
+        let (k, value) = row(next, keys: remainder, seed: seed)
         out.emit(key(next, k), value)
         next += 1
       }
