@@ -3,8 +3,8 @@ import Frame
 import Testing
 
 /// Rows emitted in calls of every size, around the sizes where an emitter's column is handed
-/// over whole (at least half full) or copied out, and past its first capacity: every row
-/// arrives once, in order, with its values.
+/// over whole (full) or copied out, and past its first capacity: every row arrives once, in
+/// order, with its values.
 @Suite(.engine) struct RowEmitterTests {
   static let callSizes = [1, 9, 700, 5_000, 9_000, 16_383, 16_384, 20_000, 3, 40_000, 0, 12]
 

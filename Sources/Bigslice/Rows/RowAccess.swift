@@ -95,7 +95,7 @@ final class ColumnAppender<T> {
   @usableFromInline var byteArrays: [[UInt8]] = []
   @usableFromInline var values: [T] = []
   let type: ColumnType
-  /// Scalars: the column whose storage `state` writes into, handed over by `finish`.
+  /// Scalars: the column whose storage `state` writes into, handed over by `finish` when full.
   private var scalars: Column?
 
   @usableFromInline
@@ -202,16 +202,16 @@ final class ColumnAppender<T> {
     }
     switch layout {
     case .scalar:
-      let capacity = state.pointee.capacity
-      guard let full = scalars, count * 2 >= capacity else {
+      // A full column is the output as it stands, and a fresh one of the same size takes the
+      // next rows (a copy would cost as much as writing them). Any other is copied out at its
+      // size, so that a frame holds no more memory than its rows count for.
+      guard let full = scalars, count == state.pointee.capacity else {
         return try Column.copyScalars(type, from: UnsafeRawPointer(state.pointee.base), count: count)
       }
-      // At least half full: the column is the output as it stands, and a fresh one of the
-      // same size takes the next rows (a copy would cost as much as writing them).
-      let (column, base) = try Column.unfilledScalars(type, count: capacity)
+      let (column, base) = try Column.unfilledScalars(type, count: count)
       scalars = column
       state.pointee.base = base
-      return full.slice(0..<count)
+      return full
     case .record:
       return try Column.records(T.self, at: UnsafeRawPointer(state.pointee.base), count: count)
     case .string: return Column(strings: strings)
