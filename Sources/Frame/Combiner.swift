@@ -173,14 +173,7 @@ public final class Combiner {
       case .scalar(let s) = keys[0].storage, let width = keyWidth
     else { return false }
     let n = keys[0].count
-    let base = s.base + keys[0].offset * width
-    let wide: UnsafePointer<UInt64>
-    switch width {
-    case 8: wide = UnsafePointer(base.assumingMemoryBound(to: UInt64.self))
-    case 1: wide = UnsafePointer(widened(base.assumingMemoryBound(to: UInt8.self), n))
-    case 2: wide = UnsafePointer(widened(base.assumingMemoryBound(to: UInt16.self), n))
-    default: wide = UnsafePointer(widened(base.assumingMemoryBound(to: UInt32.self), n))
-    }
+    let wide = wideKeys(keys[0], s, width: width)
     let result = try withExtendedLifetime(keys) { () throws -> Int64 in
       guard bs_comb_direct_prepare(handle, wide, n) == 1 else { return -1 }
       let r = bs_comb_groups_direct(handle, wide, n, width, seed, gids)
@@ -190,11 +183,18 @@ public final class Combiner {
     return result >= 0
   }
 
-  /// `n` keys widened to 64 bits in the scratch buffer.
-  private func widened<T: FixedWidthInteger>(_ src: UnsafePointer<T>, _ n: Int) -> UnsafeMutablePointer<UInt64> {
-    let wide = scratch(n)
-    widen(src, n, wide)
-    return wide
+  /// The keys of a scalar key column of `width` bytes (its storage `s`) as 64-bit values:
+  /// the column itself for 8-byte keys, else widened into the scratch buffer.
+  private func wideKeys(_ keys: Column, _ s: ScalarStorage, width: Int) -> UnsafePointer<UInt64> {
+    let base = s.base + keys.offset * width
+    if width == 8 { return UnsafePointer(base.assumingMemoryBound(to: UInt64.self)) }
+    let wide = scratch(keys.count)
+    switch width {
+    case 1: widen(base.assumingMemoryBound(to: UInt8.self), keys.count, wide)
+    case 2: widen(base.assumingMemoryBound(to: UInt16.self), keys.count, wide)
+    default: widen(base.assumingMemoryBound(to: UInt32.self), keys.count, wide)
+    }
+    return UnsafePointer(wide)
   }
 
   private func groupIDs(single keys: Column, hashes: UnsafePointer<UInt64>, into gids: UnsafeMutablePointer<UInt32>)
@@ -204,19 +204,7 @@ public final class Combiner {
     let result: Int64
     switch keys.storage {
     case .scalar(let s):
-      let width = keyWidth!
-      let base = s.base + keys.offset * width
-      if width == 8 {
-        result = bs_comb_groups_u64(handle, base.assumingMemoryBound(to: UInt64.self), hashes, n, gids)
-      } else {
-        let wide = scratch(n)
-        switch width {
-        case 1: widen(base.assumingMemoryBound(to: UInt8.self), n, wide)
-        case 2: widen(base.assumingMemoryBound(to: UInt16.self), n, wide)
-        default: widen(base.assumingMemoryBound(to: UInt32.self), n, wide)
-        }
-        result = bs_comb_groups_u64(handle, wide, hashes, n, gids)
-      }
+      result = bs_comb_groups_u64(handle, wideKeys(keys, s, width: keyWidth!), hashes, n, gids)
     case .bytes(let s):
       result = bs_comb_groups_bytes(handle, s.offsets + keys.offset, s.bytes, hashes, n, gids)
     case .boxed, .record:

@@ -118,25 +118,36 @@ import Testing
     #expect(second.columns[1].scalars(Int64.self).allSatisfy { $0 == 20 })
   }
 
+  /// A new sum combiner fed batches of `keys(batch, n)`, each of the `n` new keys `room`
+  /// allows under `limit` (at most `most`), until it has no room; with the largest
+  /// `byteCount` seen after a batch, and the number of batches.
+  func fillWithinRoom(_ limit: Int, most: Int, _ keys: (Int, Int) -> [Int64]) throws -> (
+    combiner: Combiner, peak: Int, batches: Int
+  ) {
+    let combiner = try Combiner(keyType: .scalar(.int64))
+    try combiner.addAggregate(.sum)
+    var peak = 0
+    var batches = 0
+    while case let room = combiner.room(within: limit), room > 0 {
+      let batch = keys(batches, min(room, most))
+      try combiner.add(keys: Column(batch), values: [Column(batch)], seed: 0)
+      peak = max(peak, combiner.byteCount)
+      batches += 1
+    }
+    return (combiner, peak, batches)
+  }
+
   /// A combiner whose keys drift upward under a limit, so that its map is rebuilt larger
   /// batch after batch, stays within the limit it is given room for.
   @Test func aGrowingDirectMapStaysWithinTheLimit() throws {
     let limit = 6 << 20
-    let combiner = try Combiner(keyType: .scalar(.int64))
-    try combiner.addAggregate(.sum)
     var next: Int64 = 0
-    var peak = 0
-    var rounds = 0
-    while case let room = combiner.room(within: limit), room > 0 {
-      let n = min(room, 5000)
+    let (combiner, peak, batches) = try fillWithinRoom(limit, most: 5000) { _, n in
       // Every other key, so the map spans twice the groups.
-      let keys = (0..<n).map { next + 2 * Int64($0) }
-      try combiner.add(keys: Column(keys), values: [Column(keys)], seed: 0)
-      next += 2 * Int64(n)
-      peak = max(peak, combiner.byteCount)
-      rounds += 1
+      defer { next += 2 * Int64(n) }
+      return (0..<n).map { next + 2 * Int64($0) }
     }
-    #expect(rounds > 10)
+    #expect(batches > 10)
     #expect(combiner.directMapEntries > 0)
     #expect(peak <= limit, "peak \(peak) bytes over a limit of \(limit)")
   }
@@ -147,23 +158,11 @@ import Testing
   @Test func tableAndDirectMapTogetherStayWithinTheLimit() throws {
     var rng = SplitMix64(seed: 9)
     for limit in [3 << 20, 7 << 20, 12 << 20] {
-      let combiner = try Combiner(keyType: .scalar(.int64))
-      try combiner.addAggregate(.sum)
       var next: Int64 = 0
-      var peak = 0
-      var batch = 0
-      while case let room = combiner.room(within: limit), room > 0 {
-        let n = min(room, 20_000)
-        let keys: [Int64]
-        if batch % 2 == 0 {
-          keys = (0..<n).map { _ in Int64.random(in: .min ... .max, using: &rng) }
-        } else {
-          keys = (0..<n).map { next + Int64($0) }
-          next += Int64(n)
-        }
-        try combiner.add(keys: Column(keys), values: [Column(keys)], seed: 0)
-        peak = max(peak, combiner.byteCount)
-        batch += 1
+      let (combiner, peak, _) = try fillWithinRoom(limit, most: 20_000) { batch, n in
+        if batch % 2 == 0 { return (0..<n).map { _ in Int64.random(in: .min ... .max, using: &rng) } }
+        defer { next += Int64(n) }
+        return (0..<n).map { next + Int64($0) }
       }
       #expect(combiner.directMapEntries > 0, "limit \(limit): no direct map was made")
       #expect(peak <= limit, "peak \(peak) bytes over a limit of \(limit)")

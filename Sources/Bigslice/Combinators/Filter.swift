@@ -11,10 +11,13 @@ extension SliceProtocol {
     Slice<repeat each C>(
       rowwiseNode(self.node, "filter", schema: self.schema, problem: nil, file: file, line: line) { frame in
         let g = getters(frame, repeat (each C).self)
-        var kept: [UInt32] = []
-        kept.reserveCapacity(frame.count)
-        for i in 0..<frame.count where try keep(repeat (each g).get(i)) { kept.append(UInt32(i)) }
-        return kept.count == frame.count ? frame : frame.gather(kept)
+        let kept = RowSelection(capacity: frame.count)
+        var n = 0
+        for i in 0..<frame.count {
+          kept.rows[n] = UInt32(i)
+          n &+= try keep(repeat (each g).get(i)) ? 1 : 0
+        }
+        return kept.select(frame, count: n)
       })
   }
 }
